@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs and runs it: lint, types, then every test.
+# Usage: bash scripts/test.sh [pytest args]   (e.g. -m "not slow" for a quick local loop)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests start themselves (redis-server for the fleet tests).
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else
+    echo "missing Debian packages: ${need[*]} (run as root or install them)" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/ruff check wsops tests bench examples
+.venv/bin/mypy --strict wsops
+.venv/bin/pytest "$@"

@@ -1,0 +1,81 @@
+"""Shared fixtures: a real wsops server on free loopback ports, in the test's event loop."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.wsclient import RawClient
+from wsops.admin.listener import ADMIN_KEY
+from wsops.config import Settings
+from wsops.server.app import NODE_KEY, Node, running
+
+
+@dataclass
+class LiveServer:
+    """A running server: its URLs, app and node."""
+
+    app: web.Application
+    port: int
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def node(self) -> Node:
+        return self.app[NODE_KEY]
+
+    @property
+    def admin_url(self) -> str:
+        return self.app[ADMIN_KEY].url
+
+
+ServerFactory = Callable[..., Awaitable[LiveServer]]
+
+
+@pytest.fixture
+async def server_factory() -> AsyncIterator[ServerFactory]:
+    """Start servers with ``Settings`` overrides; all are stopped after the test."""
+    stack = contextlib.AsyncExitStack()
+
+    async def start(**overrides: Any) -> LiveServer:
+        base: dict[str, Any] = {
+            "host": "127.0.0.1", "port": 0, "admin_port": 0, "allow_anonymous": True,
+        }
+        settings = Settings(**{**base, **overrides})
+        app, _runner, port = await stack.enter_async_context(running(settings))
+        return LiveServer(app, port, settings)
+
+    async with stack:
+        yield start
+
+
+@pytest.fixture
+async def server(server_factory: ServerFactory) -> LiveServer:
+    """A server with default settings and anonymous access."""
+    return await server_factory()
+
+
+Connect = Callable[..., Awaitable[RawClient]]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    """Open RawClients to a URL; all are closed after the test."""
+    clients: list[RawClient] = []
+
+    async def make(url: str, **kw: Any) -> RawClient:
+        c = await RawClient.connect(url, **kw)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        await c.close()

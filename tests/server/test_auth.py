@@ -1,0 +1,139 @@
+"""JWT authentication and room grants: unit cases and refusal before the upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import Connect, ServerFactory
+from wsops.server.auth import AuthConfig, Authenticator, AuthError, token_from_request
+
+SECRET = "s3cret-for-tests-only-" + "0123456789abcdef" * 4
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PRIVATE_PEM = _KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+PUBLIC_PEM = _KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+).decode()
+
+
+def claims(**over: Any) -> dict[str, Any]:
+    return {"sub": "alice", "exp": int(time.time()) + 60, "rooms": ["chat:*", "news"], **over}
+
+
+def hs(**over: Any) -> str:
+    return jwt.encode(claims(**over), SECRET, algorithm="HS256")
+
+
+def b64(obj: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+AUTH = Authenticator(
+    AuthConfig(secret=SECRET, public_key=PUBLIC_PEM, audience=None, issuer=None)
+)
+
+
+def test_valid_hs256_and_rs256_tokens() -> None:
+    ident = AUTH.authenticate(hs())
+    assert ident.user == "alice" and ident.may_use("chat:x") and ident.may_use("news")
+    assert not ident.may_use("newsroom") and not ident.may_use("other")
+    rs = jwt.encode(claims(sub="bob"), PRIVATE_PEM, algorithm="RS256")
+    assert AUTH.authenticate(rs).user == "bob"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (hs(exp=int(time.time()) - 10), "expired"),
+        (hs(nbf=int(time.time()) + 60), "not yet valid"),
+        (jwt.encode(claims(), "wrong-secret-" + "0123456789abcdef" * 4, algorithm="HS256"),
+         "Signature"),
+        (b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims()) + ".", "not accepted"),
+        (jwt.encode(claims(), SECRET, algorithm="HS512"), "not accepted"),
+        (jwt.encode({"sub": "x"}, SECRET, algorithm="HS256"), "exp"),
+        (jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256"), "sub"),
+        (hs(rooms="chat:*"), "list of strings"),
+        ("a.b", "malformed"),
+        ("x" * 9000, "too large"),
+    ],
+)
+def test_bad_tokens_are_refused(token: str, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
+        AUTH.authenticate(token)
+
+
+def test_hs_rs_confusion_with_public_key_as_hmac_secret_is_refused() -> None:
+    rs_only = Authenticator(AuthConfig(public_key=PUBLIC_PEM))
+    forged = _forge_hs_with_public_key()
+    with pytest.raises(AuthError, match="not accepted"):
+        rs_only.authenticate(forged)
+
+
+def _forge_hs_with_public_key() -> str:
+    import hashlib
+    import hmac
+
+    signing_input = b64({"alg": "HS256", "typ": "JWT"}) + "." + b64(claims())
+    sig = hmac.new(PUBLIC_PEM.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+def test_audience_and_issuer() -> None:
+    auth = Authenticator(AuthConfig(secret=SECRET, audience="wsops", issuer="idp"))
+    assert auth.authenticate(hs(aud="wsops", iss="idp")).user == "alice"
+    for bad in (hs(aud="other", iss="idp"), hs(iss="idp"), hs(aud="wsops", iss="evil")):
+        with pytest.raises(AuthError):
+            auth.authenticate(bad)
+
+
+def test_token_sources() -> None:
+    assert token_from_request("Bearer abc", None) == "abc"
+    assert token_from_request(None, "q") == "q"
+    assert token_from_request(None, None) is None
+    with pytest.raises(AuthError):
+        token_from_request("Basic abc", None)
+
+
+def test_no_auth_configured_is_a_startup_error() -> None:
+    with pytest.raises(ValueError, match="allow-anonymous"):
+        Authenticator(AuthConfig())
+
+
+async def test_live_server_refuses_bad_tokens_before_upgrade_and_enforces_rooms(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(allow_anonymous=False, jwt_secret=SECRET, jwt_audience="ws")
+    for bad in (None, hs(), hs(aud="ws", exp=int(time.time()) - 5),
+                b64({"alg": "none"}) + "." + b64(claims(aud="ws")) + "."):
+        headers = {"Authorization": f"Bearer {bad}"} if bad else {}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await connect(server.url, headers=headers)
+        assert info.value.status == 401
+    assert server.node.handshake_failures["auth"] == 4
+    c = await connect(server.url, headers={"Authorization": f"Bearer {hs(aud='ws')}"})
+    assert (await c.call("subscribe", "chat:lobby"))["ok"]
+    denied = await c.call("publish", "secret", data=1)
+    assert denied["error"]["code"] == "forbidden"
+    via_query = await connect(server.url + "?token=" + hs(aud="ws"))
+    assert (await via_query.call("publish", "news", data=1))["ok"]
+
+
+async def test_connection_closes_with_1008_when_its_token_expires(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(allow_anonymous=False, jwt_secret=SECRET)
+    c = await connect(server.url, headers={"Authorization": f"Bearer {hs(exp=time.time() + 1.2)}"})
+    assert (await c.call("subscribe", "news"))["ok"]
+    assert await c.wait_closed(timeout=5) == 1008
+    await asyncio.sleep(0)

@@ -1,0 +1,39 @@
+"""The ``wsops`` command: one Typer sub-app per command group, joined here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wsops import __version__
+from wsops.ops.serve import serve
+
+app = typer.Typer(
+    name="wsops",
+    help="Observability and operations for WebSocket fleets: serve, inspect, drain, profile.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+# Single commands are registered here; command groups join with add_typer.
+app.command(name="serve")(serve)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wsops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """wsops: observability and operations for WebSocket fleets."""
+
+
+def main() -> None:
+    app()

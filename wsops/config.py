@@ -1,0 +1,54 @@
+"""Settings of a wsops node: one frozen dataclass, filled from CLI flags and ``WSOPS_*`` env."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the bundled server. The CLI documents each as a flag and an env var."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = 9765
+    allow_anonymous: bool = False
+    broker: str = "memory"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_rooms_claim: str = "rooms"
+    allowed_origins: tuple[str, ...] = ()
+    heartbeat: float = 20.0
+    max_message_size: int = 64 * 1024
+    max_rooms_per_connection: int = 100
+    max_connections: int = 10_000
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    rate_limit_strikes: int = 50
+    send_queue_bytes: int = 1024 * 1024
+    history_size: int = 1000
+    history_ttl: float = 300.0
+    drain_batch: int = 100
+    drain_interval: float = 0.5
+    drain_deadline: float = 30.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("port", "max_message_size", "max_rooms_per_connection", "max_connections",
+                     "rate_burst", "rate_limit_strikes", "send_queue_bytes", "drain_batch"):
+            if getattr(self, name) < (0 if name == "port" else 1):
+                problems.append(f"{name} must be positive")
+        for name in ("heartbeat", "rate_limit", "history_ttl", "drain_deadline"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0")
+        if self.history_size < 0 or self.drain_interval < 0:
+            problems.append("history_size and drain_interval must be >= 0")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Typer sub-apps of the ``wsops`` command, one per command group."""

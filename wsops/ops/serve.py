@@ -1,0 +1,148 @@
+"""``wsops serve``: run the bundled realtime server on the embedded default broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wsops.config import Settings
+from wsops.server.app import NODE_KEY, running
+
+log = logging.getLogger("wsops.serve")
+D = Settings()
+
+
+def _opt(env: str, help: str, **kw: object) -> typer.models.OptionInfo:
+    return typer.Option(envvar=f"WSOPS_{env}", help=help, show_envvar=True, **kw)  # type: ignore[arg-type]
+
+
+def serve(
+    host: Annotated[str, _opt("HOST", "Address of the WebSocket listener.")] = D.host,
+    port: Annotated[int, _opt("PORT", "Port of the WebSocket listener (endpoint /ws).")] = D.port,
+    admin_host: Annotated[
+        str, _opt("ADMIN_HOST", "Address of the admin listener (/healthz, /readyz).")
+    ] = D.admin_host,
+    admin_port: Annotated[
+        int, _opt("ADMIN_PORT", "Port of the admin listener; -1 disables it.")
+    ] = D.admin_port or 9765,
+    allow_anonymous: Annotated[
+        bool, _opt("ALLOW_ANONYMOUS", "Accept connections without a token (demos only).")
+    ] = False,
+    broker: Annotated[str, _opt("BROKER", "Broker: 'memory' (embedded default).")] = D.broker,
+    jwt_secret: Annotated[
+        str | None, _opt("JWT_SECRET", "HS256 shared secret for tokens.")
+    ] = None,
+    jwt_public_key: Annotated[
+        Path | None, _opt("JWT_PUBLIC_KEY", "PEM file with the RS256 public key for tokens.")
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, _opt("JWT_AUDIENCE", "Required 'aud' of tokens.")
+    ] = None,
+    jwt_issuer: Annotated[str | None, _opt("JWT_ISSUER", "Required 'iss' of tokens.")] = None,
+    jwt_rooms_claim: Annotated[
+        str, _opt("JWT_ROOMS_CLAIM", "Claim listing the rooms a token grants.")
+    ] = D.jwt_rooms_claim,
+    allowed_origin: Annotated[
+        list[str] | None,
+        _opt("ALLOWED_ORIGINS", "Allowed browser Origin (repeat); none = any origin."),
+    ] = None,
+    heartbeat: Annotated[
+        float, _opt("HEARTBEAT", "Seconds between server pings; dead peers close in 1.5x this.")
+    ] = D.heartbeat,
+    max_message_size: Annotated[
+        int, _opt("MAX_MESSAGE_SIZE", "Largest accepted frame in bytes (bigger: close 1009).")
+    ] = D.max_message_size,
+    max_rooms_per_connection: Annotated[
+        int, _opt("MAX_ROOMS_PER_CONNECTION", "Rooms one connection may subscribe to.")
+    ] = D.max_rooms_per_connection,
+    max_connections: Annotated[
+        int, _opt("MAX_CONNECTIONS", "Connections per node; more get HTTP 503.")
+    ] = D.max_connections,
+    rate_limit: Annotated[
+        float, _opt("RATE_LIMIT", "Messages per second per connection (token bucket).")
+    ] = D.rate_limit,
+    rate_burst: Annotated[int, _opt("RATE_BURST", "Burst size of the rate limit.")] = D.rate_burst,
+    send_queue_bytes: Annotated[
+        int, _opt("SEND_QUEUE_BYTES", "Per-connection send queue; overflow closes with 4000.")
+    ] = D.send_queue_bytes,
+    history_size: Annotated[
+        int, _opt("HISTORY_SIZE", "Messages kept per room for history and resume.")
+    ] = D.history_size,
+    history_ttl: Annotated[
+        float, _opt("HISTORY_TTL", "Seconds a message stays in history.")
+    ] = D.history_ttl,
+    drain_batch: Annotated[
+        int, _opt("DRAIN_BATCH", "Connections closed per batch on drain/SIGTERM.")
+    ] = D.drain_batch,
+    drain_interval: Annotated[
+        float, _opt("DRAIN_INTERVAL", "Seconds between drain batches (jittered).")
+    ] = D.drain_interval,
+    drain_deadline: Annotated[
+        float, _opt("DRAIN_DEADLINE", "Seconds a drain may take before the rest are closed.")
+    ] = D.drain_deadline,
+    no_uvloop: Annotated[bool, typer.Option(help="Use asyncio's own event loop.")] = False,
+) -> None:
+    """Run the realtime server (WebSocket at /ws) with its admin listener.
+
+    Example: wsops serve --allow-anonymous --port 8765
+
+    SIGTERM or Ctrl-C drains the node (readiness 503, connections closed with 1012 in batches)
+    and exits. Every option can also be set with the WSOPS_* variable shown.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings(
+            host=host, port=port, admin_host=admin_host,
+            admin_port=None if admin_port < 0 else admin_port,
+            allow_anonymous=allow_anonymous, broker=broker, jwt_secret=jwt_secret,
+            jwt_public_key=jwt_public_key.read_text() if jwt_public_key else None,
+            jwt_audience=jwt_audience, jwt_issuer=jwt_issuer, jwt_rooms_claim=jwt_rooms_claim,
+            allowed_origins=tuple(allowed_origin or ()), heartbeat=heartbeat,
+            max_message_size=max_message_size, max_rooms_per_connection=max_rooms_per_connection,
+            max_connections=max_connections, rate_limit=rate_limit, rate_burst=rate_burst,
+            send_queue_bytes=send_queue_bytes, history_size=history_size, history_ttl=history_ttl,
+            drain_batch=drain_batch, drain_interval=drain_interval, drain_deadline=drain_deadline,
+        )
+        run(settings, use_uvloop=not no_uvloop)
+    except (ValueError, OSError) as exc:
+        typer.secho(f"wsops serve: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def run(settings: Settings, *, use_uvloop: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and exit."""
+    if use_uvloop:
+        try:
+            import uvloop
+
+            uvloop.run(_serve(settings))
+            return
+        except ImportError:
+            pass
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    async with running(settings) as (app, _runner, port):
+        node = app[NODE_KEY]
+        admin = f" admin {node.admin.url}" if node.admin else ""
+        log.info("wsops serving ws://%s:%d/ws%s (broker %s)", settings.host, port, admin,
+                 node.broker.name)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("draining %d connections (deadline %.0fs)", len(node.hub.conns),
+                 settings.drain_deadline)
+        # A second signal during the drain exits at once.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: task.cancel())
+        task = node.drain()
+        status = await node.drainer.wait()
+        log.info("drained: closed %d, forced %d; exiting", status.closed, status.forced)

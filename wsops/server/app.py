@@ -1,0 +1,273 @@
+"""The bundled realtime server: ``create_app(settings)`` builds it, ``Node`` runs it.
+
+The WebSocket endpoint is ``/ws``; everything operational is on the admin listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from wsops import __version__
+from wsops.admin.listener import AdminListener, attach_admin
+from wsops.config import Settings
+from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, token_from_request
+from wsops.server.broker.base import Broker
+from wsops.server.broker.memory import MemoryBroker
+from wsops.server.drain import Drainer, DrainStatus
+from wsops.server.hub import Conn, Hub
+from wsops.server.protocol import Close
+from wsops.server.session import Session
+
+log = logging.getLogger(__name__)
+CLOSE_TIMEOUT = 5.0
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.broker in ("memory", "", None):
+        return MemoryBroker(settings.history_size, settings.history_ttl)
+    raise ValueError(
+        f"unknown broker {settings.broker!r}: this version supports only 'memory'"
+    )
+
+
+class Node:
+    """One server node: hub, broker, auth, limits and drain, behind a WebSocket handler."""
+
+    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+        self.settings = settings
+        self.hub = Hub()
+        self.broker = broker or make_broker(settings)
+        self.broker.listener = self.hub
+        self.auth = Authenticator(
+            AuthConfig(
+                secret=settings.jwt_secret,
+                public_key=settings.jwt_public_key,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                rooms_claim=settings.jwt_rooms_claim,
+                allow_anonymous=settings.allow_anonymous,
+            )
+        )
+        self.drainer = Drainer(self.hub.conns.values)
+        self.started_at = time.time()
+        self.admin: AdminListener | None = None
+        self._upgrading = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closers: dict[int, asyncio.Task[None]] = {}
+        self.handshake_failures: dict[str, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start()
+        self._spawn(self._sweeper())
+
+    async def stop(self) -> None:
+        for conn in list(self.hub.conns.values()):
+            conn.close(Close.GOING_AWAY, "server shutdown")
+        await asyncio.sleep(0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.broker.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sweeper(self) -> None:
+        sweep = getattr(self.broker, "sweep", None)
+        while sweep is not None:
+            await asyncio.sleep(min(60.0, self.settings.history_ttl))
+            sweep()
+
+    def not_ready_reason(self) -> str | None:
+        if self.drainer.draining:
+            return "draining"
+        if not self.broker.healthy:
+            return "broker down"
+        return None
+
+    def drain(
+        self,
+        batch: int | None = None,
+        interval: float | None = None,
+        deadline: float | None = None,
+        code: int = Close.SERVICE_RESTART,
+    ) -> asyncio.Task[DrainStatus]:
+        """Start a graceful drain (readiness 503, refuse upgrades, close in batches)."""
+        s = self.settings
+        return self.drainer.start(
+            batch if batch is not None else s.drain_batch,
+            interval if interval is not None else s.drain_interval,
+            deadline if deadline is not None else s.drain_deadline,
+            code,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started_at": self.started_at,
+            "connections": len(self.hub.conns),
+            "rooms": len(self.hub.rooms),
+            "draining": self.drainer.draining,
+            "drain": self.drainer.status.as_dict(len(self.hub.conns)),
+            "broker": self.broker.stats(),
+            "hub": dict(self.hub.stats.__dict__),
+        }
+
+    # -- the WebSocket endpoint --------------------------------------------------------------
+
+    def _refuse(self, reason: str, exc: type[web.HTTPException], text: str) -> web.HTTPException:
+        self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
+        headers = {"Retry-After": "5"} if exc is web.HTTPServiceUnavailable else None
+        return exc(text=text, headers=headers)
+
+    def _admit(self, request: web.Request) -> Identity:
+        """Checks before the upgrade; raises an HTTP error response to refuse."""
+        s = self.settings
+        if self.drainer.draining:
+            raise self._refuse("draining", web.HTTPServiceUnavailable, "node is draining")
+        if len(self.hub.conns) + self._upgrading >= s.max_connections:
+            raise self._refuse("full", web.HTTPServiceUnavailable, "node is full")
+        origin = request.headers.get("Origin")
+        if s.allowed_origins and origin is not None and origin not in s.allowed_origins:
+            raise self._refuse("origin", web.HTTPForbidden, "origin not allowed")
+        try:
+            token = token_from_request(
+                request.headers.get("Authorization"), request.query.get("token")
+            )
+            return self.auth.authenticate(token)
+        except AuthError as exc:
+            raise self._refuse("auth", web.HTTPUnauthorized, str(exc)) from None
+
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        identity = self._admit(request)
+        s = self.settings
+        ws = web.WebSocketResponse(
+            heartbeat=s.heartbeat,
+            max_msg_size=s.max_message_size,
+            compress=False,
+            timeout=CLOSE_TIMEOUT,
+        )
+        self._upgrading += 1
+        try:
+            await ws.prepare(request)
+        finally:
+            self._upgrading -= 1
+        transport = request.transport
+        assert transport is not None
+        hub = self.hub
+        conn = Conn(
+            hub, hub.new_id(), identity.user, transport,
+            lambda code, reason: self._close_ws(ws, conn, code, reason),
+            s.send_queue_bytes,
+        )
+        session = Session(
+            conn, identity, hub, self.broker,
+            max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
+            strikes=s.rate_limit_strikes,
+        )
+        hub.add(conn)
+        expiry = None
+        if identity.expires_at is not None:
+            delay = max(0.0, identity.expires_at - time.time())
+            expiry = asyncio.get_running_loop().call_later(
+                delay, conn.close, Close.POLICY, "token expired"
+            )
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is WSMsgType.TEXT:
+                    await session.handle(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    conn.close(Close.UNSUPPORTED_DATA, "binary frames are not supported")
+                    break
+                else:  # CLOSE, CLOSING, CLOSED, ERROR
+                    break
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            conn.flush()
+            conn.closing = True
+            await session.close()
+            hub.remove(conn)
+            closer = self._closers.pop(conn.id, None)
+            if closer is not None:
+                # Let the close we started finish before aiohttp closes with 1000.
+                await asyncio.shield(closer)
+            code = conn.close_code or ws.close_code or Close.INTERNAL
+            hub.stats.close_codes[code] = hub.stats.close_codes.get(code, 0) + 1
+        return ws
+
+    def _close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
+        conn.close_code = code
+        self._closers[conn.id] = self._spawn(self._close_ws_task(ws, code, reason))
+
+    async def _close_ws_task(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
+        # A slow consumer is not reading: do not wait for its socket to drain.
+        drain = code != Close.SLOW_CONSUMER
+        try:
+            await asyncio.wait_for(
+                ws.close(code=code, message=reason.encode(), drain=drain), CLOSE_TIMEOUT
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            transport = ws._req.transport if ws._req is not None else None
+            if transport is not None and not transport.is_closing():
+                transport.abort()
+
+
+NODE_KEY = web.AppKey("wsops_node", Node)
+
+
+def create_app(settings: Settings | None = None, broker: Broker | None = None) -> web.Application:
+    """The server as an aiohttp Application, for ``web.run_app`` or embedding.
+
+    The admin listener (``/healthz``, ``/readyz``) starts and stops with the app when
+    ``settings.admin_port`` is not None.
+    """
+    settings = settings or Settings()
+    node = Node(settings, broker)
+    app = web.Application()
+    app[NODE_KEY] = node
+    app.router.add_get("/ws", node.handle_ws)
+    if settings.admin_port is not None:
+        node.admin = attach_admin(app, settings.admin_host, settings.admin_port)
+        node.admin.add_readiness_check(node.not_ready_reason)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await node.start()
+        yield
+        await node.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, broker: Broker | None = None
+) -> AsyncIterator[tuple[web.Application, web.AppRunner, int]]:
+    """Run the server on ``settings.host:port`` (0 = any free port); yields (app, runner, port)."""
+    app = create_app(settings, broker)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    try:
+        yield app, runner, port
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,121 @@
+"""JWT verification before the upgrade, and room grants from the token's claims."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+MAX_TOKEN_BYTES = 8192
+
+
+class AuthError(Exception):
+    """The request cannot be authenticated; the reason is safe to show the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a connection is and which rooms it may use."""
+
+    user: str
+    rooms: tuple[str, ...]
+    expires_at: float | None = None
+    anonymous: bool = False
+
+    def may_use(self, room: str) -> bool:
+        for pattern in self.rooms:
+            if pattern == room or (pattern.endswith("*") and room.startswith(pattern[:-1])):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How tokens are checked. HS256 needs ``secret``; RS256 needs ``public_key`` (PEM)."""
+
+    secret: str | None = None
+    public_key: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    rooms_claim: str = "rooms"
+    allow_anonymous: bool = False
+    leeway: float = 0.0
+
+    @property
+    def algorithms(self) -> list[str]:
+        algs = []
+        if self.secret:
+            algs.append("HS256")
+        if self.public_key:
+            algs.append("RS256")
+        return algs
+
+
+class Authenticator:
+    """Verifies a bearer token into an Identity, or raises AuthError."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self.config = config
+        if not config.algorithms and not config.allow_anonymous:
+            raise ValueError(
+                "no way to authenticate: set a JWT secret (--jwt-secret) or public key "
+                "(--jwt-public-key), or run with --allow-anonymous"
+            )
+
+    def authenticate(self, token: str | None) -> Identity:
+        cfg = self.config
+        if not token:
+            if cfg.allow_anonymous:
+                return Identity(f"anon-{secrets.token_hex(6)}", ("*",), anonymous=True)
+            raise AuthError("missing token")
+        if not cfg.algorithms:
+            raise AuthError("tokens are not accepted by this server")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise AuthError("token too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"malformed token: {exc}") from None
+        alg = header.get("alg")
+        # Pick the key by the configured algorithm, never by trusting the header alone: this is
+        # what stops HS/RS confusion (a public key used as an HMAC secret) and ``alg: none``.
+        if alg == "HS256" and cfg.secret:
+            key: Any = cfg.secret
+        elif alg == "RS256" and cfg.public_key:
+            key = cfg.public_key
+        else:
+            raise AuthError(f"algorithm {str(alg)[:16]!r} is not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=cfg.audience,
+                issuer=cfg.issuer,
+                leeway=cfg.leeway,
+                options={"require": ["exp", "sub"], "verify_aud": cfg.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub or len(sub) > 256:
+            raise AuthError("'sub' must be a non-empty string")
+        rooms = claims.get(cfg.rooms_claim, [])
+        if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
+            raise AuthError(f"claim {cfg.rooms_claim!r} must be a list of strings")
+        exp = claims.get("exp")
+        return Identity(sub, tuple(rooms), float(exp) if exp is not None else None)
+
+
+def token_from_request(authorization: str | None, query_token: str | None) -> str | None:
+    """The bearer token from the Authorization header, else from ``?token=``."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise AuthError("Authorization header must be 'Bearer <token>'")
+    return query_token or None

@@ -1,0 +1,103 @@
+"""The broker interface the hub talks to.
+
+A broker owns everything that may span nodes: assigning offsets, history, presence, and
+delivering published messages to every node that watches a room. The hub owns local
+connections only. ``MemoryBroker`` is the embedded default; a Redis broker implements the same
+interface for a fleet, so the hub never changes.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from wsops.server.protocol import Position
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A message as delivered: ``frame`` is the complete WebSocket frame, built once."""
+
+    room: str
+    offset: int
+    epoch: str
+    data: Any
+    ts: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """Answer to a subscribe: the room's position and, with ``since``, what to replay."""
+
+    position: Position
+    messages: list[Published]
+    recovered: bool | None
+
+
+class BrokerListener(Protocol):
+    """What a broker calls back on the node (the hub implements it)."""
+
+    def on_message(self, msg: Published) -> None: ...
+
+    def on_presence(self, room: str, kind: str, user: str) -> None: ...
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot serve the operation now; the client gets ``unavailable``."""
+
+
+class Broker(abc.ABC):
+    """Rooms' shared state. Implementations must deliver each room's messages in offset order."""
+
+    name: str = "broker"
+
+    def __init__(self) -> None:
+        self.listener: BrokerListener | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    async def start(self) -> None:  # noqa: B027 (optional hook)
+        """Connect; called once when the node starts."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release resources; called once when the node stops."""
+
+    @abc.abstractmethod
+    async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
+        """Append to history (assigning the offset) and deliver to every watching node."""
+
+    @abc.abstractmethod
+    async def watch(self, room: str) -> None:
+        """This node has local subscribers of ``room``: deliver its messages here."""
+
+    @abc.abstractmethod
+    async def unwatch(self, room: str) -> None:
+        """This node has no more local subscribers of ``room``."""
+
+    @abc.abstractmethod
+    async def recover(self, room: str, since: Position | None) -> Recovery:
+        """The room's position, plus the messages after ``since`` when they are all retained."""
+
+    @abc.abstractmethod
+    async def history(self, room: str, limit: int) -> tuple[Position, list[Published]]:
+        """Up to ``limit`` newest retained messages, oldest first."""
+
+    @abc.abstractmethod
+    async def join(self, room: str, user: str) -> None:
+        """One more connection of ``user`` is in ``room``; emits ``join`` on the first."""
+
+    @abc.abstractmethod
+    async def leave(self, room: str, user: str) -> None:
+        """One connection of ``user`` left ``room``; emits ``leave`` after the last."""
+
+    @abc.abstractmethod
+    async def presence(self, room: str) -> list[str]:
+        """Users present in ``room``, sorted."""
+
+    def stats(self) -> dict[str, Any]:
+        """Numbers for the admin API and metrics."""
+        return {"name": self.name, "healthy": self.healthy}

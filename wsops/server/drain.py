@@ -1,0 +1,111 @@
+"""Graceful drain: stop taking connections, close open ones in spread-out batches, then stop.
+
+Readiness fails at once so load balancers stop sending; new upgrades get HTTP 503; open
+connections are closed with 1012 in shuffled batches with jittered gaps, so their reconnects
+spread over other nodes; whatever is left at the deadline is closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from wsops.server.hub import Conn
+from wsops.server.protocol import Close
+
+
+@dataclass
+class DrainStatus:
+    state: str = "idle"  # idle | draining | drained | cancelled
+    started_at: float | None = None
+    finished_at: float | None = None
+    total: int = 0
+    closed: int = 0
+    forced: int = 0
+    batches: int = 0
+
+    def as_dict(self, remaining: int) -> dict[str, Any]:
+        return {**self.__dict__, "remaining": remaining}
+
+
+class Drainer:
+    """Drains the connections returned by ``live()``; one drain at a time."""
+
+    def __init__(
+        self, live: Callable[[], Collection[Conn]], rng: random.Random | None = None
+    ) -> None:
+        self._live = live
+        self._rng = rng or random.Random()
+        self.status = DrainStatus()
+        self._task: asyncio.Task[DrainStatus] | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.status.state in ("draining", "drained")
+
+    def start(
+        self,
+        batch: int = 100,
+        interval: float = 0.5,
+        deadline: float = 30.0,
+        code: int = Close.SERVICE_RESTART,
+    ) -> asyncio.Task[DrainStatus]:
+        """Begin draining (idempotent while a drain runs); returns the drain's task."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        if batch < 1 or interval < 0 or deadline <= 0:
+            raise ValueError("drain needs batch >= 1, interval >= 0 and deadline > 0")
+        self.status = DrainStatus("draining", time.time())
+        self._task = asyncio.create_task(self._run(batch, interval, deadline, code))
+        return self._task
+
+    async def _run(self, batch: int, interval: float, deadline: float, code: int) -> DrainStatus:
+        st = self.status
+        end = time.monotonic() + deadline
+        conns = [c for c in self._live() if not c.closing]
+        self._rng.shuffle(conns)
+        st.total = len(conns)
+        for i in range(0, len(conns), batch):
+            if time.monotonic() >= end:
+                break
+            if i:
+                # Jittered gap, so reconnects from consecutive batches do not line up.
+                gap = interval * self._rng.uniform(0.5, 1.5)
+                await asyncio.sleep(min(gap, max(0.0, end - time.monotonic())))
+            st.batches += 1
+            for conn in conns[i : i + batch]:
+                if not conn.closing:
+                    conn.close(code, "draining")
+                    st.closed += 1
+        while self._live() and time.monotonic() < end:  # noqa: ASYNC110 (polls a count)
+            await asyncio.sleep(0.05)
+        for conn in list(self._live()):
+            if not conn.closing:
+                conn.close(code, "draining")
+            conn.transport.abort()
+            st.forced += 1
+        st.state = "drained"
+        st.finished_at = time.time()
+        return st
+
+    def cancel(self) -> bool:
+        """Stop a drain: the node takes connections again. False if none was running."""
+        if self.status.state not in ("draining", "drained"):
+            return False
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self.status.state = "cancelled"
+        self.status.finished_at = time.time()
+        return True
+
+    async def wait(self) -> DrainStatus:
+        if self._task is not None:
+            try:
+                return await self._task
+            except asyncio.CancelledError:
+                pass
+        return self.status

@@ -1,0 +1,251 @@
+"""Local connections, room membership and fan-out with coalesced writes.
+
+A published frame is built once (by the broker) and appended to each subscriber's outgoing
+buffer; every buffer touched in an event-loop tick is written with one ``writelines`` call at the
+end of that tick, so a burst to one subscriber costs one system call, not one per message.
+Nothing waits on a timer: the flush is a ``call_soon``. A connection whose buffered bytes pass its
+limit is a slow consumer and is closed with 4000 instead of growing memory; writes never await,
+so one slow socket never holds up the other subscribers of a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsops.server.broker.base import Published
+from wsops.server.protocol import Close, presence_event, text_frame
+
+
+@dataclass
+class HubStats:
+    """Plain counters, read at scrape time by the metrics layer (cheaper than per-event metrics)."""
+
+    published: int = 0
+    deliveries: int = 0
+    delivered_bytes: int = 0
+    flushes: int = 0
+    writes: int = 0
+    slow_consumers: int = 0
+    replies: int = 0
+    close_codes: dict[int, int] = field(default_factory=dict)
+
+
+class Conn:
+    """One open WebSocket as the hub sees it: its outgoing buffer and its rooms."""
+
+    __slots__ = (
+        "_buf",
+        "_buf_bytes",
+        "_hub",
+        "close_code",
+        "closer",
+        "closing",
+        "id",
+        "limit",
+        "rooms",
+        "transport",
+        "user",
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        conn_id: int,
+        user: str,
+        transport: asyncio.Transport,
+        closer: Callable[[int, str], None],
+        limit: int,
+    ) -> None:
+        self._hub = hub
+        self.id = conn_id
+        self.user = user
+        self.transport = transport
+        self.closer = closer
+        self.limit = limit
+        self._buf: list[bytes] = []
+        self._buf_bytes = 0
+        self.rooms: set[str] = set()
+        self.closing = False
+        self.close_code: int | None = None
+
+    def push(self, frame: bytes) -> None:
+        """Queue a complete frame; written at the end of this tick."""
+        if self.closing:
+            return
+        if not self._buf:
+            self._hub.mark_dirty(self)
+        self._buf.append(frame)
+        self._buf_bytes += len(frame)
+        if self._buf_bytes > self.limit:
+            self.close(Close.SLOW_CONSUMER, "slow consumer")
+
+    def send_text(self, text: str) -> None:
+        self.push(text_frame(text.encode()))
+
+    def flush(self) -> None:
+        """Write everything buffered in one call; detect a consumer that stopped reading."""
+        buf = self._buf
+        if not buf:
+            return
+        transport = self.transport
+        if transport.is_closing():
+            buf.clear()
+            self._buf_bytes = 0
+            return
+        stats = self._hub.stats
+        stats.writes += 1
+        stats.delivered_bytes += self._buf_bytes
+        if len(buf) == 1:
+            transport.write(buf[0])
+        else:
+            transport.writelines(buf)
+        self._buf = []
+        self._buf_bytes = 0
+        if transport.get_write_buffer_size() > self.limit:
+            self.close(Close.SLOW_CONSUMER, "slow consumer")
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Flush what is queued, then close the WebSocket (once) with ``code``."""
+        if self.closing:
+            return
+        if code == Close.SLOW_CONSUMER:
+            self._hub.stats.slow_consumers += 1
+            self._buf = []
+            self._buf_bytes = 0
+        else:
+            self.flush()
+        self.closing = True
+        self.closer(code, reason)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._buf_bytes + self.transport.get_write_buffer_size()
+
+
+class Room:
+    """Local subscribers of one room. ``syncing`` holds subscribers still receiving a replay."""
+
+    __slots__ = ("conns", "syncing")
+
+    def __init__(self) -> None:
+        self.conns: dict[Conn, None] = {}
+        self.syncing: dict[Conn, list[Published]] = {}
+
+
+class Hub:
+    """All local connections and rooms of a node; the broker's listener."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self.conns: dict[int, Conn] = {}
+        self.rooms: dict[str, Room] = {}
+        self.stats = HubStats()
+        self._dirty: list[Conn] = []
+        self._next_id = 0
+
+    # -- connections -------------------------------------------------------------------------
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def add(self, conn: Conn) -> None:
+        self.conns[conn.id] = conn
+
+    def remove(self, conn: Conn) -> list[str]:
+        """Forget a connection; returns the rooms it left that have no local subscriber now."""
+        self.conns.pop(conn.id, None)
+        conn.closing = True
+        emptied = [room for room in list(conn.rooms) if self.leave_room(conn, room)]
+        return emptied
+
+    # -- rooms -------------------------------------------------------------------------------
+
+    def join_room(self, conn: Conn, room: str) -> bool:
+        """Add ``conn`` as a syncing subscriber; True if the room is new on this node."""
+        r = self.rooms.get(room)
+        created = r is None
+        if r is None:
+            r = self.rooms[room] = Room()
+        r.syncing[conn] = []
+        conn.rooms.add(room)
+        return created
+
+    def finish_sync(self, conn: Conn, room: str, last_offset: int, epoch: str) -> None:
+        """Replay is sent: deliver what arrived meanwhile (after ``last_offset``), go live."""
+        r = self.rooms.get(room)
+        if r is None:
+            return
+        held = r.syncing.pop(conn, None)
+        if held is None:
+            return
+        for msg in held:
+            if msg.epoch != epoch or msg.offset > last_offset:
+                conn.push(msg.frame)
+                last_offset = msg.offset
+                epoch = msg.epoch
+        r.conns[conn] = None
+
+    def leave_room(self, conn: Conn, room: str) -> bool:
+        """Remove ``conn`` from ``room``; True if the room has no local subscriber left."""
+        conn.rooms.discard(room)
+        r = self.rooms.get(room)
+        if r is None:
+            return False
+        r.syncing.pop(conn, None)
+        r.conns.pop(conn, None)
+        if not r.conns and not r.syncing:
+            del self.rooms[room]
+            return True
+        return False
+
+    def room_sizes(self, top: int) -> list[tuple[str, int]]:
+        """The ``top`` biggest rooms by local subscribers (a bounded list for the admin API)."""
+        sizes = [(name, len(r.conns) + len(r.syncing)) for name, r in self.rooms.items()]
+        sizes.sort(key=lambda item: item[1], reverse=True)
+        return sizes[:top]
+
+    # -- delivery (BrokerListener) -----------------------------------------------------------
+
+    def on_message(self, msg: Published) -> None:
+        r = self.rooms.get(msg.room)
+        if r is None:
+            return
+        self.stats.published += 1
+        frame = msg.frame
+        conns = r.conns
+        for conn in conns:
+            conn.push(frame)
+        self.stats.deliveries += len(conns)
+        if r.syncing:
+            for held in r.syncing.values():
+                held.append(msg)
+
+    def on_presence(self, room: str, kind: str, user: str) -> None:
+        r = self.rooms.get(room)
+        if r is None:
+            return
+        frame = text_frame(presence_event(kind, room, user).encode())
+        for conn in r.conns:
+            conn.push(frame)
+
+    def mark_dirty(self, conn: Conn) -> None:
+        if not self._dirty:
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            loop.call_soon(self.flush)
+        self._dirty.append(conn)
+
+    def flush(self) -> None:
+        """End of tick: one write per connection that has queued frames."""
+        dirty = self._dirty
+        self._dirty = []
+        self.stats.flushes += 1
+        for conn in dirty:
+            conn.flush()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"connections": len(self.conns), "rooms": len(self.rooms)}

@@ -1,0 +1,198 @@
+"""Wire protocol v1 (see PROTOCOL.md): parse and validate client frames, encode server frames.
+
+Pure: no sockets, no clocks. Frames to clients are built here once and shared by every
+subscriber, which is why the server never negotiates permessage-deflate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, TypeGuard
+
+PROTOCOL_VERSION: Final = 1
+MAX_ID: Final = 2**53
+MAX_HISTORY_LIMIT: Final = 1000
+DEFAULT_HISTORY_LIMIT: Final = 100
+ROOM_RE: Final = re.compile(r"[A-Za-z0-9_\-.:@/]{1,128}")
+OPS: Final = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history"})
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.JSONDecoder().decode
+
+
+class Close(IntEnum):
+    """Close codes the server uses, documented in PROTOCOL.md."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    SLOW_CONSUMER = 4000
+
+
+class ErrorCode:
+    """Error codes of failed replies, documented in PROTOCOL.md."""
+
+    BAD_JSON: Final = "bad_json"
+    BAD_REQUEST: Final = "bad_request"
+    UNKNOWN_OP: Final = "unknown_op"
+    INVALID_ROOM: Final = "invalid_room"
+    FORBIDDEN: Final = "forbidden"
+    NOT_SUBSCRIBED: Final = "not_subscribed"
+    TOO_MANY_ROOMS: Final = "too_many_rooms"
+    RATE_LIMITED: Final = "rate_limited"
+    UNAVAILABLE: Final = "unavailable"
+    INTERNAL: Final = "internal"
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be served; becomes a failed reply with ``code``."""
+
+    def __init__(self, code: str, message: str, req_id: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.req_id = req_id
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a client is in a room's history: the last offset it saw, in an epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated client frame."""
+
+    op: str
+    id: int
+    room: str
+    data: Any = None
+    since: Position | None = None
+    limit: int = DEFAULT_HISTORY_LIMIT
+    traceparent: str | None = None
+
+
+def valid_room(room: object) -> bool:
+    """Room names: 1-128 characters of ``A-Z a-z 0-9 _ - . : @ /``."""
+    return isinstance(room, str) and ROOM_RE.fullmatch(room) is not None
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse(text: str) -> Request:
+    """Parse one text frame into a Request, or raise ProtocolError saying what is wrong."""
+    try:
+        obj = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame must be a JSON object")
+    raw_id = obj.get("id")
+    if not _is_int(raw_id) or not 0 <= raw_id < MAX_ID:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'id' must be an integer in [0, 2^53)")
+    req_id: int = raw_id
+    op = obj.get("op")
+    if op not in OPS:
+        raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {str(op)[:40]!r}", req_id)
+    room = obj.get("room")
+    if not valid_room(room):
+        raise ProtocolError(
+            ErrorCode.INVALID_ROOM,
+            "'room' must be 1-128 characters of A-Z a-z 0-9 _ - . : @ /",
+            req_id,
+        )
+    assert isinstance(room, str)
+    traceparent = obj.get("traceparent")
+    if traceparent is not None and (not isinstance(traceparent, str) or len(traceparent) > 128):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'traceparent' must be a short string", req_id)
+    if op == "publish":
+        if "data" not in obj:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "publish needs 'data'", req_id)
+        return Request(op, req_id, room, data=obj["data"], traceparent=traceparent)
+    if op == "subscribe":
+        since = _parse_since(obj.get("since"), req_id)
+        return Request(op, req_id, room, since=since, traceparent=traceparent)
+    if op == "history":
+        limit = obj.get("limit", DEFAULT_HISTORY_LIMIT)
+        if not _is_int(limit) or not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"'limit' must be an integer in 1..{MAX_HISTORY_LIMIT}",
+                req_id,
+            )
+        return Request(op, req_id, room, limit=limit, traceparent=traceparent)
+    return Request(op, req_id, room, traceparent=traceparent)
+
+
+def _parse_since(since: object, req_id: int) -> Position | None:
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'since' must be an object", req_id)
+    offset, epoch = since.get("offset"), since.get("epoch")
+    if not _is_int(offset) or offset < 0 or not isinstance(epoch, str) or len(epoch) > 64:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            "'since' needs 'offset' (integer >= 0) and 'epoch' (string)",
+            req_id,
+        )
+    return Position(offset, epoch)
+
+
+def encode(obj: dict[str, Any]) -> str:
+    """Compact JSON text of one server frame."""
+    return _dumps(obj)
+
+
+def reply_ok(req_id: int, **fields: Any) -> str:
+    return _dumps({"op": "reply", "id": req_id, "ok": True, **fields})
+
+
+def reply_error(req_id: int | None, code: str, message: str) -> str:
+    return _dumps(
+        {"op": "reply", "id": req_id, "ok": False, "error": {"code": code, "message": message}}
+    )
+
+
+def message_payload(
+    room: str, offset: int, epoch: str, data: Any, ts: int, traceparent: str | None = None
+) -> bytes:
+    """UTF-8 JSON of a room message, encoded once per publish."""
+    obj: dict[str, Any] = {
+        "op": "message", "room": room, "offset": offset, "epoch": epoch, "data": data, "ts": ts,
+    }
+    if traceparent is not None:
+        obj["traceparent"] = traceparent
+    return _dumps(obj).encode()
+
+
+def presence_event(kind: str, room: str, user: str) -> str:
+    return _dumps({"op": kind, "room": room, "user": user})
+
+
+_LEN1 = struct.Struct("!BB").pack
+_LEN2 = struct.Struct("!BBH").pack
+_LEN3 = struct.Struct("!BBQ").pack
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, uncompressed server-to-client text frame (RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return _LEN1(0x81, n) + payload
+    if n < 65536:
+        return _LEN2(0x81, 126, n) + payload
+    return _LEN3(0x81, 127, n) + payload

@@ -1,0 +1,161 @@
+"""One connection's protocol session: rate limit, parse, authorize and run each client op."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from wsops.server.auth import Identity
+from wsops.server.broker.base import Broker, BrokerUnavailable
+from wsops.server.hub import Conn, Hub
+from wsops.server.protocol import (
+    Close,
+    ErrorCode,
+    ProtocolError,
+    Request,
+    parse,
+    reply_error,
+    reply_ok,
+)
+from wsops.server.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+
+def _guess_id(text: str) -> int | None:
+    """The request id of a frame we refuse before parsing it fully (best effort)."""
+    try:
+        value = json.loads(text).get("id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class Session:
+    """Serves the ops of one connection, in the order they arrive."""
+
+    __slots__ = ("broker", "bucket", "conn", "hub", "identity", "max_rooms", "strikes")
+
+    def __init__(
+        self,
+        conn: Conn,
+        identity: Identity,
+        hub: Hub,
+        broker: Broker,
+        *,
+        max_rooms: int,
+        rate: float,
+        burst: int,
+        strikes: int,
+    ) -> None:
+        self.conn = conn
+        self.identity = identity
+        self.hub = hub
+        self.broker = broker
+        self.max_rooms = max_rooms
+        self.bucket = TokenBucket(rate, burst, time.monotonic())
+        self.strikes = strikes
+
+    async def handle(self, text: str) -> None:
+        """Handle one text frame; every outcome is a reply or a documented close."""
+        conn = self.conn
+        if not self.bucket.allow(time.monotonic()):
+            if self.bucket.strikes >= self.strikes:
+                conn.close(Close.POLICY, "rate limit exceeded")
+                return
+            conn.send_text(
+                reply_error(_guess_id(text), ErrorCode.RATE_LIMITED, "rate limit exceeded")
+            )
+            return
+        try:
+            req = parse(text)
+            if not self.identity.may_use(req.room):
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, f"token does not grant room {req.room!r}", req.id
+                )
+            await getattr(self, "_op_" + req.op)(req)
+        except ProtocolError as exc:
+            conn.send_text(reply_error(exc.req_id, exc.code, exc.message))
+        except BrokerUnavailable as exc:
+            conn.send_text(reply_error(_guess_id(text), ErrorCode.UNAVAILABLE, str(exc)))
+        except Exception:
+            log.exception("internal error serving a frame")
+            conn.send_text(reply_error(_guess_id(text), ErrorCode.INTERNAL, "internal error"))
+
+    async def _op_publish(self, req: Request) -> None:
+        msg = await self.broker.publish(req.room, req.data, req.traceparent)
+        self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset, epoch=msg.epoch))
+
+    async def _op_subscribe(self, req: Request) -> None:
+        conn, room = self.conn, req.room
+        if room in conn.rooms:
+            rec = await self.broker.recover(room, None)
+            conn.send_text(
+                reply_ok(req.id, room=room, offset=rec.position.offset, epoch=rec.position.epoch)
+            )
+            return
+        if len(conn.rooms) >= self.max_rooms:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_ROOMS, f"at most {self.max_rooms} rooms per connection", req.id
+            )
+        # Join as a syncing subscriber first, so nothing published while we read history is
+        # missed: it is held and delivered after the replay, without duplicates.
+        if self.hub.join_room(conn, room):
+            try:
+                await self.broker.watch(room)
+            except Exception:
+                self.hub.leave_room(conn, room)
+                raise
+        try:
+            rec = await self.broker.recover(room, req.since)
+        except Exception:
+            if self.hub.leave_room(conn, room):
+                await self.broker.unwatch(room)
+            raise
+        if conn.closing:
+            return
+        pos = rec.position
+        fields: dict[str, Any] = {"room": room, "offset": pos.offset, "epoch": pos.epoch}
+        if rec.recovered is not None:
+            fields["recovered"] = rec.recovered
+        conn.send_text(reply_ok(req.id, **fields))
+        last, epoch = pos.offset, pos.epoch
+        if rec.messages:
+            for msg in rec.messages:
+                conn.push(msg.frame)
+            last, epoch = rec.messages[-1].offset, rec.messages[-1].epoch
+        self.hub.finish_sync(conn, room, last, epoch)
+        await self.broker.join(room, self.identity.user)
+
+    async def _op_unsubscribe(self, req: Request) -> None:
+        conn, room = self.conn, req.room
+        if room not in conn.rooms:
+            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {room!r}", req.id)
+        await self.leave(room)
+        conn.send_text(reply_ok(req.id, room=room))
+
+    async def leave(self, room: str) -> None:
+        if self.hub.leave_room(self.conn, room):
+            await self.broker.unwatch(room)
+        await self.broker.leave(room, self.identity.user)
+
+    async def _op_presence(self, req: Request) -> None:
+        users = await self.broker.presence(req.room)
+        self.conn.send_text(reply_ok(req.id, room=req.room, users=users))
+
+    async def _op_history(self, req: Request) -> None:
+        pos, msgs = await self.broker.history(req.room, req.limit)
+        items = [{"offset": m.offset, "epoch": m.epoch, "data": m.data, "ts": m.ts} for m in msgs]
+        self.conn.send_text(
+            reply_ok(req.id, room=req.room, offset=pos.offset, epoch=pos.epoch, messages=items)
+        )
+
+    async def close(self) -> None:
+        """The connection is gone: leave every room (presence leave, unwatch empty rooms)."""
+        for room in list(self.conn.rooms):
+            try:
+                await self.leave(room)
+            except Exception:
+                log.exception("leaving room %r after disconnect", room)
