@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+import pytest
+
 from tests.conftest import Connect, LiveServer, ServerFactory
 
 
@@ -149,3 +152,29 @@ async def test_bad_input_gets_error_replies_and_the_connection_keeps_working(
     assert (await c.call("history", "r", limit="x"))["error"]["code"] == "bad_request"
     await c.call("publish", "calm", data="still here")
     assert (await bystander.messages(1))[0]["data"] == "still here"
+
+
+async def test_resume_after_history_ttl_says_recovered_false(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(history_ttl=0.3)
+    c = await connect(server.url)
+    first = await c.call("subscribe", "ttl")
+    await c.call("publish", "ttl", data=1)
+    await c.call("publish", "ttl", data=2)
+    other = await connect(server.url)
+    ok = await other.call("subscribe", "ttl", since={"offset": 1, "epoch": first["epoch"]})
+    assert ok["recovered"] is True
+    await asyncio.sleep(0.4)
+    late = await connect(server.url)
+    rep = await late.call("subscribe", "ttl", since={"offset": 1, "epoch": first["epoch"]})
+    assert rep["recovered"] is False
+
+
+async def test_origin_allow_list(server_factory: ServerFactory, connect: Connect) -> None:
+    server = await server_factory(allowed_origins=("https://app.example",))
+    ok = await connect(server.url, origin="https://app.example")
+    assert (await ok.call("publish", "r", data=1))["ok"]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await connect(server.url, origin="https://evil.example")
+    assert info.value.status == 403

@@ -36,7 +36,7 @@ def _guess_id(text: str) -> int | None:
 class Session:
     """Serves the ops of one connection, in the order they arrive."""
 
-    __slots__ = ("broker", "bucket", "conn", "hub", "identity", "max_rooms", "strikes")
+    __slots__ = ("broker", "bucket", "conn", "hub", "identity", "max_rooms", "present", "strikes")
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class Session:
         self.max_rooms = max_rooms
         self.bucket = TokenBucket(rate, burst, time.monotonic())
         self.strikes = strikes
+        self.present: set[str] = set()  # rooms where this connection counts in presence
 
     async def handle(self, text: str) -> None:
         """Handle one text frame; every outcome is a reply or a documented close."""
@@ -127,6 +128,7 @@ class Session:
                 conn.push(msg.frame)
             last, epoch = rec.messages[-1].offset, rec.messages[-1].epoch
         self.hub.finish_sync(conn, room, last, epoch)
+        self.present.add(room)
         await self.broker.join(room, self.identity.user)
 
     async def _op_unsubscribe(self, req: Request) -> None:
@@ -139,7 +141,9 @@ class Session:
     async def leave(self, room: str) -> None:
         if self.hub.leave_room(self.conn, room):
             await self.broker.unwatch(room)
-        await self.broker.leave(room, self.identity.user)
+        if room in self.present:
+            self.present.discard(room)
+            await self.broker.leave(room, self.identity.user)
 
     async def _op_presence(self, req: Request) -> None:
         users = await self.broker.presence(req.room)
