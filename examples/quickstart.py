@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 
-from wsops.client import Client, Gap, Message, PresenceEvent
+from wsops.client import Client, ClientState, Gap, Message, PresenceEvent
 
 
 def free_port() -> int:
@@ -59,7 +59,7 @@ async def main() -> None:
                         print(f"alice .. {event.user} {event.kind}s {event.room}")
 
             printer = asyncio.create_task(show())
-            await alice.subscribe("chat:lobby")
+            await alice.subscribe("chat:lobby", presence=True)
             for text in ("hello", "how is the fleet?", "all green"):
                 ack = await bob.publish("chat:lobby", {"from": "bob", "text": text})
                 print(f"bob   -> published at offset {ack.offset}")
@@ -71,8 +71,8 @@ async def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(10)
             server = start_server(port, admin_port)
-            while alice.state.value != "open" or bob.state.value != "open":
-                await asyncio.sleep(0.05)
+            await alice.wait_for_state(ClientState.OPEN, 10)
+            await bob.wait_for_state(ClientState.OPEN, 10)
             await asyncio.sleep(0.3)
             ack = await bob.publish("chat:lobby", {"from": "bob", "text": "back again"})
             print(f"bob   -> published at offset {ack.offset}")

@@ -29,7 +29,8 @@ def test_version() -> None:
 
 
 def test_serve_help_documents_flags_env_and_an_example() -> None:
-    result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "220", "TERMINAL_WIDTH": "220"})
+    wide = {"COLUMNS": "220", "TERMINAL_WIDTH": "220"}
+    result = runner.invoke(app, ["serve", "--help"], env=wide)
     out = plain(result.output)
     assert result.exit_code == 0
     for flag in ("--host", "--port", "--admin-host", "--admin-port", "--allow-anonymous",

@@ -122,20 +122,27 @@ async def test_resume_outside_history_says_recovered_false(
 async def test_presence_join_and_leave(server_factory: ServerFactory, connect: Connect) -> None:
     server = await server_factory()
     watcher = await connect(server.url)
-    await watcher.call("subscribe", "lobby")
+    await watcher.call("subscribe", "lobby", presence=True)
     me = (await watcher.next_event())["user"]
+    quiet = await connect(server.url)  # did not ask for events: gets none
+    await quiet.call("subscribe", "lobby")
+    quiet_user = (await watcher.next_event())["user"]
     other = await connect(server.url)
     await other.call("subscribe", "lobby")
     joined = await watcher.next_event()
     assert joined["op"] == "join" and joined["room"] == "lobby"
     users = (await watcher.call("presence", "lobby"))["users"]
-    assert sorted(users) == sorted([me, joined["user"]])
+    assert sorted(users) == sorted([me, quiet_user, joined["user"]])
     await other.close()
     left = await watcher.next_event()
     assert left == {"op": "leave", "room": "lobby", "user": joined["user"]}
+    await quiet.close()
+    assert (await watcher.next_event())["op"] == "leave"
+    assert quiet.events.empty()
     assert (await watcher.call("presence", "lobby"))["users"] == [me]
     await watcher.call("unsubscribe", "lobby")
     assert (await watcher.call("presence", "lobby"))["users"] == []
+    assert (await watcher.call("subscribe", "lobby", presence=1))["error"]["code"] == "bad_request"
 
 
 async def test_bad_input_gets_error_replies_and_the_connection_keeps_working(

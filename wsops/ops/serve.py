@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,8 +17,9 @@ log = logging.getLogger("wsops.serve")
 D = Settings()
 
 
-def _opt(env: str, help: str, **kw: object) -> typer.models.OptionInfo:
-    return typer.Option(envvar=f"WSOPS_{env}", help=help, show_envvar=True, **kw)  # type: ignore[arg-type]
+def _opt(env: str, help: str) -> Any:
+    """A Typer option read from ``WSOPS_<env>`` too, shown in ``--help``."""
+    return typer.Option(envvar=f"WSOPS_{env}", help=help, show_envvar=True)
 
 
 def serve(
@@ -140,9 +141,9 @@ async def _serve(settings: Settings) -> None:
         await stop.wait()
         log.info("draining %d connections (deadline %.0fs)", len(node.hub.conns),
                  settings.drain_deadline)
+        task = node.drain()
         # A second signal during the drain exits at once.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: task.cancel())
-        task = node.drain()
+            loop.add_signal_handler(sig, task.cancel)
         status = await node.drainer.wait()
         log.info("drained: closed %d, forced %d; exiting", status.closed, status.forced)

@@ -69,10 +69,18 @@ class Node:
         await self.broker.start()
         self._spawn(self._sweeper())
 
-    async def stop(self) -> None:
+    async def close_all(
+        self, code: int = Close.GOING_AWAY, reason: str = "server shutdown"
+    ) -> None:
+        """Close every open connection with ``code`` and wait (bounded) for the handshakes."""
         for conn in list(self.hub.conns.values()):
-            conn.close(Close.GOING_AWAY, "server shutdown")
-        await asyncio.sleep(0)
+            conn.close(code, reason)
+        closers = list(self._closers.values())
+        if closers:
+            await asyncio.wait(closers, timeout=CLOSE_TIMEOUT + 1)
+
+    async def stop(self) -> None:
+        await self.close_all()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -85,10 +93,9 @@ class Node:
         return task
 
     async def _sweeper(self) -> None:
-        sweep = getattr(self.broker, "sweep", None)
-        while sweep is not None:
+        while True:
             await asyncio.sleep(min(60.0, self.settings.history_ttl))
-            sweep()
+            self.broker.sweep()
 
     def not_ready_reason(self) -> str | None:
         if self.drainer.draining:
@@ -251,7 +258,12 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
         yield
         await node.stop()
 
+    async def on_shutdown(_: web.Application) -> None:
+        # Before aiohttp cancels handlers: a clean 1001 instead of a dropped socket.
+        await node.close_all()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
     return app
 
 

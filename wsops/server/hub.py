@@ -126,13 +126,19 @@ class Conn:
 
 
 class Room:
-    """Local subscribers of one room. ``syncing`` holds subscribers still receiving a replay."""
+    """Local subscribers of one room.
 
-    __slots__ = ("conns", "syncing")
+    ``syncing`` holds subscribers still receiving a replay; ``watchers`` are the subscribers
+    that asked for join/leave events (opt-in: sending every join to every member of a big room
+    would cost n^2 frames when it fills up).
+    """
+
+    __slots__ = ("conns", "syncing", "watchers")
 
     def __init__(self) -> None:
         self.conns: dict[Conn, None] = {}
         self.syncing: dict[Conn, list[Published]] = {}
+        self.watchers: dict[Conn, None] = {}
 
 
 class Hub:
@@ -164,13 +170,15 @@ class Hub:
 
     # -- rooms -------------------------------------------------------------------------------
 
-    def join_room(self, conn: Conn, room: str) -> bool:
+    def join_room(self, conn: Conn, room: str, presence_events: bool = False) -> bool:
         """Add ``conn`` as a syncing subscriber; True if the room is new on this node."""
         r = self.rooms.get(room)
         created = r is None
         if r is None:
             r = self.rooms[room] = Room()
         r.syncing[conn] = []
+        if presence_events:
+            r.watchers[conn] = None
         conn.rooms.add(room)
         return created
 
@@ -197,6 +205,7 @@ class Hub:
             return False
         r.syncing.pop(conn, None)
         r.conns.pop(conn, None)
+        r.watchers.pop(conn, None)
         if not r.conns and not r.syncing:
             del self.rooms[room]
             return True
@@ -226,10 +235,10 @@ class Hub:
 
     def on_presence(self, room: str, kind: str, user: str) -> None:
         r = self.rooms.get(room)
-        if r is None:
+        if r is None or not r.watchers:
             return
         frame = text_frame(presence_event(kind, room, user).encode())
-        for conn in r.conns:
+        for conn in r.watchers:
             conn.push(frame)
 
     def mark_dirty(self, conn: Conn) -> None:

@@ -82,6 +82,7 @@ class Request:
     since: Position | None = None
     limit: int = DEFAULT_HISTORY_LIMIT
     traceparent: str | None = None
+    presence: bool = False
 
 
 def valid_room(room: object) -> bool:
@@ -125,7 +126,10 @@ def parse(text: str) -> Request:
         return Request(op, req_id, room, data=obj["data"], traceparent=traceparent)
     if op == "subscribe":
         since = _parse_since(obj.get("since"), req_id)
-        return Request(op, req_id, room, since=since, traceparent=traceparent)
+        presence = obj.get("presence", False)
+        if not isinstance(presence, bool):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "'presence' must be true or false", req_id)
+        return Request(op, req_id, room, since=since, traceparent=traceparent, presence=presence)
     if op == "history":
         limit = obj.get("limit", DEFAULT_HISTORY_LIMIT)
         if not _is_int(limit) or not 1 <= limit <= MAX_HISTORY_LIMIT:

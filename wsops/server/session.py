@@ -103,7 +103,7 @@ class Session:
             )
         # Join as a syncing subscriber first, so nothing published while we read history is
         # missed: it is held and delivered after the replay, without duplicates.
-        if self.hub.join_room(conn, room):
+        if self.hub.join_room(conn, room, req.presence):
             try:
                 await self.broker.watch(room)
             except Exception:

@@ -98,6 +98,10 @@ class Broker(abc.ABC):
     async def presence(self, room: str) -> list[str]:
         """Users present in ``room``, sorted."""
 
+    def sweep(self) -> int:
+        """Forget expired per-room state; returns how many rooms were dropped."""
+        return 0
+
     def stats(self) -> dict[str, Any]:
         """Numbers for the admin API and metrics."""
         return {"name": self.name, "healthy": self.healthy}

@@ -1,0 +1,89 @@
+"""A subscriber worker process: a ``SubscriberPool`` driven by JSON lines on stdin.
+
+``python bench/loadworker.py --port P --subscribers N`` opens nothing until told; each command
+line gets one answer line on stdout (see ``Worker``). ``bench/fanout.py`` runs one or more of
+these so the subscribers never share a process with the server or the publisher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from wsload import SubscriberPool
+
+
+class Worker:
+    """Serves a ``SubscriberPool`` over JSON lines: one command in, one answer out.
+
+    Commands: ``{"cmd": "open", "subscribe": str|null}``, ``{"cmd": "settle"}``,
+    ``{"cmd": "arm"}``, ``{"cmd": "wait", "each": N, "time_limit": S}``, ``{"cmd": "close"}``.
+    """
+
+    def __init__(self, pool: SubscriberPool, n: int) -> None:
+        self.pool = pool
+        self.n = n
+
+    async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        name = cmd.get("cmd")
+        pool = self.pool
+        if name == "open":
+            sub = cmd.get("subscribe")
+            t0 = time.monotonic()
+            await pool.open(self.n, sub.encode() if sub else None,
+                            time_limit=float(cmd.get("time_limit", 60.0)))
+            return {"opened": len(pool.conns), "seconds": time.monotonic() - t0,
+                    "failures": pool.failures[:5], "failure_count": len(pool.failures)}
+        if name == "settle":
+            total = await pool.settle(float(cmd.get("quiet", 0.3)),
+                                      float(cmd.get("time_limit", 30.0)))
+            return {"total": total}
+        if name == "arm":
+            pool.arm()
+            return {"armed": pool.tally.total}
+        if name == "wait":
+            return await pool.wait_each(int(cmd["each"]), float(cmd.get("time_limit", 30.0)))
+        if name == "close":
+            await pool.close()
+            return {"closed": True}
+        return {"error": f"unknown command {name!r}"}
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        try:
+            while line := await reader.readline():
+                cmd = json.loads(line)
+                answer = await self.handle(cmd)
+                sys.stdout.write(json.dumps(answer) + "\n")
+                sys.stdout.flush()
+                if cmd.get("cmd") == "close":
+                    break
+        finally:
+            await self.pool.close(time_limit=1.0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="loadworker.py", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/ws")
+    parser.add_argument("--subscribers", type=int, required=True)
+    args = parser.parse_args(argv)
+    worker = Worker(SubscriberPool(args.host, args.port, args.path), args.subscribers)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(worker.serve())
+    else:
+        uvloop.run(worker.serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Fixtures for live client tests: clients with fast backoff, closed after each test."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.conftest import LiveServer
+from wsops.client import Client, Event, PresenceEvent
+from wsops.server.hub import Conn
+
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[MakeClient]:
+    """Connected ``Client``s (fast backoff unless overridden); all closed after the test."""
+    clients: list[Client] = []
+
+    async def make(url: str, token: str | None = None, **kw: Any) -> Client:
+        kw.setdefault("backoff_base", 0.01)
+        kw.setdefault("backoff_cap", 0.05)
+        kw.setdefault("request_timeout", 5.0)
+        client = Client(url, token, **kw)
+        clients.append(client)
+        await client.connect(timeout=5.0)
+        return client
+
+    yield make
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+def server_conn(server: LiveServer, client: Client) -> Conn:
+    """The server's side of the client's current connection (matched by address)."""
+    ws = client._ws
+    assert ws is not None, "client is not connected"
+    local = ws.get_extra_info("sockname")
+    for conn in server.node.hub.conns.values():
+        if conn.transport.get_extra_info("peername") == local:
+            return conn
+    raise AssertionError(f"no server connection from {local}")
+
+
+async def collect(
+    stream: AsyncIterator[Event], n: int, timeout: float = 5.0, *, presence: bool = False
+) -> list[Event]:
+    """The next ``n`` events of a stream, skipping presence events unless asked for."""
+    out: list[Event] = []
+
+    async def take() -> None:
+        async for event in stream:
+            if isinstance(event, PresenceEvent) and not presence:
+                continue
+            out.append(event)
+            if len(out) == n:
+                return
+
+    await asyncio.wait_for(take(), timeout)
+    return out
+
+
+def position(client: Client, room: str) -> tuple[int, str] | None:
+    """The (offset, epoch) the client would resume ``room`` from."""
+    entry = client._rooms.get(room)
+    return entry.tracker.since() if entry is not None else None
+
+
+SECRET = "client-tests-secret-" + "0123456789abcdef" * 4
+
+
+def token(sub: str, rooms: list[str]) -> str:
+    """An HS256 JWT for ``sub`` granting ``rooms`` (servers started with ``SECRET``)."""
+    return jwt.encode(
+        {"sub": sub, "exp": int(time.time()) + 60, "rooms": rooms}, SECRET, algorithm="HS256"
+    )
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,92 @@
+"""Full-jitter exponential backoff, with a pinned random source."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsops.client.backoff import Backoff, backoff_window, full_jitter, parse_retry_after
+
+
+def upper(low: float, high: float) -> float:
+    """A 'random' source that always draws the top of the window."""
+    return high
+
+
+def test_window_doubles_from_base_until_cap() -> None:
+    windows = [backoff_window(n, 0.2, 10.0) for n in range(8)]
+    assert windows == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0])
+
+
+def test_window_of_a_huge_attempt_is_the_cap_without_overflow() -> None:
+    assert backoff_window(10_000, 0.2, 10.0) == 10.0
+
+
+def test_negative_attempt_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        backoff_window(-1, 0.2, 10.0)
+
+
+def test_full_jitter_draws_from_zero_to_the_window() -> None:
+    calls: list[tuple[float, float]] = []
+
+    def record(low: float, high: float) -> float:
+        calls.append((low, high))
+        return (low + high) / 2
+
+    assert full_jitter(3, 0.2, 10.0, record) == pytest.approx(0.8)
+    assert len(calls) == 1
+    assert calls[0] == pytest.approx((0.0, 1.6))
+
+
+@given(st.integers(0, 200), st.floats(0.001, 5.0), st.floats(0.0, 1.0))
+def test_jittered_delay_stays_within_zero_and_cap(attempt: int, base: float, frac: float) -> None:
+    cap = base * 50
+    delay = full_jitter(attempt, base, cap, lambda lo, hi: lo + frac * (hi - lo))
+    assert 0.0 <= delay <= min(cap, base * 2.0 ** min(attempt, 62))
+
+
+def test_backoff_advances_and_resets() -> None:
+    b = Backoff(0.2, 10.0, upper)
+    assert [b.next_delay() for _ in range(4)] == pytest.approx([0.2, 0.4, 0.8, 1.6])
+    assert b.attempt == 4
+    b.reset()
+    assert b.next_delay() == pytest.approx(0.2)
+
+
+def test_backoff_with_real_randomness_is_spread_out() -> None:
+    rng = random.Random(7)
+    b = Backoff(1.0, 1.0, rng.uniform)
+    delays = [b.next_delay() for _ in range(200)]
+    assert all(0.0 <= d <= 1.0 for d in delays)
+    assert min(delays) < 0.1 and max(delays) > 0.9  # full jitter: the whole window is used
+
+
+def test_retry_after_is_waited_first_then_jitter_on_top() -> None:
+    b = Backoff(0.2, 10.0, upper)
+    assert b.next_delay(retry_after=3.0) == pytest.approx(3.2)
+    assert b.next_delay(retry_after=3600.0) == pytest.approx(10.4)  # capped Retry-After
+    assert b.next_delay(retry_after=None) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0.0, 1.0), (1.0, 0.0), (2.0, 1.0)])
+def test_bad_parameters_are_rejected(base: float, cap: float) -> None:
+    with pytest.raises(ValueError):
+        Backoff(base, cap)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("5", 5.0),
+        (" 1.5 ", 1.5),
+        ("-1", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        (None, None),
+    ],
+)
+def test_retry_after_header_parsing(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header) == seconds

@@ -1,0 +1,210 @@
+"""The client against a real in-process server: requests, events, connecting, tokens.
+
+Reconnects, resume and the offline queue are in ``test_client_resume_live.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.client.conftest import (
+    SECRET,
+    MakeClient,
+    collect,
+    eventually,
+    free_port,
+    server_conn,
+    token,
+)
+from tests.conftest import LiveServer, ServerFactory
+from wsops.client import (
+    AuthError,
+    Client,
+    ClientState,
+    Message,
+    PresenceEvent,
+    ServerError,
+    SubscriptionLost,
+)
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+async def test_publish_is_acked_and_delivered_to_subscribers_in_order(
+    server: LiveServer, make_client: MakeClient
+) -> None:
+    got: list[Message] = []
+    sub = await make_client(server.url, on_message=got.append)
+    stream = sub.events()
+    res = await sub.subscribe("chat")
+    assert (res.room, res.offset, res.recovered) == ("chat", 0, None)
+    pub = await make_client(server.url)
+    acks = [await pub.publish("chat", {"n": i}) for i in range(5)]
+    assert [a.offset for a in acks] == [1, 2, 3, 4, 5]
+    assert {a.epoch for a in acks} == {res.epoch}
+    events = await collect(stream, 5)
+    assert [(e.offset, e.data) for e in events if isinstance(e, Message)] == [
+        (i + 1, {"n": i}) for i in range(5)
+    ]
+    assert [m.offset for m in got] == [1, 2, 3, 4, 5]
+
+
+async def test_concurrent_publishes_keep_call_order(
+    server: LiveServer, make_client: MakeClient
+) -> None:
+    pub = await make_client(server.url)
+    acks = await asyncio.gather(*(pub.publish("burst", i) for i in range(50)))
+    assert [a.offset for a in acks] == list(range(1, 51))
+    assert [m.data for m in await pub.history("burst", limit=50)] == list(range(50))
+
+
+async def test_error_reply_raises_server_error(server: LiveServer, make_client: MakeClient) -> None:
+    c = await make_client(server.url)
+    with pytest.raises(ServerError) as info:
+        await c.publish("bad room!", 1)
+    assert info.value.code == "invalid_room"
+    with pytest.raises(ServerError):
+        await c.subscribe("bad room!")
+    assert c.rooms == []
+
+
+async def test_history_returns_the_latest_messages(
+    server: LiveServer, make_client: MakeClient
+) -> None:
+    c = await make_client(server.url)
+    for i in range(6):
+        await c.publish("h", i)
+    msgs = await c.history("h", limit=3)
+    assert [(m.room, m.offset, m.data) for m in msgs] == [("h", 4, 3), ("h", 5, 4), ("h", 6, 5)]
+
+
+async def test_presence_lists_users_and_emits_join_and_leave(
+    server_factory: ServerFactory, make_client: MakeClient
+) -> None:
+    server = await server_factory(jwt_secret=SECRET, allow_anonymous=False)
+    seen: list[PresenceEvent] = []
+    alice = await make_client(server.url, token("alice", ["*"]), on_presence=seen.append)
+    await alice.subscribe("lobby", presence=True)
+    bob = await make_client(server.url, token("bob", ["lobby"]))
+    await bob.subscribe("lobby")
+    assert await alice.presence("lobby") == ["alice", "bob"]
+    await bob.unsubscribe("lobby")
+    await eventually(lambda: len(seen) >= 3)
+    assert seen == [  # a subscriber sees its own join too
+        PresenceEvent("join", "lobby", "alice"),
+        PresenceEvent("join", "lobby", "bob"),
+        PresenceEvent("leave", "lobby", "bob"),
+    ]
+    with pytest.raises(ServerError) as info:
+        await bob.publish("elsewhere", 1)
+    assert info.value.code == "forbidden"
+
+
+async def test_unsubscribe_stops_delivery(server: LiveServer, make_client: MakeClient) -> None:
+    got: list[Message] = []
+    c = await make_client(server.url, on_message=got.append)
+    await c.subscribe("u")
+    await c.publish("u", 1)
+    await eventually(lambda: len(got) == 1)
+    await c.unsubscribe("u")
+    await c.unsubscribe("u")  # twice is fine
+    await c.publish("u", 2)
+    await asyncio.sleep(0.1)
+    assert [m.data for m in got] == [1]
+
+
+# -- connecting --------------------------------------------------------------------------------
+
+
+async def test_refused_token_raises_auth_error_and_closes(server_factory: ServerFactory) -> None:
+    server = await server_factory(jwt_secret=SECRET, allow_anonymous=False)
+    client = Client(server.url, "not-a-jwt", backoff_base=0.01, backoff_cap=0.05)
+    with pytest.raises(AuthError) as info:
+        await client.connect(timeout=5.0)
+    assert info.value.status == 401
+    assert client.state is ClientState.CLOSED
+
+
+async def test_full_node_503_is_retried_until_a_slot_frees(
+    server_factory: ServerFactory, make_client: MakeClient
+) -> None:
+    server = await server_factory(max_connections=1)
+    first = await make_client(server.url)
+    states: list[ClientState] = []
+    second = Client(server.url, backoff_base=0.01, backoff_cap=0.05, on_state=states.append)
+    try:
+        second.start()
+        await asyncio.sleep(0.3)
+        assert second.state is ClientState.CONNECTING
+        await first.close()
+        await second.wait_for_state(ClientState.OPEN, 5.0)
+        assert (await second.publish("x", 1)).offset == 1
+    finally:
+        await second.close()
+    assert states == [ClientState.CONNECTING, ClientState.OPEN, ClientState.CLOSED]
+    assert second.close_codes == [1000]
+
+
+async def test_connect_timeout_closes_the_client() -> None:
+    client = Client(f"ws://127.0.0.1:{free_port()}/ws", backoff_base=0.01, backoff_cap=0.05)
+    with pytest.raises(TimeoutError):
+        await client.connect(timeout=0.2)
+    assert client.state is ClientState.CLOSED
+
+
+async def test_context_manager_closes_with_1000(server: LiveServer) -> None:
+    async with Client(server.url) as client:
+        assert client.state is ClientState.OPEN
+        stream = client.events()
+    assert client.state.value == "closed"
+    assert client.close_codes == [1000]
+    assert [e async for e in stream] == []  # the iterator ends when the client closes
+
+
+# -- tokens, callbacks ---------------------------------------------------------------------------
+
+
+async def test_token_callable_is_asked_on_every_connection_and_a_lost_grant_is_reported(
+    server_factory: ServerFactory, make_client: MakeClient
+) -> None:
+    server = await server_factory(jwt_secret=SECRET, allow_anonymous=False)
+    grants = [["news", "chat:*"]]
+    calls: list[int] = []
+
+    def fresh_token() -> str:
+        calls.append(1)
+        return token("carol", grants[0])
+
+    lost: list[SubscriptionLost] = []
+    c = await make_client(server.url, fresh_token, on_lost=lost.append)
+    stream = c.events()
+    await c.subscribe("news")
+    await c.subscribe("chat:1")
+    grants[0] = ["chat:*"]  # the next token no longer grants "news"
+    server_conn(server, c).close(1008, "token expired")
+    await eventually(lambda: len(lost) == 1)
+    assert len(calls) == 2
+    assert lost == [SubscriptionLost("news", "forbidden", lost[0].message)]
+    assert c.rooms == ["chat:1"]
+    events = await collect(stream, 1)
+    assert events == lost
+    assert c.close_codes == [1008]
+
+
+async def test_async_callbacks_and_heartbeat(server: LiveServer, make_client: MakeClient) -> None:
+    got: list[int] = []
+
+    async def on_message(msg: Message) -> None:
+        await asyncio.sleep(0)
+        got.append(msg.offset)
+
+    c = await make_client(server.url, on_message=on_message, heartbeat=0.2)
+    await c.subscribe("cb")
+    for i in range(3):
+        await c.publish("cb", i)
+    await eventually(lambda: len(got) == 3)
+    await asyncio.sleep(0.5)  # a few heartbeats: the connection stays up
+    assert sorted(got) == [1, 2, 3]
+    assert c.state is ClientState.OPEN and c.close_codes == []

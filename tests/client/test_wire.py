@@ -1,0 +1,76 @@
+"""Decoding server frames and typed results, without a socket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wsops.client import wire
+from wsops.client.errors import ProtocolViolation, ServerError
+from wsops.client.events import Message, PresenceEvent, PublishAck, SubscribeResult
+
+
+def test_message_frame_decodes_to_a_message() -> None:
+    text = json.dumps(
+        {"op": "message", "room": "r", "offset": 3, "epoch": "e", "data": [1], "ts": 99}
+    )
+    assert wire.decode(text) == Message("r", 3, "e", [1], 99)
+
+
+def test_presence_frames_decode_to_events() -> None:
+    assert wire.decode('{"op":"join","room":"r","user":"u"}') == PresenceEvent("join", "r", "u")
+    assert wire.decode(b'{"op":"leave","room":"r","user":"u"}') == PresenceEvent("leave", "r", "u")
+
+
+def test_unknown_ops_are_ignored_for_forward_compatibility() -> None:
+    assert wire.decode('{"op":"shiny-new-thing"}') is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[1, 2]",
+        '{"op":"message","room":"r","offset":"3","epoch":"e"}',
+        '{"op":"reply","id":"x","ok":true}',
+        '{"op":"join","room":"r"}',
+    ],
+)
+def test_malformed_frames_raise_protocol_violation(text: str) -> None:
+    with pytest.raises(ProtocolViolation):
+        wire.decode(text)
+
+
+def test_failed_reply_becomes_a_server_error() -> None:
+    reply = wire.decode(
+        '{"op":"reply","id":4,"ok":false,"error":{"code":"forbidden","message":"no"}}'
+    )
+    assert isinstance(reply, wire.Reply) and reply.id == 4 and not reply.ok
+    err = reply.error()
+    assert isinstance(err, ServerError)
+    assert (err.code, err.message) == ("forbidden", "no")
+
+
+def test_typed_results_of_successful_replies() -> None:
+    sub = wire.Reply(1, True, {"room": "r", "offset": 5, "epoch": "e", "recovered": False})
+    assert wire.subscribe_result("r", sub) == SubscribeResult("r", 5, "e", False)
+    fresh = wire.Reply(1, True, {"room": "r", "offset": 0, "epoch": "e"})
+    assert wire.subscribe_result("r", fresh).recovered is None
+    assert wire.publish_ack("r", wire.Reply(2, True, {"offset": 6, "epoch": "e"})) == PublishAck(
+        "r", 6, "e"
+    )
+    assert wire.presence_users(wire.Reply(3, True, {"users": ["a", "b"]})) == ["a", "b"]
+    hist = wire.Reply(4, True, {"messages": [{"offset": 1, "epoch": "e", "data": "x", "ts": 5}]})
+    assert wire.history_messages("r", hist) == [Message("r", 1, "e", "x", 5)]
+
+
+def test_reply_without_a_position_is_a_violation() -> None:
+    with pytest.raises(ProtocolViolation):
+        wire.publish_ack("r", wire.Reply(2, True, {"offset": True, "epoch": "e"}))
+
+
+def test_encode_is_compact_json() -> None:
+    assert wire.encode({"op": "publish", "id": 1, "data": "é"}) == (
+        '{"op":"publish","id":1,"data":"é"}'
+    )

@@ -1,0 +1,55 @@
+"""wsops Python client: asyncio, reconnects with full-jitter backoff, resumes rooms gap-free.
+
+Usage: ``async with Client(url, token) as client``, then ``await client.subscribe(room)``,
+``await client.publish(room, data)`` and ``async for event in client.events()``; see ``Client``.
+"""
+
+from __future__ import annotations
+
+from wsops.client.backoff import Backoff, backoff_window, full_jitter
+from wsops.client.client import Client
+from wsops.client.errors import (
+    AuthError,
+    ClientClosed,
+    ClientError,
+    ProtocolViolation,
+    QueueFull,
+    RequestTimeout,
+    ServerError,
+)
+from wsops.client.events import (
+    ClientState,
+    Event,
+    Gap,
+    Message,
+    PresenceEvent,
+    PublishAck,
+    SubscribeResult,
+    SubscriptionLost,
+)
+from wsops.client.stream import EventStream
+from wsops.client.tracker import RoomTracker
+
+__all__ = [
+    "AuthError",
+    "Backoff",
+    "Client",
+    "ClientClosed",
+    "ClientError",
+    "ClientState",
+    "Event",
+    "EventStream",
+    "Gap",
+    "Message",
+    "PresenceEvent",
+    "ProtocolViolation",
+    "PublishAck",
+    "QueueFull",
+    "RequestTimeout",
+    "RoomTracker",
+    "ServerError",
+    "SubscribeResult",
+    "SubscriptionLost",
+    "backoff_window",
+    "full_jitter",
+]

@@ -1,0 +1,60 @@
+"""Opening one WebSocket connection and sorting its failures into "retry" and "give up".
+
+The only I/O here is ``ws_connect``; the client's run loop decides what to do with the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import aiohttp
+
+from wsops.client.backoff import parse_retry_after
+from wsops.client.errors import AuthError
+
+# HTTP statuses that retrying with the same credentials cannot fix.
+AUTH_STATUSES: Final = frozenset({401, 403})
+# Abnormal closure: what a connection that ended without a close frame reports.
+ABNORMAL_CLOSE: Final = 1006
+
+
+class RetryLater(Exception):
+    """The connection attempt failed in a way that may pass (refused, 503, timeout...)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+async def open_socket(
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str | None,
+    *,
+    heartbeat: float | None,
+    connect_timeout: float | None,
+) -> aiohttp.ClientWebSocketResponse:
+    """Open a connection to ``url`` with the token as a bearer header.
+
+    permessage-deflate is not requested (``compress=0``): the server does not offer it and
+    it would cost memory on both sides. Raises ``AuthError`` on 401/403, ``RetryLater``
+    on anything else that went wrong.
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return await asyncio.wait_for(
+            session.ws_connect(
+                url, headers=headers, compress=0, heartbeat=heartbeat, autoping=True
+            ),
+            connect_timeout,
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status in AUTH_STATUSES:
+            raise AuthError(exc.status, exc.message) from None
+        retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+        raise RetryLater(f"HTTP {exc.status}: {exc.message}", retry_after) from None
+    except TimeoutError:
+        raise RetryLater("connection attempt timed out") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise RetryLater(f"{type(exc).__name__}: {exc}") from None
