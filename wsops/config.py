@@ -35,6 +35,11 @@ class Settings:
     drain_batch: int = 100
     drain_interval: float = 0.5
     drain_deadline: float = 30.0
+    instrument: bool = True
+    runtime_metrics: bool = True
+    tracing: bool = True
+    trace_sample_ratio: float | None = None
+    slo_seconds: float = 0.010
 
     def __post_init__(self) -> None:
         problems = []
@@ -42,11 +47,14 @@ class Settings:
                      "rate_burst", "rate_limit_strikes", "send_queue_bytes", "drain_batch"):
             if getattr(self, name) < (0 if name == "port" else 1):
                 problems.append(f"{name} must be positive")
-        for name in ("heartbeat", "rate_limit", "history_ttl", "drain_deadline"):
+        for name in ("heartbeat", "rate_limit", "history_ttl", "drain_deadline", "slo_seconds"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
         if self.history_size < 0 or self.drain_interval < 0:
             problems.append("history_size and drain_interval must be >= 0")
+        ratio = self.trace_sample_ratio
+        if ratio is not None and not 0.0 <= ratio <= 1.0:
+            problems.append("trace_sample_ratio must be within [0, 1]")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 

@@ -13,20 +13,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry
 
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
 from wsops.config import Settings
+from wsops.instrument.middleware import REFUSAL_KEY, Instrumentation, InstrumentConfig, instrument
 from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, token_from_request
 from wsops.server.broker.base import Broker
 from wsops.server.broker.memory import MemoryBroker
 from wsops.server.drain import Drainer, DrainStatus
 from wsops.server.hub import Conn, Hub
 from wsops.server.protocol import Close
-from wsops.server.session import Session
+from wsops.server.session import Session, SessionObs
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 5.0
+WS_PATH = "/ws"
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -62,6 +65,30 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closers: dict[int, asyncio.Task[None]] = {}
         self.handshake_failures: dict[str, int] = {}
+        self.obs: SessionObs | None = None
+        self.instrumentation: Instrumentation | None = None
+
+    def attach_instrumentation(self, inst: Instrumentation) -> None:
+        """Report to ``inst``: per-publish and per-flush figures, never per delivery."""
+        self.instrumentation = inst
+        m = inst.metrics
+        stats = m.route(WS_PATH)
+        tracing = inst.tracing if inst.tracing.enabled else None
+        self.obs = SessionObs(stats, m, tracing)
+        self.hub.delivery_latency = m.delivery_latency
+        self.hub.size_out = stats.size_out
+        self.hub.tracing = tracing
+        m.broker_up = lambda: self.broker.healthy
+        m.draining = lambda: self.drainer.draining
+        hub_stats = self.hub.stats
+
+        def sync() -> None:
+            # The hub writes frames itself (not through ws.send_str): copy its counters.
+            stats.messages_out["text"] = hub_stats.frames
+            stats.bytes_out = hub_stats.delivered_bytes
+            stats.slow_consumers = hub_stats.slow_consumers
+
+        m.before_collect.append(sync)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,8 +161,11 @@ class Node:
 
     # -- the WebSocket endpoint --------------------------------------------------------------
 
-    def _refuse(self, reason: str, exc: type[web.HTTPException], text: str) -> web.HTTPException:
+    def _refuse(
+        self, request: web.Request, reason: str, exc: type[web.HTTPException], text: str
+    ) -> web.HTTPException:
         self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
+        request[REFUSAL_KEY] = reason
         headers = {"Retry-After": "5"} if exc is web.HTTPServiceUnavailable else None
         return exc(text=text, headers=headers)
 
@@ -143,19 +173,19 @@ class Node:
         """Checks before the upgrade; raises an HTTP error response to refuse."""
         s = self.settings
         if self.drainer.draining:
-            raise self._refuse("draining", web.HTTPServiceUnavailable, "node is draining")
+            raise self._refuse(request, "draining", web.HTTPServiceUnavailable, "node is draining")
         if len(self.hub.conns) + self._upgrading >= s.max_connections:
-            raise self._refuse("full", web.HTTPServiceUnavailable, "node is full")
+            raise self._refuse(request, "full", web.HTTPServiceUnavailable, "node is full")
         origin = request.headers.get("Origin")
         if s.allowed_origins and origin is not None and origin not in s.allowed_origins:
-            raise self._refuse("origin", web.HTTPForbidden, "origin not allowed")
+            raise self._refuse(request, "origin", web.HTTPForbidden, "origin not allowed")
         try:
             token = token_from_request(
                 request.headers.get("Authorization"), request.query.get("token")
             )
             return self.auth.authenticate(token)
         except AuthError as exc:
-            raise self._refuse("auth", web.HTTPUnauthorized, str(exc)) from None
+            raise self._refuse(request, "auth", web.HTTPUnauthorized, str(exc)) from None
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         identity = self._admit(request)
@@ -182,7 +212,7 @@ class Node:
         session = Session(
             conn, identity, hub, self.broker,
             max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
-            strikes=s.rate_limit_strikes,
+            strikes=s.rate_limit_strikes, obs=self.obs,
         )
         hub.add(conn)
         expiry = None
@@ -238,20 +268,38 @@ class Node:
 NODE_KEY = web.AppKey("wsops_node", Node)
 
 
-def create_app(settings: Settings | None = None, broker: Broker | None = None) -> web.Application:
+def create_app(
+    settings: Settings | None = None,
+    broker: Broker | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: Any = None,
+) -> web.Application:
     """The server as an aiohttp Application, for ``web.run_app`` or embedding.
 
-    The admin listener (``/healthz``, ``/readyz``) starts and stops with the app when
-    ``settings.admin_port`` is not None.
+    The admin listener (``/healthz``, ``/readyz``, ``/metrics``) starts and stops with the app
+    when ``settings.admin_port`` is not None. ``registry`` and ``tracer_provider`` default to a
+    new registry and to the ``OTEL_*`` environment (see ``wsops.instrument``).
     """
     settings = settings or Settings()
     node = Node(settings, broker)
     app = web.Application()
     app[NODE_KEY] = node
-    app.router.add_get("/ws", node.handle_ws)
+    app.router.add_get(WS_PATH, node.handle_ws)
     if settings.admin_port is not None:
         node.admin = attach_admin(app, settings.admin_host, settings.admin_port)
         node.admin.add_readiness_check(node.not_ready_reason)
+    if settings.instrument:
+        # The same layer a user's own app gets; the hub adds its publish-level figures.
+        node.attach_instrumentation(instrument(app, registry=registry, config=InstrumentConfig(
+            runtime=settings.runtime_metrics,
+            tracing=settings.tracing,
+            sample_ratio=settings.trace_sample_ratio,
+            slo_seconds=settings.slo_seconds,
+            admin_host=settings.admin_host,
+            admin_port=settings.admin_port,
+            message_spans=False,
+        ), tracer_provider=tracer_provider))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await node.start()
@@ -269,10 +317,10 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, broker: Broker | None = None
+    settings: Settings, broker: Broker | None = None, **kw: Any
 ) -> AsyncIterator[tuple[web.Application, web.AppRunner, int]]:
     """Run the server on ``settings.host:port`` (0 = any free port); yields (app, runner, port)."""
-    app = create_app(settings, broker)
+    app = create_app(settings, broker, **kw)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False)

@@ -11,10 +11,13 @@ so one slow socket never holds up the other subscribers of a room.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsops.instrument.metrics import Histogram
+from wsops.instrument.tracing import Tracing, parse_traceparent
 from wsops.server.broker.base import Published
 from wsops.server.protocol import Close, presence_event, text_frame
 
@@ -25,6 +28,7 @@ class HubStats:
 
     published: int = 0
     deliveries: int = 0
+    frames: int = 0
     delivered_bytes: int = 0
     flushes: int = 0
     writes: int = 0
@@ -83,6 +87,7 @@ class Conn:
             self.close(Close.SLOW_CONSUMER, "slow consumer")
 
     def send_text(self, text: str) -> None:
+        self._hub.stats.replies += 1
         self.push(text_frame(text.encode()))
 
     def flush(self) -> None:
@@ -97,6 +102,7 @@ class Conn:
             return
         stats = self._hub.stats
         stats.writes += 1
+        stats.frames += len(buf)
         stats.delivered_bytes += self._buf_bytes
         if len(buf) == 1:
             transport.write(buf[0])
@@ -149,8 +155,13 @@ class Hub:
         self.conns: dict[int, Conn] = {}
         self.rooms: dict[str, Room] = {}
         self.stats = HubStats()
-        self._dirty: list[Conn] = []
+        self._dirty: list[Conn | None] = []
         self._next_id = 0
+        # Observability, set by the instrumentation layer; None costs nothing per message.
+        self.delivery_latency: Histogram | None = None
+        self.size_out: Histogram | None = None
+        self.tracing: Tracing | None = None
+        self._delivered: list[tuple[float, Any]] = []  # (accepted_at, span) since last flush
 
     # -- connections -------------------------------------------------------------------------
 
@@ -228,10 +239,22 @@ class Hub:
         conns = r.conns
         for conn in conns:
             conn.push(frame)
-        self.stats.deliveries += len(conns)
+        n = len(conns)
+        self.stats.deliveries += n
         if r.syncing:
             for held in r.syncing.values():
                 held.append(msg)
+        if self.size_out is not None:
+            self.size_out.observe_n(len(frame), n)
+        if self.delivery_latency is not None and msg.accepted_at:
+            span = None
+            if self.tracing is not None and msg.traceparent is not None:
+                parent = parse_traceparent(msg.traceparent)
+                if parent is not None:
+                    span = self.tracing.deliver(msg.room, parent, n)
+            if not self._dirty:
+                self.mark_dirty(None)
+            self._delivered.append((msg.accepted_at, span))
 
     def on_presence(self, room: str, kind: str, user: str) -> None:
         r = self.rooms.get(room)
@@ -241,7 +264,8 @@ class Hub:
         for conn in r.watchers:
             conn.push(frame)
 
-    def mark_dirty(self, conn: Conn) -> None:
+    def mark_dirty(self, conn: Conn | None) -> None:
+        """Schedule the end-of-tick flush (``None`` only schedules it)."""
         if not self._dirty:
             loop = self._loop or asyncio.get_running_loop()
             self._loop = loop
@@ -254,7 +278,25 @@ class Hub:
         self._dirty = []
         self.stats.flushes += 1
         for conn in dirty:
-            conn.flush()
+            if conn is not None:
+                conn.flush()
+        if self._delivered:
+            self._observe_delivered()
+
+    def _observe_delivered(self) -> None:
+        """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
+        hist = self.delivery_latency
+        now = time.time()
+        for accepted_at, span in self._delivered:
+            if hist is not None:
+                if span is not None:
+                    hist.observe_traced(now - accepted_at,
+                                        f"{span.get_span_context().trace_id:032x}")
+                else:
+                    hist.observe(now - accepted_at)
+            if span is not None:
+                span.end()
+        self._delivered.clear()
 
     def snapshot(self) -> dict[str, Any]:
         return {"connections": len(self.conns), "rooms": len(self.rooms)}

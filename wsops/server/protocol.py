@@ -107,7 +107,7 @@ def parse(text: str) -> Request:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'id' must be an integer in [0, 2^53)")
     req_id: int = raw_id
     op = obj.get("op")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {str(op)[:40]!r}", req_id)
     room = obj.get("room")
     if not valid_room(room):

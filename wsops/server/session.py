@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from wsops.instrument.metrics import RouteStats, WsMetrics
+from wsops.instrument.tracing import Tracing, format_traceparent, parse_traceparent
 from wsops.server.auth import Identity
 from wsops.server.broker.base import Broker, BrokerUnavailable
 from wsops.server.hub import Conn, Hub
@@ -33,10 +36,21 @@ def _guess_id(text: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionObs:
+    """Where sessions report: the route's stats, the node's metrics, tracing (optional)."""
+
+    stats: RouteStats
+    metrics: WsMetrics
+    tracing: Tracing | None
+
+
 class Session:
     """Serves the ops of one connection, in the order they arrive."""
 
-    __slots__ = ("broker", "bucket", "conn", "hub", "identity", "max_rooms", "present", "strikes")
+    __slots__ = (
+        "broker", "bucket", "conn", "hub", "identity", "max_rooms", "obs", "present", "strikes",
+    )
 
     def __init__(
         self,
@@ -49,7 +63,9 @@ class Session:
         rate: float,
         burst: int,
         strikes: int,
+        obs: SessionObs | None = None,
     ) -> None:
+        self.obs = obs
         self.conn = conn
         self.identity = identity
         self.hub = hub
@@ -63,6 +79,8 @@ class Session:
         """Handle one text frame; every outcome is a reply or a documented close."""
         conn = self.conn
         if not self.bucket.allow(time.monotonic()):
+            if self.obs is not None:
+                self.obs.stats.rate_limited += 1
             if self.bucket.strikes >= self.strikes:
                 conn.close(Close.POLICY, "rate limit exceeded")
                 return
@@ -86,8 +104,40 @@ class Session:
             conn.send_text(reply_error(_guess_id(text), ErrorCode.INTERNAL, "internal error"))
 
     async def _op_publish(self, req: Request) -> None:
-        msg = await self.broker.publish(req.room, req.data, req.traceparent)
+        obs = self.obs
+        if obs is None:
+            msg = await self.broker.publish(req.room, req.data, req.traceparent)
+        else:
+            msg = await self._publish_observed(req, obs)
         self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset, epoch=msg.epoch))
+
+    async def _publish_observed(self, req: Request, obs: SessionObs) -> Any:
+        span = None
+        traceparent = req.traceparent
+        if obs.tracing is not None:
+            span = obs.tracing.publish(req.room, parse_traceparent(traceparent))
+            if span is not None:
+                # Subscribers' deliveries link to this span through the envelope.
+                traceparent = format_traceparent(span.get_span_context())
+        started = time.perf_counter()
+        try:
+            msg = await self.broker.publish(req.room, req.data, traceparent)
+        except Exception as exc:
+            obs.metrics.broker_errors += 1
+            if span is not None:
+                span.record_exception(exc)
+                span.end()
+            raise
+        elapsed = time.perf_counter() - started
+        if span is not None:
+            span.set_attribute("messaging.message.id", f"{msg.epoch}:{msg.offset}")
+            obs.metrics.broker_publish_latency.observe_traced(
+                elapsed, f"{span.get_span_context().trace_id:032x}"
+            )
+            span.end()
+        else:
+            obs.metrics.broker_publish_latency.observe(elapsed)
+        return msg
 
     async def _op_subscribe(self, req: Request) -> None:
         conn, room = self.conn, req.room

@@ -25,6 +25,8 @@ class Published:
     data: Any
     ts: int
     frame: bytes
+    traceparent: str | None = None
+    accepted_at: float = 0.0  # time.time() when the broker accepted it (0 for replays)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ class MemoryBroker(Broker):
         self._presence: dict[str, Counter[str]] = {}
         self._published = 0
 
-    def _room(self, room: str, now: float) -> RoomHistory:
+    def _room(self, room: str) -> RoomHistory:
         hist = self._rooms.get(room)
         if hist is None:
             hist = self._rooms[room] = RoomHistory(self.history_size, self.history_ttl)
@@ -40,11 +40,12 @@ class MemoryBroker(Broker):
     async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
         now = time.monotonic()
         ts = int(time.time() * 1000)
-        hist = self._room(room, now)
+        hist = self._room(room)
         entry = hist.append(
             data, ts, now, lambda off, ep: message_payload(room, off, ep, data, ts, traceparent)
         )
-        msg = self._published_of(room, entry)
+        msg = Published(room, entry.offset, entry.epoch, data, ts, text_frame(entry.payload),
+                        traceparent, time.time())
         self._published += 1
         if room in self._watched and self.listener is not None:
             self.listener.on_message(msg)
@@ -58,7 +59,7 @@ class MemoryBroker(Broker):
 
     async def recover(self, room: str, since: Position | None) -> Recovery:
         now = time.monotonic()
-        hist = self._room(room, now)
+        hist = self._room(room)
         if since is None:
             return Recovery(hist.position, [], None)
         entries = hist.since(since, now)
@@ -68,7 +69,7 @@ class MemoryBroker(Broker):
 
     async def history(self, room: str, limit: int) -> tuple[Position, list[Published]]:
         now = time.monotonic()
-        hist = self._room(room, now)
+        hist = self._room(room)
         return hist.position, [self._published_of(room, e) for e in hist.latest(limit, now)]
 
     async def join(self, room: str, user: str) -> None:

@@ -1,0 +1,204 @@
+"""RuntimeCollector: loop lag, process figures, GC hooks and tracemalloc on an injected registry."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import resource
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from wsops.instrument.runtime import RuntimeCollector
+
+MiB = 1 << 20
+GAUGES = {
+    "wsops_process_resident_memory_bytes",
+    "wsops_process_open_fds",
+    "wsops_process_max_fds",
+    "wsops_memory_per_connection_bytes",
+}
+COUNTERS = {"wsops_process_cpu_seconds", "wsops_gc_collections", "wsops_gc_pause_seconds"}
+TRACEMALLOC = {"wsops_tracemalloc_traced_bytes", "wsops_tracemalloc_peak_bytes"}
+
+
+@dataclass
+class Rig:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    live: int = 0
+    calls: int = 0
+    collector: RuntimeCollector = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.collector = RuntimeCollector(live_connections=self.count, lag_interval=0.02)
+        self.registry.register(self.collector)
+
+    def count(self) -> int:
+        self.calls += 1
+        return self.live
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def parsed(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        """Family name -> {labels: value}, through prometheus_client's own text parser."""
+        text = generate_latest(self.registry).decode()
+        out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for family in text_string_to_metric_families(text):
+            assert family.type in {"gauge", "counter", "histogram"}
+            for s in family.samples:
+                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        return out
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    rig = Rig()
+    await rig.collector.start()
+    yield rig
+    await rig.collector.stop()
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def test_registering_describes_without_collecting() -> None:
+    rig = Rig()
+    assert rig.calls == 0
+    with pytest.raises(ValueError, match="Duplicated"):
+        rig.registry.register(RuntimeCollector(live_connections=lambda: 0))
+
+
+async def test_exposition_parses_with_every_family_and_matches_get_sample_value(rig: Rig) -> None:
+    assert not tracemalloc.is_tracing()
+    text = generate_latest(rig.registry).decode()
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert families == {
+        **dict.fromkeys(GAUGES, "gauge"),
+        **dict.fromkeys(COUNTERS, "counter"),
+        "wsops_event_loop_lag_seconds": "histogram",
+    }
+    parsed = rig.parsed()
+    for counter in ("wsops_gc_collections_total", "wsops_gc_pause_seconds_total"):
+        assert {dict(k)["generation"] for k in parsed[counter]} == {"0", "1", "2"}
+    assert parsed["wsops_process_max_fds"][()] == rig.value("wsops_process_max_fds")
+    assert parsed["wsops_memory_per_connection_bytes"][()] == 0.0
+    les = [dict(k)["le"] for k in parsed["wsops_event_loop_lag_seconds_bucket"]]
+    assert les[-1] == "+Inf" and "0.25" in les and "1.0" in les
+    count = rig.value("wsops_event_loop_lag_seconds_count")
+    assert count is not None and parsed["wsops_event_loop_lag_seconds_count"][()] == count
+
+
+async def test_blocking_the_loop_records_a_lag_of_at_least_the_block(rig: Rig) -> None:
+    time.sleep(0.3)  # the deliberate block: the 0.02 s sleep wakes >= 0.28 s late
+    await until(lambda: (rig.value("wsops_event_loop_lag_seconds_count") or 0) >= 1)
+    count = rig.value("wsops_event_loop_lag_seconds_count")
+    under = rig.value("wsops_event_loop_lag_seconds_bucket", le="0.25")
+    assert count is not None and under is not None and count - under >= 1
+    lag_sum = rig.value("wsops_event_loop_lag_seconds_sum")
+    assert lag_sum is not None and lag_sum >= 0.25
+    parsed = rig.parsed()
+    over = parsed["wsops_event_loop_lag_seconds_count"][()]
+    assert over - parsed["wsops_event_loop_lag_seconds_bucket"][(("le", "0.25"),)] >= 1
+    p99 = rig.collector.snapshot()["loop_lag_p99_seconds"]
+    assert p99 is not None and p99 >= 0.25
+
+
+async def test_gc_collect_counts_a_generation_2_collection_and_its_pause(rig: Rig) -> None:
+    before_n = rig.value("wsops_gc_collections_total", generation="2")
+    before_s = rig.value("wsops_gc_pause_seconds_total", generation="2")
+    before_snap = rig.collector.snapshot()
+    gc.collect()
+    after_n = rig.value("wsops_gc_collections_total", generation="2")
+    after_s = rig.value("wsops_gc_pause_seconds_total", generation="2")
+    assert before_n is not None and after_n is not None and after_n >= before_n + 1
+    assert before_s is not None and after_s is not None and after_s > before_s
+    parsed = rig.parsed()["wsops_gc_collections_total"]
+    assert parsed[(("generation", "2"),)] >= after_n
+    snap = rig.collector.snapshot()
+    assert snap["gc_collections"] is not None and before_snap["gc_collections"] is not None
+    assert snap["gc_collections"] > before_snap["gc_collections"]
+
+
+async def test_rss_cpu_and_fds_match_psutil(rig: Rig) -> None:
+    proc = psutil.Process()
+    cpu_before = sum(proc.cpu_times()[:2])
+    rss = rig.value("wsops_process_resident_memory_bytes")
+    cpu = rig.value("wsops_process_cpu_seconds_total")
+    fds = rig.value("wsops_process_open_fds")
+    assert rss is not None and cpu is not None and fds is not None
+    assert abs(rss - proc.memory_info().rss) <= max(4 * MiB, 0.05 * rss)
+    assert cpu_before - 0.01 <= cpu <= sum(proc.cpu_times()[:2]) + 0.01
+    assert abs(fds - proc.num_fds()) <= 2
+    assert rig.value("wsops_process_max_fds") == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    pipes = [os.pipe() for _ in range(3)]
+    try:
+        more = rig.value("wsops_process_open_fds")
+        assert more is not None and abs(more - fds - 6) <= 1
+        assert abs(rig.parsed()["wsops_process_open_fds"][()] - more) <= 1
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+
+
+async def test_memory_per_connection_follows_the_live_count(rig: Rig) -> None:
+    assert rig.value("wsops_memory_per_connection_bytes") == 0.0
+    assert rig.collector.snapshot()["memory_per_connection_bytes"] == 0.0
+    for live in (10, 20):
+        rig.live = live
+        snap = rig.collector.snapshot()
+        assert snap["rss_bytes"] is not None
+        assert snap["memory_per_connection_bytes"] == pytest.approx(snap["rss_bytes"] / live)
+        per_conn = rig.value("wsops_memory_per_connection_bytes")
+        assert per_conn == pytest.approx(psutil.Process().memory_info().rss / live, rel=0.05)
+
+
+async def test_tracemalloc_gauges_appear_only_while_tracing(rig: Rig) -> None:
+    if tracemalloc.is_tracing():
+        pytest.skip("tracemalloc already tracing (python -X tracemalloc)")
+    assert rig.value("wsops_tracemalloc_traced_bytes") is None
+    assert rig.collector.snapshot()["tracemalloc_traced_bytes"] is None
+    tracemalloc.start()
+    try:
+        blob = bytearray(MiB)
+        traced = rig.value("wsops_tracemalloc_traced_bytes")
+        peak = rig.value("wsops_tracemalloc_peak_bytes")
+        assert traced is not None and peak is not None and MiB <= traced <= peak
+        assert "wsops_tracemalloc_traced_bytes" in rig.parsed()
+        snap = rig.collector.snapshot()["tracemalloc_traced_bytes"]
+        assert snap is not None and snap >= MiB
+        del blob
+    finally:
+        tracemalloc.stop()
+    assert rig.value("wsops_tracemalloc_peak_bytes") is None
+    assert "wsops_tracemalloc_traced_bytes" not in rig.parsed()
+
+
+async def test_stop_removes_the_gc_callback_and_ends_the_task() -> None:
+    rig = Rig()
+    hook = rig.collector._on_gc
+    await rig.collector.start()
+    await rig.collector.start()  # a second start neither doubles the hook nor the sampler
+    assert gc.callbacks.count(hook) == 1
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == "wsops-loop-lag"]
+    assert len(tasks) == 1
+    await rig.collector.stop()
+    assert hook not in gc.callbacks
+    assert tasks[0].done()
+    frozen = rig.value("wsops_gc_collections_total", generation="2")
+    gc.collect()
+    assert rig.value("wsops_gc_collections_total", generation="2") == frozen
+    await rig.collector.stop()  # idempotent
+    assert rig.value("wsops_event_loop_lag_seconds_count") is not None

@@ -1,0 +1,310 @@
+"""What wsops measures: metric families kept in plain counters and histograms, exposed by one
+prometheus-client Collector on an injected registry.
+
+Hot paths (every message, every flush) touch only integer attributes and a ``bisect`` into a
+bucket list, a fraction of a ``prometheus_client`` ``.labels().observe()``; values become metric
+families only when ``/metrics`` is scraped. Everything is updated from the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Exemplar
+
+DEFAULT_SLO_SECONDS = 0.010
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SIZE_BUCKETS = (64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0)
+DURATION_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0)
+OTHER = "other"
+
+
+def latency_buckets(slo: float, base: Sequence[float] = LATENCY_BUCKETS) -> tuple[float, ...]:
+    """``base`` with a boundary exactly at the SLO threshold."""
+    if slo <= 0:
+        raise ValueError("the latency SLO must be > 0 seconds")
+    return tuple(sorted({*base, slo}))
+
+
+class LabelGuard:
+    """Caps the distinct values of a label a user can influence; the rest become ``other``."""
+
+    __slots__ = ("cap", "seen")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.cap:
+            return OTHER
+        self.seen.add(value)
+        return value
+
+
+class Histogram:
+    """A histogram that costs one bisect per observation; exemplars are kept per bucket."""
+
+    __slots__ = ("bounds", "counts", "exemplars", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = list(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.exemplars: dict[int, Exemplar] = {}
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def observe_n(self, value: float, n: int) -> None:
+        """``n`` observations of the same value (a flush of ``n`` deliveries)."""
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.sum += value * n
+
+    def observe_traced(self, value: float, trace_id: str) -> None:
+        """Observe and keep ``trace_id`` as the bucket's exemplar (sampled spans only)."""
+        i = bisect_left(self.bounds, value)
+        self.counts[i] += 1
+        self.sum += value
+        self.exemplars[i] = Exemplar({"trace_id": trace_id}, value, time.time())
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+        out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        total = 0
+        les = [*(_le(b) for b in self.bounds), "+Inf"]
+        for i, (le, n) in enumerate(zip(les, self.counts, strict=True)):
+            total += n
+            ex = self.exemplars.get(i)
+            out.append((le, float(total), ex) if ex is not None else (le, float(total)))
+        return out
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding quantile ``q`` (0 when empty)."""
+        total = self.count
+        if not total:
+            return 0.0
+        rank, acc = q * total, 0
+        for i, n in enumerate(self.counts):
+            acc += n
+            if acc >= rank:
+                return self.bounds[i] if i < len(self.bounds) else float("inf")
+        return float("inf")
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass
+class RouteStats:
+    """Counters of the WebSockets served by one route."""
+
+    latency_bounds: Sequence[float]
+    opened: int = 0
+    closed: dict[str, int] = field(default_factory=dict)
+    handshake_failures: dict[str, int] = field(default_factory=dict)
+    messages_in: dict[str, int] = field(default_factory=lambda: {"text": 0, "binary": 0})
+    messages_out: dict[str, int] = field(default_factory=lambda: {"text": 0, "binary": 0})
+    bytes_in: int = 0
+    bytes_out: int = 0
+    rate_limited: int = 0
+    slow_consumers: int = 0
+    size_in: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
+    size_out: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
+    duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    handler_latency: Histogram = field(init=False)
+    ping_rtt: Histogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.handler_latency = Histogram(self.latency_bounds)
+        self.ping_rtt = Histogram(self.latency_bounds)
+
+
+Source = Callable[[], Iterable[Metric]]
+
+
+class WsMetrics:
+    """All wsops metric families; register with ``registry.register(metrics)``."""
+
+    def __init__(
+        self,
+        *,
+        slo_seconds: float = DEFAULT_SLO_SECONDS,
+        max_label_values: int = 64,
+        open_connections: Callable[[], dict[str, int]] | None = None,
+        queue_bytes: Callable[[], tuple[int, int]] | None = None,
+        build_info: dict[str, str] | None = None,
+    ) -> None:
+        self.slo_seconds = slo_seconds
+        self.latency_bounds = latency_buckets(slo_seconds)
+        self.routes: dict[str, RouteStats] = {}
+        self.route_guard = LabelGuard(max_label_values)
+        self.reason_guard = LabelGuard(max_label_values)
+        self.code_guard = LabelGuard(max_label_values)
+        self.delivery_latency = Histogram(self.latency_bounds)
+        self.broker_publish_latency = Histogram(self.latency_bounds)
+        self.broker_errors = 0
+        self.broker_up: Callable[[], bool] | None = None
+        self.draining: Callable[[], bool] | None = None
+        self._open = open_connections or dict
+        self._queue_bytes = queue_bytes
+        self._build = build_info or {}
+        self._sources: list[Source] = []
+        self.before_collect: list[Callable[[], None]] = []
+
+    def route(self, route: str) -> RouteStats:
+        """The stats of ``route`` (created on first use; capped by the label guard)."""
+        stats = self.routes.get(route)
+        if stats is None:
+            name = self.route_guard(route)
+            stats = self.routes.get(name)
+            if stats is None:
+                stats = self.routes[name] = RouteStats(self.latency_bounds)
+            self.routes[route] = stats
+        return stats
+
+    def add_source(self, source: Source) -> None:
+        """More families for the same scrape (runtime health, the bundled server)."""
+        self._sources.append(source)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        for hook in self.before_collect:
+            hook()
+        routes = {name: st for name, st in self.routes.items() if self.route_guard(name) == name}
+        open_now = self._open()
+        g = GaugeMetricFamily(
+            "wsops_connections_open", "WebSocket connections open now, counted at scrape time.",
+            labels=["route"],
+        )
+        for name in sorted(set(routes) | set(open_now)):
+            g.add_metric([name], open_now.get(name, 0))
+        yield g
+        yield from self._counters(routes)
+        yield from self._histograms(routes)
+        yield from self._node()
+        for source in self._sources:
+            yield from source()
+
+    def _counters(self, routes: dict[str, RouteStats]) -> Iterable[Metric]:
+        opened = CounterMetricFamily(
+            "wsops_connections_opened", "WebSocket connections accepted.", labels=["route"]
+        )
+        closed = CounterMetricFamily(
+            "wsops_connections_closed",
+            "WebSocket connections ended, by final close code (1006: lost without a close "
+            "frame, also heartbeat timeouts).",
+            labels=["route", "code"],
+        )
+        failed = CounterMetricFamily(
+            "wsops_handshake_failures", "Upgrade requests refused, by reason.",
+            labels=["route", "reason"],
+        )
+        msgs = CounterMetricFamily(
+            "wsops_messages", "WebSocket data messages.", labels=["route", "direction", "type"]
+        )
+        nbytes = CounterMetricFamily(
+            "wsops_message_bytes", "Payload bytes of WebSocket data messages.",
+            labels=["route", "direction"],
+        )
+        limited = CounterMetricFamily(
+            "wsops_rate_limited_messages", "Messages refused by a rate limit.", labels=["route"]
+        )
+        slow = CounterMetricFamily(
+            "wsops_slow_consumer_disconnects",
+            "Connections closed because their send queue overflowed.", labels=["route"],
+        )
+        for name, st in routes.items():
+            opened.add_metric([name], st.opened)
+            for code, n in st.closed.items():
+                closed.add_metric([name, code], n)
+            for reason, n in st.handshake_failures.items():
+                failed.add_metric([name, reason], n)
+            for kind, n in st.messages_in.items():
+                msgs.add_metric([name, "in", kind], n)
+            for kind, n in st.messages_out.items():
+                msgs.add_metric([name, "out", kind], n)
+            nbytes.add_metric([name, "in"], st.bytes_in)
+            nbytes.add_metric([name, "out"], st.bytes_out)
+            limited.add_metric([name], st.rate_limited)
+            slow.add_metric([name], st.slow_consumers)
+        yield from (opened, closed, failed, msgs, nbytes, limited, slow)
+
+    def _histograms(self, routes: dict[str, RouteStats]) -> Iterable[Metric]:
+        def fam(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
+            return HistogramMetricFamily(name, doc, labels=labels)
+
+        size = fam("wsops_message_size_bytes", "Size of WebSocket data messages.",
+                   ["route", "direction"])
+        dur = fam("wsops_connection_duration_seconds", "Lifetime of ended connections.",
+                  ["route"])
+        lat = fam("wsops_handler_latency_seconds",
+                  "Time from a message being received to its handler asking for the next one.",
+                  ["route"])
+        rtt = fam("wsops_ping_rtt_seconds", "Round trip of server pings (heartbeats).",
+                  ["route"])
+        for name, st in routes.items():
+            size.add_metric([name, "in"], st.size_in.cumulative(), st.size_in.sum)
+            size.add_metric([name, "out"], st.size_out.cumulative(), st.size_out.sum)
+            dur.add_metric([name], st.duration.cumulative(), st.duration.sum)
+            lat.add_metric([name], st.handler_latency.cumulative(), st.handler_latency.sum)
+            rtt.add_metric([name], st.ping_rtt.cumulative(), st.ping_rtt.sum)
+        yield from (size, dur, lat, rtt)
+
+    def _node(self) -> Iterable[Metric]:
+        delivery = HistogramMetricFamily(
+            "wsops_delivery_latency_seconds",
+            "Publish accepted to frame written to the subscriber's socket (bundled server).",
+        )
+        delivery.add_metric([], self.delivery_latency.cumulative(), self.delivery_latency.sum)
+        yield delivery
+        pub = HistogramMetricFamily(
+            "wsops_broker_publish_latency_seconds", "Time the broker took to accept a publish."
+        )
+        pub.add_metric([], self.broker_publish_latency.cumulative(),
+                       self.broker_publish_latency.sum)
+        yield pub
+        yield CounterMetricFamily(
+            "wsops_broker_errors", "Broker operations that failed.", value=self.broker_errors
+        )
+        if self.broker_up is not None:
+            yield GaugeMetricFamily(
+                "wsops_broker_up", "1 when the broker is reachable.", value=int(self.broker_up())
+            )
+        yield GaugeMetricFamily(
+            "wsops_draining", "1 while the node drains.",
+            value=int(self.draining()) if self.draining is not None else 0,
+        )
+        if self._queue_bytes is not None:
+            total, biggest = self._queue_bytes()
+            yield GaugeMetricFamily(
+                "wsops_send_queue_bytes", "Bytes waiting to be sent, all connections.",
+                value=total,
+            )
+            yield GaugeMetricFamily(
+                "wsops_send_queue_max_bytes", "Bytes waiting to be sent on the fullest connection.",
+                value=biggest,
+            )
+        if self._build:
+            info = InfoMetricFamily("wsops_build", "wsops build information.")
+            info.add_metric([], self._build)
+            yield info

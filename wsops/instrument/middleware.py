@@ -1,0 +1,310 @@
+"""``instrument(app)``: metrics, runtime health and traces for any aiohttp WebSocket app.
+
+Works on handlers that use ``web.WebSocketResponse`` without changing them: a middleware sees
+every upgrade request, the ``on_response_prepare`` signal sees the 101 response, and the
+response's own ``receive``/``send_*`` methods are wrapped on that one instance (never on the
+class, so other apps in the process are untouched). The final close code is read in the
+middleware's ``finally``, after the handler ends however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from opentelemetry.trace import Span, Status, StatusCode
+from prometheus_client import CollectorRegistry
+
+from wsops import __version__
+from wsops.admin.listener import AdminListener, attach_admin
+from wsops.instrument.live import LiveConn, LiveSet
+from wsops.instrument.metrics import DEFAULT_SLO_SECONDS, RouteStats, WsMetrics
+from wsops.instrument.tracing import (
+    DEFAULT_RATIO,
+    Tracing,
+    env_ratio,
+    parse_traceparent,
+    provider_from_env,
+)
+
+_TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+_perf = time.perf_counter
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REFUSAL_KEY = web.RequestKey("wsops_refusal", str)
+"""A handler may set ``request[REFUSAL_KEY] = "auth"`` before refusing an upgrade: the reason
+label of ``wsops_handshake_failures_total`` (else ``http_<status>``)."""
+LIVE_KEY = web.RequestKey("wsops_live", LiveConn)
+SPAN_KEY = web.RequestKey("wsops_handshake_span", Span)
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """What to instrument. Every part can be switched off; see the README's table."""
+
+    metrics: bool = True
+    runtime: bool = True
+    tracing: bool = True
+    sample_ratio: float | None = None  # None: OTEL_TRACES_SAMPLER_ARG, else 1%
+    slo_seconds: float = DEFAULT_SLO_SECONDS
+    max_label_values: int = 64
+    lag_interval: float = 0.5
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = 9765
+    message_spans: bool = True  # a span per received message (the bundled server has its own)
+
+
+class Instrumentation:
+    """The instrumentation of one app: its live connections, metrics and tracing."""
+
+    def __init__(self, config: InstrumentConfig, registry: CollectorRegistry,
+                 tracing: Tracing) -> None:
+        self.config = config
+        self.registry = registry
+        self.tracing = tracing
+        self.live = LiveSet()
+        self.metrics = WsMetrics(
+            slo_seconds=config.slo_seconds,
+            max_label_values=config.max_label_values,
+            open_connections=self.live.counts,
+            queue_bytes=self.live.queue_bytes,
+            build_info={"version": __version__,
+                        "python": ".".join(map(str, sys.version_info[:3]))},
+        )
+        if config.metrics:
+            registry.register(self.metrics)
+        self.admin: AdminListener | None = None
+        self.runtime: Any = None  # RuntimeCollector when runtime health is on
+
+    # -- the middleware ----------------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return await handler(request)
+        route = _route_of(request)
+        span = self.tracing.handshake(route, request.path, request.headers)
+        if span is not None:
+            request[SPAN_KEY] = span
+        ended = "1000"
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            self._refused(request, route, exc.status, span)
+            raise
+        except BaseException as exc:
+            ended = "1006" if isinstance(exc, (ConnectionError, asyncio.CancelledError)) else "1011"
+            if request.get(LIVE_KEY) is None:
+                self._refused(request, route, 500, span)
+            raise
+        finally:
+            live: LiveConn | None = request.get(LIVE_KEY)
+            if live is not None:
+                self._finish(live, ended)
+        if request.get(LIVE_KEY) is None:
+            self._refused(request, route, resp.status, span)
+        return resp
+
+    def _refused(self, request: web.Request, route: str, status: int, span: Span | None) -> None:
+        if request.get(LIVE_KEY) is not None:
+            return
+        reason = request.get(REFUSAL_KEY) or f"http_{status}"
+        stats = self.metrics.route(route)
+        reason = self.metrics.reason_guard(reason)
+        stats.handshake_failures[reason] = stats.handshake_failures.get(reason, 0) + 1
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
+            span.set_status(Status(StatusCode.ERROR, reason))
+            span.end()
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        if not isinstance(response, web.WebSocketResponse) or response.status != 101:
+            return
+        route = _route_of(request)
+        stats = self.metrics.route(route)
+        stats.opened += 1
+        live = LiveConn(response, route, stats, request.transport)
+        self.live.add(live)
+        request[LIVE_KEY] = live
+        span: Span | None = request.get(SPAN_KEY)
+        if span is not None:
+            span.set_attribute("http.response.status_code", 101)
+            span.end()
+        self._wrap(live, stats)
+
+    def _finish(self, live: LiveConn, ended: str) -> None:
+        self.live.discard(live)
+        ws = live.ws
+        code = ws.close_code
+        if code is None and ws.closed:
+            code = 1006
+        stats = live.stats
+        key = self.metrics.code_guard(str(code) if code is not None else ended)
+        stats.closed[key] = stats.closed.get(key, 0) + 1
+        stats.duration.observe(time.monotonic() - live.opened_at)
+        live.end_span()
+
+    # -- per-connection hooks ----------------------------------------------------------------
+
+    def _wrap(self, live: LiveConn, stats: RouteStats) -> None:
+        ws = live.ws
+        orig_receive = ws.receive
+        tracing = self.tracing if self.config.message_spans and self.tracing.enabled else None
+        latency = stats.handler_latency
+        counts_in = stats.messages_in
+        size_in = stats.size_in
+
+        async def receive(timeout: float | None = None) -> Any:  # noqa: ASYNC109 (aiohttp's)
+            if live.handled_at:
+                elapsed = _perf() - live.handled_at
+                live.handled_at = 0.0
+                span = live.span
+                if span is not None:
+                    latency.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
+                    live.end_span()
+                else:
+                    latency.observe(elapsed)
+            msg = await orig_receive(timeout)
+            kind = msg.type
+            if kind is _TEXT or kind is _BINARY:
+                data = msg.data
+                n = len(data) if kind is _BINARY or data.isascii() else len(data.encode())
+                if kind is _TEXT:
+                    counts_in["text"] += 1
+                else:
+                    counts_in["binary"] += 1
+                stats.bytes_in += n
+                size_in.observe(n)
+                if tracing is not None:
+                    parent = _traceparent_in(data) if kind is _TEXT else None
+                    live.span = tracing.receive(live.route, parent)
+                live.handled_at = _perf()
+            return msg
+
+        ws.receive = receive  # type: ignore[method-assign]
+
+        orig_send_str, orig_send_bytes = ws.send_str, ws.send_bytes
+        counts_out, size_out = stats.messages_out, stats.size_out
+
+        async def send_str(data: str, compress: int | None = None) -> None:
+            await orig_send_str(data, compress)
+            n = len(data) if data.isascii() else len(data.encode())
+            counts_out["text"] += 1
+            stats.bytes_out += n
+            size_out.observe(n)
+
+        async def send_bytes(data: bytes, compress: int | None = None) -> None:
+            await orig_send_bytes(data, compress)
+            counts_out["binary"] += 1
+            stats.bytes_out += len(data)
+            size_out.observe(len(data))
+
+        ws.send_str = send_str  # type: ignore[method-assign]
+        ws.send_bytes = send_bytes  # type: ignore[method-assign]
+        if ws._heartbeat is not None:
+            self._wrap_heartbeat(live, stats)
+
+    @staticmethod
+    def _wrap_heartbeat(live: LiveConn, stats: RouteStats) -> None:
+        """Ping round trip: from a heartbeat ping to the first bytes the peer sends after it.
+
+        aiohttp swallows PONG frames, so this is exact for idle peers and an underestimate for
+        busy ones (they prove they are alive sooner). Both hooks are bound by aiohttp after the
+        prepare signal, so instance attributes set now are the ones it calls.
+        """
+        ws: Any = live.ws
+        orig_ping, orig_data = ws._send_heartbeat, ws._on_data_received
+        rtt = stats.ping_rtt
+
+        def send_heartbeat() -> None:
+            orig_ping()
+            if ws._pong_response_cb is not None and not live.ping_at:
+                live.ping_at = _perf()
+
+        def on_data() -> None:
+            if live.ping_at:
+                rtt.observe(_perf() - live.ping_at)
+                live.ping_at = 0.0
+            orig_data()
+
+        ws._send_heartbeat = send_heartbeat
+        ws._on_data_received = on_data
+
+
+def _traceparent_in(text: str) -> Any:
+    """The traceparent of a JSON text frame, found without parsing the whole frame."""
+    i = text.find('"traceparent"')
+    if i < 0:
+        return None
+    j = text.find('"', text.find(":", i) + 1)
+    return parse_traceparent(text[j + 1 : j + 56]) if j > 0 else None
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+INSTRUMENT_KEY = web.AppKey("wsops_instrument", Instrumentation)
+
+
+def instrument(
+    app: web.Application,
+    *,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: Any = None,
+    config: InstrumentConfig | None = None,
+    **overrides: Any,
+) -> Instrumentation:
+    """Instrument every WebSocket handler of ``app``; serve ``/metrics`` on the admin listener.
+
+    ``registry`` defaults to a new ``CollectorRegistry`` (never the global one);
+    ``tracer_provider`` defaults to one built from the ``OTEL_*`` environment, exporting over
+    OTLP/HTTP when an endpoint is set (no endpoint and no provider: no spans are made).
+    Keyword ``overrides`` set fields of ``InstrumentConfig``. Call before the app starts.
+    """
+    existing = app.get(INSTRUMENT_KEY)
+    if existing is not None:
+        return existing
+    cfg = config or InstrumentConfig()
+    if overrides:
+        cfg = InstrumentConfig(**{**cfg.__dict__, **overrides})
+    registry = registry if registry is not None else CollectorRegistry()
+    provider = tracer_provider if tracer_provider is not None else (
+        provider_from_env() if cfg.tracing else None)
+    ratio = cfg.sample_ratio if cfg.sample_ratio is not None else env_ratio(DEFAULT_RATIO)
+    inst = Instrumentation(cfg, registry, Tracing(provider if cfg.tracing else None, ratio))
+    app[INSTRUMENT_KEY] = inst
+    app.middlewares.append(inst.middleware)
+    app.on_response_prepare.append(inst.on_prepare)
+    if cfg.runtime:
+        from wsops.instrument.runtime import RuntimeCollector
+
+        runtime = RuntimeCollector(live_connections=inst.live.total,
+                                   lag_interval=cfg.lag_interval)
+        inst.runtime = runtime
+        if cfg.metrics:
+            registry.register(runtime)
+
+        async def runtime_ctx(_: web.Application) -> Any:
+            await runtime.start()
+            yield
+            await runtime.stop()
+
+        app.cleanup_ctx.append(runtime_ctx)
+    if cfg.admin_port is not None:
+        inst.admin = attach_admin(app, cfg.admin_host, cfg.admin_port)
+        from wsops.admin.metrics import add_metrics_route
+
+        add_metrics_route(inst.admin, registry)
+
+    async def flush_traces(_: web.Application) -> None:
+        inst.tracing.shutdown()
+
+    app.on_cleanup.append(flush_traces)
+    return inst

@@ -1,0 +1,154 @@
+"""OpenTelemetry traces for WebSockets, with head sampling decided before any span exists.
+
+OpenTelemetry has no WebSocket conventions; the messaging ones fit: ``publish {room}``
+(PRODUCER) when a client publishes, ``process {room}`` (CONSUMER) when a node fans a message out,
+linked to the publish span; W3C ``traceparent`` travels in the message envelope. The sampling
+decision (parent's sampled flag, else a ratio) is a flag check and one ``random()``: unsampled
+messages cost no span object, which matters at 1% sampling on a hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from wsops import __version__
+
+TRACEPARENT_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+DEFAULT_RATIO = 0.01
+_propagator = TraceContextTextMapPropagator()
+
+
+def parse_traceparent(value: str | None) -> SpanContext | None:
+    """A remote SpanContext from a W3C traceparent, or None when absent or malformed."""
+    if not value:
+        return None
+    m = TRACEPARENT_RE.fullmatch(value)
+    if m is None:
+        return None
+    trace_id, span_id = int(m.group(1), 16), int(m.group(2), 16)
+    if not trace_id or not span_id:
+        return None
+    flags = TraceFlags(int(m.group(3), 16))
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+
+
+def format_traceparent(ctx: SpanContext) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def env_ratio(default: float, env: Mapping[str, str] = os.environ) -> float:
+    """``OTEL_TRACES_SAMPLER_ARG`` when set (a ratio in [0, 1]), else ``default``."""
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG")
+    if raw is None:
+        return default
+    try:
+        ratio = float(raw)
+    except ValueError:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG must be a number, not {raw!r}") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError("OTEL_TRACES_SAMPLER_ARG must be within [0, 1]")
+    return ratio
+
+
+def provider_from_env(env: Mapping[str, str] = os.environ) -> TracerProvider | None:
+    """A TracerProvider exporting over OTLP/HTTP when an OTLP endpoint is configured, else None.
+
+    Honours ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and the
+    ``OTEL_EXPORTER_OTLP_[TRACES_]*`` variables (read by the exporter itself).
+    """
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    if not any(env.get(k) for k in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                     "OTEL_EXPORTER_OTLP_ENDPOINT")):
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "wsops"),
+                                "service.version": __version__})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+class Tracing:
+    """Creates wsops spans on ``provider``, sampling at ``ratio`` unless a parent decided."""
+
+    def __init__(self, provider: trace.TracerProvider | None, ratio: float = DEFAULT_RATIO,
+                 rand: Any = None) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError("the trace sample ratio must be within [0, 1]")
+        self.provider = provider
+        self.enabled = provider is not None
+        self.ratio = ratio
+        self._random = rand or random.random
+        self.tracer = provider.get_tracer("wsops", __version__) if provider is not None else None
+
+    def decide(self, parent: SpanContext | None) -> bool:
+        """Head sampling: follow a parent's flag, else sample ``ratio`` of root traces."""
+        if not self.enabled:
+            return False
+        if parent is not None:
+            return parent.trace_flags.sampled
+        return self._random() < self.ratio
+
+    def _start(self, name: str, kind: SpanKind, parent: SpanContext | None,
+               attributes: dict[str, Any], links: list[Link] | None = None) -> Span:
+        assert self.tracer is not None
+        ctx: Context | None = None
+        if parent is not None:
+            ctx = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        return self.tracer.start_span(name, context=ctx, kind=kind, attributes=attributes,
+                                      links=links)
+
+    def handshake(self, route: str, path: str, headers: Mapping[str, str]) -> Span | None:
+        """A short SERVER span for the upgrade and authentication, or None when not sampled."""
+        parent = parse_traceparent(headers.get("traceparent"))
+        if not self.decide(parent):
+            return None
+        return self._start(f"WebSocket handshake {route}", SpanKind.SERVER, parent, {
+            "http.route": route, "url.path": path, "network.protocol.name": "websocket",
+        })
+
+    def receive(self, route: str, parent: SpanContext | None) -> Span | None:
+        """A CONSUMER span for one received message of a generic app, when sampled."""
+        if not self.decide(parent):
+            return None
+        return self._start(f"process {route}", SpanKind.CONSUMER, parent, {
+            "messaging.system": "websocket", "messaging.destination.name": route,
+            "messaging.operation.type": "process", "network.io.direction": "receive",
+        })
+
+    def publish(self, room: str, parent: SpanContext | None) -> Span | None:
+        """A PRODUCER span for a client's publish to ``room``, when sampled."""
+        if not self.decide(parent):
+            return None
+        return self._start(f"publish {room}", SpanKind.PRODUCER, parent, {
+            "messaging.system": "wsops", "messaging.destination.name": room,
+            "messaging.operation.type": "publish", "network.io.direction": "receive",
+        })
+
+    def deliver(self, room: str, publish: SpanContext, subscribers: int) -> Span | None:
+        """A CONSUMER span for a node's fan-out of a sampled message, linked to its publish."""
+        if not self.enabled or not publish.trace_flags.sampled:
+            return None
+        return self._start(f"process {room}", SpanKind.CONSUMER, None, {
+            "messaging.system": "wsops", "messaging.destination.name": room,
+            "messaging.operation.type": "process", "network.io.direction": "transmit",
+            "messaging.batch.message_count": subscribers,
+        }, links=[Link(publish)])
+
+    def shutdown(self) -> None:
+        if isinstance(self.provider, TracerProvider):
+            self.provider.force_flush(5000)
