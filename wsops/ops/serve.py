@@ -86,6 +86,23 @@ def serve(
     drain_deadline: Annotated[
         float, _opt("DRAIN_DEADLINE", "Seconds a drain may take before the rest are closed.")
     ] = D.drain_deadline,
+    instrument: Annotated[
+        bool, _opt("INSTRUMENT", "Metrics, runtime health and traces (off: bare server).")
+    ] = D.instrument,
+    runtime_metrics: Annotated[
+        bool, _opt("RUNTIME_METRICS", "Event-loop lag, RSS, CPU, fds and GC metrics.")
+    ] = D.runtime_metrics,
+    tracing: Annotated[
+        bool, _opt("TRACING", "OpenTelemetry spans (exported when OTEL_EXPORTER_OTLP_* is set).")
+    ] = D.tracing,
+    trace_sample_ratio: Annotated[
+        float | None,
+        _opt("TRACE_SAMPLE_RATIO", "Share of root traces sampled (default: "
+             "OTEL_TRACES_SAMPLER_ARG, else 0.01); a client's sampled flag always wins."),
+    ] = None,
+    slo_seconds: Annotated[
+        float, _opt("SLO_SECONDS", "Delivery-latency SLO: a histogram boundary sits here.")
+    ] = D.slo_seconds,
     no_uvloop: Annotated[bool, typer.Option(help="Use asyncio's own event loop.")] = False,
 ) -> None:
     """Run the realtime server (WebSocket at /ws) with its admin listener.
@@ -108,6 +125,8 @@ def serve(
             max_connections=max_connections, rate_limit=rate_limit, rate_burst=rate_burst,
             send_queue_bytes=send_queue_bytes, history_size=history_size, history_ttl=history_ttl,
             drain_batch=drain_batch, drain_interval=drain_interval, drain_deadline=drain_deadline,
+            instrument=instrument, runtime_metrics=runtime_metrics, tracing=tracing,
+            trace_sample_ratio=trace_sample_ratio, slo_seconds=slo_seconds,
         )
         run(settings, use_uvloop=not no_uvloop)
     except (ValueError, OSError) as exc:

@@ -18,7 +18,12 @@ from prometheus_client import CollectorRegistry
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
 from wsops.config import Settings
-from wsops.instrument.middleware import REFUSAL_KEY, Instrumentation, InstrumentConfig, instrument
+from wsops.instrumentation.middleware import (
+    REFUSAL_KEY,
+    Instrumentation,
+    InstrumentConfig,
+    instrument,
+)
 from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, token_from_request
 from wsops.server.broker.base import Broker
 from wsops.server.broker.memory import MemoryBroker

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsops.instrument.metrics import Histogram
-from wsops.instrument.tracing import Tracing, parse_traceparent
+from wsops.instrumentation.metrics import Histogram
+from wsops.instrumentation.tracing import Tracing, parse_traceparent
 from wsops.server.broker.base import Published
 from wsops.server.protocol import Close, presence_event, text_frame
 

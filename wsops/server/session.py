@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wsops.instrument.metrics import RouteStats, WsMetrics
-from wsops.instrument.tracing import Tracing, format_traceparent, parse_traceparent
+from wsops.instrumentation.metrics import RouteStats, WsMetrics
+from wsops.instrumentation.tracing import Tracing, format_traceparent, parse_traceparent
 from wsops.server.auth import Identity
 from wsops.server.broker.base import Broker, BrokerUnavailable
 from wsops.server.hub import Conn, Hub

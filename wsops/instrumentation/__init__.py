@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wsops.instrument.middleware import (
+from wsops.instrumentation.middleware import (
     INSTRUMENT_KEY,
     REFUSAL_KEY,
     Instrumentation,

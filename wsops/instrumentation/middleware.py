@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
-from wsops.instrument.live import LiveConn, LiveSet
-from wsops.instrument.metrics import DEFAULT_SLO_SECONDS, RouteStats, WsMetrics
-from wsops.instrument.tracing import (
+from wsops.instrumentation.live import LiveConn, LiveSet
+from wsops.instrumentation.metrics import DEFAULT_SLO_SECONDS, RouteStats, WsMetrics
+from wsops.instrumentation.tracing import (
     DEFAULT_RATIO,
     Tracing,
     env_ratio,
@@ -33,6 +33,7 @@ from wsops.instrument.tracing import (
 )
 
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+_CLOSE, _CLOSED, _ERROR = WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR
 _perf = time.perf_counter
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REFUSAL_KEY = web.RequestKey("wsops_refusal", str)
@@ -139,7 +140,9 @@ class Instrumentation:
     def _finish(self, live: LiveConn, ended: str) -> None:
         self.live.discard(live)
         ws = live.ws
-        code = ws.close_code
+        # The server's own close code when it closed first (ws.close_code then holds the
+        # peer's echo); else what aiohttp recorded (the peer's code, 1006 when lost).
+        code = live.close_code if live.close_code is not None else ws.close_code
         if code is None and ws.closed:
             code = 1006
         stats = live.stats
@@ -168,7 +171,11 @@ class Instrumentation:
                     live.end_span()
                 else:
                     latency.observe(elapsed)
-            msg = await orig_receive(timeout)
+            live.in_receive = asyncio.current_task()
+            try:
+                msg = await orig_receive(timeout)
+            finally:
+                live.in_receive = None
             kind = msg.type
             if kind is _TEXT or kind is _BINARY:
                 data = msg.data
@@ -183,6 +190,13 @@ class Instrumentation:
                     parent = _traceparent_in(data) if kind is _TEXT else None
                     live.span = tracing.receive(live.route, parent)
                 live.handled_at = _perf()
+            elif kind is _CLOSE:
+                live.peer_closed = True
+            elif live.close_code is None and not live.peer_closed:
+                if kind is _CLOSED:  # TCP ended without a close frame (aiohttp says 1000)
+                    live.close_code = 1006
+                elif kind is _ERROR:  # a protocol error (1002, 1007, 1009) or a lost peer
+                    live.close_code = getattr(msg.data, "code", 1006)
             return msg
 
         ws.receive = receive  # type: ignore[method-assign]
@@ -203,6 +217,17 @@ class Instrumentation:
             stats.bytes_out += len(data)
             size_out.observe(len(data))
 
+        orig_close = ws.close
+
+        async def close(*, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+            internal = live.in_receive is not None and live.in_receive is asyncio.current_task()
+            if live.close_code is None and not internal and not ws._closing:
+                # Server-initiated: not aiohttp's own close inside receive() (classified
+                # there) and not the reply to a peer's close.
+                live.close_code = code
+            return await orig_close(code=code, message=message, drain=drain)
+
+        ws.close = close  # type: ignore[method-assign]
         ws.send_str = send_str  # type: ignore[method-assign]
         ws.send_bytes = send_bytes  # type: ignore[method-assign]
         if ws._heartbeat is not None:
@@ -283,7 +308,7 @@ def instrument(
     app.middlewares.append(inst.middleware)
     app.on_response_prepare.append(inst.on_prepare)
     if cfg.runtime:
-        from wsops.instrument.runtime import RuntimeCollector
+        from wsops.instrumentation.runtime import RuntimeCollector
 
         runtime = RuntimeCollector(live_connections=inst.live.total,
                                    lag_interval=cfg.lag_interval)

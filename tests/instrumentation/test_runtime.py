@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wsops.instrument.runtime import RuntimeCollector
+from wsops.instrumentation.runtime import RuntimeCollector
 
 MiB = 1 << 20
 GAUGES = {

@@ -10,13 +10,16 @@ from collections.abc import Iterator
 from aiohttp import web
 from opentelemetry.trace import Span
 
-from wsops.instrument.metrics import RouteStats
+from wsops.instrumentation.metrics import RouteStats
 
 
 class LiveConn:
     """One open WebSocket as the instrumentation sees it."""
 
-    __slots__ = ("handled_at", "opened_at", "ping_at", "route", "span", "stats", "transport", "ws")
+    __slots__ = (
+        "close_code", "handled_at", "in_receive", "opened_at", "peer_closed", "ping_at",
+        "route", "span", "stats", "transport", "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, route: str, stats: RouteStats,
                  transport: asyncio.BaseTransport | None) -> None:
@@ -28,6 +31,9 @@ class LiveConn:
         self.handled_at = 0.0
         self.ping_at = 0.0
         self.span: Span | None = None
+        self.close_code: int | None = None  # the code the server closed with, if it did
+        self.peer_closed = False  # the peer sent a close frame
+        self.in_receive: asyncio.Task[object] | None = None  # the task inside receive()
 
     def end_span(self) -> None:
         if self.span is not None:

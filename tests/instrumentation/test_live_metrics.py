@@ -1,0 +1,138 @@
+"""Every metric family moves as real traffic on a live bundled server says it should."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from tests.conftest import Connect, ServerFactory
+from tests.rawws import client_frame, open_raw
+from tests.scrape import scrape
+
+
+async def _until(cond: object, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:  # type: ignore[operator]
+        await asyncio.sleep(0.02)
+
+
+async def test_connection_families_follow_how_each_connection_ended(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(heartbeat=0.4, allowed_origins=("http://ok",))
+    hub = server.node.hub
+    normal = await connect(server.url, origin="http://ok")
+    killed = await connect(server.url)
+    for _ in range(3):  # drained later
+        await connect(server.url)
+    _reader, deaf_writer, status = await open_raw(server.port)  # never answers pings
+    assert status == 101
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await connect(server.url, origin="http://evil")
+    m = await scrape(server.admin_url)
+    assert m.get("wsops_connections_open", route="/ws") == 6
+    assert m.get("wsops_connections_opened_total", route="/ws") == 6
+    assert m.get("wsops_handshake_failures_total", route="/ws", reason="origin") == 1
+
+    await normal.ws.close()
+    killed.ws._response.connection.transport.abort()  # type: ignore[union-attr]
+    await _until(lambda: len(hub.conns) == 4)
+    await _until(lambda: len(hub.conns) == 3, timeout=3)  # the deaf one times out
+    await server.node.drain(batch=2, interval=0.05, deadline=5)
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await connect(server.url)
+    m = await scrape(server.admin_url)
+    assert m.get("wsops_draining") == 1
+    assert m.get("wsops_connections_open", route="/ws") == 0
+    assert m.get("wsops_connections_closed_total", route="/ws", code="1000") == 1
+    assert m.get("wsops_connections_closed_total", route="/ws", code="1006") == 2
+    assert m.get("wsops_connections_closed_total", route="/ws", code="1012") == 3
+    assert m.get("wsops_handshake_failures_total", route="/ws", reason="draining") == 1
+    assert m.get("wsops_connection_duration_seconds_count", route="/ws") == 6
+    assert m.get("wsops_ping_rtt_seconds_count", route="/ws") >= 1
+    deaf_writer.close()
+
+
+async def test_message_families_count_what_the_clients_sent_and_received(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(rate_limit=1000, rate_burst=1000)
+    subs = [await connect(server.url) for _ in range(4)]
+    for s in subs:
+        await s.call("subscribe", "news")
+    pub = await connect(server.url)
+    sent_bytes = 0
+    for i in range(10):
+        frame = f'{{"op":"publish","room":"news","id":{i},"data":"m{i}"}}'
+        sent_bytes += len(frame)
+        await pub.send_raw(frame)
+    for s in subs:
+        await s.messages(10)
+    await asyncio.sleep(0.05)
+    m = await scrape(server.admin_url)
+    frames_in = 4 + 10  # subscribes + publishes
+    assert m.get("wsops_messages_total", route="/ws", direction="in", type="text") == frames_in
+    assert m.get("wsops_message_size_bytes_count", route="/ws", direction="in") == frames_in
+    assert m.get("wsops_message_bytes_total", route="/ws", direction="in") >= sent_bytes
+    # out: 4 subscribe replies + 10 publish replies + 40 deliveries
+    assert m.get("wsops_messages_total", route="/ws", direction="out", type="text") == 54
+    assert m.get("wsops_message_bytes_total", route="/ws", direction="out") > 40 * 60
+    assert m.get("wsops_message_size_bytes_count", route="/ws", direction="out") == 40
+    assert m.get("wsops_delivery_latency_seconds_count") == 10
+    assert m.get("wsops_delivery_latency_seconds_bucket", le="0.01") >= 1
+    assert m.get("wsops_broker_publish_latency_seconds_count") == 10
+    assert m.get("wsops_handler_latency_seconds_count", route="/ws") >= frames_in - 5
+    assert m.get("wsops_broker_up") == 1
+    assert m.get("wsops_build_info", version=__import__("wsops").__version__) == 1
+
+
+async def test_rate_limited_family(server_factory: ServerFactory, connect: Connect) -> None:
+    server = await server_factory(rate_limit=2, rate_burst=2, rate_limit_strikes=100)
+    c = await connect(server.url)
+    for i in range(5):
+        await c.send_raw(f'{{"op":"presence","room":"r","id":{i}}}')
+    replies = [await c.next_event() for _ in range(5)]
+    refused = sum(not r["ok"] for r in replies)
+    assert refused >= 3
+    m = await scrape(server.admin_url)
+    assert m.get("wsops_rate_limited_messages_total", route="/ws") == refused
+
+
+async def test_slow_consumer_family(server_factory: ServerFactory, connect: Connect) -> None:
+    server = await server_factory(send_queue_bytes=64 * 1024, rate_limit=10_000, rate_burst=1000)
+    _reader, writer, _status = await open_raw(server.port, rcvbuf=4096)
+    writer.write(client_frame(b'{"op":"subscribe","room":"big","id":1}'))
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    blob = "x" * 60_000
+    pub = await connect(server.url)
+    for _ in range(300):  # more than the kernel's socket buffers hold
+        await pub.call("publish", "big", data=blob)
+        if server.node.hub.stats.slow_consumers:
+            break
+    await _until(lambda: server.node.hub.stats.slow_consumers == 1)
+    m = await scrape(server.admin_url)
+    assert m.get("wsops_slow_consumer_disconnects_total", route="/ws") == 1
+    assert m.get("wsops_connections_closed_total", route="/ws", code="4000") == 1
+    writer.close()
+
+
+async def test_runtime_families_and_openmetrics_exemplars(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory()
+    c = await connect(server.url)
+    await c.call("subscribe", "r")
+    m = await scrape(server.admin_url)
+    for name in ("wsops_process_resident_memory_bytes", "wsops_process_open_fds",
+                 "wsops_process_max_fds", "wsops_memory_per_connection_bytes"):
+        assert m.get(name) > 0, name
+    assert m.get("wsops_process_cpu_seconds_total") > 0
+    assert "wsops_event_loop_lag_seconds" in m.families
+    assert "wsops_gc_collections" in m.families
+    om = await scrape(server.admin_url, openmetrics=True)
+    assert om.text.rstrip().endswith("# EOF")
+    assert om.get("wsops_connections_open", route="/ws") == 1

@@ -1,0 +1,88 @@
+"""Spans exported over OTLP/HTTP to a real receiver: names, kinds, attributes, links, and a
+client's traceparent continued through the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+
+from tests.conftest import Connect, ServerFactory
+from tests.otlp import attrs, otlp_receiver
+from tests.scrape import scrape
+from wsops.instrumentation import INSTRUMENT_KEY
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+
+
+async def _flush(server: object) -> None:
+    provider = server.app[INSTRUMENT_KEY].tracing.provider  # type: ignore[attr-defined]
+    await asyncio.to_thread(provider.force_flush, 10_000)
+
+
+async def test_spans_follow_the_messaging_conventions_and_continue_client_traces(
+    server_factory: ServerFactory, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with otlp_receiver() as rec:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rec.url)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "wsops-test")
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        server = await server_factory()
+        sub = await connect(server.url)
+        await sub.call("subscribe", "room1")
+        pub = await connect(server.url)
+        traceparent = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+        await pub.call("publish", "room1", data="traced", traceparent=traceparent)
+        [msg] = await sub.messages(1)
+        # An unsampled client trace stays unsampled (parent-based), even at ratio 1.0.
+        await pub.call("publish", "room1", data="quiet", traceparent=f"00-{'1' * 32}-{'2' * 16}-00")
+        await sub.messages(1)
+        await asyncio.sleep(0.05)
+        await _flush(server)
+
+        assert {r.get("service.name") for r in rec.resources} == {"wsops-test"}
+        handshakes = rec.named("WebSocket handshake /ws")
+        assert len(handshakes) == 2
+        assert all(h.kind == PbSpan.SPAN_KIND_SERVER for h in handshakes)
+        assert attrs(handshakes[0].attributes)["http.route"] == "/ws"
+
+        [publish] = rec.named("publish room1")
+        assert publish.kind == PbSpan.SPAN_KIND_PRODUCER
+        assert publish.trace_id.hex() == CLIENT_TRACE
+        assert publish.parent_span_id.hex() == CLIENT_SPAN
+        a = attrs(publish.attributes)
+        assert a["messaging.destination.name"] == "room1"
+        assert a["messaging.operation.type"] == "publish"
+        assert a["messaging.message.id"].endswith(":1")
+
+        [process] = rec.named("process room1")
+        assert process.kind == PbSpan.SPAN_KIND_CONSUMER
+        [link] = process.links
+        assert (link.trace_id.hex(), link.span_id.hex()) == (CLIENT_TRACE, publish.span_id.hex())
+        assert attrs(process.attributes)["messaging.batch.message_count"] == 1
+
+        # The envelope carries the publish span's context to subscribers.
+        assert msg["traceparent"] == f"00-{CLIENT_TRACE}-{publish.span_id.hex()}-01"
+        assert not [s for s in rec.spans if s.trace_id.hex() == "1" * 32]
+
+        # Exemplars: the sampled publish's trace id on the latency histograms (OpenMetrics).
+        om = await scrape(server.admin_url, openmetrics=True)
+        assert f'trace_id="{CLIENT_TRACE}"' in om.text
+
+
+async def test_no_endpoint_means_no_spans_and_ratio_zero_samples_nothing(
+    server_factory: ServerFactory, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    server = await server_factory()
+    assert not server.app[INSTRUMENT_KEY].tracing.enabled
+    async with otlp_receiver() as rec:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rec.url)
+        server = await server_factory(trace_sample_ratio=0.0)
+        c = await connect(server.url)
+        await c.call("publish", "r", data=1)
+        await _flush(server)
+        assert rec.spans == []
