@@ -125,7 +125,7 @@ class Instrumentation:
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         if not isinstance(response, web.WebSocketResponse) or response.status != 101:
             return
-        route = _route_of(request)
+        route = self.metrics.route_guard(_route_of(request))
         stats = self.metrics.route(route)
         stats.opened += 1
         live = LiveConn(response, route, stats, request.transport)

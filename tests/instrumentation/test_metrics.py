@@ -1,0 +1,57 @@
+"""Metric primitives and the collector, without a server."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from wsops.instrumentation.metrics import (
+    OTHER,
+    Histogram,
+    LabelGuard,
+    WsMetrics,
+    latency_buckets,
+)
+
+
+def test_latency_buckets_have_a_boundary_at_the_slo() -> None:
+    assert 0.01 in latency_buckets(0.01)
+    assert 0.0123 in latency_buckets(0.0123)
+    assert list(latency_buckets(0.0123)) == sorted(latency_buckets(0.0123))
+
+
+def test_histogram_buckets_are_cumulative_with_le_semantics() -> None:
+    h = Histogram([0.1, 1.0])
+    for v in (0.05, 0.1, 0.5, 2.0):
+        h.observe(v)
+    h.observe_n(0.2, 3)
+    assert [(le, n) for le, n, *_ in h.cumulative()] == [("0.1", 2.0), ("1.0", 6.0), ("+Inf", 7.0)]
+    assert h.count == 7 and abs(h.sum - (2.65 + 0.6)) < 1e-9
+    assert h.quantile(0.5) == 1.0 and h.quantile(0.2) == 0.1 and h.quantile(1.0) == float("inf")
+
+
+def test_label_guard_caps_distinct_values() -> None:
+    g = LabelGuard(2)
+    assert [g(v) for v in ("a", "b", "c", "a", "d")] == ["a", "b", OTHER, "a", OTHER]
+
+
+def test_collector_output_parses_and_routes_beyond_the_cap_fold_into_other() -> None:
+    registry = CollectorRegistry()
+    m = WsMetrics(max_label_values=3, open_connections=lambda: {"/r0": 2})
+    registry.register(m)
+    for i in range(10):  # a cardinality attack through route names
+        m.route(f"/r{i}").opened += 1
+    m.route("/r1").messages_in["text"] += 5
+    m.route("/late").messages_in["text"] += 1
+    m.delivery_latency.observe_traced(0.002, "ab" * 16)
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    opened = {s.labels["route"]: s.value for s in families["wsops_connections_opened"].samples}
+    assert opened == {"/r0": 1, "/r1": 1, "/r2": 1, OTHER: 7}
+    assert registry.get_sample_value("wsops_connections_open", {"route": "/r0"}) == 2
+    assert registry.get_sample_value(
+        "wsops_messages_total", {"route": "/r1", "direction": "in", "type": "text"}) == 5
+    assert registry.get_sample_value(
+        "wsops_messages_total", {"route": OTHER, "direction": "in", "type": "text"}) == 1
+    assert registry.get_sample_value("wsops_delivery_latency_seconds_count") == 1
+    assert registry.get_sample_value("wsops_delivery_latency_seconds_bucket", {"le": "0.0025"}) == 1
