@@ -1,7 +1,8 @@
-"""Processes of the fan-out benchmark: the servers under test, subscriber workers, py-spy.
+"""Processes of the benchmarks: the servers under test, subscriber workers, py-spy.
 
 Every process is started in its own session and has a ``stop`` that ends it for sure (a polite
-signal first, then a kill), so ``bench/fanout.py`` can stop everything in ``finally`` blocks.
+signal first, then a kill), so ``bench/fanout.py`` and ``bench/overhead.py`` can stop everything
+in ``finally`` blocks.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,33 +74,25 @@ class Profiler:
             proc.wait()
 
 
-class ServerProcess:
-    """A server under test in its own process, with its output in a log file."""
+class ManagedProcess:
+    """A process in its own session with its output in a log file, ready when a URL says 200.
 
-    def __init__(self, name: str, subscribers: int, logdir: Path, room: str) -> None:
+    ``cpus`` pins it (and the threads it starts later) to those CPUs.
+    """
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, ready_url: str,
+                 env: dict[str, str] | None = None, cpus: Sequence[int] | None = None) -> None:
         self.name = name
-        self.port = free_port()
-        self.log_path = logdir / f"{name}-{self.port}.log"
-        if name == "wsops":
-            admin = free_port()
-            argv = [
-                sys.executable, "-m", "wsops", "serve", "--allow-anonymous",
-                "--port", str(self.port), "--admin-port", str(admin),
-                "--rate-limit", "1000000", "--rate-burst", "1000000",
-                "--max-connections", str(max(20000, subscribers + 10)),
-            ]
-            self.ready_url = f"http://127.0.0.1:{admin}/readyz"
-            self.subscribe: str | None = json.dumps(
-                {"op": "subscribe", "room": room, "id": 1}, separators=(",", ":"))
-        else:
-            argv = [sys.executable, str(BENCH / "peers" / "naive_aiohttp.py"),
-                    "--port", str(self.port)]
-            self.ready_url = f"http://127.0.0.1:{self.port}/healthz"
-            self.subscribe = None
+        self.log_path = log_path
+        self.ready_url = ready_url
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, **env} if env else None)
         self.ps = psutil.Process(self.proc.pid)
+        if cpus:
+            # Set before the interpreter is up (it starts no thread that early): inherited.
+            self.ps.cpu_affinity(list(cpus))
 
     async def wait_ready(self, time_limit: float = 20.0) -> None:
         end = time.monotonic() + time_limit
@@ -130,6 +125,36 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class ServerProcess(ManagedProcess):
+    """A server under test: ``kind`` ``wsops`` (``wsops serve`` plus ``extra_args``) or
+    ``naive`` (the peer); ``name`` labels results and defaults to ``kind``."""
+
+    def __init__(self, kind: str, subscribers: int, logdir: Path, room: str, *,
+                 name: str | None = None, extra_args: Sequence[str] = (),
+                 env: dict[str, str] | None = None, cpus: Sequence[int] | None = None) -> None:
+        name = name or kind
+        self.kind = kind
+        self.port = free_port()
+        self.admin_port: int | None = None
+        if kind == "wsops":
+            admin = self.admin_port = free_port()
+            argv = [
+                sys.executable, "-m", "wsops", "serve", "--allow-anonymous",
+                "--port", str(self.port), "--admin-port", str(admin),
+                "--rate-limit", "1000000", "--rate-burst", "1000000",
+                "--max-connections", str(max(20000, subscribers + 10)), *extra_args,
+            ]
+            ready_url = f"http://127.0.0.1:{admin}/readyz"
+            self.subscribe: str | None = json.dumps(
+                {"op": "subscribe", "room": room, "id": 1}, separators=(",", ":"))
+        else:
+            argv = [sys.executable, str(BENCH / "peers" / "naive_aiohttp.py"),
+                    "--port", str(self.port), *extra_args]
+            ready_url = f"http://127.0.0.1:{self.port}/healthz"
+            self.subscribe = None
+        super().__init__(name, argv, logdir / f"{name}-{self.port}.log", ready_url, env, cpus)
 
 
 class WorkerProcess:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -32,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -69,12 +71,12 @@ class Result:
     closed: dict[str, int] = field(default_factory=dict)
 
 
-def publish_frames(first_id: int, count: int) -> list[bytes]:
+def publish_frames(first_id: int, count: int, room: str = ROOM) -> list[bytes]:
     """Masked client frames of ``count`` publishes with a 64-character data string each."""
     frames = []
     for i in range(first_id, first_id + count):
         data = f"{i:010d}-" + "x" * 53
-        text = json.dumps({"op": "publish", "room": ROOM, "id": i, "data": data},
+        text = json.dumps({"op": "publish", "room": room, "id": i, "data": data},
                           separators=(",", ":"))
         frames.append(client_frame(text.encode()))
     return frames
@@ -166,17 +168,18 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-async def run_server(name: str, rep: int, args: argparse.Namespace, logdir: Path) -> list[Result]:
-    """Start ``name``, connect everyone, run every mode, stop everything (always)."""
-    server = ServerProcess(name, args.subscribers, logdir, ROOM)
+@contextlib.asynccontextmanager
+async def fanout_session(server: ServerProcess, args: argparse.Namespace, profiler: Profiler,
+                         rep: int) -> AsyncIterator[Session]:
+    """Subscribers (``args.subscribers`` in ``args.workers`` processes) and a publisher on a
+    ready ``server``, warmed up with ``args.warmup`` messages; all closed on exit."""
     workers: list[WorkerProcess] = []
     publisher: RawWebSocket | None = None
-    profiler = Profiler(args.profile, server.proc.pid)
+    label = f"{server.name} #{rep}"
     try:
-        await server.wait_ready()
         for n in split(args.subscribers, args.workers):
             workers.append(await WorkerProcess.start(server.port, n))
-        profiler.start(f"{name}-connect-{rep}")
+        profiler.start(f"{server.name}-connect-{rep}")
         t0 = time.monotonic()
         cpu0 = cpu_seconds(server.ps)
         opened = await asyncio.gather(
@@ -193,27 +196,45 @@ async def run_server(name: str, rep: int, args: argparse.Namespace, logdir: Path
         session = Session(server, workers, publisher, args, profiler)
         await session.settle()
         profiler.stop()
-        print(f"  [{name} #{rep}] {n_open} subscribers ready in {time.monotonic() - t0:.1f}s, "
+        print(f"  [{label}] {n_open} subscribers ready in {time.monotonic() - t0:.1f}s, "
               f"server CPU {cpu_seconds(server.ps) - cpu0:.2f}s (not measured below)", flush=True)
         await session.warm_up(args.warmup)
-        results = []
-        for mode in MODES:
-            r = await session.measure(mode, rep)
-            results.append(r)
-            print(f"  [{name} #{rep}] {mode:5}: {r.us_per_delivery:6.2f} us/delivery, "
-                  f"{r.deliveries_per_s:>10,.0f} deliveries/s, losses {r.losses}, "
-                  f"{r.seconds:.2f}s, server CPU {r.server_cpu_s:.2f}s "
-                  f"({r.server_sys_s / r.server_cpu_s if r.server_cpu_s else 0:.0%} sys), "
-                  f"loader CPU {r.loader_cpu_s:.2f}s{'' if r.complete else ' (TIMEOUT)'}",
-                  flush=True)
-            await session.settle()
-        return results
+        yield session
     finally:
         profiler.stop()
         if publisher is not None:
             publisher.close()
         for w in workers:
             await w.stop()
+
+
+async def run_modes(session: Session, rep: int) -> list[Result]:
+    """Measure every mode once on ``session``, printing each result."""
+    label = f"{session.server.name} #{rep}"
+    results = []
+    for mode in MODES:
+        r = await session.measure(mode, rep)
+        results.append(r)
+        print(f"  [{label}] {mode:5}: {r.us_per_delivery:6.2f} us/delivery, "
+              f"{r.deliveries_per_s:>10,.0f} deliveries/s, losses {r.losses}, "
+              f"{r.seconds:.2f}s, server CPU {r.server_cpu_s:.2f}s "
+              f"({r.server_sys_s / r.server_cpu_s if r.server_cpu_s else 0:.0%} sys), "
+              f"loader CPU {r.loader_cpu_s:.2f}s{'' if r.complete else ' (TIMEOUT)'}",
+              flush=True)
+        await session.settle()
+    return results
+
+
+async def run_server(name: str, rep: int, args: argparse.Namespace, logdir: Path) -> list[Result]:
+    """Start ``name``, connect everyone, run every mode, stop everything (always)."""
+    server = ServerProcess(name, args.subscribers, logdir, ROOM)
+    profiler = Profiler(args.profile, server.proc.pid)
+    try:
+        await server.wait_ready()
+        async with fanout_session(server, args, profiler, rep) as session:
+            return await run_modes(session, rep)
+    finally:
+        profiler.stop()
         await asyncio.to_thread(server.stop)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -51,16 +52,20 @@ class FrameScanner:
 
     Data-frame payloads are skipped (``_skip`` carries a payload that continues in a later
     read); control frames are small and are handed whole to ``on_control``. ``texts`` counts
-    complete text messages (a FIN frame of a message that began with a text frame).
+    complete text messages (a FIN frame of a message that began with a text frame). With
+    ``on_text``, unfragmented text frames are also kept whole and their payloads handed to it
+    (fragmented ones are still only counted; the wsops server never fragments).
     """
 
-    __slots__ = ("_in_text", "_pending", "_skip", "frames", "on_control", "texts")
+    __slots__ = ("_in_text", "_pending", "_skip", "frames", "on_control", "on_text", "texts")
 
-    def __init__(self, on_control: Callable[[int, bytes], None]) -> None:
+    def __init__(self, on_control: Callable[[int, bytes], None],
+                 on_text: Callable[[bytes], None] | None = None) -> None:
         self._pending = b""
         self._skip = 0
         self._in_text = False
         self.on_control = on_control
+        self.on_text = on_text
         self.texts = 0
         self.frames = 0
 
@@ -77,6 +82,7 @@ class FrameScanner:
         texts = 0
         frames = 0
         in_text = self._in_text
+        on_text = self.on_text
         while end - pos >= 2:
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -104,6 +110,11 @@ class FrameScanner:
             else:
                 if opcode == OP_TEXT:
                     in_text = True
+                    if on_text is not None and b0 & 0x80:
+                        if end - pos < hlen + n:
+                            frames -= 1
+                            break  # keep the whole frame for the next read
+                        on_text(data[pos + hlen : pos + hlen + n])
                 elif opcode == OP_BINARY:
                     in_text = False
                 if b0 & 0x80 and in_text:
@@ -154,7 +165,12 @@ class Tally:
 
 
 class RawWebSocket(asyncio.Protocol):
-    """A minimal client connection: upgrade, count text messages, answer pings, echo close."""
+    """A minimal client connection: upgrade, count text messages, answer pings, echo close.
+
+    A subclass that sets ``wants_text`` gets each unfragmented text payload in ``on_text``.
+    """
+
+    wants_text = False
 
     def __init__(self, host: str, port: int, path: str, tally: Tally | None = None) -> None:
         self._request_key = base64.b64encode(os.urandom(16))
@@ -162,7 +178,7 @@ class RawWebSocket(asyncio.Protocol):
         self._path = path
         self._head = b""
         self.tally = tally
-        self.scanner = FrameScanner(self._on_control)
+        self.scanner = FrameScanner(self._on_control, self.on_text if self.wants_text else None)
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self.upgraded: asyncio.Future[None] = loop.create_future()
@@ -246,6 +262,9 @@ class RawWebSocket(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
+    def on_text(self, payload: bytes) -> None:
+        """One text payload (only called when ``wants_text``)."""
+
     def send(self, payload: bytes, opcode: int = OP_TEXT) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(client_frame(payload, opcode))
@@ -266,13 +285,69 @@ class RawWebSocket(asyncio.Protocol):
         return self.scanner.texts
 
 
+class EchoClient(RawWebSocket):
+    """Publishes to a room of its own with exactly one publish in flight.
+
+    ``start(frames)`` sends the first publish frame; each time the room's ``message`` frame
+    comes back (the delivery of that publish to this subscriber), the next frame goes out from
+    ``data_received`` itself, with no task switch. ``done`` resolves after the last one.
+    The client must be subscribed to ``room`` first (see ``subscribe``).
+    """
+
+    wants_text = True
+
+    def __init__(self, host: str, port: int, path: str, room: str) -> None:
+        super().__init__(host, port, path)
+        self.room = room
+        # The server encodes "op" then "room" first; the closing quote keeps echo-1 from
+        # matching echo-10.
+        self._mine = b'{"op":"message","room":%s,' % json.dumps(room).encode()
+        self._frames: list[bytes] = []
+        self.echoed = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def subscribe(self, req_id: int = 1, time_limit: float = 10.0) -> None:
+        """Subscribe to the room and wait for the first text frame (the reply)."""
+        self.send(json.dumps({"op": "subscribe", "room": self.room, "id": req_id},
+                             separators=(",", ":")).encode())
+        await asyncio.wait_for(asyncio.shield(self.first_text), time_limit)
+
+    def start(self, frames: list[bytes]) -> asyncio.Future[None]:
+        """Run through ``frames`` (masked publish frames, see ``client_frame``), one at a time."""
+        self._frames = frames
+        self.echoed = 0
+        self.done = asyncio.get_running_loop().create_future()
+        if frames:
+            self.write_raw(frames[0])
+        else:
+            self.done.set_result(None)
+        return self.done
+
+    def on_text(self, payload: bytes) -> None:
+        if not payload.startswith(self._mine):
+            return  # the reply to the publish, or anything else
+        self.echoed += 1
+        if self.echoed < len(self._frames):
+            self.write_raw(self._frames[self.echoed])
+        elif not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.done.done():
+            self.done.set_exception(ConnectionError("connection lost"))
+            self.done.exception()
+
+
 async def connect(
-    host: str, port: int, path: str = "/ws", *, tally: Tally | None = None
+    host: str, port: int, path: str = "/ws", *, tally: Tally | None = None,
+    factory: Callable[[], RawWebSocket] | None = None,
 ) -> RawWebSocket:
-    """Open one upgraded connection (bound it with ``asyncio.timeout`` at the call site)."""
+    """Open one upgraded connection (bound it with ``asyncio.timeout`` at the call site);
+    ``factory`` makes the protocol object (default: a ``RawWebSocket`` counting into ``tally``)."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(
-        lambda: RawWebSocket(host, port, path, tally), host, port
+        factory or (lambda: RawWebSocket(host, port, path, tally)), host, port
     )
     try:
         await proto.upgraded

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from wsops import __version__
+from wsops.ops.dashboards import dashboards_app
 from wsops.ops.serve import serve
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 # Single commands are registered here; command groups join with add_typer.
 app.command(name="serve")(serve)
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def _version(value: bool) -> None:

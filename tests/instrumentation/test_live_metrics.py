@@ -53,6 +53,7 @@ async def test_connection_families_follow_how_each_connection_ended(
     assert m.get("wsops_handshake_failures_total", route="/ws", reason="draining") == 1
     assert m.get("wsops_connection_duration_seconds_count", route="/ws") == 6
     assert m.get("wsops_ping_rtt_seconds_count", route="/ws") >= 1
+    assert m.get("wsops_heartbeat_timeouts_total", route="/ws") == 1
     deaf_writer.close()
 
 

@@ -126,6 +126,7 @@ class RouteStats:
     bytes_out: int = 0
     rate_limited: int = 0
     slow_consumers: int = 0
+    heartbeat_timeouts: int = 0
     size_in: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
     size_out: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
     duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
@@ -233,6 +234,11 @@ class WsMetrics:
             "wsops_slow_consumer_disconnects",
             "Connections closed because their send queue overflowed.", labels=["route"],
         )
+        heartbeat = CounterMetricFamily(
+            "wsops_heartbeat_timeouts",
+            "Connections closed because the peer did not answer a heartbeat ping in time.",
+            labels=["route"],
+        )
         for name, st in routes.items():
             opened.add_metric([name], st.opened)
             for code, n in st.closed.items():
@@ -247,7 +253,8 @@ class WsMetrics:
             nbytes.add_metric([name, "out"], st.bytes_out)
             limited.add_metric([name], st.rate_limited)
             slow.add_metric([name], st.slow_consumers)
-        yield from (opened, closed, failed, msgs, nbytes, limited, slow)
+            heartbeat.add_metric([name], st.heartbeat_timeouts)
+        yield from (opened, closed, failed, msgs, nbytes, limited, slow, heartbeat)
 
     def _histograms(self, routes: dict[str, RouteStats]) -> Iterable[Metric]:
         def fam(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:

@@ -192,6 +192,8 @@ class Instrumentation:
                 live.handled_at = _perf()
             elif kind is _CLOSE:
                 live.peer_closed = True
+            elif kind is _ERROR and isinstance(msg.data, asyncio.TimeoutError):
+                stats.heartbeat_timeouts += 1  # aiohttp's "No PONG received"
             elif live.close_code is None and not live.peer_closed:
                 if kind is _CLOSED:  # TCP ended without a close frame (aiohttp says 1000)
                     live.close_code = 1006

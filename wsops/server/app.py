@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
@@ -94,6 +95,15 @@ class Node:
             stats.slow_consumers = hub_stats.slow_consumers
 
         m.before_collect.append(sync)
+        limit = self.settings.max_connections
+
+        def node_families() -> Any:
+            yield GaugeMetricFamily(
+                "wsops_connections_max", "Connections this node accepts (--max-connections).",
+                value=limit,
+            )
+
+        m.add_source(node_families)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

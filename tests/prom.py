@@ -1,0 +1,76 @@
+"""A real Prometheus for tests: temp dir, free port, generated scrape config, HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from tests.procs import free_port
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def api(self, path: str, **params: str) -> Any:
+        async with aiohttp.ClientSession() as s, s.get(f"{self.url}/api/v1/{path}",
+                                                       params=params) as r:
+            body = await r.json()
+        return body
+
+    async def query(self, expr: str) -> Any:
+        return await self.api("query", query=expr)
+
+    async def metric_names(self) -> set[str]:
+        return set((await self.api("label/__name__/values"))["data"])
+
+
+@contextlib.asynccontextmanager
+async def prometheus(tmp: Path, targets: list[str], rule_files: list[Path] | None = None,
+                     job: str = "wsops") -> AsyncIterator[Prometheus]:
+    assert PROMETHEUS is not None, "prometheus missing (apt-get install prometheus)"
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in rule_files or []],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
+    }
+    cfg = tmp / "prometheus.yml"
+    cfg.write_text(yaml.safe_dump(config))
+    log = (tmp / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):
+                if proc.poll() is not None:
+                    raise RuntimeError((tmp / "prometheus.log").read_text())
+                try:
+                    async with s.get(url + "/-/ready") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        yield Prometheus(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,1 @@
+"""Generated monitoring: Grafana dashboards, alert rules and their runbooks, from one source."""
