@@ -290,8 +290,9 @@ class EchoClient(RawWebSocket):
 
     ``start(frames)`` sends the first publish frame; each time the room's ``message`` frame
     comes back (the delivery of that publish to this subscriber), the next frame goes out from
-    ``data_received`` itself, with no task switch. ``done`` resolves after the last one.
-    The client must be subscribed to ``room`` first (see ``subscribe``).
+    ``data_received`` itself, with no task switch. ``done`` resolves once the last frame came
+    back, or, after ``stop()``, once the one in flight did. The client must be subscribed to
+    ``room`` first (see ``subscribe``).
     """
 
     wants_text = True
@@ -303,6 +304,7 @@ class EchoClient(RawWebSocket):
         # matching echo-10.
         self._mine = b'{"op":"message","room":%s,' % json.dumps(room).encode()
         self._frames: list[bytes] = []
+        self._stopping = False
         self.echoed = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -315,6 +317,7 @@ class EchoClient(RawWebSocket):
     def start(self, frames: list[bytes]) -> asyncio.Future[None]:
         """Run through ``frames`` (masked publish frames, see ``client_frame``), one at a time."""
         self._frames = frames
+        self._stopping = False
         self.echoed = 0
         self.done = asyncio.get_running_loop().create_future()
         if frames:
@@ -323,11 +326,15 @@ class EchoClient(RawWebSocket):
             self.done.set_result(None)
         return self.done
 
+    def stop(self) -> None:
+        """Send no further publish; ``done`` resolves when the one in flight comes back."""
+        self._stopping = True
+
     def on_text(self, payload: bytes) -> None:
         if not payload.startswith(self._mine):
             return  # the reply to the publish, or anything else
         self.echoed += 1
-        if self.echoed < len(self._frames):
+        if self.echoed < len(self._frames) and not self._stopping:
             self.write_raw(self._frames[self.echoed])
         elif not self.done.done():
             self.done.set_result(None)

@@ -105,3 +105,24 @@ async def test_invalid_utf8_closes_with_1007(server_factory: ServerFactory) -> N
     writer.write(client_frame(b'{"op":"\xff\xfe"}'))
     assert await read_close_code(reader) == 1007
     writer.close()
+
+
+async def test_a_resume_bigger_than_the_send_queue_is_replayed_not_disconnected(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(send_queue_bytes=64 * 1024, rate_limit=10_000, rate_burst=1000)
+    pub = await connect(server.url)
+    first = await pub.call("subscribe", "big")
+    blob = "y" * 8000
+    for i in range(60):  # ~480 KB of history, 7x the send queue
+        await pub.call("publish", "big", data={"i": i, "blob": blob})
+    sub = await connect(server.url)
+    rep = await sub.call("subscribe", "big", since={"offset": 0, "epoch": first["epoch"]})
+    assert rep["recovered"] is True
+    got = await sub.messages(60, timeout=10)
+    assert [m["data"]["i"] for m in got] == list(range(60))
+    assert server.node.hub.stats.slow_consumers == 0
+    hist = await sub.call("history", "big", limit=1000)
+    assert hist["truncated"] is True
+    assert 0 < len(hist["messages"]) < 60
+    assert hist["messages"][-1]["data"]["i"] == 59

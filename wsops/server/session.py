@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,18 @@ from wsops.server.protocol import (
 from wsops.server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
+
+
+async def wait_drained(conn: Conn, target: int, timeout: float = 30.0) -> bool:
+    """Wait until ``conn`` has at most ``target`` bytes queued; a peer that does not read for
+    ``timeout`` seconds is a slow consumer (closed with 4000). False if it closed."""
+    deadline = time.monotonic() + timeout
+    while not conn.closing and conn.queued_bytes > target:
+        if time.monotonic() > deadline:
+            conn.close(Close.SLOW_CONSUMER, "slow consumer")
+            break
+        await asyncio.sleep(0.005)
+    return not conn.closing
 
 
 def _guess_id(text: str) -> int | None:
@@ -174,12 +187,28 @@ class Session:
         conn.send_text(reply_ok(req.id, **fields))
         last, epoch = pos.offset, pos.epoch
         if rec.messages:
-            for msg in rec.messages:
-                conn.push(msg.frame)
+            if not await self._replay(rec.messages):
+                return
             last, epoch = rec.messages[-1].offset, rec.messages[-1].epoch
         self.hub.finish_sync(conn, room, last, epoch)
         self.present.add(room)
         await self.broker.join(room, self.identity.user)
+
+    async def _replay(self, messages: list[Any]) -> bool:
+        """Queue a resume's messages under backpressure: wait for the socket to drain rather
+        than overflow the send queue (which would close with 4000, and the client would resume
+        into the same overflow again). False if the connection closed meanwhile."""
+        conn = self.conn
+        high = conn.limit // 2
+        for msg in messages:
+            if conn.queued_bytes > high:
+                conn.flush()
+                if not await wait_drained(conn, high // 2):
+                    return False
+            if conn.closing:
+                return False
+            conn.push(msg.frame)
+        return not conn.closing
 
     async def _op_unsubscribe(self, req: Request) -> None:
         conn, room = self.conn, req.room
@@ -201,10 +230,18 @@ class Session:
 
     async def _op_history(self, req: Request) -> None:
         pos, msgs = await self.broker.history(req.room, req.limit)
-        items = [{"offset": m.offset, "epoch": m.epoch, "data": m.data, "ts": m.ts} for m in msgs]
-        self.conn.send_text(
-            reply_ok(req.id, room=req.room, offset=pos.offset, epoch=pos.epoch, messages=items)
-        )
+        # One reply frame must fit the send queue: keep the newest messages that fit in half.
+        budget, size, start = self.conn.limit // 2, 0, len(msgs)
+        while start > 0 and size + len(msgs[start - 1].frame) <= budget:
+            start -= 1
+            size += len(msgs[start].frame)
+        items = [{"offset": m.offset, "epoch": m.epoch, "data": m.data, "ts": m.ts}
+                 for m in msgs[start:]]
+        fields: dict[str, Any] = {"room": req.room, "offset": pos.offset, "epoch": pos.epoch,
+                                  "messages": items}
+        if start:
+            fields["truncated"] = True
+        self.conn.send_text(reply_ok(req.id, **fields))
 
     async def close(self) -> None:
         """The connection is gone: leave every room (presence leave, unwatch empty rooms)."""
