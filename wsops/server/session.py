@@ -28,10 +28,10 @@ from wsops.server.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 
-async def wait_drained(conn: Conn, target: int, timeout: float = 30.0) -> bool:
+async def wait_drained(conn: Conn, target: int, patience: float = 30.0) -> bool:
     """Wait until ``conn`` has at most ``target`` bytes queued; a peer that does not read for
-    ``timeout`` seconds is a slow consumer (closed with 4000). False if it closed."""
-    deadline = time.monotonic() + timeout
+    ``patience`` seconds is a slow consumer (closed with 4000). False if it closed."""
+    deadline = time.monotonic() + patience
     while not conn.closing and conn.queued_bytes > target:
         if time.monotonic() > deadline:
             conn.close(Close.SLOW_CONSUMER, "slow consumer")
