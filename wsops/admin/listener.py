@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from wsops.admin.auth import admin_auth, token_from_env
+
 ReadinessCheck = Callable[[], str | None]
 """Returns a reason when the node must not receive traffic, else None."""
 
@@ -18,10 +20,10 @@ ReadinessCheck = Callable[[], str | None]
 class AdminListener:
     """A small aiohttp app served on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
         self.host = host
         self.requested_port = port
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[admin_auth(token)])
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.checks: list[ReadinessCheck] = []
@@ -67,12 +69,17 @@ class AdminListener:
 ADMIN_KEY = web.AppKey("wsops_admin", AdminListener)
 
 
-def attach_admin(app: web.Application, host: str, port: int) -> AdminListener:
-    """Serve an AdminListener for as long as ``app`` runs; reuses one already attached."""
+def attach_admin(
+    app: web.Application, host: str, port: int, token: str | None = None
+) -> AdminListener:
+    """Serve an AdminListener for as long as ``app`` runs; reuses one already attached.
+
+    ``token`` protects ``/admin/*`` (default: ``WSOPS_ADMIN_TOKEN``; none: loopback only).
+    """
     existing = app.get(ADMIN_KEY)
     if existing is not None:
         return existing
-    listener = AdminListener(host, port)
+    listener = AdminListener(host, port, token if token is not None else token_from_env())
     app[ADMIN_KEY] = listener
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

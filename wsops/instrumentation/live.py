@@ -17,8 +17,8 @@ class LiveConn:
     """One open WebSocket as the instrumentation sees it."""
 
     __slots__ = (
-        "close_code", "handled_at", "in_receive", "opened_at", "peer_closed", "ping_at",
-        "route", "span", "stats", "transport", "ws",
+        "close_code", "close_requested", "handled_at", "in_receive", "opened_at",
+        "peer_closed", "ping_at", "route", "span", "stats", "transport", "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, route: str, stats: RouteStats,
@@ -33,12 +33,39 @@ class LiveConn:
         self.span: Span | None = None
         self.close_code: int | None = None  # the code the server closed with, if it did
         self.peer_closed = False  # the peer sent a close frame
+        self.close_requested = False
         self.in_receive: asyncio.Task[object] | None = None  # the task inside receive()
+
+    @property
+    def closing(self) -> bool:
+        return self.close_requested or self.ws.closed or self.close_code is not None
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close from outside the handler (a drain); the handler's receive() then ends."""
+        if self.closing:
+            return
+        self.close_requested = True
+        task = asyncio.get_running_loop().create_task(self._close(code, reason))
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 5.0)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # type: ignore[attr-defined]
 
     def end_span(self) -> None:
         if self.span is not None:
             self.span.end()
             self.span = None
+
+
+_CLOSING: set[asyncio.Task[None]] = set()  # keeps close tasks alive until they finish
 
 
 class LiveSet:
@@ -55,6 +82,9 @@ class LiveSet:
 
     def __iter__(self) -> Iterator[LiveConn]:
         return iter(list(self._conns.values()))
+
+    def values(self) -> list[LiveConn]:
+        return list(self._conns.values())
 
     def __len__(self) -> int:
         return len(self._conns)

@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry
 
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
+from wsops.admin.stats import Sample, StatsWindow
+from wsops.instrumentation.drain import Drainer
 from wsops.instrumentation.live import LiveConn, LiveSet
 from wsops.instrumentation.metrics import DEFAULT_SLO_SECONDS, RouteStats, WsMetrics
 from wsops.instrumentation.tracing import (
@@ -80,6 +82,61 @@ class Instrumentation:
             registry.register(self.metrics)
         self.admin: AdminListener | None = None
         self.runtime: Any = None  # RuntimeCollector when runtime health is on
+        self.started_at = time.time()
+        # Drain: generic over the live set; the bundled server plugs in its own drainer.
+        self.drainer: Drainer = Drainer(self.live.values)
+        self.drain_defaults: dict[str, float] = {"batch": 100, "interval": 0.5, "deadline": 30.0}
+        self.extra_stats: list[Callable[[], dict[str, Any]]] = []
+        self.top_rooms: Callable[[int], list[tuple[str, int]]] | None = None
+        self.window = StatsWindow(self.metrics.latency_bounds)
+
+    # -- what the admin API reads ------------------------------------------------------------
+
+    def sample(self) -> None:
+        """Add one sample of the cumulative counters to the stats window (once a second)."""
+        routes = {id(st): st for st in self.metrics.routes.values()}.values()
+        self.window.add(Sample(
+            time.monotonic(),
+            sum(sum(st.messages_in.values()) for st in routes),
+            sum(sum(st.messages_out.values()) for st in routes),
+            tuple(self.metrics.delivery_latency.counts),
+        ))
+
+    async def sampler(self) -> None:
+        for hook in self.metrics.before_collect:
+            hook()
+        while True:
+            self.sample()
+            await asyncio.sleep(1.0)
+            for hook in self.metrics.before_collect:
+                hook()
+
+    def drain_status(self) -> dict[str, Any]:
+        return self.drainer.status.as_dict(self.live.total())
+
+    def stats(self) -> dict[str, Any]:
+        """Node stats for ``wsops status``/``top``: one JSON object."""
+        reasons = self.admin.not_ready_reasons() if self.admin is not None else []
+        out: dict[str, Any] = {
+            "version": __version__,
+            "started_at": self.started_at,
+            "uptime_seconds": time.time() - self.started_at,
+            "ready": not reasons,
+            "not_ready_reasons": reasons,
+            "draining": self.drainer.draining,
+            "connections": self.live.total(),
+            "connections_by_route": self.live.counts(),
+            **self.window.summary(),
+            "drain": self.drain_status(),
+        }
+        if self.runtime is not None:
+            out.update(self.runtime.snapshot())
+        for extra in self.extra_stats:
+            out.update(extra())
+        return out
+
+    def draining_reason(self) -> str | None:
+        return "draining" if self.drainer.draining else None
 
     # -- the middleware ----------------------------------------------------------------------
 
@@ -88,6 +145,10 @@ class Instrumentation:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return await handler(request)
         route = _route_of(request)
+        if self.drainer.draining:
+            request[REFUSAL_KEY] = "draining"
+            self._refused(request, route, 503, None)
+            raise web.HTTPServiceUnavailable(text="node is draining", headers={"Retry-After": "5"})
         span = self.tracing.handshake(route, request.path, request.headers)
         if span is not None:
             request[SPAN_KEY] = span
@@ -325,10 +386,21 @@ def instrument(
 
         app.cleanup_ctx.append(runtime_ctx)
     if cfg.admin_port is not None:
-        inst.admin = attach_admin(app, cfg.admin_host, cfg.admin_port)
+        from wsops.admin.api import add_admin_api
         from wsops.admin.metrics import add_metrics_route
 
+        inst.admin = attach_admin(app, cfg.admin_host, cfg.admin_port)
+        inst.admin.add_readiness_check(inst.draining_reason)
         add_metrics_route(inst.admin, registry)
+        add_admin_api(inst.admin, inst)
+
+    async def sampler_ctx(_: web.Application) -> Any:
+        task = asyncio.create_task(inst.sampler())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(sampler_ctx)
 
     async def flush_traces(_: web.Application) -> None:
         inst.tracing.shutdown()

@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
 from wsops.config import Settings
+from wsops.instrumentation.drain import Drainer, DrainStatus
 from wsops.instrumentation.middleware import (
     REFUSAL_KEY,
     Instrumentation,
@@ -28,7 +29,6 @@ from wsops.instrumentation.middleware import (
 from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, token_from_request
 from wsops.server.broker.base import Broker
 from wsops.server.broker.memory import MemoryBroker
-from wsops.server.drain import Drainer, DrainStatus
 from wsops.server.hub import Conn, Hub
 from wsops.server.protocol import Close
 from wsops.server.session import Session, SessionObs
@@ -104,6 +104,18 @@ class Node:
             )
 
         m.add_source(node_families)
+        # The admin API drains, counts rooms and reports through this node.
+        inst.drainer = self.drainer
+        s = self.settings
+        inst.drain_defaults = {"batch": s.drain_batch, "interval": s.drain_interval,
+                               "deadline": s.drain_deadline}
+        inst.top_rooms = self.hub.room_sizes
+        inst.extra_stats.append(lambda: {
+            "rooms": len(self.hub.rooms),
+            "connections_max": s.max_connections,
+            "broker": self.broker.stats(),
+            "hub": dict(self.hub.stats.__dict__),
+        })
 
     # -- lifecycle ---------------------------------------------------------------------------
 

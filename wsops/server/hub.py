@@ -126,6 +126,11 @@ class Conn:
         self.closing = True
         self.closer(code, reason)
 
+    def abort(self) -> None:
+        """Drop the TCP connection at once (a drain past its deadline)."""
+        self.closing = True
+        self.transport.abort()
+
     @property
     def queued_bytes(self) -> int:
         return self._buf_bytes + self.transport.get_write_buffer_size()

@@ -12,10 +12,20 @@ import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from wsops.server.hub import Conn
-from wsops.server.protocol import Close
+SERVICE_RESTART = 1012
+
+
+class Closable(Protocol):
+    """A connection the drainer can close: the bundled server's ``Conn`` or a ``LiveConn``."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    def close(self, code: int, reason: str = "") -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass
@@ -36,7 +46,7 @@ class Drainer:
     """Drains the connections returned by ``live()``; one drain at a time."""
 
     def __init__(
-        self, live: Callable[[], Collection[Conn]], rng: random.Random | None = None
+        self, live: Callable[[], Collection[Closable]], rng: random.Random | None = None
     ) -> None:
         self._live = live
         self._rng = rng or random.Random()
@@ -52,7 +62,7 @@ class Drainer:
         batch: int = 100,
         interval: float = 0.5,
         deadline: float = 30.0,
-        code: int = Close.SERVICE_RESTART,
+        code: int = SERVICE_RESTART,
     ) -> asyncio.Task[DrainStatus]:
         """Begin draining (idempotent while a drain runs); returns the drain's task."""
         if self._task is not None and not self._task.done():
@@ -86,7 +96,7 @@ class Drainer:
         for conn in list(self._live()):
             if not conn.closing:
                 conn.close(code, "draining")
-            conn.transport.abort()
+            conn.abort()
             st.forced += 1
         st.state = "drained"
         st.finished_at = time.time()

@@ -1,0 +1,87 @@
+"""``/admin/*`` on the admin listener: node stats, drain start/status/cancel, connection counts.
+
+Works for any app wrapped with ``wsops.instrument(app)``: everything comes from the
+instrumentation layer (its live set, metrics and drainer); the bundled server adds its rooms and
+broker through ``Instrumentation.extra_stats``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from wsops.instrumentation.drain import SERVICE_RESTART
+
+if TYPE_CHECKING:
+    from wsops.admin.listener import AdminListener
+    from wsops.instrumentation.middleware import Instrumentation
+
+MAX_TOP_ROOMS = 100
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="body must be a JSON object\n") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object\n")
+    return data
+
+
+def _number(data: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"'{key}' must be a number in [{lo}, {hi}]\n")
+    return float(value)
+
+
+def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
+    """Register the admin endpoints (once per listener)."""
+    if any(r.canonical == "/admin/stats" for r in admin.app.router.resources()):
+        return
+
+    async def stats(_: web.Request) -> web.Response:
+        return _json(inst.stats())
+
+    async def drain_status(_: web.Request) -> web.Response:
+        return _json(inst.drain_status())
+
+    async def drain_start(request: web.Request) -> web.Response:
+        data = await _body(request)
+        d = inst.drain_defaults
+        batch = int(_number(data, "batch", d["batch"], 1, 1_000_000))
+        interval = _number(data, "interval", d["interval"], 0, 3600)
+        deadline = _number(data, "deadline", d["deadline"], 0.001, 86400)
+        code = int(_number(data, "code", SERVICE_RESTART, 1000, 4999))
+        inst.drainer.start(batch, interval, deadline, code)
+        return _json(inst.drain_status(), status=202)
+
+    async def drain_cancel(_: web.Request) -> web.Response:
+        cancelled = inst.drainer.cancel()
+        return _json({**inst.drain_status(), "cancelled": cancelled})
+
+    async def connections(request: web.Request) -> web.Response:
+        try:
+            top = min(int(request.query.get("top", "20")), MAX_TOP_ROOMS)
+        except ValueError:
+            raise web.HTTPBadRequest(text="'top' must be an integer\n") from None
+        out: dict[str, Any] = {"total": inst.live.total(), "by_route": inst.live.counts()}
+        if inst.top_rooms is not None:
+            out["top_rooms"] = [{"room": r, "connections": n} for r, n in inst.top_rooms(top)]
+        return _json(out)
+
+    r = admin.app.router
+    r.add_get("/admin/stats", stats)
+    r.add_get("/admin/drain", drain_status)
+    r.add_post("/admin/drain", drain_start)
+    r.add_post("/admin/drain/cancel", drain_cancel)
+    r.add_get("/admin/connections", connections)
