@@ -45,9 +45,10 @@ def sys_seconds(proc: psutil.Process) -> float:
 class Profiler:
     """Optional ``py-spy record`` of the server during one phase (collapsed stacks, text)."""
 
-    def __init__(self, outdir: Path | None, pid: int) -> None:
+    def __init__(self, outdir: Path | None, pid: int, rate: int = 250) -> None:
         self.outdir = outdir
         self.pid = pid
+        self.rate = rate
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, label: str) -> None:
@@ -56,7 +57,7 @@ class Profiler:
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         out = self.outdir / f"{label}.txt"
         self.proc = subprocess.Popen(
-            [pyspy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250",
+            [pyspy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", str(self.rate),
              "--nonblocking", "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(0.5)  # let it attach before the phase starts

@@ -68,8 +68,11 @@ CONFIGS: dict[str, list[str]] = {
     "bare": ["--no-instrument"],
     "instrumented": ["--instrument", "--trace-sample-ratio", "0.01"],
     "traced100": ["--instrument", "--trace-sample-ratio", "1.0"],
+    # Not in the default run: splits the instrumented figure into metrics vs 1% tracing.
+    "metrics-only": ["--instrument", "--no-tracing"],
 }
-SAMPLE_RATIO = {"bare": 0.0, "instrumented": 0.01, "traced100": 1.0}
+DEFAULT_CONFIGS = ["bare", "instrumented", "traced100"]
+SAMPLE_RATIO = {"bare": 0.0, "instrumented": 0.01, "traced100": 1.0, "metrics-only": 0.0}
 TARGETS = {"instrumented": 1.05, "traced100": 1.15}
 WORKLOADS = (*(f"fan-out {m}" for m in MODES), "echo")
 UNITS = {**{f"fan-out {m}": "us of server CPU per delivered message" for m in MODES},
@@ -163,6 +166,22 @@ class Node:
     echo_published: int = 0
     next_id: int = 1000
     spans: dict[str, int] = field(default_factory=dict)
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process of the machine used so far (``/proc/stat``, all CPUs)."""
+    t = psutil.cpu_times()
+    return float(sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq")))
+
+
+def own_seconds() -> float:
+    """CPU time of this driver and every process it started (servers, workers, sinks)."""
+    me = psutil.Process()
+    total = cpu_seconds(me)
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += cpu_seconds(child)
+    return total
 
 
 async def quiesce(ps: psutil.Process, step: float = 0.1, below: float = 0.05,
@@ -262,7 +281,7 @@ async def measure_echo(node: Node, rep: int, args: argparse.Namespace,
 def expected_spans(node: Node, args: argparse.Namespace) -> float:
     """Spans a server should have exported at its ratio: one per WebSocket handshake, two per
     publish (``publish {room}`` and the linked ``process {room}`` of its delivery)."""
-    handshakes = args.subscribers + 1 + args.echo_connections
+    handshakes = int(args.subscribers) + 1 + int(args.echo_connections)
     fan_publishes = node.fan.next_id - 10 if node.fan is not None else 0
     return SAMPLE_RATIO[node.config] * (handshakes + 2 * (fan_publishes + node.echo_published))
 
@@ -303,7 +322,7 @@ async def measure(nodes: list[Node], args: argparse.Namespace, fan: list[Result]
                             f"{'' if r.losses == 0 else f' (LOST {r.losses})'}")
                 await node.fan.settle()
                 await quiesce(node.server.ps)
-        profiler = Profiler(args.profile, 0)
+        profiler = Profiler(args.profile, 0, args.profile_rate)
         for node in nodes:
             profiler.pid = node.server.proc.pid
             e = await measure_echo(node, rep, args, profiler)
@@ -397,6 +416,7 @@ async def main_async(args: argparse.Namespace) -> int:
     echo: list[EchoResult] = []
     window_scrapes = dict.fromkeys(args.configs, 0)
     spans: dict[str, dict[str, float]] = {}
+    others: dict[str, float] = {}
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     for key in [k for k in os.environ if k.startswith("OTEL_")]:
@@ -411,7 +431,8 @@ async def main_async(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as procs:
             nodes: list[Node] = []
             for config in args.configs:
-                sink = None if config == "bare" else Sink(f"otlpsink-{config}", logdir)
+                traced = SAMPLE_RATIO[config] > 0
+                sink = Sink(f"otlpsink-{config}", logdir) if traced else None
                 if sink is not None:
                     procs.push_async_callback(asyncio.to_thread, sink.stop)
                 env = None if sink is None else {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
@@ -427,7 +448,13 @@ async def main_async(args: argparse.Namespace) -> int:
             async with contextlib.AsyncExitStack() as conns:
                 await setup(nodes, args, conns)
                 print(f"ready after {time.monotonic() - started:.0f}s; measuring", flush=True)
+                busy0, own0, t0 = machine_busy_seconds(), own_seconds(), time.monotonic()
                 await measure(nodes, args, fan, echo, window_scrapes)
+                # Other processes on the machine while we measured: a noise diagnostic.
+                elapsed = time.monotonic() - t0
+                foreign = max(0.0, machine_busy_seconds() - busy0 - (own_seconds() - own0))
+                others = {"cpu_s": foreign, "seconds": elapsed,
+                          "share": foreign / (elapsed * (os.cpu_count() or 1))}
             for node in nodes:
                 # wsops exports what its span processor still holds on the way out.
                 await asyncio.to_thread(node.server.stop)
@@ -446,10 +473,13 @@ async def main_async(args: argparse.Namespace) -> int:
           f"repetitions; server CPUs {args.server_cpus or 'any'}; "
           f"{time.monotonic() - started:.0f}s\n")
     print(table(summary, spans))
+    print(f"\nOther processes used {others['cpu_s']:.1f} s of CPU during the "
+          f"{others['seconds']:.0f} s of measurement ({others['share']:.1%} of the machine).")
     if args.json:
         doc = {"machine": machine(),
                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "summary": summary, "spans": spans, "fanout_runs": [asdict(r) for r in fan],
+               "summary": summary, "spans": spans, "other_processes": others,
+               "fanout_runs": [asdict(r) for r in fan],
                "echo_runs": [asdict(r) for r in echo]}
         await asyncio.to_thread(write_json, Path(args.json), doc)
         print(f"\nwrote {args.json}")
@@ -473,13 +503,15 @@ def main() -> None:
                         help="most publishes per connection and round")
     parser.add_argument("--echo-timeout", type=float, default=30.0)
     parser.add_argument("--scrape-interval", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=12)
+    parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the servers to the last CPU and the rest to the others")
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=DEFAULT_CONFIGS,
+                        help="servers to compare, bare first (metrics-only: --no-tracing)")
     parser.add_argument("--json", help="write results to this file")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy each echo round into DIR (distorts the figures)")
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
     args = parser.parse_args()
     if not 1 <= args.subscribers <= 6000:
         parser.error("--subscribers must be in 1..6000 (three servers, 20000 files a process)")

@@ -8,7 +8,10 @@ import typer
 
 from wsops import __version__
 from wsops.ops.dashboards import dashboards_app
+from wsops.ops.drain import drain
+from wsops.ops.leaks import leaks_app
 from wsops.ops.serve import serve
+from wsops.ops.status import status, top
 
 app = typer.Typer(
     name="wsops",
@@ -18,7 +21,11 @@ app = typer.Typer(
 )
 # Single commands are registered here; command groups join with add_typer.
 app.command(name="serve")(serve)
+app.command(name="drain")(drain)
+app.command(name="status")(status)
+app.command(name="top")(top)
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(leaks_app, name="leaks")
 
 
 def _version(value: bool) -> None:

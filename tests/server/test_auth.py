@@ -28,7 +28,9 @@ PUBLIC_PEM = _KEY.public_key().public_bytes(
 
 
 def claims(**over: Any) -> dict[str, Any]:
-    return {"sub": "alice", "exp": int(time.time()) + 60, "rooms": ["chat:*", "news"], **over}
+    # Tokens are built at import time: valid for long enough to outlast a slow suite.
+    return {"sub": "alice", "exp": int(time.time()) + 6 * 3600, "rooms": ["chat:*", "news"],
+            **over}
 
 
 def hs(**over: Any) -> str:
@@ -56,7 +58,7 @@ def test_valid_hs256_and_rs256_tokens() -> None:
     ("token", "reason"),
     [
         (hs(exp=int(time.time()) - 10), "expired"),
-        (hs(nbf=int(time.time()) + 60), "not yet valid"),
+        (hs(nbf=int(time.time()) + 3 * 3600), "not yet valid"),
         (jwt.encode(claims(), "wrong-secret-" + "0123456789abcdef" * 4, algorithm="HS256"),
          "Signature"),
         (b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims()) + ".", "not accepted"),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from wsops.instrumentation.middleware import Instrumentation
 
 MAX_TOP_ROOMS = 100
+SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1008, 1011, 1012, 1013, 1014})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -62,8 +63,15 @@ def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
         interval = _number(data, "interval", d["interval"], 0, 3600)
         deadline = _number(data, "deadline", d["deadline"], 0.001, 86400)
         code = int(_number(data, "code", SERVICE_RESTART, 1000, 4999))
+        if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+            raise web.HTTPBadRequest(
+                text=f"'code' {code} cannot be sent in a close frame (RFC 6455 7.4)\n")
+        # A drain already under way keeps its own options: say so, and which ones apply.
+        started = inst.drainer.status.state != "draining"
         inst.drainer.start(batch, interval, deadline, code)
-        return _json(inst.drain_status(), status=202)
+        options = {"batch": batch, "interval": interval, "deadline": deadline, "code": code}
+        return _json({**inst.drain_status(), "started": started,
+                      "options": options if started else None}, status=202)
 
     async def drain_cancel(_: web.Request) -> web.Response:
         cancelled = inst.drainer.cancel()

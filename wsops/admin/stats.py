@@ -28,6 +28,11 @@ def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float 
     return float("inf")
 
 
+def _finite(value: float | None) -> float | None:
+    """JSON has no Infinity: a quantile past the last bucket is reported as unknown."""
+    return None if value is None or value == float("inf") else value
+
+
 class StatsWindow:
     """Keeps the last ``horizon`` seconds of samples; rates are newest minus oldest."""
 
@@ -52,6 +57,6 @@ class StatsWindow:
         return {
             "messages_in_per_second": (new.messages_in - old.messages_in) / dt,
             "messages_out_per_second": (new.messages_out - old.messages_out) / dt,
-            "delivery_p99_seconds": quantile(self.bounds, deltas, 0.99),
+            "delivery_p99_seconds": _finite(quantile(self.bounds, deltas, 0.99)),
             "window_seconds": dt,
         }

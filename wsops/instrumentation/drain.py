@@ -86,6 +86,8 @@ class Drainer:
                 # Jittered gap, so reconnects from consecutive batches do not line up.
                 gap = interval * self._rng.uniform(0.5, 1.5)
                 await asyncio.sleep(min(gap, max(0.0, end - time.monotonic())))
+                if time.monotonic() >= end:
+                    break  # the rest is closed (and counted) as forced below
             st.batches += 1
             for conn in conns[i : i + batch]:
                 if not conn.closing:

@@ -87,6 +87,8 @@ class Instrumentation:
         self.drainer: Drainer = Drainer(self.live.values)
         self.drain_defaults: dict[str, float] = {"batch": 100, "interval": 0.5, "deadline": 30.0}
         self.extra_stats: list[Callable[[], dict[str, Any]]] = []
+        # Figures that must stay flat on a healthy node (/admin/profile/sample, wsops leaks).
+        self.leak_checks: list[Callable[[], dict[str, float]]] = []
         self.top_rooms: Callable[[int], list[tuple[str, int]]] | None = None
         self.window = StatsWindow(self.metrics.latency_bounds)
 
@@ -388,11 +390,13 @@ def instrument(
     if cfg.admin_port is not None:
         from wsops.admin.api import add_admin_api
         from wsops.admin.metrics import add_metrics_route
+        from wsops.admin.profiling import add_profiling_routes
 
         inst.admin = attach_admin(app, cfg.admin_host, cfg.admin_port)
         inst.admin.add_readiness_check(inst.draining_reason)
         add_metrics_route(inst.admin, registry)
         add_admin_api(inst.admin, inst)
+        add_profiling_routes(inst.admin, inst)
 
     async def sampler_ctx(_: web.Application) -> Any:
         task = asyncio.create_task(inst.sampler())

@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from wsops.observability.alerts import AlertOptions
-from wsops.observability.build import build_all
-
 dashboards_app = typer.Typer(help="Generate Grafana dashboards and alert rules for a wsops fleet.",
                              no_args_is_help=True)
 
@@ -45,6 +42,10 @@ def build(
         raise typer.BadParameter("must look like {job=\"wsops\"}", param_hint="--job-selector")
     if slo_seconds <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--slo-seconds")
+    # Imported here: grafanalib is only needed by this command, not by every `wsops` start.
+    from wsops.observability.alerts import AlertOptions
+    from wsops.observability.build import build_all
+
     opts = AlertOptions(job_selector, slo_seconds, runbook_base_url, grafana_base_url,
                         datasource_uid)
     files = build_all(opts)

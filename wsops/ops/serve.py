@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from wsops.config import Settings
-from wsops.server.app import NODE_KEY, running
 
 log = logging.getLogger("wsops.serve")
 D = Settings()
@@ -148,6 +147,8 @@ def run(settings: Settings, *, use_uvloop: bool = True) -> None:
 
 
 async def _serve(settings: Settings) -> None:
+    from wsops.server.app import NODE_KEY, running
+
     async with running(settings) as (app, _runner, port):
         node = app[NODE_KEY]
         admin = f" admin {node.admin.url}" if node.admin else ""

@@ -116,6 +116,22 @@ class Node:
             "broker": self.broker.stats(),
             "hub": dict(self.hub.stats.__dict__),
         })
+        inst.leak_checks.append(self.room_leaks)
+
+    def room_leaks(self) -> dict[str, float]:
+        """Per-room state kept for rooms no local connection is in: 0 on a healthy node.
+
+        History is left out on purpose: it outlives subscribers by design (resume, TTL).
+        """
+        rooms = self.hub.rooms
+        out = {"hub_rooms_without_subscribers":
+               float(sum(1 for r in rooms.values() if not r.conns and not r.syncing))}
+        for name in ("presence", "watched"):  # the memory broker's per-room structures
+            held = getattr(self.broker, f"_{name}", None)
+            if held is not None:
+                out[f"broker_{name}_rooms_without_subscribers"] = float(
+                    sum(1 for room in held if room not in rooms))
+        return out
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -152,7 +168,8 @@ class Node:
             self.broker.sweep()
 
     def not_ready_reason(self) -> str | None:
-        if self.drainer.draining:
+        """Why the node must not get traffic (draining is reported by the admin layer)."""
+        if self.instrumentation is None and self.drainer.draining:
             return "draining"
         if not self.broker.healthy:
             return "broker down"
@@ -251,8 +268,18 @@ class Node:
         try:
             while True:
                 msg = await ws.receive()
+                if conn.closing:
+                    # Frames read after a close began are not served: their senders get no
+                    # reply and resend after reconnecting, so nothing is done twice.
+                    break
                 if msg.type is WSMsgType.TEXT:
-                    await session.handle(msg.data)
+                    conn.busy = True
+                    try:
+                        await session.handle(msg.data)
+                    finally:
+                        conn.busy = False
+                    if conn.deferred_close is not None:
+                        conn.close(*conn.deferred_close)
                 elif msg.type is WSMsgType.BINARY:
                     conn.close(Close.UNSUPPORTED_DATA, "binary frames are not supported")
                     break
@@ -263,12 +290,13 @@ class Node:
                 expiry.cancel()
             conn.flush()
             conn.closing = True
-            await session.close()
-            hub.remove(conn)
             closer = self._closers.pop(conn.id, None)
             if closer is not None:
-                # Let the close we started finish before aiohttp closes with 1000.
+                # Let the close we started finish (before aiohttp would close with 1000); the
+                # connection counts as open until then, for the drainer as for the metrics.
                 await asyncio.shield(closer)
+            await session.close()
+            hub.remove(conn)
             code = conn.close_code or ws.close_code or Close.INTERNAL
             hub.stats.close_codes[code] = hub.stats.close_codes.get(code, 0) + 1
         return ws

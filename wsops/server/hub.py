@@ -44,9 +44,11 @@ class Conn:
         "_buf",
         "_buf_bytes",
         "_hub",
+        "busy",
         "close_code",
         "closer",
         "closing",
+        "deferred_close",
         "id",
         "limit",
         "rooms",
@@ -74,6 +76,8 @@ class Conn:
         self.rooms: set[str] = set()
         self.closing = False
         self.close_code: int | None = None
+        self.busy = False  # a request of this connection is being served
+        self.deferred_close: tuple[int, str] | None = None
 
     def push(self, frame: bytes) -> None:
         """Queue a complete frame; written at the end of this tick."""
@@ -116,6 +120,11 @@ class Conn:
     def close(self, code: int, reason: str = "") -> None:
         """Flush what is queued, then close the WebSocket (once) with ``code``."""
         if self.closing:
+            return
+        if self.busy and code != Close.SLOW_CONSUMER:
+            # Let the request being served finish and send its reply first: a publish that
+            # was stored must be acknowledged, or the client would send it again.
+            self.deferred_close = (code, reason)
             return
         if code == Close.SLOW_CONSUMER:
             self._hub.stats.slow_consumers += 1

@@ -1,0 +1,266 @@
+"""``/admin/profile/*``: profile memory leaks of a live node, for any instrumented app.
+
+``start`` turns tracemalloc on (if it is off, remembering that wsops did), ``sample`` returns
+grouped figures (traced memory by site, object counts by type, WebSocket and app leak checks,
+RSS), ``stop`` turns tracemalloc off again only if wsops turned it on. The analysis across
+samples is the client's (``wsops leaks``, ``wsops.ops.leakcheck``); the node only counts.
+
+tracemalloc slows allocation-heavy code 6-10x at 1 frame and much more at 25 frames, so a
+profiling session is leased: every start or sample renews it, and when every lease ran out
+(a client killed mid-run), tracing wsops started is stopped anyway.
+"""
+
+from __future__ import annotations
+
+import _tracemalloc
+import asyncio
+import gc
+import logging
+import secrets
+import time
+import tracemalloc
+from typing import TYPE_CHECKING, Any
+
+import psutil  # type: ignore[import-untyped]
+from aiohttp import web
+
+from wsops.admin import heap
+from wsops.admin.api import _body, _json, _number
+
+if TYPE_CHECKING:
+    from wsops.admin.listener import AdminListener
+    from wsops.instrumentation.middleware import Instrumentation
+
+log = logging.getLogger(__name__)
+MAX_FRAMES = 50
+MAX_TYPES = 500
+DEFAULT_LEASE = 300.0
+# Sites allocating in these files are the profiler's own bookkeeping.
+_EXCLUDED = (tracemalloc.__file__, heap.__file__, __file__)
+
+
+class Profiler:
+    """tracemalloc state for one node: who started it, open sessions, previous peaks."""
+
+    def __init__(self, inst: Instrumentation) -> None:
+        self.inst = inst
+        self.owned = False  # tracemalloc was started by wsops (and so wsops stops it)
+        self.started_at: float | None = None
+        self.sessions: dict[str, tuple[float, float]] = {}  # id -> (lease, expiry monotonic)
+        self._site_peak: dict[str, dict[str, int]] = {g: {} for g in heap.GROUPS}
+        self._type_peak: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._proc: Any = psutil.Process()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        tracing = tracemalloc.is_tracing()
+        if self.owned and not tracing:  # someone else stopped it
+            self.owned = False
+        traced, peak = tracemalloc.get_traced_memory() if tracing else (0, 0)
+        return {
+            "tracing": tracing,
+            "frames": tracemalloc.get_traceback_limit() if tracing else 0,
+            "owned": self.owned,
+            "sessions": len(self.sessions),
+            "tracing_seconds": (time.monotonic() - self.started_at
+                                if self.owned and self.started_at is not None else None),
+            "traced_bytes": traced,
+            "peak_traced_bytes": peak,
+            "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory(),
+        }
+
+    def start(self, frames: int, lease: float) -> dict[str, Any]:
+        started = False
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
+            self.owned = started = True
+            self.started_at = time.monotonic()
+            self._reset_peaks()
+        session = secrets.token_hex(8)
+        self.sessions[session] = (lease, time.monotonic() + lease)
+        self._arm()
+        return {**self.state(), "session": session, "started": started, "lease_seconds": lease}
+
+    def stop(self, session: str | None) -> dict[str, Any]:
+        """End ``session`` (every session when None); stop tracing if wsops started it and no
+        other session is open."""
+        if session is None:
+            self.sessions.clear()
+        else:
+            self.sessions.pop(session, None)
+        stopped = self._stop_if_idle()
+        return {**self.state(), "stopped": stopped}
+
+    def _stop_if_idle(self) -> bool:
+        if self.sessions or not self.owned:
+            return False
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
+        self.owned = False
+        self.started_at = None
+        self._reset_peaks()
+        return True
+
+    def _reset_peaks(self) -> None:
+        self._site_peak = {g: {} for g in heap.GROUPS}
+        self._type_peak = {}
+
+    def renew(self, session: str | None) -> None:
+        """A client still there: its lease runs from now again."""
+        if session is not None and session in self.sessions:
+            lease, _ = self.sessions[session]
+            self.sessions[session] = (lease, time.monotonic() + lease)
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.sessions:
+            first = min(expiry for _, expiry in self.sessions.values())
+            delay = max(0.0, first - time.monotonic()) + 0.05
+            self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for session in [s for s, (_, expiry) in self.sessions.items() if expiry <= now]:
+            del self.sessions[session]
+        self._stop_if_idle()
+        self._arm()
+
+    def close(self) -> None:
+        """The node stops: leave tracemalloc as we found it."""
+        self.sessions.clear()
+        self._stop_if_idle()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    async def sample(self, top: int, group: str, types: int) -> dict[str, Any]:
+        """One sample; concurrent requests wait in turn so the node pays for one at a time."""
+        async with self._lock:
+            began = time.perf_counter()
+            out = self._objects(types)  # on the loop: app checks and finalizers need it
+            sites, total = await asyncio.to_thread(self._sites, top, group)
+            out.update({
+                "time": time.time(),
+                "monotonic": time.monotonic(),
+                **self.state(),
+                "group": group,
+                "rss_bytes": self._proc.memory_info().rss,
+                "sites_total": total,
+                "sites": sites,
+                "cost_seconds": round(time.perf_counter() - began, 4),
+            })
+            return out
+
+    def _objects(self, top: int) -> dict[str, Any]:
+        checks: dict[str, float] = {}
+        for check in self.inst.leak_checks:
+            try:
+                checks.update(check())
+            except Exception:  # one broken check must not take the sample down
+                log.exception("leak check %r failed", check)
+        gc.collect()
+        objects = gc.get_objects()
+        try:
+            by_type, by_name = heap.count_types(objects)
+            ws_types = {t for t in by_type if issubclass(t, web.WebSocketResponse)}
+            ws_objects = [o for o in objects if type(o) in ws_types] if ws_types else []
+        finally:
+            del objects  # the list holds every object alive: drop it now
+        open_conns = self.inst.live.total()
+        closed = sum(1 for ws in ws_objects if ws.closed)
+        del ws_objects
+        names = heap.select(by_name, self._type_peak, top)
+        self._type_peak = heap.new_peak(by_name, self._type_peak)
+        n_ws = sum(n for t, n in by_type.items() if t in ws_types)
+        return {
+            "objects_total": sum(by_name.values()),
+            "types": {name: by_name[name] for name in names},
+            "websockets": {"objects": n_ws, "closed_objects": closed,
+                           "open_connections": open_conns, "excess": n_ws - open_conns},
+            "checks": checks,
+        }
+
+    def _sites(self, top: int, group: str) -> tuple[list[dict[str, Any]], int]:
+        if not tracemalloc.is_tracing():
+            return [], 0
+        # What take_snapshot() wraps: its public accessors build an object per trace (heap.py).
+        raw = _tracemalloc._get_traces()
+        sites = heap.group_traces(raw, group, _EXCLUDED)
+        del raw
+        by_key = {s.key: s for s in sites}
+        sizes = {s.key: s.size for s in sites}
+        peak = self._site_peak[group]
+        keys = heap.select(sizes, peak, top)
+        self._site_peak[group] = heap.new_peak(sizes, peak)
+        return [by_key[k].as_dict() for k in keys], len(sites)
+
+
+def _int_query(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
+    try:
+        value = int(request.query.get(key, str(default)))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"'{key}' must be an integer\n") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"'{key}' must be in [{lo}, {hi}]\n")
+    return value
+
+
+PROFILER_KEY = web.AppKey("wsops_profiler", Profiler)
+
+
+def add_profiling_routes(admin: AdminListener, inst: Instrumentation) -> Profiler:
+    """Register ``/admin/profile`` (state), ``.../start``, ``.../sample``, ``.../stop``."""
+    existing = admin.app.get(PROFILER_KEY)
+    if existing is not None:
+        return existing
+    profiler = Profiler(inst)
+    admin.app[PROFILER_KEY] = profiler
+
+    async def state(_: web.Request) -> web.Response:
+        return _json(profiler.state())
+
+    async def start(request: web.Request) -> web.Response:
+        data = await _body(request)
+        frames = _number(data, "frames", 10, 1, MAX_FRAMES)
+        lease = _number(data, "lease_seconds", DEFAULT_LEASE, 1, 86400)
+        if frames != int(frames):
+            raise web.HTTPBadRequest(text="'frames' must be an integer\n")
+        return _json(profiler.start(int(frames), lease))
+
+    async def sample(request: web.Request) -> web.Response:
+        group = request.query.get("group", "lineno")
+        if group not in heap.GROUPS:
+            raise web.HTTPBadRequest(text=f"'group' must be one of {', '.join(heap.GROUPS)}\n")
+        top = _int_query(request, "top", 20, 1, heap.MAX_TOP)
+        types = _int_query(request, "types", 30, 1, MAX_TYPES)
+        session = request.query.get("session")
+        profiler.renew(session)
+        out = await profiler.sample(top, group, types)
+        profiler.renew(session)
+        return _json(out)
+
+    async def stop(request: web.Request) -> web.Response:
+        data = await _body(request)
+        session = data.get("session")
+        if session is not None and not isinstance(session, str):
+            raise web.HTTPBadRequest(text="'session' must be a string\n")
+        return _json(profiler.stop(session))
+
+    async def on_cleanup(_: web.Application) -> None:
+        profiler.close()
+
+    r = admin.app.router
+    r.add_get("/admin/profile", state)
+    r.add_post("/admin/profile/start", start)
+    r.add_get("/admin/profile/sample", sample)
+    r.add_post("/admin/profile/stop", stop)
+    admin.app.on_cleanup.append(on_cleanup)
+    return profiler

@@ -1,0 +1,187 @@
+"""``wsops drain``: drain a live node through its admin API and follow it, or cancel a drain.
+
+The node does the work (readiness 503, upgrades refused with HTTP 503, connections closed in
+jittered batches, the rest force-closed at its deadline); this command starts it with
+``POST /admin/drain``, shows ``GET /admin/drain`` as a progress bar and turns the end into an
+exit code (``drainview.judge``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from wsops.ops.adminclient import DOWN, AdminClient, AdminError
+from wsops.ops.drainview import (
+    EXIT_ERROR,
+    EXIT_OK,
+    GRACE_SECONDS,
+    DrainOptions,
+    Outcome,
+    judge,
+    progress,
+)
+from wsops.ops.fleetview import normalize_url
+from wsops.ops.status import TokenOption
+
+POLL_SECONDS = 0.2
+POLL_FAILURES = 10  # consecutive unanswered polls before the command gives up on the node
+_STYLE = {EXIT_OK: "green", EXIT_ERROR: "red"}
+
+
+def drain(
+    admin_url: Annotated[str, typer.Argument(
+        show_default=False, metavar="ADMIN_URL",
+        help="Admin listener of the node: http://HOST:ADMIN_PORT (HOST:PORT means http).")],
+    batch: Annotated[int | None, typer.Option(
+        show_default=False,
+        help="Connections closed per batch (default: the node's --drain-batch).")] = None,
+    interval: Annotated[float | None, typer.Option(
+        show_default=False, help="Seconds between batches, jittered x0.5-1.5 "
+                                 "(default: the node's --drain-interval).")] = None,
+    deadline: Annotated[float | None, typer.Option(
+        show_default=False, help="Seconds after which the node force-closes what is left "
+                                 "(default: the node's --drain-deadline).")] = None,
+    code: Annotated[int | None, typer.Option(
+        show_default=False, help="Close code sent to clients (default 1012, service restart: "
+                                 "clients reconnect elsewhere).")] = None,
+    cancel: Annotated[bool, typer.Option(
+        "--cancel", help="Cancel a drain instead: readiness back to 200, connections "
+                         "accepted again.")] = False,
+    token: TokenOption = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="No progress bar; print the outcome and final drain status as JSON.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds each admin request may take.")] = 5.0,
+) -> None:
+    """Drain a live node: readiness 503, new connections refused (HTTP 503), open ones closed
+    with 1012 in batches; a progress bar follows the connections left until none are.
+
+    Example: wsops drain http://127.0.0.1:9765 --batch 50 --interval 0.2 --deadline 20
+
+    Undo (the node takes connections again): wsops drain http://127.0.0.1:9765 --cancel
+
+    Exit codes: 0 drained (the node reports no connection left and none force-closed); 4
+    timeout (connections were still open at the deadline, so the node force-closed them, or the
+    node still reported draining 3 s past the deadline); 1 error (node unreachable, admin token
+    missing or refused (401/403), drain cancelled meanwhile); 2 bad options. Ctrl-C stops
+    following; the drain goes on.
+    """
+    try:
+        url = normalize_url(admin_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="ADMIN_URL") from None
+    opts = DrainOptions(batch, interval, deadline, code)
+    if cancel and opts.body():
+        raise typer.BadParameter("takes no --batch/--interval/--deadline/--code",
+                                 param_hint="--cancel")
+    problems = opts.problems()
+    if problems:
+        name, problem = problems[0]
+        raise typer.BadParameter(problem, param_hint=name)
+    if timeout <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--timeout")
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    details: dict[str, Any] = {}
+    try:
+        if cancel:
+            outcome = asyncio.run(_cancel(url, token, timeout))
+        else:
+            outcome, details = asyncio.run(_drain(url, token, timeout, opts, err, json_out))
+    except AdminError as exc:
+        outcome = Outcome(EXIT_ERROR, "error", str(exc))
+    except KeyboardInterrupt:
+        err.print(f"stopped following; the drain goes on (undo: wsops drain {url} --cancel)")
+        raise typer.Exit(130) from None
+    if outcome.exit_code == EXIT_ERROR:
+        where = "" if outcome.message.startswith(url) else f"{url}: "
+        err.print(f"wsops drain: {where}{outcome.message}", style="red")
+    elif not json_out:
+        Console(highlight=False, soft_wrap=True).print(
+            f"{url}: {outcome.message}", style=_STYLE.get(outcome.exit_code, "yellow"))
+    if json_out:
+        typer.echo(json.dumps({"node": url, "result": outcome.result,
+                               "exit_code": outcome.exit_code, "message": outcome.message,
+                               **details}, indent=2, default=str))
+    raise typer.Exit(outcome.exit_code)
+
+
+def _bar(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("draining {task.fields[node]}"), BarColumn(),
+        TextColumn("{task.fields[left]} of {task.fields[all]} left"),
+        TextColumn("· {task.fields[batches]} batches"), TimeElapsedColumn(),
+        console=console, disable=not enabled,
+    )
+
+
+async def _drain(url: str, token: str | None, patience: float, opts: DrainOptions,
+                 err: Console, json_out: bool) -> tuple[Outcome, dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as session:
+        api = AdminClient(session, url, token, patience)
+        before = await api.drain_status()  # fails early (and clearly) on auth or a wrong URL
+        started_at = loop.time()
+        status = await api.start_drain(opts.body())
+        following = not status.get("started", before.get("state") != "draining")
+        if following:
+            err.print(f"a drain is already running on {url}: following it (its own options "
+                      "apply, not these)", style="yellow", highlight=False)
+        options = status.get("options") or (None if following else opts.body())
+        deadline = (options or {}).get("deadline")
+        # The node force-closes at its deadline and then reports "drained"; past the deadline
+        # and a grace period the command stops waiting.
+        give_up = None if deadline is None else started_at + float(deadline) + GRACE_SECONDS
+        gave_up, failures, settle = False, 0, None
+        with _bar(err, not json_out) as bar:
+            task = bar.add_task("drain", node=url, left="?", all="?", batches=0, total=None)
+            while True:
+                total, left = progress(status)
+                bar.update(task, total=max(total, 1), completed=max(total, 1) - left,
+                           left=left, all=total, batches=status.get("batches", 0))
+                state = status.get("state")
+                if state == "drained":
+                    # Closing handshakes may still be finishing: give them the grace period.
+                    settle = settle or loop.time() + GRACE_SECONDS
+                    if not left or loop.time() >= settle:
+                        break
+                elif state != "draining":
+                    break
+                elif give_up is not None and loop.time() >= give_up:
+                    gave_up = True
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+                try:
+                    status = await api.drain_status()
+                    failures = 0
+                except AdminError as exc:
+                    failures += 1
+                    if exc.kind != DOWN or failures >= POLL_FAILURES:
+                        raise
+    elapsed = loop.time() - started_at
+    outcome = judge(status, gave_up=gave_up, elapsed=elapsed)
+    return outcome, {"following": following, "options": options,
+                     "elapsed_seconds": round(elapsed, 3), "drain": status}
+
+
+async def _cancel(url: str, token: str | None, patience: float) -> Outcome:
+    async with aiohttp.ClientSession() as session:
+        api = AdminClient(session, url, token, patience)
+        answer = await api.cancel_drain()
+        ready, reasons = await api.readiness()
+    if answer.get("cancelled"):
+        what = (f"drain cancelled ({answer.get('closed', 0)} of {answer.get('total', 0)} "
+                "connections had been closed)")
+    else:
+        what = f"no drain was running (state {answer.get('state')})"
+    if not ready:
+        return Outcome(EXIT_ERROR, "error",
+                       f"{what}, but the node is still not ready: {', '.join(reasons)}")
+    return Outcome(EXIT_OK, "cancelled" if answer.get("cancelled") else "idle",
+                   f"{what}; the node is ready and accepts connections again")

@@ -1,0 +1,101 @@
+"""How ``wsops drain`` judges a drain (pure): its options, how long to wait, the exit code.
+
+The node does the draining (``wsops.instrumentation.drain.Drainer``); the command starts it,
+follows ``GET /admin/drain`` and turns the final status into an exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1  # unreachable node, refused token, bad answer, drain cancelled meanwhile
+EXIT_USAGE: Final = 2  # bad options (the CLI's own convention for usage errors)
+EXIT_TIMEOUT: Final = 4  # connections were still open at the deadline
+GRACE_SECONDS: Final = 3.0
+"""How long past the drain deadline the command keeps waiting for the node to report."""
+
+
+def sendable_close_code(code: int) -> bool:
+    """A code an endpoint may put in a close frame (RFC 6455 7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+@dataclass(frozen=True)
+class DrainOptions:
+    """What ``POST /admin/drain`` gets; None leaves the node's own setting."""
+
+    batch: int | None = None
+    interval: float | None = None
+    deadline: float | None = None
+    code: int | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, what is wrong) for each bad value; empty when all are fine."""
+        out: list[tuple[str, str]] = []
+        if self.batch is not None and self.batch < 1:
+            out.append(("--batch", "must be >= 1 (connections closed per batch)"))
+        if self.interval is not None and not 0 <= self.interval <= 3600:
+            out.append(("--interval", "must be between 0 and 3600 seconds"))
+        if self.deadline is not None and not 0 < self.deadline <= 86400:
+            out.append(("--deadline", "must be > 0 and at most 86400 seconds"))
+        if self.code is not None and not sendable_close_code(self.code):
+            out.append(("--code", "must be a close code a server may send: 1000-1003, "
+                                  "1007-1014 or 3000-4999 (1012 = service restart)"))
+        return out
+
+    def body(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    result: str  # drained | timeout | cancelled | error
+    message: str
+
+
+def progress(status: Mapping[str, Any]) -> tuple[int, int]:
+    """(total, left) for the progress bar: connections at the start, connections still open."""
+    left = int(status.get("remaining") or 0)
+    return max(int(status.get("total") or 0), left), left
+
+
+def judge(status: Mapping[str, Any], *, gave_up: bool, elapsed: float) -> Outcome:
+    """The exit code of a drain whose last status is ``status``.
+
+    0: the node reports ``drained`` with nothing forced and nothing left. 4: connections
+    remained at the deadline: the node force-closed some (``forced`` > 0), or some were still
+    open ``GRACE_SECONDS`` after it reported drained, or it still reported draining
+    ``GRACE_SECONDS`` past the deadline.
+    1: the drain was cancelled meanwhile, or the node reports a state it should not.
+    """
+    state = status.get("state")
+    total, left = progress(status)
+    forced = int(status.get("forced") or 0)
+    closed = int(status.get("closed") or 0)
+    batches = int(status.get("batches") or 0)
+    if state == "drained":
+        if forced == 0 and left == 0:
+            return Outcome(EXIT_OK, "drained", (
+                f"drained {total} connection{'s' if total != 1 else ''} in {elapsed:.1f} s "
+                f"({batches} batch{'es' if batches != 1 else ''}, {closed} closed, 0 forced)"))
+        if forced == 0:
+            return Outcome(EXIT_TIMEOUT, "timeout", (
+                f"the node finished draining but {left} of {total} connections were still "
+                f"open {GRACE_SECONDS:g} s later"))
+        return Outcome(EXIT_TIMEOUT, "timeout", (
+            f"deadline reached: {forced} of {total} connections were still open and were "
+            f"force-closed by the node{f', {left} still open' if left else ''} "
+            f"({closed} closed gracefully in {batches} batches)"))
+    if state == "cancelled":
+        return Outcome(EXIT_ERROR, "cancelled", (
+            f"the drain was cancelled meanwhile (wsops drain --cancel?) with {left} "
+            f"connections left; the node accepts connections again"))
+    if gave_up and state == "draining":
+        return Outcome(EXIT_TIMEOUT, "timeout", (
+            f"still draining {GRACE_SECONDS:g} s past the deadline: {left} of {total} "
+            "connections left"))
+    return Outcome(EXIT_ERROR, "error", f"unexpected drain state {state!r}")

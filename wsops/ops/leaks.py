@@ -1,0 +1,328 @@
+"""``wsops leaks``: profile memory leaks of a live node over its admin API, and compare saved
+samples offline.
+
+``wsops leaks ADMIN_URL`` starts tracemalloc on the node (if it is off), samples grouped heap
+statistics every interval, stops tracemalloc again if it started it (also on Ctrl-C and errors),
+and ranks what grew steadily (``leakcheck``). ``wsops leaks diff A B`` compares two samples saved
+with ``--save``. Works on any app wrapped with ``wsops.instrument(app)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import aiohttp
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperGroup
+
+from wsops.admin.auth import ADMIN_TOKEN_ENV
+from wsops.ops.adminclient import AdminClient, AdminError
+from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, site_of
+from wsops.ops.leakdiff import diff_sites
+from wsops.ops.leakview import diff_table, render_report
+
+SAVE_FORMAT = "wsops-leaks-sample/1"
+SAMPLE_TOP = 100  # sites asked per sample: the biggest and the fastest growing, each
+SAMPLE_TYPES = 50
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SUSPECTS = 0, 1, 2, 3
+
+
+class _DefaultRun(TyperGroup):
+    """``wsops leaks URL ...`` means ``wsops leaks run URL ...``; named commands stay as they
+    are (``wsops leaks diff A B``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: click's Context
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+leaks_app = typer.Typer(
+    cls=_DefaultRun, no_args_is_help=True,
+    help="Profile memory leaks of a live node (tracemalloc over its admin API), and compare "
+         "saved samples. 'wsops leaks ADMIN_URL ...' is short for 'wsops leaks run ADMIN_URL "
+         "...'.\n\nExample: wsops leaks http://127.0.0.1:9765 --duration 60\n\n"
+         "Example: wsops leaks diff before.json after.json --top 20")
+
+
+class Grouping(enum.StrEnum):
+    lineno = "lineno"
+    traceback = "traceback"
+
+
+@dataclass
+class Collected:
+    """What one profiling run got from the node."""
+
+    start: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    stop: dict[str, Any] | None = None
+    interrupted: bool = False
+    error: AdminError | None = None
+    stop_error: AdminError | None = None
+
+
+async def collect(client: AdminClient, *, duration: float, interval: float, frames: int,
+                  group: str, warmup: float,
+                  on_sample: Callable[[int, int, dict[str, Any]], None]) -> Collected:
+    """Start profiling, sample until ``duration`` is over, always end the session.
+
+    Ctrl-C (a cancel of this task) ends sampling early with what was collected.
+    """
+    lease = max(60.0, 3 * interval + 30.0) + warmup
+    start = await client.request("POST", "/admin/profile/start",
+                                 {"frames": frames, "lease_seconds": lease})
+    run = Collected(start)
+    session = start.get("session")
+    query = urlencode({"top": SAMPLE_TOP, "group": group, "types": SAMPLE_TYPES,
+                       "session": session or ""})
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.sleep(warmup)
+        n = int(duration // interval) + 1
+        t0 = loop.time()
+        for k in range(n):
+            await asyncio.sleep(max(0.0, t0 + k * interval - loop.time()))
+            sample = await client.request("GET", f"/admin/profile/sample?{query}")
+            if not sample.get("tracing"):
+                run.error = AdminError(client.url, "error",
+                                       "tracemalloc was stopped on the node during the run")
+                break
+            run.samples.append(sample)
+            on_sample(k + 1, n, sample)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # Ctrl-C: report what we have
+        run.interrupted = True
+    except AdminError as exc:
+        run.error = exc
+    finally:
+        try:
+            run.stop = await client.request("POST", "/admin/profile/stop", {"session": session})
+        except AdminError as exc:
+            run.stop_error = exc
+    return run
+
+
+def _caveats(run: Collected, warmup: float) -> list[str]:
+    out = []
+    if run.start.get("started"):
+        out.append(
+            "tracemalloc was started by this run: memory allocated before it is invisible, so "
+            "bounded buffers still being refilled (history rings, caches) show as growth until "
+            "they have turned over once" + ("" if warmup else "; confirm with --warmup or a "
+                                                               "longer --duration"))
+    if run.interrupted:
+        out.append("interrupted: the analysis covers the samples taken before Ctrl-C")
+    return out
+
+
+def _tracing_note(run: Collected) -> str:
+    if not run.start.get("started"):
+        return "already on: left on"
+    if run.stop is not None and not run.stop.get("tracing"):
+        return "started by this run, stopped again"
+    if run.stop is not None:
+        return "started by this run; another session keeps it on"
+    return "started by this run; the node stops it when the lease runs out"
+
+
+def _save(path: Path, url: str, run: Collected, group: str) -> None:
+    last = run.samples[-1]
+    data = {"format": SAVE_FORMAT, "node": url, "saved_at": time.time(), "group": group,
+            "frames": last.get("frames"), "tracing_started_by_run": bool(run.start.get("started")),
+            "sample": last}
+    path.write_text(json.dumps(data, indent=1))
+
+
+def _progress(err: Console) -> Progress:
+    return Progress(TextColumn("sampling"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+                    TimeRemainingColumn(), console=err, transient=True,
+                    disable=not err.is_terminal)
+
+
+def _console() -> Console:
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console()
+    return Console(width=200)  # piped: keep rows on one line
+
+
+# Help texts as one line per paragraph: Typer keeps single line breaks of docstrings.
+RUN_HELP = (
+    "Sample a live node's heap and rank what grows steadily.\n\n"
+    "Every --interval seconds for --duration seconds, the node's admin API returns grouped "
+    "figures: traced memory by allocating line (tracemalloc), object counts by type (gc), "
+    "WebSocket objects against open connections, the app's own leak checks, RSS. Suspects are "
+    "series that grow steadily (slope per minute, monotonicity, no single jump, not levelling "
+    "off), so churn and one-off spikes are not reported.\n\n"
+    "tracemalloc is started if it is off and stopped again at the end, also on Ctrl-C or an "
+    "error (then the samples so far are analysed); if it was already on, it stays on.\n\n"
+    "Exit codes: 0 no suspect, 3 suspects found, 1 node unreachable or refusing, "
+    "2 usage error.\n\n"
+    "Example: wsops leaks http://127.0.0.1:9765 --duration 60 --interval 5 --save after.json"
+)
+DIFF_HELP = (
+    "Compare two samples saved with 'wsops leaks --save': biggest growth from A to B first.\n\n"
+    "Sizes count memory traced since tracemalloc started, so both files should come from one "
+    "tracing session (tracemalloc left on between the runs, or started before both).\n\n"
+    "Example: wsops leaks diff before.json after.json --top 20 --filter myapp/"
+)
+
+
+UrlArgument = Annotated[str, typer.Argument(
+    metavar="ADMIN_URL", show_default=False,
+    help="The node's admin listener, http://HOST:ADMIN_PORT (not the WebSocket port).")]
+
+
+@leaks_app.command("run", help=RUN_HELP)
+def run(
+    admin_url: UrlArgument,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds to sample for.")] = 60.0,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between samples.")] = 5.0,
+    frames: Annotated[int, typer.Option(
+        min=1, max=50, help="Traceback depth if this run starts tracemalloc (cost grows with "
+                            "it).")] = 10,
+    top: Annotated[int, typer.Option(min=1, max=200, help="Rows per table.")] = 15,
+    group: Annotated[Grouping, typer.Option(
+        help="Rank allocating lines (lineno) or whole call paths (traceback).")] = Grouping.lineno,
+    warmup: Annotated[float, typer.Option(
+        min=0, help="Seconds between starting tracemalloc and the first sample.")] = 0.0,
+    min_growth: Annotated[float, typer.Option(
+        min=0, help="KiB per minute a site must grow by to be a suspect (lower it for "
+                    "long runs: bounded noise flattens with time).")] = 128.0,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print a machine-readable report instead of tables.")] = False,
+    save: Annotated[Path | None, typer.Option(
+        help="Save the last sample's grouped stats (and metadata) to this JSON file, for "
+             "'wsops leaks diff'.", show_default=False)] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar=ADMIN_TOKEN_ENV, show_envvar=True, show_default=False,
+        help="Admin token, sent as 'Authorization: Bearer'.")] = None,
+) -> None:
+    """Profile the node at ``admin_url``; see ``RUN_HELP``."""
+    if not admin_url.startswith(("http://", "https://")):
+        raise typer.BadParameter("must be http://HOST:ADMIN_PORT", param_hint="ADMIN_URL")
+    if interval > duration:
+        raise typer.BadParameter("must not exceed --duration", param_hint="--interval")
+    err = Console(stderr=True)
+
+    async def go() -> Collected:
+        timeout = max(60.0, 2 * interval)
+        async with aiohttp.ClientSession() as http:
+            client = AdminClient(http, admin_url, token, timeout)
+            with _progress(err) as bar:
+                task = bar.add_task("sampling", total=int(duration // interval) + 1, info="")
+
+                def shown(k: int, n: int, s: dict[str, Any]) -> None:
+                    bar.update(task, completed=k, info=(
+                        f"traced {fmt(s.get('traced_bytes') or 0, 'B')}, "
+                        f"rss {fmt(s.get('rss_bytes') or 0, 'B')}"))
+
+                return await collect(client, duration=duration, interval=interval,
+                                     frames=frames, group=group.value, warmup=warmup,
+                                     on_sample=shown)
+
+    try:
+        got = asyncio.run(go())
+    except AdminError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    if got.stop_error is not None:
+        err.print(f"[yellow]could not end the profiling session:[/] {got.stop_error} "
+                  "(the node stops tracing it started when the lease runs out)")
+    if got.error is not None:
+        err.print(f"[red]error:[/] {got.error}")
+    if save is not None and got.samples:
+        _save(save, admin_url, got, group.value)
+    code = _report(admin_url, got, top, warmup, min_growth, json_out)
+    raise typer.Exit(EXIT_ERROR if got.error is not None else code)
+
+
+def _report(url: str, got: Collected, top: int, warmup: float, min_growth: float,
+            json_out: bool) -> int:
+    meta: dict[str, Any] = {
+        "node": url, "frames": got.samples[-1].get("frames") if got.samples else None,
+        "tracing": _tracing_note(got), "caveats": _caveats(got, warmup),
+        "tracing_started_by_run": bool(got.start.get("started")),
+        "tracing_after": None if got.stop is None else bool(got.stop.get("tracing")),
+        "interrupted": got.interrupted, "error": None if got.error is None else str(got.error),
+    }
+    if len(got.samples) < 2:
+        meta["suspects"] = 0
+        if json_out:
+            typer.echo(json.dumps({**meta, "samples": len(got.samples)}))
+        else:
+            Console(stderr=True).print("fewer than 2 samples: nothing to compare")
+        return EXIT_OK
+    samples = [parse_sample(s) for s in got.samples]
+    th = Thresholds(site_min_rate=min_growth * KIB)
+    report = analyze(samples, th, top=top)
+    code = EXIT_SUSPECTS if report.suspects else EXIT_OK
+    if json_out:
+        typer.echo(json.dumps({**meta, **report.as_dict(), "exit_code": code}))
+    else:
+        rss = [s.rss - s.overhead for s in samples]
+        _console().print(render_report(report, meta, rss, [s.traced for s in samples], top))
+    return code
+
+
+def _load(path: Path, name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint=name) from None
+    if not isinstance(data, dict) or data.get("format") != SAVE_FORMAT:
+        raise typer.BadParameter(f"{path} is not a file saved by 'wsops leaks --save'",
+                                 param_hint=name)
+    return data
+
+
+@leaks_app.command("diff", help=DIFF_HELP)
+def diff(
+    a: Annotated[Path, typer.Argument(metavar="A", help="The earlier saved sample.")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="The later saved sample.")],
+    top: Annotated[int, typer.Option(min=1, max=1000, help="Rows to show.")] = 20,
+    filter_: Annotated[str | None, typer.Option(
+        "--filter", show_default=False,
+        help="Only allocations with this substring in a file:line of their traceback.")] = None,
+    by: Annotated[Grouping, typer.Option(
+        help="Compare by allocating line, or by whole call path (needs files saved with "
+             "--group traceback).")] = Grouping.lineno,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+) -> None:
+    """Compare two saved samples; see ``DIFF_HELP``."""
+    da, db = _load(a, "A"), _load(b, "B")
+    if by is Grouping.traceback:
+        for path, d in ((a, da), (b, db)):
+            if d.get("group") != "traceback":
+                raise typer.BadParameter(
+                    f"{path} was saved with --group {d.get('group')}: save with --group "
+                    "traceback to compare call paths", param_hint="--by")
+    try:
+        sites_a = [site_of(s) for s in da["sample"].get("sites") or ()]
+        sites_b = [site_of(s) for s in db["sample"].get("sites") or ()]
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise typer.BadParameter(f"malformed sample: {exc}", param_hint="A/B") from None
+    rows = diff_sites(sites_a, sites_b, by.value, filter_, top)
+    if json_out:
+        typer.echo(json.dumps([{"key": r.key, "size_a": r.size_a, "size_b": r.size_b,
+                                "growth": r.growth, "count_a": r.count_a, "count_b": r.count_b,
+                                "traceback": [list(f) for f in r.traceback]} for r in rows]))
+        return
+    seconds = float(db.get("saved_at", 0)) - float(da.get("saved_at", 0))
+    title = f"Growth from {a.name} to {b.name} ({seconds:.0f} s apart), by {by.value}"
+    _console().print(diff_table(rows, by.value, title))
