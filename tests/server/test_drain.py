@@ -94,3 +94,14 @@ async def test_sigterm_drains_a_real_wsops_serve_process(connect: Connect) -> No
         assert "drained: closed 12, forced 0" in out
     finally:
         sp.stop()
+
+
+async def test_drain_counts_each_connection_once(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory()
+    for _ in range(8):
+        await connect(server.url)
+    status = await server.node.drain(batch=3, interval=2.0, deadline=0.3)
+    assert status.closed + status.forced == 8
+    assert status.forced >= 5

@@ -30,6 +30,9 @@ class Closable(Protocol):
 
 @dataclass
 class DrainStatus:
+    """``closed``: closed gracefully in a batch; ``forced``: still open at the deadline and
+    dropped (never both, so ``closed + forced`` is every connection drained)."""
+
     state: str = "idle"  # idle | draining | drained | cancelled
     started_at: float | None = None
     finished_at: float | None = None
@@ -79,6 +82,7 @@ class Drainer:
         conns = [c for c in self._live() if not c.closing]
         self._rng.shuffle(conns)
         st.total = len(conns)
+        asked: set[int] = set()  # closed in a batch
         for i in range(0, len(conns), batch):
             if time.monotonic() >= end:
                 break
@@ -92,6 +96,7 @@ class Drainer:
             for conn in conns[i : i + batch]:
                 if not conn.closing:
                     conn.close(code, "draining")
+                    asked.add(id(conn))
                     st.closed += 1
         while self._live() and time.monotonic() < end:  # noqa: ASYNC110 (polls a count)
             await asyncio.sleep(0.05)
@@ -99,6 +104,8 @@ class Drainer:
             if not conn.closing:
                 conn.close(code, "draining")
             conn.abort()
+            if id(conn) in asked:
+                st.closed -= 1  # its close did not finish in time: it counts as forced only
             st.forced += 1
         st.state = "drained"
         st.finished_at = time.time()
