@@ -43,12 +43,18 @@ def sys_seconds(proc: psutil.Process) -> float:
 
 
 class Profiler:
-    """Optional ``py-spy record`` of the server during one phase (collapsed stacks, text)."""
+    """Optional ``py-spy record`` of the server during one phase (collapsed stacks, text).
 
-    def __init__(self, outdir: Path | None, pid: int, rate: int = 250) -> None:
+    ``nonblocking`` reads the stacks while the process runs (least overhead, but some samples
+    are torn: frames of different moments, odd line numbers); blocking pauses it per sample.
+    """
+
+    def __init__(self, outdir: Path | None, pid: int, rate: int = 250,
+                 nonblocking: bool = True) -> None:
         self.outdir = outdir
         self.pid = pid
         self.rate = rate
+        self.nonblocking = nonblocking
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, label: str) -> None:
@@ -58,7 +64,7 @@ class Profiler:
         out = self.outdir / f"{label}.txt"
         self.proc = subprocess.Popen(
             [pyspy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", str(self.rate),
-             "--nonblocking", "--output", str(out)],
+             *(["--nonblocking"] if self.nonblocking else []), "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(0.5)  # let it attach before the phase starts
 

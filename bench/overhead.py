@@ -34,10 +34,11 @@ other servers' windows excluded). With 2+ CPUs the servers are pinned to the las
 load generators to the others (``--no-pin`` to not). Only 127.0.0.1 is used; every process
 started is stopped in ``finally`` blocks.
 
-Run: ``python bench/overhead.py [--repeat 8 --json bench/results/overhead.json]`` (about 3
-minutes on 2 cores). ``--profile DIR`` writes py-spy collapsed stacks of every echo round
-(``bench/hotspots.py`` summarizes them); profiling distorts the figures, so do not mix it with a
-measuring run.
+Run: ``python bench/overhead.py [--repeat 10 --json bench/results/overhead.json]`` (about 3
+minutes on 2 cores). ``--configs bare instrumented metrics-only`` adds ``--instrument
+--no-tracing`` to split metrics from tracing. ``--profile DIR [--profile-blocking]`` writes
+py-spy collapsed stacks of every echo round (``bench/hotspots.py`` summarizes them); profiling
+distorts the figures, so do not mix it with a measuring run.
 """
 
 from __future__ import annotations
@@ -169,9 +170,11 @@ class Node:
 
 
 def machine_busy_seconds() -> float:
-    """CPU time every process of the machine used so far (``/proc/stat``, all CPUs)."""
+    """User and system CPU time of every process on the machine so far (``/proc/stat``, all
+    CPUs). Interrupt time is left out: loopback traffic is handled there and charged to no
+    process, so it would count our own traffic as someone else's."""
     t = psutil.cpu_times()
-    return float(sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq")))
+    return float(sum(getattr(t, k, 0.0) for k in ("user", "nice", "system")))
 
 
 def own_seconds() -> float:
@@ -322,7 +325,8 @@ async def measure(nodes: list[Node], args: argparse.Namespace, fan: list[Result]
                             f"{'' if r.losses == 0 else f' (LOST {r.losses})'}")
                 await node.fan.settle()
                 await quiesce(node.server.ps)
-        profiler = Profiler(args.profile, 0, args.profile_rate)
+        profiler = Profiler(args.profile, 0, args.profile_rate,
+                            nonblocking=not args.profile_blocking)
         for node in nodes:
             profiler.pid = node.server.proc.pid
             e = await measure_echo(node, rep, args, profiler)
@@ -390,11 +394,11 @@ def table(summary: dict[str, Any], spans: dict[str, dict[str, float]]) -> str:
             verdict = "-" if target is None else (
                 f"<= {target:.2f}: {'met' if row['ratio'] <= target else '**missed**'}")
             paired = row["paired_ratios"]
+            spread = (f"{row['paired_median']:.3f} ({min(paired):.2f}-{max(paired):.2f})"
+                      if paired else "-")
             lines.append(
                 f"| {c} | {row['median']:.2f} | {_fmt(row['runs'])} | {row['pooled']:.2f} "
-                f"| **{row['ratio']:.3f}** | {row['ratio_pooled']:.3f} "
-                f"| {row['paired_median']:.3f} ({min(paired):.2f}-{max(paired):.2f}) "
-                f"| {verdict} |")
+                f"| **{row['ratio']:.3f}** | {row['ratio_pooled']:.3f} | {spread} | {verdict} |")
         lines.append("")
     lines += ["| config | spans received | expected at its sample ratio | export requests "
               "| scrapes in measured windows (all, errors) | scrape size |",
@@ -512,6 +516,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy each echo round into DIR (distorts the figures)")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--profile-blocking", action="store_true",
+                        help="pause the server per sample: exact stacks, more overhead")
     args = parser.parse_args()
     if not 1 <= args.subscribers <= 6000:
         parser.error("--subscribers must be in 1..6000 (three servers, 20000 files a process)")
