@@ -7,10 +7,24 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-from aiohttp import web
-from opentelemetry.trace import Span
+from aiohttp import WSMessage, WSMsgType, web
+from opentelemetry.trace import Span, SpanContext
 
 from wsops.instrumentation.metrics import RouteStats
+from wsops.instrumentation.tracing import Tracing, parse_traceparent
+
+_TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+_CLOSE, _CLOSED, _ERROR = WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR
+_perf = time.perf_counter
+
+
+def traceparent_in(text: str) -> SpanContext | None:
+    """The traceparent of a JSON text frame, found without parsing the whole frame."""
+    i = text.find('"traceparent"')
+    if i < 0:
+        return None
+    j = text.find('"', text.find(":", i) + 1)
+    return parse_traceparent(text[j + 1 : j + 56]) if j > 0 else None
 
 
 class LiveConn:
@@ -18,7 +32,8 @@ class LiveConn:
 
     __slots__ = (
         "close_code", "close_requested", "handled_at", "in_receive", "opened_at",
-        "peer_closed", "ping_at", "route", "span", "stats", "transport", "ws",
+        "peer_closed", "ping_at", "route", "self_reporting", "span", "stats", "task", "tracing",
+        "transport", "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, route: str, stats: RouteStats,
@@ -34,7 +49,54 @@ class LiveConn:
         self.close_code: int | None = None  # the code the server closed with, if it did
         self.peer_closed = False  # the peer sent a close frame
         self.close_requested = False
-        self.in_receive: asyncio.Task[object] | None = None  # the task inside receive()
+        self.in_receive = False  # the handler's task is inside receive()
+        self.task = asyncio.current_task()  # the handler's task (prepare runs in it)
+        self.self_reporting = False
+        self.tracing: Tracing | None = None  # set for a span per received message
+
+    def before_receive(self) -> None:
+        """The handler asks for the next message: the previous one is handled."""
+        if self.handled_at:
+            elapsed = _perf() - self.handled_at
+            self.handled_at = 0.0
+            span = self.span
+            if span is not None:
+                self.stats.handler_latency.observe_traced(
+                    elapsed, f"{span.get_span_context().trace_id:032x}"
+                )
+                self.end_span()
+            else:
+                self.stats.handler_latency.observe(elapsed)
+        self.in_receive = True
+
+    def after_receive(self, msg: WSMessage) -> None:
+        """Count a received message, or learn how the connection ended."""
+        self.in_receive = False
+        kind = msg.type
+        stats = self.stats
+        if kind is _TEXT or kind is _BINARY:
+            data = msg.data
+            if kind is _TEXT:
+                n = len(data) if data.isascii() else len(data.encode())
+                stats.messages_in["text"] += 1
+            else:
+                n = len(data)
+                stats.messages_in["binary"] += 1
+            stats.bytes_in += n
+            stats.size_in.observe(n)
+            if self.tracing is not None:
+                parent = traceparent_in(data) if kind is _TEXT else None
+                self.span = self.tracing.receive(self.route, parent)
+            self.handled_at = _perf()
+        elif kind is _CLOSE:
+            self.peer_closed = True
+        elif kind is _ERROR and isinstance(msg.data, asyncio.TimeoutError):
+            stats.heartbeat_timeouts += 1  # aiohttp's "No PONG received"
+        elif self.close_code is None and not self.peer_closed:
+            if kind is _CLOSED:  # TCP ended without a close frame (aiohttp says 1000)
+                self.close_code = 1006
+            elif kind is _ERROR:  # a protocol error (1002, 1007, 1009) or a lost peer
+                self.close_code = getattr(msg.data, "code", 1006)
 
     @property
     def closing(self) -> bool:

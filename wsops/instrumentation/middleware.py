@@ -30,7 +30,6 @@ from wsops.instrumentation.tracing import (
     DEFAULT_RATIO,
     Tracing,
     env_ratio,
-    parse_traceparent,
     provider_from_env,
 )
 
@@ -42,6 +41,10 @@ REFUSAL_KEY = web.RequestKey("wsops_refusal", str)
 """A handler may set ``request[REFUSAL_KEY] = "auth"`` before refusing an upgrade: the reason
 label of ``wsops_handshake_failures_total`` (else ``http_<status>``)."""
 LIVE_KEY = web.RequestKey("wsops_live", LiveConn)
+SELF_REPORTING_KEY = web.RequestKey("wsops_self_reporting", bool)
+"""A handler that sets ``request[SELF_REPORTING_KEY] = True`` before ``prepare()`` calls
+``live.before_receive()``/``after_receive(msg)`` around its own ``receive()`` (the bundled server
+does: one coroutine frame less per message); others get ``receive`` wrapped."""
 SPAN_KEY = web.RequestKey("wsops_handshake_span", Span)
 
 
@@ -192,6 +195,7 @@ class Instrumentation:
         stats = self.metrics.route(route)
         stats.opened += 1
         live = LiveConn(response, route, stats, request.transport)
+        live.self_reporting = bool(request.get(SELF_REPORTING_KEY))
         self.live.add(live)
         request[LIVE_KEY] = live
         span: Span | None = request.get(SPAN_KEY)
@@ -219,52 +223,20 @@ class Instrumentation:
     def _wrap(self, live: LiveConn, stats: RouteStats) -> None:
         ws = live.ws
         orig_receive = ws.receive
-        tracing = self.tracing if self.config.message_spans and self.tracing.enabled else None
-        latency = stats.handler_latency
-        counts_in = stats.messages_in
-        size_in = stats.size_in
+        if self.config.message_spans and self.tracing.enabled:
+            live.tracing = self.tracing
 
         async def receive(timeout: float | None = None) -> Any:  # noqa: ASYNC109 (aiohttp's)
-            if live.handled_at:
-                elapsed = _perf() - live.handled_at
-                live.handled_at = 0.0
-                span = live.span
-                if span is not None:
-                    latency.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
-                    live.end_span()
-                else:
-                    latency.observe(elapsed)
-            live.in_receive = asyncio.current_task()
+            live.before_receive()
             try:
                 msg = await orig_receive(timeout)
             finally:
-                live.in_receive = None
-            kind = msg.type
-            if kind is _TEXT or kind is _BINARY:
-                data = msg.data
-                n = len(data) if kind is _BINARY or data.isascii() else len(data.encode())
-                if kind is _TEXT:
-                    counts_in["text"] += 1
-                else:
-                    counts_in["binary"] += 1
-                stats.bytes_in += n
-                size_in.observe(n)
-                if tracing is not None:
-                    parent = _traceparent_in(data) if kind is _TEXT else None
-                    live.span = tracing.receive(live.route, parent)
-                live.handled_at = _perf()
-            elif kind is _CLOSE:
-                live.peer_closed = True
-            elif kind is _ERROR and isinstance(msg.data, asyncio.TimeoutError):
-                stats.heartbeat_timeouts += 1  # aiohttp's "No PONG received"
-            elif live.close_code is None and not live.peer_closed:
-                if kind is _CLOSED:  # TCP ended without a close frame (aiohttp says 1000)
-                    live.close_code = 1006
-                elif kind is _ERROR:  # a protocol error (1002, 1007, 1009) or a lost peer
-                    live.close_code = getattr(msg.data, "code", 1006)
+                live.in_receive = False
+            live.after_receive(msg)
             return msg
 
-        ws.receive = receive  # type: ignore[method-assign]
+        if not live.self_reporting:
+            ws.receive = receive  # type: ignore[method-assign]
 
         orig_send_str, orig_send_bytes = ws.send_str, ws.send_bytes
         counts_out, size_out = stats.messages_out, stats.size_out
@@ -285,7 +257,7 @@ class Instrumentation:
         orig_close = ws.close
 
         async def close(*, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-            internal = live.in_receive is not None and live.in_receive is asyncio.current_task()
+            internal = live.in_receive and asyncio.current_task() is live.task
             if live.close_code is None and not internal and not ws._closing:
                 # Server-initiated: not aiohttp's own close inside receive() (classified
                 # there) and not the reply to a peer's close.
@@ -323,15 +295,6 @@ class Instrumentation:
 
         ws._send_heartbeat = send_heartbeat
         ws._on_data_received = on_data
-
-
-def _traceparent_in(text: str) -> Any:
-    """The traceparent of a JSON text frame, found without parsing the whole frame."""
-    i = text.find('"traceparent"')
-    if i < 0:
-        return None
-    j = text.find('"', text.find(":", i) + 1)
-    return parse_traceparent(text[j + 1 : j + 56]) if j > 0 else None
 
 
 def _route_of(request: web.Request) -> str:

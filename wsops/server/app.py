@@ -21,7 +21,9 @@ from wsops.admin.listener import AdminListener, attach_admin
 from wsops.config import Settings
 from wsops.instrumentation.drain import Drainer, DrainStatus
 from wsops.instrumentation.middleware import (
+    LIVE_KEY,
     REFUSAL_KEY,
+    SELF_REPORTING_KEY,
     Instrumentation,
     InstrumentConfig,
     instrument,
@@ -39,10 +41,15 @@ WS_PATH = "/ws"
 
 
 def make_broker(settings: Settings) -> Broker:
+    """``memory`` (the embedded default) or ``redis://HOST:PORT/DB`` (a fleet)."""
     if settings.broker in ("memory", "", None):
         return MemoryBroker(settings.history_size, settings.history_ttl)
+    if settings.broker.startswith(("redis://", "rediss://")):
+        from wsops.server.broker.redis import RedisBroker
+
+        return RedisBroker(settings.broker, settings.history_size, settings.history_ttl)
     raise ValueError(
-        f"unknown broker {settings.broker!r}: this version supports only 'memory'"
+        f"unknown broker {settings.broker!r}: use 'memory' or redis://HOST:PORT/DB"
     )
 
 
@@ -135,7 +142,20 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def registry_info(self) -> dict[str, object]:
+        """What a fleet broker's registry says about this node (read at every heartbeat)."""
+        admin = self.admin
+        return {
+            "admin_url": admin.url if admin is not None and admin.port else "",
+            "version": __version__,
+            "started_at": self.started_at,
+            "draining": self.drainer.draining,
+            "connections": len(self.hub.conns),
+        }
+
     async def start(self) -> None:
+        # The admin listener starts first (its cleanup context comes first): its URL is known.
+        self.broker.set_node_info(self.registry_info)
         await self.broker.start()
         self._spawn(self._sweeper())
 
@@ -240,6 +260,8 @@ class Node:
             compress=False,
             timeout=CLOSE_TIMEOUT,
         )
+        if self.instrumentation is not None:
+            request[SELF_REPORTING_KEY] = True  # this loop reports its messages itself
         self._upgrading += 1
         try:
             await ws.prepare(request)
@@ -266,8 +288,13 @@ class Node:
                 delay, conn.close, Close.POLICY, "token expired"
             )
         try:
+            live = request.get(LIVE_KEY)
             while True:
+                if live is not None:
+                    live.before_receive()
                 msg = await ws.receive()
+                if live is not None:
+                    live.after_receive(msg)
                 if conn.closing:
                     # Frames read after a close began are not served: their senders get no
                     # reply and resend after reconnecting, so nothing is done twice.
