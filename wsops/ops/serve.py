@@ -1,4 +1,4 @@
-"""``wsops serve``: run the bundled realtime server on the embedded default broker."""
+"""``wsops serve``: run the bundled realtime server (embedded broker, or Redis for a fleet)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def serve(
     allow_anonymous: Annotated[
         bool, _opt("ALLOW_ANONYMOUS", "Accept connections without a token (demos only).")
     ] = False,
-    broker: Annotated[str, _opt("BROKER", "Broker: 'memory' (embedded default).")] = D.broker,
+    broker: Annotated[str, _opt(
+        "BROKER", "Broker: 'memory' (embedded default) or redis://HOST:PORT/DB for a fleet "
+        "(options: ?prefix=wsops&heartbeat=2&timeout=2).")] = D.broker,
     jwt_secret: Annotated[
         str | None, _opt("JWT_SECRET", "HS256 shared secret for tokens.")
     ] = None,

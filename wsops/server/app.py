@@ -45,12 +45,10 @@ def make_broker(settings: Settings) -> Broker:
     if settings.broker in ("memory", "", None):
         return MemoryBroker(settings.history_size, settings.history_ttl)
     if settings.broker.startswith(("redis://", "rediss://")):
-        from wsops.server.broker.redis import RedisBroker
+        from wsops.server.broker.redis import RedisBroker  # redis-py only when used
 
         return RedisBroker(settings.broker, settings.history_size, settings.history_ttl)
-    raise ValueError(
-        f"unknown broker {settings.broker!r}: use 'memory' or redis://HOST:PORT/DB"
-    )
+    raise ValueError(f"unknown broker {settings.broker!r}: use 'memory' or redis://HOST:PORT/DB")
 
 
 class Node:
@@ -144,14 +142,9 @@ class Node:
 
     def registry_info(self) -> dict[str, object]:
         """What a fleet broker's registry says about this node (read at every heartbeat)."""
-        admin = self.admin
-        return {
-            "admin_url": admin.url if admin is not None and admin.port else "",
-            "version": __version__,
-            "started_at": self.started_at,
-            "draining": self.drainer.draining,
-            "connections": len(self.hub.conns),
-        }
+        admin = self.admin.url if self.admin is not None and self.admin.port else ""
+        return {"admin_url": admin, "version": __version__, "started_at": self.started_at,
+                "draining": self.drainer.draining, "connections": len(self.hub.conns)}
 
     async def start(self) -> None:
         # The admin listener starts first (its cleanup context comes first): its URL is known.

@@ -33,6 +33,7 @@ class HubStats:
     flushes: int = 0
     writes: int = 0
     slow_consumers: int = 0
+    resyncs: int = 0
     replies: int = 0
     close_codes: dict[int, int] = field(default_factory=dict)
 
@@ -277,6 +278,22 @@ class Hub:
         frame = text_frame(presence_event(kind, room, user).encode())
         for conn in r.watchers:
             conn.push(frame)
+
+    def on_resync(self, room: str) -> None:
+        """The broker lost messages of ``room`` it cannot deliver: close the room's local
+        subscribers with 4001 so each client resumes from its own position (and learns
+        ``recovered: false`` if the gap cannot be filled). They get nothing more from the room
+        meanwhile, even one whose close waits for a request being served."""
+        r = self.rooms.get(room)
+        if r is None:
+            return
+        victims = [*r.conns, *r.syncing]
+        r.conns.clear()
+        r.syncing.clear()
+        r.watchers.clear()
+        self.stats.resyncs += 1
+        for conn in victims:
+            conn.close(Close.RESYNC, "resync: resume with since")
 
     def mark_dirty(self, conn: Conn | None) -> None:
         """Schedule the end-of-tick flush (``None`` only schedules it)."""

@@ -36,6 +36,7 @@ class Close(IntEnum):
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     SLOW_CONSUMER = 4000
+    RESYNC = 4001
 
 
 class ErrorCode:
@@ -181,6 +182,19 @@ def message_payload(
     if traceparent is not None:
         obj["traceparent"] = traceparent
     return _dumps(obj).encode()
+
+
+def message_payload_parts(
+    room: str, data: Any, ts: int, traceparent: str | None = None
+) -> tuple[bytes, bytes]:
+    """A room message's JSON around its offset and epoch: ``head + offset + ',"epoch":' +
+    JSON(epoch) + tail`` equals ``message_payload``. A broker that assigns the offset elsewhere
+    (in a Redis script) joins the parts there: the message is still encoded once."""
+    head = b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
+    tail = b',"data":%s,"ts":%d' % (_dumps(data).encode(), ts)
+    if traceparent is not None:
+        tail += b',"traceparent":%s' % _dumps(traceparent).encode()
+    return head, tail + b"}"
 
 
 def presence_event(kind: str, room: str, user: str) -> str:

@@ -170,7 +170,8 @@ class Session:
             try:
                 await self.broker.watch(room)
             except Exception:
-                self.hub.leave_room(conn, room)
+                if self.hub.leave_room(conn, room):
+                    await self.broker.unwatch(room)
                 raise
         try:
             rec = await self.broker.recover(room, req.since)

@@ -9,6 +9,7 @@ interface for a fleet, so the hub never changes.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,7 +18,12 @@ from wsops.server.protocol import Position
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """A message as delivered: ``frame`` is the complete WebSocket frame, built once."""
+    """A message as delivered: ``frame`` is the complete WebSocket frame, built once.
+
+    ``data`` is the decoded value where the broker has it at hand; deliveries and replays only
+    use ``frame``, so a broker that receives messages already encoded (Redis) leaves it None
+    there rather than parse JSON per message.
+    """
 
     room: str
     offset: int
@@ -45,6 +51,10 @@ class BrokerListener(Protocol):
 
     def on_presence(self, room: str, kind: str, user: str) -> None: ...
 
+    def on_resync(self, room: str) -> None:
+        """The broker lost messages of ``room`` that it cannot deliver here: the room's local
+        subscribers must resume by themselves (the hub closes them with 4001)."""
+
 
 class BrokerUnavailable(Exception):
     """The broker cannot serve the operation now; the client gets ``unavailable``."""
@@ -57,6 +67,12 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         self.listener: BrokerListener | None = None
+        self.node_info: Callable[[], Mapping[str, object]] | None = None
+
+    def set_node_info(self, info: Callable[[], Mapping[str, object]]) -> None:
+        """How to describe this node to the fleet (admin URL, version, draining, ...); a fleet
+        broker publishes it with its heartbeat."""
+        self.node_info = info
 
     @property
     def healthy(self) -> bool:

@@ -1,0 +1,210 @@
+"""Redis faults: stopped, restarted empty, paused; a node's feed lost. Never a silent gap."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from tests.conftest import Connect, LiveServer
+from tests.procs import free_port
+from tests.server.broker.conftest import (
+    TIMEOUT,
+    NodeFactory,
+    broker_up,
+    readyz,
+    wait_until,
+)
+from tests.server.broker.redisproc import RedisProc
+from tests.wsclient import RawClient
+from wsops.client import Client, ClientState, Event, Gap, Message
+from wsops.server.broker.redis import RedisBroker
+from wsops.server.broker.resp import Endpoint
+
+
+def _broker(server: LiveServer) -> RedisBroker:
+    broker = server.node.broker
+    assert isinstance(broker, RedisBroker)
+    return broker
+
+
+def _messages(client: RawClient) -> list[dict[str, Any]]:
+    return [e for e in list(client.events._queue) if e["op"] == "message"]  # type: ignore[attr-defined]
+
+
+async def _healthy(*servers: LiveServer, up: bool = True, within: float = 15.0) -> None:
+    await wait_until(lambda: all(s.node.broker.healthy is up for s in servers), within)
+
+
+async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subscribers(
+    node_factory: NodeFactory, redis_proc: RedisProc, connect: Connect
+) -> None:
+    a, b = await node_factory(), await node_factory()
+    sub_a, sub_b, pub = await connect(a.url), await connect(b.url), await connect(a.url)
+    first = await sub_a.call("subscribe", "r")
+    await sub_b.call("subscribe", "r")
+    for i in range(3):
+        await pub.call("publish", "r", data=i)
+    last = (await sub_a.messages(3))[-1]
+    assert (await sub_b.messages(3))[-1] == last
+
+    redis_proc.stop()
+    await _healthy(a, b, up=False)
+    assert await readyz(a) == 503 and await broker_up(a) == 0.0
+    # Offsets come from Redis: nothing is accepted that could not be delivered in order.
+    for op, fields in (("publish", {"data": 9}), ("presence", {}), ("history", {}),
+                       ("subscribe", {})):
+        rep = await pub.call(op, "other" if op == "subscribe" else "r", **fields)
+        assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
+    assert sub_a.close_code is None and sub_b.close_code is None  # local clients stay
+
+    redis_proc.start()  # same port, no data: every room lost its log and epoch
+    await _healthy(a, b)
+    assert await readyz(a) == 200 and await broker_up(b) == 1.0
+    # The feeds cannot tell what was lost: subscribers are told to resume, and learn the gap.
+    assert await sub_a.wait_closed() == 4001 and await sub_b.wait_closed() == 4001
+    since = {"offset": last["offset"], "epoch": first["epoch"]}
+    again_a, again_b = await connect(a.url), await connect(b.url)
+    rep_a = await again_a.call("subscribe", "r", since=since)
+    rep_b = await again_b.call("subscribe", "r", since=since)
+    assert rep_a["recovered"] is False and rep_b["recovered"] is False
+    assert rep_a["epoch"] == rep_b["epoch"] != first["epoch"]
+    ack = await (await connect(b.url)).call("publish", "r", data="back")
+    assert ack["ok"] and ack["offset"] == 1
+    assert (await again_a.messages(1))[0]["data"] == "back"
+    assert (await again_b.messages(1))[0]["data"] == "back"
+
+
+async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_later(
+    node_factory: NodeFactory, redis_proc: RedisProc, connect: Connect
+) -> None:
+    a, b = await node_factory(), await node_factory()
+    sub_a, sub_b, pub = await connect(a.url), await connect(b.url), await connect(a.url)
+    first = await sub_a.call("subscribe", "p")
+    await sub_b.call("subscribe", "p", presence=True)
+    before = set((await sub_b.call("presence", "p"))["users"])
+    member = await connect(a.url)
+    await member.call("subscribe", "p")
+    for i in range(3):
+        await pub.call("publish", "p", data=i)
+    await sub_a.messages(3)  # (sub_b's are read below: its queue holds join events too)
+    members = set((await sub_b.call("presence", "p"))["users"])
+    [user] = members - before
+
+    redis_proc.pause()
+    try:
+        await member.close()  # its leave cannot be written now
+        rep = await pub.call("publish", "p", data="during pause", timeout=TIMEOUT * 4)
+        assert rep["error"]["code"] == "unavailable"
+        await _healthy(a, b, up=False, within=TIMEOUT * 4)
+        assert await readyz(b) == 503 and await broker_up(b) == 0.0
+        # The silent pub/sub links are noticed too (1.5x the timeout without even a PONG).
+        await wait_until(lambda: not (_broker(a).feeds.live or _broker(b).feeds.live),
+                         TIMEOUT * 4)
+    finally:
+        redis_proc.resume()
+    await _healthy(a, b)
+    assert await readyz(a) == 200
+    # Redis ran the queued publish script at SIGCONT: its deadline had passed, so it refused.
+    hist = await pub.call("history", "p")
+    assert [m["data"] for m in hist["messages"]] == [0, 1, 2]
+    assert hist["epoch"] == first["epoch"] and hist["offset"] == 3
+    # Nothing was missed, so nobody was disconnected; delivery goes on, gap-free.
+    ack = await (await connect(b.url)).call("publish", "p", data=3)
+    assert ack["offset"] == 4
+    assert (await sub_a.messages(1))[0]["offset"] == 4
+    seen_b: list[dict[str, Any]] = []
+    while sum(e["op"] == "message" for e in seen_b) < 4:
+        seen_b.append(await sub_b.next_event())
+    assert [e["offset"] for e in seen_b if e["op"] == "message"] == [1, 2, 3, 4]
+    assert sub_a.close_code is None and sub_b.close_code is None
+    assert a.node.hub.stats.resyncs == 0 and b.node.hub.stats.resyncs == 0
+    # Presence caught up once Redis was back: the member who left meanwhile is gone. (Its
+    # leave event is best effort: written by the script Redis ran at SIGCONT, it may have been
+    # published while b's feed was still reconnecting. The listing is authoritative.)
+    for _ in range(100):
+        if set((await sub_b.call("presence", "p"))["users"]) == members - {user}:
+            break
+        await asyncio.sleep(0.05)
+    assert set((await sub_b.call("presence", "p"))["users"]) == members - {user}
+    assert set((await sub_a.call("presence", "p"))["users"]) == members - {user}
+
+
+async def _cut_feed(server: LiveServer) -> Endpoint:
+    """Drop a node's pub/sub connection and keep it from reconnecting; returns the endpoint
+    to restore."""
+    feeds = _broker(server).feeds
+    endpoint = feeds.endpoint
+    feeds.endpoint = dataclasses.replace(endpoint, port=free_port())
+    assert feeds.conn is not None
+    feeds.conn.close()
+    await wait_until(lambda: not server.node.broker.healthy)
+    return endpoint
+
+
+async def test_messages_missed_by_a_node_are_filled_from_the_log_after_it_reconnects(
+    node_factory: NodeFactory, connect: Connect
+) -> None:
+    a, b = await node_factory(), await node_factory()
+    sub_a, sub_b, pub = await connect(a.url), await connect(b.url), await connect(b.url)
+    await sub_a.call("subscribe", "f")
+    await sub_b.call("subscribe", "f")
+    await pub.call("publish", "f", data=0)
+    await sub_a.messages(1)
+    await sub_b.messages(1)
+    endpoint = await _cut_feed(a)
+    for i in range(1, 6):  # Redis is fine: these are accepted, a's feed misses them
+        assert (await pub.call("publish", "f", data=i))["ok"]
+    assert [m["data"] for m in await sub_b.messages(5)] == [1, 2, 3, 4, 5]
+    await asyncio.sleep(0.1)
+    assert _messages(sub_a) == []
+    _broker(a).feeds.endpoint = endpoint
+    await _healthy(a)
+    await pub.call("publish", "f", data=6)
+    got = await sub_a.messages(6)
+    assert [m["offset"] for m in got] == list(range(2, 8))
+    assert [m["data"] for m in got] == list(range(1, 7))
+    assert sub_a.close_code is None and _broker(a).stats()["filled"] == 5
+
+
+async def test_messages_missed_beyond_the_log_close_subscribers_with_4001(
+    node_factory: NodeFactory, connect: Connect
+) -> None:
+    a, b = await node_factory(history_size=0), await node_factory(history_size=0)
+    sub_a, pub = await connect(a.url), await connect(b.url)
+    first = await sub_a.call("subscribe", "g")
+    await pub.call("publish", "g", data=0)
+    seen = (await sub_a.messages(1))[-1]
+    endpoint = await _cut_feed(a)
+    for i in range(1, 4):
+        await pub.call("publish", "g", data=i)
+    _broker(a).feeds.endpoint = endpoint
+    await _healthy(a)
+    assert await sub_a.wait_closed() == 4001
+    assert _messages(sub_a) == []  # nothing after the gap was delivered before the close
+    again = await connect(a.url)
+    rep = await again.call("subscribe", "g", since={"offset": seen["offset"],
+                                                    "epoch": first["epoch"]})
+    assert rep["recovered"] is False and rep["offset"] == 4
+
+
+async def test_the_python_client_sees_an_explicit_gap_when_redis_lost_its_data(
+    node_factory: NodeFactory, redis_proc: RedisProc
+) -> None:
+    a, b = await node_factory(), await node_factory()
+    events: list[Event] = []
+    async with Client(a.url, backoff_base=0.01, backoff_cap=0.1, on_message=events.append,
+                      on_gap=events.append) as sub, Client(b.url) as pub:
+        await sub.subscribe("c")
+        first = await pub.publish("c", 1)
+        await wait_until(lambda: len(events) == 1)
+        redis_proc.restart()  # empty: the room's epoch and log are gone
+        await _healthy(a, b)
+        await wait_until(lambda: sub.reconnects == 1 and sub.state is ClientState.OPEN)
+        later = await pub.publish("c", 2)
+        await wait_until(lambda: len(events) == 3)
+        assert sub.close_codes == [4001]
+    assert events[0] == Message("c", 1, first.epoch, 1, events[0].ts)  # type: ignore[union-attr]
+    assert isinstance(events[1], Gap) and events[1].last_offset == 1
+    assert (events[1].last_epoch, events[1].new_epoch) == (first.epoch, later.epoch)
+    assert isinstance(events[2], Message) and (events[2].offset, events[2].data) == (1, 2)

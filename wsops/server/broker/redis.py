@@ -1,0 +1,217 @@
+"""The fleet broker: rooms' offsets, history, presence and fan-out shared through Redis.
+
+``--broker redis://HOST:PORT/DB`` (optional ``?prefix=wsops&heartbeat=2&timeout=2``). Every
+node that runs it agrees on each room's offsets and epoch, so a client resumes on any node.
+
+- Publish is one Lua script (``redis_scripts.PUBLISH``): take the room's next offset, append the
+  message to the room's stream (bounded, with a TTL refreshed on publish) and PUBLISH it on the
+  room's channel, atomically, so every node sees the same offsets in the same order.
+- A node subscribes to a room's channel while it has local subscribers (``redis_feed``) and
+  hands each message to its hub already encoded.
+- Presence, heartbeats and the node registry live in ``redis_fleet``.
+
+Faults (documented in PROTOCOL.md and README): offsets come from Redis, so while Redis is
+unreachable the node refuses what needs it (publish, subscribe, presence, history fail with
+``unavailable``; nothing is accepted and then lost) and reports itself down
+(``wsops_broker_up`` 0, ``/readyz`` 503) while it keeps its connections. After reconnecting, the
+feed fetches what its rooms missed from their logs, or closes the rooms' subscribers with 4001
+so they resume with ``since`` (``recovered`` true or false, never a silent gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+from wsops.server.broker import redis_scripts as lua
+from wsops.server.broker.base import Broker, BrokerUnavailable, Published, Recovery
+from wsops.server.broker.redis_feed import Feeds, rows_to_messages
+from wsops.server.broker.redis_fleet import Fleet, list_nodes
+from wsops.server.broker.redis_link import Link, parse_broker_url
+from wsops.server.broker.resp import Endpoint, describe
+from wsops.server.history import new_epoch
+from wsops.server.protocol import Position, message_payload_parts, text_frame
+
+__all__ = ["RedisBroker", "list_nodes"]
+
+log = logging.getLogger(__name__)
+
+
+def _node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class RedisBroker(Broker):
+    """Shares rooms across nodes through one Redis (see the module doc)."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        history_size: int = 1000,
+        history_ttl: float = 300.0,
+        *,
+        node_id: str | None = None,
+        heartbeat: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        redis_url, opts = parse_broker_url(url)
+        self.url = url
+        self.history_size = history_size
+        self.ttl_ms = max(1, int(history_ttl * 1000))
+        self.timeout = timeout if timeout is not None else opts.timeout
+        self.node_id = node_id or _node_id()
+        self.keys = lua.Keys(opts.prefix)
+        self.link = Link(redis_url, self.timeout)
+        self.feeds = Feeds(self, self.link, self.keys, Endpoint.from_url(redis_url), self.ttl_ms,
+                           self.node_id)
+        self.fleet = Fleet(self.link, self.keys, self.node_id,
+                           heartbeat if heartbeat is not None else opts.heartbeat)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._published = 0
+        self._refused = 0
+
+    # The node's leak check looks for per-room state under these names.
+    @property
+    def _watched(self) -> dict[str, Any]:
+        return self.feeds.feeds
+
+    @property
+    def _presence(self) -> dict[str, Any]:
+        return self.fleet.presence
+
+    @property
+    def healthy(self) -> bool:
+        return self.link.up and self.feeds.live
+
+    async def start(self) -> None:
+        """Connect in the background; wait (bounded) for the first heartbeat and the feed, and
+        start degraded (unhealthy, retrying) when Redis is not there yet."""
+        self.fleet.info = self.node_info
+        await self.fleet.beat()
+        self._heartbeat = asyncio.create_task(self.fleet.heartbeat_loop())
+        self._tasks = [self._heartbeat, asyncio.create_task(self.feeds.run()),
+                       asyncio.create_task(self.fleet.flush_loop())]
+        if not await self.feeds.wait_live(self.timeout) or not self.link.up:
+            log.warning("redis broker %s not reachable yet: starting degraded",
+                        describe(self.url)["url"])
+
+    async def close(self) -> None:
+        """Write the last presence changes, leave the registry, stop (all bounded)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self.link.up:
+            try:
+                await self.fleet.flushed(self.timeout)
+                await asyncio.wait_for(self.fleet.leave_fleet(), self.timeout * 2)
+            except (BrokerUnavailable, TimeoutError) as exc:
+                log.warning("leaving the fleet registry failed: %r", exc)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.feeds.conn is not None:
+            self.feeds.conn.close()
+        await self.feeds.close()
+        with contextlib.suppress(Exception):
+            await self.link.close()
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
+        accepted_at = time.time()
+        ts = int(accepted_at * 1000)
+        head, tail = message_payload_parts(room, data, ts, traceparent)
+        k = self.keys
+        # A script still queued in Redis after we gave up must not run: half the timeout of
+        # margin, on Redis' clock (skew measured by the heartbeat).
+        deadline = self.link.redis_ms() + int(self.timeout * 500)
+        res = await self.link.run(
+            "publish", [k.meta(room), k.log(room)],
+            [k.channel(room), new_epoch(), self.history_size, self.ttl_ms, deadline, head, tail,
+             lua.header_rest(ts, accepted_at, traceparent)])
+        if res is None:
+            self._refused += 1
+            raise BrokerUnavailable("broker too slow: publish not done")
+        offset, epoch = int(res[0]), res[1].decode()
+        self._published += 1
+        payload = b"%s%d,\"epoch\":\"%s\"%s" % (head, offset, epoch.encode(), tail)
+        return Published(room, offset, epoch, data, ts, text_frame(payload), traceparent,
+                         accepted_at)
+
+    async def watch(self, room: str) -> None:
+        await self.feeds.watch(room)
+
+    async def unwatch(self, room: str) -> None:
+        self.feeds.unwatch(room)
+
+    async def _read(self, room: str, mode: str, arg: int = 0, epoch: str = "") -> Any:
+        k = self.keys
+        return await self.link.run("read", [k.meta(room), k.log(room)],
+                                   [new_epoch(), self.ttl_ms, mode, arg, epoch])
+
+    async def recover(self, room: str, since: Position | None) -> Recovery:
+        # Only read once the room's feed is live, and answer once the feed has handed the hub
+        # everything up to the position read: the hub then holds exactly what follows it.
+        await self.feeds.wait_ready(room)
+        if since is None:
+            res = await self._read(room, "p")
+        else:
+            res = await self._read(room, "r", since.offset, since.epoch)
+        pos = Position(int(res[1]), res[0].decode())
+        await self.feeds.wait_caught_up(room, pos)
+        if since is None:
+            return Recovery(pos, [], None)
+        if not res[2]:
+            return Recovery(pos, [], False)
+        return Recovery(pos, rows_to_messages(room, pos.epoch, res[3]), True)
+
+    async def history(self, room: str, limit: int) -> tuple[Position, list[Published]]:
+        res = await self._read(room, "h", limit)
+        pos = Position(int(res[1]), res[0].decode())
+        out = []
+        for _, fields in reversed(res[3]):
+            obj = json.loads(fields[1])
+            out.append(Published(room, obj["offset"], obj["epoch"], obj["data"], obj["ts"],
+                                 text_frame(fields[1]), obj.get("traceparent")))
+        return pos, out
+
+    # -- presence ----------------------------------------------------------------------------
+
+    async def join(self, room: str, user: str) -> None:
+        self.fleet.join(room, user)
+
+    async def leave(self, room: str, user: str) -> None:
+        self.fleet.leave(room, user)
+
+    async def presence(self, room: str) -> list[str]:
+        return await self.fleet.members(room)
+
+    # -- figures -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **super().stats(),
+            **describe(self.url),
+            "node_id": self.node_id,
+            "redis_up": self.link.up,
+            "pubsub_up": self.feeds.live,
+            "down_since": self.link.down_since,
+            "errors": self.link.errors,
+            "rooms": len(self.feeds.feeds),
+            "presence_rooms": len(self.fleet.presence),
+            "published": self._published,
+            "publish_refused": self._refused,
+            "nodes_reaped": self.fleet.reaped,
+            **self.feeds.counts,
+        }

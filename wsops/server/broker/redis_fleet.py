@@ -1,0 +1,245 @@
+"""This node's place in a Redis fleet: heartbeat and registry, shared presence, dead nodes.
+
+- Every ``heartbeat`` seconds the node refreshes ``P:node:<id>`` (admin URL, version, draining,
+  ...; TTL three beats) and its score in ``P:nodes``. ``list_nodes`` reads that registry.
+- Presence: the node keeps its own counts (user -> connections, per room) in memory and writes
+  them to ``P:{room}:pres:<id>`` in the background, coalesced, in order. The Lua script publishes
+  ``join`` when a user becomes a member fleet-wide (no live node had them) and ``leave`` when
+  the last live node drops them. ``presence(room)`` is this node's members plus those of every
+  live node, so a dead node's users drop out when its key expires (at most three beats).
+- Each beat also looks for nodes whose key expired and removes their members room by room,
+  publishing ``leave`` for users no live node still has.
+- When the node finds its own key gone (Redis restarted or the fleet declared it dead), it
+  writes all its presence again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wsops.client.backoff import full_jitter
+from wsops.server.broker import redis_scripts as lua
+from wsops.server.broker.base import BrokerUnavailable
+from wsops.server.broker.redis_link import Link, connect, parse_broker_url
+
+log = logging.getLogger(__name__)
+
+NodeInfo = Callable[[], Mapping[str, object]]
+
+
+def _field(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def node_record(node_id: str, fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """A registry hash as ``list_nodes`` returns it: typed fields, times in Unix seconds."""
+    raw = {k.decode(): v.decode() for k, v in fields.items()}
+    out: dict[str, Any] = {"id": node_id, **raw}
+    if "started_at" in raw:
+        out["started_at"] = float(raw["started_at"])
+    if "connections" in raw:
+        out["connections"] = int(raw["connections"])
+    if "heartbeat_ms" in raw:
+        out["heartbeat_at"] = int(out.pop("heartbeat_ms")) / 1000
+    out["draining"] = raw.get("draining") == "1"
+    return out
+
+
+async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+    """Live nodes of the fleet using ``redis_url`` (same URL as ``--broker``), by id:
+    ``id``, ``admin_url``, ``version``, ``started_at``, ``draining``, ``connections``,
+    ``heartbeat_at`` (Unix seconds)."""
+    url, opts = parse_broker_url(redis_url)
+    keys = lua.Keys(opts.prefix)
+    client = connect(url, timeout, max_connections=4)
+    try:
+        raw_ids: list[bytes] = await client.execute_command(  # type: ignore[no-untyped-call]
+            "ZRANGE", keys.nodes, 0, -1)
+        ids = [raw.decode() for raw in raw_ids]
+        pipe = client.pipeline(transaction=False)
+        for node_id in ids:
+            pipe.hgetall(keys.node(node_id))
+        hashes = await pipe.execute()
+    finally:
+        await client.aclose()
+    return sorted((node_record(i, h) for i, h in zip(ids, hashes, strict=True) if h),
+                  key=lambda n: n["id"])
+
+
+class Fleet:
+    """Heartbeat, registry, presence and reaping for one node (see the module doc)."""
+
+    def __init__(self, link: Link, keys: lua.Keys, node_id: str, heartbeat: float) -> None:
+        self.link = link
+        self.keys = keys
+        self.node_id = node_id
+        self.heartbeat = heartbeat
+        self.ttl_ms = int(heartbeat * 3000)
+        self.info: NodeInfo | None = None
+        self.presence: dict[str, Counter[str]] = {}
+        self._dirty: dict[str, set[str]] = {}
+        self._full = True  # write every room again (first beat, lost key, failed write)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.reaped = 0
+
+    # -- presence ----------------------------------------------------------------------------
+
+    def join(self, room: str, user: str) -> None:
+        self.presence.setdefault(room, Counter())[user] += 1
+        self._touch(room, user)
+
+    def leave(self, room: str, user: str) -> None:
+        users = self.presence.get(room)
+        if users is None or users[user] <= 0:
+            return
+        users[user] -= 1
+        if users[user] == 0:
+            del users[user]
+            if not users:
+                del self.presence[room]
+        self._touch(room, user)
+
+    def _touch(self, room: str, user: str) -> None:
+        self._dirty.setdefault(room, set()).add(user)
+        self._idle.clear()
+        self._wake.set()
+
+    async def members(self, room: str) -> list[str]:
+        k = self.keys
+        others = await self.link.run(
+            "presence_read", [k.pnodes(room)], [self.node_id, k.node_prefix, k.pres_prefix(room)])
+        users = {raw.decode() for raw in others}
+        users.update(self.presence.get(room, ()))
+        return sorted(users)
+
+    def _call(
+        self, room: str, users: Mapping[str, int], replace: bool
+    ) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        args: list[Any] = [self.node_id, k.node_prefix, k.pres_prefix(room), k.channel(room),
+                           room, "1" if replace else "0"]
+        for user, count in users.items():
+            args += [user, count]
+        return [k.pres(room, self.node_id), k.pnodes(room), k.node_rooms(self.node_id)], args
+
+    async def flush_loop(self) -> None:
+        """Write presence changes as they come, in order; everything again after a failure."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.link.up:
+                continue  # the heartbeat wakes us when Redis is back
+            try:
+                if self._full:
+                    self._dirty.clear()
+                    await self._write_all()
+                    self._full = False
+                while self._dirty:
+                    dirty, self._dirty = self._dirty, {}
+                    calls = [self._call(room, {u: self.presence.get(room, Counter())[u]
+                                               for u in users}, False)
+                             for room, users in dirty.items()]
+                    await self.link.run_many("presence_set", calls)
+            except BrokerUnavailable:
+                self._full = True
+                continue
+            except Exception:  # a bug must not stop presence for good
+                log.exception("writing presence failed")
+                self._full = True
+                continue
+            if not self._dirty:
+                self._idle.set()
+
+    async def _write_all(self) -> None:
+        k = self.keys
+        known = await self.link.call("SMEMBERS", k.node_rooms(self.node_id))
+        rooms = set(self.presence) | {raw.decode() for raw in known}
+        calls = [self._call(room, dict(self.presence.get(room, {})), True) for room in rooms]
+        await self.link.run_many("presence_set", calls)
+
+    async def flushed(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds) until every presence change is written."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- heartbeat, registry, reaping --------------------------------------------------------
+
+    async def beat(self) -> bool:
+        """Refresh this node's registry entry; False if Redis did not answer."""
+        fields: list[str] = []
+        for name, value in (self.info() if self.info is not None else {}).items():
+            fields += [name, _field(value)]
+        sent = time.time()
+        try:
+            existed, now_ms = await self.link.run(
+                "heartbeat", [self.keys.node(self.node_id), self.keys.nodes],
+                [self.node_id, self.ttl_ms, *fields], probe=True)
+        except BrokerUnavailable:
+            return False
+        self.link.skew_ms = int(now_ms) - (sent + time.time()) * 500
+        if not existed:
+            self._full = True  # Redis restarted empty, or the fleet took us for dead
+        if self._full or self._dirty:  # including writes that failed while Redis was away
+            self._idle.clear()
+            self._wake.set()
+        return True
+
+    async def heartbeat_loop(self) -> None:
+        """Beat every ``heartbeat`` seconds; while Redis is down, probe sooner (full jitter)."""
+        attempt = 0
+        while True:
+            ok = False
+            try:
+                ok = await self.beat()
+                if ok:
+                    await self.reap()
+            except BrokerUnavailable:
+                pass
+            except Exception:  # a bug must not stop the heartbeat
+                log.exception("heartbeat failed")
+            if ok:
+                attempt = 0
+                delay = self.heartbeat
+            else:
+                delay = min(self.heartbeat, full_jitter(attempt, 0.05, self.heartbeat))
+                attempt += 1
+            await asyncio.sleep(delay)
+
+    async def reap(self) -> None:
+        """Remove the presence of nodes whose heartbeat key expired."""
+        k = self.keys
+        cutoff = self.link.redis_ms() - self.ttl_ms
+        for raw in await self.link.call("ZRANGEBYSCORE", k.nodes, "-inf", cutoff):
+            node_id = raw.decode()
+            if node_id != self.node_id and not await self.link.call("EXISTS", k.node(node_id)):
+                await self.reap_node(node_id)
+
+    async def reap_node(self, node_id: str) -> None:
+        k = self.keys
+        rooms = [raw.decode() for raw in await self.link.call("SMEMBERS", k.node_rooms(node_id))]
+        calls = [([k.pres(room, node_id), k.pnodes(room), k.node_rooms(node_id)],
+                  [node_id, k.node_prefix, k.pres_prefix(room), k.channel(room), room])
+                 for room in rooms]
+        await self.link.run_many("reap_room", calls)
+        done = await self.link.run(
+            "reap_node", [k.node(node_id), k.node_rooms(node_id), k.nodes], [node_id])
+        if done and node_id != self.node_id:
+            self.reaped += 1
+            log.info("removed dead node %s from presence (%d rooms)", node_id, len(rooms))
+
+    async def leave_fleet(self) -> None:
+        """On shutdown: drop this node from the registry and its members from presence."""
+        await self.link.call("DEL", self.keys.node(self.node_id))
+        await self.reap_node(self.node_id)
