@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 from wsops.server.broker.base import Broker, Published, Recovery
 from wsops.server.history import Entry, RoomHistory
+from wsops.server.presence import PresenceCounts
 from wsops.server.protocol import Position, message_payload, text_frame
 
 
@@ -22,7 +22,7 @@ class MemoryBroker(Broker):
         self.history_ttl = history_ttl
         self._rooms: dict[str, RoomHistory] = {}
         self._watched: set[str] = set()
-        self._presence: dict[str, Counter[str]] = {}
+        self._presence = PresenceCounts()
         self._published = 0
 
     def _room(self, room: str) -> RoomHistory:
@@ -73,22 +73,12 @@ class MemoryBroker(Broker):
         return hist.position, [self._published_of(room, e) for e in hist.latest(limit, now)]
 
     async def join(self, room: str, user: str) -> None:
-        users = self._presence.setdefault(room, Counter())
-        users[user] += 1
-        if users[user] == 1 and self.listener is not None:
+        if self._presence.join(room, user) and self.listener is not None:
             self.listener.on_presence(room, "join", user)
 
     async def leave(self, room: str, user: str) -> None:
-        users = self._presence.get(room)
-        if users is None or users[user] <= 0:
-            return
-        users[user] -= 1
-        if users[user] == 0:
-            del users[user]
-            if not users:
-                del self._presence[room]
-            if self.listener is not None:
-                self.listener.on_presence(room, "leave", user)
+        if self._presence.leave(room, user) and self.listener is not None:
+            self.listener.on_presence(room, "leave", user)
 
     async def presence(self, room: str) -> list[str]:
         return sorted(self._presence.get(room, ()))

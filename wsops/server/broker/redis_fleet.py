@@ -26,6 +26,7 @@ from wsops.client.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.base import BrokerUnavailable
 from wsops.server.broker.redis_link import Link, connect, parse_broker_url
+from wsops.server.presence import PresenceCounts
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Fleet:
         self.heartbeat = heartbeat
         self.ttl_ms = int(heartbeat * 3000)
         self.info: NodeInfo | None = None
-        self.presence: dict[str, Counter[str]] = {}
+        self.presence = PresenceCounts()
         self._dirty: dict[str, set[str]] = {}
         self._full = True  # write every room again (first beat, lost key, failed write)
         self._wake = asyncio.Event()
@@ -94,18 +95,13 @@ class Fleet:
     # -- presence ----------------------------------------------------------------------------
 
     def join(self, room: str, user: str) -> None:
-        self.presence.setdefault(room, Counter())[user] += 1
+        self.presence.join(room, user)
         self._touch(room, user)
 
     def leave(self, room: str, user: str) -> None:
-        users = self.presence.get(room)
-        if users is None or users[user] <= 0:
+        if self.presence.get(room, Counter())[user] <= 0:
             return
-        users[user] -= 1
-        if users[user] == 0:
-            del users[user]
-            if not users:
-                del self.presence[room]
+        self.presence.leave(room, user)
         self._touch(room, user)
 
     def _touch(self, room: str, user: str) -> None:
