@@ -60,14 +60,35 @@ class SortKey(enum.StrEnum):
     rss = "rss"
 
 
-def _nodes(urls: Sequence[str] | None, file: Path | None) -> list[str]:
+RedisOption = Annotated[str | None, typer.Option(
+    "--redis", envvar="WSOPS_REDIS", show_default=False,
+    help="Also ask the fleet registry in this Redis (the nodes' --broker URL) for nodes.")]
+
+
+def _registered(redis_url: str) -> list[str]:
+    """Admin URLs of the live nodes registered in ``redis_url`` (the Redis broker's registry)."""
+    from wsops.server.broker.redis_fleet import list_nodes
+
+    try:
+        nodes = asyncio.run(list_nodes(redis_url))
+    except Exception as exc:
+        raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
+                                 param_hint="--redis") from None
+    return [str(n["admin_url"]) for n in nodes if n.get("admin_url")]
+
+
+def _nodes(urls: Sequence[str] | None, file: Path | None, redis_url: str | None = None
+           ) -> list[str]:
     try:
         text = file.read_text() if file is not None else None
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {file}: {exc.strerror}",
                                  param_hint="--file") from None
+    found = _registered(redis_url) if redis_url else []
+    if redis_url and not found and not urls and text is None:
+        raise typer.BadParameter("no live node is registered there", param_hint="--redis")
     try:
-        return targets(urls or [], text, os.environ.get(NODES_ENV))
+        return targets([*(urls or []), *found], text, os.environ.get(NODES_ENV))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="URLS") from None
 
@@ -93,6 +114,7 @@ def status(
         "--json", help="Print JSON (every node, its raw /admin/stats, fleet totals).")] = False,
     token: TokenOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    redis: RedisOption = None,
 ) -> None:
     """One table for many nodes: up, ready or draining, connections, messages/s in and out,
     delivery p99, event-loop lag p99, RSS and memory per connection, uptime, version.
@@ -101,11 +123,13 @@ def status(
 
     Example: WSOPS_NODES="10.0.0.1:9765,10.0.0.2:9765" wsops status --json
 
+    Example: wsops status --redis redis://10.0.0.5:6379/0   (a fleet on the Redis broker)
+
     Nodes are asked in parallel; one that does not answer within --timeout is a 'down' row, one
     that refuses (token) or is not a wsops admin API an 'error' row. Exit codes: 0 every node
     up; 1 any node down or in error; 2 bad usage.
     """
-    nodes = _nodes(urls, file)
+    nodes = _nodes(urls, file, redis)
     if timeout <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--timeout")
 
@@ -132,15 +156,18 @@ def top(
         show_default=False, help="Stop after this many refreshes (default: until q).")] = None,
     token: TokenOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    redis: RedisOption = None,
 ) -> None:
     """Live view of many nodes, like top: the status table, refreshed and sorted.
 
     Example: wsops top http://10.0.0.1:9765 http://10.0.0.2:9765 --sort rate --interval 1
 
+    Example: wsops top --redis redis://10.0.0.5:6379/0   (nodes found once, at start)
+
     Press q or Ctrl-C to quit. When the output is not a terminal, every refresh prints a new
     table (with --iterations N for a bounded run). Nodes that do not answer are shown as down.
     """
-    nodes = _nodes(urls, file)
+    nodes = _nodes(urls, file, redis)
     if interval <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--interval")
     if iterations is not None and iterations < 1:

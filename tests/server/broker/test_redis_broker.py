@@ -250,3 +250,17 @@ async def test_wsops_serve_runs_on_the_redis_broker_from_the_flag(redis_proc: Re
         make_broker(Settings(broker="postgres://x"))
     with pytest.raises(ValueError, match="options"):
         make_broker(Settings(broker="redis://h?heartbeat=no"))
+
+
+async def test_wsops_status_finds_the_fleet_in_the_redis_registry(
+    node_factory: NodeFactory, redis_proc: RedisProc
+) -> None:
+    from tests.ops.runcli import cli
+
+    a = await node_factory()
+    b = await node_factory()
+    result = await cli("status", "--redis", broker_url(redis_proc), "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert {a.admin_url, b.admin_url} <= set(result.stdout.replace('"', " ").split())
+    empty = await cli("status", "--redis", broker_url(redis_proc).replace("/0", "/5"))
+    assert empty.exit_code == 2 and "no live node" in empty.stderr
