@@ -14,17 +14,16 @@ event, so a Grafana user reads why the panel is empty, and :func:`panel_queries`
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grafanalib import core as g
 
 from wsops.observability.grafana_json import DATASOURCE, modernize_dashboard, to_plain
+from wsops.observability.queries import EVENT_ONLY_MARKER, PanelQuery, concrete, panel_queries
 
 DASHBOARD_UIDS = {"fleet": "wsops-fleet", "node": "wsops-node", "memory": "wsops-memory"}
-EVENT_ONLY_MARKER = "Event-only:"
 """Starts the sentence of a panel description that names the event the panel waits for."""
 
 RI = "$__rate_interval"
@@ -33,16 +32,6 @@ _LINKS = [{
     "asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True,
     "tags": ["wsops"], "targetBlank": False, "title": "wsops", "type": "dashboards",
 }]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class PanelQuery:
-    """One panel query as it stands in the dashboard JSON."""
-
-    dashboard: str  # uid
-    panel: str  # panel title
-    expr: str  # PromQL with $job/$instance/$__rate_interval variables
-    event_only: bool  # the panel has data only after an event (see EVENT_ONLY_MARKER)
 
 
 @dataclass(frozen=True)
@@ -408,39 +397,5 @@ def build_dashboards(job_selector: str = 'job=~"$job"') -> dict[str, dict[str, A
     return out
 
 
-# -- queries for tests and tools --------------------------------------------------------------
-
-
-def _iter_panels(panels: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from _iter_panels(panel.get("panels", []))  # collapsed rows hold their panels
-
-
-def panel_queries(dashboards: dict[str, dict[str, Any]]) -> list[PanelQuery]:
-    """Every target expression of every panel, with whether the panel is event-only."""
-    return [
-        PanelQuery(dash["uid"], panel["title"], target["expr"],
-                   EVENT_ONLY_MARKER in panel.get("description", ""))
-        for dash in dashboards.values()
-        for panel in _iter_panels(dash["panels"])
-        for target in panel.get("targets", [])
-    ]
-
-
-_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
-
-
-def concrete(expr: str, job: str = ".+", instance: str = ".+") -> str:
-    """expr with Grafana variables replaced so Prometheus can evaluate it: $job/$instance (regex
-    matchers), $__rate_interval and $__interval -> "1m", $__range -> "5m"."""
-    values = {"job": job, "instance": instance, "__rate_interval": "1m", "__interval": "1m",
-              "__range": "5m"}
-
-    def value(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2)
-        if name not in values:
-            raise ValueError(f"unknown Grafana variable ${name} in {expr!r}")
-        return values[name]
-
-    return _VARIABLE.sub(value, expr)
+__all__ = ["DASHBOARD_UIDS", "EVENT_ONLY_MARKER", "PanelQuery", "build_dashboards", "concrete",
+           "panel_queries"]
