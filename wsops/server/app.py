@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from wsops import __version__
 from wsops.admin.listener import AdminListener, attach_admin
@@ -107,6 +107,15 @@ class Node:
                 "wsops_connections_max", "Connections this node accepts (--max-connections).",
                 value=limit,
             )
+            events = CounterMetricFamily(
+                "wsops_broker_events",
+                "Broker events: reconnects, resyncs (subscribers closed with 4001), messages "
+                "filled from history after a gap, refused publishes, dead nodes reaped.",
+                labels=["event"],
+            )
+            for name, n in self.broker.counters().items():
+                events.add_metric([name], n)
+            yield events
 
         m.add_source(node_families)
         # The admin API drains, counts rooms and reports through this node.

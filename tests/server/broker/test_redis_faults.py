@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.conftest import Connect, LiveServer
 from tests.procs import free_port
+from tests.scrape import scrape
 from tests.server.broker.conftest import (
     TIMEOUT,
     NodeFactory,
@@ -73,6 +74,9 @@ async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subsc
     assert ack["ok"] and ack["offset"] == 1
     assert (await again_a.messages(1))[0]["data"] == "back"
     assert (await again_b.messages(1))[0]["data"] == "back"
+    metrics = await scrape(a.admin_url)
+    assert metrics.get("wsops_broker_events_total", event="resyncs") >= 1
+    assert metrics.get("wsops_broker_events_total", event="reconnects") >= 1
 
 
 async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_later(

@@ -116,6 +116,10 @@ class Broker(abc.ABC):
     async def presence(self, room: str) -> list[str]:
         """Users present in ``room``, sorted."""
 
+    def counters(self) -> dict[str, int]:
+        """Cumulative event counts for metrics (``wsops_broker_events_total{event}``)."""
+        return {}
+
     def sweep(self) -> int:
         """Forget expired per-room state; returns how many rooms were dropped."""
         return 0

@@ -199,6 +199,13 @@ class RedisBroker(Broker):
 
     # -- figures -----------------------------------------------------------------------------
 
+    def counters(self) -> dict[str, int]:
+        c = self.feeds.counts
+        return {"reconnects": c.get("reconnects", 0), "resyncs": c.get("resyncs", 0),
+                "filled": c.get("filled", 0), "gaps": c.get("gaps", 0),
+                "duplicates": c.get("duplicates", 0), "publish_refused": self._refused,
+                "nodes_reaped": self.fleet.reaped}
+
     def stats(self) -> dict[str, Any]:
         return {
             **super().stats(),
