@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
-from types import ModuleType
 
 import aiohttp
 import pytest
@@ -22,18 +19,11 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 import wsops
+from tests.examples import INSTRUMENT_EXAMPLE, load_example
 from tests.procs import free_port
 from tests.scrape import scrape
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "instrument_existing_app.py"
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("instrument_existing_app", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+EXAMPLE = INSTRUMENT_EXAMPLE
 
 
 async def test_example_app_gets_metrics_per_route_and_close_codes() -> None:

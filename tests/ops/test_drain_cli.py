@@ -4,13 +4,10 @@ an instrumented plain aiohttp app, the admin token, deadlines and bad input."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import math
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -22,13 +19,14 @@ from prometheus_client import CollectorRegistry
 import wsops
 from tests.client.conftest import eventually
 from tests.conftest import Connect, ServerFactory
+from tests.examples import INSTRUMENT_EXAMPLE, load_example
 from tests.ops.runcli import cli, flat
 from tests.procs import free_port, start_serve
 from tests.scrape import scrape
 from wsops.admin.listener import ADMIN_KEY
 from wsops.client import Client, ClientState, Message
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "instrument_existing_app.py"
+EXAMPLE = INSTRUMENT_EXAMPLE
 CLIENTS = 300
 BATCH, INTERVAL = 50, 0.2
 ROOM = "feed"
@@ -157,14 +155,6 @@ def _diff(seen: list[tuple[int, Any]], expected: list[tuple[int, Any]]) -> str:
 
 
 # -- any instrumented aiohttp app -----------------------------------------------------------
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("instrument_existing_app", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 async def test_drain_closes_every_connection_of_an_instrumented_plain_app_with_1012() -> None:
