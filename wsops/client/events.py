@@ -93,8 +93,14 @@ class SubscribeResult:
 
 @dataclass(frozen=True, slots=True)
 class PublishAck:
-    """The server stored a published message at ``(offset, epoch)``."""
+    """The server stored a published message at ``(offset, epoch)``.
+
+    ``local`` is true when a fleet node could not reach Redis: the message was delivered to
+    that node's subscribers under an island epoch and is stored in the fleet's log (at a new
+    offset) once Redis is back; it is lost if the node dies first.
+    """
 
     room: str
     offset: int
     epoch: str
+    local: bool = False

@@ -96,7 +96,7 @@ def subscribe_result(room: str, reply: Reply) -> SubscribeResult:
 def publish_ack(room: str, reply: Reply) -> PublishAck:
     """The typed result of a successful ``publish`` reply."""
     offset, epoch = _position(reply.fields)
-    return PublishAck(room, offset, epoch)
+    return PublishAck(room, offset, epoch, reply.fields.get("local") is True)
 
 
 def presence_users(reply: Reply) -> list[str]:

@@ -110,7 +110,8 @@ class Node:
             events = CounterMetricFamily(
                 "wsops_broker_events",
                 "Broker events: reconnects, resyncs (subscribers closed with 4001), messages "
-                "filled from history after a gap, refused publishes, dead nodes reaped.",
+                "filled from history after a gap, refused publishes, island messages published "
+                "while Redis was down and stored once it was back, dead nodes reaped.",
                 labels=["event"],
             )
             for name, n in self.broker.counters().items():

@@ -122,7 +122,12 @@ class Session:
             msg = await self.broker.publish(req.room, req.data, req.traceparent)
         else:
             msg = await self._publish_observed(req, obs)
-        self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset, epoch=msg.epoch))
+        if msg.local:  # island mode: delivered on this node, stored in Redis once it is back
+            self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
+                                         epoch=msg.epoch, local=True))
+        else:
+            self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
+                                         epoch=msg.epoch))
 
     async def _publish_observed(self, req: Request, obs: SessionObs) -> Any:
         span = None

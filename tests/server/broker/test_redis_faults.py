@@ -52,11 +52,13 @@ async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subsc
     redis_proc.stop()
     await _healthy(a, b, up=False)
     assert await readyz(a) == 503 and await broker_up(a) == 0.0
-    # Offsets come from Redis: nothing is accepted that could not be delivered in order.
-    for op, fields in (("publish", {"data": 9}), ("presence", {}), ("history", {}),
-                       ("subscribe", {})):
+    # What needs the fleet's shared state is refused; publishes go on locally (island mode).
+    for op, fields in (("presence", {}), ("history", {}), ("subscribe", {})):
         rep = await pub.call(op, "other" if op == "subscribe" else "r", **fields)
         assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
+    await wait_until(lambda: not _broker(a).link.up)
+    island = await pub.call("publish", "r", data=9)
+    assert island["ok"] and island["local"] is True and island["epoch"] != first["epoch"]
     assert sub_a.close_code is None and sub_b.close_code is None  # local clients stay
 
     redis_proc.start()  # same port, no data: every room lost its log and epoch
@@ -64,19 +66,23 @@ async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subsc
     assert await readyz(a) == 200 and await broker_up(b) == 1.0
     # The feeds cannot tell what was lost: subscribers are told to resume, and learn the gap.
     assert await sub_a.wait_closed() == 4001 and await sub_b.wait_closed() == 4001
+    await wait_until(lambda: _broker(a).islands.pending == 0)  # the island message is stored
     since = {"offset": last["offset"], "epoch": first["epoch"]}
     again_a, again_b = await connect(a.url), await connect(b.url)
     rep_a = await again_a.call("subscribe", "r", since=since)
     rep_b = await again_b.call("subscribe", "r", since=since)
     assert rep_a["recovered"] is False and rep_b["recovered"] is False
     assert rep_a["epoch"] == rep_b["epoch"] != first["epoch"]
+    assert [m["data"] for m in (await again_a.call("history", "r"))["messages"]] == [9]
     ack = await (await connect(b.url)).call("publish", "r", data="back")
-    assert ack["ok"] and ack["offset"] == 1
+    assert ack["ok"] and ack["offset"] == 2 and "local" not in ack
     assert (await again_a.messages(1))[0]["data"] == "back"
     assert (await again_b.messages(1))[0]["data"] == "back"
     metrics = await scrape(a.admin_url)
     assert metrics.get("wsops_broker_events_total", event="resyncs") >= 1
     assert metrics.get("wsops_broker_events_total", event="reconnects") >= 1
+    assert metrics.get("wsops_broker_events_total", event="island_published") == 1
+    assert metrics.get("wsops_broker_events_total", event="island_forwarded") == 1
 
 
 async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_later(
@@ -212,3 +218,52 @@ async def test_the_python_client_sees_an_explicit_gap_when_redis_lost_its_data(
     assert isinstance(events[1], Gap) and events[1].last_offset == 1
     assert (events[1].last_epoch, events[1].new_epoch) == (first.epoch, later.epoch)
     assert isinstance(events[2], Message) and (events[2].offset, events[2].data) == (1, 2)
+
+
+async def test_while_redis_is_down_publishes_reach_local_subscribers_and_redis_later(
+    node_factory: NodeFactory, redis_proc: RedisProc, connect: Connect
+) -> None:
+    a, b = await node_factory(), await node_factory()
+    sub_a, sub_b, pub = await connect(a.url), await connect(b.url), await connect(a.url)
+    first = await sub_a.call("subscribe", "i")
+    await sub_b.call("subscribe", "i")
+    for i in range(2):
+        await pub.call("publish", "i", data=i)
+    await sub_a.messages(2)
+    await sub_b.messages(2)
+
+    redis_proc.pause()
+    try:
+        await wait_until(lambda: not _broker(a).link.up, TIMEOUT * 6)
+        acks = [await pub.call("publish", "i", data=f"island {n}") for n in range(3)]
+        # Local delivery goes on, under an island epoch the publisher is told about.
+        assert {(r["ok"], r["local"]) for r in acks} == {(True, True)}
+        assert [r["offset"] for r in acks] == [3, 4, 5]  # on from the last seen: a Gap
+        assert len({r["epoch"] for r in acks}) == 1 and acks[0]["epoch"] != first["epoch"]
+        got_a = await sub_a.messages(3)
+        assert [(m["epoch"], m["data"]) for m in got_a] == [
+            (acks[0]["epoch"], f"island {n}") for n in range(3)]
+        assert _broker(a).islands.pending == 3
+    finally:
+        redis_proc.resume()
+    await _healthy(a, b)
+    # Redis is back: the island's subscribers resume (they missed other nodes' messages), and
+    # the island messages are stored in order after the room's earlier ones, for every node.
+    assert await sub_a.wait_closed() == 4001
+    got_b = await sub_b.messages(3)
+    assert [(m["offset"], m["epoch"], m["data"]) for m in got_b] == [
+        (3 + n, first["epoch"], f"island {n}") for n in range(3)]
+    assert sub_b.close_code is None
+    again = await connect(a.url)
+    rep = await again.call("subscribe", "i", since={"offset": 5, "epoch": acks[0]["epoch"]})
+    assert rep["recovered"] is False and (rep["epoch"], rep["offset"]) == (first["epoch"], 5)
+    ack = await (await connect(b.url)).call("publish", "i", data="after")
+    assert ack["offset"] == 6 and "local" not in ack
+    assert (await again.messages(1))[0]["data"] == "after"
+    assert (await sub_b.messages(1))[0]["offset"] == 6
+    hist = await again.call("history", "i")
+    assert [m["data"] for m in hist["messages"]] == [0, 1, "island 0", "island 1", "island 2",
+                                                     "after"]
+    metrics = await scrape(a.admin_url)
+    assert metrics.get("wsops_broker_events_total", event="island_published") == 3
+    assert metrics.get("wsops_broker_events_total", event="island_forwarded") == 3

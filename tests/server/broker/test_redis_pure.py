@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -9,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsops.server.broker import redis_scripts as lua
+from wsops.server.broker.base import BrokerUnavailable
 from wsops.server.broker.redis_fleet import node_record
+from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import RedisOptions, parse_broker_url
 from wsops.server.broker.resp import Endpoint, RespError, encode_command, parse
 from wsops.server.protocol import Position, message_payload, message_payload_parts
@@ -112,3 +115,27 @@ def test_node_records_are_typed() -> None:
                              b"heartbeat_ms": b"1500", b"version": b"0.1.0"})
     assert rec == {"id": "n1", "admin_url": "http://h:1", "started_at": 12.5, "draining": True,
                    "connections": 3, "heartbeat_at": 1.5, "version": "0.1.0"}
+
+
+async def test_islands_number_on_from_the_last_offset_and_refuse_beyond_their_bound() -> None:
+    islands = Islands(max_pending=3)
+    a1 = islands.publish("a", {"x": 1}, 1000, 1.0, None, after=7)
+    a2 = islands.publish("a", 2, 1001, 1.1, None, after=7)
+    b1 = islands.publish("b", 3, 1002, 1.2, None)
+    assert (a1.offset, a2.offset, b1.offset) == (8, 9, 1)
+    assert a1.local and a1.epoch == a2.epoch != b1.epoch
+    assert json.loads(a1.frame[2:]) == {"op": "message", "room": "a", "offset": 8,
+                                        "epoch": a1.epoch, "data": {"x": 1}, "ts": 1000}
+    with pytest.raises(BrokerUnavailable, match="3 messages wait"):
+        islands.publish("c", 4, 1003, 1.3, None)
+    island = islands.rooms["a"]
+    islands.forwarded_one(island)
+    assert [p.data for p in island.pending] == [2] and islands.pending == 2
+    waiting = asyncio.ensure_future(islands.settled("a", 5.0))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    islands.finish("a")
+    await waiting
+    with pytest.raises(BrokerUnavailable, match="still wait"):
+        await islands.settled("b", 0.01)
+    assert (islands.published, islands.forwarded, islands.has("a")) == (3, 1, False)

@@ -33,6 +33,7 @@ class Published:
     frame: bytes
     traceparent: str | None = None
     accepted_at: float = 0.0  # time.time() when the broker accepted it (0 for replays)
+    local: bool = False  # delivered on this node only so far (the Redis broker's island mode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,12 @@ node that runs it agrees on each room's offsets and epoch, so a client resumes o
 - Presence, heartbeats and the node registry live in ``redis_fleet``.
 
 Faults (documented in PROTOCOL.md and README): offsets come from Redis, so while Redis is
-unreachable the node refuses what needs it (publish, subscribe, presence, history fail with
-``unavailable``; nothing is accepted and then lost) and reports itself down
-(``wsops_broker_up`` 0, ``/readyz`` 503) while it keeps its connections. After reconnecting, the
-feed fetches what its rooms missed from their logs, or closes the rooms' subscribers with 4001
-so they resume with ``since`` (``recovered`` true or false, never a silent gap).
+unreachable the node refuses what needs the fleet (subscribe, presence, history fail with
+``unavailable``) and reports itself down (``wsops_broker_up`` 0, ``/readyz`` 503) while it keeps
+its connections; publishes go on locally in island mode (``redis_island``) and are stored in
+Redis once it is back. After reconnecting, the feed fetches what its rooms missed from their
+logs, or closes the rooms' subscribers with 4001 so they resume with ``since`` (``recovered``
+true or false, never a silent gap).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.base import Broker, BrokerUnavailable, Published, Recovery
 from wsops.server.broker.redis_feed import Feeds, rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes
+from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, parse_broker_url
 from wsops.server.broker.resp import Endpoint, describe
 from wsops.server.history import new_epoch
@@ -78,6 +80,8 @@ class RedisBroker(Broker):
                            heartbeat if heartbeat is not None else opts.heartbeat)
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self.islands = Islands(max_pending=10 * history_size)
+        self.feeds.hold = self.islands.has
         self._published = 0
         self._refused = 0
 
@@ -101,7 +105,8 @@ class RedisBroker(Broker):
         await self.fleet.beat()
         self._heartbeat = asyncio.create_task(self.fleet.heartbeat_loop())
         self._tasks = [self._heartbeat, asyncio.create_task(self.feeds.run()),
-                       asyncio.create_task(self.fleet.flush_loop())]
+                       asyncio.create_task(self.fleet.flush_loop()),
+                       asyncio.create_task(self._island_loop())]
         if not await self.feeds.wait_live(self.timeout) or not self.link.up:
             log.warning("redis broker %s not reachable yet: starting degraded",
                         describe(self.url)["url"])
@@ -110,6 +115,12 @@ class RedisBroker(Broker):
         """Write the last presence changes, leave the registry, stop (all bounded)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self.islands.rooms and self.link.up:
+            with contextlib.suppress(BrokerUnavailable, TimeoutError):
+                await asyncio.wait_for(self.settle(), self.timeout * 4)
+        if self.islands.pending:
+            log.warning("stopping with %d island messages not stored in Redis",
+                        self.islands.pending)
         if self.link.up:
             try:
                 await self.fleet.flushed(self.timeout)
@@ -131,6 +142,17 @@ class RedisBroker(Broker):
     async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
+        if not self.link.up or self.islands.has(room):  # behind earlier island messages
+            feed = self.feeds.feeds.get(room)
+            after = feed.last.offset if feed is not None and feed.last is not None else 0
+            msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after)
+            if self.listener is not None:
+                self.listener.on_message(msg)
+            return msg
+        return await self._store(room, data, ts, accepted_at, traceparent)
+
+    async def _store(self, room: str, data: Any, ts: int, accepted_at: float,
+                     traceparent: str | None) -> Published:
         head, tail = message_payload_parts(room, data, ts, traceparent)
         k = self.keys
         # A script still queued in Redis after we gave up must not run: half the timeout of
@@ -149,6 +171,37 @@ class RedisBroker(Broker):
         return Published(room, offset, epoch, data, ts, text_frame(payload), traceparent,
                          accepted_at)
 
+    async def _island_loop(self) -> None:
+        """Once Redis answers again, hand it what was published meanwhile."""
+        every = min(0.1, self.timeout / 4)
+        while True:
+            await asyncio.sleep(every)
+            if self.islands.rooms and self.link.up and self.feeds.live:
+                try:
+                    await self.settle()
+                except BrokerUnavailable:
+                    pass
+                except Exception:  # a bug must not stop forwarding for good
+                    log.exception("storing island messages failed")
+
+    async def settle(self) -> None:
+        """Store every island message in Redis, in order, room by room. Meanwhile the feed
+        holds the room's messages back from its local subscribers (who already have the
+        island's), and a ``subscribe`` of it waits; then those subscribers are closed with 4001
+        so they resume after the stored messages: nobody gets one twice."""
+        for room in list(self.islands.rooms):
+            island = self.islands.rooms.get(room)
+            if island is None:
+                continue
+            while island.pending:
+                p = island.pending[0]
+                await self._store(room, p.data, p.ts, p.accepted_at, p.traceparent)
+                self.islands.forwarded_one(island)
+            if self.listener is not None:
+                self.listener.on_resync(room)
+            self.islands.finish(room)
+            log.info("room %r: island messages stored in Redis", room)
+
     async def watch(self, room: str) -> None:
         await self.feeds.watch(room)
 
@@ -164,6 +217,7 @@ class RedisBroker(Broker):
         # Only read once the room's feed is live, and answer once the feed has handed the hub
         # everything up to the position read: the hub then holds exactly what follows it.
         await self.feeds.wait_ready(room)
+        await self.islands.settled(room, self.timeout * 4)
         if since is None:
             res = await self._read(room, "p")
         else:
@@ -204,6 +258,8 @@ class RedisBroker(Broker):
         return {"reconnects": c.get("reconnects", 0), "resyncs": c.get("resyncs", 0),
                 "filled": c.get("filled", 0), "gaps": c.get("gaps", 0),
                 "duplicates": c.get("duplicates", 0), "publish_refused": self._refused,
+                "island_published": self.islands.published,
+                "island_forwarded": self.islands.forwarded,
                 "nodes_reaped": self.fleet.reaped}
 
     def stats(self) -> dict[str, Any]:
@@ -219,6 +275,9 @@ class RedisBroker(Broker):
             "presence_rooms": len(self.fleet.presence),
             "published": self._published,
             "publish_refused": self._refused,
+            "island_pending": self.islands.pending,
+            "island_published": self.islands.published,
+            "island_forwarded": self.islands.forwarded,
             "nodes_reaped": self.fleet.reaped,
             **self.feeds.counts,
         }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,9 @@ class Feeds:
         self._live = asyncio.Event()
         self.counts = {"received": 0, "duplicates": 0, "gaps": 0, "filled": 0, "resyncs": 0,
                        "reconnects": 0}
+        # Rooms whose messages are not handed to the hub for now (their local subscribers are
+        # about to resync: see redis_island).
+        self.hold: Callable[[str], bool] = lambda room: False
 
     # -- the node's side ---------------------------------------------------------------------
 
@@ -257,7 +261,7 @@ class Feeds:
                 now, msgs = got
                 listener = self.broker.listener
                 for msg in msgs:
-                    if listener is not None:
+                    if listener is not None and not self.hold(room):
                         listener.on_message(msg)
                 self.counts["filled"] += len(msgs)
         feed.last = now
@@ -383,6 +387,8 @@ class Feeds:
             self.counts["gaps"] += 1
             self._resync(room)
         feed.last = Position(h.offset, h.epoch)
+        if self.hold(room):
+            return
         listener.on_message(Published(room, h.offset, h.epoch, None, h.ts, text_frame(h.payload),
                                       h.traceparent, h.accepted_at))
         if feed.waiters:
