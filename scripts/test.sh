@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests start themselves: redis-server (fleet tests), prometheus and
-# promtool (alert unit tests and the dashboards' end-to-end test).
+# Debian packages the tests start themselves: redis-server and haproxy (fleet tests),
+# prometheus and promtool (alert unit tests, the dashboards' and the fleet's end-to-end tests).
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v haproxy >/dev/null || need+=(haproxy)
 command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,96 @@
+"""A real fleet per test: redis-server, three ``wsops serve`` nodes and HAProxy, started by
+``examples/fleet/fleet.py`` (so the example is what the tests prove) on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.examples import FLEET_EXAMPLE, load_example
+from tests.scrape import Scrape, scrape
+from wsops.client import Client, ClientState
+
+fleet_example = load_example(FLEET_EXAMPLE)
+Fleet = fleet_example.Fleet
+
+# Quick fault detection: a node is dead 1.5 s after its last beat, Redis after 1 s of silence.
+BROKER_OPTIONS = "heartbeat=0.5&timeout=1"
+
+
+def need_binaries() -> None:
+    missing = [b for b in ("haproxy", "redis-server") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (scripts/test.sh installs them)")
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Any]:
+    need_binaries()
+    f = Fleet(broker_options=BROKER_OPTIONS)
+    try:
+        await asyncio.to_thread(f.start)
+        yield f
+    finally:
+        await asyncio.to_thread(f.close)
+
+
+def clients(url: str, n: int, **kwargs: Any) -> list[Client]:
+    opts: dict[str, Any] = {"backoff_base": 0.05, "backoff_cap": 1.0, "request_timeout": 10.0}
+    return [Client(url, **{**opts, **kwargs}) for _ in range(n)]
+
+
+async def connect_all(cs: Sequence[Client], batch: int = 50) -> None:
+    for i in range(0, len(cs), batch):
+        await asyncio.gather(*(c.connect(timeout=20) for c in cs[i:i + batch]))
+
+
+async def close_all(cs: Sequence[Client]) -> None:
+    await asyncio.gather(*(c.close() for c in cs), return_exceptions=True)
+
+
+async def wait_open(cs: Sequence[Client], within: float = 30.0) -> None:
+    await asyncio.gather(*(c.wait_for_state(ClientState.OPEN, within) for c in cs))
+
+
+async def stats(admin_url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(admin_url + "/admin/stats") as r:
+        r.raise_for_status()
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def connections(fleet: Any) -> list[int]:
+    """Open connections per node (a dead node counts 0)."""
+    out = []
+    for node in fleet.nodes:
+        out.append((await stats(node.admin_url))["connections"] if node.proc.alive else 0)
+    return out
+
+
+async def metrics(fleet: Any) -> list[Scrape]:
+    return [await scrape(n.admin_url) for n in fleet.nodes]
+
+
+async def until(cond: Callable[[], Any], within: float = 20.0, step: float = 0.05) -> float:
+    """Poll ``cond`` (sync or async) until truthy; returns the seconds it took."""
+    start = time.monotonic()
+    while True:
+        value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(step)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

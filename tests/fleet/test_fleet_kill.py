@@ -1,0 +1,109 @@
+"""kill -9 of a node behind HAProxy: its clients resume elsewhere from history, presence clears."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from tests.artifacts import record
+from tests.fleet.conftest import (
+    clients,
+    close_all,
+    connect_all,
+    connections,
+    percentile,
+    until,
+    wait_open,
+)
+from wsops.client import Client, ClientState, Gap, Message
+
+SUBSCRIBERS = 150
+ROOM = "orders"
+
+
+@pytest.mark.slow
+async def test_a_killed_node_loses_no_message_and_its_users_leave_presence(fleet: Any) -> None:
+    got: list[list[Message]] = [[] for _ in range(SUBSCRIBERS)]
+    gaps: list[Gap] = []
+    closed_at: dict[int, float] = {}
+    reopened_at: dict[int, float] = {}
+
+    def on_state(i: int) -> Any:
+        def seen(state: ClientState) -> None:
+            if state is ClientState.RECONNECTING:
+                closed_at.setdefault(i, time.monotonic())
+            elif state is ClientState.OPEN and i in closed_at:
+                reopened_at.setdefault(i, time.monotonic())
+        return seen
+
+    subs = [clients(fleet.url, 1, on_message=got[i].append, on_gap=gaps.append,
+                    on_state=on_state(i))[0] for i in range(SUBSCRIBERS)]
+    # The publisher talks to a node that survives: publishes are at-least-once across a crash.
+    publisher = Client(fleet.nodes[2].url, request_timeout=10.0)
+    acked: list[int] = []
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await publisher.publish(ROOM, n)
+            acked.append(n)
+            await asyncio.sleep(0.02)
+
+    try:
+        await connect_all([*subs, publisher])
+        before = await connections(fleet)
+        assert min(before) >= 20, before
+        await asyncio.gather(*(c.subscribe(ROOM) for c in subs))
+        present = set(await publisher.presence(ROOM))
+        assert len(present) == SUBSCRIBERS
+        publishing = asyncio.create_task(publish())
+        await asyncio.sleep(0.5)
+
+        fleet.kill_node(0)
+        killed = time.monotonic()
+        await until(lambda: len(closed_at) >= before[0], 10.0)
+        await wait_open(subs, 30)
+        all_open = time.monotonic() - killed
+        assert len(closed_at) == before[0]  # exactly the dead node's clients moved
+        after = await connections(fleet)
+        assert after[0] == 0 and sum(after) == SUBSCRIBERS + 1, after
+
+        # The dead node's users leave presence (3 broker heartbeats of 0.5 s); the moved
+        # clients are back under new anonymous ids, everyone else is unchanged.
+        async def presence_settled() -> bool:
+            now = set(await publisher.presence(ROOM))
+            return len(now) == SUBSCRIBERS and len(now & present) == SUBSCRIBERS - before[0]
+
+        await until(presence_settled, 15.0)
+        presence_clear = time.monotonic() - killed
+        await asyncio.sleep(0.5)
+        stop.set()
+        await publishing
+
+        expected = [(n, n) for n in acked]
+        history = await publisher.history(ROOM, 1000)
+        assert [(m.offset, m.data) for m in history] == expected
+        await until(lambda: all(len(g) >= len(acked) for g in got), 20.0)
+        await asyncio.sleep(0.2)
+        for i, mine in enumerate(got):
+            assert [(m.offset, m.data) for m in mine] == expected, i
+        assert gaps == []
+        await until(lambda: fleet.up() == {1, 2}, 5.0)
+
+        reconnect = [reopened_at[i] - closed_at[i] for i in closed_at]
+        record("fleet-kill.json", {
+            "clients": SUBSCRIBERS, "moved": len(closed_at), "per_node_before": before,
+            "per_node_after": after, "messages": len(acked),
+            "all_open_after_kill_seconds": round(all_open, 3),
+            "presence_clear_after_kill_seconds": round(presence_clear, 3),
+            "reconnect_p50_seconds": round(percentile(reconnect, 0.5), 3),
+            "reconnect_max_seconds": round(max(reconnect), 3),
+        })
+    finally:
+        stop.set()
+        await close_all([*subs, publisher])
