@@ -202,7 +202,7 @@ class Instrumentation:
         if span is not None:
             span.set_attribute("http.response.status_code", 101)
             span.end()
-        self._wrap(live, stats)
+        self._wrap(live, stats, request.protocol)
 
     def _finish(self, live: LiveConn, ended: str) -> None:
         self.live.discard(live)
@@ -220,7 +220,7 @@ class Instrumentation:
 
     # -- per-connection hooks ----------------------------------------------------------------
 
-    def _wrap(self, live: LiveConn, stats: RouteStats) -> None:
+    def _wrap(self, live: LiveConn, stats: RouteStats, protocol: Any) -> None:
         ws = live.ws
         orig_receive = ws.receive
         if self.config.message_spans and self.tracing.enabled:
@@ -268,33 +268,45 @@ class Instrumentation:
         ws.send_str = send_str  # type: ignore[method-assign]
         ws.send_bytes = send_bytes  # type: ignore[method-assign]
         if ws._heartbeat is not None:
-            self._wrap_heartbeat(live, stats)
+            self._wrap_heartbeat(live, stats, protocol)
 
     @staticmethod
-    def _wrap_heartbeat(live: LiveConn, stats: RouteStats) -> None:
+    def _wrap_heartbeat(live: LiveConn, stats: RouteStats, protocol: Any) -> None:
         """Ping round trip: from a heartbeat ping to the first bytes the peer sends after it.
 
         aiohttp swallows PONG frames, so this is exact for idle peers and an underestimate for
-        busy ones (they prove they are alive sooner). Both hooks are bound by aiohttp after the
-        prepare signal, so instance attributes set now are the ones it calls.
+        busy ones (they prove they are alive sooner). aiohttp looks ``_send_heartbeat`` up on
+        the instance each time it schedules a ping, so the wrapper set now is the one it calls.
+        The data hook costs nothing per message: it is swapped into the protocol's
+        ``data_received`` callback only while a ping is outstanding, and swaps itself out at
+        the first bytes that follow.
         """
         ws: Any = live.ws
-        orig_ping, orig_data = ws._send_heartbeat, ws._on_data_received
+        orig_ping = ws._send_heartbeat
         rtt = stats.ping_rtt
+        orig_cb: list[Callable[[], None]] = []
 
         def send_heartbeat() -> None:
             orig_ping()
-            if ws._pong_response_cb is not None and not live.ping_at:
-                live.ping_at = _perf()
+            if ws._pong_response_cb is None or live.ping_at:
+                return
+            cb = protocol._data_received_cb
+            if cb is None or cb is on_data:
+                return
+            live.ping_at = _perf()
+            orig_cb[:] = [cb]
+            protocol._data_received_cb = on_data
 
         def on_data() -> None:
             if live.ping_at:
                 rtt.observe(_perf() - live.ping_at)
                 live.ping_at = 0.0
-            orig_data()
+            cb = orig_cb[0]
+            if protocol._data_received_cb is on_data:
+                protocol._data_received_cb = cb
+            cb()
 
         ws._send_heartbeat = send_heartbeat
-        ws._on_data_received = on_data
 
 
 def _route_of(request: web.Request) -> str:

@@ -118,6 +118,14 @@ class Tracing:
             return parent.trace_flags.sampled
         return self._random() < self.ratio
 
+    def sample_root(self) -> bool:
+        """``decide(None)``: the ratio's decision for a message that carries no traceparent.
+
+        One ``random()`` and a compare, for callers that check this before parsing anything;
+        they then start the span with ``start_publish`` (not ``publish``, which would decide
+        again)."""
+        return self.enabled and self._random() < self.ratio
+
     def _start(self, name: str, kind: SpanKind, parent: SpanContext | None,
                attributes: dict[str, Any], links: list[Link] | None = None) -> Span:
         assert self.tracer is not None
@@ -149,6 +157,10 @@ class Tracing:
         """A PRODUCER span for a client's publish to ``room``, when sampled."""
         if not self.decide(parent):
             return None
+        return self.start_publish(room, parent)
+
+    def start_publish(self, room: str, parent: SpanContext | None) -> Span:
+        """The PRODUCER span of a publish already decided to be sampled."""
         return self._start(f"publish {room}", SpanKind.PRODUCER, parent, {
             "messaging.system": "wsops", "messaging.destination.name": room,
             "messaging.operation.type": "publish", "network.io.direction": "receive",

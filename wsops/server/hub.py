@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,7 +177,10 @@ class Hub:
         self.delivery_latency: Histogram | None = None
         self.size_out: Histogram | None = None
         self.tracing: Tracing | None = None
-        self._delivered: list[tuple[float, Any]] = []  # (accepted_at, span) since last flush
+        # Publishes handed to sockets since the last flush: accepted_at, and (accepted_at, span)
+        # for those that carry a traceparent (the span is None when it was not sampled).
+        self._delivered: list[float] = []
+        self._delivered_traced: list[tuple[float, Any]] = []
 
     # -- connections -------------------------------------------------------------------------
 
@@ -259,17 +263,24 @@ class Hub:
         if r.syncing:
             for held in r.syncing.values():
                 held.append(msg)
-        if self.size_out is not None:
-            self.size_out.observe_n(len(frame), n)
+        size_out = self.size_out
+        if size_out is not None:  # Histogram.observe_n, inlined: this runs per publish
+            size = len(frame)
+            size_out.counts[bisect_left(size_out.bounds, size)] += n
+            size_out.sum += size * n
         if self.delivery_latency is not None and msg.accepted_at:
-            span = None
-            if self.tracing is not None and msg.traceparent is not None:
-                parent = parse_traceparent(msg.traceparent)
-                if parent is not None:
-                    span = self.tracing.deliver(msg.room, parent, n)
             if not self._dirty:
                 self.mark_dirty(None)
-            self._delivered.append((msg.accepted_at, span))
+            if self.tracing is not None and msg.traceparent is not None:
+                self._delivered_traced.append((msg.accepted_at, self._deliver_span(msg, n)))
+            else:
+                self._delivered.append(msg.accepted_at)
+
+    def _deliver_span(self, msg: Published, n: int) -> Any:
+        """The fan-out span of a message that carries a sampled traceparent, else None."""
+        assert self.tracing is not None and msg.traceparent is not None
+        parent = parse_traceparent(msg.traceparent)
+        return self.tracing.deliver(msg.room, parent, n) if parent is not None else None
 
     def on_presence(self, room: str, kind: str, user: str) -> None:
         r = self.rooms.get(room)
@@ -311,23 +322,32 @@ class Hub:
         for conn in dirty:
             if conn is not None:
                 conn.flush()
-        if self._delivered:
+        if self._delivered or self._delivered_traced:
             self._observe_delivered()
 
     def _observe_delivered(self) -> None:
         """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
         hist = self.delivery_latency
+        assert hist is not None
         now = time.time()
-        for accepted_at, span in self._delivered:
-            if hist is not None:
+        delivered = self._delivered
+        if delivered:
+            counts, bounds, total = hist.counts, hist.bounds, 0.0
+            for accepted_at in delivered:  # Histogram.observe, inlined
+                latency = now - accepted_at
+                counts[bisect_left(bounds, latency)] += 1
+                total += latency
+            hist.sum += total
+            delivered.clear()
+        if self._delivered_traced:
+            for accepted_at, span in self._delivered_traced:
                 if span is not None:
                     hist.observe_traced(now - accepted_at,
                                         f"{span.get_span_context().trace_id:032x}")
+                    span.end()
                 else:
                     hist.observe(now - accepted_at)
-            if span is not None:
-                span.end()
-        self._delivered.clear()
+            self._delivered_traced.clear()
 
     def snapshot(self) -> dict[str, Any]:
         return {"connections": len(self.conns), "rooms": len(self.rooms)}
