@@ -158,7 +158,9 @@ async def test_redis_outages_keep_the_fleet_serving_and_never_leave_a_silent_gap
             figures["paused_seconds"] = round(time.monotonic() - paused, 2)
             await until(lambda: _all(broker_up(fleet), 1.0), 20.0)
             await wait_open(subs, 30)
-            await traffic(1.5)
+            await until(lambda: fleet.up() == {0, 1, 2}, 20.0)
+            settled = time.monotonic() + 0.5
+            await traffic(2.0)
             stop.set()
             await asyncio.gather(*(p.task for p in pubs if p.task))
             await until(lambda: all(n.proc.alive for n in fleet.nodes) and
@@ -188,6 +190,14 @@ async def test_redis_outages_keep_the_fleet_serving_and_never_leave_a_silent_gap
                 for m in later:
                     assert (m.epoch, m.offset) in seen or any(covers(g, m) for g in gaps), (
                         i, m.offset)
+            # Delivery across nodes is back: what every node's publisher stored once all was
+            # settled reached every subscriber, wherever it is connected.
+            final = [(a.epoch, a.offset) for p in pubs for t, _, a in p.acks if t > settled]
+            assert {not a.local for p in pubs for t, _, a in p.acks if t > settled} == {True}
+            assert len({e for e, _ in final}) == 1 and len(final) > 30
+            for i, ev in enumerate(events):
+                seen = {(m.epoch, m.offset) for m in ev if isinstance(m, Message)}
+                assert set(final) <= seen, (i, len(set(final) - seen))
             metrics = [await scrape(n.admin_url) for n in fleet.nodes]
             figures.update({
                 "subscribers": SUBSCRIBERS, "per_node": per_node,
