@@ -14,7 +14,7 @@ import pytest
 
 from tests.examples import FLEET_EXAMPLE, load_example
 from tests.scrape import Scrape, scrape
-from wsops.client import Client, ClientState
+from wsops.client import Client, ClientState, Gap, Message
 
 fleet_example = load_example(FLEET_EXAMPLE)
 Fleet = fleet_example.Fleet
@@ -94,3 +94,28 @@ async def until(cond: Callable[[], Any], within: float = 20.0, step: float = 0.0
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+class Watched:
+    """``n`` clients through HAProxy that record their messages, gaps, and when each one's
+    connection first dropped and was open again."""
+
+    def __init__(self, url: str, n: int) -> None:
+        self.got: list[list[Message]] = [[] for _ in range(n)]
+        self.gaps: list[Gap] = []
+        self.closed_at: dict[int, float] = {}
+        self.reopened_at: dict[int, float] = {}
+        self.clients = [clients(url, 1, on_message=self.got[i].append, on_gap=self.gaps.append,
+                                on_state=self._on_state(i))[0] for i in range(n)]
+
+    def _on_state(self, i: int) -> Callable[[ClientState], None]:
+        def seen(state: ClientState) -> None:
+            if state is ClientState.RECONNECTING:
+                self.closed_at.setdefault(i, time.monotonic())
+            elif state is ClientState.OPEN and i in self.closed_at:
+                self.reopened_at.setdefault(i, time.monotonic())
+        return seen
+
+    def reconnect_seconds(self) -> list[float]:
+        """For each client that moved: from its drop to its next open connection."""
+        return [self.reopened_at[i] - self.closed_at[i] for i in self.closed_at]

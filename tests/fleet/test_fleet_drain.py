@@ -11,6 +11,7 @@ import pytest
 
 from tests.artifacts import record
 from tests.fleet.conftest import (
+    Watched,
     clients,
     close_all,
     connect_all,
@@ -20,7 +21,6 @@ from tests.fleet.conftest import (
     wait_open,
 )
 from tests.ops.runcli import cli
-from wsops.client import ClientState, Gap, Message
 
 SUBSCRIBERS = 510
 ROOM = "ticker"
@@ -31,22 +31,9 @@ BATCH, INTERVAL = 50, 0.2
 async def test_draining_a_node_moves_every_client_with_every_message_exactly_once(
     fleet: Any,
 ) -> None:
-    got: list[list[Message]] = [[] for _ in range(SUBSCRIBERS)]
-    gaps: list[Gap] = []
-    closed_at: dict[int, float] = {}
-    reopened_at: dict[int, float] = {}
-
-    def on_state(i: int) -> Any:
-        def seen(state: ClientState) -> None:
-            now = time.monotonic()
-            if state is ClientState.RECONNECTING:
-                closed_at.setdefault(i, now)
-            elif state is ClientState.OPEN and i in closed_at:
-                reopened_at.setdefault(i, now)
-        return seen
-
-    subs = [clients(fleet.url, 1, on_message=got[i].append, on_gap=gaps.append,
-                    on_state=on_state(i))[0] for i in range(SUBSCRIBERS)]
+    watched = Watched(fleet.url, SUBSCRIBERS)
+    subs, got, gaps = watched.clients, watched.got, watched.gaps
+    closed_at, reopened_at = watched.closed_at, watched.reopened_at
     publisher = clients(fleet.url, 1)[0]  # through HAProxy too: it may be the one drained
     everyone = [*subs, publisher]
     acked: list[int] = []
@@ -105,7 +92,7 @@ async def test_draining_a_node_moves_every_client_with_every_message_exactly_onc
             assert [(m.offset, m.data) for m in mine] == expected, i
         assert gaps == []
 
-        reconnect = [reopened_at[i] - closed_at[i] for i in moved]
+        reconnect = watched.reconnect_seconds()
         record("fleet-drain.json", {
             "clients": len(everyone), "moved": len(moved), "per_node_before": before,
             "per_node_after": after, "messages": len(acked),

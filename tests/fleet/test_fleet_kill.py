@@ -10,7 +10,7 @@ import pytest
 
 from tests.artifacts import record
 from tests.fleet.conftest import (
-    clients,
+    Watched,
     close_all,
     connect_all,
     connections,
@@ -18,7 +18,7 @@ from tests.fleet.conftest import (
     until,
     wait_open,
 )
-from wsops.client import Client, ClientState, Gap, Message
+from wsops.client import Client
 
 SUBSCRIBERS = 150
 ROOM = "orders"
@@ -26,21 +26,9 @@ ROOM = "orders"
 
 @pytest.mark.slow
 async def test_a_killed_node_loses_no_message_and_its_users_leave_presence(fleet: Any) -> None:
-    got: list[list[Message]] = [[] for _ in range(SUBSCRIBERS)]
-    gaps: list[Gap] = []
-    closed_at: dict[int, float] = {}
-    reopened_at: dict[int, float] = {}
-
-    def on_state(i: int) -> Any:
-        def seen(state: ClientState) -> None:
-            if state is ClientState.RECONNECTING:
-                closed_at.setdefault(i, time.monotonic())
-            elif state is ClientState.OPEN and i in closed_at:
-                reopened_at.setdefault(i, time.monotonic())
-        return seen
-
-    subs = [clients(fleet.url, 1, on_message=got[i].append, on_gap=gaps.append,
-                    on_state=on_state(i))[0] for i in range(SUBSCRIBERS)]
+    watched = Watched(fleet.url, SUBSCRIBERS)
+    subs, got, gaps = watched.clients, watched.got, watched.gaps
+    closed_at = watched.closed_at
     # The publisher talks to a node that survives: publishes are at-least-once across a crash.
     publisher = Client(fleet.nodes[2].url, request_timeout=10.0)
     acked: list[int] = []
@@ -95,7 +83,7 @@ async def test_a_killed_node_loses_no_message_and_its_users_leave_presence(fleet
         assert gaps == []
         await until(lambda: fleet.up() == {1, 2}, 5.0)
 
-        reconnect = [reopened_at[i] - closed_at[i] for i in closed_at]
+        reconnect = watched.reconnect_seconds()
         record("fleet-kill.json", {
             "clients": SUBSCRIBERS, "moved": len(closed_at), "per_node_before": before,
             "per_node_after": after, "messages": len(acked),

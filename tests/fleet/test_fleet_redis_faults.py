@@ -44,7 +44,7 @@ class Publisher:
                 self.acks.append((time.monotonic(), data, ack))
             except (ServerError, RequestTimeout):
                 self.refused += 1  # not stored: the number is simply skipped
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)  # 30 msg/s from 3 publishers: the log keeps them all
 
 
 def silent_gaps(events: list[Event]) -> list[str]:
@@ -129,7 +129,7 @@ async def test_redis_outages_keep_the_fleet_serving_and_never_leave_a_silent_gap
             assert all(n.proc.alive for n in fleet.nodes)
             assert await island_reach() == per_node
             locals_stop = [sum(a.local for _, _, a in p.acks) for p in pubs]
-            assert min(locals_stop) >= 5, locals_stop
+            assert min(locals_stop) >= 4, locals_stop
 
             # 2. Redis back, empty: nodes store their island messages in it, subscribers
             # resume (4001, recovered:false: an explicit Gap) and cross-node delivery resumes.
@@ -169,17 +169,22 @@ async def test_redis_outages_keep_the_fleet_serving_and_never_leave_a_silent_gap
             # Never a silent gap: every jump in a subscriber's stream comes after a Gap.
             for i, ev in enumerate(events):
                 assert silent_gaps(ev) == [], (i, silent_gaps(ev)[:3])
-            # Nothing accepted since the restart is lost: every acknowledged message (island
-            # ones included) is in the room's log exactly once, each publisher's in order.
+            # Nothing accepted is lost but what the empty Redis lost: every acknowledged island
+            # message, and every one stored after the restart, is in the room's log exactly
+            # once, each publisher's in order.
+            lost = pubs[0].acks[0][2].epoch  # the epoch Redis lost when it restarted empty
             log = await subs[0].history(ROOM, 1000)
+            assert log[0].offset == 1, "the log was trimmed (--history-size): test too long"
             stored = [(m.data["p"], m.data["n"]) for m in log]
             assert len(stored) == len(set(stored))
             for p in pubs:
                 mine = [n for k, n in stored if k == p.k]
                 assert mine == sorted(mine)
-                since_restart = [d["n"] for t, d, _ in p.acks if t > stopped]
-                assert set(since_restart) <= set(mine), (p.k, sorted(set(since_restart) -
-                                                                     set(mine))[:5])
+                since_restart = [d["n"] for _, d, a in p.acks if a.local or a.epoch != lost]
+                missing = set(since_restart) - set(mine)
+                assert not missing, (p.k, [(round(t - stopped, 3), d["n"], a.local, a.epoch,
+                                            a.offset) for t, d, a in p.acks
+                                           if d["n"] in missing][:8], lost, log[0])
             # ... and every subscriber has each of the log's messages from after the restart
             # or a Gap that tells it so.
             later = [m for m in log if m.ts / 1000 > time.time() - (time.monotonic() -
@@ -194,7 +199,7 @@ async def test_redis_outages_keep_the_fleet_serving_and_never_leave_a_silent_gap
             # settled reached every subscriber, wherever it is connected.
             final = [(a.epoch, a.offset) for p in pubs for t, _, a in p.acks if t > settled]
             assert {not a.local for p in pubs for t, _, a in p.acks if t > settled} == {True}
-            assert len({e for e, _ in final}) == 1 and len(final) > 30
+            assert len({e for e, _ in final}) == 1 and len(final) > 20
             for i, ev in enumerate(events):
                 seen = {(m.epoch, m.offset) for m in ev if isinstance(m, Message)}
                 assert set(final) <= seen, (i, len(set(final) - seen))
