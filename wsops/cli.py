@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from wsops import __version__
+from wsops.loadtest.cli import loadtest_app
 from wsops.ops.dashboards import dashboards_app
 from wsops.ops.drain import drain
 from wsops.ops.leaks import leaks_app
@@ -15,7 +16,8 @@ from wsops.ops.status import status, top
 
 app = typer.Typer(
     name="wsops",
-    help="Observability and operations for WebSocket fleets: serve, inspect, drain, profile.",
+    help="Observability and operations for WebSocket fleets: serve, inspect, drain, profile, "
+         "load test.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -26,6 +28,7 @@ app.command(name="status")(status)
 app.command(name="top")(top)
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(leaks_app, name="leaks")
+app.add_typer(loadtest_app, name="loadtest")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""``wsops loadtest``: a bounded WebSocket load generator for loopback targets (see ``cli``)."""

@@ -1,0 +1,142 @@
+"""``wsops loadtest``: connect, idle, fanout and echo scenarios against a loopback target."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from wsops.loadtest.plan import Plan, PlanError, source_range
+from wsops.loadtest.runner import LoadTestError, execute
+
+loadtest_app = typer.Typer(
+    help="Bounded WebSocket load tests against a wsops (protocol v1) server on this machine.\n\n"
+         "Each scenario spreads its connections over --processes and --sources, prints progress "
+         "every second on stderr and a summary at the end (--json FILE for the full report).\n\n"
+         "Exit codes: 0 done, 1 the run failed, 2 refused before connecting, 3 messages lost.",
+    no_args_is_help=True,
+)
+
+SCENARIO_HELP = {
+    "connect": "Connection storm: open --connections as fast as possible (or --connect-rate per "
+               "second); reports connections/s and connect latency.",
+    "idle": "Hold --connections open for --duration (answering pings); reports how many "
+            "stayed open and the server's memory per connection.",
+    "fanout": "--rooms rooms, one publisher each, the other connections subscribed; --rate "
+              "publishes/s in all for --duration; reports losses, deliveries/s and "
+              "publish-to-receive latency.",
+    "echo": "Every connection subscribes to a room of its own and publishes to it, --rate "
+            "publishes/s in all; reports losses and round-trip latency.",
+}
+
+
+def _command(scenario: str) -> Any:
+    def command(
+        url: Annotated[str, typer.Argument(help="Target, e.g. ws://127.0.0.1:8765/ws.")],
+        connections: Annotated[int, typer.Option("--connections", "-c",
+                                                 help="Connections in all.")] = 100,
+        duration: Annotated[float, typer.Option("--duration", "-d",
+                                                help="Seconds of load (max 3600).")] = 10.0,
+        processes: Annotated[int, typer.Option("--processes", "-p", help=(
+            "Load processes (raised to what --connections needs: 15,000 per process)."))] = 1,
+        rooms: Annotated[int, typer.Option(help="Rooms (fanout).")] = 1,
+        rate: Annotated[float, typer.Option(help="Publishes per second in all.")] = 100.0,
+        size: Annotated[int, typer.Option(help="Bytes per published message.")] = 64,
+        connect_rate: Annotated[float, typer.Option(
+            help="New connections per second in all (0: as fast as possible).")] = 0.0,
+        sources: Annotated[str, typer.Option(help=(
+            "Source addresses, e.g. 127.0.0.2-127.0.0.9: ~25,000 connections each "
+            "(one address runs out of ephemeral ports)."))] = "",
+        token: Annotated[str | None, typer.Option(
+            envvar="WSOPS_LOADTEST_TOKEN", help="Bearer token for the target.")] = None,
+        admin: Annotated[str | None, typer.Option(help=(
+            "The target's admin URL (http://127.0.0.1:9765) for its CPU and memory."))] = None,
+        admin_token: Annotated[str | None, typer.Option(
+            envvar="WSOPS_ADMIN_TOKEN", help="Token for the admin API.")] = None,
+        settle: Annotated[float, typer.Option(
+            help="Seconds to wait for the last deliveries.")] = 2.0,
+        allow_remote: Annotated[bool, typer.Option(
+            help="Allow a target outside 127.0.0.0/8 (only a server you own).")] = False,
+        json_out: Annotated[Path | None, typer.Option(
+            "--json", help="Write the full JSON report here ('-' for stdout).")] = None,
+    ) -> None:
+        try:
+            plan = Plan(scenario, url, connections=connections, duration=duration,
+                        processes=max(processes, -(-connections // 15_000)), rooms=rooms,
+                        rate=rate, size=size, connect_rate=connect_rate,
+                        sources=tuple(source_range(sources)) if sources else (), token=token,
+                        admin_url=admin, allow_remote=allow_remote, settle=settle)
+            plan.check()
+        except PlanError as exc:
+            typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"{scenario}: {connections} connections over {plan.processes} processes "
+                   f"for {duration:g}s against {url}", err=True)
+        try:
+            result = execute(plan, _progress, admin_token)
+        except LoadTestError as exc:
+            typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        if json_out is not None:
+            text = json.dumps(result, indent=2, sort_keys=True)
+            if str(json_out) == "-":
+                typer.echo(text)
+            else:
+                json_out.write_text(text + "\n")
+        typer.echo(summary(result), err=json_out is not None and str(json_out) == "-")
+        if not result["connections"]["opened"]:
+            typer.secho("no connection opened: " + ", ".join(result["connections"]["errors"]),
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        if result.get("messages", {}).get("lost"):
+            raise typer.Exit(3)
+
+    command.__doc__ = SCENARIO_HELP[scenario]
+    return command
+
+
+for _name in SCENARIO_HELP:
+    loadtest_app.command(name=_name)(_command(_name))
+
+
+def _progress(kind: str, body: dict[str, Any]) -> None:
+    if kind == "ready":
+        line = f"  opened {body['opened']} connections in {body['seconds']:.1f}s"
+    else:
+        p99 = body.get("p99_ms")
+        line = (f"  {body['elapsed']:5.1f}s  open {body['open']}  published {body['published']}"
+                f"  received {body['received']}" + (f"  p99 {p99:.1f} ms" if p99 else ""))
+    print(line, file=sys.stderr, flush=True)
+
+
+def summary(r: dict[str, Any]) -> str:
+    c = r["connections"]
+    lines = [f"connections: {c['opened']}/{c['requested']} opened in {c['seconds_to_open']:.2f}s "
+             f"({c['per_second']}/s), {c['open_at_end']} open at the end; connect p50 "
+             f"{c['connect_latency']['p50_ms']} ms, p99 {c['connect_latency']['p99_ms']} ms"]
+    if c["errors"]:
+        lines.append("errors: " + ", ".join(f"{k} x{n}" for k, n in c["errors"].items()))
+    if c["close_codes"]:
+        lines.append("closed by the server: " + ", ".join(
+            f"{k} x{n}" for k, n in c["close_codes"].items()))
+    m = r.get("messages")
+    if m:
+        lat = m["latency"]
+        lines.append(
+            f"messages: {m['acked']}/{m['published']} publishes acked, {m['received']} of "
+            f"{m['expected_deliveries']} deliveries received ({m['deliveries_per_second']}/s), "
+            f"lost {m['lost']}, sequence gaps {m['sequence_gaps']}, out of order "
+            f"{m['sequence_out_of_order']}")
+        lines.append(f"latency (publish to receive): p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']}"
+                     f" ms, p99.9 {lat['p999_ms']} ms, max {lat['max_ms']} ms")
+    s = r.get("server")
+    if s and "cpu_seconds" in s:
+        lines.append(f"server: {s['cpu_seconds']} s CPU ({s['cpu_us_per_delivery']} us per "
+                     f"delivery), RSS {s['rss_bytes_end'] / 2**20:.1f} MiB, "
+                     f"{s['rss_bytes_per_connection']} bytes per connection")
+    elif s and s.get("error"):
+        lines.append(f"server stats unavailable: {s['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Run a plan: start one process per shard, start them together, merge what they report.
+
+``execute`` returns the JSON report (see ``report``); ``on_progress`` gets one merged snapshot
+per second while the test runs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import queue
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from wsops.loadtest.latency import Latencies
+from wsops.loadtest.plan import Plan, shards
+from wsops.loadtest.worker import run_shard
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class LoadTestError(RuntimeError):
+    """The run could not complete (a process failed or went silent)."""
+
+
+def server_stats(admin_url: str | None, token: str | None = None) -> dict[str, Any] | None:
+    """The target's ``/admin/stats`` (CPU, RSS, connections), or None without an admin URL."""
+    if not admin_url:
+        return None
+    req = urllib.request.Request(admin_url.rstrip("/") + "/admin/stats")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            body: dict[str, Any] = json.loads(r.read())
+            return body
+    except (OSError, ValueError) as exc:
+        return {"error": repr(exc)}
+
+
+def execute(plan: Plan, on_progress: Progress | None = None,
+            admin_token: str | None = None) -> dict[str, Any]:
+    plan.check()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    go = ctx.Event()
+    parts = shards(plan)
+    procs = [ctx.Process(target=run_shard, args=(s, out, go), daemon=True,
+                         name=f"wsops-loadtest-{s.index}") for s in parts]
+    server = {"start": server_stats(plan.admin_url, admin_token)}
+    for p in procs:
+        p.start()
+    ready: dict[int, dict[str, Any]] = {}
+    results: dict[int, dict[str, Any]] = {}
+    progress: dict[int, dict[str, Any]] = {}
+    try:
+        deadline = time.monotonic() + plan.duration + 60  # the connect phase is bounded too
+        _collect(out, ready, results, progress, procs, deadline, "ready", len(parts), on_progress)
+        server["before"] = server_stats(plan.admin_url, admin_token)
+        if on_progress:
+            on_progress("ready", {"opened": sum(r["opened"] for r in ready.values()),
+                                  "seconds": max(r["seconds"] for r in ready.values())})
+        go.set()
+        deadline = time.monotonic() + plan.duration + plan.settle + 60
+        _collect(out, ready, results, progress, procs, deadline, "result", len(parts),
+                 on_progress)
+        server["after"] = server_stats(plan.admin_url, admin_token)
+    finally:
+        go.set()
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.terminate()
+    return report(plan, [results[i] for i in sorted(results)], server)
+
+
+def _collect(out: Any, ready: dict[int, Any], results: dict[int, Any],
+             progress: dict[int, Any], procs: list[Any], deadline: float, want: str,
+             count: int, on_progress: Progress | None) -> None:
+    target = ready if want == "ready" else results
+    while len(target) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LoadTestError(f"{count - len(target)} load processes did not report {want}")
+        try:
+            kind, index, body = out.get(timeout=min(left, 1.0))
+        except queue.Empty:
+            dead = [p.name for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+            if dead:
+                raise LoadTestError(f"load process died: {', '.join(dead)}") from None
+            continue
+        if kind == "error":
+            raise LoadTestError(f"load process {index} failed: {body}")
+        if kind == "progress":
+            progress[index] = body
+            if on_progress and len(progress) == count:
+                on_progress("progress", _merge_progress(list(progress.values())))
+        elif kind == "ready":
+            ready[index] = body
+        elif kind == "result":
+            results[index] = body
+
+
+def _merge_progress(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    p99s = [p["p99_ms"] for p in parts if p.get("p99_ms") is not None]
+    return {"elapsed": max(p["elapsed"] for p in parts),
+            "open": sum(p["open"] for p in parts),
+            "published": sum(p["published"] for p in parts),
+            "received": sum(p["received"] for p in parts),
+            "p99_ms": max(p99s) if p99s else None}  # (the worst process: a live hint only)
+
+
+def report(plan: Plan, results: list[dict[str, Any]],
+           server: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Merge the processes' results into one report."""
+    rooms: dict[str, dict[str, int]] = {}
+    errors: dict[str, int] = {}
+    closes: dict[str, int] = {}
+    for r in results:
+        for room, v in r["rooms"].items():
+            acc = rooms.setdefault(room, {})
+            for k, n in v.items():
+                acc[k] = acc.get(k, 0) + n
+        for k, n in r["errors"].items():
+            errors[k] = errors.get(k, 0) + n
+        for k, n in r["close_codes"].items():
+            closes[k] = closes.get(k, 0) + n
+    latency = Latencies.merged(Latencies.from_wire(r["latency"]) for r in results)
+    connect = Latencies.merged(Latencies.from_wire(r["connect_latency"]) for r in results)
+    opened = sum(r["opened"] for r in results)
+    elapsed = max((r["elapsed"] for r in results), default=0.0)
+    opened_in = max((r["opened_in"] for r in results), default=0.0)
+    expected = sum(v.get("acked", 0) * v.get("subscribers", 0) for v in rooms.values())
+    received = sum(v.get("received", 0) for v in rooms.values())
+    out: dict[str, Any] = {
+        "plan": plan.to_dict(),
+        "connections": {"requested": plan.connections, "opened": opened,
+                        "open_at_end": sum(r["open_at_end"] for r in results),
+                        "failed": plan.connections - opened, "seconds_to_open": opened_in,
+                        "per_second": round(opened / opened_in, 1) if opened_in else None,
+                        "connect_latency": connect.summary(), "errors": errors,
+                        "close_codes": closes},
+        "elapsed_seconds": elapsed,
+    }
+    if plan.scenario in ("fanout", "echo"):
+        published = sum(v.get("published", 0) for v in rooms.values())
+        acked = sum(v.get("acked", 0) for v in rooms.values())
+        out["messages"] = {
+            "published": published, "acked": acked,
+            "refused_or_unanswered": published - acked,
+            "expected_deliveries": expected, "received": received,
+            "lost": max(0, expected - received), "extra": max(0, received - expected),
+            "sequence_gaps": sum(v.get("gaps", 0) for v in rooms.values()),
+            "sequence_out_of_order": sum(v.get("out_of_order", 0) for v in rooms.values()),
+            "deliveries_per_second": round(received / elapsed, 1) if elapsed else None,
+            "latency": latency.summary(),
+        }
+        if plan.scenario == "fanout" and len(rooms) <= 100:
+            out["rooms"] = rooms
+    out["server"] = _server_figures(server, opened, received)
+    return out
+
+
+def _server_figures(server: dict[str, dict[str, Any] | None], opened: int,
+                    received: int) -> dict[str, Any] | None:
+    start, before, after = server.get("start"), server.get("before"), server.get("after")
+    if not start or not before or not after or any("error" in s for s in (start, before, after)):
+        return {"error": next((s["error"] for s in (start, before, after)
+                               if s and "error" in s), None)} if start else None
+    cpu = after["cpu_seconds"] - before["cpu_seconds"]
+    grown = before["rss_bytes"] - start["rss_bytes"]
+    return {
+        "cpu_seconds": round(cpu, 3),
+        "cpu_us_per_delivery": round(cpu * 1e6 / received, 3) if received else None,
+        "rss_bytes_before_connect": start["rss_bytes"], "rss_bytes_connected": before["rss_bytes"],
+        "rss_bytes_end": after["rss_bytes"],
+        "rss_bytes_per_connection": round(grown / opened) if opened else None,
+        "connections_seen": before.get("connections"),
+    }

@@ -1,0 +1,304 @@
+"""One load-test process: its shard of connections, driven by the parent over a queue.
+
+The parent starts one process per ``Shard`` (``run_shard``). Each opens its connections, says
+``ready``, waits for the shared ``go`` event, runs the scenario for the plan's duration while
+sending ``progress`` every second, then (fan-out, echo) stops publishing, waits for the last
+deliveries and sends its ``result``: counts per room, latency histograms and errors.
+
+Protocol: wsops v1 (PROTOCOL.md). A publish carries ``{"t": <time.time()>, "s": <sequence>}``
+(padded to ``--size``); a subscriber takes the latency from ``t`` (one clock: loopback only)
+and checks that each room's sequence grows by one, counting gaps and late or repeated ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event
+from typing import Any, Protocol
+
+from wsops.loadtest.latency import Latencies
+from wsops.loadtest.plan import Shard, Target, parse_target
+from wsops.loadtest.wire import HandshakeError, RawWebSocket, client_frame, connect
+
+_T = b'"t":'
+_S = b'"s":'
+
+
+class Outbox(Protocol):
+    def put(self, obj: Any) -> None: ...
+
+
+def _number(payload: bytes, key: bytes) -> float:
+    start = payload.find(key)
+    if start < 0:
+        raise ValueError("missing field")
+    start += len(key)
+    end = start
+    while payload[end] not in b",}":
+        end += 1
+    return float(payload[start:end])
+
+
+@dataclass
+class RoomSeen:
+    received: int = 0
+    last: int = 0
+    gaps: int = 0  # sequence numbers skipped
+    out_of_order: int = 0  # arrived after a later one (late), or again (a repeat)
+
+
+class LoadConn(RawWebSocket):
+    """A connection that may subscribe to one room and publish to one room."""
+
+    wants_text = True
+
+    def __init__(self, target: Target, headers: bytes, shard: ShardRun) -> None:
+        super().__init__(target.host, target.port, target.path, None, headers)
+        self.shard = shard
+        self.room: str | None = None  # subscribed room
+        self.pub_room: str | None = None  # room it publishes to
+        self.seen = RoomSeen()
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_text(self, payload: bytes) -> None:
+        if payload.startswith(b'{"op":"message"'):
+            seen = self.seen
+            seen.received += 1
+            try:
+                sent_at = _number(payload, _T)
+                seq = int(_number(payload, _S))
+            except (ValueError, IndexError):
+                self.shard.errors["bad message"] = self.shard.errors.get("bad message", 0) + 1
+                return
+            self.shard.latency.add(time.time() - sent_at)
+            if seq == seen.last + 1 or seen.last == 0:
+                pass
+            elif seq > seen.last:
+                seen.gaps += seq - seen.last - 1
+            else:
+                seen.out_of_order += 1
+            seen.last = max(seen.last, seq)
+        elif payload.startswith(b'{"op":"reply"'):
+            if b'"ok":true' in payload:
+                if not self.subscribed.done():
+                    self.subscribed.set_result(None)
+                elif self.pub_room is not None:
+                    acked = self.shard.acked
+                    acked[self.pub_room] = acked.get(self.pub_room, 0) + 1
+            else:
+                self.shard.refused += 1
+                if not self.subscribed.done():
+                    self.subscribed.set_exception(RuntimeError(payload[:200].decode()))
+                    self.subscribed.exception()
+
+
+@dataclass
+class ShardRun:
+    shard: Shard
+    out: Outbox
+    go: Event
+    conns: list[LoadConn] = field(default_factory=list)
+    publishers: list[tuple[LoadConn, str]] = field(default_factory=list)
+    latency: Latencies = field(default_factory=Latencies)
+    connect_latency: Latencies = field(default_factory=Latencies)
+    errors: dict[str, int] = field(default_factory=dict)
+    published: dict[str, int] = field(default_factory=dict)
+    acked: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+
+    @property
+    def plan(self) -> Any:
+        return self.shard.plan
+
+    def _error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    async def run(self) -> None:
+        plan = self.plan
+        target = parse_target(plan.url)
+        headers = f"Authorization: Bearer {plan.token}\r\n".encode() if plan.token else b""
+        started = time.monotonic()
+        await self._open(target, headers, started + plan.duration)
+        opened_in = time.monotonic() - started
+        self.out.put(("ready", self.shard.index, {"opened": len(self.conns),
+                                                  "seconds": opened_in}))
+        # A multiprocessing Event, set by the parent once every shard is ready.
+        if not await asyncio.to_thread(self.go.wait, plan.duration + 300):
+            return  # the parent is gone
+        measured = time.monotonic()
+        if plan.scenario in ("fanout", "echo"):
+            await self._publish_for(plan.duration)
+            await self._settle()
+        elif plan.scenario == "idle":
+            await self._hold(plan.duration)
+        elapsed = time.monotonic() - measured
+        self.out.put(("result", self.shard.index, self._result(opened_in, elapsed)))
+        for c in self.conns:
+            c.close()
+        await asyncio.sleep(0.1)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _role(self, i: int) -> tuple[str | None, str | None]:
+        """(room to subscribe, room to publish) of connection ``i`` (global index)."""
+        plan = self.plan
+        if plan.scenario == "echo":
+            return f"echo-{i}", f"echo-{i}"
+        if plan.scenario == "fanout":
+            room = f"load-{i % plan.rooms}"
+            return (None, room) if i < plan.rooms else (room, None)
+        return None, None
+
+    async def _open(self, target: Target, headers: bytes, deadline: float) -> None:
+        shard, plan = self.shard, self.plan
+        sources = shard.sources or (None,)
+        gap = plan.processes / plan.connect_rate if plan.connect_rate else 0.0
+        sem = asyncio.Semaphore(256)  # handshakes in flight per process
+
+        async def one(k: int) -> None:
+            i = shard.first + k
+            sub, pub = self._role(i)
+            async with sem:
+                t0 = time.monotonic()
+                try:
+                    async with asyncio.timeout(max(1.0, deadline - t0)):
+                        conn = await connect(
+                            target.address, target.port, target.path,
+                            local_addr=sources[k % len(sources)],
+                            factory=lambda: LoadConn(target, headers, self))
+                        assert isinstance(conn, LoadConn)
+                        self.connect_latency.add(time.monotonic() - t0)
+                        self.conns.append(conn)
+                        if sub is not None:
+                            conn.room = sub
+                            conn.send(json.dumps({"op": "subscribe", "room": sub, "id": 0})
+                                      .encode())
+                            await conn.subscribed
+                        else:
+                            conn.subscribed.set_result(None)
+                except (OSError, TimeoutError, HandshakeError, RuntimeError) as exc:
+                    self._error(type(exc).__name__ + (f": {exc}"[:80] if str(exc) else ""))
+                    return
+            if pub is not None:
+                conn.pub_room = pub
+                self.publishers.append((conn, pub))
+
+        tasks = []
+        for k in range(shard.connections):
+            if time.monotonic() > deadline:
+                break
+            tasks.append(asyncio.create_task(one(k)))
+            if gap:
+                await asyncio.sleep(gap)
+            elif k % 256 == 255:
+                await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+
+    # -- scenarios -------------------------------------------------------------------------
+
+    async def _publish_for(self, seconds: float) -> None:
+        """Spread the shard's publish rate over its publishers, in 5 ms ticks."""
+        pubs = self.publishers
+        if not pubs:
+            await self._hold(seconds)
+            return
+        plan = self.plan
+        per_pub = plan.rate / (plan.rooms if plan.scenario == "fanout" else plan.connections)
+        rate = per_pub * len(pubs)
+        pad = "x" * max(0, plan.size - 48)
+        seq = {room: 0 for _, room in pubs}
+        start = last_report = time.monotonic()
+        sent, k = 0, 0
+        while (now := time.monotonic()) - start < seconds:
+            due = int(rate * (now - start)) - sent
+            for _ in range(due):
+                conn, room = pubs[k % len(pubs)]
+                k += 1
+                seq[room] += 1
+                data = {"t": time.time(), "s": seq[room], "pad": pad}
+                conn.write_raw(client_frame(json.dumps(
+                    {"op": "publish", "room": room, "id": seq[room], "data": data},
+                    separators=(",", ":")).encode()))
+                self.published[room] = self.published.get(room, 0) + 1
+            sent += max(0, due)
+            if now - last_report >= 1.0:
+                last_report = now
+                self._progress(now - start)
+            await asyncio.sleep(0.005)
+
+    async def _settle(self) -> None:
+        """Wait until every publish is answered and deliveries stop, at most ``settle`` s."""
+        plan = self.plan
+        end = time.monotonic() + plan.settle
+        total = sum(self.published.values())
+        last, quiet_since = -1, time.monotonic()
+        while time.monotonic() < end:
+            received = sum(c.seen.received for c in self.conns)
+            if received != last:
+                last, quiet_since = received, time.monotonic()
+            answered = sum(self.acked.values()) + self.refused >= total
+            if answered and time.monotonic() - quiet_since > 0.3:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _hold(self, seconds: float) -> None:
+        start = time.monotonic()
+        while (now := time.monotonic()) - start < seconds:
+            await asyncio.sleep(min(1.0, seconds - (now - start)))
+            self._progress(time.monotonic() - start)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _progress(self, elapsed: float) -> None:
+        self.out.put(("progress", self.shard.index, {
+            "elapsed": elapsed, "open": sum(not c.closed.done() for c in self.conns),
+            "published": sum(self.published.values()),
+            "received": sum(c.seen.received for c in self.conns),
+            "p99_ms": self.latency.summary()["p99_ms"],
+        }))
+
+    def _result(self, opened_in: float, elapsed: float) -> dict[str, Any]:
+        rooms: dict[str, dict[str, int]] = {}
+        close_codes: dict[str, int] = {}
+        for c in self.conns:
+            if c.close_code is not None:
+                close_codes[str(c.close_code)] = close_codes.get(str(c.close_code), 0) + 1
+            if c.room is None:
+                continue
+            r = rooms.setdefault(c.room, {"subscribers": 0, "received": 0, "gaps": 0,
+                                          "out_of_order": 0, "published": 0})
+            r["subscribers"] += 1
+            r["received"] += c.seen.received
+            r["gaps"] += c.seen.gaps
+            r["out_of_order"] += c.seen.out_of_order
+        for room, n in self.published.items():
+            r = rooms.setdefault(room, {"subscribers": 0, "received": 0, "gaps": 0,
+                                        "out_of_order": 0, "published": 0})
+            r["published"] += n
+            r["acked"] = self.acked.get(room, 0)
+        return {
+            "opened": len(self.conns), "open_at_end": sum(not c.closed.done()
+                                                          for c in self.conns),
+            "opened_in": opened_in, "elapsed": elapsed, "rooms": rooms,
+            "refused": self.refused, "errors": self.errors, "close_codes": close_codes,
+            "latency": self.latency.to_wire(), "connect_latency": self.connect_latency.to_wire(),
+        }
+
+
+def run_shard(shard: Shard, out: Outbox, go: Event) -> None:
+    """Process entry point."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        runner = asyncio.run
+    try:
+        runner(ShardRun(shard, out, go).run())
+    except Exception as exc:  # the parent reports it; a crashed shard must not hang the run
+        with contextlib.suppress(Exception):
+            out.put(("error", shard.index, repr(exc)))
