@@ -123,8 +123,10 @@ async def test_the_real_server_loses_nothing_and_the_cli_reports_it() -> None:
         assert m["received"] == m["expected_deliveries"] == m["acked"] * 19  # 19 per room
         assert m["sequence_gaps"] == 0 and m["sequence_out_of_order"] == 0
         assert report["server"]["cpu_seconds"] > 0 and report["server"]["connections_seen"] == 60
-        echo = await cli("loadtest", "echo", sp.url, "-c", "20", "-d", "1", "--rate", "100")
+        echo = await cli("loadtest", "echo", sp.url, "-c", "20", "-d", "1", "--rate", "100",
+                         "--pid", str(sp.proc.pid))
         assert echo.exit_code == 0, echo.output
         assert "lost 0" in echo.stdout and "p99" in echo.stdout
+        assert "bytes per connection" in echo.stdout  # the server's process, read by pid
     finally:
         sp.stop()

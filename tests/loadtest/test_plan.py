@@ -22,6 +22,7 @@ URL = "ws://127.0.0.1:8765/ws"
     (Plan("fanout", URL, connections=3, rooms=2), "at least 2 connections per room"),
     (Plan("idle", "wss://127.0.0.1/ws"), "ws:// URL"),
     (Plan("idle", URL, sources=("10.0.0.5",)), "source 10.0.0.5 is not a loopback"),
+    (Plan("idle", URL, connect_timeout=0), "--connect-timeout"),
 ])
 def test_unbounded_remote_or_malformed_plans_are_refused(plan: Plan, message: str) -> None:
     with pytest.raises(PlanError, match=message):

@@ -56,6 +56,11 @@ def _command(scenario: str) -> Any:
             "The target's admin URL (http://127.0.0.1:9765) for its CPU and memory."))] = None,
         admin_token: Annotated[str | None, typer.Option(
             envvar="WSOPS_ADMIN_TOKEN", help="Token for the admin API.")] = None,
+        pid: Annotated[int | None, typer.Option(help=(
+            "The target's process id (this machine): CPU and RSS of it and its children, for "
+            "servers without an admin API."))] = None,
+        connect_timeout: Annotated[float, typer.Option(
+            help="Seconds opening all connections may take.")] = 60.0,
         settle: Annotated[float, typer.Option(
             help="Seconds to wait for the last deliveries.")] = 2.0,
         allow_remote: Annotated[bool, typer.Option(
@@ -68,7 +73,8 @@ def _command(scenario: str) -> Any:
                         processes=max(processes, -(-connections // 15_000)), rooms=rooms,
                         rate=rate, size=size, connect_rate=connect_rate,
                         sources=tuple(source_range(sources)) if sources else (), token=token,
-                        admin_url=admin, allow_remote=allow_remote, settle=settle)
+                        admin_url=admin, allow_remote=allow_remote, settle=settle,
+                        connect_timeout=connect_timeout, server_pid=pid)
             plan.check()
         except PlanError as exc:
             typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)

@@ -83,6 +83,8 @@ class Plan:
     admin_url: str | None = None
     allow_remote: bool = False
     settle: float = 2.0  # seconds to wait for deliveries after the last publish
+    connect_timeout: float = 60.0  # seconds the opening of all connections may take
+    server_pid: int | None = None  # the target's process, for CPU and RSS without an admin API
 
     def check(self) -> Target:
         """Refuse a plan that is unbounded, malformed or aimed off this machine."""
@@ -92,6 +94,8 @@ class Plan:
             raise PlanError(f"--connections must be 1..{MAX_CONNECTIONS}")
         if not 0 < self.duration <= MAX_DURATION:
             raise PlanError(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
+        if not 0 < self.connect_timeout <= MAX_DURATION or not 0 <= self.settle <= 600:
+            raise PlanError("--connect-timeout must be in (0, 3600] and --settle in [0, 600]")
         if self.processes < 1 or self.processes > self.connections:
             raise PlanError("--processes must be 1..connections")
         if self.rooms < 1 or self.rate < 0 or not 16 <= self.size <= 1_000_000:

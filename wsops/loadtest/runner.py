@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
+
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.plan import Plan, shards
 from wsops.loadtest.worker import run_shard
@@ -25,8 +27,12 @@ class LoadTestError(RuntimeError):
     """The run could not complete (a process failed or went silent)."""
 
 
-def server_stats(admin_url: str | None, token: str | None = None) -> dict[str, Any] | None:
-    """The target's ``/admin/stats`` (CPU, RSS, connections), or None without an admin URL."""
+def server_stats(admin_url: str | None, token: str | None = None,
+                 pid: int | None = None) -> dict[str, Any] | None:
+    """The target's CPU, RSS and connections: from its process (``pid``, any server on this
+    machine, children included) or its ``/admin/stats``; None with neither."""
+    if pid is not None:
+        return process_stats(pid)
     if not admin_url:
         return None
     req = urllib.request.Request(admin_url.rstrip("/") + "/admin/stats")
@@ -40,6 +46,21 @@ def server_stats(admin_url: str | None, token: str | None = None) -> dict[str, A
         return {"error": repr(exc)}
 
 
+def process_stats(pid: int) -> dict[str, Any]:
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        cpu = rss = 0.0
+        for p in procs:
+            with p.oneshot():
+                t = p.cpu_times()
+                cpu += t.user + t.system
+                rss += p.memory_info().rss
+        return {"cpu_seconds": cpu, "rss_bytes": rss, "processes": len(procs)}
+    except psutil.Error as exc:
+        return {"error": repr(exc)}
+
+
 def execute(plan: Plan, on_progress: Progress | None = None,
             admin_token: str | None = None) -> dict[str, Any]:
     plan.check()
@@ -49,16 +70,16 @@ def execute(plan: Plan, on_progress: Progress | None = None,
     parts = shards(plan)
     procs = [ctx.Process(target=run_shard, args=(s, out, go), daemon=True,
                          name=f"wsops-loadtest-{s.index}") for s in parts]
-    server = {"start": server_stats(plan.admin_url, admin_token)}
+    server = {"start": server_stats(plan.admin_url, admin_token, plan.server_pid)}
     for p in procs:
         p.start()
     ready: dict[int, dict[str, Any]] = {}
     results: dict[int, dict[str, Any]] = {}
     progress: dict[int, dict[str, Any]] = {}
     try:
-        deadline = time.monotonic() + plan.duration + 60  # the connect phase is bounded too
+        deadline = time.monotonic() + plan.connect_timeout + 60  # opening is bounded too
         _collect(out, ready, results, progress, procs, deadline, "ready", len(parts), on_progress)
-        server["before"] = server_stats(plan.admin_url, admin_token)
+        server["before"] = server_stats(plan.admin_url, admin_token, plan.server_pid)
         if on_progress:
             on_progress("ready", {"opened": sum(r["opened"] for r in ready.values()),
                                   "seconds": max(r["seconds"] for r in ready.values())})
@@ -66,7 +87,7 @@ def execute(plan: Plan, on_progress: Progress | None = None,
         deadline = time.monotonic() + plan.duration + plan.settle + 60
         _collect(out, ready, results, progress, procs, deadline, "result", len(parts),
                  on_progress)
-        server["after"] = server_stats(plan.admin_url, admin_token)
+        server["after"] = server_stats(plan.admin_url, admin_token, plan.server_pid)
     finally:
         go.set()
         for p in procs:

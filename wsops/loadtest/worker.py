@@ -122,12 +122,12 @@ class ShardRun:
         target = parse_target(plan.url)
         headers = f"Authorization: Bearer {plan.token}\r\n".encode() if plan.token else b""
         started = time.monotonic()
-        await self._open(target, headers, started + plan.duration)
+        await self._open(target, headers, started + plan.connect_timeout)
         opened_in = time.monotonic() - started
         self.out.put(("ready", self.shard.index, {"opened": len(self.conns),
                                                   "seconds": opened_in}))
         # A multiprocessing Event, set by the parent once every shard is ready.
-        if not await asyncio.to_thread(self.go.wait, plan.duration + 300):
+        if not await asyncio.to_thread(self.go.wait, plan.connect_timeout + 300):
             return  # the parent is gone
         measured = time.monotonic()
         if plan.scenario in ("fanout", "echo"):
