@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+from wsload import SOCKETIO_PATH
 
 BENCH = Path(__file__).resolve().parent
 
@@ -134,9 +135,16 @@ class ManagedProcess:
                 self.proc.wait()
 
 
+NODE_WS = BENCH / "peers" / "node_ws"
+SERVER_KINDS = ("wsops", "naive", "socketio", "node-ws")
+
+
 class ServerProcess(ManagedProcess):
-    """A server under test: ``kind`` ``wsops`` (``wsops serve`` plus ``extra_args``) or
-    ``naive`` (the peer); ``name`` labels results and defaults to ``kind``."""
+    """A server under test: ``kind`` ``wsops`` (``wsops serve`` plus ``extra_args``), or one of
+    the peers in ``bench/peers``: ``naive`` (aiohttp), ``socketio`` (python-socketio) or
+    ``node-ws`` (Node ``ws``); ``name`` labels results and defaults to ``kind``. ``path`` and
+    ``dialect`` tell subscribers how to connect (see ``wsload.SubscriberPool``), ``subscribe``
+    what to send first (``None``: nothing)."""
 
     def __init__(self, kind: str, subscribers: int, logdir: Path, room: str, *,
                  name: str | None = None, extra_args: Sequence[str] = (),
@@ -145,6 +153,9 @@ class ServerProcess(ManagedProcess):
         self.kind = kind
         self.port = free_port()
         self.admin_port: int | None = None
+        self.path = "/ws"
+        self.dialect = "raw"
+        self.subscribe: str | None = None
         if kind == "wsops":
             admin = self.admin_port = free_port()
             argv = [
@@ -154,13 +165,23 @@ class ServerProcess(ManagedProcess):
                 "--max-connections", str(max(20000, subscribers + 10)), *extra_args,
             ]
             ready_url = f"http://127.0.0.1:{admin}/readyz"
-            self.subscribe: str | None = json.dumps(
+            self.subscribe = json.dumps(
                 {"op": "subscribe", "room": room, "id": 1}, separators=(",", ":"))
-        else:
-            argv = [sys.executable, str(BENCH / "peers" / "naive_aiohttp.py"),
+        elif kind in ("naive", "socketio"):
+            script = "naive_aiohttp.py" if kind == "naive" else "socketio_server.py"
+            argv = [sys.executable, str(BENCH / "peers" / script),
                     "--port", str(self.port), *extra_args]
             ready_url = f"http://127.0.0.1:{self.port}/healthz"
-            self.subscribe = None
+            if kind == "socketio":
+                self.path, self.dialect = SOCKETIO_PATH, "socketio"
+        elif kind == "node-ws":
+            node = shutil.which("node")
+            if node is None or not (NODE_WS / "node_modules" / "ws").is_dir():
+                raise RuntimeError(f"node-ws needs node and its modules: npm ci --prefix {NODE_WS}")
+            argv = [node, str(NODE_WS / "server.js"), "--port", str(self.port), *extra_args]
+            ready_url = f"http://127.0.0.1:{self.port}/healthz"
+        else:
+            raise ValueError(f"unknown server kind {kind!r}")
         super().__init__(name, argv, logdir / f"{name}-{self.port}.log", ready_url, env, cpus)
 
 
@@ -172,10 +193,11 @@ class WorkerProcess:
         self.ps = psutil.Process(proc.pid)
 
     @classmethod
-    async def start(cls, port: int, subscribers: int) -> WorkerProcess:
+    async def start(cls, port: int, subscribers: int, path: str = "/ws",
+                    dialect: str = "raw") -> WorkerProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(BENCH / "loadworker.py"), "--port", str(port),
-            "--subscribers", str(subscribers),
+            "--subscribers", str(subscribers), "--path", path, "--dialect", dialect,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
         )

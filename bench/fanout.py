@@ -14,6 +14,11 @@ The figure is the server process's CPU time (user + system, psutil) from just be
 publish until every subscriber counted every message (or the timeout), divided by the messages
 the subscribers counted. Only 127.0.0.1 is used; every process started is killed on exit.
 
+With ``--latency``, each paced publish carries its send time (``wsload.stamp_data``) and the
+subscribers record every delivery's publish-to-receive latency (p50/p99 per paced run).
+``--servers`` also takes the other peers (``socketio``, ``node-ws``); ``bench/peers.py`` runs
+them all, with wsops bare and instrumented.
+
 Run: ``python bench/fanout.py [--subscribers 1000 --messages 500 --repeat 3 --json out.json]``
 (the defaults keep the whole run under 2 minutes on 2 cores; the naive peer needs ~40 s of CPU
 for a burst of 2000 messages to 1000 subscribers here, so raise ``--timeout`` with ``--messages``;
@@ -40,11 +45,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchprocs import Profiler, ServerProcess, WorkerProcess, cpu_seconds, sys_seconds
-from wsload import RawWebSocket, client_frame, connect
+from benchprocs import (
+    SERVER_KINDS,
+    Profiler,
+    ServerProcess,
+    WorkerProcess,
+    cpu_seconds,
+    sys_seconds,
+)
+from wsload import RawWebSocket, SocketIOClient, client_frame, connect, stamp_data
+
+from wsops.loadtest.latency import Latencies
 
 ROOM = "bench"
-SERVERS = ("wsops", "naive")
+SERVERS = ("wsops", "naive")  # the default pair
 MODES = ("burst", "paced")
 
 
@@ -69,17 +83,26 @@ class Result:
     deliveries_per_s: float
     min_each: int
     closed: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, Any] | None = None  # paced with --latency: Latencies.summary() (ms)
 
 
-def publish_frames(first_id: int, count: int, room: str = ROOM) -> list[bytes]:
-    """Masked client frames of ``count`` publishes with a 64-character data string each."""
-    frames = []
-    for i in range(first_id, first_id + count):
-        data = f"{i:010d}-" + "x" * 53
-        text = json.dumps({"op": "publish", "room": room, "id": i, "data": data},
-                          separators=(",", ":"))
-        frames.append(client_frame(text.encode()))
-    return frames
+def publish_frame(i: int, room: str = ROOM, dialect: str = "raw",
+                  stamp_ns: int | None = None) -> bytes:
+    """A masked client frame of publish ``i`` with a 64-character data string (carrying
+    ``stamp_ns`` if given). ``raw``: the wsops publish JSON; ``socketio``: the same JSON object
+    as the argument of a ``publish`` event."""
+    data = f"{i:010d}-" + "x" * 53 if stamp_ns is None else stamp_data(stamp_ns, f"{i:010d}")
+    text = json.dumps({"op": "publish", "room": room, "id": i, "data": data},
+                      separators=(",", ":"))
+    if dialect == "socketio":
+        return SocketIOClient.event_frame("publish", text)
+    return client_frame(text.encode())
+
+
+def publish_frames(first_id: int, count: int, room: str = ROOM,
+                   dialect: str = "raw") -> list[bytes]:
+    """Masked client frames of ``count`` publishes (see ``publish_frame``)."""
+    return [publish_frame(i, room, dialect) for i in range(first_id, first_id + count)]
 
 
 class Session:
@@ -102,7 +125,7 @@ class Session:
         await self.all({"cmd": "settle", "quiet": 0.3, "time_limit": 30.0}, 40.0)
 
     def frames(self, count: int) -> list[bytes]:
-        frames = publish_frames(self.next_id, count)
+        frames = publish_frames(self.next_id, count, dialect=self.server.dialect)
         self.next_id += count
         return frames
 
@@ -116,9 +139,11 @@ class Session:
     async def measure(self, mode: str, rep: int) -> Result:
         args = self.args
         count = args.messages if mode == "burst" else args.paced_messages
+        latency = mode == "paced" and getattr(args, "latency", False)
+        first_id = self.next_id
         frames = self.frames(count)
         blob = b"".join(frames)
-        await self.all({"cmd": "arm"}, 5.0)
+        await self.all({"cmd": "arm", "latency": latency}, 5.0)
         self.profiler.start(f"{self.server.name}-{mode}-{rep}")
         loader0 = sum(cpu_seconds(w.ps) for w in self.workers)
         cpu0 = cpu_seconds(self.server.ps)
@@ -133,6 +158,9 @@ class Session:
             end = time.monotonic() + args.timeout
             gap = args.gap_ms / 1000
             for i, frame in enumerate(frames, 1):
+                if latency:  # stamped as it goes out (same size as the prepared frame)
+                    frame = publish_frame(first_id + i - 1, ROOM, self.server.dialect,
+                                          time.monotonic_ns())
                 self.publisher.write_raw(frame)
                 left = end - time.monotonic()
                 limit = max(min(left, 2.0), 0.01)
@@ -146,6 +174,10 @@ class Session:
         sys_s = sys_seconds(self.server.ps) - sys0
         self.profiler.stop()
         loader = sum(cpu_seconds(w.ps) for w in self.workers) - loader0
+        lat = None
+        if latency:
+            lat = Latencies.merged(Latencies.from_wire(h)
+                                   for h in await self.all({"cmd": "latency"}, 10.0)).summary()
         subs = sum(a["subscribers"] for a in answers)
         received = sum(a["received"] for a in answers)
         closed: dict[str, int] = {}
@@ -160,7 +192,7 @@ class Session:
             seconds=seconds, server_cpu_s=cpu, server_sys_s=sys_s, loader_cpu_s=loader,
             us_per_delivery=cpu / received * 1e6 if received else float("nan"),
             deliveries_per_s=received / seconds if seconds > 0 else 0.0,
-            min_each=min(a["min_each"] for a in answers), closed=closed,
+            min_each=min(a["min_each"] for a in answers), closed=closed, latency=lat,
         )
 
 
@@ -178,7 +210,8 @@ async def fanout_session(server: ServerProcess, args: argparse.Namespace, profil
     label = f"{server.name} #{rep}"
     try:
         for n in split(args.subscribers, args.workers):
-            workers.append(await WorkerProcess.start(server.port, n))
+            workers.append(await WorkerProcess.start(server.port, n, server.path,
+                                                     server.dialect))
         profiler.start(f"{server.name}-connect-{rep}")
         t0 = time.monotonic()
         cpu0 = cpu_seconds(server.ps)
@@ -192,7 +225,12 @@ async def fanout_session(server: ServerProcess, args: argparse.Namespace, profil
             raise RuntimeError(f"only {n_open}/{args.subscribers} subscribers: "
                                f"{[o['failures'] for o in opened]}")
         async with asyncio.timeout(10.0):
-            publisher = await connect("127.0.0.1", server.port)
+            if server.dialect == "socketio":
+                publisher = await connect("127.0.0.1", server.port, server.path,
+                                          factory=lambda: SocketIOClient("127.0.0.1", server.port))
+                await publisher.first_text  # connected to the namespace
+            else:
+                publisher = await connect("127.0.0.1", server.port, server.path)
         session = Session(server, workers, publisher, args, profiler)
         await session.settle()
         profiler.stop()
@@ -215,8 +253,10 @@ async def run_modes(session: Session, rep: int) -> list[Result]:
     for mode in MODES:
         r = await session.measure(mode, rep)
         results.append(r)
+        lat = (f", p50 {r.latency['p50_ms']} ms, p99 {r.latency['p99_ms']} ms"
+               if r.latency else "")
         print(f"  [{label}] {mode:5}: {r.us_per_delivery:6.2f} us/delivery, "
-              f"{r.deliveries_per_s:>10,.0f} deliveries/s, losses {r.losses}, "
+              f"{r.deliveries_per_s:>10,.0f} deliveries/s{lat}, losses {r.losses}, "
               f"{r.seconds:.2f}s, server CPU {r.server_cpu_s:.2f}s "
               f"({r.server_sys_s / r.server_cpu_s if r.server_cpu_s else 0:.0%} sys), "
               f"loader CPU {r.loader_cpu_s:.2f}s{'' if r.complete else ' (TIMEOUT)'}",
@@ -225,9 +265,13 @@ async def run_modes(session: Session, rep: int) -> list[Result]:
     return results
 
 
-async def run_server(name: str, rep: int, args: argparse.Namespace, logdir: Path) -> list[Result]:
-    """Start ``name``, connect everyone, run every mode, stop everything (always)."""
-    server = ServerProcess(name, args.subscribers, logdir, ROOM)
+async def run_server(name: str, rep: int, args: argparse.Namespace, logdir: Path, *,
+                     kind: str | None = None, extra_args: tuple[str, ...] = (),
+                     env: dict[str, str] | None = None) -> list[Result]:
+    """Start server ``name`` (of ``kind``, default ``name``; see ``ServerProcess``), connect
+    everyone, run every mode, stop everything (always)."""
+    server = ServerProcess(kind or name, args.subscribers, logdir, ROOM, name=name,
+                           extra_args=extra_args, env=env)
     profiler = Profiler(args.profile, server.proc.pid)
     try:
         await server.wait_ready()
@@ -240,8 +284,9 @@ async def run_server(name: str, rep: int, args: argparse.Namespace, logdir: Path
 
 def summarize(results: list[Result]) -> list[dict[str, Any]]:
     rows = []
+    names = list(dict.fromkeys(r.server for r in results))
     for mode in MODES:
-        for name in SERVERS:
+        for name in names:
             rs = [r for r in results if r.server == name and r.mode == mode]
             if not rs:
                 continue
@@ -317,8 +362,9 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if all(r.losses == 0 for r in results) else 1
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="wsops vs naive aiohttp fan-out CPU benchmark")
+def arg_parser(description: str, timeout: float = 30.0) -> argparse.ArgumentParser:
+    """The workload's options (shared with ``bench/peers.py``)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=500, help="messages in the burst")
     parser.add_argument("--paced-messages", type=int, default=200)
@@ -326,16 +372,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured messages first")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="subscriber processes (1-2)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per measurement, seconds")
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help="per measurement, seconds")
     parser.add_argument("--json", help="write results to this file")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="py-spy each phase of the server into DIR (adds overhead)")
-    args = parser.parse_args()
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not 1 <= args.subscribers <= 18000:
         parser.error("--subscribers must be in 1..18000 (20000 open files per process)")
     if not 1 <= args.workers <= 4:
         parser.error("--workers must be in 1..4")
+
+
+def main() -> None:
+    parser = arg_parser("wsops vs naive aiohttp fan-out CPU benchmark")
+    parser.add_argument("--servers", nargs="+", choices=SERVER_KINDS, default=list(SERVERS))
+    parser.add_argument("--latency", action="store_true",
+                        help="record publish-to-receive latency of each paced delivery")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy each phase of the server into DIR (adds overhead)")
+    args = parser.parse_args()
+    check_args(parser, args)
     sys.exit(asyncio.run(main_async(args)))
 
 

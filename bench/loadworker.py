@@ -15,14 +15,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from wsload import SubscriberPool
+from wsload import DIALECTS, SubscriberPool
 
 
 class Worker:
     """Serves a ``SubscriberPool`` over JSON lines: one command in, one answer out.
 
     Commands: ``{"cmd": "open", "subscribe": str|null}``, ``{"cmd": "settle"}``,
-    ``{"cmd": "arm"}``, ``{"cmd": "wait", "each": N, "time_limit": S}``, ``{"cmd": "close"}``.
+    ``{"cmd": "arm", "latency": bool}``, ``{"cmd": "wait", "each": N, "time_limit": S}``,
+    ``{"cmd": "latency"}`` (the histogram since ``arm``, ``Latencies.to_wire``),
+    ``{"cmd": "close"}``.
     """
 
     def __init__(self, pool: SubscriberPool, n: int) -> None:
@@ -44,8 +46,10 @@ class Worker:
                                       float(cmd.get("time_limit", 30.0)))
             return {"total": total}
         if name == "arm":
-            pool.arm()
+            pool.arm(bool(cmd.get("latency", False)))
             return {"armed": pool.tally.total}
+        if name == "latency":
+            return pool.latencies.to_wire()
         if name == "wait":
             return await pool.wait_each(int(cmd["each"]), float(cmd.get("time_limit", 30.0)))
         if name == "close":
@@ -75,8 +79,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/ws")
     parser.add_argument("--subscribers", type=int, required=True)
+    parser.add_argument("--dialect", choices=DIALECTS, default="raw",
+                        help="socketio: Engine.IO v4 WebSocket transport (use its --path)")
     args = parser.parse_args(argv)
-    worker = Worker(SubscriberPool(args.host, args.port, args.path), args.subscribers)
+    worker = Worker(SubscriberPool(args.host, args.port, args.path, args.dialect),
+                    args.subscribers)
     try:
         import uvloop
     except ImportError:

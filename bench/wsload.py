@@ -6,16 +6,27 @@ offered) and a frame scanner that reads only frame headers, skipping payloads wi
 them, and counts complete text messages. Frames split across TCP reads are handled. Pings are
 answered and a close is echoed, so the clients also work against servers with heartbeats.
 
+Subscribers speak one of two dialects: ``raw`` (plain WebSocket text frames: wsops, the naive
+aiohttp and Node ``ws`` peers) or ``socketio`` (Engine.IO v4 / Socket.IO v5 over the WebSocket
+transport, see ``SocketIOClient``). Either way only deliveries are counted.
+
+Latency: a publish whose data string starts with ``@`` and 19 digits (``stamp_data``) carries
+its send time, ``time.monotonic_ns()`` of the publisher (CLOCK_MONOTONIC: one clock for every
+process of the machine). While a pool's ``arm(latency=True)`` holds, each subscriber reads that
+stamp from every delivery it gets and adds ``now - stamp`` to the pool's ``Latencies``.
+
 ``bench/loadworker.py`` runs a ``SubscriberPool`` in a process of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
 
+from wsops.loadtest.latency import Latencies
 from wsops.loadtest.wire import (  # noqa: F401 (re-exported for the bench scripts)
     OP_TEXT,
     HandshakeError,
@@ -24,6 +35,87 @@ from wsops.loadtest.wire import (  # noqa: F401 (re-exported for the bench scrip
     client_frame,
     connect,
 )
+
+DIALECTS = ("raw", "socketio")
+SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+_STAMP = b'"@'
+
+
+def stamp_data(stamp_ns: int, rest: str, size: int = 64) -> str:
+    """A ``size``-character data string carrying ``stamp_ns`` (see the module docstring)."""
+    return f"@{stamp_ns:019d}-{rest}".ljust(size, "x")[:size]
+
+
+def record_latency(latencies: Latencies, payload: bytes) -> None:
+    """Add the age of the stamp in ``payload`` (if any) to ``latencies``."""
+    i = payload.find(_STAMP)
+    if i >= 0:
+        with contextlib.suppress(ValueError):
+            latencies.add((time.monotonic_ns() - int(payload[i + 2 : i + 21])) / 1e9)
+
+
+class Subscriber(RawWebSocket):
+    """A raw subscriber: every text message is a delivery. Payloads are only looked at while
+    ``latencies`` is set (``SubscriberPool.arm`` hands the scanner ``on_text`` then)."""
+
+    latencies: Latencies | None = None
+
+    def on_text(self, payload: bytes) -> None:
+        if self.latencies is not None:
+            record_latency(self.latencies, payload)
+
+
+class SocketIOClient(RawWebSocket):
+    """A Socket.IO v5 client on Engine.IO v4's WebSocket transport (no HTTP polling first).
+
+    Connect to ``SOCKETIO_PATH``. The server opens with ``0{...}`` (Engine.IO open); the client
+    answers ``40`` (Socket.IO connect to the ``/`` namespace), and the server's ``40{"sid":...}``
+    resolves ``first_text``. Server pings ``2`` are answered with ``3``. Only event packets
+    (``42[...]``) count, as deliveries, in ``texts`` and the tally; ``event_frame`` builds one.
+    """
+
+    wants_text = True
+
+    def __init__(self, host: str, port: int, path: str = SOCKETIO_PATH,
+                 tally: Tally | None = None) -> None:
+        super().__init__(host, port, path, tally)
+        self.events = 0
+        self.latencies: Latencies | None = None
+
+    @staticmethod
+    def event_frame(event: str, data_json: str) -> bytes:
+        """A masked client frame of the event ``event`` with one argument (JSON text)."""
+        return client_frame(b'42["%s",%s]' % (event.encode(), data_json.encode()))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded.done():
+            data = self._handshake(data)
+            if not data:
+                return
+        before = self.events
+        self.scanner.feed(data)
+        if self.events > before and self.tally is not None:
+            self.tally.add(self.events - before)
+
+    def on_text(self, payload: bytes) -> None:
+        if payload[:2] == b"42":
+            self.events += 1
+            if self.latencies is not None:
+                record_latency(self.latencies, payload)
+        elif payload[:1] == b"2":
+            self.send(b"3" + payload[1:])  # Engine.IO ping -> pong
+        elif payload[:1] == b"0":
+            self.send(b"40")  # Engine.IO open -> Socket.IO connect to "/"
+        elif payload[:2] == b"40":
+            if not self.first_text.done():
+                self.first_text.set_result(None)
+        elif payload[:2] == b"44" and not self.first_text.done():
+            self.first_text.set_exception(ConnectionError(f"connect_error {payload[2:]!r}"))
+            self.first_text.exception()
+
+    @property
+    def texts(self) -> int:
+        return self.events
 
 
 class EchoClient(RawWebSocket):
@@ -89,12 +181,16 @@ class EchoClient(RawWebSocket):
 
 class SubscriberPool:
     """Many subscribers sharing one ``Tally``; each may send one subscribe frame and await
-    its first text frame (the reply) before it counts as ready."""
+    its first text frame (the reply) before it counts as ready. ``dialect="socketio"``
+    subscribers instead await their Socket.IO connect (and send nothing else)."""
 
-    def __init__(self, host: str, port: int, path: str = "/ws") -> None:
-        self.host, self.port, self.path = host, port, path
+    def __init__(self, host: str, port: int, path: str = "/ws", dialect: str = "raw") -> None:
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}")
+        self.host, self.port, self.path, self.dialect = host, port, path, dialect
         self.tally = Tally()
-        self.conns: list[RawWebSocket] = []
+        self.latencies = Latencies()
+        self.conns: list[Subscriber | SocketIOClient] = []
         self.failures: list[str] = []
         self._base_total = 0
         self._base_each: list[int] = []
@@ -109,18 +205,27 @@ class SubscriberPool:
     ) -> None:
         """Open ``n`` subscribers, ``concurrency`` handshakes at a time, within ``time_limit``."""
         gate = asyncio.Semaphore(concurrency)
+        host, port, path, tally = self.host, self.port, self.path, self.tally
+        socketio = self.dialect == "socketio"
+
+        def factory() -> RawWebSocket:
+            if socketio:
+                return SocketIOClient(host, port, path, tally)
+            return Subscriber(host, port, path, tally)
 
         async def one() -> None:
             async with gate:
                 try:
                     async with asyncio.timeout(10.0):
-                        ws = await connect(self.host, self.port, self.path, tally=self.tally)
+                        ws = await connect(host, port, path, factory=factory)
                 except (OSError, TimeoutError, HandshakeError) as exc:
                     self.failures.append(repr(exc))
                     return
+                assert isinstance(ws, Subscriber | SocketIOClient)
                 self.conns.append(ws)
-                if subscribe is not None:
-                    ws.send(subscribe)
+                if subscribe is not None or socketio:
+                    if subscribe is not None:
+                        ws.send(subscribe)
                     try:
                         await asyncio.wait_for(ws.first_text, 10.0)
                     except (ConnectionError, TimeoutError) as exc:
@@ -143,10 +248,17 @@ class SubscriberPool:
             await asyncio.sleep(quiet)
         return self.tally.total
 
-    def arm(self) -> None:
-        """Take the current counts as the baseline of the next measurement."""
+    def arm(self, latency: bool = False) -> None:
+        """Take the current counts as the baseline of the next measurement; with ``latency``,
+        record the latency of each delivery from now on (into a fresh ``latencies``)."""
         self._base_total = self.tally.total
         self._base_each = [c.texts for c in self.conns]
+        self.latencies = Latencies()
+        for c in self.conns:
+            c.latencies = self.latencies if latency else None
+            if isinstance(c, Subscriber):
+                # Raw subscribers skip payloads unseen unless a latency is wanted.
+                c.scanner.on_text = c.on_text if latency else None
 
     async def wait_each(self, each: int, time_limit: float) -> dict[str, Any]:
         """Wait until the pool received ``each`` messages per subscriber since ``arm``."""
