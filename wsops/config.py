@@ -40,6 +40,7 @@ class Settings:
     tracing: bool = True
     trace_sample_ratio: float | None = None
     slo_seconds: float = 0.010
+    workers: int = 1  # > 1: a supervisor runs this many processes on the port (SO_REUSEPORT)
 
     def __post_init__(self) -> None:
         problems = []
@@ -50,6 +51,8 @@ class Settings:
         for name in ("heartbeat", "rate_limit", "history_ttl", "drain_deadline", "slo_seconds"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
+        if not 1 <= self.workers <= 256:
+            problems.append("workers must be within [1, 256]")
         if self.history_size < 0 or self.drain_interval < 0:
             problems.append("history_size and drain_interval must be >= 0")
         ratio = self.trace_sample_ratio

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from wsops.config import Settings
+
+if TYPE_CHECKING:
+    from wsops.server.app import Node
 
 log = logging.getLogger("wsops.serve")
 D = Settings()
@@ -104,14 +108,21 @@ def serve(
     slo_seconds: Annotated[
         float, _opt("SLO_SECONDS", "Delivery-latency SLO: a histogram boundary sits here.")
     ] = D.slo_seconds,
+    workers: Annotated[int, _opt(
+        "WORKERS", "Processes serving the port together (SO_REUSEPORT), one node to clients. "
+        "Above 1 this process supervises them: rooms span workers through the --broker (with "
+        "'memory', a private redis-server it starts), the admin listener serves the node: "
+        "/metrics as per-worker series labelled worker=\"0..N-1\", /admin/stats summed, "
+        "/readyz ready when every worker is; a worker that dies is restarted.")] = D.workers,
     no_uvloop: Annotated[bool, typer.Option(help="Use asyncio's own event loop.")] = False,
 ) -> None:
     """Run the realtime server (WebSocket at /ws) with its admin listener.
 
-    Example: wsops serve --allow-anonymous --port 8765
+    Example: wsops serve --allow-anonymous --port 8765 --workers 2
 
-    SIGTERM or Ctrl-C drains the node (readiness 503, connections closed with 1012 in batches)
-    and exits. Every option can also be set with the WSOPS_* variable shown.
+    SIGTERM or Ctrl-C drains the node (readiness 503, connections closed with 1012 in batches;
+    with --workers, every worker) and exits. Every option can also be set with the WSOPS_*
+    variable shown.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -127,25 +138,40 @@ def serve(
             send_queue_bytes=send_queue_bytes, history_size=history_size, history_ttl=history_ttl,
             drain_batch=drain_batch, drain_interval=drain_interval, drain_deadline=drain_deadline,
             instrument=instrument, runtime_metrics=runtime_metrics, tracing=tracing,
-            trace_sample_ratio=trace_sample_ratio, slo_seconds=slo_seconds,
+            trace_sample_ratio=trace_sample_ratio, slo_seconds=slo_seconds, workers=workers,
         )
-        run(settings, use_uvloop=not no_uvloop)
+        code = run(settings, use_uvloop=not no_uvloop)
     except (ValueError, OSError) as exc:
         typer.secho(f"wsops serve: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
 
 
-def run(settings: Settings, *, use_uvloop: bool = True) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and exit."""
+def run(settings: Settings, *, use_uvloop: bool = True) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and exit; returns the exit code.
+
+    With ``settings.workers > 1`` this process supervises that many worker processes.
+    """
+    if settings.workers > 1:
+        from wsops.ops.supervisor import supervise
+
+        return supervise(settings, use_uvloop=use_uvloop)
+    run_loop(_serve(settings), use_uvloop=use_uvloop)
+    return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None], *, use_uvloop: bool) -> None:
+    """Run ``main`` on uvloop when asked for and installed, else on asyncio's loop."""
     if use_uvloop:
         try:
             import uvloop
 
-            uvloop.run(_serve(settings))
+            uvloop.run(main)
             return
         except ImportError:
             pass
-    asyncio.run(_serve(settings))
+    asyncio.run(main)
 
 
 async def _serve(settings: Settings) -> None:
@@ -156,16 +182,24 @@ async def _serve(settings: Settings) -> None:
         admin = f" admin {node.admin.url}" if node.admin else ""
         log.info("wsops serving ws://%s:%d/ws%s (broker %s)", settings.host, port, admin,
                  node.broker.name)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("draining %d connections (deadline %.0fs)", len(node.hub.conns),
-                 settings.drain_deadline)
-        task = node.drain()
-        # A second signal during the drain exits at once.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        status = await node.drainer.wait()
-        log.info("drained: closed %d, forced %d; exiting", status.closed, status.forced)
+        await drain_on_signal(node)
+
+
+async def drain_on_signal(
+    node: Node, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Wait for one of ``signals`` (or ``stop``), then drain ``node``; a second signal during
+    the drain ends it at once."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining %d connections (deadline %.0fs)", len(node.hub.conns),
+             node.settings.drain_deadline)
+    task = node.drain()
+    for sig in signals:
+        loop.add_signal_handler(sig, task.cancel)
+    status = await node.drainer.wait()
+    log.info("drained: closed %d, forced %d; exiting", status.closed, status.forced)

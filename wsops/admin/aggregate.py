@@ -1,0 +1,274 @@
+"""The admin listener of ``wsops serve --workers N``: one node made of N worker processes.
+
+Each worker keeps its own admin listener on a private loopback port; this one, on the public
+admin port, answers for the node by asking them all in parallel:
+
+- ``/metrics``: every worker's series with a ``worker="i"`` label added (one HELP/TYPE per
+  family), plus ``wsops_worker_up`` and ``wsops_worker_restarts_total``. Per-worker series rather
+  than prometheus-client's multiprocess mode: the wsops collectors compute gauges from live
+  sets at scrape time, which multiprocess mode cannot share, and a restarted worker's counters
+  then reset under their own label, which ``rate()`` handles.
+- ``/readyz``: 200 only when the supervisor and every worker are ready; ``/healthz``: 200 while
+  the supervisor runs.
+- ``/admin/stats``, ``/admin/drain``, ``/admin/connections``: sums, with a ``workers`` list;
+  drain start and cancel go to every worker. The same token rules (``admin_auth``) apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, exposition, parser
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.openmetrics import parser as om_parser
+from prometheus_client.registry import Collector
+
+from wsops import __version__
+from wsops.admin.api import _body, _json
+from wsops.admin.listener import AdminListener
+
+TIMEOUT = 2.0
+SUMMED = ("connections", "messages_in_per_second", "messages_out_per_second", "rss_bytes",
+          "cpu_seconds", "open_fds", "gc_collections", "gc_pause_seconds")
+WORST = ("delivery_p99_seconds", "loop_lag_p99_seconds")  # no exact node quantile: the worst
+DRAIN_COUNTS = ("total", "closed", "forced", "batches", "remaining")
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    """What the supervisor knows of one worker: its admin URL (None while it is down)."""
+
+    index: int
+    admin_url: str | None
+    pid: int | None
+    restarts: int
+
+
+class _Families(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def merge_expositions(
+    texts: Sequence[tuple[str, str]], extra: Iterable[Metric] = (), openmetrics: bool = False
+) -> bytes:
+    """Workers' expositions ``(worker, text)`` as one, each sample labelled ``worker``."""
+    parse = om_parser.text_string_to_metric_families if openmetrics else (
+        parser.text_string_to_metric_families)
+    families: dict[str, Metric] = {}
+    for worker, text in texts:
+        for fam in parse(text):
+            merged = families.get(fam.name)
+            if merged is None:
+                merged = families[fam.name] = Metric(fam.name, fam.documentation, fam.type,
+                                                     fam.unit)
+            merged.samples.extend(
+                s._replace(labels={**s.labels, "worker": worker}) for s in fam.samples)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([*families.values(), *extra]))
+    if openmetrics:
+        return om_exposition.generate_latest(registry)  # type: ignore[no-untyped-call,no-any-return]
+    return exposition.generate_latest(registry)
+
+
+def merge_drain(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The node's drain status from its workers' (``GET /admin/drain`` shape)."""
+    names = {s.get("state", "idle") for s in states}
+    if len(names) == 1:
+        state = names.pop()
+    elif names & {"draining", "drained"}:
+        state = "draining"  # some done, some not (or restarted meanwhile)
+    else:
+        state = "cancelled" if "cancelled" in names else "idle"
+    out: dict[str, Any] = {"state": state}
+    for key in DRAIN_COUNTS:
+        out[key] = sum(int(s.get(key) or 0) for s in states)
+    started = [s["started_at"] for s in states if s.get("started_at") is not None]
+    finished = [s["finished_at"] for s in states if s.get("finished_at") is not None]
+    out["started_at"] = min(started) if started else None
+    out["finished_at"] = max(finished) if state == "drained" and finished else None
+    return out
+
+
+def _add_counts(into: dict[str, int], counts: Any) -> None:
+    for key, n in (counts or {}).items():
+        into[key] = into.get(key, 0) + int(n)
+
+
+def merge_stats(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Sums (connections, rates, RSS, CPU), the worst quantiles, the weighted memory per
+    connection; ``draining`` when any worker drains."""
+    out: dict[str, Any] = {k: sum(float(s.get(k) or 0) for s in stats) for k in SUMMED}
+    out["connections"] = int(out["connections"])
+    for key in WORST:
+        values = [float(s[key]) for s in stats if s.get(key) is not None]
+        out[key] = max(values) if values else None
+    conns = out["connections"]
+    out["memory_per_connection_bytes"] = sum(
+        float(s.get("memory_per_connection_bytes") or 0) * int(s.get("connections") or 0)
+        for s in stats) / conns if conns else 0.0
+    by_route: dict[str, int] = {}
+    for s in stats:
+        _add_counts(by_route, s.get("connections_by_route"))
+    out["connections_by_route"] = by_route
+    out["draining"] = any(s.get("draining") for s in stats)
+    out["drain"] = merge_drain([s.get("drain") or {} for s in stats])
+    return out
+
+
+class WorkersAdmin(AdminListener):
+    """The public admin listener of a supervisor; ``workers()`` says where the workers are and
+    ``own_reasons()`` why the supervisor itself is not ready (starting, stopping)."""
+
+    def __init__(self, host: str, port: int, token: str | None,
+                 workers: Callable[[], Sequence[WorkerRef]],
+                 own_reasons: Callable[[], list[str]]) -> None:
+        super().__init__(host, port, token)
+        self.token = token
+        self.workers = workers
+        self.add_readiness_check(lambda: "; ".join(own_reasons()) or None)
+        self._session: aiohttp.ClientSession | None = None
+        r = self.app.router
+        r.add_get("/metrics", self._metrics)
+        r.add_get("/admin/stats", self._stats)
+        r.add_get("/admin/drain", self._drain_status)
+        r.add_post("/admin/drain", self._drain_start)
+        r.add_post("/admin/drain/cancel", self._drain_cancel)
+        r.add_get("/admin/connections", self._connections)
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, ref: WorkerRef, method: str, path: str, *, json: Any = None,
+                    accept: str | None = None) -> tuple[int, Any] | str:
+        """(status, JSON or text) from one worker, or a string saying why there is none."""
+        if ref.admin_url is None or self._session is None:
+            return "down"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if accept:
+            headers["Accept"] = accept
+        try:
+            async with self._session.request(method, ref.admin_url + path, json=json,
+                                             headers=headers) as resp:
+                if resp.content_type == "application/json":
+                    return resp.status, await resp.json()
+                return resp.status, await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"unreachable ({type(exc).__name__})"
+
+    async def _each(self, method: str, path: str, **kw: Any) -> list[tuple[WorkerRef, Any]]:
+        refs = list(self.workers())
+        answers = await asyncio.gather(*(self._call(r, method, path, **kw) for r in refs))
+        return list(zip(refs, answers, strict=True))
+
+    @staticmethod
+    def _ok(answers: list[tuple[WorkerRef, Any]]) -> list[dict[str, Any]]:
+        return [a[1] for _, a in answers if isinstance(a, tuple) and isinstance(a[1], dict)
+                and a[0] < 300]
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        reasons = self.not_ready_reasons()
+        for ref, answer in await self._each("GET", "/readyz"):
+            if isinstance(answer, str):
+                reasons.append(f"worker {ref.index} {answer}")
+            elif answer[0] != 200:
+                said = answer[1].get("reasons") if isinstance(answer[1], dict) else None
+                reasons.extend(f"worker {ref.index}: {r}" for r in said or ["not ready"])
+        if reasons:
+            return web.json_response({"ready": False, "reasons": reasons}, status=503)
+        return web.json_response({"ready": True})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        om = "application/openmetrics-text" in request.headers.get("Accept", "")
+        accept = om_exposition.CONTENT_TYPE_LATEST if om else "text/plain"
+        answers = await self._each("GET", "/metrics", accept=accept)
+        up = GaugeMetricFamily("wsops_worker_up",
+                               "1 when the worker answered this scrape.", labels=["worker"])
+        restarts = CounterMetricFamily("wsops_worker_restarts",
+                                       "Times the supervisor restarted the worker.",
+                                       labels=["worker"])
+        texts = []
+        for ref, answer in answers:
+            ok = isinstance(answer, tuple) and answer[0] == 200 and isinstance(answer[1], str)
+            if ok:
+                texts.append((str(ref.index), answer[1]))
+            up.add_metric([str(ref.index)], 1.0 if ok else 0.0)
+            restarts.add_metric([str(ref.index)], ref.restarts)
+        body = merge_expositions(texts, [up, restarts], openmetrics=om)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = (om_exposition.CONTENT_TYPE_LATEST if om
+                                        else exposition.CONTENT_TYPE_LATEST)
+        return resp
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        answers = await self._each("GET", "/admin/stats")
+        workers = []
+        for ref, answer in answers:
+            row: dict[str, Any] = {"worker": ref.index, "pid": ref.pid,
+                                   "admin_url": ref.admin_url, "restarts": ref.restarts}
+            if isinstance(answer, tuple) and isinstance(answer[1], dict):
+                row.update(answer[1], up=True)
+            else:
+                row.update(up=False, error=answer if isinstance(answer, str) else
+                           f"HTTP {answer[0]}")
+            workers.append(row)
+        reasons = self.not_ready_reasons()
+        for row in workers:
+            if not row["up"]:
+                reasons.append(f"worker {row['worker']} {row['error']}")
+            reasons.extend(f"worker {row['worker']}: {r}" for r in
+                           row.get("not_ready_reasons") or ())
+        out = {"version": __version__, "started_at": self.started_at,
+               "uptime_seconds": time.time() - self.started_at, "ready": not reasons,
+               "not_ready_reasons": reasons,
+               **merge_stats([w for w in workers if w["up"]]), "workers": workers}
+        return _json(out)
+
+    async def _drain_status(self, request: web.Request) -> web.Response:
+        return _json(merge_drain(self._ok(await self._each("GET", "/admin/drain"))))
+
+    async def _drain_start(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        answers = await self._each("POST", "/admin/drain", json=body)
+        for _, answer in answers:
+            if isinstance(answer, tuple) and answer[0] == 400:  # same body: same refusal
+                raise web.HTTPBadRequest(text=str(answer[1]))
+        ok = self._ok(answers)
+        options = next((a["options"] for a in ok if a.get("options")), None)
+        return _json({**merge_drain(ok), "started": any(a.get("started") for a in ok),
+                      "options": options, "workers_reached": len(ok)}, status=202)
+
+    async def _drain_cancel(self, request: web.Request) -> web.Response:
+        ok = self._ok(await self._each("POST", "/admin/drain/cancel"))
+        return _json({**merge_drain(ok), "cancelled": any(a.get("cancelled") for a in ok)})
+
+    async def _connections(self, request: web.Request) -> web.Response:
+        try:
+            top = min(int(request.query.get("top", "20")), 100)
+        except ValueError:
+            raise web.HTTPBadRequest(text="'top' must be an integer\n") from None
+        ok = self._ok(await self._each("GET", f"/admin/connections?top={top}"))
+        by_route: dict[str, int] = {}
+        rooms: dict[str, int] = {}  # a room spanning workers: its connections on each, summed
+        for a in ok:
+            _add_counts(by_route, a.get("by_route"))
+            _add_counts(rooms, {r["room"]: r["connections"] for r in a.get("top_rooms") or ()})
+        busiest = sorted(rooms.items(), key=lambda kv: -kv[1])[:top]
+        return _json({"total": sum(int(a.get("total") or 0) for a in ok), "by_route": by_route,
+                      "top_rooms": [{"room": r, "connections": n} for r, n in busiest]})
