@@ -26,6 +26,7 @@ class Settings:
     max_message_size: int = 64 * 1024
     max_rooms_per_connection: int = 100
     max_connections: int = 10_000
+    backlog: int = 4096  # listen queue: a connection storm overflows aiohttp's 128 (SYN retries)
     rate_limit: float = 100.0
     rate_burst: int = 200
     rate_limit_strikes: int = 50
@@ -45,6 +46,7 @@ class Settings:
     def __post_init__(self) -> None:
         problems = []
         for name in ("port", "max_message_size", "max_rooms_per_connection", "max_connections",
+                     "backlog",
                      "rate_burst", "rate_limit_strikes", "send_queue_bytes", "drain_batch"):
             if getattr(self, name) < (0 if name == "port" else 1):
                 problems.append(f"{name} must be positive")

@@ -69,6 +69,10 @@ def serve(
     max_connections: Annotated[
         int, _opt("MAX_CONNECTIONS", "Connections per node; more get HTTP 503.")
     ] = D.max_connections,
+    backlog: Annotated[
+        int, _opt("BACKLOG", "Listen queue for new connections (the kernel caps it at "
+                  "net.core.somaxconn); too small, a connection storm waits on SYN retries.")
+    ] = D.backlog,
     rate_limit: Annotated[
         float, _opt("RATE_LIMIT", "Messages per second per connection (token bucket).")
     ] = D.rate_limit,
@@ -134,7 +138,8 @@ def serve(
             jwt_audience=jwt_audience, jwt_issuer=jwt_issuer, jwt_rooms_claim=jwt_rooms_claim,
             allowed_origins=tuple(allowed_origin or ()), heartbeat=heartbeat,
             max_message_size=max_message_size, max_rooms_per_connection=max_rooms_per_connection,
-            max_connections=max_connections, rate_limit=rate_limit, rate_burst=rate_burst,
+            max_connections=max_connections, backlog=backlog, rate_limit=rate_limit,
+            rate_burst=rate_burst,
             send_queue_bytes=send_queue_bytes, history_size=history_size, history_ttl=history_ttl,
             drain_batch=drain_batch, drain_interval=drain_interval, drain_deadline=drain_deadline,
             instrument=instrument, runtime_metrics=runtime_metrics, tracing=tracing,

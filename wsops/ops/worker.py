@@ -45,7 +45,8 @@ async def _running_shared(settings: Settings) -> AsyncIterator[web.Application]:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.host, settings.port, reuse_port=True).start()
+        await web.TCPSite(runner, settings.host, settings.port, reuse_port=True,
+                          backlog=settings.backlog).start()
         yield app
     finally:
         await runner.cleanup()

@@ -408,7 +408,8 @@ async def running(
     app = create_app(settings, broker, **kw)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False,
+                       backlog=settings.backlog)
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else settings.port

@@ -1,0 +1,160 @@
+"""The performance issue's targets, measured with ``wsops loadtest`` against ``wsops serve``.
+
+    python bench/targets.py [--only storm,idle50k,sustained] [--json bench/results/targets.json]
+
+One scenario at a time (never two loads at once), each against a fresh, instrumented server:
+
+- ``storm``: connection storm, 20,000 connections as fast as they come (2 load processes, 2
+  source addresses), against 1 worker and against ``--workers 2``: accepted connections/s.
+- ``idle50k``: 50,000 connections held 60 s with heartbeats on (``--workers 4``, 4 load
+  processes, 4 source addresses): server RSS per idle connection (supervisor, workers and their
+  private Redis together) and how many stayed open.
+- ``sustained``: 10,010 connections, 10 rooms of 1,000 subscribers and one publisher each,
+  50 publishes/s in all = 50,000 deliveries/s for 60 s (1 worker): p99 publish-to-receive and
+  losses.
+
+The load generator shares the machine (2 cores here) with the server: its CPU is in the figures'
+way, as the issue says ("load generator included").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.port, self.admin = free_port(), free_port()
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the server)
+            "w+", prefix="wsops-target-", suffix=".log")
+        self.proc = subprocess.Popen(
+            [PY, "-m", "wsops", "serve", "--allow-anonymous", "--port", str(self.port),
+             "--admin-port", str(self.admin), "--max-connections", "60000",
+             "--rate-limit", "100000", "--rate-burst", "100000", *args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/readyz", timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        self.stop()
+        self.log.seek(0)
+        raise SystemExit(f"server did not start:\n{self.log.read()[-2000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def loadtest(scenario: str, server: Server, *args: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [PY, "-m", "wsops", "loadtest", scenario, server.url, "--pid",
+               str(server.proc.pid), "--json", out.name, *args]
+        print("$", " ".join(["wsops", *cmd[3:]]), flush=True)
+        done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+        if done.returncode not in (0, 3):
+            raise SystemExit(f"loadtest failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        report: dict[str, Any] = json.loads(Path(out.name).read_text())
+        return report
+
+
+def storm(workers: int) -> dict[str, Any]:
+    server = Server("--workers", str(workers))
+    try:
+        r = loadtest("connect", server, "-c", "20000", "-p", "2", "-d", "1",
+                     "--sources", "127.0.0.2-127.0.0.3", "--connect-timeout", "120")
+    finally:
+        server.stop()
+    c = r["connections"]
+    return {"workers": workers, "opened": c["opened"], "per_second": c["per_second"],
+            "connect_p50_ms": c["connect_latency"]["p50_ms"],
+            "connect_p99_ms": c["connect_latency"]["p99_ms"], "errors": c["errors"]}
+
+
+def idle50k() -> dict[str, Any]:
+    server = Server("--workers", "4", "--heartbeat", "30")
+    try:
+        r = loadtest("idle", server, "-c", "50000", "-p", "4", "-d", "60",
+                     "--sources", "127.0.0.2-127.0.0.5", "--connect-timeout", "300")
+    finally:
+        server.stop()
+    c, s = r["connections"], r["server"]
+    return {"opened": c["opened"], "open_at_end": c["open_at_end"],
+            "seconds_to_open": round(c["seconds_to_open"], 1),
+            "rss_bytes_per_connection": s["rss_bytes_per_connection"],
+            "rss_mib_connected": round(s["rss_bytes_connected"] / 2**20, 1),
+            "close_codes": c["close_codes"], "errors": c["errors"]}
+
+
+def sustained() -> dict[str, Any]:
+    server = Server()
+    try:
+        r = loadtest("fanout", server, "-c", "10010", "--rooms", "10", "--rate", "50",
+                     "-d", "60", "-p", "2", "--connect-timeout", "120", "--settle", "5")
+    finally:
+        server.stop()
+    m, s = r["messages"], r["server"]
+    return {"connections": r["connections"]["opened"], "published": m["published"],
+            "deliveries": m["received"], "lost": m["lost"],
+            "deliveries_per_second": m["deliveries_per_second"],
+            "p50_ms": m["latency"]["p50_ms"], "p99_ms": m["latency"]["p99_ms"],
+            "p999_ms": m["latency"]["p999_ms"], "max_ms": m["latency"]["max_ms"],
+            "server_cpu_us_per_delivery": s["cpu_us_per_delivery"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--only", default="storm,idle50k,sustained")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    os.environ.pop("WSOPS_ADMIN_TOKEN", None)
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    for name in args.only.split(","):
+        if name == "storm":
+            results["storm"] = [storm(1), storm(2)]
+        elif name == "idle50k":
+            results["idle50k"] = idle50k()
+        elif name == "sustained":
+            results["sustained"] = sustained()
+        else:
+            parser.error(f"unknown target {name!r}")
+        print(json.dumps({name: results[name]}, indent=1), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
