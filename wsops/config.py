@@ -26,6 +26,10 @@ class Settings:
     max_message_size: int = 64 * 1024
     max_rooms_per_connection: int = 100
     max_connections: int = 10_000
+    max_connections_per_ip: int = 0  # 0: unlimited (behind a load balancer all share its address)
+    handshake_timeout: float = 10.0  # seconds a client may take to send its whole upgrade request
+    gc_threshold: int = 10_000  # allocations between young GCs (Python's 700 makes full GCs of
+    # a 10K-connection heap, ~300 ms each, come every few seconds); 0 keeps Python's default
     backlog: int = 4096  # listen queue: a connection storm overflows aiohttp's 128 (SYN retries)
     rate_limit: float = 100.0
     rate_burst: int = 200
@@ -50,9 +54,14 @@ class Settings:
                      "rate_burst", "rate_limit_strikes", "send_queue_bytes", "drain_batch"):
             if getattr(self, name) < (0 if name == "port" else 1):
                 problems.append(f"{name} must be positive")
-        for name in ("heartbeat", "rate_limit", "history_ttl", "drain_deadline", "slo_seconds"):
+        if self.max_connections_per_ip < 0:
+            problems.append("max_connections_per_ip must be >= 0 (0: unlimited)")
+        for name in ("heartbeat", "rate_limit", "history_ttl", "drain_deadline", "slo_seconds",
+                     "handshake_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
+        if self.gc_threshold < 0:
+            problems.append("gc_threshold must be 0 (Python's default) or positive")
         if not 1 <= self.workers <= 256:
             problems.append("workers must be within [1, 256]")
         if self.history_size < 0 or self.drain_interval < 0:

@@ -62,7 +62,8 @@ def _command(scenario: str) -> Any:
         connect_timeout: Annotated[float, typer.Option(
             help="Seconds opening all connections may take.")] = 60.0,
         settle: Annotated[float, typer.Option(
-            help="Seconds to wait for the last deliveries.")] = 2.0,
+            help="At most this many seconds for the last deliveries (done once 1 s passes "
+                 "without one).")] = 5.0,
         allow_remote: Annotated[bool, typer.Option(
             help="Allow a target outside 127.0.0.0/8 (only a server you own).")] = False,
         json_out: Annotated[Path | None, typer.Option(

@@ -82,7 +82,7 @@ class Plan:
     token: str | None = None
     admin_url: str | None = None
     allow_remote: bool = False
-    settle: float = 2.0  # seconds to wait for deliveries after the last publish
+    settle: float = 5.0  # at most this long for deliveries after the last publish
     connect_timeout: float = 60.0  # seconds the opening of all connections may take
     server_pid: int | None = None  # the target's process, for CPU and RSS without an admin API
 

@@ -39,10 +39,10 @@ def settings_from_json(data: dict[str, Any]) -> Settings:
 @contextlib.asynccontextmanager
 async def _running_shared(settings: Settings) -> AsyncIterator[web.Application]:
     """Like ``wsops.server.app.running``, with the listener bound with SO_REUSEPORT."""
-    from wsops.server.app import create_app
+    from wsops.server.app import create_app, make_runner
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = make_runner(app, settings)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port, reuse_port=True,
@@ -53,9 +53,10 @@ async def _running_shared(settings: Settings) -> AsyncIterator[web.Application]:
 
 
 async def _work(settings: Settings) -> None:
-    from wsops.ops.serve import drain_on_signal
+    from wsops.ops.serve import drain_on_signal, tune_gc
     from wsops.server.app import NODE_KEY
 
+    tune_gc(settings.gc_threshold)
     async with _running_shared(settings) as app:
         node = app[NODE_KEY]
         port = node.admin.port if node.admin is not None else None

@@ -32,6 +32,7 @@ from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, to
 from wsops.server.broker.base import Broker
 from wsops.server.broker.memory import MemoryBroker
 from wsops.server.hub import Conn, Hub
+from wsops.server.limits import PerAddressLimit
 from wsops.server.protocol import Close
 from wsops.server.session import Session, SessionObs
 
@@ -73,6 +74,7 @@ class Node:
         self.started_at = time.time()
         self.admin: AdminListener | None = None
         self._upgrading = 0
+        self.per_ip = PerAddressLimit(settings.max_connections_per_ip)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closers: dict[int, asyncio.Task[None]] = {}
         self.handshake_failures: dict[str, int] = {}
@@ -233,7 +235,8 @@ class Node:
     ) -> web.HTTPException:
         self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
         request[REFUSAL_KEY] = reason
-        headers = {"Retry-After": "5"} if exc is web.HTTPServiceUnavailable else None
+        retry = exc in (web.HTTPServiceUnavailable, web.HTTPTooManyRequests)
+        headers = {"Retry-After": "5"} if retry else None
         return exc(text=text, headers=headers)
 
     def _admit(self, request: web.Request) -> Identity:
@@ -243,6 +246,9 @@ class Node:
             raise self._refuse(request, "draining", web.HTTPServiceUnavailable, "node is draining")
         if len(self.hub.conns) + self._upgrading >= s.max_connections:
             raise self._refuse(request, "full", web.HTTPServiceUnavailable, "node is full")
+        if self.per_ip.full(request.remote):
+            raise self._refuse(request, "per_ip", web.HTTPTooManyRequests,
+                               "too many connections from this address")
         origin = request.headers.get("Origin")
         if s.allowed_origins and origin is not None and origin not in s.allowed_origins:
             raise self._refuse(request, "origin", web.HTTPForbidden, "origin not allowed")
@@ -256,6 +262,10 @@ class Node:
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         identity = self._admit(request)
+        with self.per_ip.hold(request.remote):  # counted from admission to the end
+            return await self._serve(request, identity)
+
+    async def _serve(self, request: web.Request, identity: Identity) -> web.StreamResponse:
         s = self.settings
         ws = web.WebSocketResponse(
             heartbeat=s.heartbeat,
@@ -400,13 +410,27 @@ def create_app(
     return app
 
 
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The runner the bundled server uses.
+
+    aiohttp's keep-alive timer starts when the TCP connection does and is not reset by partial
+    data: it bounds how long a client may take to send its upgrade (slowloris). Timeouts are
+    not rounded up to the next second (aiohttp rounds those over 5 s): rounded, every
+    connection opened within one second would ping at the same instant, and at 10K
+    connections that burst stalled deliveries for ~0.6 s every heartbeat.
+    """
+    return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
+                         keepalive_timeout=settings.handshake_timeout,
+                         timeout_ceil_threshold=1e9)
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings, broker: Broker | None = None, **kw: Any
 ) -> AsyncIterator[tuple[web.Application, web.AppRunner, int]]:
     """Run the server on ``settings.host:port`` (0 = any free port); yields (app, runner, port)."""
-    app = create_app(settings, broker, **kw)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = make_runner(create_app(settings, broker, **kw), settings)
+    app = runner.app
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False,
                        backlog=settings.backlog)

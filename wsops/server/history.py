@@ -50,8 +50,10 @@ class RoomHistory:
         self, data: Any, ts: int, now: float, encode: Callable[[int, str], bytes]
     ) -> Entry:
         """Store a new message; ``encode(offset, epoch)`` builds its payload once."""
+        # Encode first: data that cannot be encoded (nested too deep) must not leave a gap.
+        payload = encode(self.top + 1, self.epoch)
         self.top += 1
-        entry = Entry(self.top, self.epoch, data, ts, encode(self.top, self.epoch), now)
+        entry = Entry(self.top, self.epoch, data, ts, payload, now)
         if self.max_size:
             self._entries.append(entry)
         self.prune(now)

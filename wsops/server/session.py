@@ -116,6 +116,11 @@ class Session:
             conn.send_text(reply_error(exc.req_id, exc.code, exc.message))
         except BrokerUnavailable as exc:
             conn.send_text(reply_error(_guess_id(text), ErrorCode.UNAVAILABLE, str(exc)))
+        except RecursionError:
+            # Data the parser took but the encoder cannot re-encode (about 950 levels deep,
+            # depending on the stack): the client's fault, not the server's; nothing stored.
+            conn.send_text(reply_error(_guess_id(text), ErrorCode.BAD_REQUEST,
+                                       "'data' is nested too deeply"))
         except Exception:
             log.exception("internal error serving a frame")
             conn.send_text(reply_error(_guess_id(text), ErrorCode.INTERNAL, "internal error"))

@@ -1,0 +1,275 @@
+"""Chaos (issue #8): clients killed mid-frame, an event loop blocked for seconds, and a server
+that must run without writing to disk. Figures go to tests/artifacts/chaos-*.json."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry
+
+import wsops
+from tests.artifacts import ROOT, record
+from tests.conftest import Connect, ServerFactory
+from tests.procs import ServeProcess, free_port
+from tests.rawws import client_frame, open_raw
+from tests.reliability.bystander import Bystander
+from tests.scrape import scrape
+from tests.wsclient import RawClient
+
+
+async def _until(cond: Any, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_clients_reset_mid_frame_count_as_1006_and_leave_nothing_behind(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory()
+    node = server.node
+    by = await Bystander.start(server.url)
+    publisher = await connect(server.url)
+    killed = 30
+    writers = []
+    for i in range(killed):
+        _reader, writer, status = await open_raw(server.port)
+        assert status == 101
+        # Half of them are subscribers of a busy room, so the server is writing to them too.
+        if i % 2:
+            writer.write(client_frame(b'{"op":"subscribe","room":"busy","id":1,"presence":true}'))
+        writers.append(writer)
+    def busy() -> int:
+        room = node.hub.rooms.get("busy")
+        return len(room.conns) if room is not None else 0
+
+    await _until(lambda: busy() == killed // 2)
+    before = await scrape(server.admin_url)
+    pumping = asyncio.create_task(_publish_forever(publisher, "busy"))
+    await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    for writer in writers:
+        frame = client_frame(b'{"op":"publish","room":"busy","id":2,"data":"' + b"z" * 500 + b'"}')
+        writer.write(frame[: len(frame) // 2])  # half a frame...
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # ...then a TCP reset
+    await _until(lambda: len(node.hub.conns) == 2)  # the bystander and the publisher
+    gone_ms = (time.perf_counter() - started) * 1000
+    pumping.cancel()
+    await asyncio.gather(pumping, return_exceptions=True)
+    after = await scrape(server.admin_url)
+    code_1006 = (after.get("wsops_connections_closed_total", route="/ws", code="1006")
+                 - before.get("wsops_connections_closed_total", route="/ws", code="1006"))
+    assert code_1006 == killed
+    assert after.get("wsops_connections_open", route="/ws") == 2
+    assert "busy" not in node.hub.rooms
+    assert set(node.room_leaks().values()) == {0.0}
+    assert (await publisher.call("presence", "busy"))["users"] == []
+    figures = await by.stop()
+    record("chaos-reset-mid-frame.json", {**figures, "killed": killed, "counted_1006": code_1006,
+                                          "open_after": 2, "all_gone_ms": round(gone_ms, 1)})
+
+
+async def _publish_forever(client: RawClient, room: str) -> None:
+    n = 0
+    while True:
+        n += 1
+        await client.call("publish", room, data=n)
+        await asyncio.sleep(0.005)
+
+
+class EchoClients(threading.Thread):
+    """Clients on their own event loop (this process's loop will be blocked): each echoes a
+    message every 50 ms and records how its connection ended."""
+
+    def __init__(self, url: str, n: int, heartbeat: float | None) -> None:
+        super().__init__(daemon=True)
+        self.url, self.n, self.heartbeat = url, n, heartbeat
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.echoed = [0] * n
+        self.ended: dict[int, str] = {}
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        async with aiohttp.ClientSession() as s:
+            conns = [await s.ws_connect(self.url, heartbeat=self.heartbeat)
+                     for _ in range(self.n)]
+            self.ready.set()
+            await asyncio.gather(*(self._echo(i, ws) for i, ws in enumerate(conns)))
+
+    async def _echo(self, i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while not self.stop.is_set():
+            await ws.send_str(str(i))
+            msg = await ws.receive()
+            if msg.type is not WSMsgType.TEXT:
+                self.ended[i] = f"{msg.type.name} {ws.close_code}"
+                return
+            self.echoed[i] += 1
+            await asyncio.sleep(0.05)
+        await ws.close()
+
+
+async def test_a_blocked_loop_shows_in_loop_lag_heartbeats_time_out_and_service_resumes() -> None:
+    block = 2.0
+    app = web.Application()
+
+    async def blocking(request: web.Request) -> web.Response:
+        time.sleep(block)  # the bug under test: sync work on the event loop
+        return web.Response(text="done")
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=1.0)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app.router.add_get("/block", blocking)
+    app.router.add_get("/echo", echo)
+    inst = wsops.instrument(app, registry=CollectorRegistry(), admin_port=0, tracing=False,
+                            lag_interval=0.1)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    assert inst.admin is not None
+    # Clients pinging every 0.5 s give up 0.25 s after an unanswered ping; the others don't ping.
+    eager = EchoClients(f"ws://{base}/echo", 5, heartbeat=0.5)
+    patient = EchoClients(f"ws://{base}/echo", 5, heartbeat=None)
+    try:
+        for group in (eager, patient):
+            group.start()
+            await asyncio.to_thread(group.ready.wait, 10)
+        await asyncio.sleep(0.5)
+        async with aiohttp.ClientSession() as s:
+            started = time.monotonic()
+            async with s.get(f"http://{base}/block") as r:
+                assert r.status == 200
+            blocked = time.monotonic() - started
+            assert blocked >= block
+            await asyncio.sleep(0.5)
+            await _until(lambda: inst.live.total() == 10 - len(eager.ended) - len(patient.ended))
+            m = await scrape(inst.admin.url)
+            # Served again: a new connection echoes, and so does every patient client.
+            fresh = await s.ws_connect(f"ws://{base}/echo")
+            await fresh.send_str("again")
+            assert await fresh.receive_str(timeout=2) == "again"
+            await fresh.close()
+        counts = list(patient.echoed)
+        await asyncio.sleep(0.3)
+        assert patient.ended == {} and all(b > a for a, b in zip(counts, patient.echoed,
+                                                                 strict=True))
+    finally:
+        eager.stop.set()
+        patient.stop.set()
+        await asyncio.to_thread(eager.join, 5)
+        await asyncio.to_thread(patient.join, 5)
+        await runner.cleanup()
+    # The lag sampler saw the block: at least one wake-up more than a second late.
+    lag_count = m.get("wsops_event_loop_lag_seconds_count")
+    over_1s = lag_count - m.get("wsops_event_loop_lag_seconds_bucket", le="1.0")
+    assert over_1s >= 1 and m.get("wsops_event_loop_lag_seconds_sum") >= block * 0.8
+    # Every eager client timed out its heartbeat during the block; the server counted each
+    # as lost (1006). Server-side heartbeat timeouts are counted as such (none expected: the
+    # clients answer pings from their own loop).
+    assert len(eager.ended) == 5, eager.ended
+    lost = m.get("wsops_connections_closed_total", route="/echo", code="1006")
+    assert lost == 5
+    assert m.get("wsops_heartbeat_timeouts_total", route="/echo") == 0
+    record("chaos-blocked-loop.json", {
+        "blocked_s": round(blocked, 2), "lag_samples_over_1s": over_1s,
+        "lag_sum_s": round(m.get("wsops_event_loop_lag_seconds_sum"), 2),
+        "client_heartbeat_timeouts": len(eager.ended), "server_counted_1006": lost,
+        "patient_clients_still_echoing": 5})
+
+
+def _writable_files(pid: int) -> list[str]:
+    """Regular files (deleted ones too) the process holds open for writing."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            flags = int(Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split()[3], 8)
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue  # closed meanwhile
+        if not target.startswith("/") or target.startswith(("/dev/", "/memfd:")):
+            continue  # sockets, pipes, anon inodes, /dev/null
+        if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
+            out.append(target)
+    return out
+
+
+async def test_the_server_writes_nothing_to_disk(connect: Connect) -> None:
+    with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as cwd:
+        os.chmod(home, 0o555)
+        os.chmod(cwd, 0o555)
+        missing_tmp = os.path.join(cwd, "no-such-tmp")
+        port, admin = free_port(), free_port()
+        env = {**os.environ, "HOME": home, "TMPDIR": missing_tmp, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wsops", "serve", "--allow-anonymous", "--port", str(port),
+             "--admin-port", str(admin), "--heartbeat", "1", "--rate-limit", "10000",
+             "--rate-burst", "10000"],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sp = ServeProcess(proc, port, admin)
+        try:
+            await asyncio.to_thread(_wait_ready, sp)
+            by = await Bystander.start(sp.url, interval=0.005)
+            subs = [await connect(sp.url) for _ in range(20)]
+            for c in subs:
+                await c.call("subscribe", "disk", presence=True)
+            seen: set[str] = set()
+            pub = await connect(sp.url)
+            for i in range(300):
+                assert (await pub.call("publish", "disk", data={"i": i, "blob": "b" * 2000}))["ok"]
+                if i % 20 == 0:
+                    seen.update(_writable_files(proc.pid))
+                    await scrape(sp.admin_url)
+                    await pub.call("history", "disk", limit=1000)
+            for c in subs:
+                assert len(await c.messages(300)) == 300
+            figures = await by.stop()
+            assert proc.poll() is None
+            assert seen == set(), seen
+            assert os.listdir(home) == [] and os.listdir(cwd) == []
+            assert not os.path.exists(missing_tmp)  # noqa: ASYNC240
+        finally:
+            sp.stop()
+        record("chaos-diskless.json", {**figures, "messages": 300, "subscribers": 20,
+                                       "files_open_for_writing": 0, "files_created": 0})
+
+
+def _wait_ready(sp: ServeProcess, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if sp.proc.poll() is not None:
+            out = sp.proc.stdout.read().decode() if sp.proc.stdout else ""
+            raise RuntimeError(f"wsops serve exited with {sp.proc.returncode}: {out}")
+        try:
+            with urllib.request.urlopen(sp.admin_url + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("wsops serve did not become ready")
