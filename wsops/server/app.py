@@ -1,6 +1,7 @@
 """The bundled realtime server: ``create_app(settings)`` builds it, ``Node`` runs it.
 
-The WebSocket endpoint is ``/ws``; everything operational is on the admin listener.
+The WebSocket endpoint is ``/ws`` (``Node`` admits a request, ``wsops.server.endpoint`` serves
+the connection); everything operational is on the admin listener.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
@@ -21,9 +22,7 @@ from wsops.admin.listener import AdminListener, attach_admin
 from wsops.config import Settings
 from wsops.instrumentation.drain import Drainer, DrainStatus
 from wsops.instrumentation.middleware import (
-    LIVE_KEY,
     REFUSAL_KEY,
-    SELF_REPORTING_KEY,
     Instrumentation,
     InstrumentConfig,
     instrument,
@@ -31,13 +30,13 @@ from wsops.instrumentation.middleware import (
 from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, token_from_request
 from wsops.server.broker.base import Broker
 from wsops.server.broker.memory import MemoryBroker
+from wsops.server.endpoint import CLOSE_TIMEOUT, close_ws_task, serve_connection
 from wsops.server.hub import Conn, Hub
 from wsops.server.limits import PerAddressLimit
 from wsops.server.protocol import Close
-from wsops.server.session import Session, SessionObs
+from wsops.server.session import SessionObs
 
 log = logging.getLogger(__name__)
-CLOSE_TIMEOUT = 5.0
 WS_PATH = "/ws"
 
 
@@ -263,101 +262,12 @@ class Node:
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         identity = self._admit(request)
         with self.per_ip.hold(request.remote):  # counted from admission to the end
-            return await self._serve(request, identity)
+            return await serve_connection(self, request, identity)
 
-    async def _serve(self, request: web.Request, identity: Identity) -> web.StreamResponse:
-        s = self.settings
-        ws = web.WebSocketResponse(
-            heartbeat=s.heartbeat,
-            max_msg_size=s.max_message_size,
-            compress=False,
-            timeout=CLOSE_TIMEOUT,
-        )
-        if self.instrumentation is not None:
-            request[SELF_REPORTING_KEY] = True  # this loop reports its messages itself
-        self._upgrading += 1
-        try:
-            await ws.prepare(request)
-        finally:
-            self._upgrading -= 1
-        transport = request.transport
-        assert transport is not None
-        hub = self.hub
-        conn = Conn(
-            hub, hub.new_id(), identity.user, transport,
-            lambda code, reason: self._close_ws(ws, conn, code, reason),
-            s.send_queue_bytes,
-        )
-        session = Session(
-            conn, identity, hub, self.broker,
-            max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
-            strikes=s.rate_limit_strikes, obs=self.obs,
-        )
-        hub.add(conn)
-        expiry = None
-        if identity.expires_at is not None:
-            delay = max(0.0, identity.expires_at - time.time())
-            expiry = asyncio.get_running_loop().call_later(
-                delay, conn.close, Close.POLICY, "token expired"
-            )
-        try:
-            live = request.get(LIVE_KEY)
-            while True:
-                if live is not None:
-                    live.before_receive()
-                msg = await ws.receive()
-                if live is not None:
-                    live.after_receive(msg)
-                if conn.closing:
-                    # Frames read after a close began are not served: their senders get no
-                    # reply and resend after reconnecting, so nothing is done twice.
-                    break
-                if msg.type is WSMsgType.TEXT:
-                    conn.busy = True
-                    try:
-                        await session.handle(msg.data)
-                    finally:
-                        conn.busy = False
-                    if conn.deferred_close is not None:
-                        conn.close(*conn.deferred_close)
-                elif msg.type is WSMsgType.BINARY:
-                    conn.close(Close.UNSUPPORTED_DATA, "binary frames are not supported")
-                    break
-                else:  # CLOSE, CLOSING, CLOSED, ERROR
-                    break
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            conn.flush()
-            conn.closing = True
-            closer = self._closers.pop(conn.id, None)
-            if closer is not None:
-                # Let the close we started finish (before aiohttp would close with 1000); the
-                # connection counts as open until then, for the drainer as for the metrics.
-                await asyncio.shield(closer)
-            await session.close()
-            hub.remove(conn)
-            code = conn.close_code or ws.close_code or Close.INTERNAL
-            hub.stats.close_codes[code] = hub.stats.close_codes.get(code, 0) + 1
-        return ws
-
-    def _close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
+    def close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
+        """Close ``ws`` with ``code`` in the background (awaited by its handler's end)."""
         conn.close_code = code
-        self._closers[conn.id] = self._spawn(self._close_ws_task(ws, code, reason))
-
-    async def _close_ws_task(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
-        # A slow consumer is not reading: do not wait for its socket to drain.
-        drain = code != Close.SLOW_CONSUMER
-        try:
-            await asyncio.wait_for(
-                ws.close(code=code, message=reason.encode(), drain=drain), CLOSE_TIMEOUT
-            )
-        except (TimeoutError, ConnectionError, RuntimeError):
-            pass
-        finally:
-            transport = ws._req.transport if ws._req is not None else None
-            if transport is not None and not transport.is_closing():
-                transport.abort()
+        self._closers[conn.id] = self._spawn(close_ws_task(ws, code, reason))
 
 
 NODE_KEY = web.AppKey("wsops_node", Node)
