@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wsops.loadtest.plan import Plan, PlanError, source_range
+from wsops.loadtest.plan import Plan, PlanError, source_range, with_defaults
 from wsops.loadtest.runner import LoadTestError, execute
 
 loadtest_app = typer.Typer(
@@ -70,12 +70,12 @@ def _command(scenario: str) -> Any:
             "--json", help="Write the full JSON report here ('-' for stdout).")] = None,
     ) -> None:
         try:
-            plan = Plan(scenario, url, connections=connections, duration=duration,
-                        processes=max(processes, -(-connections // 15_000)), rooms=rooms,
-                        rate=rate, size=size, connect_rate=connect_rate,
-                        sources=tuple(source_range(sources)) if sources else (), token=token,
-                        admin_url=admin, allow_remote=allow_remote, settle=settle,
-                        connect_timeout=connect_timeout, server_pid=pid)
+            plan = with_defaults(Plan(  # (processes raised to what the connections need)
+                scenario, url, connections=connections, duration=duration, processes=processes,
+                rooms=rooms, rate=rate, size=size, connect_rate=connect_rate,
+                sources=tuple(source_range(sources)) if sources else (), token=token,
+                admin_url=admin, allow_remote=allow_remote, settle=settle,
+                connect_timeout=connect_timeout, server_pid=pid))
             plan.check()
         except PlanError as exc:
             typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)

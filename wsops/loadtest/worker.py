@@ -73,7 +73,7 @@ class LoadConn(RawWebSocket):
                 sent_at = _number(payload, _T)
                 seq = int(_number(payload, _S))
             except (ValueError, IndexError):
-                self.shard.errors["bad message"] = self.shard.errors.get("bad message", 0) + 1
+                self.shard.count_error("bad message")
                 return
             self.shard.latency.add(time.time() - sent_at)
             if seq == seen.last + 1 or seen.last == 0:
@@ -115,7 +115,7 @@ class ShardRun:
     def plan(self) -> Any:
         return self.shard.plan
 
-    def _error(self, kind: str) -> None:
+    def count_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
     async def run(self) -> None:
@@ -185,7 +185,7 @@ class ShardRun:
                         else:
                             conn.subscribed.set_result(None)
                 except (OSError, TimeoutError, HandshakeError, RuntimeError) as exc:
-                    self._error(type(exc).__name__ + (f": {exc}"[:80] if str(exc) else ""))
+                    self.count_error(type(exc).__name__ + (f": {exc}"[:80] if str(exc) else ""))
                     return
             if pub is not None:
                 conn.pub_room = pub
