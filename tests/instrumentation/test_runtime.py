@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import resource
+import socket
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wsops.instrumentation.runtime import RuntimeCollector
+from wsops.instrumentation.runtime import RuntimeCollector, open_fds
 
 MiB = 1 << 20
 GAUGES = {
@@ -202,3 +206,45 @@ async def test_stop_removes_the_gc_callback_and_ends_the_task() -> None:
     assert rig.value("wsops_gc_collections_total", generation="2") == frozen
     await rig.collector.stop()  # idempotent
     assert rig.value("wsops_event_loop_lag_seconds_count") is not None
+
+
+OUT_OF_FDS = """
+import json, resource, socket, sys
+from wsops.instrumentation.runtime import RuntimeCollector, open_fds
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+rc = RuntimeCollector(live_connections=lambda: 10)
+before = rc.snapshot()
+held = []
+try:
+    while True:
+        held.append(socket.socket())
+except OSError:
+    pass
+after = rc.snapshot()
+for s in held:
+    s.close()
+print(json.dumps({"before": before, "after": after, "held": len(held)}))
+"""
+
+
+def test_out_of_descriptors_reports_the_last_reading_at_the_limit() -> None:
+    """A process with every fd in use cannot open /proc: the stats still answer."""
+    out = subprocess.run([sys.executable, "-c", OUT_OF_FDS], capture_output=True, text=True,
+                         timeout=60, check=True)
+    figures = json.loads(out.stdout)
+    before, after = figures["before"], figures["after"]
+    assert figures["held"] > 200
+    assert after["open_fds"] == after["max_fds"] == 256
+    assert after["rss_bytes"] == before["rss_bytes"] > 0
+
+
+def test_open_fds_counts_like_psutil_with_thousands_open() -> None:
+    proc = psutil.Process()
+    held = [socket.socket() for _ in range(3000)]
+    try:
+        assert abs(open_fds(proc) - proc.num_fds()) <= 1
+        assert open_fds(proc) >= 3000
+    finally:
+        for s in held:
+            s.close()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import errno
 import gc
 import math
+import os
 import time
 import tracemalloc
 from collections import deque
@@ -36,6 +38,17 @@ LAG_WINDOW_SECONDS = 60.0
 
 # Bucket labels formatted exactly as prometheus_client's own Histogram does (the helper is untyped).
 _go_float = cast(Callable[[float], str], floatToGoString)
+
+
+def open_fds(proc: Any) -> float:
+    """Open descriptors of ``proc``: O(1) on Linux >= 6.2, which reports them as the size of
+    ``/proc/PID/fd``; else psutil lists that folder (O(fds): 22 ms at 18K descriptors, a stall
+    of the event loop on every scrape)."""
+    try:
+        size = os.stat(f"/proc/{proc.pid}/fd").st_size
+    except OSError:
+        size = 0
+    return float(size) if size > 0 else float(proc.num_fds())
 
 
 class RuntimeCollector:
@@ -69,6 +82,7 @@ class RuntimeCollector:
         self._gc_pause = [0.0, 0.0, 0.0]
         self._gc_started: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._last_process = (0.0, 0.0, 0.0, math.inf)
 
     async def start(self) -> None:
         """Start the lag sampler on the running loop and hook GC; sampling when this returns."""
@@ -112,14 +126,27 @@ class RuntimeCollector:
             self._gc_started = None
 
     def _process(self) -> tuple[float, float, float, float]:
-        """RSS, CPU seconds, open fds and the soft fd limit, in one /proc pass where possible."""
-        with self._proc.oneshot():
-            rss = float(self._proc.memory_info().rss)
-            times = self._proc.cpu_times()
-            cpu = float(times.user + times.system)
-            fds = float(self._proc.num_fds())  # lists /proc/self/fd: O(fds), ~ms at 20k
-        soft = self._proc.rlimit(psutil.RLIMIT_NOFILE)[0]
-        return rss, cpu, fds, math.inf if soft == psutil.RLIM_INFINITY else float(soft)
+        """RSS, CPU seconds, open fds and the soft fd limit, in one /proc pass where possible.
+
+        With every descriptor in use /proc cannot be read: the last reading stands, with the
+        open fds at the limit, so a scrape still answers (and the fd alert fires) when the node
+        is out of descriptors instead of failing with a 500.
+        """
+        try:
+            with self._proc.oneshot():
+                rss = float(self._proc.memory_info().rss)
+                times = self._proc.cpu_times()
+                cpu = float(times.user + times.system)
+                fds = open_fds(self._proc)
+            soft = self._proc.rlimit(psutil.RLIMIT_NOFILE)[0]
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            rss, cpu, _, limit = self._last_process
+            return rss, cpu, limit, limit
+        self._last_process = (rss, cpu, fds, math.inf if soft == psutil.RLIM_INFINITY
+                              else float(soft))
+        return self._last_process
 
     def _per_connection(self, rss: float) -> float:
         live = self._live()
