@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -37,14 +38,16 @@ class ServeProcess:
             self.proc.wait()
 
 
-def start_serve(*args: str, timeout: float = 15.0) -> ServeProcess:
-    """``wsops serve`` with ``args``; returns once /readyz answers 200."""
+def start_serve(*args: str, timeout: float = 15.0,
+                env: Mapping[str, str] | None = None) -> ServeProcess:
+    """``wsops serve`` with ``args`` (and ``env`` over this process' environment); returns
+    once /readyz answers 200."""
     port, admin = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsops", "serve", "--port", str(port), "--admin-port", str(admin),
          *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     sp = ServeProcess(proc, port, admin)
     end = time.monotonic() + timeout

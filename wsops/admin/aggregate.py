@@ -12,6 +12,7 @@ admin port, answers for the node by asking them all in parallel:
   the supervisor runs.
 - ``/admin/stats``, ``/admin/drain``, ``/admin/connections``: sums, with a ``workers`` list;
   drain start and cancel go to every worker. The same token rules (``admin_auth``) apply.
+- ``/`` and ``/admin/fleet``: the fleet page, showing the node (its workers summed) as one row.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from prometheus_client.registry import Collector
 
 from wsops import __version__
 from wsops.admin.api import _body, _json
+from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.listener import AdminListener
 
 TIMEOUT = 2.0
 SUMMED = ("connections", "messages_in_per_second", "messages_out_per_second", "rss_bytes",
-          "cpu_seconds", "open_fds", "gc_collections", "gc_pause_seconds")
+          "cpu_seconds", "open_fds", "gc_collections", "gc_pause_seconds", "messages_in_total",
+          "messages_out_total")
 WORST = ("delivery_p99_seconds", "loop_lag_p99_seconds")  # no exact node quantile: the worst
 DRAIN_COUNTS = ("total", "closed", "forced", "batches", "remaining")
 
@@ -109,7 +112,8 @@ def merge_stats(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Sums (connections, rates, RSS, CPU), the worst quantiles, the weighted memory per
     connection; ``draining`` when any worker drains."""
     out: dict[str, Any] = {k: sum(float(s.get(k) or 0) for s in stats) for k in SUMMED}
-    out["connections"] = int(out["connections"])
+    for key in ("connections", "messages_in_total", "messages_out_total"):
+        out[key] = int(out[key])
     for key in WORST:
         values = [float(s[key]) for s in stats if s.get(key) is not None]
         out[key] = max(values) if values else None
@@ -134,7 +138,6 @@ class WorkersAdmin(AdminListener):
                  workers: Callable[[], Sequence[WorkerRef]],
                  own_reasons: Callable[[], list[str]]) -> None:
         super().__init__(host, port, token)
-        self.token = token
         self.workers = workers
         self.add_readiness_check(lambda: "; ".join(own_reasons()) or None)
         self._session: aiohttp.ClientSession | None = None
@@ -145,6 +148,7 @@ class WorkersAdmin(AdminListener):
         r.add_post("/admin/drain", self._drain_start)
         r.add_post("/admin/drain/cancel", self._drain_cancel)
         r.add_get("/admin/connections", self._connections)
+        add_fleet_page(self, self.node_stats)  # the node itself: one row, its workers summed
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
@@ -217,6 +221,10 @@ class WorkersAdmin(AdminListener):
         return resp
 
     async def _stats(self, request: web.Request) -> web.Response:
+        return _json(await self.node_stats())
+
+    async def node_stats(self) -> dict[str, Any]:
+        """The node's ``/admin/stats``: the workers' merged, with a ``workers`` list."""
         answers = await self._each("GET", "/admin/stats")
         workers = []
         for ref, answer in answers:
@@ -234,11 +242,10 @@ class WorkersAdmin(AdminListener):
                 reasons.append(f"worker {row['worker']} {row['error']}")
             reasons.extend(f"worker {row['worker']}: {r}" for r in
                            row.get("not_ready_reasons") or ())
-        out = {"version": __version__, "started_at": self.started_at,
-               "uptime_seconds": time.time() - self.started_at, "ready": not reasons,
-               "not_ready_reasons": reasons,
-               **merge_stats([w for w in workers if w["up"]]), "workers": workers}
-        return _json(out)
+        return {"version": __version__, "started_at": self.started_at,
+                "uptime_seconds": time.time() - self.started_at, "ready": not reasons,
+                "not_ready_reasons": reasons,
+                **merge_stats([w for w in workers if w["up"]]), "workers": workers}
 
     async def _drain_status(self, request: web.Request) -> web.Response:
         return _json(merge_drain(self._ok(await self._each("GET", "/admin/drain"))))

@@ -1,4 +1,5 @@
-"""``/admin/*`` on the admin listener: node stats, drain start/status/cancel, connection counts.
+"""``/admin/*`` on the admin listener: node stats, drain start/status/cancel, connection counts,
+and the fleet page (``wsops.admin.fleetpage``).
 
 Works for any app wrapped with ``wsops.instrument(app)``: everything comes from the
 instrumentation layer (its live set, metrics and drainer); the bundled server adds its rooms and
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from wsops.admin.fleetpage import add_fleet_page, default_node_id
 from wsops.instrumentation.drain import SERVICE_RESTART
 
 if TYPE_CHECKING:
@@ -93,3 +95,9 @@ def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
     r.add_post("/admin/drain", drain_start)
     r.add_post("/admin/drain/cancel", drain_cancel)
     r.add_get("/admin/connections", connections)
+
+    async def own_stats() -> dict[str, Any]:
+        return inst.stats()
+
+    add_fleet_page(admin, own_stats, node_id=lambda: inst.node_id or default_node_id(),
+                   peers=lambda: inst.peers)

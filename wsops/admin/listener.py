@@ -23,6 +23,7 @@ class AdminListener:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
         self.host = host
         self.requested_port = port
+        self.token = token  # for calls to other nodes' admin APIs (the fleet page)
         self.app = web.Application(middlewares=[admin_auth(token)])
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)

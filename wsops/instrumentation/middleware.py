@@ -94,18 +94,22 @@ class Instrumentation:
         self.leak_checks: list[Callable[[], dict[str, float]]] = []
         self.top_rooms: Callable[[int], list[tuple[str, int]]] | None = None
         self.window = StatsWindow(self.metrics.latency_bounds)
+        # The fleet page (/admin/fleet): this node's id and, in a fleet, the registry's nodes.
+        self.node_id: str | None = None
+        self.peers: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
 
     # -- what the admin API reads ------------------------------------------------------------
 
+    def message_totals(self) -> tuple[int, int]:
+        """Data messages in and out since start, all routes (``wsops_messages_total``)."""
+        routes = {id(st): st for st in self.metrics.routes.values()}.values()
+        return (sum(sum(st.messages_in.values()) for st in routes),
+                sum(sum(st.messages_out.values()) for st in routes))
+
     def sample(self) -> None:
         """Add one sample of the cumulative counters to the stats window (once a second)."""
-        routes = {id(st): st for st in self.metrics.routes.values()}.values()
-        self.window.add(Sample(
-            time.monotonic(),
-            sum(sum(st.messages_in.values()) for st in routes),
-            sum(sum(st.messages_out.values()) for st in routes),
-            tuple(self.metrics.delivery_latency.counts),
-        ))
+        self.window.add(Sample(time.monotonic(), *self.message_totals(),
+                               tuple(self.metrics.delivery_latency.counts)))
 
     async def sampler(self) -> None:
         for hook in self.metrics.before_collect:
@@ -122,6 +126,9 @@ class Instrumentation:
     def stats(self) -> dict[str, Any]:
         """Node stats for ``wsops status``/``top``: one JSON object."""
         reasons = self.admin.not_ready_reasons() if self.admin is not None else []
+        for hook in self.metrics.before_collect:
+            hook()  # the totals exactly as a scrape now would read them
+        messages_in, messages_out = self.message_totals()
         out: dict[str, Any] = {
             "version": __version__,
             "started_at": self.started_at,
@@ -132,6 +139,8 @@ class Instrumentation:
             "connections": self.live.total(),
             "connections_by_route": self.live.counts(),
             **self.window.summary(),
+            "messages_in_total": messages_in,
+            "messages_out_total": messages_out,
             "drain": self.drain_status(),
         }
         if self.runtime is not None:

@@ -35,6 +35,7 @@ from wsops.server.hub import Conn, Hub
 from wsops.server.limits import PerAddressLimit
 from wsops.server.protocol import Close
 from wsops.server.session import SessionObs
+from wsops.server.static import add_client_routes
 
 log = logging.getLogger(__name__)
 WS_PATH = "/ws"
@@ -126,6 +127,8 @@ class Node:
         inst.drain_defaults = {"batch": s.drain_batch, "interval": s.drain_interval,
                                "deadline": s.drain_deadline}
         inst.top_rooms = self.hub.room_sizes
+        if self.broker.node_id is not None:  # a fleet: the fleet page lists its other nodes
+            inst.node_id, inst.peers = self.broker.node_id, self.broker.fleet_nodes
         inst.extra_stats.append(lambda: {
             "rooms": len(self.hub.rooms),
             "connections_max": s.max_connections,
@@ -291,6 +294,7 @@ def create_app(
     app = web.Application()
     app[NODE_KEY] = node
     app.router.add_get(WS_PATH, node.handle_ws)
+    add_client_routes(app)
     if settings.admin_port is not None:
         node.admin = attach_admin(app, settings.admin_host, settings.admin_port)
         node.admin.add_readiness_check(node.not_ready_reason)

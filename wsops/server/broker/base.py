@@ -65,6 +65,8 @@ class Broker(abc.ABC):
     """Rooms' shared state. Implementations must deliver each room's messages in offset order."""
 
     name: str = "broker"
+    node_id: str | None = None
+    """This node's id in a fleet registry (None: a single-node broker)."""
 
     def __init__(self) -> None:
         self.listener: BrokerListener | None = None
@@ -116,6 +118,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def presence(self, room: str) -> list[str]:
         """Users present in ``room``, sorted."""
+
+    async def fleet_nodes(self) -> list[dict[str, Any]]:
+        """The live nodes of the fleet, this one included (``id``, ``admin_url``, ...)."""
+        return []
 
     def counters(self) -> dict[str, int]:
         """Cumulative event counts for metrics (``wsops_broker_events_total{event}``)."""

@@ -34,7 +34,7 @@ from typing import Any
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.base import Broker, BrokerUnavailable, Published, Recovery
 from wsops.server.broker.redis_feed import Feeds, rows_to_messages
-from wsops.server.broker.redis_fleet import Fleet, list_nodes
+from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, parse_broker_url
 from wsops.server.broker.resp import Endpoint, describe
@@ -250,6 +250,11 @@ class RedisBroker(Broker):
 
     async def presence(self, room: str) -> list[str]:
         return await self.fleet.members(room)
+
+    async def fleet_nodes(self) -> list[dict[str, Any]]:
+        """The registry (``list_nodes``) over this broker's own connection, bounded by its
+        timeout; read-only, so a failure here does not mark the broker down."""
+        return await asyncio.wait_for(read_registry(self.link.redis, self.keys), self.timeout)
 
     # -- figures -----------------------------------------------------------------------------
 

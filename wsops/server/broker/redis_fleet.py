@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from redis.asyncio import Redis
+
 from wsops.client.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.base import BrokerUnavailable
@@ -58,18 +60,22 @@ async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any
     ``id``, ``admin_url``, ``version``, ``started_at``, ``draining``, ``connections``,
     ``heartbeat_at`` (Unix seconds)."""
     url, opts = parse_broker_url(redis_url)
-    keys = lua.Keys(opts.prefix)
     client = connect(url, timeout, max_connections=4)
     try:
-        raw_ids: list[bytes] = await client.execute_command(  # type: ignore[no-untyped-call]
-            "ZRANGE", keys.nodes, 0, -1)
-        ids = [raw.decode() for raw in raw_ids]
-        pipe = client.pipeline(transaction=False)
-        for node_id in ids:
-            pipe.hgetall(keys.node(node_id))
-        hashes = await pipe.execute()
+        return await read_registry(client, lua.Keys(opts.prefix))
     finally:
         await client.aclose()
+
+
+async def read_registry(client: Redis, keys: lua.Keys) -> list[dict[str, Any]]:
+    """The registry's live nodes, by id (one ZRANGE and one pipelined HGETALL per node)."""
+    raw_ids: list[bytes] = await client.execute_command(  # type: ignore[no-untyped-call]
+        "ZRANGE", keys.nodes, 0, -1)
+    ids = [raw.decode() for raw in raw_ids]
+    pipe = client.pipeline(transaction=False)
+    for node_id in ids:
+        pipe.hgetall(keys.node(node_id))
+    hashes = await pipe.execute()
     return sorted((node_record(i, h) for i, h in zip(ids, hashes, strict=True) if h),
                   key=lambda n: n["id"])
 

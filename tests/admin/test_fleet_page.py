@@ -1,0 +1,254 @@
+"""The fleet page in headless Chromium against real ``wsops serve`` processes: the token login,
+numbers that match ``/metrics`` and follow traffic, a two-node Redis fleet with a drain, and a
+screenshot of the page (``tests/artifacts/fleet-page.png``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.artifacts import artifact, record
+from tests.browser.chromium import CHROMIUM, Chromium, Page
+from tests.procs import ServeProcess, start_serve
+from tests.scrape import Scrape
+from tests.server.broker.redisproc import RedisProc, redis_server_binary
+from tests.wsclient import RawClient
+
+TOKEN = "page-token-for-tests"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+ROOM = "lobby"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+
+
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[ServeProcess]:
+    node = start_serve("--allow-anonymous", *args, env={"WSOPS_ADMIN_TOKEN": TOKEN})
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Chromium]:
+    chromium = Chromium()
+    await chromium.start()
+    try:
+        yield chromium
+    finally:
+        await chromium.stop()
+
+
+async def admin_get(url: str, path: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(url + path, headers=BEARER) as r:
+        assert r.status == 200, (path, r.status)
+        return await (r.json() if r.content_type == "application/json" else r.text())
+
+
+async def metrics(node: ServeProcess) -> dict[str, float]:
+    """The figures the page shows, read from ``/metrics`` with prometheus-client's parser."""
+    m = Scrape(await admin_get(node.admin_url, "/metrics"))
+    return {"connections": m.sum("wsops_connections_open"),
+            "messages_in_total": m.sum("wsops_messages_total", direction="in"),
+            "messages_out_total": m.sum("wsops_messages_total", direction="out")}
+
+
+async def shown(page: Page, node: str, *fields: str) -> dict[str, float | None]:
+    """Raw values (``data-value``) of the page's number elements for ``node``."""
+    return dict(await page.evaluate(f"""(() => {{
+        const out = {{}};
+        for (const f of {list(fields)!r}) {{
+            const el = document.querySelector(`[data-node="{node}"][data-field="${{f}}"]`);
+            out[f] = !el || el.dataset.value === undefined || el.dataset.value === ""
+                ? null : Number(el.dataset.value);
+        }}
+        return out;
+    }})()"""))
+
+
+async def until_page_matches(page: Page, node: ServeProcess, node_id: str,
+                             within: float = 15.0) -> dict[str, float]:
+    """Wait until the fleet totals and this node's row equal ``/metrics``; returns them."""
+    deadline = time.monotonic() + within
+    while True:
+        want = await metrics(node)
+        fleet = await shown(page, "fleet", *want)
+        row = await shown(page, node_id, *want)
+        if fleet == want and row == want:
+            return want
+        if time.monotonic() > deadline:
+            raise AssertionError(f"page {fleet} / row {row} != /metrics {want}; "
+                                 f"console: {page.console[-10:]}")
+        await asyncio.sleep(0.2)
+
+
+async def login(page: Page, admin_url: str, query: str = "interval=0.5") -> None:
+    await page.goto(f"{admin_url}/?token={TOKEN}&{query}")
+    assert await page.evaluate("location.href") == f"{admin_url}/?{query}"  # token gone
+    await page.wait_for("Number(document.body.dataset.updates || 0) >= 1", timeout=15)
+
+
+async def clients(url: str, n: int) -> list[RawClient]:
+    out = await asyncio.gather(*(RawClient.connect(url) for _ in range(n)))
+    await asyncio.gather(*(c.call("subscribe", ROOM) for c in out))
+    return list(out)
+
+
+async def publish(c: RawClient, n: int) -> None:
+    for i in range(n):
+        await c.call("publish", ROOM, data={"i": i})
+
+
+async def test_the_page_needs_the_token_then_a_read_only_cookie(browser: Chromium) -> None:
+    with serving() as node:
+        page = await browser.new_page()
+        await page.goto(node.admin_url + "/")
+        assert await page.evaluate(
+            "!!document.querySelector('form[method=get][action=\"/\"] input[name=token]')")
+        await page.goto(node.admin_url + "/?token=wrong")
+        assert "refused" in await page.evaluate("document.body.innerText")
+        assert await page.evaluate("document.cookie") == ""
+        await login(page, node.admin_url)
+        assert await page.evaluate("document.cookie") == ""  # HttpOnly
+        statuses = await page.evaluate("""Promise.all([
+            fetch('/admin/stats').then(r => r.status),
+            fetch('/admin/drain', {method: 'POST'}).then(r => r.status),
+            fetch('/admin/drain/cancel', {method: 'POST'}).then(r => r.status)])""")
+        assert statuses == [200, 401, 401]  # reads with the cookie; changes need the bearer
+        assert not (await admin_get(node.admin_url, "/admin/stats"))["draining"]
+
+        # A hidden tab stops asking; it asks again as soon as it is visible.
+        updates = "Number(document.body.dataset.updates)"
+        await page.evaluate("""Object.defineProperty(document, 'visibilityState',
+            {configurable: true, get: () => 'hidden'});
+            document.dispatchEvent(new Event('visibilitychange'))""")
+        await asyncio.sleep(0.6)  # one fetch may have been in flight
+        paused = await page.evaluate(updates)
+        await asyncio.sleep(1.5)
+        assert await page.evaluate(updates) == paused
+        await page.evaluate("""delete document.visibilityState;
+            document.dispatchEvent(new Event('visibilitychange'))""")
+        await page.wait_for(f"{updates} > {paused}", timeout=5)
+
+        # The node goes away: the page says since when its numbers are stale, and keeps them.
+        node.stop()
+        await page.wait_for("document.querySelector('#status').textContent"
+                            ".startsWith('stale since')", timeout=5)
+        assert await page.evaluate("document.querySelector('[data-node=fleet]"
+                                   "[data-field=connections]').dataset.value") == "0"
+        assert not [line for line in page.console if line.startswith("exception")]
+
+
+async def test_the_page_shows_what_metrics_says_and_follows_traffic(browser: Chromium) -> None:
+    with serving() as node:
+        node_id = (await admin_get(node.admin_url, "/admin/fleet"))["node_id"]
+        page = await browser.new_page()
+        await login(page, node.admin_url)
+        conns = await clients(node.url, 6)
+        try:
+            await publish(conns[0], 10)
+            first = await until_page_matches(page, node, node_id)
+            assert first["connections"] == 6 and first["messages_out_total"] >= 60
+            assert await page.evaluate(
+                f"document.querySelector('[data-node=\"{node_id}\"][data-field=state]')"
+                ".dataset.value") == "ready"
+
+            for c in conns[4:]:
+                await c.close()
+            burst = asyncio.create_task(publish(conns[0], 60))
+            await page.wait_for(  # rates come from the last seconds: seen while it runs
+                "Number(document.querySelector('[data-node=fleet]"
+                "[data-field=messages_out_per_second]').dataset.value) > 0", timeout=15)
+            await burst
+            after = await until_page_matches(page, node, node_id)
+            assert after["connections"] == 4
+            assert after["messages_out_total"] >= first["messages_out_total"] + 4 * 60
+            delivery = await shown(page, "fleet", "delivery_p99_seconds", "rss_bytes",
+                                   "memory_per_connection_bytes", "loop_lag_p99_seconds")
+            assert delivery["rss_bytes"] and delivery["memory_per_connection_bytes"]
+            assert delivery["loop_lag_p99_seconds"] is not None
+
+            # Some traffic while the charts fill in, then the picture people look at.
+            for _ in range(8):
+                await publish(conns[1], 15)
+                await asyncio.sleep(0.4)
+            await until_page_matches(page, node, node_id)
+            path = await page.screenshot(artifact("fleet-page.png"))
+            updates = int(await page.evaluate("document.body.dataset.updates"))
+            record("fleet-page.json", {"updates": updates, **after, "screenshot": path.name})
+            assert not [line for line in page.console if line.startswith("exception")]
+        finally:
+            await asyncio.gather(*(c.close() for c in conns[:4]))
+
+
+@pytest.fixture
+def redis_proc() -> Iterator[RedisProc]:
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    proc = RedisProc()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+async def test_one_nodes_page_lists_the_fleet_and_shows_a_drain(
+    browser: Chromium, redis_proc: RedisProc,
+) -> None:
+    broker = f"{redis_proc.url}?heartbeat=0.5&timeout=1"
+    with serving("--broker", broker) as a, serving("--broker", broker) as b:
+        ids = [(await admin_get(n.admin_url, "/admin/stats"))["broker"]["node_id"]
+               for n in (a, b)]
+        on_a, on_b = await clients(a.url, 3), await clients(b.url, 1)
+        try:
+            page = await browser.new_page()
+            await login(page, a.admin_url)
+            await page.wait_for(f"""(() => {{
+                const v = (n) => document.querySelector(
+                    `[data-node="${{n}}"][data-field=connections]`)?.dataset.value;
+                return v("{ids[0]}") === "3" && v("{ids[1]}") === "1"
+                    && document.querySelector('[data-node=fleet][data-field=connections]')
+                        .dataset.value === "4";
+            }})()""", timeout=20)
+            assert await page.evaluate("document.querySelectorAll('#nodes tbody tr').length") == 2
+
+            async with aiohttp.ClientSession() as s, s.post(
+                    b.admin_url + "/admin/drain", json={"deadline": 5}, headers=BEARER) as r:
+                assert r.status == 202
+            await page.wait_for(
+                f"document.querySelector('[data-node=\"{ids[1]}\"][data-field=state]')"
+                "?.dataset.value === 'draining'", timeout=15)
+            assert await page.evaluate(
+                f"document.querySelector('[data-node=\"{ids[0]}\"][data-field=state]')"
+                ".dataset.value") == "ready"
+            await page.wait_for("document.querySelector('[data-node=fleet]"
+                                "[data-field=connections]').dataset.value === '3'", timeout=15)
+            await page.screenshot(artifact("fleet-page-redis.png"))
+        finally:
+            await asyncio.gather(*(c.close() for c in on_a + on_b), return_exceptions=True)
+
+
+async def test_the_page_of_a_node_with_workers_shows_the_node_summed(browser: Chromium) -> None:
+    with serving("--workers", "2") as node:
+        node_id = (await admin_get(node.admin_url, "/admin/fleet"))["node_id"]
+        page = await browser.new_page()
+        await login(page, node.admin_url)
+        conns = await clients(node.url, 4)
+        try:
+            await publish(conns[0], 5)
+            want = await until_page_matches(page, node, node_id)
+            assert want["connections"] == 4
+            assert await page.evaluate("document.querySelectorAll('#nodes tbody tr').length") == 1
+            assert "(2 workers)" in await page.evaluate(
+                "document.querySelector('#nodes tbody td.node').textContent")
+        finally:
+            await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
