@@ -5,17 +5,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start themselves: redis-server and haproxy (fleet tests),
-# prometheus and promtool (alert unit tests, the dashboards' and the fleet's end-to-end tests).
+# prometheus and promtool (alert unit tests, the dashboards' and the fleet's end-to-end tests),
+# chromium (the browser client, the fleet page and the chat example, driven headless).
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   else
     echo "missing Debian packages: ${need[*]} (run as root or install them)" >&2
   fi
+fi
+
+# TypeScript (and React's types) for the client's type check, from tests/client_js/package-lock.json.
+if command -v npm >/dev/null; then
+  npm ci --prefix tests/client_js --no-audit --no-fund --loglevel=error
+else
+  echo "npm not found: the TypeScript check of the browser client is skipped" >&2
 fi
 
 python3 -m venv .venv

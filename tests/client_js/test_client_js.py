@@ -1,0 +1,328 @@
+"""wsops-client.js against real ``wsops serve`` processes, in headless Chromium and in Node.
+
+Every scenario runs in both hosts (see hosts.py): connect, subscribe, receive, publish,
+presence, history, traceparent; a restart of a node without history (an explicit gap, and the
+requests queued meanwhile go out once, the queue bounded); tokens fetched again per attempt;
+and a fleet behind HAProxy whose nodes are drained and killed under a steady publish, checked
+by message numbers: every acknowledged message delivered once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.artifacts import record
+from tests.browser.chromium import CHROMIUM
+from tests.client_js.hosts import NODE, PAGE_TRACEPARENT, ChromiumHost, JsError, NodeHost, js_host
+from tests.examples import FLEET_EXAMPLE, load_example
+from tests.procs import free_port
+from wsops.client import Client, Message
+
+fleet_example = load_example(FLEET_EXAMPLE)
+KINDS = ["node", "chromium"]
+Host = NodeHost | ChromiumHost
+
+
+def need(kind: str) -> None:
+    if kind == "node" and NODE is None:
+        pytest.skip("node is not installed")
+    if kind == "chromium" and CHROMIUM is None:
+        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
+
+
+class Server:
+    """One ``wsops serve`` on fixed ports, so it can be stopped and started again."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "wsops", "serve", "--port", str(self.port),
+                "--admin-port", str(self.admin_port), *args]
+        self.proc = fleet_example.Proc("wsops", argv, workdir / "wsops.log")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/static/wsops-client.js"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.proc.start()
+        wait_ready(self.proc, f"http://127.0.0.1:{self.admin_port}", timeout)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.stop(sig)
+
+
+def wait_ready(proc: Any, admin_url: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not proc.alive:
+            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(admin_url + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} not ready:\n{proc.tail()}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path, "--allow-anonymous")
+    s.start()
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+async def until(what: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    """Poll ``what`` until it returns something truthy."""
+    end = time.monotonic() + timeout
+    while True:
+        value = await what()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise TimeoutError(f"condition not met within {timeout} s (last: {value!r})")
+        await asyncio.sleep(0.05)
+
+
+async def received(js: Host, name: str, room: str, count: int, timeout: float = 20.0) -> Any:
+    async def enough() -> Any:
+        got = await js.call("received", name, room)
+        return got if len(got) >= count else None
+
+    try:
+        return await until(enough, timeout)
+    except TimeoutError:
+        summary = await js.call("summary", name)
+        raise AssertionError(f"{name} did not receive {count} messages: {summary}; "
+                             f"log: {js.stderr[-20:]}") from None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_subscribe_receive_publish_presence_history(kind: str, server: Server) -> None:
+    need(kind)
+    async with js_host(kind, server.client_url) as js:
+        assert await js.call("open", "a", server.url, js.client_options()) == "open"
+        sub = await js.call("subscribe", "a", "room1", {"presence": True})
+        assert sub == {"room": "room1", "offset": 0, "epoch": sub["epoch"], "recovered": None}
+        seen: list[Message] = []
+        async with Client(server.url, on_message=seen.append) as py:
+            await py.subscribe("room1")
+            for i in range(1, 21):
+                await py.publish("room1", {"n": i})
+            assert await received(js, "a", "room1", 20) == [{"n": i} for i in range(1, 21)]
+            assert [p[0] for p in await js.call("positions", "a", "room1")] == list(range(1, 21))
+
+            ack = await js.call("publish", "a", "room1", {"n": 21, "text": "hé \u2603"})
+            assert ack == {"room": "room1", "offset": 21, "epoch": sub["epoch"], "local": False}
+            await until(lambda: asyncio.sleep(0, len(seen) == 21))
+            assert seen[-1].data == {"n": 21, "text": "hé \u2603"}
+            assert len(await js.call("presence", "a", "room1")) == 2
+
+        # The page's traceparent went out with the publish and came back on the message.
+        trace_id = PAGE_TRACEPARENT.split("-")[1]
+        summary = await js.call("summary", "a")
+        assert any(tp.split("-")[1] == trace_id for tp in summary["traceparents"])
+        history = await js.call("history", "a", "room1", 5)
+        assert [m["data"]["n"] for m in history] == [17, 18, 19, 20, 21]
+        assert [m["offset"] for m in history] == [17, 18, 19, 20, 21]
+
+        # A second client joining with presence: the first gets its join event.
+        await js.call("open", "b", server.url)
+        await js.call("subscribe", "b", "room1", {"presence": True})
+        users = await js.call("presence", "b", "room1")
+        assert len(users) == 2
+        joins = await until(lambda: _presence(js, "a"))
+        assert joins[-1]["kind"] == "join" and joins[-1]["user"] in users
+
+        # Errors come back typed; a closed client refuses requests.
+        with pytest.raises(JsError) as refused:
+            await js.call("subscribe", "b", "bad room!")
+        assert (refused.value.name, refused.value.code) == ("ServerError", "invalid_room")
+        assert await js.call("close", "b") == "closed"
+        with pytest.raises(JsError) as closed:
+            await js.call("publish", "b", "room1", 1)
+        assert closed.value.name == "ClientClosedError"
+        leaves = await until(lambda: _presence(js, "a", "leave"))
+        assert leaves[-1]["user"] != joins[-1]["user"] or len(users) == 2
+
+
+async def _presence(js: Host, name: str, kind: str = "join") -> list[dict[str, Any]]:
+    return [p for p in (await js.call("summary", name))["presence"] if p["kind"] == kind]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_restart_without_history_gap_and_bounded_queue(kind: str, server: Server) -> None:
+    """The memory broker forgets rooms on restart: the client reports a gap, never a silent
+    one; requests made while the node is down wait (up to maxQueue) and go out once."""
+    need(kind)
+    async with js_host(kind, server.client_url) as js:
+        await js.call("open", "a", server.url, {"maxQueue": 2, "requestTimeoutMs": 30000})
+        await js.call("subscribe", "a", "r")
+        async with Client(server.url) as py:
+            for i in range(1, 4):
+                await py.publish("r", {"n": i})
+        await received(js, "a", "r", 3)
+
+        server.stop(signal.SIGTERM)  # drains: the client is told 1012
+        await until(lambda: _state(js, "a", "reconnecting"))
+        queued = asyncio.create_task(
+            js.call("publishMany", "a", "r", [{"n": "q1"}, {"n": "q2"}, {"n": "q3"}]))
+        await until(lambda: _pending(js, "a", 2))
+        await asyncio.sleep(0.3)  # a few failed attempts against the stopped node
+        server.start()
+        outcomes = await asyncio.wait_for(queued, 20)
+        assert outcomes[2] == {"error": "QueueFullError"}
+        assert [o["offset"] for o in outcomes[:2]] == [1, 2]
+
+        got = await received(js, "a", "r", 5)
+        assert got == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": "q1"}, {"n": "q2"}]
+        summary = await js.call("summary", "a")
+        [gap] = summary["gaps"]
+        assert (gap["lastOffset"], gap["newOffset"]) == (3, 0)
+        assert gap["newEpoch"] != gap["lastEpoch"]
+        assert summary["reconnects"] == 1 and summary["closeCodes"][0] == 1012
+        assert summary["pending"] == 0
+        assert summary["states"][:3] == ["connecting", "open", "reconnecting"]
+        assert [s["recovered"] for s in summary["subscribed"]] == [None, False]
+
+
+async def _state(js: Host, name: str, state: str) -> bool:
+    return bool((await js.call("summary", name))["state"] == state)
+
+
+async def _pending(js: Host, name: str, n: int) -> bool:
+    return bool((await js.call("summary", name))["pending"] == n)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_token_fetched_again_for_each_attempt(kind: str, tmp_path: Path) -> None:
+    need(kind)
+    secret = "s3cret-for-tests-only-32-bytes-long!"
+    server = Server(tmp_path, "--jwt-secret", secret)
+    server.start()
+    try:
+        claims = {"sub": "alice", "exp": int(time.time()) + 600, "rooms": ["chat:*"]}
+        good = jwt.encode(claims, secret, algorithm="HS256")
+        bad = jwt.encode(claims, "not-the-secret-but-as-long-as-it", algorithm="HS256")
+        async with js_host(kind, server.client_url) as js:
+            # The first attempt is refused (401: a browser sees only a failed connection) and
+            # the next one asks the token function again.
+            await js.call("open", "a", server.url, {"tokens": [bad, good]})
+            await js.call("subscribe", "a", "chat:lobby")
+            assert await js.call("presence", "a", "chat:lobby") == ["alice"]
+            with pytest.raises(JsError) as forbidden:
+                await js.call("subscribe", "a", "admin")
+            assert forbidden.value.code == "forbidden"
+            summary = await js.call("summary", "a")
+            assert summary["tokenCalls"] == 2 and summary["closeCodes"] == [1006]
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Any]:
+    from tests.fleet.conftest import BROKER_OPTIONS, need_binaries
+
+    need_binaries()
+    f = fleet_example.Fleet(broker_options=BROKER_OPTIONS)
+    try:
+        await asyncio.to_thread(f.start)
+        yield f
+    finally:
+        await asyncio.to_thread(f.close)
+
+
+def _connections(admin_url: str) -> int:
+    with urllib.request.urlopen(admin_url + "/admin/stats", timeout=2) as r:
+        return int(json.load(r)["connections"])
+
+
+def _post(url: str) -> None:
+    with urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="POST"), timeout=5):
+        pass
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: Any) -> None:
+    """Three nodes behind HAProxy; node2 only takes the publisher. The client's node is drained
+    (1012), then the node it moved to is killed (-9); a publish every 5 ms never stops."""
+    need(kind)
+    fleet.haproxy_command("disable server nodes/node2")
+    await asyncio.to_thread(fleet.wait_backends, {0, 1})
+    node0 = fleet.nodes[0]
+    async with js_host(kind, f"http://127.0.0.1:{node0.port}/static/wsops-client.js") as js:
+        await js.call("open", "a", fleet.url)
+        await js.call("subscribe", "a", "orders")
+        [first] = [n for n in fleet.nodes[:2] if _connections(n.admin_url) == 1]
+        [second] = [n for n in fleet.nodes[:2] if n is not first]
+
+        acked: list[int] = []
+        stop = asyncio.Event()
+
+        async def publish() -> None:
+            async with Client(fleet.nodes[2].url) as py:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    await py.publish("orders", {"n": n})
+                    acked.append(n)
+                    await asyncio.sleep(0.005)
+
+        publisher = asyncio.create_task(publish())
+        await until(lambda: asyncio.sleep(0, len(acked) > 100))
+        figures: dict[str, Any] = {"host": kind}
+
+        # Drain the client's node: it is told 1012 and resumes through HAProxy on the other.
+        t0 = time.monotonic()
+        await asyncio.to_thread(_post, first.admin_url + "/admin/drain")
+        await until(lambda: _reconnected(js, 1))
+        figures["drain_reconnect_s"] = round(time.monotonic() - t0, 3)
+        await asyncio.to_thread(first.proc.stop, signal.SIGTERM)
+        first.proc.start()
+        await asyncio.to_thread(fleet.wait_ready, first)
+        await asyncio.to_thread(fleet.wait_backends, {0, 1})
+        await asyncio.sleep(0.5)
+
+        # Kill the node it moved to: no close frame, HAProxy sends the retry to the other.
+        t0 = time.monotonic()
+        await asyncio.to_thread(fleet.kill_node, second.index)
+        await until(lambda: _reconnected(js, 2))
+        figures["kill_reconnect_s"] = round(time.monotonic() - t0, 3)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await publisher
+
+        got = await received(js, "a", "orders", len(acked))
+        numbers = [d["n"] for d in got]
+        positions = await js.call("positions", "a", "orders")
+        summary = await js.call("summary", "a")
+        figures.update(published=len(acked), delivered=len(numbers),
+                       close_codes=summary["closeCodes"], reconnects=summary["reconnects"])
+        record(f"client-js-fleet-{kind}.json", figures)
+        assert numbers == list(range(1, len(acked) + 1))  # each once, in order, none missing
+        assert [p[0] for p in positions] == list(range(1, len(acked) + 1))
+        assert len({p[1] for p in positions}) == 1
+        assert summary["gaps"] == [] and summary["lost"] == []
+        assert summary["closeCodes"][:2] == [1012, 1006]
+        assert [s["recovered"] for s in summary["subscribed"]] == [None, True, True]
+
+
+async def _reconnected(js: Host, n: int) -> bool:
+    summary = await js.call("summary", "a")
+    return bool(summary["reconnects"] >= n and summary["state"] == "open")
