@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.server.broker.redisproc import RedisProc, redis_server_binary
 from tests.wsclient import RawClient
 from wsops.admin.listener import ADMIN_KEY
 from wsops.config import Settings
@@ -79,3 +80,16 @@ async def connect() -> AsyncIterator[Connect]:
     yield make
     for c in clients:
         await c.close()
+
+
+@pytest.fixture
+def redis_proc() -> Iterator[RedisProc]:
+    """A private redis-server on a free port (skips when the binary is missing)."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    proc = RedisProc()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.close()

@@ -17,7 +17,7 @@ from tests.artifacts import artifact, record
 from tests.browser.chromium import CHROMIUM, Chromium, Page
 from tests.procs import ServeProcess, start_serve
 from tests.scrape import Scrape
-from tests.server.broker.redisproc import RedisProc, redis_server_binary
+from tests.server.broker.redisproc import RedisProc
 from tests.wsclient import RawClient
 
 TOKEN = "page-token-for-tests"
@@ -187,18 +187,6 @@ async def test_the_page_shows_what_metrics_says_and_follows_traffic(browser: Chr
             assert not [line for line in page.console if line.startswith("exception")]
         finally:
             await asyncio.gather(*(c.close() for c in conns[:4]))
-
-
-@pytest.fixture
-def redis_proc() -> Iterator[RedisProc]:
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not installed")
-    proc = RedisProc()
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.close()
 
 
 async def test_one_nodes_page_lists_the_fleet_and_shows_a_drain(

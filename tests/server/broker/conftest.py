@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.broker.redisproc import RedisProc, redis_server_binary
+from tests.server.broker.redisproc import RedisProc
 
 # Short beats and timeouts keep fault tests quick: a node is dead 1.5 s after its last beat,
 # a silent pub/sub link after 1.5 s.
 BEAT = 0.5
 TIMEOUT = 1.0
-
-
-@pytest.fixture
-def redis_proc() -> Iterator[RedisProc]:
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not installed")
-    proc = RedisProc()
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.close()
 
 
 def broker_url(proc: RedisProc) -> str:
