@@ -105,7 +105,9 @@ class Client(ClientCore):
         if presence:
             frame["presence"] = True
         try:
-            reply = await self._request(frame, timeout)
+            reply = await self._request(frame, timeout, owner=entry)
+            if self._rooms.get(room) is not entry:
+                raise ClientError(f"unsubscribed from {room!r}")
             return wire.subscribe_result(room, reply)
         except BaseException as exc:
             if not entry.tracker.positioned:
@@ -155,10 +157,13 @@ class Client(ClientCore):
         frame = {"op": "history", "room": room, "limit": limit}
         return wire.history_messages(room, await self._request(frame, timeout))
 
-    async def _request(self, frame: dict[str, Any], limit: Timeout) -> wire.Reply:
+    async def _request(
+        self, frame: dict[str, Any], limit: Timeout, owner: object = None
+    ) -> wire.Reply:
         if self._closing:
             raise self.error or ClientClosed("client is closed")
         pending = self._book.add(frame)
+        pending.owner = owner
         self._wake.set()
         try:
             reply: wire.Reply = await self._wait(pending.future, limit)

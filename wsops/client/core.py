@@ -195,8 +195,8 @@ class ClientCore:
         if self._was_open:
             self.reconnects += 1
         self._was_open = True
-        for frame in self._rooms.resubscribe_frames():
-            self._book.add(frame, urgent=True, resend=False)
+        for room, frame in self._rooms.resubscribe_frames():
+            self._book.add(frame, urgent=True, resend=False).owner = room
         self._wake.set()
         self._set_state(ClientState.OPEN)
         if self._first_open is not None and not self._first_open.done():
@@ -277,7 +277,9 @@ class ClientCore:
             if pending is None and not frame.ok:
                 log.warning("wsops client: unmatched error reply: %s", frame.error())
             elif pending is not None and pending.op == "subscribe":
-                outcome = self._rooms.on_subscribe_reply(pending.room, frame)
+                owner = pending.owner
+                outcome = self._rooms.on_subscribe_reply(
+                    owner if isinstance(owner, Room) else None, frame)
                 events = outcome.events
                 if outcome.retry is not None:
                     self._schedule_resubscribe(outcome.retry)
@@ -294,7 +296,7 @@ class ClientCore:
             if self._ws is ws and self._rooms.get(room.name) is room and not room.tracker.synced:
                 frame = self._rooms.resubscribe_frame(room)
                 if frame is not None:
-                    self._book.add(frame, urgent=True, resend=False)
+                    self._book.add(frame, urgent=True, resend=False).owner = room
                     self._wake.set()
 
         asyncio.get_running_loop().call_later(delay, retry)

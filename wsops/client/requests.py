@@ -32,6 +32,9 @@ class Pending:
     future: asyncio.Future[Reply]
     resend: bool = True
     sent: bool = field(default=False)
+    # A subscribe's room entry (``rooms.Room``): its reply is for that entry only, not for one
+    # subscribed again under the same name after an unsubscribe.
+    owner: object = None
 
     @property
     def op(self) -> str:

@@ -78,9 +78,10 @@ class Rooms:
         if error is not None:
             fail_future(room.ready, error)
 
-    def resubscribe_frames(self) -> list[dict[str, Any]]:
+    def resubscribe_frames(self) -> list[tuple[Room, dict[str, Any]]]:
         """``subscribe`` frames with ``since`` for every positioned room (a new connection)."""
-        return [f for f in (self.resubscribe_frame(r) for r in self._rooms.values()) if f]
+        frames = ((r, self.resubscribe_frame(r)) for r in self._rooms.values())
+        return [(r, f) for r, f in frames if f is not None]
 
     @staticmethod
     def resubscribe_frame(room: Room) -> dict[str, Any] | None:
@@ -107,11 +108,13 @@ class Rooms:
     def on_presence(self, event: PresenceEvent) -> list[Event]:
         return [event] if event.room in self._rooms else []
 
-    def on_subscribe_reply(self, name: str, reply: wire.Reply) -> ReplyOutcome:
-        """Position the room from its subscribe reply (before any later frame is read)."""
-        room = self._rooms.get(name)
-        if room is None:
-            return ReplyOutcome([])  # unsubscribed meanwhile
+    def on_subscribe_reply(self, room: Room | None, reply: wire.Reply) -> ReplyOutcome:
+        """Position ``room``, the entry that sent the request, from its subscribe reply (before
+        any later frame is read); nothing when it was unsubscribed meanwhile, even if the name
+        was subscribed again (that new entry waits for its own reply)."""
+        if room is None or self._rooms.get(room.name) is not room:
+            return ReplyOutcome([])
+        name = room.name
         if reply.ok:
             try:
                 result = wire.subscribe_result(name, reply)

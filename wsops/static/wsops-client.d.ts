@@ -173,14 +173,15 @@ export class WsopsClient {
   /** Connections opened after the first one. */
   readonly reconnects: number;
   /** The close code of every connection or attempt that ended, oldest first (1006: no close
-   * frame, as for a refused attempt). */
+   * frame, as for a refused attempt or a token function that failed). */
   readonly closeCodes: readonly number[];
   /** Requests not answered yet (queued or in flight). */
   readonly pending: number;
 
   /** Start connecting; resolves once the first connection is open. Failed attempts are retried
-   * with backoff until `timeoutMs` (default: `connectTimeoutMs`; 0 waits forever): then the
-   * client is closed and the promise rejects with RequestTimeoutError. */
+   * with backoff (a refused token too: browsers do not show the HTTP status) for as long as it
+   * takes, or until `timeoutMs` (default 0: no limit): then the client is closed and the promise
+   * rejects with RequestTimeoutError. */
   connect(options?: { timeoutMs?: number }): Promise<void>;
   /** Close (code 1000), stop reconnecting and reject what is still pending with ClientClosedError. */
   close(): Promise<void>;

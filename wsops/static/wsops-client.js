@@ -135,7 +135,11 @@ class RequestBook {
     }
     const id = this.nextId++;
     if (id >= MAX_ID) throw new RangeError("request ids exhausted");
-    const pending = { id, frame: { ...frame, id }, reply: deferred(), resend, timer: null };
+    const pending = { id, frame: { ...frame, id }, reply: deferred(), resend, timer: null,
+      entry: null };
+    // Encoded now: data that JSON cannot encode (a BigInt, a cycle) fails its own request at
+    // once instead of the connection's send loop.
+    pending.text = JSON.stringify(pending.frame);
     (urgent ? this.urgent : this.queue).push(pending);
     return pending;
   }
@@ -203,7 +207,8 @@ const isStr = (v) => typeof v === "string";
 
 function toMessage(f) {
   if (!isStr(f.room) || !isInt(f.offset) || !isStr(f.epoch)) return null;
-  const msg = { room: f.room, offset: f.offset, epoch: f.epoch, data: f.data, ts: f.ts };
+  const msg = { room: f.room, offset: f.offset, epoch: f.epoch, data: f.data,
+    ts: isInt(f.ts) ? f.ts : 0 };
   if (isStr(f.traceparent)) msg.traceparent = f.traceparent;
   return Object.freeze(msg);
 }
@@ -295,7 +300,7 @@ export class WsopsClient {
 
   // -- lifecycle --
 
-  connect({ timeoutMs = this.#opts.connectTimeoutMs } = {}) {
+  connect({ timeoutMs = 0 } = {}) {
     if (this.#closing) return Promise.reject(this.#error ?? new ClientClosedError("client is closed"));
     if (this.#firstOpen === null) {
       this.#firstOpen = deferred();
@@ -376,6 +381,7 @@ export class WsopsClient {
       if (!WS) throw new WsopsError("no WebSocket: pass options.WebSocket (Node 20: the 'ws' package, or run node --experimental-websocket)");
       ws = new WS(url.toString());
     } catch (err) {
+      if (this.#closing) return;
       console.warn(`wsops client: connection attempt failed: ${err?.message ?? err}`);
       this.#ended(null, ABNORMAL_CLOSE, String(err?.message ?? err));
       return;
@@ -397,7 +403,12 @@ export class WsopsClient {
       try { ws.close(); } catch { /* already failed */ }
     };
     const timer = this.#later(this.#opts.connectTimeoutMs, () => fail("connection timed out"));
-    ws.onopen = () => { opened = true; this.#clear(timer); this.#opened(ws); };
+    ws.onopen = () => {
+      if (finished) { try { ws.close(); } catch { /* gone */ } return; }
+      opened = true;
+      this.#clear(timer);
+      this.#opened(ws);
+    };
     ws.onmessage = (ev) => {
       if (ws === this.#ws && typeof ev.data === "string") this.#onText(ev.data);
     };
@@ -414,7 +425,7 @@ export class WsopsClient {
     this.#wasOpen = true;
     for (const room of this.#rooms.values()) {
       const frame = this.#resubscribeFrame(room);
-      if (frame) this.#book.add(frame, { urgent: true, resend: false });
+      if (frame) this.#book.add(frame, { urgent: true, resend: false }).entry = room;
     }
     this.#setState("open");
     this.#firstOpen?.resolve();
@@ -457,7 +468,11 @@ export class WsopsClient {
     const ws = this.#ws;
     if (ws === null || ws.readyState !== 1) return;
     for (let p = this.#book.nextToSend(); p !== null; p = this.#book.nextToSend()) {
-      ws.send(JSON.stringify(p.frame));
+      try {
+        ws.send(p.text);
+      } catch { // the socket broke: its close event requeues what is in flight
+        return;
+      }
     }
   }
 
@@ -484,15 +499,21 @@ export class WsopsClient {
     } else if (f.op === "reply") {
       const p = isInt(f.id) ? this.#book.resolve(f) : null;
       if (p === null && f.ok !== true) console.warn("wsops client: unmatched error reply", f.error);
-      else if (p !== null && p.frame.op === "subscribe") events = this.#onSubscribeReply(p.frame.room, f);
+      else if (p !== null && p.frame.op === "subscribe") events = this.#onSubscribeReply(p.entry, f);
     }
-    for (const [kind, payload] of events) this.#emit(kind, payload);
+    for (const [kind, payload] of events) {
+      if (this.#closing) return;
+      if (kind !== "lost" && !this.#rooms.has(payload.room)) continue; // unsubscribed meanwhile
+      this.#emit(kind, payload);
+    }
   }
 
-  // Position the room from its subscribe reply, before any later frame is read.
-  #onSubscribeReply(name, reply) {
-    const room = this.#rooms.get(name);
-    if (room === undefined) return []; // unsubscribed meanwhile
+  // Position the room from its subscribe reply, before any later frame is read. The reply is
+  // for the entry that sent the request: one unsubscribed (and maybe subscribed again) since
+  // has nothing to do with it.
+  #onSubscribeReply(room, reply) {
+    const name = room?.tracker.room;
+    if (room === null || this.#rooms.get(name) !== room) return [];
     let err;
     if (reply.ok === true) {
       try {
@@ -537,7 +558,7 @@ export class WsopsClient {
       if (this.#ws !== ws || this.#rooms.get(room.tracker.room) !== room || room.tracker.synced) return;
       const frame = this.#resubscribeFrame(room);
       if (frame) {
-        this.#book.add(frame, { urgent: true, resend: false });
+        this.#book.add(frame, { urgent: true, resend: false }).entry = room;
         this.#flush();
       }
     });
@@ -562,7 +583,8 @@ export class WsopsClient {
     const frame = { op: "subscribe", room };
     if (presence) frame.presence = true;
     try {
-      const reply = await this.#request(frame, timeoutMs);
+      const reply = await this.#request(frame, timeoutMs, added);
+      if (this.#rooms.get(room) !== added) throw new WsopsError(`unsubscribed from '${room}'`);
       const { offset, epoch } = position(reply, "subscribe");
       return Object.freeze({ room, offset, epoch, recovered: null });
     } catch (err) {
@@ -591,7 +613,7 @@ export class WsopsClient {
   async presence(room, { timeoutMs } = {}) {
     const reply = await this.#request({ op: "presence", room }, timeoutMs);
     if (!Array.isArray(reply.users)) throw new ServerError("bad_reply", "presence reply without users");
-    return reply.users;
+    return reply.users.filter(isStr);
   }
 
   async history(room, limit = 100, { timeoutMs } = {}) {
@@ -601,7 +623,7 @@ export class WsopsClient {
     return reply.messages.map((m) => toMessage({ ...m, room })).filter((m) => m !== null);
   }
 
-  #request(frame, timeoutMs) {
+  #request(frame, timeoutMs, entry = null) {
     if (this.#closing) return Promise.reject(this.#error ?? new ClientClosedError("client is closed"));
     const source = this.#opts.traceparent;
     const trace = source === undefined ? pageTraceparent() : typeof source === "function" ? source() : source;
@@ -609,6 +631,7 @@ export class WsopsClient {
     let p;
     try {
       p = this.#book.add(frame);
+      p.entry = entry;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -633,8 +656,8 @@ export class WsopsClient {
     if (!(ms > 0)) return promise;
     let timer;
     const timeout = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new RequestTimeoutError(`${what}: nothing within ${ms} ms`)), ms);
+      timer = this.#later(ms, () => reject(new RequestTimeoutError(`${what}: nothing within ${ms} ms`)));
     });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([promise, timeout]).finally(() => this.#clear(timer));
   }
 }
