@@ -3,8 +3,9 @@
 Every scenario runs in both hosts (see hosts.py): connect, subscribe, receive, publish,
 presence, history, traceparent; a restart of a node without history (an explicit gap, and the
 requests queued meanwhile go out once, the queue bounded); tokens fetched again per attempt;
-and a fleet behind HAProxy whose nodes are drained and killed under a steady publish, checked
-by message numbers: every acknowledged message delivered once, in order.
+and a fleet behind HAProxy whose nodes are drained, restarted and killed under a steady publish
+(one client through HAProxy, one on the restarted node itself), checked by message numbers:
+every acknowledged message delivered once, in order.
 """
 
 from __future__ import annotations
@@ -260,8 +261,10 @@ def _post(url: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: Any) -> None:
-    """Three nodes behind HAProxy; node2 only takes the publisher. The client's node is drained
-    (1012), then the node it moved to is killed (-9); a publish every 5 ms never stops."""
+    """Three nodes behind HAProxy; node2 only takes the publisher. Client a's node is drained
+    (1012) and restarted, then the node a moved to is killed (-9); client b is connected to the
+    drained node itself (no HAProxy), so it waits for that node's restart and resumes there. A
+    publish every 5 ms never stops; both must get every message once, in order."""
     need(kind)
     fleet.haproxy_command("disable server nodes/node2")
     await asyncio.to_thread(fleet.wait_backends, {0, 1})
@@ -271,6 +274,8 @@ async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: An
         await js.call("subscribe", "a", "orders")
         [first] = [n for n in fleet.nodes[:2] if _connections(n.admin_url) == 1]
         [second] = [n for n in fleet.nodes[:2] if n is not first]
+        await js.call("open", "b", first.url)
+        await js.call("subscribe", "b", "orders")
 
         acked: list[int] = []
         stop = asyncio.Event()
@@ -291,38 +296,47 @@ async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: An
         # Drain the client's node: it is told 1012 and resumes through HAProxy on the other.
         t0 = time.monotonic()
         await asyncio.to_thread(_post, first.admin_url + "/admin/drain")
-        await until(lambda: _reconnected(js, 1))
+        await until(lambda: _reconnected(js, "a", 1))
         figures["drain_reconnect_s"] = round(time.monotonic() - t0, 3)
         await asyncio.to_thread(first.proc.stop, signal.SIGTERM)
         first.proc.start()
         await asyncio.to_thread(fleet.wait_ready, first)
+        await until(lambda: _reconnected(js, "b", 1))
+        figures["restart_reconnect_s"] = round(time.monotonic() - t0, 3)
         await asyncio.to_thread(fleet.wait_backends, {0, 1})
         await asyncio.sleep(0.5)
 
         # Kill the node it moved to: no close frame, HAProxy sends the retry to the other.
         t0 = time.monotonic()
         await asyncio.to_thread(fleet.kill_node, second.index)
-        await until(lambda: _reconnected(js, 2))
+        await until(lambda: _reconnected(js, "a", 2))
         figures["kill_reconnect_s"] = round(time.monotonic() - t0, 3)
         await asyncio.sleep(0.5)
         stop.set()
         await publisher
 
-        got = await received(js, "a", "orders", len(acked))
-        numbers = [d["n"] for d in got]
-        positions = await js.call("positions", "a", "orders")
-        summary = await js.call("summary", "a")
-        figures.update(published=len(acked), delivered=len(numbers),
-                       close_codes=summary["closeCodes"], reconnects=summary["reconnects"])
+        summaries = {}
+        for name in ("a", "b"):
+            got = await received(js, name, "orders", len(acked))
+            numbers = [d["n"] for d in got]
+            positions = await js.call("positions", name, "orders")
+            summary = summaries[name] = await js.call("summary", name)
+            figures[name] = {"delivered": len(numbers), "close_codes": summary["closeCodes"],
+                             "reconnects": summary["reconnects"]}
+            assert numbers == list(range(1, len(acked) + 1)), name  # once each, in order
+            assert [p[0] for p in positions] == list(range(1, len(acked) + 1))
+            assert len({p[1] for p in positions}) == 1
+            assert summary["gaps"] == [] and summary["lost"] == []
+        figures["published"] = len(acked)
         record(f"client-js-fleet-{kind}.json", figures)
-        assert numbers == list(range(1, len(acked) + 1))  # each once, in order, none missing
-        assert [p[0] for p in positions] == list(range(1, len(acked) + 1))
-        assert len({p[1] for p in positions}) == 1
-        assert summary["gaps"] == [] and summary["lost"] == []
-        assert summary["closeCodes"][:2] == [1012, 1006]
-        assert [s["recovered"] for s in summary["subscribed"]] == [None, True, True]
+        a, b = summaries["a"], summaries["b"]
+        assert a["closeCodes"][:2] == [1012, 1006]
+        assert [s["recovered"] for s in a["subscribed"]] == [None, True, True]
+        # b was refused (503 while draining, then nothing listening) until the node came back.
+        assert b["closeCodes"][0] == 1012 and len(b["closeCodes"]) >= 2
+        assert [s["recovered"] for s in b["subscribed"]] == [None, True]
 
 
-async def _reconnected(js: Host, n: int) -> bool:
-    summary = await js.call("summary", "a")
+async def _reconnected(js: Host, name: str, n: int) -> bool:
+    summary = await js.call("summary", name)
     return bool(summary["reconnects"] >= n and summary["state"] == "open")
