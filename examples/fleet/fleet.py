@@ -280,7 +280,9 @@ class Fleet:
 
     # -- observing -----------------------------------------------------------------------
 
-    def wait_ready(self, node: Node, timeout: float = 30.0) -> None:
+    @staticmethod
+    def wait_ready(node: Node, timeout: float = 30.0) -> None:
+        """Until ``node`` answers /readyz with 200 (raises with its log if it exits)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if not node.proc.alive:

@@ -46,39 +46,26 @@ class Server:
     """One ``wsops serve`` on fixed ports, so it can be stopped and started again."""
 
     def __init__(self, workdir: Path, *args: str) -> None:
-        self.port, self.admin_port = free_port(), free_port()
-        argv = [sys.executable, "-m", "wsops", "serve", "--port", str(self.port),
-                "--admin-port", str(self.admin_port), *args]
-        self.proc = fleet_example.Proc("wsops", argv, workdir / "wsops.log")
+        port, admin = free_port(), free_port()
+        argv = [sys.executable, "-m", "wsops", "serve", "--port", str(port),
+                "--admin-port", str(admin), *args]
+        self.node = fleet_example.Node(0, port, admin,
+                                       fleet_example.Proc("wsops", argv, workdir / "wsops.log"))
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return str(self.node.url)
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/static/wsops-client.js"
+        return f"http://127.0.0.1:{self.node.port}/static/wsops-client.js"
 
     def start(self, timeout: float = 20.0) -> None:
-        self.proc.start()
-        wait_ready(self.proc, f"http://127.0.0.1:{self.admin_port}", timeout)
+        self.node.proc.start()
+        fleet_example.Fleet.wait_ready(self.node, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.proc.stop(sig)
-
-
-def wait_ready(proc: Any, admin_url: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if not proc.alive:
-            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
-        try:
-            with urllib.request.urlopen(admin_url + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{proc.name} not ready:\n{proc.tail()}")
+        self.node.proc.stop(sig)
 
 
 @pytest.fixture
