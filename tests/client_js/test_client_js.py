@@ -251,7 +251,8 @@ async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: An
     """Three nodes behind HAProxy; node2 only takes the publisher. Client a's node is drained
     (1012) and restarted, then the node a moved to is killed (-9); client b is connected to the
     drained node itself (no HAProxy), so it waits for that node's restart and resumes there. A
-    publish every 5 ms never stops; both must get every message once, in order."""
+    publish every 10 ms (under the default rate limit of 100/s) never stops; both must get every
+    message once, in order."""
     need(kind)
     fleet.haproxy_command("disable server nodes/node2")
     await asyncio.to_thread(fleet.wait_backends, {0, 1})
@@ -274,7 +275,7 @@ async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: An
                     n += 1
                     await py.publish("orders", {"n": n})
                     acked.append(n)
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.01)
 
         publisher = asyncio.create_task(publish())
         await until(lambda: asyncio.sleep(0, len(acked) > 100))
