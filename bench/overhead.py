@@ -73,6 +73,7 @@ CONFIGS: dict[str, list[str]] = {
     "metrics-only": ["--instrument", "--no-tracing"],
 }
 DEFAULT_CONFIGS = ["bare", "instrumented", "traced100"]
+BASE = "@base"  # suffix of the --baseline copies of the configs
 SAMPLE_RATIO = {"bare": 0.0, "instrumented": 0.01, "traced100": 1.0, "metrics-only": 0.0}
 TARGETS = {"instrumented": 1.05, "traced100": 1.15}
 WORKLOADS = (*(f"fan-out {m}" for m in MODES), "echo")
@@ -440,6 +441,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 if sink is not None:
                     procs.push_async_callback(asyncio.to_thread, sink.stop)
                 env = None if sink is None else {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+                if config.endswith(BASE):  # the same flags on the baseline's code
+                    env = {**(env or {}), "PYTHONPATH": str(args.baseline)}
                 server = ServerProcess("wsops", args.subscribers, logdir, ROOM, name=config,
                                        extra_args=CONFIGS[config], env=env,
                                        cpus=args.server_cpus)
@@ -518,7 +521,17 @@ def main() -> None:
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--profile-blocking", action="store_true",
                         help="pause the server per sample: exact stacks, more overhead")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run every config on the wsops source tree in DIR (e.g. "
+                        "`git worktree add DIR main`), as CONFIG@base, in the same rounds")
     args = parser.parse_args()
+    if args.baseline is not None:
+        if not (args.baseline / "wsops" / "__init__.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no wsops/__init__.py there")
+        for config in list(args.configs):
+            CONFIGS[config + BASE] = CONFIGS[config]
+            SAMPLE_RATIO[config + BASE] = SAMPLE_RATIO[config]
+            args.configs.append(config + BASE)
     if not 1 <= args.subscribers <= 6000:
         parser.error("--subscribers must be in 1..6000 (three servers, 20000 files a process)")
     if not 1 <= args.echo_connections <= 1000 or args.echo_cap < 1:

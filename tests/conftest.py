@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tests.server.broker.redisproc import RedisProc, redis_server_binary
 from tests.wsclient import RawClient
-from wsops.admin.listener import ADMIN_KEY
+from wsops.admin.listener import ADMIN_KEY, AdminListener
 from wsops.config import Settings
 from wsops.server.app import NODE_KEY, Node, running
 
@@ -93,3 +93,43 @@ def redis_proc() -> Iterator[RedisProc]:
         yield proc
     finally:
         proc.close()
+
+
+@dataclass
+class Trap:
+    """An HTTP listener that records every request it gets (the ``trap`` fixture): where a
+    rogue registry entry points, to prove nothing (least of all a token) is sent there."""
+
+    url: str = ""
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def trap() -> AsyncIterator[Trap]:
+    seen = Trap()
+
+    async def record(request: web.Request) -> web.Response:
+        seen.requests.append(f"{request.method} {request.path_qs} "
+                             f"Authorization={request.headers.get('Authorization')!r}")
+        return web.json_response({"connections": 999, "ready": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    seen.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield seen
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def listeners() -> AsyncIterator[list[AdminListener]]:
+    """Admin listeners a test starts (append them); all are stopped after it."""
+    started: list[AdminListener] = []
+    yield started
+    for listener in started:
+        await listener.stop()

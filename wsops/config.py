@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+MAX_JWT_LEEWAY = 300.0
+
+
+def _unspecified(host: str) -> bool:
+    """``0.0.0.0`` or ``::``: every interface when bound, no address to give other hosts."""
+    try:
+        return ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,8 @@ class Settings:
     send_queue_bytes: int = 1024 * 1024
     history_size: int = 1000
     history_ttl: float = 300.0
+    history_room_bytes: int = 8 << 20  # one room's retained messages, in bytes
+    history_memory: int = 256 << 20  # every room's retained messages on this node, in bytes
     drain_batch: int = 100
     drain_interval: float = 0.5
     drain_deadline: float = 30.0
@@ -46,6 +60,10 @@ class Settings:
     trace_sample_ratio: float | None = None
     slo_seconds: float = 0.010
     workers: int = 1  # > 1: a supervisor runs this many processes on the port (SO_REUSEPORT)
+    jwt_leeway: float = 0.0  # seconds of clock skew allowed on a token's exp, nbf and iat
+    admin_max_connections: int = 64  # the admin listener's cap; past it: 503 and closed
+    admin_advertise_url: str | None = None  # the admin URL for the fleet registry (None: the
+    # bound address, a wildcard one replaced by a routable address of this host)
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,6 +84,18 @@ class Settings:
             problems.append("workers must be within [1, 256]")
         if self.history_size < 0 or self.drain_interval < 0:
             problems.append("history_size and drain_interval must be >= 0")
+        if self.history_room_bytes < 0 or self.history_memory < 0:
+            problems.append("history_room_bytes and history_memory must be >= 0")
+        if not 0 <= self.jwt_leeway <= MAX_JWT_LEEWAY:
+            problems.append(f"jwt_leeway must be within [0, {MAX_JWT_LEEWAY:g}] seconds")
+        if self.admin_max_connections < 1:
+            problems.append("admin_max_connections must be positive")
+        if self.admin_advertise_url is not None:
+            url = urlsplit(self.admin_advertise_url)
+            if url.scheme not in ("http", "https") or not url.hostname or _unspecified(
+                    url.hostname):
+                problems.append("admin_advertise_url must be an http:// or https:// URL whose "
+                                "host is not a wildcard address (0.0.0.0, ::)")
         ratio = self.trace_sample_ratio
         if ratio is not None and not 0.0 <= ratio <= 1.0:
             problems.append("trace_sample_ratio must be within [0, 1]")

@@ -3,13 +3,20 @@ loopback clients when no token is set."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from wsops.admin.auth import COOKIE_NAME, admin_auth, cookie_value
+from wsops.admin.auth import (
+    COOKIE_MAX_AGE,
+    COOKIE_NAME,
+    admin_auth,
+    cookie_refusal,
+    cookie_value,
+)
 
 TOKEN = "s3cret token/with;odd=chars"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -79,8 +86,12 @@ async def test_the_right_token_sets_a_strict_httponly_cookie_and_leaves_the_addr
     assert r.headers["Location"] == "/?interval=1"  # the token is gone, the rest is kept
     assert r.headers["Referrer-Policy"] == "no-referrer"
     morsel = r.cookies[COOKIE_NAME]
-    assert morsel.value == cookie_value(TOKEN) != TOKEN  # derived, not the bearer token
+    assert cookie_refusal(morsel.value, TOKEN) is None
+    assert TOKEN not in morsel.value  # derived, not the bearer token
+    issued_at = int(morsel.value.partition(".")[0])
+    assert abs(issued_at - time.time()) < 5
     assert morsel["httponly"] and morsel["samesite"] == "Strict" and morsel["path"] == "/"
+    assert morsel["max-age"] == str(COOKIE_MAX_AGE) == str(12 * 3600)
     assert not morsel["secure"]  # plain http listener: a Secure cookie would never come back
 
 
@@ -107,3 +118,50 @@ async def test_without_a_token_loopback_clients_get_everything_as_before(
     r = await client.get("/", params={"token": "anything"}, allow_redirects=False)
     assert r.status == 200 and "Set-Cookie" not in r.headers
     assert (await client.post("/admin/drain")).status == 200
+
+
+# -- issue #14, finding 9: the page cookie expires and cannot be stretched --------------------
+
+
+async def test_an_expired_cookie_is_refused_and_the_page_says_why(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(TOKEN)
+    now = time.time()
+    fresh = cookie(cookie_value(TOKEN, now - COOKIE_MAX_AGE + 60))
+    assert (await client.get("/admin/stats", headers=fresh)).status == 200
+    stale = cookie(cookie_value(TOKEN, now - COOKIE_MAX_AGE - 1))
+    r = await client.get("/admin/stats", headers=stale)
+    assert r.status == 401
+    assert await r.text() == ("admin API needs 'Authorization: Bearer <WSOPS_ADMIN_TOKEN>' (the "
+                              "page cookie has expired: open / with the token again)\n")
+    page = await client.get("/", headers=stale)
+    assert page.status == 401 and "Your session has expired" in await page.text()
+    future = cookie(cookie_value(TOKEN, now + 3600))  # a clock rolled forward, then back
+    assert (await client.get("/admin/stats", headers=future)).status == 401
+
+
+async def test_a_tampered_cookie_is_refused(make_client: MakeClient) -> None:
+    client = await make_client(TOKEN)
+    old = int(time.time()) - COOKIE_MAX_AGE - 10
+    _, _, old_mac = cookie_value(TOKEN, old).partition(".")
+    at, _, mac = cookie_value(TOKEN).partition(".")
+    flipped = mac[:-1] + ("0" if mac[-1] != "0" else "1")
+    for forged in (f"{int(time.time())}.{old_mac}",  # an old cookie's MAC with a new date
+                   f"{at}.{flipped}", f"{at}.", at, f"{at}.{mac}.x", f"+{at}.{mac}",
+                   f"{at}.{cookie_value(TOKEN + 'x', int(at)).partition('.')[2]}",
+                   f"\u0661{at[1:]}.{mac}", "9" * 40 + "." + mac):
+        r = await client.get("/admin/stats", headers=cookie(forged))
+        assert r.status == 401, forged
+        assert "expired" not in await r.text(), forged
+    assert (await client.get("/admin/stats", headers=cookie(f"{at}.{mac}"))).status == 200
+
+
+def test_cookie_refusal_reasons() -> None:
+    now = 1_800_000_000.0
+    assert cookie_refusal(cookie_value(TOKEN, now), TOKEN, now) is None
+    assert cookie_refusal(cookie_value(TOKEN, now), TOKEN, now + COOKIE_MAX_AGE) is None
+    assert cookie_refusal(cookie_value(TOKEN, now), TOKEN, now + COOKIE_MAX_AGE + 1) == (
+        "the page cookie has expired")
+    assert cookie_refusal(cookie_value(TOKEN, now), "another token", now) == (
+        "no valid page cookie")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp import WSMsgType, web
 
 import wsops
 from tests.conftest import ServerFactory
+from wsops.admin import profiling
 from wsops.instrumentation.middleware import Instrumentation
 from wsops.server.hub import Room
 
@@ -135,3 +137,36 @@ async def test_the_bundled_server_checks_its_rooms(server_factory: ServerFactory
     server.node.hub.rooms["ghost"] = Room()  # as if a leave had forgotten to delete it
     sample = await call("GET", server.admin_url + "/admin/profile/sample?top=1&types=1")
     assert sample["checks"]["hub_rooms_without_subscribers"] == 1.0
+
+
+# -- issue #14, finding 9: profiling sessions and leases are bounded ------------------------
+
+
+async def test_sessions_are_capped_with_a_409_that_says_how_to_end_one(
+        node: tuple[str, str, Instrumentation]) -> None:
+    _, admin, _ = node
+    sessions = [(await call("POST", admin + "/admin/profile/start"))["session"]
+                for _ in range(profiling.MAX_SESSIONS)]
+    async with aiohttp.ClientSession() as s, s.post(admin + "/admin/profile/start") as r:
+        assert r.status == 409
+        text = await r.text()
+    assert text.startswith(f"{profiling.MAX_SESSIONS} profiling sessions are open, the most "
+                           "this node allows: end one with POST /admin/profile/stop")
+    assert (await call("GET", admin + "/admin/profile"))["sessions"] == profiling.MAX_SESSIONS
+    await call("POST", admin + "/admin/profile/stop", {"session": sessions[0]})
+    again = await call("POST", admin + "/admin/profile/start")
+    assert again["session"] not in sessions
+    stopped = await call("POST", admin + "/admin/profile/stop", {})  # every session
+    assert stopped["stopped"] and stopped["sessions"] == 0 and not tracemalloc.is_tracing()
+
+
+async def test_a_lease_longer_than_the_maximum_is_granted_the_maximum(
+        node: tuple[str, str, Instrumentation]) -> None:
+    _, admin, inst = node
+    asked = await call("POST", admin + "/admin/profile/start", {"lease_seconds": 86400})
+    assert asked["lease_seconds"] == profiling.MAX_LEASE == 3600
+    assert inst.admin is not None
+    profiler = inst.admin.app[profiling.PROFILER_KEY]
+    lease, expiry = profiler.sessions[asked["session"]]
+    assert lease == profiling.MAX_LEASE and expiry - time.monotonic() <= profiling.MAX_LEASE
+    await call("POST", admin + "/admin/profile/stop", {"session": asked["session"]})

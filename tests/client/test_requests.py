@@ -20,6 +20,18 @@ async def test_ids_increase_and_requests_go_out_in_order() -> None:
     assert book.next_to_send() is None
 
 
+async def test_what_json_cannot_hold_fails_its_own_request_at_once() -> None:
+    book = RequestBook(10)
+    for bad in (float("nan"), [1, float("inf")], {"x": float("-inf")}):
+        with pytest.raises(ValueError, match=r"cannot send 'publish'.*no NaN or infinities"):
+            book.add({"op": "publish", "room": "r", "data": bad})
+    with pytest.raises(TypeError):
+        book.add({"op": "publish", "room": "r", "data": {1, 2}})
+    ok = book.add({"op": "publish", "room": "r", "data": 1.5})
+    assert book.next_to_send() is ok
+    assert ok.text == f'{{"op":"publish","room":"r","data":1.5,"id":{ok.id}}}'
+
+
 async def test_queue_full_raises_at_once_and_urgent_requests_bypass_the_bound() -> None:
     book = RequestBook(2)
     book.add({"op": "publish", "room": "r"})

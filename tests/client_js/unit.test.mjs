@@ -91,6 +91,9 @@ test("data JSON cannot encode fails its own request, not the ones after it", asy
   const client = new WsopsClient("ws://server/ws", { WebSocket: FakeSocket, random: () => 0 });
   const ready = client.connect();
   await assert.rejects(client.publish("r", 1n), TypeError); // queued while connecting
+  // Non-finite numbers are not JSON: JSON.stringify would send null; the client refuses them.
+  await assert.rejects(client.publish("r", NaN), /NaN is not JSON/);
+  await assert.rejects(client.publish("r", { x: [1, -Infinity] }), /-Infinity is not JSON/);
   const ok = client.publish("r", "ok");
   latest().open();
   await ready;

@@ -176,7 +176,8 @@ async def test_forged_stale_or_oversize_jwts_are_refused_at_the_handshake(
     good = {"sub": "alice", "exp": now + 3600, "aud": "ws", "iss": "idp", "rooms": ["*"]}
     hs_server = await server_factory(allow_anonymous=False, jwt_secret=SECRET,
                                      jwt_audience="ws", jwt_issuer="idp")
-    rs_server = await server_factory(allow_anonymous=False, jwt_public_key=PUBLIC_PEM)
+    rs_server = await server_factory(allow_anonymous=False, jwt_public_key=PUBLIC_PEM,
+                                     jwt_audience="ws")
 
     def hs(**over: Any) -> str:
         return jwt.encode({**good, **over}, SECRET, algorithm="HS256")

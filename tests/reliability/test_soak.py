@@ -27,6 +27,15 @@ ROOMS = [f"soak-{i}" for i in range(5)]
 STAYING = 100  # subscribers that stay the whole run (20 per room)
 CHURN_PER_SECOND = 20  # new short-lived connections per second
 PUBLISH_PER_SECOND = 25
+# The hostile payload mix (issue #14): large strings and 63 KB of `[{},{},...]` (which decodes
+# to ~1.6 MB of objects) to MIX_ROOMS rooms, at MIX_PER_SECOND, under an 8 MiB history budget
+# that it fills within the warm-up and then turns over every ~10 s (within `wsops leaks`'s own
+# warm-up: tracemalloc only sees entries stored after it starts, so the budget must have turned
+# over once before its samples count).
+MIX_ROOMS = [f"mix-{i}" for i in range(20)]
+MIX_PER_SECOND = 20
+MIX_PAYLOADS = ["x" * 60_000, "[" + ",".join(["{}"] * 21_000) + "]", "small"]
+HISTORY_MEMORY = 8 << 20
 RSS_TOLERANCE = 0.05  # RSS after warm-up may end at most 5% above where it started
 
 
@@ -44,9 +53,11 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
     # History rings of 100: full after 20 s, so the leak check (second half) sees them full,
     # not refilling (memory that grows until a bound is not a leak, but looks like one).
     sp = await asyncio.to_thread(start_serve, "--allow-anonymous", "--heartbeat", "5",
-                                 "--history-size", "100")
+                                 "--history-size", "100", "--history-memory",
+                                 str(HISTORY_MEMORY))
     stop = asyncio.Event()
     published = {room: 0 for room in ROOMS}
+    mixed = {room: 0 for room in MIX_ROOMS}
     churned = {"opened": 0, "closed": 0, "aborted": 0, "failed": 0}
     samples: list[tuple[float, dict[str, Any]]] = []
     staying: list[RawClient] = []
@@ -67,6 +78,24 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
             assert rep["ok"], rep
             published[room] += 1
             await asyncio.sleep(1 / PUBLISH_PER_SECOND)
+        await pub.close()
+
+    async def mix_publisher() -> None:
+        pub = await RawClient.connect(sp.url)
+        k = 0
+        while not stop.is_set():
+            room, k = MIX_ROOMS[k % len(MIX_ROOMS)], k + 1
+            payload = MIX_PAYLOADS[k % len(MIX_PAYLOADS)]
+            # The amplifying payload goes as JSON text: an array, not a string.
+            data = payload if payload.startswith("[") else json.dumps(payload)
+            req_id = next(pub.ids)
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            pub.replies[req_id] = fut
+            await pub.send_raw(f'{{"op":"publish","room":"{room}","id":{req_id},"data":{data}}}')
+            rep = await asyncio.wait_for(fut, 10)
+            assert rep["ok"], rep
+            mixed[room] += 1
+            await asyncio.sleep(1 / MIX_PER_SECOND)
         await pub.close()
 
     async def one_churner(session: aiohttp.ClientSession) -> None:
@@ -106,9 +135,13 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
             c = await RawClient.connect(sp.url)
             await c.call("subscribe", ROOMS[i % len(ROOMS)])
             staying.append(c)
+        mix_sub = await RawClient.connect(sp.url)
+        staying.append(mix_sub)
+        for room in MIX_ROOMS:
+            assert (await mix_sub.call("subscribe", room))["ok"]
         async with aiohttp.ClientSession() as session:
-            tasks = [asyncio.create_task(f) for f in (publisher(), churn(session),
-                                                       sampler(session))]
+            tasks = [asyncio.create_task(f) for f in (publisher(), mix_publisher(),
+                                                       churn(session), sampler(session))]
             # Thirds: warm-up, RSS watched (no tracemalloc), then wsops leaks on the server
             # while the churn goes on (tracemalloc costs memory of its own: not in the RSS
             # window). --warmup 25: tracemalloc sees only what is allocated after it starts,
@@ -125,7 +158,14 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
             final = await stats(session)
 
         # Every staying subscriber got its room's messages, each once, in order.
-        for i, c in enumerate(staying):
+        got_mix = await mix_sub.messages(sum(mixed.values()), timeout=30)
+        for room in MIX_ROOMS:
+            assert [m["offset"] for m in got_mix if m["room"] == room] == list(
+                range(1, mixed[room] + 1)), room
+        assert mix_sub.close_code is None
+        history = final["broker"]
+        assert history["history_bytes"] <= HISTORY_MEMORY and history["history_evicted"] > 0
+        for i, c in enumerate(staying[:STAYING]):
             room = ROOMS[i % len(ROOMS)]
             got = await c.messages(published[room], timeout=30)
             assert [m["data"]["n"] for m in got] == list(range(1, published[room] + 1)), i
@@ -154,6 +194,9 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
             "churned": churned, "published": sum(published.values()),
             "deliveries_to_staying": sum(published[ROOMS[i % len(ROOMS)]]
                                          for i in range(STAYING)),
+            "mix_published": sum(mixed.values()), "history_memory_mib": HISTORY_MEMORY >> 20,
+            "history_evicted": history["history_evicted"],
+            "history_mib_end": round(history["history_bytes"] / 2**20, 1),
             "lost": 0, "leak_suspects": suspects, "leak_samples": report.get("samples"),
             "rss_mib_after_warmup": round(rss_start / 2**20, 1),
             "rss_mib_end": round(rss_end / 2**20, 1), "rss_drift_pct": round(100 * drift, 2),

@@ -139,3 +139,76 @@ async def test_connection_closes_with_1008_when_its_token_expires(
     assert (await c.call("subscribe", "news"))["ok"]
     assert await c.wait_closed(timeout=5) == 1008
     await asyncio.sleep(0)
+
+
+# -- issue #14, finding 8: aud without a configured audience, and clock skew ------------------
+
+NO_AUDIENCE = ("token has an 'aud' claim but this server accepts no audience: it was issued for "
+               "another service (set --jwt-audience to accept tokens for this one)")
+
+
+@pytest.mark.parametrize("aud", ["other-service", ["a", "b"], "", []])
+def test_a_token_naming_an_audience_is_refused_when_none_is_configured(aud: Any) -> None:
+    with pytest.raises(AuthError) as info:
+        AUTH.authenticate(hs(aud=aud))
+    assert str(info.value) == NO_AUDIENCE
+
+
+def test_a_wrong_audience_says_so() -> None:
+    auth = Authenticator(AuthConfig(secret=SECRET, audience="wsops"))
+    with pytest.raises(AuthError, match=r"^token audience does not match this server's"):
+        auth.authenticate(hs(aud="other"))
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_leeway_admits_a_token_from_a_clock_two_seconds_ahead(claim: str) -> None:
+    ahead = hs(**{claim: int(time.time()) + 2})
+    strict = Authenticator(AuthConfig(secret=SECRET, leeway=0))
+    with pytest.raises(AuthError) as info:
+        strict.authenticate(ahead)
+    assert str(info.value) == f"invalid token: The token is not yet valid ({claim})"
+    assert Authenticator(AuthConfig(secret=SECRET, leeway=5)).authenticate(ahead).user == "alice"
+
+
+def test_leeway_admits_a_just_expired_token_and_moves_its_expiry_as_far() -> None:
+    exp = int(time.time()) - 2
+    token = hs(exp=exp)
+    with pytest.raises(AuthError, match=r"^token expired$"):
+        Authenticator(AuthConfig(secret=SECRET, leeway=0)).authenticate(token)
+    ident = Authenticator(AuthConfig(secret=SECRET, leeway=5)).authenticate(token)
+    assert ident.expires_at == exp + 5  # the connection closes when the server refuses it
+
+
+async def refusal(url: str, token: str) -> tuple[int, str]:
+    """The HTTP answer to an upgrade with ``token``."""
+    headers = {"Authorization": f"Bearer {token}", "Connection": "Upgrade",
+               "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode()}
+    async with aiohttp.ClientSession() as s, s.get(url.replace("ws://", "http://"),
+                                                   headers=headers) as r:
+        return r.status, await r.text()
+
+
+async def test_live_server_refuses_a_token_with_an_audience_and_honours_the_leeway(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    strict = await server_factory(allow_anonymous=False, jwt_secret=SECRET)
+    assert await refusal(strict.url, hs(aud="billing")) == (401, NO_AUDIENCE)
+    ahead = hs(iat=int(time.time()) + 2, nbf=int(time.time()) + 2)
+    status, text = await refusal(strict.url, ahead)
+    assert status == 401 and "not yet valid" in text
+    assert strict.node.handshake_failures["auth"] == 2
+
+    skewed = await server_factory(allow_anonymous=False, jwt_secret=SECRET, jwt_leeway=5)
+    c = await connect(skewed.url, headers={"Authorization": f"Bearer {ahead}"})
+    assert (await c.call("subscribe", "news"))["ok"]
+    assert await refusal(skewed.url, hs(aud="billing")) == (401, NO_AUDIENCE)
+
+
+def test_leeway_settings_are_bounded() -> None:
+    from wsops.config import Settings
+
+    assert Settings(jwt_leeway=300).jwt_leeway == 300
+    for bad in (-1, 301):
+        with pytest.raises(ValueError, match="jwt_leeway"):
+            Settings(jwt_leeway=bad)

@@ -1,11 +1,12 @@
-"""Room history: offsets, epochs, size and TTL bounds, resume answers."""
+"""Room history: offsets, epochs, count/byte/TTL bounds per room and node-wide, resume answers."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsops.server.history import RoomHistory
+from wsops.server.history import ENTRY_OVERHEAD, ROOM_OVERHEAD, HistoryStore
 from wsops.server.protocol import Position
 
 
@@ -13,64 +14,204 @@ def _enc(offset: int, epoch: str) -> bytes:
     return f"{epoch}:{offset}".encode()
 
 
-def test_offsets_grow_from_one_and_payload_is_built_once() -> None:
-    h = RoomHistory(10, 60.0, epoch="e")
+def _sized(n: int):  # type: ignore[no-untyped-def]
+    """A builder of frames of exactly ``n`` bytes."""
+    return lambda offset, epoch: b"x" * n
+
+
+def _offsets(store: HistoryStore, room: str) -> list[int]:
+    hist = store.get(room)
+    return [] if hist is None else [e.offset for e in hist.entries]
+
+
+def test_offsets_grow_from_one_and_the_frame_is_built_once() -> None:
+    s = HistoryStore(10, 60.0)
     calls = []
 
-    def enc(offset: int, epoch: str) -> bytes:
-        calls.append(offset)
+    def build(offset: int, epoch: str) -> bytes:
+        calls.append((offset, epoch))
         return _enc(offset, epoch)
 
-    entries = [h.append(i, 0, 0.0, enc) for i in range(3)]
-    assert [e.offset for e in entries] == [1, 2, 3]
-    assert calls == [1, 2, 3]
-    assert h.position == Position(3, "e")
+    got = [s.append("r", 0.0, build) for _ in range(3)]
+    epoch = got[0][0].epoch
+    assert [offset for _, offset, _ in got] == [1, 2, 3]
+    assert calls == [(1, epoch), (2, epoch), (3, epoch)]
+    assert got[2][2] == f"{epoch}:3".encode()
+    assert got[0][0].position == Position(3, epoch)
+
+
+def test_a_frame_that_cannot_be_built_takes_no_offset() -> None:
+    s = HistoryStore(10, 60.0)
+    s.append("r", 0.0, _enc)
+
+    def fail(offset: int, epoch: str) -> bytes:
+        raise RecursionError
+
+    with pytest.raises(RecursionError):
+        s.append("r", 0.0, fail)
+    assert s.append("r", 0.0, _enc)[1] == 2
 
 
 def test_since_returns_exactly_the_missing_messages() -> None:
-    h = RoomHistory(10, 60.0, epoch="e")
-    for i in range(5):
-        h.append(i, 0, 0.0, _enc)
-    got = h.since(Position(2, "e"), 0.0)
-    assert got is not None and [e.offset for e in got] == [3, 4, 5]
-    assert h.since(Position(5, "e"), 0.0) == []
-    assert h.since(Position(0, "e"), 0.0) is not None
+    s = HistoryStore(10, 60.0)
+    for _ in range(5):
+        hist, _, _ = s.append("r", 0.0, _enc)
+    e = hist.epoch
+    got = hist.since(Position(2, e))
+    assert got is not None and [x.offset for x in got] == [3, 4, 5]
+    assert hist.since(Position(5, e)) == []
+    assert [x.offset for x in hist.since(Position(0, e)) or []] == [1, 2, 3, 4, 5]
 
 
 def test_since_refuses_gaps_other_epochs_and_future_offsets() -> None:
-    h = RoomHistory(3, 60.0, epoch="e")
-    for i in range(6):
-        h.append(i, 0, 0.0, _enc)
-    assert h.since(Position(2, "e"), 0.0) is None  # offsets 3 was evicted by size
-    assert [e.offset for e in h.since(Position(3, "e"), 0.0) or []] == [4, 5, 6]
-    assert h.since(Position(4, "other"), 0.0) is None
-    assert h.since(Position(7, "e"), 0.0) is None
+    s = HistoryStore(3, 60.0)
+    for _ in range(6):
+        hist, _, _ = s.append("r", 0.0, _enc)
+    e = hist.epoch
+    assert hist.since(Position(2, e)) is None  # offset 3 was dropped by the count bound
+    assert [x.offset for x in hist.since(Position(3, e)) or []] == [4, 5, 6]
+    assert hist.since(Position(4, "other")) is None
+    assert hist.since(Position(7, e)) is None
 
 
-def test_ttl_prunes_old_entries() -> None:
-    h = RoomHistory(10, 5.0, epoch="e")
-    h.append("old", 0, 0.0, _enc)
-    h.append("new", 0, 4.0, _enc)
-    assert [e.data for e in h.latest(10, 6.0)] == ["new"]
-    assert h.since(Position(0, "e"), 6.0) is None
-    assert not h.expired(6.0)
-    assert h.expired(10.0)
+def test_ttl_drops_entries_even_while_the_room_is_watched() -> None:
+    s = HistoryStore(10, 5.0)
+    s.watch("r", 0.0)
+    s.append("r", 0.0, _enc)
+    s.append("r", 4.0, _enc)
+    s.prune(5.0)  # exactly the TTL old: kept
+    assert _offsets(s, "r") == [1, 2]
+    s.prune(6.0)
+    assert _offsets(s, "r") == [2]
+    s.prune(9.5)
+    assert _offsets(s, "r") == []
+    hist = s.get("r")
+    assert hist is not None and hist.position.offset == 2  # watched: kept, same epoch
+    assert s.bytes == 0 and s.entries == 0
 
 
-def test_latest_is_oldest_first_and_bounded() -> None:
-    h = RoomHistory(100, 60.0)
+def test_an_idle_room_is_forgotten_a_ttl_after_it_became_idle() -> None:
+    s = HistoryStore(10, 5.0)
+    hist, _, _ = s.append("r", 0.0, _enc)
+    s.prune(4.0)
+    assert s.get("r") is hist
+    s.prune(5.5)  # its entry expired: now idle since 0.0 (the entry's time)
+    assert s.get("r") is None
+    assert s.bytes == 0
+    again, offset, _ = s.append("r", 6.0, _enc)
+    assert offset == 1 and again.epoch != hist.epoch  # a resume learns recovered: false
+
+
+def test_unwatched_empty_rooms_are_idle_and_cost_their_overhead() -> None:
+    s = HistoryStore(0, 60.0)  # nothing retained
+    s.watch("w", 0.0)
+    assert s.bytes == 0  # watched rooms are counted with their connections
+    s.append("a", 0.0, _enc)
+    assert s.bytes == ROOM_OVERHEAD and s.entries == 0
+    s.unwatch("w", 1.0)
+    assert s.bytes == 2 * ROOM_OVERHEAD
+
+
+def test_latest_is_oldest_first_bounded_by_count_and_budget() -> None:
+    s = HistoryStore(100, 60.0)
     for i in range(10):
-        h.append(i, 0, 0.0, _enc)
-    assert [e.data for e in h.latest(3, 0.0)] == [7, 8, 9]
+        hist, _, _ = s.append("r", 0.0, _sized(10 + i))
+    entries, truncated = hist.latest(3, 10_000, lambda e: len(e.frame))
+    assert [e.offset for e in entries] == [8, 9, 10] and not truncated
+    entries, truncated = hist.latest(10, 19 + 18, lambda e: len(e.frame))
+    assert [e.offset for e in entries] == [9, 10] and truncated
+    entries, truncated = hist.latest(10, 19 + 18 - 1, lambda e: len(e.frame))
+    assert [e.offset for e in entries] == [10] and truncated
+    entries, truncated = hist.latest(10, 10_000, lambda e: len(e.frame))
+    assert len(entries) == 10 and not truncated
+
+
+def test_room_byte_bound_drops_the_oldest() -> None:
+    size = 100 + ENTRY_OVERHEAD
+    s = HistoryStore(1000, 60.0, room_bytes=3 * size)
+    for _ in range(5):
+        s.append("r", 0.0, _sized(100))
+    assert _offsets(s, "r") == [3, 4, 5]
+    hist = s.get("r")
+    assert hist is not None and hist.bytes == 3 * size == s.bytes
+    s.append("r", 0.0, _sized(3 * size))  # bigger than the room bound: not retained at all
+    assert _offsets(s, "r") == [3, 4, 5] and hist.top == 6
+
+
+def test_node_budget_evicts_the_oldest_entries_of_any_room() -> None:
+    size = 1000 + ENTRY_OVERHEAD
+    s = HistoryStore(1000, 60.0, room_bytes=1 << 20, max_bytes=4 * size)
+    s.watch("quiet", 0.0)
+    s.watch("busy", 0.0)
+    s.append("quiet", 0.0, _sized(1000))
+    for _ in range(3):
+        s.append("busy", 1.0, _sized(1000))
+    assert s.bytes == 4 * size and s.evicted == 0
+    s.append("busy", 2.0, _sized(1000))
+    assert _offsets(s, "quiet") == [] and _offsets(s, "busy") == [1, 2, 3, 4]
+    assert s.evicted == 1 and s.bytes == 4 * size
+    for _ in range(100):
+        s.append("busy", 3.0, _sized(1000))
+    assert _offsets(s, "busy") == [101, 102, 103, 104] and s.bytes <= s.max_bytes
+
+
+def test_node_budget_forgets_idle_rooms_before_any_message() -> None:
+    size = 1000 + ENTRY_OVERHEAD
+    s = HistoryStore(1000, 60.0, max_bytes=2 * size + ROOM_OVERHEAD)
+    s.watch("live", 0.0)
+    s.append("live", 0.0, _sized(1000))
+    s.watch("gone", 0.0)
+    s.unwatch("gone", 0.0)  # idle now
+    s.append("live", 1.0, _sized(1000))
+    assert s.get("gone") is not None
+    s.watch("gone2", 0.0)
+    s.unwatch("gone2", 0.0)  # a second idle room passes the budget: the oldest idle goes
+    assert s.get("gone") is None and s.get("gone2") is not None
+    assert _offsets(s, "live") == [1, 2]
+
+
+def test_dead_entries_are_compacted() -> None:
+    s = HistoryStore(1, 600.0, max_bytes=1 << 30)
+    for i in range(5000):
+        s.append("r", float(i) / 1000, _enc)
+    assert s.entries == 1
+    # Entries dropped by the room bound leave a slot each in the node-wide order until it is
+    # compacted: never more than about twice the live ones plus the compaction threshold.
+    assert len(s._order) // 2 <= 2 * s.entries + 1025
 
 
 @given(st.integers(0, 20), st.integers(0, 40), st.integers(0, 45))
 def test_since_is_complete_or_refused(size: int, published: int, since: int) -> None:
-    h = RoomHistory(size, 60.0, epoch="e")
-    for i in range(published):
-        h.append(i, 0, 0.0, _enc)
-    got = h.since(Position(since, "e"), 0.0)
+    s = HistoryStore(size, 60.0)
+    hist = s.watch("r", 0.0)
+    for _ in range(published):
+        s.append("r", 0.0, _enc)
+    got = hist.since(Position(since, hist.epoch))
     if got is not None:
         assert [e.offset for e in got] == list(range(since + 1, published + 1))
     else:
         assert since > published or published - since > size
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3000), st.booleans()),
+                max_size=200),
+       st.integers(0, 20_000))
+def test_bytes_are_accounted_and_bounded(
+    ops: list[tuple[str, int, bool]], max_bytes: int
+) -> None:
+    s = HistoryStore(5, 1000.0, room_bytes=8000, max_bytes=max_bytes)
+    now = 0.0
+    for room, n, watch in ops:
+        now += 0.5
+        if watch:
+            s.watch(room, now)
+        else:
+            s.unwatch(room, now)
+        s.append(room, now, _sized(n))
+        entries = sum(h.bytes for h in s.rooms.values())
+        idle = sum(ROOM_OVERHEAD for h in s.rooms.values() if not h.watched and not h.entries)
+        assert s.bytes == entries + idle
+        assert s.bytes <= max(max_bytes, 0) or s.entries == 0
+        assert s.entries == sum(len(h.entries) for h in s.rooms.values())
+        for h in s.rooms.values():
+            assert len(h.entries) <= 5 and h.bytes <= 8000

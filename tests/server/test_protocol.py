@@ -14,6 +14,9 @@ from wsops.server.protocol import (
     ErrorCode,
     Position,
     ProtocolError,
+    frame_payload,
+    history_item,
+    history_reply,
     message_payload,
     parse,
     text_frame,
@@ -24,7 +27,10 @@ from wsops.server.protocol import (
 def test_parses_each_op() -> None:
     req = parse('{"op":"subscribe","room":"a:b","id":3,"since":{"offset":5,"epoch":"e1"}}')
     assert (req.op, req.room, req.id, req.since) == ("subscribe", "a:b", 3, Position(5, "e1"))
-    assert parse('{"op":"publish","room":"r","id":1,"data":null}').data is None
+    assert parse('{"op":"publish","room":"r","id":1,"data":null}').data == b"null"
+    # Data is kept re-encoded, compact, never decoded: what the broker stores and relays.
+    req = parse('{"op":"publish","room":"r","id":1,"data": {"a" : [1, 2.5, "é"]}}')
+    assert req.data == '{"a":[1,2.5,"é"]}'.encode()
     assert parse('{"op":"history","room":"r","id":1,"limit":7}').limit == 7
     assert parse('{"op":"presence","room":"r","id":1}').op == "presence"
     assert parse('{"op":"unsubscribe","room":"r","id":0}').id == 0
@@ -48,6 +54,12 @@ def test_parses_each_op() -> None:
          ErrorCode.BAD_REQUEST, 8),
         ('{"op":"subscribe","room":"r","id":8,"since":5}', ErrorCode.BAD_REQUEST, 8),
         ("[" * 100_000, ErrorCode.BAD_JSON, None),
+        # Non-finite numbers are not JSON: refused, with the request's id when it has one.
+        ('{"op":"publish","room":"r","id":9,"data":NaN}', "bad_request", 9),
+        ('{"op":"publish","room":"r","id":9,"data":[Infinity]}', "bad_request", 9),
+        ('{"op":"publish","room":"r","id":9,"data":{"x":-Infinity}}', "bad_request", 9),
+        ('{"op":"publish","room":"r","id":NaN,"data":1}', "bad_request", None),
+        ('{"op":"history","room":"r","id":10,"limit":NaN}', "bad_request", 10),
     ],
 )
 def test_rejects_bad_frames_with_a_code(frame: str, code: str, req_id: int | None) -> None:
@@ -79,12 +91,41 @@ def test_text_frame_header_lengths(size: int) -> None:
 
 
 def test_message_payload_is_compact_json() -> None:
-    payload = message_payload("r", 3, "e", {"k": "é"}, 12, "00-abc")
-    assert json.loads(payload) == {
-        "op": "message", "room": "r", "offset": 3, "epoch": "e", "data": {"k": "é"}, "ts": 12,
-        "traceparent": "00-abc",
-    }
-    assert b" " not in payload
+    payload = message_payload("r", 3, "e", '{"k":"é"}'.encode(), 12, "00-abc")
+    assert payload == ('{"op":"message","room":"r","offset":3,"epoch":"e","data":{"k":"é"},'
+                       '"ts":12,"traceparent":"00-abc"}').encode()
+    assert message_payload("r", 1, "e", b"[]", 5) == (
+        b'{"op":"message","room":"r","offset":1,"epoch":"e","data":[],"ts":5}')
+
+
+def test_history_item_is_cut_from_the_stored_message() -> None:
+    payload = message_payload("r", 3, "e", b'{"ts":1,",\"ts\":":2}', 12, '00-,"ts":9')
+    assert history_item(payload, "r") == (
+        b'{"offset":3,"epoch":"e","data":{"ts":1,",\"ts\":":2},"ts":12}')
+    framed = text_frame(message_payload("a/b", 70, "ff", b'"x"' * 0 + b'"' + b"y" * 200 + b'"',
+                                        -1))
+    assert history_item(frame_payload(framed), "a/b") == (
+        b'{"offset":70,"epoch":"ff","data":"' + b"y" * 200 + b'","ts":-1}')
+
+
+def test_history_reply_is_the_documented_frame() -> None:
+    items = [b'{"offset":1,"epoch":"e","data":1,"ts":5}']
+    assert history_reply(4, "r", Position(1, "e"), items, False) == (
+        b'{"op":"reply","id":4,"ok":true,"room":"r","offset":1,"epoch":"e",'
+        b'"messages":[{"offset":1,"epoch":"e","data":1,"ts":5}]}')
+    assert history_reply(4, "r", Position(9, "e"), [], True) == (
+        b'{"op":"reply","id":4,"ok":true,"room":"r","offset":9,"epoch":"e",'
+        b'"messages":[],"truncated":true}')
+
+
+@given(st.text(min_size=1, max_size=20).filter(lambda r: valid_room(r)) | st.just("r"),
+       st.integers(1, 2**53), st.integers(-(2**40), 2**45),
+       st.none() | st.text(max_size=40))
+def test_history_item_round_trips(room: str, offset: int, ts: int, tp: str | None) -> None:
+    for data in (None, "x", [1, {"ts": 2}], {",\"ts\":": "\"}"}, 1.5):
+        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        item = history_item(message_payload(room, offset, "e1", encoded, ts, tp), room)
+        assert json.loads(item) == {"offset": offset, "epoch": "e1", "data": data, "ts": ts}
 
 
 @given(st.text(max_size=300))

@@ -32,7 +32,7 @@ from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.registry import Collector
 
 from wsops import __version__
-from wsops.admin.api import _body, _json
+from wsops.admin.api import MAX_TOP_ROOMS, _body, _json, int_query
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.listener import AdminListener
 
@@ -136,8 +136,9 @@ class WorkersAdmin(AdminListener):
 
     def __init__(self, host: str, port: int, token: str | None,
                  workers: Callable[[], Sequence[WorkerRef]],
-                 own_reasons: Callable[[], list[str]]) -> None:
-        super().__init__(host, port, token)
+                 own_reasons: Callable[[], list[str]], **listener: Any) -> None:
+        """``listener``: the AdminListener's bounds (``handshake_timeout``, ...)."""
+        super().__init__(host, port, token, **listener)
         self.workers = workers
         self.add_readiness_check(lambda: "; ".join(own_reasons()) or None)
         self._session: aiohttp.ClientSession | None = None
@@ -266,10 +267,7 @@ class WorkersAdmin(AdminListener):
         return _json({**merge_drain(ok), "cancelled": any(a.get("cancelled") for a in ok)})
 
     async def _connections(self, request: web.Request) -> web.Response:
-        try:
-            top = min(int(request.query.get("top", "20")), 100)
-        except ValueError:
-            raise web.HTTPBadRequest(text="'top' must be an integer\n") from None
+        top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
         ok = self._ok(await self._each("GET", f"/admin/connections?top={top}"))
         by_route: dict[str, int] = {}
         rooms: dict[str, int] = {}  # a room spanning workers: its connections on each, summed

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from wsops.instrumentation.middleware import Instrumentation
 
 MAX_TOP_ROOMS = 100
+"""``/admin/connections?top=N``: N within [1, this] (outside: 400)."""
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1008, 1011, 1012, 1013, 1014})
 
 
@@ -45,6 +46,18 @@ def _number(data: dict[str, Any], key: str, default: float, lo: float, hi: float
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise web.HTTPBadRequest(text=f"'{key}' must be a number in [{lo}, {hi}]\n")
     return float(value)
+
+
+def int_query(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
+    """Query parameter ``key`` as an integer in ``[lo, hi]``, else HTTP 400 saying so."""
+    raw = request.query.get(key, str(default))
+    try:
+        value = int(raw) if len(raw) <= 20 else None
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"'{key}' must be an integer in [{lo}, {hi}]\n")
+    return value
 
 
 def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
@@ -80,10 +93,7 @@ def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
         return _json({**inst.drain_status(), "cancelled": cancelled})
 
     async def connections(request: web.Request) -> web.Response:
-        try:
-            top = min(int(request.query.get("top", "20")), MAX_TOP_ROOMS)
-        except ValueError:
-            raise web.HTTPBadRequest(text="'top' must be an integer\n") from None
+        top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
         out: dict[str, Any] = {"total": inst.live.total(), "by_route": inst.live.counts()}
         if inst.top_rooms is not None:
             out["top_rooms"] = [{"room": r, "connections": n} for r, n in inst.top_rooms(top)]

@@ -1,11 +1,14 @@
 """Who may call ``/`` and ``/admin/*``: a bearer token (``WSOPS_ADMIN_TOKEN``, compared in constant
-time), or, when no token is set, loopback clients only.
+time), or, when no token is set, loopback clients only (a reverse proxy on the same host makes
+every caller loopback: set the token whenever there is one).
 
 A browser cannot send a bearer header when it navigates, so the fleet page has a cookie: ``GET
-/?token=T`` with the right token sets it (HttpOnly, SameSite=Strict) and redirects to ``/``, which
-takes the token out of the address bar. The cookie holds an HMAC of the token, not the token,
-and is honoured for GET and HEAD only: whatever changes the node (``POST /admin/drain``) still
-needs the bearer header, so a page elsewhere cannot make a logged-in browser drain the node.
+/?token=T`` with the right token sets it (HttpOnly, SameSite=Strict, ``Max-Age`` 12 h) and
+redirects to ``/``, which takes the token out of the address bar. The cookie holds the time it
+was issued and an HMAC of that time keyed with the token, not the token: it cannot be stretched
+past ``COOKIE_MAX_AGE`` without the token, and dies with a new token. It is honoured for GET and
+HEAD only: whatever changes the node (``POST /admin/drain``) still needs the bearer header, so a
+page elsewhere cannot make a logged-in browser drain the node.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hmac
 import html
 import ipaddress
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +28,11 @@ ADMIN_TOKEN_ENV = "WSOPS_ADMIN_TOKEN"
 PROTECTED_PREFIXES = ("/admin",)
 COOKIE_NAME = "wsops_admin"
 READ_METHODS = frozenset({"GET", "HEAD"})
+COOKIE_MAX_AGE = 12 * 3600
+"""Seconds a page cookie opens the page and the reads; then the token is asked again."""
+COOKIE_CLOCK_SLACK = 60
+"""Seconds a cookie may claim to come from the future (the clock stepped back)."""
+COOKIE_INVALID, COOKIE_EXPIRED = "no valid page cookie", "the page cookie has expired"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,9 +45,30 @@ def is_loopback(remote: str | None) -> bool:
         return False
 
 
-def cookie_value(token: str) -> str:
-    """What the page cookie holds: derived from the token, so it is no bearer token itself."""
-    return hmac.new(token.encode(), b"wsops admin page cookie", hashlib.sha256).hexdigest()
+def _cookie_mac(token: str, issued_at: int) -> str:
+    message = b"wsops admin page cookie|%d" % issued_at
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def cookie_value(token: str, issued_at: float | None = None) -> str:
+    """What the page cookie holds: ``ISSUED_AT.HMAC``, derived from the token, so it is no
+    bearer token itself."""
+    at = int(time.time() if issued_at is None else issued_at)
+    return f"{at}.{_cookie_mac(token, at)}"
+
+
+def cookie_refusal(value: str, token: str, now: float | None = None) -> str | None:
+    """Why ``value`` does not open the page (None: it does); constant time in the MAC."""
+    at_text, _, mac = value.partition(".")
+    if not (at_text.isascii() and at_text.isdigit()) or len(at_text) > 12:
+        return COOKIE_INVALID
+    at = int(at_text)
+    if not hmac.compare_digest(mac.encode(), _cookie_mac(token, at).encode()):
+        return COOKIE_INVALID
+    now = time.time() if now is None else now
+    if now - at > COOKIE_MAX_AGE or at - now > COOKIE_CLOCK_SLACK:
+        return COOKIE_EXPIRED
+    return None
 
 
 def _same(given: str, expected: bytes) -> bool:
@@ -69,7 +99,7 @@ input{{font:inherit;padding:.35rem;width:100%;box-sizing:border-box;margin:.5rem
                  "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
-def _login(request: web.Request, given: str, expected: bytes, cookie: str) -> web.Response:
+def _login(request: web.Request, given: str, expected: bytes, token: str) -> web.Response:
     """``GET /?token=T``: the cookie and a 303 to ``/`` (other query parameters kept)."""
     if not _same(given, expected):
         return token_form("That token was refused.")
@@ -78,39 +108,43 @@ def _login(request: web.Request, given: str, expected: bytes, cookie: str) -> we
     resp = web.Response(status=303, headers={
         "Location": str(request.rel_url.with_query(rest)), "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store"})
-    resp.set_cookie(COOKIE_NAME, cookie, path="/", httponly=True, samesite="Strict",
-                    secure=request.secure)
+    resp.set_cookie(COOKIE_NAME, cookie_value(token), path="/", httponly=True,
+                    samesite="Strict", secure=request.secure, max_age=COOKIE_MAX_AGE)
     return resp
 
 
 def admin_auth(token: str | None) -> Any:
     """Middleware guarding ``/`` and ``/admin*``; health, readiness and metrics stay open."""
-    expected = token.encode() if token else None
-    cookie = cookie_value(token) if token else ""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         page = request.path == "/"
         if not page and not request.path.startswith(PROTECTED_PREFIXES):
             return await handler(request)
-        if expected is None:
+        if not token:
             if not is_loopback(request.remote):
                 raise web.HTTPForbidden(
                     text=f"admin API is loopback-only until {ADMIN_TOKEN_ENV} is set\n"
                 )
             return await handler(request)
+        expected = token.encode()
         reading = request.method in READ_METHODS
         if page and reading and "token" in request.query:
-            return _login(request, request.query["token"], expected, cookie)
+            return _login(request, request.query["token"], expected, token)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and _same(given.strip(), expected):
             return await handler(request)
-        if reading and _same(request.cookies.get(COOKIE_NAME, ""), cookie.encode()):
+        cookie = request.cookies.get(COOKIE_NAME)
+        refusal = cookie_refusal(cookie, token) if cookie else None
+        if reading and cookie and refusal is None:
             return await handler(request)
+        expired = refusal == COOKIE_EXPIRED
         if page and reading:
-            return token_form()
+            return token_form("Your session has expired: enter the token again." if expired
+                              else "")
+        note = f" ({COOKIE_EXPIRED}: open / with the token again)" if expired else ""
         raise web.HTTPUnauthorized(
-            text="admin API needs 'Authorization: Bearer <WSOPS_ADMIN_TOKEN>'\n",
+            text=f"admin API needs 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>'{note}\n",
             headers={"WWW-Authenticate": 'Bearer realm="wsops-admin"'},
         )
 

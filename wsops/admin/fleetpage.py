@@ -2,11 +2,16 @@
 JSON document it polls, ``GET /admin/fleet``.
 
 ``/admin/fleet`` is this node's stats plus, in a fleet (the Redis broker's registry), every other
-node's ``/admin/stats``, asked in parallel with this node's admin token and a short timeout; a
-node that does not answer is listed with its error. It reads the same per-node summaries as
-``wsops status`` and nothing per connection, and concurrent viewers share one snapshot, so the
-page costs the same at 50K connections as at 5. Everything the page needs is served from
-``wsops/static/fleet`` (no CDN, no external font).
+node's summary as that node last published it in its own registry entry
+(``wsops.admin.nodesummary``: readiness, connections, rates, quantiles, memory, drain progress,
+refreshed every heartbeat). The page makes no request to other nodes: an admin URL in the
+registry is shown, never called, so whoever can write one registry entry cannot collect the
+admin token (which never leaves the node) nor make the node call an address of their choosing.
+A peer's figures are at most one heartbeat old (``as_of``); a node with no summary in its entry
+(an older wsops) is listed with a note. The page reads per-node summaries only, nothing per
+connection, and concurrent viewers share one snapshot, so it costs the same at 50K connections
+as at 5. Everything the page needs is served from ``wsops/static/fleet`` (no CDN, no external
+font).
 """
 
 from __future__ import annotations
@@ -21,16 +26,17 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from wsops.admin.listener import AdminListener
+from wsops.admin.nodesummary import peer_row
 
 DEFAULT_INTERVAL = 2.0
 """Seconds between the page's refreshes (``?interval=`` overrides it, 0.5 at least)."""
-PEER_TIMEOUT = 1.5
 SHARED_FOR = 0.5
-"""Seconds one snapshot answers every viewer: N open tabs cost one round of peer requests."""
+"""Seconds one snapshot answers every viewer: N open tabs cost one registry read."""
+MAX_PEERS = 1000
+"""Rows the page lists besides this node (a registry bigger than that is cut, and says so)."""
 ASSETS = {"index.html": "text/html", "fleet.js": "text/javascript", "fleet.css": "text/css"}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -60,15 +66,13 @@ class FleetView:
     """Builds ``/admin/fleet`` snapshots; ``peers()`` is read per snapshot (set after start)."""
 
     def __init__(self, own: OwnStats, node_id: Callable[[], str],
-                 peers: Callable[[], PeerLister | None], token: str | None,
+                 peers: Callable[[], PeerLister | None],
                  admin_url: Callable[[], str] = str, interval: float = DEFAULT_INTERVAL) -> None:
         self.own = own
         self.node_id = node_id
         self.peers = peers
-        self.token = token
         self.admin_url = admin_url
         self.interval = interval
-        self._session: aiohttp.ClientSession | None = None
         self._pending: asyncio.Task[dict[str, Any]] | None = None
         self._last: tuple[float, dict[str, Any]] | None = None
 
@@ -84,7 +88,7 @@ class FleetView:
     async def _collect(self) -> dict[str, Any]:
         me = self.node_id()
         own: dict[str, Any] = {"id": me, "admin_url": self.admin_url(), "self": True,
-                               "stats": None, "error": None}
+                               "stats": None, "as_of": None, "error": None}
         lister, registry_error, others = self.peers(), None, []
         own_task = asyncio.ensure_future(self.own())
         if lister is not None:
@@ -92,56 +96,28 @@ class FleetView:
                 others = [n for n in await lister() if n.get("id") != me]
             except Exception as exc:  # Redis away: this node still shows itself
                 registry_error = f"fleet registry unreadable: {type(exc).__name__} {exc}".strip()
-        answers = await asyncio.gather(*(self._ask(n) for n in others))
+        if len(others) > MAX_PEERS:
+            registry_error = (f"{len(others) - MAX_PEERS} more nodes in the registry are not "
+                              f"shown (the page lists {MAX_PEERS})")
+            others = others[:MAX_PEERS]
+        now = time.time()
+        rows = [peer_row(n, now) for n in others]
         try:
             own["stats"] = await own_task
+            own["as_of"] = now
         except Exception as exc:
             own["error"] = f"{type(exc).__name__}: {exc}"
         out: dict[str, Any] = finite({
-            "node_id": me, "generated_at": time.time(), "interval": self.interval,
+            "node_id": me, "generated_at": now, "interval": self.interval,
             "fleet": lister is not None, "registry_error": registry_error,
-            "nodes": [own, *answers]})
+            "nodes": [own, *rows]})
         self._last = (time.monotonic(), out)
         return out
-
-    async def _ask(self, node: dict[str, Any]) -> dict[str, Any]:
-        """One peer's ``/admin/stats``, or why there is none."""
-        url = str(node.get("admin_url") or "")
-        row: dict[str, Any] = {"id": str(node.get("id")), "admin_url": url or None,
-                               "self": False, "stats": None, "error": None}
-        if not url:
-            row["error"] = "no admin listener"
-            return row
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            async with asyncio.timeout(PEER_TIMEOUT), self._session.get(
-                    url.rstrip("/") + "/admin/stats", headers=headers) as resp:
-                if resp.status != 200:
-                    row["error"] = f"HTTP {resp.status} from /admin/stats"
-                    return row
-                body = await resp.json()
-        except TimeoutError:
-            row["error"] = f"no answer within {PEER_TIMEOUT:g} s"
-        except aiohttp.ClientError as exc:
-            row["error"] = f"unreachable: {type(exc).__name__}"
-        except ValueError:
-            row["error"] = "/admin/stats did not answer JSON"
-        else:
-            if isinstance(body, dict):
-                row["stats"] = body
-            else:
-                row["error"] = "/admin/stats did not answer a JSON object"
-        return row
 
     async def close(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             await asyncio.gather(self._pending, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def _dumps(data: Any) -> str:
@@ -171,7 +147,7 @@ def add_fleet_page(admin: AdminListener, own: OwnStats, *,
     """
     if any(r.canonical == "/admin/fleet" for r in admin.app.router.resources()):
         return None
-    view = FleetView(own, node_id, peers, admin.token, lambda: admin.url)
+    view = FleetView(own, node_id, peers, lambda: admin.advertise_url or admin.url)
     cache: dict[str, bytes] = {}
 
     async def page(_: web.Request) -> web.Response:

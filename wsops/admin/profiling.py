@@ -7,7 +7,12 @@ samples is the client's (``wsops leaks``, ``wsops.ops.leakcheck``); the node onl
 
 tracemalloc slows allocation-heavy code 6-10x at 1 frame and much more at 25 frames, so a
 profiling session is leased: every start or sample renews it, and when every lease ran out
-(a client killed mid-run), tracing wsops started is stopped anyway.
+(a client killed mid-run), tracing wsops started is stopped anyway. Sessions and leases are
+bounded: at most ``MAX_SESSIONS`` sessions at once (one more start gets 409, saying how to end
+one), a lease of at most ``MAX_LEASE`` seconds (a longer one asked for is granted that long,
+and the answer's ``lease_seconds`` says so). More than one session, because the way to profile
+a node that started without tracing is to start a session ahead, let buffers turn over, then
+run ``wsops leaks`` (a second session) against it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from wsops.admin import heap
-from wsops.admin.api import _body, _json, _number
+from wsops.admin.api import _body, _json, _number, int_query
 
 if TYPE_CHECKING:
     from wsops.admin.listener import AdminListener
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_FRAMES = 50
 MAX_TYPES = 500
 DEFAULT_LEASE = 300.0
+MAX_LEASE = 3600.0
+MAX_SESSIONS = 4
 # Sites allocating in these files are the profiler's own bookkeeping.
 _EXCLUDED = (tracemalloc.__file__, heap.__file__, __file__)
 
@@ -73,6 +80,15 @@ class Profiler:
         }
 
     def start(self, frames: int, lease: float) -> dict[str, Any]:
+        """A new session (tracing turned on if it is off); 409 when ``MAX_SESSIONS`` are open."""
+        if len(self.sessions) >= MAX_SESSIONS:
+            ends = min(expiry for _, expiry in self.sessions.values()) - time.monotonic()
+            raise web.HTTPConflict(text=(
+                f"{len(self.sessions)} profiling sessions are open, the most this node allows: "
+                f"end one with POST /admin/profile/stop {{\"session\": ID}} (or all of them "
+                f"with {{}}), or wait for the first lease to run out (in {max(0.0, ends):.0f} s "
+                f"unless it is renewed)\n"))
+        lease = min(lease, MAX_LEASE)
         started = False
         if not tracemalloc.is_tracing():
             tracemalloc.start(frames)
@@ -203,16 +219,6 @@ class Profiler:
         return [by_key[k].as_dict() for k in keys], len(sites)
 
 
-def _int_query(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
-    try:
-        value = int(request.query.get(key, str(default)))
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"'{key}' must be an integer\n") from None
-    if not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=f"'{key}' must be in [{lo}, {hi}]\n")
-    return value
-
-
 PROFILER_KEY = web.AppKey("wsops_profiler", Profiler)
 
 
@@ -239,8 +245,8 @@ def add_profiling_routes(admin: AdminListener, inst: Instrumentation) -> Profile
         group = request.query.get("group", "lineno")
         if group not in heap.GROUPS:
             raise web.HTTPBadRequest(text=f"'group' must be one of {', '.join(heap.GROUPS)}\n")
-        top = _int_query(request, "top", 20, 1, heap.MAX_TOP)
-        types = _int_query(request, "types", 30, 1, MAX_TYPES)
+        top = int_query(request, "top", 20, 1, heap.MAX_TOP)
+        types = int_query(request, "types", 30, 1, MAX_TYPES)
         session = request.query.get("session")
         profiler.renew(session)
         out = await profiler.sample(top, group, types)

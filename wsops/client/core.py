@@ -257,7 +257,7 @@ class ClientCore:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await ws.send_str(wire.encode(pending.frame))
+            await ws.send_str(pending.text)
 
     # -- incoming frames -------------------------------------------------------------------
 

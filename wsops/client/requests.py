@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsops.client.errors import QueueFull
-from wsops.client.wire import MAX_ID, Reply
+from wsops.client.wire import MAX_ID, Reply, encode
 
 
 @dataclass(eq=False, slots=True)
@@ -32,6 +32,7 @@ class Pending:
     future: asyncio.Future[Reply]
     resend: bool = True
     sent: bool = field(default=False)
+    text: str = ""  # the frame as sent, encoded when queued
     # A subscribe's room entry (``rooms.Room``): its reply is for that entry only, not for one
     # subscribed again under the same name after an unsubscribe.
     owner: object = None
@@ -84,7 +85,11 @@ class RequestBook:
         if req_id >= MAX_ID:  # pragma: no cover - 2**53 requests
             raise OverflowError("request ids exhausted")
         frame = {**frame, "id": req_id}
-        pending = Pending(req_id, frame, asyncio.get_running_loop().create_future(), resend)
+        # Encoded now: data JSON cannot hold (NaN, a set) fails its own request at once
+        # instead of the connection's write loop.
+        text = encode(frame)
+        pending = Pending(req_id, frame, asyncio.get_running_loop().create_future(), resend,
+                          text=text)
         (self._urgent if urgent else self._queue).append(pending)
         return pending
 

@@ -14,7 +14,8 @@ from wsops.client.errors import ProtocolViolation, ServerError
 from wsops.client.events import Message, PresenceEvent, PublishAck, SubscribeResult
 
 MAX_ID: Final = 2**53
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# allow_nan=False: NaN and the infinities are not JSON; the server refuses them (bad_request).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _loads = json.JSONDecoder().decode
 
 
@@ -38,8 +39,13 @@ ServerFrame = Reply | Message | PresenceEvent
 
 
 def encode(frame: dict[str, Any]) -> str:
-    """Compact JSON text of one client frame."""
-    return _dumps(frame)
+    """Compact JSON text of one client frame; ValueError for what JSON cannot hold (NaN,
+    infinities, ...), TypeError for what it cannot encode at all."""
+    try:
+        return _dumps(frame)
+    except ValueError as exc:
+        raise ValueError(f"cannot send {frame.get('op')!r}: {exc} (JSON has no NaN or "
+                         "infinities)") from None
 
 
 def _is_int(value: object) -> bool:

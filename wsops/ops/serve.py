@@ -35,6 +35,16 @@ def serve(
     admin_port: Annotated[
         int, _opt("ADMIN_PORT", "Port of the admin listener; -1 disables it.")
     ] = D.admin_port or 9765,
+    admin_max_connections: Annotated[
+        int, _opt("ADMIN_MAX_CONNECTIONS", "Connections the admin listener holds at once "
+                  "(idle keep-alive ones too); more get HTTP 503 and are closed at once. Each "
+                  "must send its request within --handshake-timeout.")
+    ] = D.admin_max_connections,
+    admin_advertise_url: Annotated[
+        str | None, _opt("ADMIN_ADVERTISE_URL", "Admin URL other hosts reach this node at, for "
+                         "the fleet registry (default: http://ADMIN_HOST:ADMIN_PORT, a wildcard "
+                         "host such as 0.0.0.0 replaced by a routable address of this host).")
+    ] = None,
     allow_anonymous: Annotated[
         bool, _opt("ALLOW_ANONYMOUS", "Accept connections without a token (demos only).")
     ] = False,
@@ -51,6 +61,10 @@ def serve(
         str | None, _opt("JWT_AUDIENCE", "Required 'aud' of tokens.")
     ] = None,
     jwt_issuer: Annotated[str | None, _opt("JWT_ISSUER", "Required 'iss' of tokens.")] = None,
+    jwt_leeway: Annotated[
+        float, _opt("JWT_LEEWAY", "Seconds of clock skew allowed on a token's exp, nbf and "
+                    "iat (0-300); a connection then closes at exp plus this.")
+    ] = D.jwt_leeway,
     jwt_rooms_claim: Annotated[
         str, _opt("JWT_ROOMS_CLAIM", "Claim listing the rooms a token grants.")
     ] = D.jwt_rooms_claim,
@@ -100,6 +114,13 @@ def serve(
     history_ttl: Annotated[
         float, _opt("HISTORY_TTL", "Seconds a message stays in history.")
     ] = D.history_ttl,
+    history_room_bytes: Annotated[
+        int, _opt("HISTORY_ROOM_BYTES", "Bytes of messages kept per room (oldest go first).")
+    ] = D.history_room_bytes,
+    history_memory: Annotated[
+        int, _opt("HISTORY_MEMORY", "Bytes of history kept node-wide, every room together "
+                  "(past it the node's oldest messages go first).")
+    ] = D.history_memory,
     drain_batch: Annotated[
         int, _opt("DRAIN_BATCH", "Connections closed per batch on drain/SIGTERM.")
     ] = D.drain_batch,
@@ -150,12 +171,15 @@ def serve(
             allow_anonymous=allow_anonymous, broker=broker, jwt_secret=jwt_secret,
             jwt_public_key=jwt_public_key.read_text() if jwt_public_key else None,
             jwt_audience=jwt_audience, jwt_issuer=jwt_issuer, jwt_rooms_claim=jwt_rooms_claim,
+            jwt_leeway=jwt_leeway, admin_max_connections=admin_max_connections,
+            admin_advertise_url=admin_advertise_url,
             allowed_origins=tuple(allowed_origin or ()), heartbeat=heartbeat,
             max_message_size=max_message_size, max_rooms_per_connection=max_rooms_per_connection,
             max_connections=max_connections, max_connections_per_ip=max_connections_per_ip,
             handshake_timeout=handshake_timeout, backlog=backlog, rate_limit=rate_limit,
             rate_burst=rate_burst,
             send_queue_bytes=send_queue_bytes, history_size=history_size, history_ttl=history_ttl,
+            history_room_bytes=history_room_bytes, history_memory=history_memory,
             drain_batch=drain_batch, drain_interval=drain_interval, drain_deadline=drain_deadline,
             instrument=instrument, runtime_metrics=runtime_metrics, tracing=tracing,
             trace_sample_ratio=trace_sample_ratio, slo_seconds=slo_seconds, workers=workers,

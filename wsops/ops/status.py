@@ -1,7 +1,11 @@
 """``wsops status`` and ``wsops top``: many nodes in one table, once or live.
 
-Both ask ``/admin/stats`` of every node in parallel (``adminclient``) and draw rows
-(``fleetview``); a node that does not answer is a row marked down, never a crash.
+Both ask ``/admin/stats`` of every node given in parallel (``adminclient``) and draw rows
+(``fleetview``); a node that does not answer is a row marked down, never a crash. Nodes found in
+a fleet registry (``--redis``) are read from the summaries they write there themselves
+(``wsops.admin.nodesummary``), like the fleet page does: the admin token goes only to the URLs
+the operator gave, never to an address a registry entry names (anyone able to write one entry
+would otherwise collect it).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import aiohttp
 import typer
@@ -25,6 +30,7 @@ from rich.live import Live
 from rich.text import Text
 
 from wsops.admin.auth import ADMIN_TOKEN_ENV
+from wsops.admin.nodesummary import peer_row
 from wsops.ops.adminclient import DEFAULT_TIMEOUT, DOWN, fetch_stats
 from wsops.ops.fleetview import (
     NODES_ENV,
@@ -62,33 +68,43 @@ class SortKey(enum.StrEnum):
 
 RedisOption = Annotated[str | None, typer.Option(
     "--redis", envvar="WSOPS_REDIS", show_default=False,
-    help="Also ask the fleet registry in this Redis (the nodes' --broker URL) for nodes.")]
+    help="Also list the nodes of the fleet registry in this Redis (the nodes' --broker URL), "
+         "from the summaries they write there (no request to them, no token sent).")]
 
 
-def _registered(redis_url: str) -> list[str]:
-    """Admin URLs of the live nodes registered in ``redis_url`` (the Redis broker's registry)."""
+@dataclass(frozen=True)
+class Nodes:
+    """Where the rows come from: admin URLs to ask (with the token), and a fleet registry."""
+
+    urls: list[str]
+    redis: str | None = None
+
+
+async def _registry(redis_url: str, patience: float) -> list[dict[str, Any]]:
     from wsops.server.broker.redis_fleet import list_nodes
 
-    try:
-        nodes = asyncio.run(list_nodes(redis_url))
-    except Exception as exc:
-        raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
-                                 param_hint="--redis") from None
-    return [str(n["admin_url"]) for n in nodes if n.get("admin_url")]
+    return await list_nodes(redis_url, timeout=patience)
 
 
 def _nodes(urls: Sequence[str] | None, file: Path | None, redis_url: str | None = None
-           ) -> list[str]:
+           ) -> Nodes:
     try:
         text = file.read_text() if file is not None else None
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {file}: {exc.strerror}",
                                  param_hint="--file") from None
-    found = _registered(redis_url) if redis_url else []
-    if redis_url and not found and not urls and text is None:
-        raise typer.BadParameter("no live node is registered there", param_hint="--redis")
+    if redis_url:
+        try:
+            found = asyncio.run(_registry(redis_url, DEFAULT_TIMEOUT))
+        except Exception as exc:
+            raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
+                                     param_hint="--redis") from None
+        if not found and not urls and text is None:
+            raise typer.BadParameter("no live node is registered there", param_hint="--redis")
+        if not urls and text is None:
+            return Nodes([], redis_url)
     try:
-        return targets([*(urls or []), *found], text, os.environ.get(NODES_ENV))
+        return Nodes(targets(list(urls or []), text, os.environ.get(NODES_ENV)), redis_url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="URLS") from None
 
@@ -100,11 +116,34 @@ def _console() -> Console:
     return console
 
 
-async def _views(session: aiohttp.ClientSession, urls: Sequence[str], token: str | None,
+async def _views(session: aiohttp.ClientSession, nodes: Nodes, token: str | None,
                  patience: float) -> list[NodeView]:
+    urls = nodes.urls
     results = await fetch_stats(session, urls, token, patience)
-    return [view_of(url, r) if isinstance(r, dict) else failed(url, r.message, down=r.kind == DOWN)
-            for url, r in zip(urls, results, strict=True)]
+    views = [view_of(url, r) if isinstance(r, dict) else failed(url, r.message,
+                                                                 down=r.kind == DOWN)
+             for url, r in zip(urls, results, strict=True)]
+    if nodes.redis is not None:
+        views += await _registry_views(nodes.redis, set(urls), patience)
+    return views
+
+
+async def _registry_views(redis_url: str, asked: set[str], patience: float) -> list[NodeView]:
+    """Rows of the registry's nodes not asked directly, from their own summaries."""
+    try:
+        records = await _registry(redis_url, patience)
+    except Exception as exc:
+        return [failed(redis_url, f"cannot read the fleet registry: {exc}", down=True)]
+    now = time.time()
+    views = []
+    for record in records:
+        row = peer_row(record, now)
+        url = row["admin_url"] or row["id"]
+        if url in asked:
+            continue
+        views.append(view_of(url, row["stats"]) if row["error"] is None
+                     else failed(url, row["error"], down=False))
+    return views
 
 
 def status(
@@ -126,8 +165,10 @@ def status(
     Example: wsops status --redis redis://10.0.0.5:6379/0   (a fleet on the Redis broker)
 
     Nodes are asked in parallel; one that does not answer within --timeout is a 'down' row, one
-    that refuses (token) or is not a wsops admin API an 'error' row. Exit codes: 0 every node
-    up; 1 any node down or in error; 2 bad usage.
+    that refuses (token) or is not a wsops admin API an 'error' row. Nodes found with --redis
+    are read from the summaries they write to the registry at every heartbeat (2 s): no request
+    goes to an address a registry entry names, so the token is never sent there. Exit codes: 0
+    every node up; 1 any node down or in error; 2 bad usage.
     """
     nodes = _nodes(urls, file, redis)
     if timeout <= 0:
@@ -162,7 +203,7 @@ def top(
 
     Example: wsops top http://10.0.0.1:9765 http://10.0.0.2:9765 --sort rate --interval 1
 
-    Example: wsops top --redis redis://10.0.0.5:6379/0   (nodes found once, at start)
+    Example: wsops top --redis redis://10.0.0.5:6379/0   (the registry read at every refresh)
 
     Press q or Ctrl-C to quit. When the output is not a terminal, every refresh prints a new
     table (with --iterations N for a bounded run). Nodes that do not answer are shown as down.
@@ -184,7 +225,7 @@ def _frame(views: list[NodeView], sort: str, interval: float, live: bool) -> Gro
     return Group(head, Text(hint, style="dim"), render(sort_views(views, sort)))
 
 
-async def _top(nodes: list[str], token: str | None, patience: float, interval: float, sort: str,
+async def _top(nodes: Nodes, token: str | None, patience: float, interval: float, sort: str,
                iterations: int | None, console: Console) -> None:
     stop = asyncio.Event()
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None

@@ -168,7 +168,10 @@ class Supervisor:
         admin = None
         if s.admin_port is not None:
             admin = WorkersAdmin(s.admin_host, s.admin_port, token_from_env(),
-                                 lambda: [w.ref() for w in self.workers], self.own_reasons)
+                                 lambda: [w.ref() for w in self.workers], self.own_reasons,
+                                 handshake_timeout=s.handshake_timeout,
+                                 max_connections=s.admin_max_connections,
+                                 advertise_url=s.admin_advertise_url)
             await admin.start()
         watchers: list[asyncio.Task[None]] = []
         try:

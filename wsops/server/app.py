@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from wsops import __version__
-from wsops.admin.listener import AdminListener, attach_admin
+from wsops.admin.listener import AdminListener, attach_admin, bounded_runner
+from wsops.admin.nodesummary import summary_fields
 from wsops.config import Settings
 from wsops.instrumentation.drain import Drainer, DrainStatus
 from wsops.instrumentation.middleware import (
@@ -44,11 +45,14 @@ WS_PATH = "/ws"
 def make_broker(settings: Settings) -> Broker:
     """``memory`` (the embedded default) or ``redis://HOST:PORT/DB`` (a fleet)."""
     if settings.broker in ("memory", "", None):
-        return MemoryBroker(settings.history_size, settings.history_ttl)
+        return MemoryBroker(settings.history_size, settings.history_ttl,
+                            room_bytes=settings.history_room_bytes,
+                            max_bytes=settings.history_memory)
     if settings.broker.startswith(("redis://", "rediss://")):
         from wsops.server.broker.redis import RedisBroker  # redis-py only when used
 
-        return RedisBroker(settings.broker, settings.history_size, settings.history_ttl)
+        return RedisBroker(settings.broker, settings.history_size, settings.history_ttl,
+                           island_bytes=settings.history_memory)
     raise ValueError(f"unknown broker {settings.broker!r}: use 'memory' or redis://HOST:PORT/DB")
 
 
@@ -68,6 +72,7 @@ class Node:
                 issuer=settings.jwt_issuer,
                 rooms_claim=settings.jwt_rooms_claim,
                 allow_anonymous=settings.allow_anonymous,
+                leeway=settings.jwt_leeway,
             )
         )
         self.drainer = Drainer(self.hub.conns.values)
@@ -156,9 +161,13 @@ class Node:
 
     def registry_info(self) -> dict[str, object]:
         """What a fleet broker's registry says about this node (read at every heartbeat)."""
-        admin = self.admin.url if self.admin is not None and self.admin.port else ""
-        return {"admin_url": admin, "version": __version__, "started_at": self.started_at,
-                "draining": self.drainer.draining, "connections": len(self.hub.conns)}
+        admin = self.admin.advertise_url if self.admin is not None and self.admin.port else ""
+        info: dict[str, object] = {
+            "admin_url": admin, "version": __version__, "started_at": self.started_at,
+            "draining": self.drainer.draining, "connections": len(self.hub.conns)}
+        if self.instrumentation is not None:  # what other nodes' fleet pages show of this one
+            info.update(summary_fields(self.instrumentation.stats))
+        return info
 
     async def start(self) -> None:
         # The admin listener starts first (its cleanup context comes first): its URL is known.
@@ -296,7 +305,11 @@ def create_app(
     app.router.add_get(WS_PATH, node.handle_ws)
     add_client_routes(app)
     if settings.admin_port is not None:
-        node.admin = attach_admin(app, settings.admin_host, settings.admin_port)
+        node.admin = attach_admin(
+            app, settings.admin_host, settings.admin_port,
+            handshake_timeout=settings.handshake_timeout,
+            max_connections=settings.admin_max_connections,
+            advertise_url=settings.admin_advertise_url)
         node.admin.add_readiness_check(node.not_ready_reason)
     if settings.instrument:
         # The same layer a user's own app gets; the hub adds its publish-level figures.
@@ -325,17 +338,10 @@ def create_app(
 
 
 def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
-    """The runner the bundled server uses.
-
-    aiohttp's keep-alive timer starts when the TCP connection does and is not reset by partial
-    data: it bounds how long a client may take to send its upgrade (slowloris). Timeouts are
-    not rounded up to the next second (aiohttp rounds those over 5 s): rounded, every
-    connection opened within one second would ping at the same instant, and at 10K
-    connections that burst stalled deliveries for ~0.6 s every heartbeat.
-    """
-    return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
-                         keepalive_timeout=settings.handshake_timeout,
-                         timeout_ceil_threshold=1e9)
+    """The runner the bundled server uses: a client has ``--handshake-timeout`` to send its
+    whole upgrade request (slowloris), as on the admin listener (``bounded_runner``)."""
+    return bounded_runner(app, settings.handshake_timeout, access_log=None,
+                          handle_signals=False, shutdown_timeout=5.0)
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,10 @@
-"""JWT verification before the upgrade, and room grants from the token's claims."""
+"""JWT verification before the upgrade, and room grants from the token's claims.
+
+``exp`` and ``sub`` are required; ``nbf`` and ``iat`` are checked when present; all three allow
+``leeway`` seconds of clock skew (``--jwt-leeway``). ``aud``: with an audience configured it is
+required and must match; without one, a token that carries an ``aud`` is refused, since it was
+issued for some other service. ``iss``: required and matched when configured, else not checked.
+"""
 
 from __future__ import annotations
 
@@ -88,6 +94,8 @@ class Authenticator:
         else:
             raise AuthError(f"algorithm {str(alg)[:16]!r} is not accepted")
         try:
+            # verify_aud stays on (PyJWT's default): with no audience configured PyJWT refuses
+            # a token that names one, which is what PROTOCOL.md promises.
             claims = jwt.decode(
                 token,
                 key,
@@ -95,12 +103,16 @@ class Authenticator:
                 audience=cfg.audience,
                 issuer=cfg.issuer,
                 leeway=cfg.leeway,
-                options={"require": ["exp", "sub"], "verify_aud": cfg.audience is not None},
+                options={"require": ["exp", "sub"]},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError(_audience_refusal(cfg.audience)) from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from None
+        if cfg.audience is None and "aud" in claims:  # an empty one, which PyJWT lets through
+            raise AuthError(_audience_refusal(None))
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub or len(sub) > 256:
             raise AuthError("'sub' must be a non-empty string")
@@ -108,7 +120,16 @@ class Authenticator:
         if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
             raise AuthError(f"claim {cfg.rooms_claim!r} must be a list of strings")
         exp = claims.get("exp")
-        return Identity(sub, tuple(rooms), float(exp) if exp is not None else None)
+        # Accepted up to ``leeway`` past exp, so it expires (closes the connection) then too.
+        expires_at = float(exp) + cfg.leeway if exp is not None else None
+        return Identity(sub, tuple(rooms), expires_at)
+
+
+def _audience_refusal(audience: str | None) -> str:
+    if audience is None:
+        return ("token has an 'aud' claim but this server accepts no audience: it was issued "
+                "for another service (set --jwt-audience to accept tokens for this one)")
+    return "token audience does not match this server's (--jwt-audience)"
 
 
 def token_from_request(authorization: str | None, query_token: str | None) -> str | None:

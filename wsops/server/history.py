@@ -1,31 +1,48 @@
-"""Per-room message history: growing offsets, epochs, a bounded ring buffer with a TTL.
+"""Rooms' message history in process memory, bounded in bytes per room and node-wide.
 
-Pure: the caller passes the clock. The in-memory broker keeps one ``RoomHistory`` per room; a
-room whose history has expired entirely is forgotten, and the next publish starts a new epoch,
-so a client resuming from the old epoch learns ``recovered: false`` instead of a silent gap.
+Pure: the caller passes the clock. Each entry keeps the complete WebSocket frame of its message
+(what replays send, and what history replies are cut from), never the decoded data: JSON such as
+``[{},{},...]`` decodes to ~25x its size. Bounds, all enforced on append:
+
+- per room: ``max_entries`` messages and ``room_bytes`` bytes (oldest dropped first);
+- node-wide: ``max_bytes`` for every retained entry plus every idle room (a room nobody watches
+  and that holds nothing, kept only so a client at its last offset resumes without a false gap);
+  past it, idle rooms go first, then the oldest entries of the node, whichever room holds them;
+- ``ttl``: an entry older than it is dropped whether or not its room has subscribers, and an
+  idle room is forgotten ``ttl`` after it became idle.
+
+A forgotten room starts a new epoch on its next publish, so a client resuming from the old one
+learns ``recovered: false`` instead of a silent gap. Costs are counted as ``len(frame)`` plus a
+fixed overhead per entry and per room (measured, see RELIABILITY.md).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from wsops.server.protocol import Position
 
+ENTRY_OVERHEAD = 200
+"""Bytes an entry costs beyond its frame (measured with tracemalloc: 203): the entry object,
+its time, the bytes header, three deque slots."""
+ROOM_OVERHEAD = 1100
+"""Bytes a room costs with nothing retained (measured: 1,100): its object, name, epoch, empty
+deque (one 64-slot block) and dict slots."""
 
-@dataclass(frozen=True, slots=True)
+
 class Entry:
-    """One stored message. ``payload`` is the encoded ``message`` frame body, reused on replay."""
+    """One stored message: its offset and complete frame. ``size`` 0 marks an evicted entry
+    (its frame released) still referenced from the node-wide order until compaction."""
 
-    offset: int
-    epoch: str
-    data: Any
-    ts: int
-    payload: bytes
-    stored_at: float
+    __slots__ = ("frame", "offset", "size", "stored_at")
+
+    def __init__(self, offset: int, frame: bytes, stored_at: float) -> None:
+        self.offset = offset
+        self.frame = frame
+        self.stored_at = stored_at
+        self.size = len(frame) + ENTRY_OVERHEAD
 
 
 def new_epoch() -> str:
@@ -33,64 +50,211 @@ def new_epoch() -> str:
 
 
 class RoomHistory:
-    """The retained tail of one room's messages."""
+    """The retained tail of one room's messages (entries in offset order)."""
 
-    __slots__ = ("_entries", "epoch", "max_size", "top", "ttl")
+    __slots__ = ("bytes", "entries", "epoch", "idle_since", "name", "top", "watched")
 
-    def __init__(self, max_size: int, ttl: float, epoch: str | None = None) -> None:
-        if max_size < 0 or ttl <= 0:
-            raise ValueError("history size must be >= 0 and ttl > 0")
+    def __init__(self, name: str, epoch: str | None = None) -> None:
+        self.name = name
         self.epoch = epoch or new_epoch()
         self.top = 0
-        self.max_size = max_size
-        self.ttl = ttl
-        self._entries: deque[Entry] = deque(maxlen=max_size or None)
-
-    def append(
-        self, data: Any, ts: int, now: float, encode: Callable[[int, str], bytes]
-    ) -> Entry:
-        """Store a new message; ``encode(offset, epoch)`` builds its payload once."""
-        # Encode first: data that cannot be encoded (nested too deep) must not leave a gap.
-        payload = encode(self.top + 1, self.epoch)
-        self.top += 1
-        entry = Entry(self.top, self.epoch, data, ts, payload, now)
-        if self.max_size:
-            self._entries.append(entry)
-        self.prune(now)
-        return entry
-
-    def prune(self, now: float) -> None:
-        """Drop entries older than the TTL."""
-        entries = self._entries
-        limit = now - self.ttl
-        while entries and entries[0].stored_at < limit:
-            entries.popleft()
+        self.entries: deque[Entry] = deque()
+        self.bytes = 0
+        self.watched = False
+        self.idle_since = 0.0
 
     @property
     def position(self) -> Position:
         return Position(self.top, self.epoch)
 
-    def since(self, pos: Position, now: float) -> list[Entry] | None:
-        """Entries after ``pos``, or None when the gap cannot be filled (other epoch, pruned)."""
-        self.prune(now)
+    def since(self, pos: Position) -> list[Entry] | None:
+        """Entries after ``pos``, or None when the gap cannot be filled (other epoch, dropped)."""
         if pos.epoch != self.epoch or pos.offset > self.top:
             return None
         if pos.offset == self.top:
             return []
-        entries = self._entries
+        entries = self.entries
         if not entries or entries[0].offset > pos.offset + 1:
             return None
         start = pos.offset + 1 - entries[0].offset
         return [entries[i] for i in range(start, len(entries))]
 
-    def latest(self, limit: int, now: float) -> list[Entry]:
-        """Up to ``limit`` newest entries, oldest first."""
-        self.prune(now)
-        entries = self._entries
-        n = min(limit, len(entries))
-        return [entries[i] for i in range(len(entries) - n, len(entries))]
+    def latest(self, limit: int, budget: int, cost: Callable[[Entry], int]) -> tuple[
+            list[Entry], bool]:
+        """Up to ``limit`` newest entries, oldest first, whose ``cost`` sums to at most
+        ``budget``; True as second item when the budget left some of them out."""
+        entries = self.entries
+        out: list[Entry] = []
+        used = 0
+        for i in range(len(entries) - 1, max(-1, len(entries) - 1 - limit), -1):
+            entry = entries[i]
+            used += cost(entry)
+            if used > budget:
+                out.reverse()
+                return out, True
+            out.append(entry)
+        out.reverse()
+        return out, False
 
-    def expired(self, now: float) -> bool:
-        """True when nothing is retained and the last publish is older than the TTL."""
+
+class HistoryStore:
+    """Every room's history on this node, under one byte budget (see the module doc)."""
+
+    def __init__(
+        self, max_entries: int = 1000, ttl: float = 300.0, room_bytes: int = 8 << 20,
+        max_bytes: int = 256 << 20,
+    ) -> None:
+        if max_entries < 0 or ttl <= 0 or room_bytes < 0 or max_bytes < 0:
+            raise ValueError("history bounds must be >= 0 and the ttl > 0")
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.room_bytes = room_bytes
+        self.max_bytes = max_bytes
+        self.rooms: dict[str, RoomHistory] = {}
+        self.bytes = 0  # retained entries' and idle rooms' cost
+        self.evicted = 0  # entries dropped by the node-wide budget (not by TTL or room bounds)
+        self._order: deque[Entry | RoomHistory] = deque()  # entries, with their room after each
+        self._dead = 0  # evicted entries still in _order
+        self._idle: OrderedDict[str, RoomHistory] = OrderedDict()
+
+    # -- rooms -------------------------------------------------------------------------------
+
+    def room(self, name: str, now: float) -> RoomHistory:
+        """The room's history, created (new epoch) if this node has none."""
+        hist = self.rooms.get(name)
+        if hist is None:
+            hist = self.rooms[name] = RoomHistory(name)
+            self._became_idle(hist, now)
+        return hist
+
+    def get(self, name: str) -> RoomHistory | None:
+        return self.rooms.get(name)
+
+    def watch(self, name: str, now: float) -> RoomHistory:
+        hist = self.room(name, now)
+        hist.watched = True
+        self._not_idle(hist)
+        return hist
+
+    def unwatch(self, name: str, now: float) -> None:
+        hist = self.rooms.get(name)
+        if hist is not None:
+            hist.watched = False
+            if not hist.entries:
+                self._became_idle(hist, now)
+                self._enforce()
+
+    def _became_idle(self, hist: RoomHistory, now: float) -> None:
+        if hist.watched or hist.name in self._idle:
+            return
+        hist.idle_since = now
+        self._idle[hist.name] = hist
+        self.bytes += ROOM_OVERHEAD
+
+    def _not_idle(self, hist: RoomHistory) -> None:
+        if self._idle.pop(hist.name, None) is not None:
+            self.bytes -= ROOM_OVERHEAD
+
+    def _forget_idle(self) -> None:
+        _, hist = self._idle.popitem(last=False)
+        self.bytes -= ROOM_OVERHEAD
+        del self.rooms[hist.name]
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def append(self, name: str, now: float, build: Callable[[int, str], bytes]) -> tuple[
+            RoomHistory, int, bytes]:
+        """Give the room's next offset to a message; ``build(offset, epoch)`` makes its frame
+        once. Returns the room, the offset and the frame. The frame is retained if it fits the
+        room's bounds; the node-wide budget is enforced before returning."""
+        hist = self.room(name, now)
+        # Build first: a message that cannot be encoded must not leave a gap.
+        frame = build(hist.top + 1, hist.epoch)
+        hist.top += 1
+        self._not_idle(hist)
+        entry = Entry(hist.top, frame, now)
+        if self.max_entries and entry.size <= self.room_bytes:
+            entries = hist.entries
+            entries.append(entry)
+            hist.bytes += entry.size
+            self.bytes += entry.size
+            self._order.append(entry)
+            self._order.append(hist)
+            while len(entries) > self.max_entries or hist.bytes > self.room_bytes:
+                self._drop_head(hist)
+        if not hist.entries:
+            self._became_idle(hist, now)
         self.prune(now)
-        return not self._entries
+        self._enforce()
+        return hist, hist.top, frame
+
+    def _drop_head(self, hist: RoomHistory) -> None:
+        """Drop the room's oldest entry (it stays in ``_order``, dead, until compacted)."""
+        entry = hist.entries.popleft()
+        hist.bytes -= entry.size
+        self.bytes -= entry.size
+        entry.size = 0
+        entry.frame = b""
+        self._dead += 1
+
+    def _pop_order(self) -> bool:
+        """Retire the node's oldest entry: True if it was still retained (then it is its
+        room's head: a room's retained entries are its newest, in the order they came)."""
+        order = self._order
+        entry = order.popleft()
+        hist = order.popleft()
+        assert isinstance(entry, Entry) and isinstance(hist, RoomHistory)
+        self._dead -= 1
+        if entry.size == 0:
+            return False
+        assert hist.entries[0] is entry
+        self._drop_head(hist)  # counts it dead again: net zero
+        if not hist.entries:
+            self._became_idle(hist, entry.stored_at)
+        return True
+
+    def _enforce(self) -> None:
+        """Keep the node-wide budget: idle rooms go first, then the node's oldest entries."""
+        while self.bytes > self.max_bytes:
+            if self._idle:
+                self._forget_idle()
+            elif self._order:
+                self.evicted += self._pop_order()
+            else:
+                break
+        # Dead entries (dropped by room bounds) cost a slot each: compact when they dominate.
+        if self._dead > 1024 and self._dead * 2 > len(self._order) // 2:
+            self._compact()
+
+    def _compact(self) -> None:
+        order = self._order
+        kept: deque[Entry | RoomHistory] = deque()
+        for i in range(0, len(order), 2):
+            entry = order[i]
+            assert isinstance(entry, Entry)
+            if entry.size:
+                kept.append(entry)
+                kept.append(order[i + 1])
+        self._order = kept
+        self._dead = 0
+
+    def prune(self, now: float) -> None:
+        """Drop entries older than the TTL, and idle rooms idle for longer than it."""
+        limit = now - self.ttl
+        order = self._order
+        while order:
+            head = order[0]
+            assert isinstance(head, Entry)
+            if head.size and head.stored_at >= limit:
+                break
+            self._pop_order()
+        idle = self._idle
+        while idle:
+            hist = next(iter(idle.values()))
+            if hist.idle_since >= limit:
+                break
+            self._forget_idle()
+
+    @property
+    def entries(self) -> int:
+        return len(self._order) // 2 - self._dead

@@ -51,6 +51,7 @@ class Conn:
         "closer",
         "closing",
         "deferred_close",
+        "held_bytes",
         "id",
         "limit",
         "rooms",
@@ -80,6 +81,7 @@ class Conn:
         self.close_code: int | None = None
         self.busy = False  # a request of this connection is being served
         self.deferred_close: tuple[int, str] | None = None
+        self.held_bytes = 0  # live messages held while a replay is sent (Room.syncing)
 
     def push(self, frame: bytes) -> None:
         """Queue a complete frame; written at the end of this tick."""
@@ -95,6 +97,22 @@ class Conn:
     def send_text(self, text: str) -> None:
         self._hub.stats.replies += 1
         self.push(text_frame(text.encode()))
+
+    def send_payload(self, payload: bytes) -> None:
+        """A reply already encoded as UTF-8 JSON."""
+        self._hub.stats.replies += 1
+        self.push(text_frame(payload))
+
+    def hold(self, held: list[Published], msg: Published) -> None:
+        """Keep a live message until this connection's replay is sent. Held messages count
+        against the send queue: a resume that cannot keep up with its room is a slow
+        consumer (4000), not unbounded memory."""
+        if self.closing:
+            return
+        held.append(msg)
+        self.held_bytes += len(msg.frame)
+        if self.held_bytes + self._buf_bytes > self.limit:
+            self.close(Close.SLOW_CONSUMER, "slow consumer (resume behind its room)")
 
     def flush(self) -> None:
         """Write everything buffered in one call; detect a consumer that stopped reading."""
@@ -132,6 +150,7 @@ class Conn:
             self._hub.stats.slow_consumers += 1
             self._buf = []
             self._buf_bytes = 0
+            self._hub.release_held(self)
         else:
             self.flush()
         self.closing = True
@@ -220,6 +239,7 @@ class Hub:
         held = r.syncing.pop(conn, None)
         if held is None:
             return
+        conn.held_bytes -= sum(len(msg.frame) for msg in held)
         for msg in held:
             if msg.epoch != epoch or msg.offset > last_offset:
                 conn.push(msg.frame)
@@ -233,13 +253,24 @@ class Hub:
         r = self.rooms.get(room)
         if r is None:
             return False
-        r.syncing.pop(conn, None)
+        held = r.syncing.pop(conn, None)
+        if held:
+            conn.held_bytes -= sum(len(msg.frame) for msg in held)
         r.conns.pop(conn, None)
         r.watchers.pop(conn, None)
         if not r.conns and not r.syncing:
             del self.rooms[room]
             return True
         return False
+
+    def release_held(self, conn: Conn) -> None:
+        """Drop what is held for ``conn``'s replays (it is closing)."""
+        for room in conn.rooms:
+            r = self.rooms.get(room)
+            held = r.syncing.get(conn) if r is not None else None
+            if held:
+                held.clear()
+        conn.held_bytes = 0
 
     def room_sizes(self, top: int) -> list[tuple[str, int]]:
         """The ``top`` biggest rooms by local subscribers (a bounded list for the admin API)."""
@@ -261,8 +292,8 @@ class Hub:
         n = len(conns)
         self.stats.deliveries += n
         if r.syncing:
-            for held in r.syncing.values():
-                held.append(msg)
+            for syncing, held in list(r.syncing.items()):
+                syncing.hold(held, msg)
         size_out = self.size_out
         if size_out is not None:  # Histogram.observe_n, inlined: this runs per publish
             size = len(frame)

@@ -19,8 +19,20 @@ MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
 ROOM_RE: Final = re.compile(r"[A-Za-z0-9_\-.:@/]{1,128}")
 OPS: Final = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history"})
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.JSONDecoder().decode
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class NonFiniteNumber(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in a frame: Python's json takes them, JSON has none
+    (a browser's ``JSON.parse`` would refuse the frame we relayed)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NonFiniteNumber(f"{name} is not JSON (non-finite numbers are refused)")
+
+
+_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_loads_lax = json.JSONDecoder().decode
 
 
 class Close(IntEnum):
@@ -79,7 +91,7 @@ class Request:
     op: str
     id: int
     room: str
-    data: Any = None
+    data: bytes = b""  # publish: the data re-encoded as compact JSON (never kept decoded)
     since: Position | None = None
     limit: int = DEFAULT_HISTORY_LIMIT
     traceparent: str | None = None
@@ -99,6 +111,8 @@ def parse(text: str) -> Request:
     """Parse one text frame into a Request, or raise ProtocolError saying what is wrong."""
     try:
         obj = _loads(text)
+    except NonFiniteNumber as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), _lax_id(text)) from None
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -124,7 +138,14 @@ def parse(text: str) -> Request:
     if op == "publish":
         if "data" not in obj:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "publish needs 'data'", req_id)
-        return Request(op, req_id, room, data=obj["data"], traceparent=traceparent)
+        try:
+            data = _dumps(obj["data"]).encode()
+        except RecursionError:
+            # Data the parser took but the encoder cannot re-encode (about 950 levels deep,
+            # depending on the stack): the client's fault; nothing stored.
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "'data' is nested too deeply",
+                                req_id) from None
+        return Request(op, req_id, room, data=data, traceparent=traceparent)
     if op == "subscribe":
         since = _parse_since(obj.get("since"), req_id)
         presence = obj.get("presence", False)
@@ -140,6 +161,15 @@ def parse(text: str) -> Request:
             )
         return Request(op, req_id, room, limit=limit, traceparent=traceparent)
     return Request(op, req_id, room, traceparent=traceparent)
+
+
+def _lax_id(text: str) -> int | None:
+    """The request id of a frame refused for a non-finite number (best effort)."""
+    try:
+        value = _loads_lax(text).get("id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if _is_int(value) and 0 <= value < MAX_ID else None
 
 
 def _parse_since(since: object, req_id: int) -> Position | None:
@@ -173,28 +203,57 @@ def reply_error(req_id: int | None, code: str, message: str) -> str:
 
 
 def message_payload(
-    room: str, offset: int, epoch: str, data: Any, ts: int, traceparent: str | None = None
+    room: str, offset: int, epoch: str, data: bytes, ts: int, traceparent: str | None = None
 ) -> bytes:
-    """UTF-8 JSON of a room message, encoded once per publish."""
-    obj: dict[str, Any] = {
-        "op": "message", "room": room, "offset": offset, "epoch": epoch, "data": data, "ts": ts,
-    }
-    if traceparent is not None:
-        obj["traceparent"] = traceparent
-    return _dumps(obj).encode()
+    """UTF-8 JSON of a room message (``data`` already JSON), built once per publish."""
+    head, tail = message_payload_parts(room, data, ts, traceparent)
+    return b'%s%d,"epoch":%s%s' % (head, offset, _dumps(epoch).encode(), tail)
 
 
 def message_payload_parts(
-    room: str, data: Any, ts: int, traceparent: str | None = None
+    room: str, data: bytes, ts: int, traceparent: str | None = None
 ) -> tuple[bytes, bytes]:
     """A room message's JSON around its offset and epoch: ``head + offset + ',"epoch":' +
     JSON(epoch) + tail`` equals ``message_payload``. A broker that assigns the offset elsewhere
     (in a Redis script) joins the parts there: the message is still encoded once."""
     head = b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
-    tail = b',"data":%s,"ts":%d' % (_dumps(data).encode(), ts)
+    tail = b',"data":%s,"ts":%d' % (data, ts)
     if traceparent is not None:
         tail += b',"traceparent":%s' % _dumps(traceparent).encode()
     return head, tail + b"}"
+
+
+_TS_KEY: Final = b',"ts":'
+_INT = re.compile(rb"-?[0-9]+")
+
+
+def history_item(payload: bytes | memoryview, room: str) -> bytes:
+    """A ``history`` reply item, ``{"offset","epoch","data","ts"}``, cut from a stored message's
+    JSON (``message_payload``) without decoding its data. The last ``,"ts":`` of the payload is
+    the key (inside the traceparent string a quote would be escaped)."""
+    raw = bytes(payload)
+    head = b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
+    at = raw.rfind(_TS_KEY)
+    digits = _INT.match(raw, at + len(_TS_KEY)) if at > 0 else None
+    if not raw.startswith(head) or digits is None:  # not ours: decode this one
+        obj = _loads_lax(raw.decode())
+        return _dumps({k: obj[k] for k in ("offset", "epoch", "data", "ts")}).encode()
+    return b'{"offset":%s}' % raw[len(head):digits.end()]
+
+
+def history_reply(
+    req_id: int, room: str, position: Position, items: list[bytes], truncated: bool
+) -> bytes:
+    """The reply to ``history`` (UTF-8 JSON) from items already encoded by ``history_item``."""
+    head = reply_ok(req_id, room=room, offset=position.offset, epoch=position.epoch)
+    more = b',"truncated":true' if truncated else b""
+    return b'%s,"messages":[%s]%s}' % (head[:-1].encode(), b",".join(items), more)
+
+
+def frame_payload(frame: bytes) -> memoryview:
+    """The payload of a complete unmasked frame built by ``text_frame``."""
+    n = frame[1] & 0x7F
+    return memoryview(frame)[2 if n < 126 else 4 if n == 126 else 10:]
 
 
 def presence_event(kind: str, room: str, user: str) -> str:

@@ -20,8 +20,10 @@ from wsops.server.hub import Conn, Hub
 from wsops.server.protocol import (
     Close,
     ErrorCode,
+    Position,
     ProtocolError,
     Request,
+    history_reply,
     parse,
     reply_error,
     reply_ok,
@@ -116,11 +118,6 @@ class Session:
             conn.send_text(reply_error(exc.req_id, exc.code, exc.message))
         except BrokerUnavailable as exc:
             conn.send_text(reply_error(_guess_id(text), ErrorCode.UNAVAILABLE, str(exc)))
-        except RecursionError:
-            # Data the parser took but the encoder cannot re-encode (about 950 levels deep,
-            # depending on the stack): the client's fault, not the server's; nothing stored.
-            conn.send_text(reply_error(_guess_id(text), ErrorCode.BAD_REQUEST,
-                                       "'data' is nested too deeply"))
         except Exception:
             log.exception("internal error serving a frame")
             conn.send_text(reply_error(_guess_id(text), ErrorCode.INTERNAL, "internal error"))
@@ -206,7 +203,7 @@ class Session:
                     await self.broker.unwatch(room)
                 raise
         try:
-            rec = await self.broker.recover(room, req.since)
+            rec = await self.broker.recover(room, req.since, conn.limit // 2)
         except Exception:
             if self.hub.leave_room(conn, room):
                 await self.broker.unwatch(room)
@@ -219,10 +216,18 @@ class Session:
             fields["recovered"] = rec.recovered
         conn.send_text(reply_ok(req.id, **fields))
         last, epoch = pos.offset, pos.epoch
-        if rec.messages:
+        while rec.messages:
+            # Page by page (the broker's budget is half the send queue): a resume never holds
+            # more of the room's history than that here.
             if not await self._replay(rec.messages):
                 return
             last, epoch = rec.messages[-1].offset, rec.messages[-1].epoch
+            if not rec.more:
+                break
+            rec = await self.broker.recover(room, Position(last, epoch), conn.limit // 2)
+            if not rec.recovered:  # trimmed or reset meanwhile: the client resumes again
+                conn.close(Close.RESYNC, "resync: history moved on during the replay")
+                return
         self.hub.finish_sync(conn, room, last, epoch)
         self.present.add(room)
         await self.broker.join(room, self.identity.user)
@@ -262,19 +267,10 @@ class Session:
         self.conn.send_text(reply_ok(req.id, room=req.room, users=users))
 
     async def _op_history(self, req: Request) -> None:
-        pos, msgs = await self.broker.history(req.room, req.limit)
-        # One reply frame must fit the send queue: keep the newest messages that fit in half.
-        budget, size, start = self.conn.limit // 2, 0, len(msgs)
-        while start > 0 and size + len(msgs[start - 1].frame) <= budget:
-            start -= 1
-            size += len(msgs[start].frame)
-        items = [{"offset": m.offset, "epoch": m.epoch, "data": m.data, "ts": m.ts}
-                 for m in msgs[start:]]
-        fields: dict[str, Any] = {"room": req.room, "offset": pos.offset, "epoch": pos.epoch,
-                                  "messages": items}
-        if start:
-            fields["truncated"] = True
-        self.conn.send_text(reply_ok(req.id, **fields))
+        # One reply frame must fit the send queue: the newest messages that fit in half of it.
+        page = await self.broker.history(req.room, req.limit, self.conn.limit // 2)
+        self.conn.send_payload(
+            history_reply(req.id, req.room, page.position, page.items, page.truncated))
 
     async def close(self) -> None:
         """The connection is gone: leave every room (presence leave, unwatch empty rooms)."""

@@ -32,6 +32,13 @@ export class ServerError extends WsopsError {
   }
 }
 export class RequestTimeoutError extends WsopsError {}
+function finiteOnly(key, value) {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new TypeError(`${value} is not JSON (at ${JSON.stringify(key)}): send null or a string`);
+  }
+  return value;
+}
+
 export class QueueFullError extends WsopsError {}
 export class ClientClosedError extends WsopsError {}
 
@@ -137,9 +144,10 @@ class RequestBook {
     if (id >= MAX_ID) throw new RangeError("request ids exhausted");
     const pending = { id, frame: { ...frame, id }, reply: deferred(), resend, timer: null,
       entry: null };
-    // Encoded now: data that JSON cannot encode (a BigInt, a cycle) fails its own request at
-    // once instead of the connection's send loop.
-    pending.text = JSON.stringify(pending.frame);
+    // Encoded now: data that JSON cannot encode (a BigInt, a cycle, NaN or an infinity, which
+    // JSON.stringify would silently turn into null) fails its own request at once instead of
+    // the connection's send loop.
+    pending.text = JSON.stringify(pending.frame, finiteOnly);
     (urgent ? this.urgent : this.queue).push(pending);
     return pending;
   }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
-from tests.conftest import Connect
+from tests.conftest import Connect, Trap
 from tests.procs import start_serve
 from tests.server.broker.conftest import BEAT, NodeFactory, broker_url, wait_until
 from tests.server.broker.redisproc import RedisProc
@@ -264,3 +265,28 @@ async def test_wsops_status_finds_the_fleet_in_the_redis_registry(
     assert {a.admin_url, b.admin_url} <= set(result.stdout.replace('"', " ").split())
     empty = await cli("status", "--redis", broker_url(redis_proc).replace("/0", "/5"))
     assert empty.exit_code == 2 and "no live node" in empty.stderr
+
+
+async def test_wsops_status_with_redis_sends_no_token_to_registry_addresses(
+    node_factory: NodeFactory, redis_proc: RedisProc, trap: Trap
+) -> None:
+    """A rogue registry entry naming a listener of ours: `status --redis --token` lists it
+    from its (absent) summary and never calls it, least of all with the token."""
+    import redis.asyncio as aioredis
+
+    from tests.ops.runcli import cli
+    from wsops.server.broker import redis_scripts as lua
+
+    a = await node_factory()
+    r = aioredis.from_url(redis_proc.url)
+    keys = lua.Keys("wsops")
+    try:
+        await r.hset(keys.node("rogue"), mapping={"admin_url": trap.url})
+        await r.zadd(keys.nodes, {"rogue": 1e15})
+    finally:
+        await r.aclose()
+    result = await cli("status", "--redis", broker_url(redis_proc), "--token", "s3cret", "--json")
+    rows = {n["url"]: n for n in json.loads(result.stdout)["nodes"]}
+    assert rows[a.admin_url]["status"] == "up", rows
+    assert rows[trap.url]["status"] == "error", rows
+    assert trap.requests == []

@@ -30,10 +30,11 @@ json_values = st.recursive(
 def test_the_script_joins_payload_parts_into_exactly_the_message_json(
     data: object, offset: int, ts: int, tp: str | None
 ) -> None:
-    head, tail = message_payload_parts("room/1", data, ts, tp)
+    encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    head, tail = message_payload_parts("room/1", encoded, ts, tp)
     # What the publish script does with the parts, the offset and the (hex) epoch.
     joined = head + str(offset).encode() + b',"epoch":"' + b"0a1b2c3d" + b'"' + tail
-    assert joined == message_payload("room/1", offset, "0a1b2c3d", data, ts, tp)
+    assert joined == message_payload("room/1", offset, "0a1b2c3d", encoded, ts, tp)
     assert json.loads(joined)["data"] == data
 
 
@@ -119,18 +120,19 @@ def test_node_records_are_typed() -> None:
 
 async def test_islands_number_on_from_the_last_offset_and_refuse_beyond_their_bound() -> None:
     islands = Islands(max_pending=3)
-    a1 = islands.publish("a", {"x": 1}, 1000, 1.0, None, after=7)
-    a2 = islands.publish("a", 2, 1001, 1.1, None, after=7)
-    b1 = islands.publish("b", 3, 1002, 1.2, None)
+    a1 = islands.publish("a", b'{"x":1}', 1000, 1.0, None, after=7)
+    a2 = islands.publish("a", b"2", 1001, 1.1, None, after=7)
+    b1 = islands.publish("b", b"3", 1002, 1.2, None)
     assert (a1.offset, a2.offset, b1.offset) == (8, 9, 1)
     assert a1.local and a1.epoch == a2.epoch != b1.epoch
     assert json.loads(a1.frame[2:]) == {"op": "message", "room": "a", "offset": 8,
                                         "epoch": a1.epoch, "data": {"x": 1}, "ts": 1000}
-    with pytest.raises(BrokerUnavailable, match="3 messages wait"):
-        islands.publish("c", 4, 1003, 1.3, None)
+    with pytest.raises(BrokerUnavailable, match=r"3 messages \(9 bytes\) wait"):
+        islands.publish("c", b"4", 1003, 1.3, None)
     island = islands.rooms["a"]
     islands.forwarded_one(island)
-    assert [p.data for p in island.pending] == [2] and islands.pending == 2
+    assert [p.data for p in island.pending] == [b"2"] and islands.pending == 2
+    assert islands.pending_bytes == 2
     waiting = asyncio.ensure_future(islands.settled("a", 5.0))
     await asyncio.sleep(0)
     assert not waiting.done()
@@ -139,3 +141,11 @@ async def test_islands_number_on_from_the_last_offset_and_refuse_beyond_their_bo
     with pytest.raises(BrokerUnavailable, match="still wait"):
         await islands.settled("b", 0.01)
     assert (islands.published, islands.forwarded, islands.has("a")) == (3, 1, False)
+
+
+def test_islands_are_bounded_in_bytes_too() -> None:
+    islands = Islands(max_pending=100, max_bytes=10)
+    islands.publish("a", b'"12345"', 1, 1.0, None)
+    with pytest.raises(BrokerUnavailable, match=r"1 messages \(7 bytes\) wait"):
+        islands.publish("a", b'"1234"', 2, 1.0, None)
+    assert islands.publish("a", b"123", 3, 1.0, None).offset == 2

@@ -20,16 +20,12 @@ from wsops.server.protocol import Position
 class Published:
     """A message as delivered: ``frame`` is the complete WebSocket frame, built once.
 
-    ``data`` is the decoded value where the broker has it at hand; deliveries and replays only
-    use ``frame``, so a broker that receives messages already encoded (Redis) leaves it None
-    there rather than parse JSON per message.
+    Deliveries and replays only use ``frame``: no broker keeps a message's data decoded.
     """
 
     room: str
     offset: int
     epoch: str
-    data: Any
-    ts: int
     frame: bytes
     traceparent: str | None = None
     accepted_at: float = 0.0  # time.time() when the broker accepted it (0 for replays)
@@ -37,12 +33,25 @@ class Published:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Answer to ``history``: the room's position and the newest messages as reply items
+    (``protocol.history_item``, oldest first); ``truncated`` when the byte budget left older
+    ones of the requested count out."""
+
+    position: Position
+    items: list[bytes]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Recovery:
-    """Answer to a subscribe: the room's position and, with ``since``, what to replay."""
+    """Answer to a subscribe: the room's position and, with ``since``, what to replay.
+    ``more``: the messages stop at the byte budget; ask again from the last of them."""
 
     position: Position
     messages: list[Published]
     recovered: bool | None
+    more: bool = False
 
 
 class BrokerListener(Protocol):
@@ -88,8 +97,11 @@ class Broker(abc.ABC):
         """Release resources; called once when the node stops."""
 
     @abc.abstractmethod
-    async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
-        """Append to history (assigning the offset) and deliver to every watching node."""
+    async def publish(
+        self, room: str, data: bytes, traceparent: str | None = None
+    ) -> Published:
+        """Append to history (assigning the offset) and deliver to every watching node.
+        ``data`` is the message's data as compact JSON (``Request.data``)."""
 
     @abc.abstractmethod
     async def watch(self, room: str) -> None:
@@ -100,12 +112,16 @@ class Broker(abc.ABC):
         """This node has no more local subscribers of ``room``."""
 
     @abc.abstractmethod
-    async def recover(self, room: str, since: Position | None) -> Recovery:
-        """The room's position, plus the messages after ``since`` when they are all retained."""
+    async def recover(
+        self, room: str, since: Position | None, budget: int = 0
+    ) -> Recovery:
+        """The room's position, plus the messages after ``since`` when they are all retained:
+        with a ``budget`` (bytes; 0: none), those that fit it (at least one) and ``more``."""
 
     @abc.abstractmethod
-    async def history(self, room: str, limit: int) -> tuple[Position, list[Published]]:
-        """Up to ``limit`` newest retained messages, oldest first."""
+    async def history(self, room: str, limit: int, budget: int) -> HistoryPage:
+        """Up to ``limit`` newest retained messages whose reply items fit ``budget`` bytes,
+        oldest first. Reads and decodes nothing it does not return."""
 
     @abc.abstractmethod
     async def join(self, room: str, user: str) -> None:

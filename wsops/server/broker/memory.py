@@ -1,76 +1,91 @@
-"""The embedded single-node broker: history and presence in process memory."""
+"""The embedded single-node broker: history and presence in process memory.
+
+History lives in a ``HistoryStore``: encoded frames only, bounded per room and node-wide in
+bytes, with a TTL that holds whether or not a room has subscribers (see ``wsops.server.history``).
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from wsops.server.broker.base import Broker, Published, Recovery
-from wsops.server.history import Entry, RoomHistory
+from wsops.server.broker.base import Broker, HistoryPage, Published, Recovery
+from wsops.server.history import Entry, HistoryStore
 from wsops.server.presence import PresenceCounts
-from wsops.server.protocol import Position, message_payload, text_frame
+from wsops.server.protocol import (
+    Position,
+    frame_payload,
+    history_item,
+    message_payload,
+    text_frame,
+)
 
 
 class MemoryBroker(Broker):
-    """Keeps each room's history and presence here. Rooms idle past the TTL are forgotten."""
+    """Keeps each room's history and presence here."""
 
     name = "memory"
 
-    def __init__(self, history_size: int = 1000, history_ttl: float = 300.0) -> None:
+    def __init__(
+        self, history_size: int = 1000, history_ttl: float = 300.0, *,
+        room_bytes: int = 8 << 20, max_bytes: int = 256 << 20,
+    ) -> None:
         super().__init__()
         self.history_size = history_size
         self.history_ttl = history_ttl
-        self._rooms: dict[str, RoomHistory] = {}
-        self._watched: set[str] = set()
+        self.store = HistoryStore(history_size, history_ttl, room_bytes, max_bytes)
         self._presence = PresenceCounts()
         self._published = 0
 
-    def _room(self, room: str) -> RoomHistory:
-        hist = self._rooms.get(room)
-        if hist is None:
-            hist = self._rooms[room] = RoomHistory(self.history_size, self.history_ttl)
-        return hist
+    @property
+    def _watched(self) -> set[str]:
+        """Rooms this node watches, for the node's leak check."""
+        return {name for name, hist in self.store.rooms.items() if hist.watched}
 
-    @staticmethod
-    def _published_of(room: str, entry: Entry) -> Published:
-        return Published(
-            room, entry.offset, entry.epoch, entry.data, entry.ts, text_frame(entry.payload)
-        )
-
-    async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
+    async def publish(
+        self, room: str, data: bytes, traceparent: str | None = None
+    ) -> Published:
         now = time.monotonic()
-        ts = int(time.time() * 1000)
-        hist = self._room(room)
-        entry = hist.append(
-            data, ts, now, lambda off, ep: message_payload(room, off, ep, data, ts, traceparent)
-        )
-        msg = Published(room, entry.offset, entry.epoch, data, ts, text_frame(entry.payload),
-                        traceparent, time.time())
+        accepted_at = time.time()
+        ts = int(accepted_at * 1000)
+        hist, offset, frame = self.store.append(
+            room, now,
+            lambda off, ep: text_frame(message_payload(room, off, ep, data, ts, traceparent)))
+        msg = Published(room, offset, hist.epoch, frame, traceparent, accepted_at)
         self._published += 1
-        if room in self._watched and self.listener is not None:
+        if hist.watched and self.listener is not None:
             self.listener.on_message(msg)
         return msg
 
     async def watch(self, room: str) -> None:
-        self._watched.add(room)
+        self.store.watch(room, time.monotonic())
 
     async def unwatch(self, room: str) -> None:
-        self._watched.discard(room)
+        self.store.unwatch(room, time.monotonic())
 
-    async def recover(self, room: str, since: Position | None) -> Recovery:
+    async def recover(
+        self, room: str, since: Position | None, budget: int = 0
+    ) -> Recovery:
+        # The replay shares the stored frames (no copy): no need to page it.
         now = time.monotonic()
-        hist = self._room(room)
+        self.store.prune(now)
+        hist = self.store.room(room, now)
         if since is None:
             return Recovery(hist.position, [], None)
-        entries = hist.since(since, now)
+        entries = hist.since(since)
         if entries is None:
             return Recovery(hist.position, [], False)
-        return Recovery(hist.position, [self._published_of(room, e) for e in entries], True)
+        return Recovery(hist.position,
+                        [Published(room, e.offset, hist.epoch, e.frame) for e in entries], True)
 
-    async def history(self, room: str, limit: int) -> tuple[Position, list[Published]]:
+    async def history(self, room: str, limit: int, budget: int) -> HistoryPage:
         now = time.monotonic()
-        hist = self._room(room)
-        return hist.position, [self._published_of(room, e) for e in hist.latest(limit, now)]
+        self.store.prune(now)
+        hist = self.store.room(room, now)
+        entries, truncated = hist.latest(limit, budget, _frame_len)
+        return HistoryPage(hist.position,
+                           [history_item(frame_payload(e.frame), room) for e in entries],
+                           truncated)
 
     async def join(self, room: str, user: str) -> None:
         if self._presence.join(room, user) and self.listener is not None:
@@ -84,16 +99,23 @@ class MemoryBroker(Broker):
         return sorted(self._presence.get(room, ()))
 
     def sweep(self) -> int:
-        """Forget unwatched rooms whose history expired; returns how many were dropped."""
-        now = time.monotonic()
-        dead = [r for r, h in self._rooms.items() if r not in self._watched and h.expired(now)]
-        for room in dead:
-            del self._rooms[room]
-        return len(dead)
+        """Drop expired entries and forget rooms idle past the TTL; returns rooms dropped."""
+        before = len(self.store.rooms)
+        self.store.prune(time.monotonic())
+        return before - len(self.store.rooms)
 
     def stats(self) -> dict[str, Any]:
+        store = self.store
         return {
             **super().stats(),
-            "rooms": len(self._rooms),
+            "rooms": len(store.rooms),
             "published": self._published,
+            "history_entries": store.entries,
+            "history_bytes": store.bytes,
+            "history_max_bytes": store.max_bytes,
+            "history_evicted": store.evicted,
         }
+
+
+def _frame_len(entry: Entry) -> int:
+    return len(entry.frame)

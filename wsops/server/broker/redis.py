@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -32,14 +31,20 @@ import time
 from typing import Any
 
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.base import Broker, BrokerUnavailable, Published, Recovery
+from wsops.server.broker.base import (
+    Broker,
+    BrokerUnavailable,
+    HistoryPage,
+    Published,
+    Recovery,
+)
 from wsops.server.broker.redis_feed import Feeds, rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, parse_broker_url
 from wsops.server.broker.resp import Endpoint, describe
 from wsops.server.history import new_epoch
-from wsops.server.protocol import Position, message_payload_parts, text_frame
+from wsops.server.protocol import Position, history_item, message_payload_parts, text_frame
 
 __all__ = ["RedisBroker", "list_nodes"]
 
@@ -64,6 +69,7 @@ class RedisBroker(Broker):
         node_id: str | None = None,
         heartbeat: float | None = None,
         timeout: float | None = None,
+        island_bytes: int = 64 << 20,
     ) -> None:
         super().__init__()
         redis_url, opts = parse_broker_url(url)
@@ -80,7 +86,7 @@ class RedisBroker(Broker):
                            heartbeat if heartbeat is not None else opts.heartbeat)
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
-        self.islands = Islands(max_pending=10 * history_size)
+        self.islands = Islands(max_pending=10 * history_size, max_bytes=island_bytes)
         self.feeds.hold = self.islands.has
         self._published = 0
         self._refused = 0
@@ -139,7 +145,9 @@ class RedisBroker(Broker):
 
     # -- messages ----------------------------------------------------------------------------
 
-    async def publish(self, room: str, data: Any, traceparent: str | None = None) -> Published:
+    async def publish(
+        self, room: str, data: bytes, traceparent: str | None = None
+    ) -> Published:
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
         if not self.link.up or self.islands.has(room):  # behind earlier island messages
@@ -151,7 +159,7 @@ class RedisBroker(Broker):
             return msg
         return await self._store(room, data, ts, accepted_at, traceparent)
 
-    async def _store(self, room: str, data: Any, ts: int, accepted_at: float,
+    async def _store(self, room: str, data: bytes, ts: int, accepted_at: float,
                      traceparent: str | None) -> Published:
         head, tail = message_payload_parts(room, data, ts, traceparent)
         k = self.keys
@@ -168,8 +176,7 @@ class RedisBroker(Broker):
         offset, epoch = int(res[0]), res[1].decode()
         self._published += 1
         payload = b"%s%d,\"epoch\":\"%s\"%s" % (head, offset, epoch.encode(), tail)
-        return Published(room, offset, epoch, data, ts, text_frame(payload), traceparent,
-                         accepted_at)
+        return Published(room, offset, epoch, text_frame(payload), traceparent, accepted_at)
 
     async def _island_loop(self) -> None:
         """Once Redis answers again, hand it what was published meanwhile."""
@@ -208,12 +215,15 @@ class RedisBroker(Broker):
     async def unwatch(self, room: str) -> None:
         self.feeds.unwatch(room)
 
-    async def _read(self, room: str, mode: str, arg: int = 0, epoch: str = "") -> Any:
+    async def _read(self, room: str, mode: str, arg: int = 0, epoch: str = "",
+                    budget: int = 0) -> Any:
         k = self.keys
         return await self.link.run("read", [k.meta(room), k.log(room)],
-                                   [new_epoch(), self.ttl_ms, mode, arg, epoch])
+                                   [new_epoch(), self.ttl_ms, mode, arg, epoch, budget])
 
-    async def recover(self, room: str, since: Position | None) -> Recovery:
+    async def recover(
+        self, room: str, since: Position | None, budget: int = 0
+    ) -> Recovery:
         # Only read once the room's feed is live, and answer once the feed has handed the hub
         # everything up to the position read: the hub then holds exactly what follows it.
         await self.feeds.wait_ready(room)
@@ -221,24 +231,23 @@ class RedisBroker(Broker):
         if since is None:
             res = await self._read(room, "p")
         else:
-            res = await self._read(room, "r", since.offset, since.epoch)
+            res = await self._read(room, "r", since.offset, since.epoch, budget)
         pos = Position(int(res[1]), res[0].decode())
         await self.feeds.wait_caught_up(room, pos)
         if since is None:
             return Recovery(pos, [], None)
         if not res[2]:
             return Recovery(pos, [], False)
-        return Recovery(pos, rows_to_messages(room, pos.epoch, res[3]), True)
+        return Recovery(pos, rows_to_messages(room, pos.epoch, res[3]), True, bool(res[4]))
 
-    async def history(self, room: str, limit: int) -> tuple[Position, list[Published]]:
-        res = await self._read(room, "h", limit)
+    async def history(self, room: str, limit: int, budget: int) -> HistoryPage:
+        # The script reads newest first and stops at the budget (measured on the stored
+        # messages, a little longer than the items cut from them): Redis sends, and this node
+        # parses, at most about ``budget`` bytes, and decodes none of the data.
+        res = await self._read(room, "h", limit, budget=budget)
         pos = Position(int(res[1]), res[0].decode())
-        out = []
-        for _, fields in reversed(res[3]):
-            obj = json.loads(fields[1])
-            out.append(Published(room, obj["offset"], obj["epoch"], obj["data"], obj["ts"],
-                                 text_frame(fields[1]), obj.get("traceparent")))
-        return pos, out
+        items = [history_item(fields[1], room) for _, fields in reversed(res[3])]
+        return HistoryPage(pos, items, bool(res[4]))
 
     # -- presence ----------------------------------------------------------------------------
 

@@ -49,8 +49,7 @@ class Feed:
 
 def rows_to_messages(room: str, epoch: str, rows: list[Any]) -> list[Published]:
     """Stream entries (``[b"<offset>-0", [b"p", payload]]``) as replayable messages."""
-    return [Published(room, int(entry_id.split(b"-", 1)[0]), epoch, None, 0,
-                      text_frame(fields[1]))
+    return [Published(room, int(entry_id.split(b"-", 1)[0]), epoch, text_frame(fields[1]))
             for entry_id, fields in rows]
 
 
@@ -389,7 +388,7 @@ class Feeds:
         feed.last = Position(h.offset, h.epoch)
         if self.hold(room):
             return
-        listener.on_message(Published(room, h.offset, h.epoch, None, h.ts, text_frame(h.payload),
+        listener.on_message(Published(room, h.offset, h.epoch, text_frame(h.payload),
                                       h.traceparent, h.accepted_at))
         if feed.waiters:
             self._wake(feed)

@@ -43,16 +43,25 @@ def _field(value: object) -> str:
 
 def node_record(node_id: str, fields: Mapping[bytes, bytes]) -> dict[str, Any]:
     """A registry hash as ``list_nodes`` returns it: typed fields, times in Unix seconds."""
-    raw = {k.decode(): v.decode() for k, v in fields.items()}
+    raw = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
     out: dict[str, Any] = {"id": node_id, **raw}
     if "started_at" in raw:
-        out["started_at"] = float(raw["started_at"])
+        out["started_at"] = _parsed(float, raw["started_at"])
     if "connections" in raw:
-        out["connections"] = int(raw["connections"])
+        out["connections"] = _parsed(int, raw["connections"])
     if "heartbeat_ms" in raw:
-        out["heartbeat_at"] = int(out.pop("heartbeat_ms")) / 1000
+        ms = _parsed(int, out.pop("heartbeat_ms"))
+        out["heartbeat_at"] = ms / 1000 if ms is not None else None
     out["draining"] = raw.get("draining") == "1"
     return out
+
+
+def _parsed(kind: Callable[[str], Any], text: str) -> Any:
+    """``kind(text)``, None for a malformed field: one bad entry must not hide the registry."""
+    try:
+        return kind(text)
+    except ValueError:
+        return None
 
 
 async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
@@ -71,7 +80,7 @@ async def read_registry(client: Redis, keys: lua.Keys) -> list[dict[str, Any]]:
     """The registry's live nodes, by id (one ZRANGE and one pipelined HGETALL per node)."""
     raw_ids: list[bytes] = await client.execute_command(  # type: ignore[no-untyped-call]
         "ZRANGE", keys.nodes, 0, -1)
-    ids = [raw.decode() for raw in raw_ids]
+    ids = [raw.decode(errors="replace") for raw in raw_ids]
     pipe = client.pipeline(transaction=False)
     for node_id in ids:
         pipe.hgetall(keys.node(node_id))

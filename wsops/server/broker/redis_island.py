@@ -7,8 +7,8 @@ fleet's log. Rather than refuse every publish, the node becomes an island:
   epoch*: a fresh epoch whose offsets go on from the last one the node delivered, so a client
   sees an explicit ``Gap`` when its room switches to it (a new epoch not starting at 1). The
   publisher's ack says ``"local": true``;
-- the message is kept, in order, in a bounded buffer (a full buffer refuses with
-  ``unavailable``: nothing is accepted that would be dropped);
+- the message is kept, in order, encoded, in a buffer bounded in messages and bytes (a full
+  buffer refuses with ``unavailable``: nothing is accepted that would be dropped);
 - when Redis answers again, the buffered messages are stored in Redis in their order, as
   ordinary messages that every other node delivers. Meanwhile the node's feed holds the room's
   messages back from its local subscribers (they have the island's already) and a ``subscribe``
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from wsops.server.broker.base import BrokerUnavailable, Published
 from wsops.server.history import new_epoch
@@ -34,7 +33,7 @@ from wsops.server.protocol import message_payload, text_frame
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    data: Any
+    data: bytes  # JSON
     ts: int
     accepted_at: float
     traceparent: str | None
@@ -51,40 +50,46 @@ class Island:
 
 
 class Islands:
-    """The node's islands, bounded by ``max_pending`` messages in all."""
+    """The node's islands, bounded by ``max_pending`` messages and ``max_bytes`` of their data
+    in all."""
 
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, max_pending: int, max_bytes: int = 64 << 20) -> None:
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
         self.rooms: dict[str, Island] = {}
         self.pending = 0
+        self.pending_bytes = 0
         self.published = 0
         self.forwarded = 0
 
     def has(self, room: str) -> bool:
         return room in self.rooms
 
-    def publish(self, room: str, data: Any, ts: int, accepted_at: float,
+    def publish(self, room: str, data: bytes, ts: int, accepted_at: float,
                 traceparent: str | None, after: int = 0) -> Published:
         """Keep the message for Redis and return it as delivered locally (``local=True``);
         a new island's offsets start after ``after`` (the room's last offset seen here)."""
-        if self.pending >= self.max_pending:
+        if self.pending >= self.max_pending or self.pending_bytes + len(data) > self.max_bytes:
             raise BrokerUnavailable(
-                f"broker down and {self.pending} messages wait for it on this node")
+                f"broker down and {self.pending} messages ({self.pending_bytes} bytes) wait "
+                "for it on this node")
         island = self.rooms.get(room)
         if island is None:
             island = self.rooms[room] = Island(new_epoch(), after)
         island.offset += 1
         island.pending.append(Pending(data, ts, accepted_at, traceparent))
         self.pending += 1
+        self.pending_bytes += len(data)
         self.published += 1
         frame = text_frame(message_payload(room, island.offset, island.epoch, data, ts,
                                            traceparent))
-        return Published(room, island.offset, island.epoch, data, ts, frame, traceparent,
-                         accepted_at, local=True)
+        return Published(room, island.offset, island.epoch, frame, traceparent, accepted_at,
+                         local=True)
 
     def forwarded_one(self, island: Island) -> None:
-        island.pending.popleft()
+        done = island.pending.popleft()
         self.pending -= 1
+        self.pending_bytes -= len(done.data)
         self.forwarded += 1
 
     def finish(self, room: str) -> None:

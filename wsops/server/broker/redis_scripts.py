@@ -167,7 +167,7 @@ return {offset, epoch}
 
 READ: Final = """
 -- KEYS: meta, log. ARGV: new epoch, ttl ms, mode ('p' position, 'r' recover, 'h' history),
--- since offset or history limit, since epoch.
+-- since offset or history limit, since epoch, history byte budget.
 -- A room without meta gets its epoch now, so the position a subscriber is told stays valid.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -179,16 +179,43 @@ end
 local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')
 local mode = ARGV[3]
 if mode == 'h' then
-  return {epoch, top, 1, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[4])}
+  -- Newest first, in pages, until the count or the byte budget is reached.
+  local limit, budget, used, out, start = tonumber(ARGV[4]), tonumber(ARGV[6]), 0, {}, '+'
+  while #out < limit do
+    local want = math.min(100, limit - #out)
+    local rows = redis.call('XREVRANGE', KEYS[2], start, '-', 'COUNT', want)
+    for _, row in ipairs(rows) do
+      used = used + string.len(row[2][2])
+      if used > budget then return {epoch, top, 1, out, 1} end
+      out[#out + 1] = row
+    end
+    if #rows < want then break end
+    start = '(' .. rows[#rows][1]
+  end
+  return {epoch, top, 1, out, 0}
 end
 if mode == 'r' then
+  -- Every message after 'since', oldest first, in pages of 100, until the byte budget (0: no
+  -- budget) is passed: then the 5th item is 1 and the caller asks again from the last row.
+  -- The log is trimmed only at its head, so rows from since + 1 on are contiguous.
   local since = tonumber(ARGV[4])
   if ARGV[5] ~= epoch or since > top then return {epoch, top, 0} end
-  if since == top then return {epoch, top, 1, {}} end
+  if since == top then return {epoch, top, 1, {}, 0} end
   local first = string.format('%d', since + 1)
-  local rows = redis.call('XRANGE', KEYS[2], first, '+')
-  if #rows ~= top - since or rows[1][1] ~= first .. '-0' then return {epoch, top, 0} end
-  return {epoch, top, 1, rows}
+  local budget, used, out, start = tonumber(ARGV[6] or '0'), 0, {}, first
+  while true do
+    local rows = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 100)
+    if #out == 0 and (#rows == 0 or rows[1][1] ~= first .. '-0') then return {epoch, top, 0} end
+    for _, row in ipairs(rows) do
+      used = used + string.len(row[2][2])
+      if budget > 0 and used > budget and #out > 0 then return {epoch, top, 1, out, 1} end
+      out[#out + 1] = row
+    end
+    if #rows < 100 then break end
+    start = '(' .. rows[#rows][1]
+  end
+  if out[#out][1] ~= string.format('%d', top) .. '-0' then return {epoch, top, 0} end
+  return {epoch, top, 1, out, 0}
 end
 return {epoch, top}
 """

@@ -132,6 +132,7 @@ function nodeState(node) {
   if (s.ready === false) {
     return { key: "not-ready", text: "not ready", detail: (s.not_ready_reasons || []).join("; ") };
   }
+  if (s.ready !== true) return { key: "unknown", text: "unknown", detail: node.error || "" };
   return { key: "ready", text: "ready", detail: "" };
 }
 
@@ -202,7 +203,10 @@ function renderRow(tr, node, now) {
   }
   const workers = node.stats && Array.isArray(node.stats.workers) ? node.stats.workers.length : 0;
   if (workers) name.append(` (${workers} workers)`);
-  name.title = node.admin_url || "";
+  // A peer's figures are what it last wrote to the fleet registry (every heartbeat).
+  const age = typeof node.as_of === "number" ? Math.max(0, now - node.as_of) : null;
+  name.title = [node.admin_url || "", node.self || age === null ? "" : `as of ${age.toFixed(1)} s ago`]
+    .filter(Boolean).join(" · ");
   const s = nodeState(node);
   st.replaceChildren();
   const badge = document.createElement("span");
