@@ -448,7 +448,7 @@ async def main_async(args: argparse.Namespace) -> int:
                                        cpus=args.server_cpus)
                 procs.push_async_callback(asyncio.to_thread, server.stop)
                 assert server.admin_port is not None
-                path = "/healthz" if config == "bare" else "/metrics"
+                path = "/healthz" if config.removesuffix(BASE) == "bare" else "/metrics"
                 scraper = Scraper(f"http://127.0.0.1:{server.admin_port}{path}",
                                   args.scrape_interval)
                 nodes.append(Node(config, server, scraper, sink))
