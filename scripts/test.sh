@@ -29,6 +29,12 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-.venv/bin/ruff check wsops tests bench examples
+.venv/bin/ruff check wsops tests bench examples scripts
 .venv/bin/mypy --strict wsops
 .venv/bin/pytest "$@"
+
+# Mutation check of the core modules changed by the last commit (or whose tests changed), bounded
+# in time; the full run is `.venv/bin/python scripts/mutation.py` (TESTING.md).
+if [ $# -eq 0 ]; then
+  .venv/bin/python scripts/mutation.py --changed HEAD~1 --min-score 95 --max-seconds 900
+fi

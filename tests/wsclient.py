@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -67,6 +68,18 @@ class RawClient:
             ev = await self.next_event(timeout)
             if ev["op"] == "message":
                 out.append(ev)
+        return out
+
+    async def events_until(self, last: Callable[[dict[str, Any]], bool],
+                           timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The next events up to and including the first that ``last`` accepts.
+
+        To show something did not arrive, send a marker behind it on the same path (a message
+        from the same publisher, a reply to this connection) and wait for the marker: whatever
+        came before it is all that came, no sleep needed."""
+        out: list[dict[str, Any]] = []
+        while not out or not last(out[-1]):
+            out.append(await self.next_event(timeout))
         return out
 
     async def wait_closed(self, timeout: float = 5.0) -> int | None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from tests.conftest import ServerFactory
 from tests.reliability.test_hostile_handshake import slowloris
+from tests.waits import until
 from wsops.admin.listener import AdminListener
 from wsops.config import Settings
 
@@ -40,13 +40,6 @@ async def healthz(url: str) -> int:
         return r.status
 
 
-async def until(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_slowloris_requests_are_cut_at_the_handshake_timeout(
     listeners: list[AdminListener],
 ) -> None:
@@ -55,7 +48,8 @@ async def test_slowloris_requests_are_cut_at_the_handshake_timeout(
     attack = [asyncio.create_task(slowloris(admin.port or 0, 0.2)) for _ in range(20)]
     results = await asyncio.gather(*attack)
     cut = [took for took, _ in results]
-    assert all(timeout * 0.9 <= took <= timeout + 1.0 for took in cut), cut
+    # Up to 3x for a loaded machine; a listener that does not cut lets all 77 bytes in (15 s).
+    assert all(timeout * 0.9 <= took <= 3 * timeout for took in cut), cut
     assert admin.open_connections == 0
     assert await healthz(admin.url) == 200
 
@@ -71,7 +65,7 @@ async def test_past_the_cap_new_connections_get_503_at_once_until_a_slot_frees_u
     # All at once, more than the cap: exactly burst - cap are refused, at once, with a 503.
     await until(lambda: sum(t.done() for t in tasks) >= burst - cap)
     refused = [t.result() for t in tasks if t.done()]
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < timeout / 2  # at once, not at the timeout
     assert len(refused) == burst - cap and admin.open_connections == cap
     assert all(body.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") for body in refused)
     assert all(body.endswith(b"admin listener is at its connection cap: retry shortly\n")
@@ -91,8 +85,8 @@ async def test_past_the_cap_new_connections_get_503_at_once_until_a_slot_frees_u
     # The rest are cut at the handshake timeout, without an answer.
     pending = [t for t in tasks if not t.done()]
     assert len(pending) == cap - 1
-    assert await asyncio.wait_for(asyncio.gather(*pending), timeout + 2.0) == [b""] * (cap - 1)
-    assert time.monotonic() - began < timeout + 2.0
+    assert await asyncio.wait_for(asyncio.gather(*pending), 2 * timeout) == [b""] * (cap - 1)
+    assert time.monotonic() - began < 2 * timeout
     await until(lambda: admin.open_connections == 0)
     assert await healthz(admin.url) == 200
     for w, _ in held:
@@ -107,7 +101,7 @@ async def test_the_bundled_server_gives_its_admin_listener_the_handshake_timeout
     assert admin is not None
     assert (admin.handshake_timeout, admin.max_connections) == (1.0, 3)
     took, sent = await slowloris(admin.port or 0, 0.2)
-    assert 0.9 <= took <= 2.0, (took, sent)
+    assert 0.9 <= took <= 3.0, (took, sent)  # 1 s, up to 3x on a loaded machine
 
 
 def test_the_cap_and_timeout_must_be_positive() -> None:

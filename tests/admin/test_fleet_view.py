@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.waits import until
 from wsops.admin import fleetpage
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.listener import AdminListener
@@ -147,18 +148,22 @@ async def test_an_unreadable_or_huge_registry_is_reported(
 
 async def test_concurrent_viewers_share_one_snapshot(listeners: list[AdminListener]) -> None:
     asked = 0
+    release = asyncio.Event()
 
     async def own() -> dict[str, Any]:
         nonlocal asked
         asked += 1
-        await asyncio.sleep(0.1)
+        await release.wait()  # the snapshot is still being made while the others arrive
         return {"connections": asked}
 
     me = AdminListener(token=TOKEN)
     add_fleet_page(me, own)  # no fleet: the node alone
     await me.start()
     listeners.append(me)
-    bodies = await asyncio.gather(*(get_fleet(me.url) for _ in range(5)))
+    viewers = [asyncio.create_task(get_fleet(me.url)) for _ in range(5)]
+    await until(lambda: me.open_connections == 5 and asked >= 1, what="5 viewers connected")
+    release.set()
+    bodies = await asyncio.gather(*viewers)
     assert asked == 1 and all(b == bodies[0] for b in bodies)
     assert bodies[0]["fleet"] is False and len(bodies[0]["nodes"]) == 1
     await asyncio.sleep(fleetpage.SHARED_FOR + 0.05)

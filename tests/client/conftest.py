@@ -6,12 +6,15 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import pytest
+from aiohttp import WSMsgType, web
 
 from tests.conftest import LiveServer
+from tests.waits import until
 from wsops.client import Client, Event, PresenceEvent
 from wsops.server.hub import Conn
 
@@ -34,6 +37,46 @@ async def make_client() -> AsyncIterator[MakeClient]:
 
     yield make
     await asyncio.gather(*(c.close() for c in clients))
+
+
+@dataclass
+class Peer:
+    """A WebSocket server that answers no request (the ``peer`` fixture): it records the text
+    frames and the pings it receives, and answers pings only while ``pong`` is true."""
+
+    url: str = ""
+    frames: list[str] = field(default_factory=list)
+    pings: int = 0
+    pong: bool = True
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    seen = Peer()
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)  # pings reach this handler
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                seen.frames.append(msg.data)
+            elif msg.type is WSMsgType.PING:
+                seen.pings += 1
+                if seen.pong:
+                    await ws.pong(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    seen.url = f"ws://127.0.0.1:{runner.addresses[0][1]}/ws"
+    try:
+        yield seen
+    finally:
+        await runner.cleanup()
 
 
 def server_conn(server: LiveServer, client: Client) -> Conn:
@@ -90,9 +133,5 @@ def free_port() -> int:
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+    """Poll ``predicate`` until it is true (fails saying which condition never came)."""
+    await until(predicate, timeout, step=0.01)

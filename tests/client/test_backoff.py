@@ -90,3 +90,48 @@ def test_bad_parameters_are_rejected(base: float, cap: float) -> None:
 )
 def test_retry_after_header_parsing(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header) == seconds
+
+
+def test_the_exponent_stops_at_62() -> None:
+    inf = float("inf")
+    assert backoff_window(62, 1.0, inf) == 2.0**62
+    assert backoff_window(63, 1.0, inf) == 2.0**62
+    assert backoff_window(61, 1.0, inf) == 2.0**61
+
+
+def test_retry_after_of_zero_one_or_a_fraction_is_parsed_and_waited() -> None:
+    assert parse_retry_after("0") == 0.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(" 1 ") == 1.0
+    assert parse_retry_after("-0.5") is None
+    assert parse_retry_after("-1") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert parse_retry_after(None) is None
+    b = Backoff(0.2, 10.0, upper)
+    assert b.next_delay(0.5) == pytest.approx(0.2 + 0.5)  # a second or less still counts
+    assert b.next_delay(1.0) == pytest.approx(0.4 + 1.0)
+    assert b.next_delay(-0.5) == pytest.approx(0.8)  # a negative one is ignored
+    assert b.next_delay(0.0) == pytest.approx(1.6)
+
+
+def test_bad_backoff_settings_are_refused_with_what_is_wrong() -> None:
+    for base, cap in ((0.0, 1.0), (-1.0, 1.0), (0.2, 0.0), (0.2, -1.0)):
+        with pytest.raises(ValueError, match=r"^backoff base and cap must be > 0$"):
+            Backoff(base, cap)
+    with pytest.raises(ValueError, match=r"^backoff cap must be >= base$"):
+        Backoff(1.0, 0.5)
+    Backoff(0.5, 0.5)  # equal is fine
+
+
+def test_the_client_uses_the_documented_defaults() -> None:
+    import inspect
+
+    from wsops.client import Client
+    from wsops.client.backoff import DEFAULT_BASE, DEFAULT_CAP
+
+    assert (DEFAULT_BASE, DEFAULT_CAP) == (0.2, 10.0)
+    params = inspect.signature(Client).parameters
+    assert params["backoff_base"].default is DEFAULT_BASE
+    assert params["backoff_cap"].default is DEFAULT_CAP
+    b = Backoff()
+    assert (b.base, b.cap) == (0.2, 10.0)

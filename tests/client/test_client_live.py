@@ -12,6 +12,7 @@ import pytest
 from tests.client.conftest import (
     SECRET,
     MakeClient,
+    Peer,
     collect,
     eventually,
     free_port,
@@ -110,9 +111,12 @@ async def test_unsubscribe_stops_delivery(server: LiveServer, make_client: MakeC
     await eventually(lambda: len(got) == 1)
     await c.unsubscribe("u")
     await c.unsubscribe("u")  # twice is fine
+    await c.subscribe("u-marker")
     await c.publish("u", 2)
-    await asyncio.sleep(0.1)
-    assert [m.data for m in got] == [1]
+    # One publisher's messages are delivered in order: a delivery of "u" would come first.
+    await c.publish("u-marker", "end")
+    await eventually(lambda: got and got[-1].room == "u-marker")
+    assert [(m.room, m.data) for m in got] == [("u", 1), ("u-marker", "end")]
 
 
 # -- connecting --------------------------------------------------------------------------------
@@ -136,8 +140,8 @@ async def test_full_node_503_is_retried_until_a_slot_frees(
     second = Client(server.url, backoff_base=0.01, backoff_cap=0.05, on_state=states.append)
     try:
         second.start()
-        await asyncio.sleep(0.3)
-        assert second.state is ClientState.CONNECTING
+        await eventually(lambda: server.node.handshake_failures.get("full", 0) >= 3)
+        assert second.state is ClientState.CONNECTING  # refused (503) and retrying
         await first.close()
         await second.wait_for_state(ClientState.OPEN, 5.0)
         assert (await second.publish("x", 1)).offset == 1
@@ -193,18 +197,35 @@ async def test_token_callable_is_asked_on_every_connection_and_a_lost_grant_is_r
     assert c.close_codes == [1008]
 
 
-async def test_async_callbacks_and_heartbeat(server: LiveServer, make_client: MakeClient) -> None:
+async def test_async_callbacks_are_run(server: LiveServer, make_client: MakeClient) -> None:
     got: list[int] = []
 
     async def on_message(msg: Message) -> None:
         await asyncio.sleep(0)
         got.append(msg.offset)
 
-    c = await make_client(server.url, on_message=on_message, heartbeat=0.2)
+    c = await make_client(server.url, on_message=on_message)
     await c.subscribe("cb")
     for i in range(3):
         await c.publish("cb", i)
     await eventually(lambda: len(got) == 3)
-    await asyncio.sleep(0.5)  # a few heartbeats: the connection stays up
     assert sorted(got) == [1, 2, 3]
+
+
+async def test_heartbeat_pings_the_server_and_answered_pings_keep_the_connection(
+    peer: Peer, make_client: MakeClient
+) -> None:
+    # A pong may take up to heartbeat / 2: 0.5 s, ample on a loaded machine.
+    c = await make_client(peer.url, heartbeat=1.0)
+    await eventually(lambda: peer.pings >= 2, 10.0)
     assert c.state is ClientState.OPEN and c.close_codes == []
+
+
+async def test_heartbeat_notices_a_peer_that_stopped_answering_and_reconnects(
+    peer: Peer, make_client: MakeClient
+) -> None:
+    peer.pong = False  # the TCP connection stays up, the peer is dead: only pings tell
+    c = await make_client(peer.url, heartbeat=0.2)
+    await eventually(lambda: c.close_codes, 5.0)
+    assert c.close_codes[0] == 1006 and peer.pings >= 1
+    await c.wait_for_state(ClientState.OPEN, 5.0)  # and it connects again

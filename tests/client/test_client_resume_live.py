@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 
 import pytest
 
 from tests.client.conftest import (
     MakeClient,
+    Peer,
     collect,
     eventually,
     free_port,
@@ -18,6 +19,7 @@ from tests.client.conftest import (
 from tests.conftest import LiveServer, ServerFactory
 from wsops.client import (
     Client,
+    ClientClosed,
     ClientState,
     Gap,
     Message,
@@ -196,16 +198,24 @@ async def test_a_timed_out_queued_request_is_withdrawn(
     assert await c.history("t") == []
 
 
-async def test_closing_fails_pending_requests_and_ends_streams(server: LiveServer) -> None:
-    delay = [0.0]
-    c = Client(server.url, uniform=lambda lo, hi: delay[0])
+async def test_closing_fails_pending_requests_and_ends_streams(peer: Peer) -> None:
+    # The peer never answers: both requests are sent and still pending when close() comes.
+    c = Client(peer.url, request_timeout=None)
     await c.connect(timeout=5.0)
     stream = c.events()
-    delay[0] = 5.0
-    assert c.state is ClientState.OPEN
+    publish = asyncio.create_task(c.publish("x", 1))
+    subscribe = asyncio.create_task(c.subscribe("y"))
+    await eventually(lambda: len(peer.frames) == 2)
+    assert [json.loads(f)["op"] for f in peer.frames] == ["publish", "subscribe"]
+    assert not publish.done() and not subscribe.done()
     await c.close()
-    with pytest.raises(Exception) as info:
-        await c.publish("x", 1)
-    assert "closed" in str(info.value)
-    with contextlib.suppress(StopAsyncIteration):
-        await stream.__anext__()
+    done, _ = await asyncio.wait({publish, subscribe}, timeout=5.0)
+    assert done == {publish, subscribe}, "close() left requests pending"
+    for task in (publish, subscribe):
+        error = task.exception()
+        assert isinstance(error, ClientClosed) and str(error) == "client closed", repr(error)
+    assert c.state is ClientState.CLOSED and c.rooms == []
+    with pytest.raises(ClientClosed, match="client is closed"):
+        await c.publish("x", 2)
+    with pytest.raises(StopAsyncIteration):  # the stream ends, it does not hang
+        await asyncio.wait_for(stream.__anext__(), 5.0)

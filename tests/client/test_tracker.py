@@ -196,3 +196,61 @@ def test_any_interleaving_delivers_each_offset_once_in_order(
     assert last is not None
     assert covered == list(range(start + 1, last[0] + 1)), "an offset was lost without a Gap"
     assert sum(isinstance(e, Gap) for e in delivered) <= gaps_allowed, "a Gap for a recovery"
+
+
+def test_positioned_is_true_once_a_reply_came() -> None:
+    t = RoomTracker("r")
+    assert t.positioned is False
+    t.on_reply(0, "e1", None)
+    assert t.positioned is True
+
+
+def test_messages_held_on_a_connection_that_ended_are_dropped() -> None:
+    t = RoomTracker("r")
+    assert t.on_message(msg(11)) == [] and t.on_message(msg(12)) == []
+    t.disconnected()  # that connection never got its reply: the next one replays for itself
+    assert t.on_reply(10, "e1", None) == []
+    assert offsets(t.on_message(msg(11))) == [11]
+
+
+def test_a_new_epoch_from_offset_one_goes_on_in_that_epoch() -> None:
+    t = subscribed(3)
+    out = t.on_message(msg(1, "e2")) + t.on_message(msg(2, "e2")) + t.on_message(msg(3, "e2"))
+    assert out == [msg(1, "e2"), msg(2, "e2"), msg(3, "e2")]
+    assert t.since() == (3, "e2")
+    assert t.on_message(msg(4, "e1")) == []  # the epoch it left
+
+
+def test_a_resubscribe_without_recovery_at_the_same_position_is_no_gap() -> None:
+    t = subscribed(5)
+    t.disconnected()
+    assert t.on_reply(5, "e1", None) == []
+    assert offsets(t.on_message(msg(6))) == [6]
+
+
+def test_going_back_to_a_left_epoch_delivers_it_again() -> None:
+    t = subscribed(2, "e1")
+    t.disconnected()
+    assert t.on_reply(4, "e2", False) == [Gap("r", 2, "e1", 4, "e2")]
+    t.disconnected()
+    assert t.on_reply(7, "e1", False) == [Gap("r", 4, "e2", 7, "e1")]
+    assert offsets(t.on_message(msg(8, "e1"))) == [8]
+    assert t.on_message(msg(5, "e2")) == []  # now e2 is the one left
+
+
+def test_sixteen_left_epochs_are_remembered_the_seventeenth_is_not() -> None:
+    t = subscribed(1, "e0")
+    for n in range(1, 17):  # e0..e15 left: 16 epochs
+        t.disconnected()
+        t.on_reply(1, f"e{n}", False)
+    assert t.on_message(msg(2, "e0")) == []  # still known as left
+    t.disconnected()
+    t.on_reply(1, "e17", False)  # e16 left too: e0 is forgotten
+    assert offsets(t.on_message(msg(2, "e0"))) == [2]  # taken for a new epoch (after a Gap)
+
+
+def test_after_a_gap_the_position_is_the_message_that_revealed_it() -> None:
+    t = subscribed(3)
+    assert t.on_message(msg(6)) == [Gap("r", 3, "e1", 5, "e1"), msg(6)]
+    assert t.since() == (6, "e1")
+    assert t.on_message(msg(7)) == [msg(7)]

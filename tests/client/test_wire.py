@@ -74,3 +74,45 @@ def test_encode_is_compact_json() -> None:
     assert wire.encode({"op": "publish", "id": 1, "data": "é"}) == (
         '{"op":"publish","id":1,"data":"é"}'
     )
+
+
+def test_ids_are_bounded_as_the_server_bounds_them() -> None:
+    assert wire.MAX_ID == 2**53
+
+
+def test_a_failed_reply_without_an_error_object_is_an_unknown_server_error() -> None:
+    err = wire.Reply(3, False, {}).error()
+    assert (err.code, err.message) == ("unknown", "failed reply without an error object")
+    err = wire.Reply(3, False, {"error": "text"}).error()
+    assert err.code == "unknown"
+
+
+@pytest.mark.parametrize("users", [None, "ab", [1], ["a", None], {"a": 1}])
+def test_a_presence_reply_needs_a_list_of_strings(users: object) -> None:
+    with pytest.raises(ProtocolViolation, match="presence reply needs 'users': a list of strings"):
+        wire.presence_users(wire.Reply(3, True, {"users": users}))
+    assert wire.presence_users(wire.Reply(3, True, {"users": []})) == []
+
+
+def test_a_history_reply_needs_a_list_of_objects() -> None:
+    for raw in (None, "x", {"offset": 1}):
+        with pytest.raises(ProtocolViolation, match="history reply needs 'messages': a list"):
+            wire.history_messages("r", wire.Reply(4, True, {"messages": raw}))
+    with pytest.raises(ProtocolViolation, match="history entries must be objects"):
+        wire.history_messages("r", wire.Reply(4, True, {"messages": [5]}))
+
+
+@pytest.mark.parametrize(("ts", "expected"), [(5, 5), (-2, -2), (True, 0), ("5", 0), (None, 0),
+                                              (1.5, 0)])
+def test_a_timestamp_that_is_not_an_integer_reads_as_zero(ts: object, expected: int) -> None:
+    frame = {"op": "message", "room": "r", "offset": 1, "epoch": "e", "data": 1, "ts": ts}
+    decoded = wire.decode(json.dumps(frame))
+    assert isinstance(decoded, Message) and decoded.ts == expected
+    hist = wire.Reply(1, True, {"messages": [{"offset": 1, "epoch": "e", "ts": ts}]})
+    assert wire.history_messages("r", hist)[0].ts == expected
+
+
+def test_what_json_cannot_hold_is_refused_by_the_encoder() -> None:
+    with pytest.raises(ValueError, match=r"^cannot send 'publish': .*\(JSON has no NaN or "
+                                         r"infinities\)$"):
+        wire.encode({"op": "publish", "data": float("nan")})

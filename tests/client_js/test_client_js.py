@@ -23,6 +23,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests import waits
 from tests.artifacts import record
 from tests.browser.chromium import CHROMIUM
 from tests.client_js.hosts import NODE, PAGE_TRACEPARENT, ChromiumHost, JsError, NodeHost, js_host
@@ -77,15 +78,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 async def until(what: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    """Poll ``what`` until it returns something truthy."""
-    end = time.monotonic() + timeout
-    while True:
-        value = await what()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError(f"condition not met within {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.05)
+    """``tests.waits.until`` with a longer default: JS hosts take their time."""
+    return await waits.until(what, timeout, step=0.05)
 
 
 async def received(js: Host, name: str, room: str, count: int, timeout: float = 20.0) -> Any:
@@ -95,7 +89,7 @@ async def received(js: Host, name: str, room: str, count: int, timeout: float = 
 
     try:
         return await until(enough, timeout)
-    except TimeoutError:
+    except AssertionError:
         summary = await js.call("summary", name)
         raise AssertionError(f"{name} did not receive {count} messages: {summary}; "
                              f"log: {js.stderr[-20:]}") from None
@@ -130,13 +124,15 @@ async def test_subscribe_receive_publish_presence_history(kind: str, server: Ser
         assert [m["data"]["n"] for m in history] == [17, 18, 19, 20, 21]
         assert [m["offset"] for m in history] == [17, 18, 19, 20, 21]
 
-        # A second client joining with presence: the first gets its join event.
+        # A second client joining with presence: the first gets its join event. Each
+        # subscriber's first event is its own join: that is how the test learns the user ids.
         await js.call("open", "b", server.url)
         await js.call("subscribe", "b", "room1", {"presence": True})
-        users = await js.call("presence", "b", "room1")
-        assert len(users) == 2
-        joins = await until(lambda: _presence(js, "a"))
-        assert joins[-1]["kind"] == "join" and joins[-1]["user"] in users
+        me = (await _presence(js, "a"))[0]["user"]
+        b_user = (await until(lambda: _presence(js, "b")))[0]["user"]
+        assert await js.call("presence", "b", "room1") == sorted([me, b_user])
+        joined = {"kind": "join", "room": "room1", "user": b_user}
+        await until(lambda: _has(js, "a", joined))
 
         # Errors come back typed; a closed client refuses requests.
         with pytest.raises(JsError) as refused:
@@ -146,12 +142,23 @@ async def test_subscribe_receive_publish_presence_history(kind: str, server: Ser
         with pytest.raises(JsError) as closed:
             await js.call("publish", "b", "room1", 1)
         assert closed.value.name == "ClientClosedError"
-        leaves = await until(lambda: _presence(js, "a", "leave"))
-        assert leaves[-1]["user"] != joins[-1]["user"] or len(users) == 2
+        # Closing b is b leaving: a is told exactly that, once.
+        left = {"kind": "leave", "room": "room1", "user": b_user}
+        await until(lambda: _has(js, "a", left))
+        # a's whole presence log: itself, the Python client (joined and left), then b.
+        joins, leaves = await _presence(js, "a"), await _presence(js, "a", "leave")
+        py_user = joins[1]["user"]
+        assert [p["user"] for p in joins] == [me, py_user, b_user]
+        assert leaves == [{"kind": "leave", "room": "room1", "user": py_user}, left]
+        assert len({me, py_user, b_user}) == 3
 
 
 async def _presence(js: Host, name: str, kind: str = "join") -> list[dict[str, Any]]:
     return [p for p in (await js.call("summary", name))["presence"] if p["kind"] == kind]
+
+
+async def _has(js: Host, name: str, event: dict[str, Any]) -> bool:
+    return event in (await js.call("summary", name))["presence"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import aiohttp
 import pytest
 
 from tests.conftest import Connect, ServerFactory
 from tests.rawws import client_frame, open_raw
 from tests.scrape import scrape
-
-
-async def _until(cond: object, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond() and time.monotonic() < end:  # type: ignore[operator]
-        await asyncio.sleep(0.02)
+from tests.waits import until
 
 
 async def test_connection_families_follow_how_each_connection_ended(
@@ -39,8 +31,8 @@ async def test_connection_families_follow_how_each_connection_ended(
 
     await normal.ws.close()
     killed.ws._response.connection.transport.abort()  # type: ignore[union-attr]
-    await _until(lambda: len(hub.conns) == 4)
-    await _until(lambda: len(hub.conns) == 3, timeout=3)  # the deaf one times out
+    await until(lambda: len(hub.conns) == 4, what="the closed and the aborted connection gone")
+    await until(lambda: len(hub.conns) == 3, what="the deaf connection's heartbeat timeout")
     await server.node.drain(batch=2, interval=0.05, deadline=5)
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await connect(server.url)
@@ -72,7 +64,12 @@ async def test_message_families_count_what_the_clients_sent_and_received(
         await pub.send_raw(frame)
     for s in subs:
         await s.messages(10)
-    await asyncio.sleep(0.05)
+
+    async def sent_all() -> bool:
+        got = await scrape(server.admin_url)
+        return got.get("wsops_messages_total", route="/ws", direction="out", type="text") >= 54
+
+    await until(sent_all, what="54 messages out counted")
     m = await scrape(server.admin_url)
     frames_in = 4 + 10  # subscribes + publishes
     assert m.get("wsops_messages_total", route="/ws", direction="in", type="text") == frames_in
@@ -107,14 +104,15 @@ async def test_slow_consumer_family(server_factory: ServerFactory, connect: Conn
     _reader, writer, _status = await open_raw(server.port, rcvbuf=4096)
     writer.write(client_frame(b'{"op":"subscribe","room":"big","id":1}'))
     await writer.drain()
-    await asyncio.sleep(0.1)
+    await until(lambda: "big" in server.node.hub.rooms, what="the raw subscriber in the room")
     blob = "x" * 60_000
     pub = await connect(server.url)
     for _ in range(300):  # more than the kernel's socket buffers hold
         await pub.call("publish", "big", data=blob)
         if server.node.hub.stats.slow_consumers:
             break
-    await _until(lambda: server.node.hub.stats.slow_consumers == 1)
+    await until(lambda: server.node.hub.stats.slow_consumers == 1,
+                what="the slow consumer disconnected")
     m = await scrape(server.admin_url)
     assert m.get("wsops_slow_consumer_disconnects_total", route="/ws") == 1
     assert m.get("wsops_connections_closed_total", route="/ws", code="4000") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ops.runcli import cli, flat
-from wsops.loadtest.plan import Plan, PlanError, shards, source_range
+from wsops.loadtest.plan import Plan, PlanError, Target, shards, source_range
 
 URL = "ws://127.0.0.1:8765/ws"
 
@@ -30,7 +30,17 @@ def test_unbounded_remote_or_malformed_plans_are_refused(plan: Plan, message: st
 
 
 def test_remote_targets_need_an_explicit_allow() -> None:
-    Plan("idle", "ws://10.0.0.1:80/ws", allow_remote=True).check()  # resolves, no connect
+    remote, sources = "ws://10.0.0.1:81/ws", ("10.0.0.5",)
+    with pytest.raises(PlanError) as refused:
+        Plan("idle", remote).check()
+    assert str(refused.value) == ("10.0.0.1 (10.0.0.1) is not a loopback address: load tests "
+                                  "go to 127.0.0.0/8 unless --allow-remote")
+    with pytest.raises(PlanError) as source_refused:
+        Plan("idle", URL, sources=sources).check()
+    assert str(source_refused.value) == "source 10.0.0.5 is not a loopback address"
+    # Allowed: the plan checks out (resolved, nothing connects), remote sources too.
+    allowed = Plan("idle", remote, sources=sources, allow_remote=True).check()
+    assert allowed == Target("10.0.0.1", 81, "/ws", "10.0.0.1")
 
 
 def test_shards_divide_connections_rate_and_sources() -> None:

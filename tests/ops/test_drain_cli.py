@@ -82,7 +82,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
                 await asyncio.sleep(0.02)
 
         publishing = asyncio.create_task(publish())
-        await asyncio.sleep(0.5)
+        await eventually(lambda: len(acked) >= 10, 10.0)
         caplog.set_level(logging.INFO, logger="wsops.client")
 
         started = time.monotonic()
@@ -98,17 +98,19 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
                 drain["remaining"], drain["batches"]) == (
                     "drained", CLIENTS, CLIENTS, 0, 0, batches)
         assert took < 20
-        await eventually(lambda: len(first_close) == CLIENTS, 5.0)
+        await eventually(lambda: len(first_close) == CLIENTS, 15.0)
         assert {tuple(c.close_codes) for c in clients} == {(1012,)}
         # Batches are spread: each gap is INTERVAL jittered by x0.5-1.5.
         spread = max(first_close.values()) - min(first_close.values())
         assert spread >= (batches - 1) * INTERVAL * 0.5, (spread, drain)
 
         # Drained: reconnect attempts are refused with 503 and nothing breaks.
-        await asyncio.sleep(1.5)
-        refused = sum("HTTP 503" in r.getMessage() for r in caplog.records)
+        def refusals() -> int:
+            return sum("HTTP 503" in r.getMessage() for r in caplog.records)
+
+        await eventually(lambda: refusals() >= CLIENTS, 15.0)  # every client tried once
+        refused = refusals()
         metrics = await scrape(sp.admin_url)
-        assert refused >= CLIENTS, refused  # every client tried at least once
         assert metrics.sum("wsops_handshake_failures_total", reason="draining") >= refused
         assert sp.proc.poll() is None
         assert {(c.state, c.error) for c in clients} == {(ClientState.RECONNECTING, None)}
@@ -120,23 +122,25 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
         assert "accepts connections again" in flat(cancel.stdout)
         assert await readyz(sp.admin_url) == 200
         await asyncio.gather(*(c.wait_for_state(ClientState.OPEN, 20) for c in clients))
-        await asyncio.sleep(0.3)  # more messages after the return
+        returned = len(acked)
+        await eventually(lambda: len(acked) >= returned + 10, 10.0)  # more after the return
         stop.set()
         await publishing
+        await publisher.publish(ROOM, "end")  # the last message: nothing may follow it
 
         # Every client has exactly the room's sequence, in order: nothing lost or repeated.
         history = await clients[1].history(ROOM, 1000)
         expected = [(m.offset, m.data) for m in history]
         assert [offset for offset, _ in expected] == list(range(1, len(expected) + 1))
-        await eventually(lambda: all(len(g) >= len(expected) for g in got), 10.0)
-        await asyncio.sleep(0.1)
+        assert expected[-1][1] == "end"
+        await eventually(lambda: all(g and g[-1].data == "end" for g in got), 15.0)
         for i, mine in enumerate(got):
             seen = [(m.offset, m.data) for m in mine]
             assert seen == expected, (i, clients[i].close_codes, behind.get(i), _diff(seen,
                                                                                      expected))
         # ... which is what the publisher sent. Publishes are at-least-once: one that was in
         # flight when its connection was drained may be stored and then resent (see report).
-        numbers = [data for _, data in expected]
+        numbers = [data for _, data in expected[:-1]]
         assert acked == list(range(1, len(acked) + 1)) and len(acked) > 20
         assert numbers == sorted(numbers) and sorted(set(numbers)) == acked
         assert len(numbers) - len(acked) <= 1
@@ -229,7 +233,7 @@ async def test_connections_open_at_the_deadline_exit_4_and_a_running_drain_is_fo
     started = time.monotonic()
     follow = await cli("drain", server.admin_url, "--batch", "7", "--json")
     assert follow.exit_code == 4, follow.output
-    assert 0.5 < time.monotonic() - started < 5
+    assert 0.5 < time.monotonic() - started < 10  # the node's 1 s, not a default 30 s
     out = json.loads(follow.stdout)
     assert out["following"] and out["result"] == "timeout" and out["drain"]["forced"] == 1
     assert "already running" in flat(follow.stderr)

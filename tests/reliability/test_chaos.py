@@ -219,52 +219,138 @@ def _writable_files(pid: int) -> list[str]:
     return out
 
 
+# Runs ``wsops`` (argv after ``-c``) with an audit hook installed before anything is imported:
+# every file the process opens for writing or creates, renames, removes... anywhere (/tmp
+# included, whatever TMPDIR says), and any child process it would start (which the hook could
+# not see into), is reported on stderr. A hook cannot be removed once added.
+AUDITED_SERVE = """
+import os, runpy, sys
+WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+CHANGES = {"os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.link", "os.symlink",
+           "os.truncate", "os.chmod", "os.chown", "os.utime", "os.mkfifo", "os.mknod",
+           "shutil.copyfile", "shutil.copytree", "shutil.move", "shutil.rmtree",
+           "tempfile.mkstemp", "tempfile.mkdtemp", "sqlite3.connect", "dbm.open",
+           "subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.system",
+           "os.exec"}
+def hook(event, args):
+    if event == "open":
+        path, _mode, flags = args
+        if not isinstance(path, str | bytes) or not flags & WRITE:
+            return
+        if os.fsdecode(path).startswith(("/dev/", "/proc/")):
+            return
+    elif event not in CHANGES:
+        return
+    os.write(2, f"WSOPS-DISK-WRITE {event} {args!r}\\n".encode())
+sys.addaudithook(hook)
+sys.argv[0] = "wsops"
+runpy.run_module("wsops", run_name="__main__", alter_sys=True)
+"""
+
+
+class Output(threading.Thread):
+    """Reads a process' output as it comes (a full pipe would block the process)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+
+class FdWatch(threading.Thread):
+    """Samples the process' open files every few milliseconds: files it holds open for
+    writing, wherever they are (what the audit hook cannot see: writes from C code)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.seen: set[str] = set()
+        self.samples = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.005):
+            try:
+                self.seen.update(_writable_files(self.pid))
+            except FileNotFoundError:
+                return  # the process is gone
+            self.samples += 1
+
+
 async def test_the_server_writes_nothing_to_disk(connect: Connect) -> None:
-    with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as cwd:
-        os.chmod(home, 0o555)
-        os.chmod(cwd, 0o555)
-        missing_tmp = os.path.join(cwd, "no-such-tmp")
+    # Its own empty HOME, working directory and TMPDIR (read-only for a non-root server); every
+    # other place, /tmp first (where tempfile falls back), is covered by the audit hook and the
+    # open-file sampling, which see only this process.
+    with (tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as cwd,
+          tempfile.TemporaryDirectory() as tmp):
+        for path in (home, cwd, tmp):
+            os.chmod(path, 0o555)
         port, admin = free_port(), free_port()
-        env = {**os.environ, "HOME": home, "TMPDIR": missing_tmp, "PYTHONUNBUFFERED": "1",
+        # PYTHONDONTWRITEBYTECODE: bytecode caches are the interpreter's, not the server's
+        # (a deployment precompiles them); without it a fresh tree would write __pycache__.
+        env = {**os.environ, "HOME": home, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp,
+               "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wsops", "serve", "--allow-anonymous", "--port", str(port),
-             "--admin-port", str(admin), "--heartbeat", "1", "--rate-limit", "10000",
-             "--rate-burst", "10000"],
+            [sys.executable, "-c", AUDITED_SERVE, "serve", "--allow-anonymous", "--port",
+             str(port), "--admin-port", str(admin), "--heartbeat", "1", "--rate-limit",
+             "10000", "--rate-burst", "10000"],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output, files = Output(proc), FdWatch(proc.pid)
+        output.start()
+        files.start()
         sp = ServeProcess(proc, port, admin)
         try:
-            await asyncio.to_thread(_wait_ready, sp)
+            await asyncio.to_thread(_wait_ready, sp, output)
             by = await Bystander.start(sp.url, interval=0.005)
             subs = [await connect(sp.url) for _ in range(20)]
             for c in subs:
                 await c.call("subscribe", "disk", presence=True)
-            seen: set[str] = set()
             pub = await connect(sp.url)
             for i in range(300):
                 assert (await pub.call("publish", "disk", data={"i": i, "blob": "b" * 2000}))["ok"]
                 if i % 20 == 0:
-                    seen.update(_writable_files(proc.pid))
                     await scrape(sp.admin_url)
                     await pub.call("history", "disk", limit=1000)
             for c in subs:
                 assert len(await c.messages(300)) == 300
             figures = await by.stop()
-            assert proc.poll() is None
-            assert seen == set(), seen
-            assert os.listdir(home) == [] and os.listdir(cwd) == []
-            assert not os.path.exists(missing_tmp)  # noqa: ASYNC240
+            for c in subs[:10]:  # leaves, the admin API, a drain: the paths a run takes
+                await c.close()
+            async with aiohttp.ClientSession() as s:
+                async with s.get(sp.admin_url + "/admin/stats") as r:
+                    assert r.status == 200
+                async with s.post(sp.admin_url + "/admin/drain", json={"deadline": 2}) as r:
+                    assert r.status == 202
+            assert [await c.wait_closed(10) for c in subs[10:]] == [1012] * 10
+            assert proc.poll() is None, "\n".join(output.lines[-20:])
+            assert files.samples > 10, files.samples  # it watched the whole run
         finally:
+            files.stop.set()
             sp.stop()
+            await asyncio.to_thread(output.join, 5)
+            files.join(5)
+        writes = [line for line in output.lines if line.startswith("WSOPS-DISK-WRITE")]
+        assert writes == [], writes[:10]
+        assert files.seen == set(), files.seen
+        assert os.listdir(home) == [] and os.listdir(cwd) == [] and os.listdir(tmp) == []
         record("chaos-diskless.json", {**figures, "messages": 300, "subscribers": 20,
-                                       "files_open_for_writing": 0, "files_created": 0})
+                                       "files_open_for_writing": 0, "files_created": 0,
+                                       "audited_write_events": 0,
+                                       "open_file_samples": files.samples})
 
 
-def _wait_ready(sp: ServeProcess, timeout: float = 15.0) -> None:
+def _wait_ready(sp: ServeProcess, output: Output, timeout: float = 15.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if sp.proc.poll() is not None:
-            out = sp.proc.stdout.read().decode() if sp.proc.stdout else ""
+            output.join(5)
+            out = "\n".join(output.lines)
             raise RuntimeError(f"wsops serve exited with {sp.proc.returncode}: {out}")
         try:
             with urllib.request.urlopen(sp.admin_url + "/readyz", timeout=1) as r:

@@ -26,15 +26,19 @@ from tests.procs import start_serve
 from tests.reliability.bystander import Bystander
 from tests.scrape import scrape
 from tests.server.test_auth import PRIVATE_PEM, PUBLIC_PEM, SECRET
+from tests.waits import until
 
 UPGRADE = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
 async def slowloris(port: int, byte_every: float) -> tuple[float, int]:
-    """Send the upgrade one byte at a time; (seconds until the server hung up, bytes sent)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """Send the upgrade one byte at a time; (seconds until the server hung up, bytes sent).
+
+    The clock starts before the connection does, so the time can only be longer than the
+    server's, never shorter, however late this coroutine runs on a loaded machine."""
     started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0
     closed = asyncio.create_task(reader.read())  # b"" at EOF: no answer is ever sent
     try:
@@ -65,7 +69,9 @@ async def test_slowloris_handshakes_are_cut_at_the_handshake_timeout_others_go_o
     assert (await late.call("publish", "r", data=1))["ok"]
     results = await asyncio.gather(*attack)
     cut = [t for t, _ in results]
-    assert all(timeout * 0.9 <= t <= timeout + 1.0 for t in cut), cut
+    # Up to 3x the timeout for a loaded machine: a node that does not cut (or cuts only at
+    # the 10 s default, or restarts its timer on every byte) lets all 77 bytes through in 15 s.
+    assert all(timeout * 0.9 <= t <= 3 * timeout for t in cut), cut
     assert all(sent < len(UPGRADE) for _, sent in results)
     await asyncio.sleep(timeout)  # idle for over twice the timeout since it connected
     assert (await idle.call("publish", "r", data=2))["ok"]
@@ -81,7 +87,7 @@ async def test_slowloris_against_wsops_serve_defaults_is_cut_after_ten_seconds()
     sp = await asyncio.to_thread(start_serve, "--allow-anonymous")
     try:
         took, sent = await slowloris(sp.port, 1.0)  # one byte per second
-        assert 9.5 <= took <= 12.0 and sent < len(UPGRADE), (took, sent)
+        assert 9.5 <= took <= 14.0 and sent < len(UPGRADE), (took, sent)
         record("hostile-slowloris-default.json", {"cut_after_s": round(took, 2), "bytes": sent})
     finally:
         sp.stop()
@@ -117,7 +123,7 @@ async def test_connections_over_the_per_ip_limit_get_429_other_addresses_still_c
     s, ws = mine.pop()
     await ws.close()
     await s.close()
-    await _until(lambda: node.per_ip.counts["127.0.0.1"] == limit - 1)
+    await until(lambda: node.per_ip.counts["127.0.0.1"] == limit - 1)
     mine.append(await _ws_from(server.url, "127.0.0.1"))
     m = await scrape(server.admin_url)
     assert m.get("wsops_handshake_failures_total", route="/ws", reason="per_ip") == 1
@@ -126,7 +132,7 @@ async def test_connections_over_the_per_ip_limit_get_429_other_addresses_still_c
         await ws.close()
         await s.close()
     figures = await by.stop()
-    await _until(lambda: node.per_ip.counts == {})  # nothing kept per address once gone
+    await until(lambda: node.per_ip.counts == {})  # nothing kept per address once gone
     record("hostile-per-ip.json", {**figures, "limit": limit, "refused_ms": round(refused_ms, 2),
                                    "other_address_admitted": limit})
 
@@ -294,7 +300,7 @@ async def test_metrics_label_values_stay_capped_under_a_cardinality_attack() -> 
             for i in range(100):  # unmatched paths, refused with 404
                 with pytest.raises(aiohttp.WSServerHandshakeError):
                     await s.ws_connect(f"{base}/nope/{i}?q={i}")
-        await _until(lambda: inst.live.total() == 0)
+        await until(lambda: inst.live.total() == 0)
         m = await scrape(inst.admin.url)
     finally:
         await runner.cleanup()
@@ -305,7 +311,7 @@ async def test_metrics_label_values_stay_capped_under_a_cardinality_attack() -> 
                 seen.add(sample.labels[label])
     assert len(values["route"]) == cap + 1 and "other" in values["route"]
     assert len(values["code"]) == cap + 1 and "other" in values["code"]
-    assert values["reason"] <= {"http_404"}
+    assert values["reason"] == {"http_404"}  # the 100 refused upgrades, one value
     # Folded, not dropped: every connection is still counted.
     assert m.sum("wsops_connections_opened_total") == opened
     assert m.sum("wsops_connections_closed_total") == opened
@@ -314,10 +320,3 @@ async def test_metrics_label_values_stay_capped_under_a_cardinality_attack() -> 
         "cap": cap, "routes_attacked": routes + 2, "codes_attacked": codes,
         "connections": opened, "route_values": len(values["route"]),
         "code_values": len(values["code"]), "series": len(m.samples)})
-
-
-async def _until(cond: Any, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met in time"
-        await asyncio.sleep(0.02)

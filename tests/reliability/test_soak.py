@@ -59,6 +59,7 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
     published = {room: 0 for room in ROOMS}
     mixed = {room: 0 for room in MIX_ROOMS}
     churned = {"opened": 0, "closed": 0, "aborted": 0, "failed": 0}
+    churn_errors: list[BaseException] = []  # what any short-lived client raised
     samples: list[tuple[float, dict[str, Any]]] = []
     staying: list[RawClient] = []
     start = time.monotonic()
@@ -117,13 +118,21 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
 
     async def churn(session: aiohttp.ClientSession) -> None:
         tasks: set[asyncio.Task[None]] = set()
+
+        def ended(t: asyncio.Task[None]) -> None:
+            tasks.discard(t)
+            error = None if t.cancelled() else t.exception()
+            if error is not None:
+                churn_errors.append(error)
+
         while not stop.is_set():
             for _ in range(CHURN_PER_SECOND):
                 t = asyncio.create_task(one_churner(session))
                 tasks.add(t)
-                t.add_done_callback(tasks.discard)
+                t.add_done_callback(ended)
             await asyncio.sleep(1.0)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks)  # each one's error, if any, is in churn_errors
 
     async def sampler(session: aiohttp.ClientSession) -> None:
         while not stop.is_set():
@@ -156,6 +165,11 @@ async def test_soak_churn_and_traffic_lose_nothing_and_leak_nothing() -> None:
             stop.set()
             await asyncio.gather(*tasks)
             final = await stats(session)
+
+        # Every short-lived client was admitted, and ended as it chose (close or abort).
+        assert churn_errors == [], [repr(e) for e in churn_errors[:5]]
+        assert churned["failed"] == 0, churned
+        assert churned["opened"] == churned["closed"] + churned["aborted"] > 0, churned
 
         # Every staying subscriber got its room's messages, each once, in order.
         got_mix = await mix_sub.messages(sum(mixed.values()), timeout=30)

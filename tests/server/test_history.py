@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsops.server.history import ENTRY_OVERHEAD, ROOM_OVERHEAD, HistoryStore
+from wsops.server.history import (
+    COMPACT_AFTER,
+    ENTRY_OVERHEAD,
+    ROOM_OVERHEAD,
+    HistoryStore,
+    new_epoch,
+)
 from wsops.server.protocol import Position
 
 
@@ -170,14 +176,132 @@ def test_node_budget_forgets_idle_rooms_before_any_message() -> None:
     assert _offsets(s, "live") == [1, 2]
 
 
-def test_dead_entries_are_compacted() -> None:
+def test_entries_dropped_by_their_room_are_compacted_past_the_threshold() -> None:
+    assert COMPACT_AFTER == 1024
     s = HistoryStore(1, 600.0, max_bytes=1 << 30)
-    for i in range(5000):
-        s.append("r", float(i) / 1000, _enc)
-    assert s.entries == 1
-    # Entries dropped by the room bound leave a slot each in the node-wide order until it is
-    # compacted: never more than about twice the live ones plus the compaction threshold.
-    assert len(s._order) // 2 <= 2 * s.entries + 1025
+    s.append("pin", 0.0, _enc)  # the oldest entry stays: dead ones pile up behind it
+    for i in range(1 + COMPACT_AFTER):  # each append drops the previous entry: one dead more
+        s.append("r", i / 1000, _enc)
+    assert (s.entries, len(s._order)) == (2, 2 + COMPACT_AFTER)  # at the threshold: kept
+    s.append("r", 2.0, _enc)
+    assert (s.entries, len(s._order)) == (2, 2)  # past it: compacted
+    assert _offsets(s, "r") == [COMPACT_AFTER + 2] and _offsets(s, "pin") == [1]
+
+
+def test_compaction_waits_until_dead_entries_outnumber_the_live_ones() -> None:
+    big = 600_000
+    s = HistoryStore(10**6, 600.0, room_bytes=big + ENTRY_OVERHEAD, max_bytes=1 << 40)
+    live = 2000
+    for _ in range(live):  # first: the order's head stays live
+        s.append("many", 0.0, _sized(0))
+    for _ in range(live + 1):  # "one" keeps one entry: each append drops one
+        s.append("one", 0.0, _sized(big))
+    assert s.entries == live + 1 and len(s._order) == 2 * live + 1  # live+1 live, live dead
+    s.append("one", 0.0, _sized(big))  # live+1 dead, as many as the live: not more yet
+    assert len(s._order) == 2 * live + 2
+    s.append("one", 0.0, _sized(big))  # live+2 dead: compacted
+    assert len(s._order) == live + 1 and s.entries == live + 1
+
+
+def test_a_dropped_entry_releases_its_frame_at_once() -> None:
+    s = HistoryStore(1, 600.0)
+    s.append("r", 0.0, _sized(1000))
+    hist = s.get("r")
+    assert hist is not None
+    first = hist.entries[0]
+    s.append("r", 0.0, _sized(10))
+    assert first.frame == b"" and first.size == 0  # still in the order, costing no frame
+
+
+def test_costs_are_the_documented_figures() -> None:
+    assert (ENTRY_OVERHEAD, ROOM_OVERHEAD) == (200, 1100)
+    s = HistoryStore(10, 60.0)
+    s.watch("r", 0.0)
+    s.append("r", 0.0, _sized(100))
+    assert s.bytes == 300
+    s.room("idle", 0.0)  # a room nobody watches, holding nothing
+    assert s.bytes == 300 + 1100
+
+
+def test_defaults_and_bounds_of_the_store() -> None:
+    s = HistoryStore()
+    assert (s.max_entries, s.ttl, s.room_bytes, s.max_bytes) == (1000, 300.0, 8 << 20, 256 << 20)
+    HistoryStore(0, 0.001, 0, 0)  # zero bounds are allowed (nothing retained)
+    for bad in ({"max_entries": -1}, {"ttl": 0.0}, {"ttl": -1.0}, {"room_bytes": -1},
+                {"max_bytes": -1}):
+        with pytest.raises(ValueError, match=r"^history bounds must be >= 0 and the ttl > 0$"):
+            HistoryStore(**bad)  # type: ignore[arg-type]
+
+
+def test_epochs_are_8_hex_characters_and_differ() -> None:
+    epochs = {new_epoch() for _ in range(50)}
+    assert len(epochs) == 50
+    assert all(len(e) == 8 and int(e, 16) >= 0 for e in epochs)
+
+
+def test_an_entry_exactly_the_room_bound_is_retained() -> None:
+    s = HistoryStore(10, 60.0, room_bytes=100 + ENTRY_OVERHEAD)
+    s.append("r", 0.0, _sized(100))
+    assert _offsets(s, "r") == [1]
+    s.append("r", 0.0, _sized(101))
+    assert _offsets(s, "r") == [1]  # one byte more: not retained, but offset 2 was given
+    assert s.get("r").top == 2  # type: ignore[union-attr]
+
+
+def test_an_idle_room_is_kept_exactly_the_ttl_after_it_became_idle() -> None:
+    s = HistoryStore(10, 5.0)
+    s.watch("r", 0.0)
+    s.append("r", 0.0, _enc)
+    s.unwatch("r", 3.0)  # still holds its entry: not idle yet
+    s.prune(5.0)
+    s.prune(5.5)  # the entry expired at 5.0+: the room is idle since then (its entry's time 0.0)
+    assert s.get("r") is None
+    s.watch("q", 10.0)
+    s.unwatch("q", 10.0)  # idle from 10.0 on
+    s.prune(15.0)
+    assert s.get("q") is not None
+    s.prune(15.01)
+    assert s.get("q") is None
+
+
+def test_a_new_room_is_idle_until_watched_or_written() -> None:
+    s = HistoryStore(10, 5.0)
+    s.room("x", 0.0)
+    assert s.bytes == ROOM_OVERHEAD
+    s.prune(5.01)
+    assert s.get("x") is None and s.bytes == 0
+
+
+def test_append_drops_what_expired_in_other_rooms() -> None:
+    s = HistoryStore(10, 5.0)
+    s.watch("old", 0.0)
+    s.append("old", 0.0, _enc)
+    s.append("new", 6.0, _enc)  # no explicit prune
+    assert _offsets(s, "old") == [] and _offsets(s, "new") == [1]
+
+
+def test_only_retained_entries_count_as_evicted_by_the_budget() -> None:
+    size = 1000 + ENTRY_OVERHEAD
+    s = HistoryStore(1, 600.0, max_bytes=2 * size)
+    s.watch("a", 0.0)
+    s.watch("b", 0.0)
+    for _ in range(3):
+        s.append("a", 0.0, _sized(1000))  # room bound: 2 dead entries at the order's head
+    s.append("b", 0.0, _sized(1000))
+    assert s.evicted == 0
+    s.append("b", 0.0, _sized(10))  # b keeps one: its first is dead too; budget holds
+    s.watch("c", 0.0)
+    s.append("c", 0.0, _sized(1000))  # over the budget: the dead go without counting, then a
+    assert s.evicted == 1 and _offsets(s, "a") == []
+
+
+def test_latest_takes_at_most_what_there_is() -> None:
+    s = HistoryStore(100, 60.0)
+    for _ in range(3):
+        hist, _, _ = s.append("r", 0.0, _enc)
+    entries, truncated = hist.latest(10, 10**9, lambda e: len(e.frame))
+    assert [e.offset for e in entries] == [1, 2, 3] and not truncated
+    assert hist.latest(0, 10**9, lambda e: 1) == ([], False)
 
 
 @given(st.integers(0, 20), st.integers(0, 40), st.integers(0, 45))
@@ -215,3 +339,25 @@ def test_bytes_are_accounted_and_bounded(
         assert s.entries == sum(len(h.entries) for h in s.rooms.values())
         for h in s.rooms.values():
             assert len(h.entries) <= 5 and h.bytes <= 8000
+
+
+def test_budget_eviction_passes_dead_entries_without_counting_them() -> None:
+    size = 1000 + ENTRY_OVERHEAD
+    s = HistoryStore(1, 600.0, max_bytes=2 * size)
+    for room in ("p", "a", "c"):
+        s.watch(room, 0.0)
+    s.append("p", 0.0, _sized(1000))  # the order's live head
+    for _ in range(3):
+        s.append("a", 0.0, _sized(1000))  # a1, a2 dead behind p1; a3 live
+    assert (s.entries, len(s._order), s.evicted) == (2, 4, 0)
+    s.append("c", 0.0, _sized(2000))  # p1 (live), a1, a2 (dead), a3 (live) must go
+    assert s.evicted == 2
+    assert (_offsets(s, "p"), _offsets(s, "a"), _offsets(s, "c")) == ([], [], [1])
+    assert (s.entries, len(s._order)) == (1, 1)
+
+
+def test_dead_entries_at_the_head_leave_the_count_too() -> None:
+    s = HistoryStore(1, 600.0)
+    for _ in range(3):
+        s.append("r", 0.0, _enc)
+    assert (s.entries, len(s._order)) == (1, 1)

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wsops.server import protocol
 from wsops.server.protocol import (
+    Close,
     ErrorCode,
     Position,
     ProtocolError,
@@ -19,6 +21,9 @@ from wsops.server.protocol import (
     history_reply,
     message_payload,
     parse,
+    presence_event,
+    reply_error,
+    reply_ok,
     text_frame,
     valid_room,
 )
@@ -39,21 +44,21 @@ def test_parses_each_op() -> None:
 @pytest.mark.parametrize(
     ("frame", "code", "req_id"),
     [
-        ("{nope", ErrorCode.BAD_JSON, None),
-        ("[1,2]", ErrorCode.BAD_JSON, None),
-        ('{"op":"publish","room":"r","data":1}', ErrorCode.BAD_REQUEST, None),
-        ('{"op":"publish","room":"r","id":true,"data":1}', ErrorCode.BAD_REQUEST, None),
-        ('{"op":"publish","room":"r","id":-1,"data":1}', ErrorCode.BAD_REQUEST, None),
-        ('{"op":"dance","room":"r","id":4}', ErrorCode.UNKNOWN_OP, 4),
-        ('{"op":"publish","room":"bad room","id":5,"data":1}', ErrorCode.INVALID_ROOM, 5),
-        ('{"op":"publish","room":"","id":5,"data":1}', ErrorCode.INVALID_ROOM, 5),
-        ('{"op":"publish","room":"r","id":6}', ErrorCode.BAD_REQUEST, 6),
-        ('{"op":"history","room":"r","id":7,"limit":0}', ErrorCode.BAD_REQUEST, 7),
-        ('{"op":"history","room":"r","id":7,"limit":5000}', ErrorCode.BAD_REQUEST, 7),
+        ("{nope", "bad_json", None),
+        ("[1,2]", "bad_json", None),
+        ('{"op":"publish","room":"r","data":1}', "bad_request", None),
+        ('{"op":"publish","room":"r","id":true,"data":1}', "bad_request", None),
+        ('{"op":"publish","room":"r","id":-1,"data":1}', "bad_request", None),
+        ('{"op":"dance","room":"r","id":4}', "unknown_op", 4),
+        ('{"op":"publish","room":"bad room","id":5,"data":1}', "invalid_room", 5),
+        ('{"op":"publish","room":"","id":5,"data":1}', "invalid_room", 5),
+        ('{"op":"publish","room":"r","id":6}', "bad_request", 6),
+        ('{"op":"history","room":"r","id":7,"limit":0}', "bad_request", 7),
+        ('{"op":"history","room":"r","id":7,"limit":5000}', "bad_request", 7),
         ('{"op":"subscribe","room":"r","id":8,"since":{"offset":"1","epoch":"e"}}',
-         ErrorCode.BAD_REQUEST, 8),
-        ('{"op":"subscribe","room":"r","id":8,"since":5}', ErrorCode.BAD_REQUEST, 8),
-        ("[" * 100_000, ErrorCode.BAD_JSON, None),
+         "bad_request", 8),
+        ('{"op":"subscribe","room":"r","id":8,"since":5}', "bad_request", 8),
+        ("[" * 100_000, "bad_json", None),
         # Non-finite numbers are not JSON: refused, with the request's id when it has one.
         ('{"op":"publish","room":"r","id":9,"data":NaN}', "bad_request", 9),
         ('{"op":"publish","room":"r","id":9,"data":[Infinity]}', "bad_request", 9),
@@ -151,3 +156,144 @@ def test_parse_of_arbitrary_objects_is_request_or_protocol_error(obj: dict[str, 
         assert exc.code in vars(ErrorCode).values()
     else:
         assert req.op == obj["op"] and req.room == obj["room"]
+
+
+# -- the wire contract, literally (other clients depend on these values) -------------------
+
+
+def test_close_codes_are_the_documented_numbers() -> None:
+    assert {c.name: int(c) for c in Close} == {
+        "NORMAL": 1000, "GOING_AWAY": 1001, "UNSUPPORTED_DATA": 1003, "INVALID_DATA": 1007,
+        "POLICY": 1008, "TOO_BIG": 1009, "INTERNAL": 1011, "SERVICE_RESTART": 1012,
+        "TRY_AGAIN_LATER": 1013, "SLOW_CONSUMER": 4000, "RESYNC": 4001,
+    }
+
+
+def test_error_codes_are_the_documented_strings() -> None:
+    codes = {k: v for k, v in vars(ErrorCode).items() if not k.startswith("_")}
+    assert codes == {
+        "BAD_JSON": "bad_json", "BAD_REQUEST": "bad_request", "UNKNOWN_OP": "unknown_op",
+        "INVALID_ROOM": "invalid_room", "FORBIDDEN": "forbidden",
+        "NOT_SUBSCRIBED": "not_subscribed", "TOO_MANY_ROOMS": "too_many_rooms",
+        "RATE_LIMITED": "rate_limited", "UNAVAILABLE": "unavailable", "INTERNAL": "internal",
+    }
+
+
+def test_replies_and_presence_events_are_the_documented_frames() -> None:
+    assert reply_ok(3, room="r", offset=2) == (
+        '{"op":"reply","id":3,"ok":true,"room":"r","offset":2}')
+    assert reply_error(None, "bad_json", "nope") == (
+        '{"op":"reply","id":null,"ok":false,"error":{"code":"bad_json","message":"nope"}}')
+    assert reply_error(7, "forbidden", "é") == (
+        '{"op":"reply","id":7,"ok":false,"error":{"code":"forbidden","message":"é"}}')
+    assert presence_event("join", "r", "alice") == '{"op":"join","room":"r","user":"alice"}'
+
+
+def test_a_protocol_error_carries_its_message() -> None:
+    exc = ProtocolError("forbidden", "not yours", 4)
+    assert (str(exc), exc.code, exc.message, exc.req_id) == ("not yours", "forbidden",
+                                                              "not yours", 4)
+
+
+def _refused(frame: str) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        parse(frame)
+    return info.value
+
+
+def test_id_bounds() -> None:
+    top = 2**53 - 1
+    assert parse(f'{{"op":"presence","room":"r","id":{top}}}').id == top
+    assert parse('{"op":"presence","room":"r","id":0}').id == 0
+    err = _refused(f'{{"op":"presence","room":"r","id":{top + 1}}}')
+    assert (err.code, err.message) == ("bad_request", "'id' must be an integer in [0, 2^53)")
+    assert _refused('{"op":"presence","room":"r","id":1.0}').code == "bad_request"
+
+
+def test_unknown_op_names_the_op_cut_to_40_characters() -> None:
+    err = _refused('{"op":"' + "x" * 50 + '","room":"r","id":2}')
+    assert err.message == "unknown op " + repr("x" * 40)
+    assert _refused('{"op":null,"room":"r","id":2}').message == "unknown op 'None'"
+
+
+def test_traceparent_must_be_a_string_of_at_most_128_characters() -> None:
+    ok = parse('{"op":"presence","room":"r","id":1,"traceparent":"' + "a" * 128 + '"}')
+    assert ok.traceparent == "a" * 128
+    for bad in ('"' + "a" * 129 + '"', "5", "null ", '["x"]', "{}"):
+        if bad == "null ":  # null is "no traceparent"
+            assert parse('{"op":"presence","room":"r","id":1,"traceparent":null}'
+                         ).traceparent is None
+            continue
+        err = _refused('{"op":"presence","room":"r","id":1,"traceparent":' + bad + "}")
+        assert (err.code, err.message, err.req_id) == (
+            "bad_request", "'traceparent' must be a short string", 1)
+
+
+def test_presence_flag_must_be_a_boolean() -> None:
+    assert parse('{"op":"subscribe","room":"r","id":1,"presence":true}').presence is True
+    assert parse('{"op":"subscribe","room":"r","id":1}').presence is False
+    err = _refused('{"op":"subscribe","room":"r","id":1,"presence":1}')
+    assert (err.code, err.message) == ("bad_request", "'presence' must be true or false")
+
+
+def test_since_bounds() -> None:
+    assert parse('{"op":"subscribe","room":"r","id":1,"since":{"offset":0,"epoch":""}}'
+                 ).since == Position(0, "")
+    e64 = "e" * 64
+    assert parse('{"op":"subscribe","room":"r","id":1,"since":{"offset":5,"epoch":"' + e64
+                 + '"}}').since == Position(5, e64)
+    for since in ('{"offset":-1,"epoch":"e"}', '{"offset":1,"epoch":"' + "e" * 65 + '"}',
+                  '{"offset":1}', '{"offset":true,"epoch":"e"}', '{"offset":1,"epoch":5}'):
+        err = _refused('{"op":"subscribe","room":"r","id":1,"since":' + since + "}")
+        assert (err.code, err.message) == (
+            "bad_request", "'since' needs 'offset' (integer >= 0) and 'epoch' (string)")
+
+
+def test_history_limit_bounds_and_default() -> None:
+    assert parse('{"op":"history","room":"r","id":1}').limit == 100
+    assert parse('{"op":"history","room":"r","id":1,"limit":1}').limit == 1
+    assert parse('{"op":"history","room":"r","id":1,"limit":1000}').limit == 1000
+    for limit in ("0", "1001", "true", "2.0"):
+        err = _refused('{"op":"history","room":"r","id":1,"limit":' + limit + "}")
+        assert (err.code, err.message) == ("bad_request", "'limit' must be an integer in 1..1000")
+
+
+def test_data_that_cannot_be_re_encoded_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def too_deep(obj: object) -> str:
+        raise RecursionError
+
+    monkeypatch.setattr(protocol, "_dumps", too_deep)
+    err = _refused('{"op":"publish","room":"r","id":3,"data":[[1]]}')
+    assert (err.code, err.message, err.req_id) == ("bad_request", "'data' is nested too deeply",
+                                                   3)
+
+
+def test_a_refused_non_finite_number_keeps_only_a_valid_id() -> None:
+    def req_id(raw_id: str) -> int | None:
+        return _refused('{"op":"publish","room":"r","id":' + raw_id + ',"data":NaN}').req_id
+
+    assert req_id("0") == 0
+    assert req_id(str(2**53 - 1)) == 2**53 - 1
+    assert req_id(str(2**53)) is None
+    assert req_id("-1") is None
+    assert req_id("true") is None
+    assert _refused("[NaN]").req_id is None
+    err = _refused('{"op":"publish","room":"r","id":1,"data":NaN}')
+    assert err.message == "NaN is not JSON (non-finite numbers are refused)"
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 127, 65535, 65536, 70000])
+def test_frame_payload_is_what_text_frame_wrapped(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert bytes(frame_payload(text_frame(payload))) == payload
+
+
+def test_history_item_of_a_message_not_built_here_is_decoded() -> None:
+    odd = b'{"offset":4,"op":"message","room":"r","epoch":"e","data":[1],"ts":9,"x":0}'
+    assert history_item(odd, "r") == b'{"offset":4,"epoch":"e","data":[1],"ts":9}'
+    # Ours, but for another room name: not cut blindly.
+    ours = message_payload("a", 1, "e", b"2", 3)
+    assert history_item(ours, "b") == b'{"offset":1,"epoch":"e","data":2,"ts":3}'
+    # A tail that is not the end of the message is not taken for it.
+    tricky = message_payload("r", 1, "e", b'{"k":1,"ts":5}', 6)
+    assert history_item(tricky, "r") == b'{"offset":1,"epoch":"e","data":{"k":1,"ts":5},"ts":6}'

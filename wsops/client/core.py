@@ -19,7 +19,7 @@ from typing import Final
 import aiohttp
 
 from wsops.client import wire
-from wsops.client.backoff import Backoff, Uniform, full_jitter
+from wsops.client.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, Uniform, full_jitter
 from wsops.client.connection import ABNORMAL_CLOSE, RetryLater, open_socket
 from wsops.client.errors import AuthError, ClientClosed, ProtocolViolation
 from wsops.client.events import (
@@ -48,8 +48,8 @@ class ClientCore:
         url: str,
         token: str | Callable[[], str | None] | None = None,
         *,
-        backoff_base: float = 0.2,
-        backoff_cap: float = 10.0,
+        backoff_base: float = DEFAULT_BASE,
+        backoff_cap: float = DEFAULT_CAP,
         max_queue: int = 1000,
         request_timeout: float | None = 10.0,
         heartbeat: float | None = None,

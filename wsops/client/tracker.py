@@ -53,8 +53,9 @@ class RoomTracker:
 
     def since(self) -> tuple[int, str] | None:
         """The ``(offset, epoch)`` to resume after, or None before the first reply."""
-        if self.offset is None or self.epoch is None:
+        if self.epoch is None:
             return None
+        assert self.offset is not None  # set together with the epoch
         return self.offset, self.epoch
 
     def disconnected(self) -> None:
@@ -65,11 +66,12 @@ class RoomTracker:
     def on_reply(self, offset: int, epoch: str, recovered: bool | None) -> list[TrackerEvent]:
         """Apply a successful subscribe reply; returns a possible Gap and any held messages."""
         events: list[TrackerEvent] = []
-        if self.offset is None or self.epoch is None:
+        if self.epoch is None:
             self._move(offset, epoch)
         elif recovered is True:
             pass  # the replay from our position follows the reply
         elif recovered is False or (offset, epoch) != (self.offset, self.epoch):
+            assert self.offset is not None  # set together with the epoch
             events.append(Gap(self.room, self.offset, self.epoch, offset, epoch))
             self._move(offset, epoch)
         self.synced = True
@@ -100,9 +102,10 @@ class RoomTracker:
         return [gap, msg]
 
     def _move(self, offset: int, epoch: str) -> None:
-        if self.epoch is not None and epoch != self.epoch and self.epoch not in self._retired:
-            self._retired.append(self.epoch)
-        if epoch in self._retired:  # the server went back to an epoch we had left
-            self._retired.remove(epoch)
+        if epoch != self.epoch:
+            if self.epoch is not None:
+                self._retired.append(self.epoch)
+            if epoch in self._retired:  # the server went back to an epoch we had left
+                self._retired.remove(epoch)
         self.offset = offset
         self.epoch = epoch

@@ -82,7 +82,7 @@ def decode(text: str | bytes) -> ServerFrame | None:
 
 
 def _ts(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if _is_int(value) else 0  # type: ignore[return-value]
 
 
 def _position(fields: dict[str, Any]) -> tuple[int, str]:

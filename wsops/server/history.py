@@ -26,22 +26,26 @@ from wsops.server.protocol import Position
 
 ENTRY_OVERHEAD = 200
 """Bytes an entry costs beyond its frame (measured with tracemalloc: 203): the entry object,
-its time, the bytes header, three deque slots."""
+its time, the bytes header, two deque slots."""
 ROOM_OVERHEAD = 1100
 """Bytes a room costs with nothing retained (measured: 1,100): its object, name, epoch, empty
 deque (one 64-slot block) and dict slots."""
+COMPACT_AFTER = 1024
+"""Entries dropped by their room's bounds stay in the node-wide order, frame released, until
+they are more than this many and more than the retained ones: then the order is compacted."""
 
 
 class Entry:
-    """One stored message: its offset and complete frame. ``size`` 0 marks an evicted entry
-    (its frame released) still referenced from the node-wide order until compaction."""
+    """One stored message: its offset, complete frame and room. ``size`` 0 marks an entry its
+    room dropped (frame released) still in the node-wide order until compaction."""
 
-    __slots__ = ("frame", "offset", "size", "stored_at")
+    __slots__ = ("frame", "offset", "room", "size", "stored_at")
 
-    def __init__(self, offset: int, frame: bytes, stored_at: float) -> None:
+    def __init__(self, offset: int, frame: bytes, stored_at: float, room: RoomHistory) -> None:
         self.offset = offset
         self.frame = frame
         self.stored_at = stored_at
+        self.room = room
         self.size = len(frame) + ENTRY_OVERHEAD
 
 
@@ -61,8 +65,7 @@ class RoomHistory:
         self.entries: deque[Entry] = deque()
         self.bytes = 0
         self.watched = False
-        self.idle_since = 0.0
-
+        self.idle_since: float  # set when the room becomes idle
     @property
     def position(self) -> Position:
         return Position(self.top, self.epoch)
@@ -83,18 +86,19 @@ class RoomHistory:
             list[Entry], bool]:
         """Up to ``limit`` newest entries, oldest first, whose ``cost`` sums to at most
         ``budget``; True as second item when the budget left some of them out."""
-        entries = self.entries
         out: list[Entry] = []
         used = 0
-        for i in range(len(entries) - 1, max(-1, len(entries) - 1 - limit), -1):
-            entry = entries[i]
+        truncated = False
+        for entry in reversed(self.entries):
+            if len(out) == limit:
+                break
             used += cost(entry)
             if used > budget:
-                out.reverse()
-                return out, True
+                truncated = True
+                break
             out.append(entry)
         out.reverse()
-        return out, False
+        return out, truncated
 
 
 class HistoryStore:
@@ -113,8 +117,8 @@ class HistoryStore:
         self.rooms: dict[str, RoomHistory] = {}
         self.bytes = 0  # retained entries' and idle rooms' cost
         self.evicted = 0  # entries dropped by the node-wide budget (not by TTL or room bounds)
-        self._order: deque[Entry | RoomHistory] = deque()  # entries, with their room after each
-        self._dead = 0  # evicted entries still in _order
+        self._order: deque[Entry] = deque()  # every entry, node-wide, in the order stored
+        self._dead = 0  # entries in _order that their room dropped
         self._idle: OrderedDict[str, RoomHistory] = OrderedDict()
 
     # -- rooms -------------------------------------------------------------------------------
@@ -172,14 +176,13 @@ class HistoryStore:
         frame = build(hist.top + 1, hist.epoch)
         hist.top += 1
         self._not_idle(hist)
-        entry = Entry(hist.top, frame, now)
+        entry = Entry(hist.top, frame, now, hist)
         if self.max_entries and entry.size <= self.room_bytes:
             entries = hist.entries
             entries.append(entry)
             hist.bytes += entry.size
             self.bytes += entry.size
             self._order.append(entry)
-            self._order.append(hist)
             while len(entries) > self.max_entries or hist.bytes > self.room_bytes:
                 self._drop_head(hist)
         if not hist.entries:
@@ -200,15 +203,13 @@ class HistoryStore:
     def _pop_order(self) -> bool:
         """Retire the node's oldest entry: True if it was still retained (then it is its
         room's head: a room's retained entries are its newest, in the order they came)."""
-        order = self._order
-        entry = order.popleft()
-        hist = order.popleft()
-        assert isinstance(entry, Entry) and isinstance(hist, RoomHistory)
-        self._dead -= 1
+        entry = self._order.popleft()
         if entry.size == 0:
+            self._dead -= 1
             return False
-        assert hist.entries[0] is entry
-        self._drop_head(hist)  # counts it dead again: net zero
+        hist = entry.room
+        self._drop_head(hist)
+        self._dead -= 1  # _drop_head counted it dead, but it has left the order
         if not hist.entries:
             self._became_idle(hist, entry.stored_at)
         return True
@@ -222,21 +223,10 @@ class HistoryStore:
                 self.evicted += self._pop_order()
             else:
                 break
-        # Dead entries (dropped by room bounds) cost a slot each: compact when they dominate.
-        if self._dead > 1024 and self._dead * 2 > len(self._order) // 2:
-            self._compact()
-
-    def _compact(self) -> None:
-        order = self._order
-        kept: deque[Entry | RoomHistory] = deque()
-        for i in range(0, len(order), 2):
-            entry = order[i]
-            assert isinstance(entry, Entry)
-            if entry.size:
-                kept.append(entry)
-                kept.append(order[i + 1])
-        self._order = kept
-        self._dead = 0
+        # Dead entries cost a slot each: compact when they outnumber the live ones.
+        if self._dead > max(COMPACT_AFTER, len(self._order) - self._dead):
+            self._order = deque(e for e in self._order if e.size)
+            self._dead = 0
 
     def prune(self, now: float) -> None:
         """Drop entries older than the TTL, and idle rooms idle for longer than it."""
@@ -244,7 +234,6 @@ class HistoryStore:
         order = self._order
         while order:
             head = order[0]
-            assert isinstance(head, Entry)
             if head.size and head.stored_at >= limit:
                 break
             self._pop_order()
@@ -257,4 +246,4 @@ class HistoryStore:
 
     @property
     def entries(self) -> int:
-        return len(self._order) // 2 - self._dead
+        return len(self._order) - self._dead

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, TypeGuard
 
-PROTOCOL_VERSION: Final = 1
 MAX_ID: Final = 2**53
 MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
@@ -187,11 +186,6 @@ def _parse_since(since: object, req_id: int) -> Position | None:
     return Position(offset, epoch)
 
 
-def encode(obj: dict[str, Any]) -> str:
-    """Compact JSON text of one server frame."""
-    return _dumps(obj)
-
-
 def reply_ok(req_id: int, **fields: Any) -> str:
     return _dumps({"op": "reply", "id": req_id, "ok": True, **fields})
 
@@ -223,22 +217,21 @@ def message_payload_parts(
     return head, tail + b"}"
 
 
-_TS_KEY: Final = b',"ts":'
-_INT = re.compile(rb"-?[0-9]+")
+# How a message built by ``message_payload`` ends: its ts, then maybe its traceparent (a JSON
+# string: a quote inside it is escaped, so nothing in the data can match up to the end).
+_TAIL = re.compile(rb',"ts":-?[0-9]+(?=(?:,"traceparent":"(?:[^"\\]|\\.)*")?}\Z)')
 
 
 def history_item(payload: bytes | memoryview, room: str) -> bytes:
     """A ``history`` reply item, ``{"offset","epoch","data","ts"}``, cut from a stored message's
-    JSON (``message_payload``) without decoding its data. The last ``,"ts":`` of the payload is
-    the key (inside the traceparent string a quote would be escaped)."""
+    JSON (``message_payload``) without decoding its data."""
     raw = bytes(payload)
     head = b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
-    at = raw.rfind(_TS_KEY)
-    digits = _INT.match(raw, at + len(_TS_KEY)) if at > 0 else None
-    if not raw.startswith(head) or digits is None:  # not ours: decode this one
+    tail = _TAIL.search(raw, len(head)) if raw.startswith(head) else None
+    if tail is None:  # not built here: decode this one
         obj = _loads_lax(raw.decode())
         return _dumps({k: obj[k] for k in ("offset", "epoch", "data", "ts")}).encode()
-    return b'{"offset":%s}' % raw[len(head):digits.end()]
+    return b'{"offset":%s}' % raw[len(head):tail.end()]
 
 
 def history_reply(

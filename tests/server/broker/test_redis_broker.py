@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Connect, Trap
+from tests.conftest import Connect, LiveServer, Trap
 from tests.procs import start_serve
 from tests.server.broker.conftest import BEAT, NodeFactory, broker_url, wait_until
 from tests.server.broker.redisproc import RedisProc
@@ -19,8 +19,14 @@ from wsops.server.app import NODE_KEY, make_broker, running
 from wsops.server.broker.redis import RedisBroker, list_nodes
 
 
-def _queued(client: Any) -> list[dict[str, Any]]:
-    return list(client.events._queue)
+def is_end(event: dict[str, Any]) -> bool:
+    return event.get("data") == "end"
+
+
+def _broker(server: LiveServer) -> RedisBroker:
+    broker = server.node.broker
+    assert isinstance(broker, RedisBroker)
+    return broker
 
 
 async def test_messages_cross_nodes_in_one_order_with_the_same_offsets(
@@ -112,9 +118,12 @@ async def test_subscribing_on_a_busy_room_neither_loses_nor_repeats_messages(
         start = 1 if "recovered" in rep else rep["offset"]
         got = await c.messages(300 - start)
         assert [m["offset"] for m in got] == list(range(start + 1, 301))
-    await asyncio.sleep(0.1)
-    assert not any(e["op"] == "message" for c in late for e in _queued(c))
     assert [m["offset"] for m in await early.messages(300)] == list(range(1, 301))
+    # A marker behind the flood: nothing repeated comes before it, to anyone.
+    await pub.call("publish", "busy", data="end")
+    for c in (*late, early):
+        assert [(e["op"], e["offset"]) for e in await c.events_until(is_end)] == [
+            ("message", 301)]
 
 
 async def test_an_expired_room_starts_a_new_epoch_and_resume_says_recovered_false(
@@ -155,8 +164,15 @@ async def test_presence_is_shared_and_join_leave_events_cross_nodes(
     assert "alice" in users and me in users and len(users) == 3
     assert (await watcher_a.call("presence", "chat:lobby"))["users"] == users
     await alice_a.close()
-    await asyncio.sleep(0.3)
-    assert _queued(watcher_a) == [] and _queued(watcher_b) == []
+    # Once node a has written alice_a's leave, bob's join is a marker behind it (one Redis
+    # channel per room, in order): no leave for alice may come first, she is still on b.
+    await wait_until(lambda: len(a.node.hub.conns) == 1)
+    assert await _broker(a).fleet.flushed(5.0)
+    bob = await connect(a.url + "?token=" + hs(sub="bob"))
+    await bob.call("subscribe", "chat:lobby")
+    bob_joined = {"op": "join", "room": "chat:lobby", "user": "bob"}
+    assert await watcher_a.next_event() == bob_joined
+    assert await watcher_b.next_event() == bob_joined
     await alice_b.close()
     leave = {"op": "leave", "room": "chat:lobby", "user": "alice"}
     assert await watcher_a.next_event() == leave
