@@ -58,7 +58,8 @@ def serve(
         Path | None, _opt("JWT_PUBLIC_KEY", "PEM file with the RS256 public key for tokens.")
     ] = None,
     jwt_audience: Annotated[
-        str | None, _opt("JWT_AUDIENCE", "Required 'aud' of tokens.")
+        str | None, _opt("JWT_AUDIENCE", "Required 'aud' of tokens (unset: a token with an "
+                         "'aud' is refused, as issued for another service).")
     ] = None,
     jwt_issuer: Annotated[str | None, _opt("JWT_ISSUER", "Required 'iss' of tokens.")] = None,
     jwt_leeway: Annotated[
