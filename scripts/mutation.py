@@ -358,9 +358,13 @@ def main() -> int:
                 survivors.append(m)
             else:
                 killed += 1
-            print(f"\r{module}: {i}/{len(found)} mutants, {len(survivors)} survived",
-                  end="", flush=True, file=sys.stderr)
-        print(file=sys.stderr)
+            if sys.stderr.isatty():  # a live counter; a log gets a line every 50
+                print(f"\r{module}: {i}/{len(found)} mutants, {len(survivors)} survived",
+                      end="", flush=True, file=sys.stderr)
+            elif i % 50 == 0:
+                print(f"{module}: {i}/{len(found)} mutants", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
         scored = killed + len(survivors)
         score = 100.0 * killed / scored if scored else 100.0
         worst = min(worst, score)
