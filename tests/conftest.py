@@ -104,6 +104,18 @@ class Trap:
     requests: list[str] = field(default_factory=list)
 
 
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, **runner: Any) -> AsyncIterator[int]:
+    """Serve ``app`` on a free loopback port (yielded) for the block's duration."""
+    app_runner = web.AppRunner(app, **runner)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+    try:
+        yield app_runner.addresses[0][1]
+    finally:
+        await app_runner.cleanup()
+
+
 @pytest.fixture
 async def trap() -> AsyncIterator[Trap]:
     seen = Trap()
@@ -115,15 +127,9 @@ async def trap() -> AsyncIterator[Trap]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    seen.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app) as port:
+        seen.url = f"http://127.0.0.1:{port}"
         yield seen
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from aiohttp import WSMsgType, web
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, serving
 from tests.waits import until
 from wsops.client import Client, Event, PresenceEvent
 from wsops.server.hub import Conn
@@ -68,15 +68,9 @@ async def peer() -> AsyncIterator[Peer]:
 
     app = web.Application()
     app.router.add_get("/ws", handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    seen.url = f"ws://127.0.0.1:{runner.addresses[0][1]}/ws"
-    try:
+    async with serving(app, shutdown_timeout=1.0) as port:
+        seen.url = f"ws://127.0.0.1:{port}/ws"
         yield seen
-    finally:
-        await runner.cleanup()
 
 
 def server_conn(server: LiveServer, client: Client) -> Conn:

@@ -18,6 +18,7 @@ from wsops.server.protocol import (
     ProtocolError,
     frame_payload,
     history_item,
+    history_items,
     history_reply,
     message_payload,
     parse,
@@ -297,3 +298,10 @@ def test_history_item_of_a_message_not_built_here_is_decoded() -> None:
     # A tail that is not the end of the message is not taken for it.
     tricky = message_payload("r", 1, "e", b'{"k":1,"ts":5}', 6)
     assert history_item(tricky, "r") == b'{"offset":1,"epoch":"e","data":{"k":1,"ts":5},"ts":6}'
+
+
+def test_history_items_cut_each_stored_message_of_the_room() -> None:
+    stored = [message_payload("r", n, "e", b"%d" % n, 10 + n, "00-x") for n in (1, 2)]
+    assert history_items(stored, "r") == [
+        b'{"offset":1,"epoch":"e","data":1,"ts":11}', b'{"offset":2,"epoch":"e","data":2,"ts":12}']
+    assert history_items([], "r") == []

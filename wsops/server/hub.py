@@ -114,6 +114,10 @@ class Conn:
         if self.held_bytes + self._buf_bytes > self.limit:
             self.close(Close.SLOW_CONSUMER, "slow consumer (resume behind its room)")
 
+    def unhold(self, held: list[Published]) -> None:
+        """``held`` is no longer kept for this connection (delivered, or the room left)."""
+        self.held_bytes -= sum(len(msg.frame) for msg in held)
+
     def flush(self) -> None:
         """Write everything buffered in one call; detect a consumer that stopped reading."""
         buf = self._buf
@@ -239,7 +243,7 @@ class Hub:
         held = r.syncing.pop(conn, None)
         if held is None:
             return
-        conn.held_bytes -= sum(len(msg.frame) for msg in held)
+        conn.unhold(held)
         for msg in held:
             if msg.epoch != epoch or msg.offset > last_offset:
                 conn.push(msg.frame)
@@ -255,7 +259,7 @@ class Hub:
             return False
         held = r.syncing.pop(conn, None)
         if held:
-            conn.held_bytes -= sum(len(msg.frame) for msg in held)
+            conn.unhold(held)
         r.conns.pop(conn, None)
         r.watchers.pop(conn, None)
         if not r.conns and not r.syncing:

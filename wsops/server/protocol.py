@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, TypeGuard
@@ -210,7 +211,7 @@ def message_payload_parts(
     """A room message's JSON around its offset and epoch: ``head + offset + ',"epoch":' +
     JSON(epoch) + tail`` equals ``message_payload``. A broker that assigns the offset elsewhere
     (in a Redis script) joins the parts there: the message is still encoded once."""
-    head = b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
+    head = _message_head(room)
     tail = b',"data":%s,"ts":%d' % (data, ts)
     if traceparent is not None:
         tail += b',"traceparent":%s' % _dumps(traceparent).encode()
@@ -222,11 +223,24 @@ def message_payload_parts(
 _TAIL = re.compile(rb',"ts":-?[0-9]+(?=(?:,"traceparent":"(?:[^"\\]|\\.)*")?}\Z)')
 
 
+def _message_head(room: str) -> bytes:
+    return b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
+
+
+def history_items(payloads: Iterable[bytes | memoryview], room: str) -> list[bytes]:
+    """``history_item`` of each stored message of ``room``."""
+    head = _message_head(room)
+    return [_history_item(p, head) for p in payloads]
+
+
 def history_item(payload: bytes | memoryview, room: str) -> bytes:
     """A ``history`` reply item, ``{"offset","epoch","data","ts"}``, cut from a stored message's
     JSON (``message_payload``) without decoding its data."""
+    return _history_item(payload, _message_head(room))
+
+
+def _history_item(payload: bytes | memoryview, head: bytes) -> bytes:
     raw = bytes(payload)
-    head = b'{"op":"message","room":%s,"offset":' % _dumps(room).encode()
     tail = _TAIL.search(raw, len(head)) if raw.startswith(head) else None
     if tail is None:  # not built here: decode this one
         obj = _loads_lax(raw.decode())

@@ -35,7 +35,7 @@ class Published:
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     """Answer to ``history``: the room's position and the newest messages as reply items
-    (``protocol.history_item``, oldest first); ``truncated`` when the byte budget left older
+    (``protocol.history_items``, oldest first); ``truncated`` when the byte budget left older
     ones of the requested count out."""
 
     position: Position

@@ -15,7 +15,7 @@ from wsops.server.presence import PresenceCounts
 from wsops.server.protocol import (
     Position,
     frame_payload,
-    history_item,
+    history_items,
     message_payload,
     text_frame,
 )
@@ -84,7 +84,7 @@ class MemoryBroker(Broker):
         hist = self.store.room(room, now)
         entries, truncated = hist.latest(limit, budget, _frame_len)
         return HistoryPage(hist.position,
-                           [history_item(frame_payload(e.frame), room) for e in entries],
+                           history_items([frame_payload(e.frame) for e in entries], room),
                            truncated)
 
     async def join(self, room: str, user: str) -> None:

@@ -44,7 +44,7 @@ from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, parse_broker_url
 from wsops.server.broker.resp import Endpoint, describe
 from wsops.server.history import new_epoch
-from wsops.server.protocol import Position, history_item, message_payload_parts, text_frame
+from wsops.server.protocol import Position, history_items, message_payload_parts, text_frame
 
 __all__ = ["RedisBroker", "list_nodes"]
 
@@ -246,7 +246,7 @@ class RedisBroker(Broker):
         # parses, at most about ``budget`` bytes, and decodes none of the data.
         res = await self._read(room, "h", limit, budget=budget)
         pos = Position(int(res[1]), res[0].decode())
-        items = [history_item(fields[1], room) for _, fields in reversed(res[3])]
+        items = history_items([fields[1] for _, fields in reversed(res[3])], room)
         return HistoryPage(pos, items, bool(res[4]))
 
     # -- presence ----------------------------------------------------------------------------
