@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from wsops.loadtest.latency import Latencies
-from wsops.loadtest.wire import (  # noqa: F401 (re-exported for the bench scripts)
+from wsops.loadtest.rawclient import (  # noqa: F401 (re-exported for the bench scripts)
     OP_TEXT,
     HandshakeError,
     RawWebSocket,

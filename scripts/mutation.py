@@ -9,7 +9,7 @@ test can tell them apart: the behaviour is the same) are listed with a reason in
 ``scripts/mutation_equivalents.txt`` and left out of the score.
 
     python scripts/mutation.py                    # every target module
-    python scripts/mutation.py wsops/server/protocol.py
+    python scripts/mutation.py wsops/server/core/protocol.py
     python scripts/mutation.py --changed HEAD~1   # targets changed since a commit (CI)
     python scripts/mutation.py --min-score 95     # exit 1 below it
 
@@ -38,12 +38,14 @@ EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.txt"
 
 # module -> the unit tests that must catch its mutants (fast tests, no live servers)
 TARGETS: dict[str, list[str]] = {
-    "wsops/server/protocol.py": ["tests/server/test_protocol.py"],
-    "wsops/server/history.py": ["tests/server/test_history.py"],
-    "wsops/server/presence.py": ["tests/server/test_presence.py"],
-    "wsops/server/limits.py": ["tests/server/test_per_address_limit.py"],
-    "wsops/server/ratelimit.py": ["tests/server/test_ratelimit.py"],
-    "wsops/client/backoff.py": ["tests/client/test_backoff.py"],
+    "wsops/server/core/protocol.py": ["tests/server/core/test_protocol.py"],
+    "wsops/server/core/history.py": ["tests/server/core/test_history.py"],
+    "wsops/server/core/presence.py": ["tests/server/core/test_presence.py"],
+    "wsops/server/core/address_limit.py": ["tests/server/core/test_address_limit.py"],
+    "wsops/server/core/token_bucket.py": ["tests/server/core/test_token_bucket.py"],
+    "wsops/server/core/hub.py": ["tests/server/core/test_hub.py"],
+    "wsops/server/core/session.py": ["tests/server/core/test_session.py"],
+    "wsops/backoff.py": ["tests/client/test_backoff.py"],
     "wsops/client/tracker.py": ["tests/client/test_tracker.py"],
     "wsops/client/wire.py": ["tests/client/test_wire.py"],
 }

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from wsops.version import __version__
 
 if TYPE_CHECKING:
-    from wsops.instrumentation.middleware import InstrumentConfig, instrument
+    from wsops.instrumentation.instrument import instrument
+    from wsops.instrumentation.middleware import InstrumentConfig
 
 __all__ = ["InstrumentConfig", "__version__", "instrument"]
 
@@ -19,7 +20,7 @@ __all__ = ["InstrumentConfig", "__version__", "instrument"]
 def __getattr__(name: str) -> Any:
     # Lazy: `wsops --version` and the ops commands need not load aiohttp and OpenTelemetry.
     if name in ("instrument", "InstrumentConfig"):
-        from wsops.instrumentation import middleware
+        import wsops.instrumentation
 
-        return getattr(middleware, name)
+        return getattr(wsops.instrumentation, name)
     raise AttributeError(f"module 'wsops' has no attribute {name!r}")

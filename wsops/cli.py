@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from wsops import __version__
-from wsops.loadtest.cli import loadtest_app
 from wsops.ops.dashboards import dashboards_app
 from wsops.ops.drain import drain
 from wsops.ops.leaks import leaks_app
+from wsops.ops.loadtest import loadtest_app
 from wsops.ops.serve import serve
 from wsops.ops.status import status, top
+from wsops.version import __version__
 
 app = typer.Typer(
     name="wsops",

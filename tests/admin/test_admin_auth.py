@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from wsops.admin.auth import (
+from wsops.admin.access import (
     COOKIE_MAX_AGE,
     COOKIE_NAME,
     admin_auth,

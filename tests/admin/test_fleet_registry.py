@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import Connect, LiveServer, ServerFactory, Trap
 from tests.server.broker.redisproc import RedisProc
+from wsops.admin.access import ADMIN_TOKEN_ENV
 from wsops.admin.advertise import routable_address
-from wsops.admin.auth import ADMIN_TOKEN_ENV
 
 TOKEN = "fleet-registry-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -16,7 +16,7 @@ from tests.conftest import ServerFactory
 from tests.waits import until
 from wsops.admin import profiling
 from wsops.instrumentation.middleware import Instrumentation
-from wsops.server.hub import Room
+from wsops.server.core.hub import Room
 
 
 async def echo(request: web.Request) -> web.WebSocketResponse:

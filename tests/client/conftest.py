@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from tests.conftest import LiveServer, serving
 from tests.waits import until
 from wsops.client import Client, Event, PresenceEvent
-from wsops.server.hub import Conn
+from wsops.server.core.hub import Conn
 
 MakeClient = Callable[..., Awaitable[Client]]
 

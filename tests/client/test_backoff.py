@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsops.client.backoff import Backoff, backoff_window, full_jitter, parse_retry_after
+from wsops.backoff import Backoff, backoff_window, full_jitter, parse_retry_after
 
 
 def upper(low: float, high: float) -> float:
@@ -126,8 +126,8 @@ def test_bad_backoff_settings_are_refused_with_what_is_wrong() -> None:
 def test_the_client_uses_the_documented_defaults() -> None:
     import inspect
 
+    from wsops.backoff import DEFAULT_BASE, DEFAULT_CAP
     from wsops.client import Client
-    from wsops.client.backoff import DEFAULT_BASE, DEFAULT_CAP
 
     assert (DEFAULT_BASE, DEFAULT_CAP) == (0.2, 10.0)
     params = inspect.signature(Client).parameters

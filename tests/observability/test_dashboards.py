@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from wsops.observability.dashboards import (
+from wsops.observability.grafana_dashboards import (
     DASHBOARD_UIDS,
     EVENT_ONLY_MARKER,
     PanelQuery,

@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import Connect, ServerFactory
 from tests.prom import PROMETHEUS, prometheus
 from wsops.observability.alerts import AlertOptions, prometheus_rules
-from wsops.observability.dashboards import build_dashboards, concrete, panel_queries
+from wsops.observability.grafana_dashboards import build_dashboards, concrete, panel_queries
 
 pytestmark = [
     pytest.mark.slow,

@@ -78,7 +78,7 @@ async def test_clients_reset_mid_frame_count_as_1006_and_leave_nothing_behind(
     assert code_1006 == killed
     assert after.get("wsops_connections_open", route="/ws") == 2
     assert "busy" not in node.hub.rooms
-    assert set(node.room_leaks().values()) == {0.0}
+    assert set(node.surface.room_leaks().values()) == {0.0}
     assert (await publisher.call("presence", "busy"))["users"] == []
     figures = await by.stop()
     record("chaos-reset-mid-frame.json", {**figures, "killed": killed, "counted_1006": code_1006,

@@ -23,7 +23,7 @@ from tests.reliability.bystander import Bystander
 from tests.server.broker.conftest import broker_url
 from tests.server.broker.redisproc import RedisProc
 from tests.wsclient import RawClient
-from wsops.server.protocol import Position
+from wsops.server.core.protocol import Position
 
 # 63 KB of JSON that decodes to ~1.6 MB of Python objects: the amplifying payload.
 AMPLIFYING = "[" + ",".join(["{}"] * 21_000) + "]"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import Connect, ServerFactory
-from wsops.server.auth import AuthConfig, Authenticator, AuthError, token_from_request
+from wsops.server.jwt_auth import AuthConfig, Authenticator, AuthError, token_from_request
 
 SECRET = "s3cret-for-tests-only-" + "0123456789abcdef" * 4
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

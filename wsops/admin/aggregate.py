@@ -31,10 +31,11 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.registry import Collector
 
-from wsops import __version__
-from wsops.admin.api import MAX_TOP_ROOMS, _body, _json, int_query
+from wsops.admin.api import MAX_TOP_ROOMS
 from wsops.admin.fleetpage import add_fleet_page
+from wsops.admin.http import int_query, json_response, read_body
 from wsops.admin.listener import AdminListener
+from wsops.version import __version__
 
 TIMEOUT = 2.0
 SUMMED = ("connections", "messages_in_per_second", "messages_out_per_second", "rss_bytes",
@@ -222,7 +223,7 @@ class WorkersAdmin(AdminListener):
         return resp
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return _json(await self.node_stats())
+        return json_response(await self.node_stats())
 
     async def node_stats(self) -> dict[str, Any]:
         """The node's ``/admin/stats``: the workers' merged, with a ``workers`` list."""
@@ -249,22 +250,22 @@ class WorkersAdmin(AdminListener):
                 **merge_stats([w for w in workers if w["up"]]), "workers": workers}
 
     async def _drain_status(self, request: web.Request) -> web.Response:
-        return _json(merge_drain(self._ok(await self._each("GET", "/admin/drain"))))
+        return json_response(merge_drain(self._ok(await self._each("GET", "/admin/drain"))))
 
     async def _drain_start(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await read_body(request)
         answers = await self._each("POST", "/admin/drain", json=body)
         for _, answer in answers:
             if isinstance(answer, tuple) and answer[0] == 400:  # same body: same refusal
                 raise web.HTTPBadRequest(text=str(answer[1]))
         ok = self._ok(answers)
         options = next((a["options"] for a in ok if a.get("options")), None)
-        return _json({**merge_drain(ok), "started": any(a.get("started") for a in ok),
+        return json_response({**merge_drain(ok), "started": any(a.get("started") for a in ok),
                       "options": options, "workers_reached": len(ok)}, status=202)
 
     async def _drain_cancel(self, request: web.Request) -> web.Response:
         ok = self._ok(await self._each("POST", "/admin/drain/cancel"))
-        return _json({**merge_drain(ok), "cancelled": any(a.get("cancelled") for a in ok)})
+        return json_response({**merge_drain(ok), "cancelled": any(a.get("cancelled") for a in ok)})
 
     async def _connections(self, request: web.Request) -> web.Response:
         top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
@@ -275,5 +276,6 @@ class WorkersAdmin(AdminListener):
             _add_counts(by_route, a.get("by_route"))
             _add_counts(rooms, {r["room"]: r["connections"] for r in a.get("top_rooms") or ()})
         busiest = sorted(rooms.items(), key=lambda kv: -kv[1])[:top]
-        return _json({"total": sum(int(a.get("total") or 0) for a in ok), "by_route": by_route,
-                      "top_rooms": [{"room": r, "connections": n} for r, n in busiest]})
+        return json_response({
+            "total": sum(int(a.get("total") or 0) for a in ok), "by_route": by_route,
+            "top_rooms": [{"room": r, "connections": n} for r, n in busiest]})

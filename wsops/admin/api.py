@@ -1,103 +1,83 @@
 """``/admin/*`` on the admin listener: node stats, drain start/status/cancel, connection counts,
-and the fleet page (``wsops.admin.fleetpage``).
+the fleet page (``wsops.admin.fleetpage``), leak profiling (``wsops.admin.profiling``) and
+``/metrics``, all served from one ``NodeSurface``.
 
-Works for any app wrapped with ``wsops.instrument(app)``: everything comes from the
-instrumentation layer (its live set, metrics and drainer); the bundled server adds its rooms and
-broker through ``Instrumentation.extra_stats``.
+``mount_admin`` is the one way a node gets its admin API: the bundled server calls it with its
+node's surface, ``wsops.instrument(app)`` with the surface of any instrumented app. May import:
+the rest of ``wsops.admin``; never the server, the instrumentation or the CLI.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from wsops.admin.fleetpage import add_fleet_page, default_node_id
-from wsops.instrumentation.drain import SERVICE_RESTART
-
-if TYPE_CHECKING:
-    from wsops.admin.listener import AdminListener
-    from wsops.instrumentation.middleware import Instrumentation
+from wsops.admin.contract import DrainOptions, Stats
+from wsops.admin.fleetpage import add_fleet_page
+from wsops.admin.http import int_query, json_response, number_field, read_body
+from wsops.admin.listener import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    AdminListener,
+    attach_admin,
+)
+from wsops.admin.metrics_endpoint import add_metrics_route
+from wsops.admin.profiling import add_profiling_routes
+from wsops.admin.surface import NodeSurface
 
 MAX_TOP_ROOMS = 100
 """``/admin/connections?top=N``: N within [1, this] (outside: 400)."""
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1008, 1011, 1012, 1013, 1014})
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+def drain_options(data: dict[str, Any], defaults: DrainOptions) -> DrainOptions:
+    """A ``POST /admin/drain`` body as checked options (HTTP 400 naming a bad field)."""
+    batch = int(number_field(data, "batch", defaults["batch"], 1, 1_000_000))
+    interval = number_field(data, "interval", defaults["interval"], 0, 3600)
+    deadline = number_field(data, "deadline", defaults["deadline"], 0.001, 86400)
+    code = int(number_field(data, "code", defaults["code"], 1000, 4999))
+    if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+        raise web.HTTPBadRequest(
+            text=f"'code' {code} cannot be sent in a close frame (RFC 6455 7.4)\n")
+    return DrainOptions(batch=batch, interval=interval, deadline=deadline, code=code)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="body must be a JSON object\n") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object\n")
-    return data
+def node_stats(surface: NodeSurface, listener: AdminListener) -> Stats:
+    """``/admin/stats``: the surface's figures with the listener's readiness (every check)."""
+    stats = surface.stats()
+    reasons = listener.not_ready_reasons()
+    stats["ready"] = not reasons
+    stats["not_ready_reasons"] = reasons
+    return stats
 
 
-def _number(data: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=f"'{key}' must be a number in [{lo}, {hi}]\n")
-    return float(value)
-
-
-def int_query(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
-    """Query parameter ``key`` as an integer in ``[lo, hi]``, else HTTP 400 saying so."""
-    raw = request.query.get(key, str(default))
-    try:
-        value = int(raw) if len(raw) <= 20 else None
-    except ValueError:
-        value = None
-    if value is None or not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=f"'{key}' must be an integer in [{lo}, {hi}]\n")
-    return value
-
-
-def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
-    """Register the admin endpoints (once per listener)."""
+def add_admin_api(admin: AdminListener, surface: NodeSurface) -> None:
+    """Register the admin endpoints of ``surface`` (once per listener)."""
     if any(r.canonical == "/admin/stats" for r in admin.app.router.resources()):
         return
 
     async def stats(_: web.Request) -> web.Response:
-        return _json(inst.stats())
+        return json_response(node_stats(surface, admin))
 
     async def drain_status(_: web.Request) -> web.Response:
-        return _json(inst.drain_status())
+        return json_response(surface.drain_status())
 
     async def drain_start(request: web.Request) -> web.Response:
-        data = await _body(request)
-        d = inst.drain_defaults
-        batch = int(_number(data, "batch", d["batch"], 1, 1_000_000))
-        interval = _number(data, "interval", d["interval"], 0, 3600)
-        deadline = _number(data, "deadline", d["deadline"], 0.001, 86400)
-        code = int(_number(data, "code", SERVICE_RESTART, 1000, 4999))
-        if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
-            raise web.HTTPBadRequest(
-                text=f"'code' {code} cannot be sent in a close frame (RFC 6455 7.4)\n")
+        options = drain_options(await read_body(request), surface.drain_defaults)
         # A drain already under way keeps its own options: say so, and which ones apply.
-        started = inst.drainer.status.state != "draining"
-        inst.drainer.start(batch, interval, deadline, code)
-        options = {"batch": batch, "interval": interval, "deadline": deadline, "code": code}
-        return _json({**inst.drain_status(), "started": started,
-                      "options": options if started else None}, status=202)
+        started = surface.start_drain(options)
+        return json_response({**surface.drain_status(), "started": started,
+                              "options": options if started else None}, status=202)
 
     async def drain_cancel(_: web.Request) -> web.Response:
-        cancelled = inst.drainer.cancel()
-        return _json({**inst.drain_status(), "cancelled": cancelled})
+        cancelled = surface.cancel_drain()
+        return json_response({**surface.drain_status(), "cancelled": cancelled})
 
     async def connections(request: web.Request) -> web.Response:
-        top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
-        out: dict[str, Any] = {"total": inst.live.total(), "by_route": inst.live.counts()}
-        if inst.top_rooms is not None:
-            out["top_rooms"] = [{"room": r, "connections": n} for r, n in inst.top_rooms(top)]
-        return _json(out)
+        return json_response(surface.connections(
+            int_query(request, "top", 20, 1, MAX_TOP_ROOMS)))
 
     r = admin.app.router
     r.add_get("/admin/stats", stats)
@@ -107,7 +87,27 @@ def add_admin_api(admin: AdminListener, inst: Instrumentation) -> None:
     r.add_get("/admin/connections", connections)
 
     async def own_stats() -> dict[str, Any]:
-        return inst.stats()
+        return dict(node_stats(surface, admin))
 
-    add_fleet_page(admin, own_stats, node_id=lambda: inst.node_id or default_node_id(),
-                   peers=lambda: inst.peers)
+    add_fleet_page(admin, own_stats, node_id=lambda: surface.node_id,
+                   peers=lambda: surface.peers)
+
+
+def mount_admin(
+    app: web.Application, surface: NodeSurface, registry: CollectorRegistry, *,
+    host: str = "127.0.0.1", port: int = 9765, token: str | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS, advertise_url: str | None = None,
+) -> AdminListener:
+    """Serve ``surface`` on an admin listener that runs as long as ``app``: ``/healthz``,
+    ``/readyz`` (the surface's readiness checks), ``/metrics`` (``registry``), ``/admin/*`` and
+    the fleet page. ``token`` defaults to ``WSOPS_ADMIN_TOKEN`` (none: loopback only)."""
+    listener = attach_admin(app, host, port, token, handshake_timeout=handshake_timeout,
+                            max_connections=max_connections, advertise_url=advertise_url)
+    for check in surface.readiness_checks:
+        listener.add_readiness_check(check)
+    add_metrics_route(listener, registry)
+    add_admin_api(listener, surface)
+    add_profiling_routes(listener, surface)
+    return listener
+

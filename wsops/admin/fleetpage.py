@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import socket
 import time
@@ -28,8 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
+from wsops.admin.contract import finite
 from wsops.admin.listener import AdminListener
 from wsops.admin.nodesummary import peer_row
+from wsops.admin.surface import PeerLister
 
 DEFAULT_INTERVAL = 2.0
 """Seconds between the page's refreshes (``?interval=`` overrides it, 0.5 at least)."""
@@ -42,24 +43,11 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 OwnStats = Callable[[], Awaitable[dict[str, Any]]]
-PeerLister = Callable[[], Awaitable[list[dict[str, Any]]]]
-"""The fleet registry: every live node (this one too) as ``{"id", "admin_url", ...}``."""
 
 
 def default_node_id() -> str:
     """A node without a fleet registry is named like the Redis broker names its nodes."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None: JSON (and the browser's parser) has neither."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
 
 
 class FleetView:

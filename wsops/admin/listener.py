@@ -20,8 +20,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from wsops.admin.access import admin_auth, token_from_env
 from wsops.admin.advertise import advertised_url
-from wsops.admin.auth import admin_auth, token_from_env
 
 log = logging.getLogger(__name__)
 

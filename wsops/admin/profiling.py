@@ -30,11 +30,11 @@ import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from wsops.admin import heap
-from wsops.admin.api import _body, _json, _number, int_query
+from wsops.admin.http import int_query, json_response, number_field, read_body
 
 if TYPE_CHECKING:
     from wsops.admin.listener import AdminListener
-    from wsops.instrumentation.middleware import Instrumentation
+    from wsops.admin.surface import NodeSurface
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 50
@@ -49,8 +49,8 @@ _EXCLUDED = (tracemalloc.__file__, heap.__file__, __file__)
 class Profiler:
     """tracemalloc state for one node: who started it, open sessions, previous peaks."""
 
-    def __init__(self, inst: Instrumentation) -> None:
-        self.inst = inst
+    def __init__(self, surface: NodeSurface) -> None:
+        self.surface = surface
         self.owned = False  # tracemalloc was started by wsops (and so wsops stops it)
         self.started_at: float | None = None
         self.sessions: dict[str, tuple[float, float]] = {}  # id -> (lease, expiry monotonic)
@@ -176,12 +176,7 @@ class Profiler:
             return out
 
     def _objects(self, top: int) -> dict[str, Any]:
-        checks: dict[str, float] = {}
-        for check in self.inst.leak_checks:
-            try:
-                checks.update(check())
-            except Exception:  # one broken check must not take the sample down
-                log.exception("leak check %r failed", check)
+        checks = self.surface.leak_checks()
         gc.collect()
         objects = gc.get_objects()
         try:
@@ -190,7 +185,7 @@ class Profiler:
             ws_objects = [o for o in objects if type(o) in ws_types] if ws_types else []
         finally:
             del objects  # the list holds every object alive: drop it now
-        open_conns = self.inst.live.total()
+        open_conns = self.surface.open_connections()
         closed = sum(1 for ws in ws_objects if ws.closed)
         del ws_objects
         names = heap.select(by_name, self._type_peak, top)
@@ -222,24 +217,24 @@ class Profiler:
 PROFILER_KEY = web.AppKey("wsops_profiler", Profiler)
 
 
-def add_profiling_routes(admin: AdminListener, inst: Instrumentation) -> Profiler:
+def add_profiling_routes(admin: AdminListener, surface: NodeSurface) -> Profiler:
     """Register ``/admin/profile`` (state), ``.../start``, ``.../sample``, ``.../stop``."""
     existing = admin.app.get(PROFILER_KEY)
     if existing is not None:
         return existing
-    profiler = Profiler(inst)
+    profiler = Profiler(surface)
     admin.app[PROFILER_KEY] = profiler
 
     async def state(_: web.Request) -> web.Response:
-        return _json(profiler.state())
+        return json_response(profiler.state())
 
     async def start(request: web.Request) -> web.Response:
-        data = await _body(request)
-        frames = _number(data, "frames", 10, 1, MAX_FRAMES)
-        lease = _number(data, "lease_seconds", DEFAULT_LEASE, 1, 86400)
+        data = await read_body(request)
+        frames = number_field(data, "frames", 10, 1, MAX_FRAMES)
+        lease = number_field(data, "lease_seconds", DEFAULT_LEASE, 1, 86400)
         if frames != int(frames):
             raise web.HTTPBadRequest(text="'frames' must be an integer\n")
-        return _json(profiler.start(int(frames), lease))
+        return json_response(profiler.start(int(frames), lease))
 
     async def sample(request: web.Request) -> web.Response:
         group = request.query.get("group", "lineno")
@@ -251,14 +246,14 @@ def add_profiling_routes(admin: AdminListener, inst: Instrumentation) -> Profile
         profiler.renew(session)
         out = await profiler.sample(top, group, types)
         profiler.renew(session)
-        return _json(out)
+        return json_response(out)
 
     async def stop(request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await read_body(request)
         session = data.get("session")
         if session is not None and not isinstance(session, str):
             raise web.HTTPBadRequest(text="'session' must be a string\n")
-        return _json(profiler.stop(session))
+        return json_response(profiler.stop(session))
 
     async def on_cleanup(_: web.Application) -> None:
         profiler.close()

@@ -6,6 +6,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wsops.admin.contract import finite
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -26,11 +28,6 @@ def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float 
         if acc >= rank:
             return bounds[i] if i < len(bounds) else float("inf")
     return float("inf")
-
-
-def _finite(value: float | None) -> float | None:
-    """JSON has no Infinity: a quantile past the last bucket is reported as unknown."""
-    return None if value is None or value == float("inf") else value
 
 
 class StatsWindow:
@@ -57,6 +54,6 @@ class StatsWindow:
         return {
             "messages_in_per_second": (new.messages_in - old.messages_in) / dt,
             "messages_out_per_second": (new.messages_out - old.messages_out) / dt,
-            "delivery_p99_seconds": _finite(quantile(self.bounds, deltas, 0.99)),
+            "delivery_p99_seconds": finite(quantile(self.bounds, deltas, 0.99)),
             "window_seconds": dt,
         }

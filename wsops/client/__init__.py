@@ -2,11 +2,14 @@
 
 Usage: ``async with Client(url, token) as client``, then ``await client.subscribe(room)``,
 ``await client.publish(room, data)`` and ``async for event in client.events()``; see ``Client``.
+
+A separate library: it shares only the wire format (PROTOCOL.md) and the backoff math
+(``wsops.backoff``) with the server, and imports nothing else of wsops.
 """
 
 from __future__ import annotations
 
-from wsops.client.backoff import Backoff, backoff_window, full_jitter
+from wsops.backoff import Backoff, backoff_window, full_jitter
 from wsops.client.client import Client
 from wsops.client.errors import (
     AuthError,

@@ -12,9 +12,9 @@ from types import TracebackType
 from typing import Any, Final
 
 from wsops.client import wire
-from wsops.client.core import ClientCore
 from wsops.client.errors import ClientClosed, ClientError, RequestTimeout, ServerError
 from wsops.client.events import ClientState, Message, PublishAck, SubscribeResult
+from wsops.client.runloop import ClientCore
 from wsops.client.stream import EventStream
 
 

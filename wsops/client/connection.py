@@ -10,7 +10,7 @@ from typing import Final
 
 import aiohttp
 
-from wsops.client.backoff import parse_retry_after
+from wsops.backoff import parse_retry_after
 from wsops.client.errors import AuthError
 
 # HTTP statuses that retrying with the same credentials cannot fix.

@@ -153,8 +153,11 @@ class WsMetrics:
         max_label_values: int = 64,
         open_connections: Callable[[], dict[str, int]] | None = None,
         queue_bytes: Callable[[], tuple[int, int]] | None = None,
+        draining: Callable[[], bool] | None = None,
         build_info: dict[str, str] | None = None,
     ) -> None:
+        """``draining``: whether the app drains now (``wsops_draining``); None when the app
+        reports it itself (the bundled server, with ``wsops_broker_up``)."""
         self.slo_seconds = slo_seconds
         self.latency_bounds = latency_buckets(slo_seconds)
         self.routes: dict[str, RouteStats] = {}
@@ -164,8 +167,7 @@ class WsMetrics:
         self.delivery_latency = Histogram(self.latency_bounds)
         self.broker_publish_latency = Histogram(self.latency_bounds)
         self.broker_errors = 0
-        self.broker_up: Callable[[], bool] | None = None
-        self.draining: Callable[[], bool] | None = None
+        self._draining = draining
         self._open = open_connections or dict
         self._queue_bytes = queue_bytes
         self._build = build_info or {}
@@ -295,14 +297,9 @@ class WsMetrics:
         yield CounterMetricFamily(
             "wsops_broker_errors", "Broker operations that failed.", value=self.broker_errors
         )
-        if self.broker_up is not None:
+        if self._draining is not None:
             yield GaugeMetricFamily(
-                "wsops_broker_up", "1 when the broker is reachable.", value=int(self.broker_up())
-            )
-        yield GaugeMetricFamily(
-            "wsops_draining", "1 while the node drains.",
-            value=int(self.draining()) if self.draining is not None else 0,
-        )
+                "wsops_draining", "1 while the node drains.", value=int(self._draining()))
         if self._queue_bytes is not None:
             total, biggest = self._queue_bytes()
             yield GaugeMetricFamily(

@@ -20,18 +20,15 @@ from aiohttp import WSMsgType, web
 from opentelemetry.trace import Span, Status, StatusCode
 from prometheus_client import CollectorRegistry
 
-from wsops import __version__
-from wsops.admin.listener import AdminListener, attach_admin
+from wsops.admin.listener import AdminListener
 from wsops.admin.stats import Sample, StatsWindow
-from wsops.instrumentation.drain import Drainer
+from wsops.instrumentation.drainer import Drainer
 from wsops.instrumentation.live import LiveConn, LiveSet
 from wsops.instrumentation.metrics import DEFAULT_SLO_SECONDS, RouteStats, WsMetrics
 from wsops.instrumentation.tracing import (
-    DEFAULT_RATIO,
     Tracing,
-    env_ratio,
-    provider_from_env,
 )
+from wsops.version import __version__
 
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _CLOSE, _CLOSED, _ERROR = WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR
@@ -62,6 +59,9 @@ class InstrumentConfig:
     admin_host: str = "127.0.0.1"
     admin_port: int | None = 9765
     message_spans: bool = True  # a span per received message (the bundled server has its own)
+    own_drain: bool = True
+    """The instrumentation drains the app's connections (admin API, ``inst.drainer``) and
+    refuses upgrades meanwhile; False for an app that drains and reports draining itself."""
 
 
 class Instrumentation:
@@ -78,25 +78,23 @@ class Instrumentation:
             max_label_values=config.max_label_values,
             open_connections=self.live.counts,
             queue_bytes=self.live.queue_bytes,
+            draining=(lambda: self.drainer.draining) if config.own_drain else None,
             build_info={"version": __version__,
                         "python": ".".join(map(str, sys.version_info[:3]))},
         )
         if config.metrics:
             registry.register(self.metrics)
-        self.admin: AdminListener | None = None
         self.runtime: Any = None  # RuntimeCollector when runtime health is on
         self.started_at = time.time()
-        # Drain: generic over the live set; the bundled server plugs in its own drainer.
+        # Drain over the live set; the middleware refuses upgrades while it drains. (The
+        # bundled server drains its own connections and refuses them itself.)
         self.drainer: Drainer = Drainer(self.live.values)
-        self.drain_defaults: dict[str, float] = {"batch": 100, "interval": 0.5, "deadline": 30.0}
-        self.extra_stats: list[Callable[[], dict[str, Any]]] = []
-        # Figures that must stay flat on a healthy node (/admin/profile/sample, wsops leaks).
         self.leak_checks: list[Callable[[], dict[str, float]]] = []
-        self.top_rooms: Callable[[int], list[tuple[str, int]]] | None = None
+        """Figures that must stay flat on a healthy node (``/admin/profile/sample``, ``wsops
+        leaks``): append your own, e.g. ``lambda: {"orphans": len(orphans)}``."""
         self.window = StatsWindow(self.metrics.latency_bounds)
-        # The fleet page (/admin/fleet): this node's id and, in a fleet, the registry's nodes.
-        self.node_id: str | None = None
-        self.peers: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
+        self.admin: AdminListener | None = None
+        """The admin listener ``instrument()`` mounted (``admin_port`` set), else None."""
 
     # -- what the admin API reads ------------------------------------------------------------
 
@@ -120,12 +118,9 @@ class Instrumentation:
             for hook in self.metrics.before_collect:
                 hook()
 
-    def drain_status(self) -> dict[str, Any]:
-        return self.drainer.status.as_dict(self.live.total())
-
-    def stats(self) -> dict[str, Any]:
-        """Node stats for ``wsops status``/``top``: one JSON object."""
-        reasons = self.admin.not_ready_reasons() if self.admin is not None else []
+    def figures(self) -> dict[str, Any]:
+        """What every node's ``/admin/stats`` holds from the instrumentation: uptime, live
+        connections, message rates and totals, delivery p99, runtime health."""
         for hook in self.metrics.before_collect:
             hook()  # the totals exactly as a scrape now would read them
         messages_in, messages_out = self.message_totals()
@@ -133,24 +128,15 @@ class Instrumentation:
             "version": __version__,
             "started_at": self.started_at,
             "uptime_seconds": time.time() - self.started_at,
-            "ready": not reasons,
-            "not_ready_reasons": reasons,
-            "draining": self.drainer.draining,
             "connections": self.live.total(),
             "connections_by_route": self.live.counts(),
             **self.window.summary(),
             "messages_in_total": messages_in,
             "messages_out_total": messages_out,
-            "drain": self.drain_status(),
         }
         if self.runtime is not None:
             out.update(self.runtime.snapshot())
-        for extra in self.extra_stats:
-            out.update(extra())
         return out
-
-    def draining_reason(self) -> str | None:
-        return "draining" if self.drainer.draining else None
 
     # -- the middleware ----------------------------------------------------------------------
 
@@ -159,7 +145,7 @@ class Instrumentation:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return await handler(request)
         route = _route_of(request)
-        if self.drainer.draining:
+        if self.config.own_drain and self.drainer.draining:
             request[REFUSAL_KEY] = "draining"
             self._refused(request, route, 503, None)
             raise web.HTTPServiceUnavailable(text="node is draining", headers={"Retry-After": "5"})
@@ -322,76 +308,3 @@ def _route_of(request: web.Request) -> str:
     info = request.match_info
     resource = info.route.resource if info.route is not None else None
     return resource.canonical if resource is not None else "unmatched"
-
-
-INSTRUMENT_KEY = web.AppKey("wsops_instrument", Instrumentation)
-
-
-def instrument(
-    app: web.Application,
-    *,
-    registry: CollectorRegistry | None = None,
-    tracer_provider: Any = None,
-    config: InstrumentConfig | None = None,
-    **overrides: Any,
-) -> Instrumentation:
-    """Instrument every WebSocket handler of ``app``; serve ``/metrics`` on the admin listener.
-
-    ``registry`` defaults to a new ``CollectorRegistry`` (never the global one);
-    ``tracer_provider`` defaults to one built from the ``OTEL_*`` environment, exporting over
-    OTLP/HTTP when an endpoint is set (no endpoint and no provider: no spans are made).
-    Keyword ``overrides`` set fields of ``InstrumentConfig``. Call before the app starts.
-    """
-    existing = app.get(INSTRUMENT_KEY)
-    if existing is not None:
-        return existing
-    cfg = config or InstrumentConfig()
-    if overrides:
-        cfg = InstrumentConfig(**{**cfg.__dict__, **overrides})
-    registry = registry if registry is not None else CollectorRegistry()
-    provider = tracer_provider if tracer_provider is not None else (
-        provider_from_env() if cfg.tracing else None)
-    ratio = cfg.sample_ratio if cfg.sample_ratio is not None else env_ratio(DEFAULT_RATIO)
-    inst = Instrumentation(cfg, registry, Tracing(provider if cfg.tracing else None, ratio))
-    app[INSTRUMENT_KEY] = inst
-    app.middlewares.append(inst.middleware)
-    app.on_response_prepare.append(inst.on_prepare)
-    if cfg.runtime:
-        from wsops.instrumentation.runtime import RuntimeCollector
-
-        runtime = RuntimeCollector(live_connections=inst.live.total,
-                                   lag_interval=cfg.lag_interval)
-        inst.runtime = runtime
-        if cfg.metrics:
-            registry.register(runtime)
-
-        async def runtime_ctx(_: web.Application) -> Any:
-            await runtime.start()
-            yield
-            await runtime.stop()
-
-        app.cleanup_ctx.append(runtime_ctx)
-    if cfg.admin_port is not None:
-        from wsops.admin.api import add_admin_api
-        from wsops.admin.metrics import add_metrics_route
-        from wsops.admin.profiling import add_profiling_routes
-
-        inst.admin = attach_admin(app, cfg.admin_host, cfg.admin_port)
-        inst.admin.add_readiness_check(inst.draining_reason)
-        add_metrics_route(inst.admin, registry)
-        add_admin_api(inst.admin, inst)
-        add_profiling_routes(inst.admin, inst)
-
-    async def sampler_ctx(_: web.Application) -> Any:
-        task = asyncio.create_task(inst.sampler())
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    app.cleanup_ctx.append(sampler_ctx)
-
-    async def flush_traces(_: web.Application) -> None:
-        inst.tracing.shutdown()
-
-    app.on_cleanup.append(flush_traces)
-    return inst

@@ -1,1 +1,3 @@
-"""``wsops loadtest``: a bounded WebSocket load generator for loopback targets (see ``cli``)."""
+"""The load generator behind ``wsops loadtest`` (``wsops.ops.loadtest``): plans, the runner,
+shard processes and raw loopback clients. May import the shared helpers only.
+"""

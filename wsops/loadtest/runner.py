@@ -18,7 +18,7 @@ import psutil  # type: ignore[import-untyped]
 
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.plan import Plan, shards
-from wsops.loadtest.worker import run_shard
+from wsops.loadtest.shard import run_shard
 
 Progress = Callable[[str, dict[str, Any]], None]
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from wsops.admin.auth import ADMIN_TOKEN_ENV
+from wsops.admin.access import ADMIN_TOKEN_ENV
 
 DEFAULT_TIMEOUT: Final = 2.0
 DOWN, DENIED, FAILED = "down", "denied", "error"

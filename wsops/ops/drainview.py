@@ -1,6 +1,6 @@
 """How ``wsops drain`` judges a drain (pure): its options, how long to wait, the exit code.
 
-The node does the draining (``wsops.instrumentation.drain.Drainer``); the command starts it,
+The node does the draining (``wsops.instrumentation.drainer.Drainer``); the command starts it,
 follows ``GET /admin/drain`` and turns the final status into an exit code.
 """
 

@@ -17,6 +17,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from wsops.admin.contract import finite
+
 NODES_ENV: Final = "WSOPS_NODES"
 SORT_KEYS: Final = ("connections", "rate", "p99", "lag", "rss")
 UP, DOWN, ERROR = "up", "down", "error"
@@ -233,17 +235,6 @@ def render(views: Sequence[NodeView], title: str | None = None) -> RenderableTyp
     return Group(table, *notes) if notes else table
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe: non-finite floats (an unbounded p99) become None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def as_json(views: Sequence[NodeView]) -> dict[str, Any]:
     """``--json``: every node (with its raw stats when up) and fleet totals."""
     nodes = [{
@@ -255,7 +246,7 @@ def as_json(views: Sequence[NodeView]) -> dict[str, Any]:
         "uptime_seconds": v.uptime, "version": v.version, "stats": v.raw,
     } for v in views]
     up = [v for v in views if v.up]
-    out: dict[str, Any] = _finite({
+    out: dict[str, Any] = finite({
         "nodes": nodes,
         "up": len(up),
         "down": len(views) - len(up),

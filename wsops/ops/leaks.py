@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
-from wsops.admin.auth import ADMIN_TOKEN_ENV
+from wsops.admin.access import ADMIN_TOKEN_ENV
 from wsops.ops.adminclient import AdminClient, AdminError
 from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, site_of
 from wsops.ops.leakdiff import diff_sites

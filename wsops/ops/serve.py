@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
-import signal
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from wsops.config import Settings
+from wsops.node.lifecycle import run
+from wsops.node.supervisor import supervise
 
-if TYPE_CHECKING:
-    from wsops.server.app import Node
-
-log = logging.getLogger("wsops.serve")
 D = Settings()
 
 
@@ -185,78 +179,12 @@ def serve(
             instrument=instrument, runtime_metrics=runtime_metrics, tracing=tracing,
             trace_sample_ratio=trace_sample_ratio, slo_seconds=slo_seconds, workers=workers,
         )
-        code = run(settings, use_uvloop=not no_uvloop)
+        if settings.workers > 1:
+            code = supervise(settings, use_uvloop=not no_uvloop)
+        else:
+            code = run(settings, use_uvloop=not no_uvloop)
     except (ValueError, OSError) as exc:
         typer.secho(f"wsops serve: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     if code:
         raise typer.Exit(code)
-
-
-def run(settings: Settings, *, use_uvloop: bool = True) -> int:
-    """Serve until SIGTERM/SIGINT, then drain and exit; returns the exit code.
-
-    With ``settings.workers > 1`` this process supervises that many worker processes.
-    """
-    if settings.workers > 1:
-        from wsops.ops.supervisor import supervise
-
-        return supervise(settings, use_uvloop=use_uvloop)
-    run_loop(_serve(settings), use_uvloop=use_uvloop)
-    return 0
-
-
-def run_loop(main: Coroutine[Any, Any, None], *, use_uvloop: bool) -> None:
-    """Run ``main`` on uvloop when asked for and installed, else on asyncio's loop."""
-    if use_uvloop:
-        try:
-            import uvloop
-
-            uvloop.run(main)
-            return
-        except ImportError:
-            pass
-    asyncio.run(main)
-
-
-def tune_gc(threshold: int) -> None:
-    """Fewer, not longer, garbage collections for a server holding many connections: a full
-    collection walks every tracked object (~300 ms at 10K connections here), and Python's
-    default young threshold (700) runs one every few seconds under traffic. What is loaded at
-    startup is frozen out of all collections (it lives as long as the process)."""
-    if threshold:
-        gc.set_threshold(threshold, *gc.get_threshold()[1:])
-    gc.freeze()
-
-
-async def _serve(settings: Settings) -> None:
-    from wsops.server.app import NODE_KEY, running
-
-    tune_gc(settings.gc_threshold)
-
-    async with running(settings) as (app, _runner, port):
-        node = app[NODE_KEY]
-        admin = f" admin {node.admin.url}" if node.admin else ""
-        log.info("wsops serving ws://%s:%d/ws%s (broker %s)", settings.host, port, admin,
-                 node.broker.name)
-        await drain_on_signal(node)
-
-
-async def drain_on_signal(
-    node: Node, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Wait for one of ``signals`` (or ``stop``), then drain ``node``; a second signal during
-    the drain ends it at once."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("draining %d connections (deadline %.0fs)", len(node.hub.conns),
-             node.settings.drain_deadline)
-    task = node.drain()
-    for sig in signals:
-        loop.add_signal_handler(sig, task.cancel)
-    status = await node.drainer.wait()
-    log.info("drained: closed %d, forced %d; exiting", status.closed, status.forced)

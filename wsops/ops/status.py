@@ -29,7 +29,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from wsops.admin.auth import ADMIN_TOKEN_ENV
+from wsops.admin.access import ADMIN_TOKEN_ENV
 from wsops.admin.nodesummary import peer_row
 from wsops.ops.adminclient import DEFAULT_TIMEOUT, DOWN, fetch_stats
 from wsops.ops.fleetview import (

@@ -1,4 +1,11 @@
-"""The bundled realtime server."""
+"""The bundled realtime server's asyncio layer: ``create_app``/``Node`` (app), the frame loop
+(endpoint), the brokers, JWT auth, the observer that turns the core's reports into metrics
+(observe) and the node's admin surface (surface).
+
+Holds the I/O around the sans-I/O core (``wsops.server.core``). May import the core, the
+instrumentation, the admin listener, the config; never the CLI (``wsops.ops``), the node
+runtime (``wsops.node``) or the client.
+"""
 
 from __future__ import annotations
 

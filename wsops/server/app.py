@@ -17,26 +17,25 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
-from wsops import __version__
+from wsops.admin.api import mount_admin, node_stats
 from wsops.admin.listener import AdminListener, attach_admin, bounded_runner
 from wsops.admin.nodesummary import summary_fields
 from wsops.config import Settings
-from wsops.instrumentation.drain import Drainer, DrainStatus
-from wsops.instrumentation.middleware import (
-    REFUSAL_KEY,
-    Instrumentation,
-    InstrumentConfig,
-    instrument,
-)
-from wsops.server.auth import AuthConfig, Authenticator, AuthError, Identity, token_from_request
-from wsops.server.broker.base import Broker
+from wsops.instrumentation.drainer import Drainer, DrainStatus
+from wsops.instrumentation.instrument import instrument
+from wsops.instrumentation.middleware import REFUSAL_KEY, Instrumentation, InstrumentConfig
 from wsops.server.broker.memory import MemoryBroker
-from wsops.server.endpoint import CLOSE_TIMEOUT, close_ws_task, serve_connection
-from wsops.server.hub import Conn, Hub
-from wsops.server.limits import PerAddressLimit
-from wsops.server.protocol import Close
-from wsops.server.session import SessionObs
+from wsops.server.core.address_limit import PerAddressLimit
+from wsops.server.core.broker import Broker
+from wsops.server.core.hub import Hub
+from wsops.server.core.identity import Identity
+from wsops.server.core.protocol import Close
+from wsops.server.endpoint import Endpoint
+from wsops.server.jwt_auth import AuthConfig, Authenticator, AuthError, token_from_request
+from wsops.server.observe import NodeObserver
 from wsops.server.static import add_client_routes
+from wsops.server.surface import BundledSurface, NodeParts
+from wsops.version import __version__
 
 log = logging.getLogger(__name__)
 WS_PATH = "/ws"
@@ -57,11 +56,22 @@ def make_broker(settings: Settings) -> Broker:
 
 
 class Node:
-    """One server node: hub, broker, auth, limits and drain, behind a WebSocket handler."""
+    """One server node: hub, broker, auth, limits and drain, behind a WebSocket handler.
 
-    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+    ``instrumentation``: the app's ``Instrumentation`` when it is instrumented; the node then
+    reports through a ``NodeObserver`` (per publish and per flush, never per delivery).
+    """
+
+    def __init__(self, settings: Settings, broker: Broker | None = None, *,
+                 instrumentation: Instrumentation | None = None) -> None:
         self.settings = settings
-        self.hub = Hub()
+        self.instrumentation = instrumentation
+        self.observer: NodeObserver | None = None
+        if instrumentation is not None:
+            m = instrumentation.metrics
+            tracing = instrumentation.tracing if instrumentation.tracing.enabled else None
+            self.observer = NodeObserver(m, m.route(WS_PATH), tracing)
+        self.hub = Hub(observer=self.observer)
         self.broker = broker or make_broker(settings)
         self.broker.listener = self.hub
         self.auth = Authenticator(
@@ -78,95 +88,56 @@ class Node:
         self.drainer = Drainer(self.hub.conns.values)
         self.started_at = time.time()
         self.admin: AdminListener | None = None
-        self._upgrading = 0
         self.per_ip = PerAddressLimit(settings.max_connections_per_ip)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closers: dict[int, asyncio.Task[None]] = {}
         self.handshake_failures: dict[str, int] = {}
-        self.obs: SessionObs | None = None
-        self.instrumentation: Instrumentation | None = None
+        publish = (self.observer.wrap_publish(self.broker.publish)
+                   if self.observer is not None else None)
+        self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
+                                                instrumentation, self.started_at))
+        self.endpoint = Endpoint(settings, self.hub, self.broker, self._spawn,
+                                 observer=self.observer, publish=publish,
+                                 self_reporting=instrumentation is not None)
 
-    def attach_instrumentation(self, inst: Instrumentation) -> None:
-        """Report to ``inst``: per-publish and per-flush figures, never per delivery."""
-        self.instrumentation = inst
-        m = inst.metrics
-        stats = m.route(WS_PATH)
-        tracing = inst.tracing if inst.tracing.enabled else None
-        self.obs = SessionObs(stats, m, tracing)
-        self.hub.delivery_latency = m.delivery_latency
-        self.hub.size_out = stats.size_out
-        self.hub.tracing = tracing
-        m.broker_up = lambda: self.broker.healthy
-        m.draining = lambda: self.drainer.draining
-        hub_stats = self.hub.stats
+    def sync_metrics(self) -> None:
+        """The hub writes frames itself (not through ``ws.send_str``): copy its counters into
+        the route's figures before each collection."""
+        if self.observer is not None:
+            self.observer.sync(self.hub.stats)
 
-        def sync() -> None:
-            # The hub writes frames itself (not through ws.send_str): copy its counters.
-            stats.messages_out["text"] = hub_stats.frames
-            stats.bytes_out = hub_stats.delivered_bytes
-            stats.slow_consumers = hub_stats.slow_consumers
-
-        m.before_collect.append(sync)
-        limit = self.settings.max_connections
-
-        def node_families() -> Any:
-            yield GaugeMetricFamily(
-                "wsops_connections_max", "Connections this node accepts (--max-connections).",
-                value=limit,
-            )
-            events = CounterMetricFamily(
-                "wsops_broker_events",
-                "Broker events: reconnects, resyncs (subscribers closed with 4001), messages "
-                "filled from history after a gap, refused publishes, island messages published "
-                "while Redis was down and stored once it was back, dead nodes reaped.",
-                labels=["event"],
-            )
-            for name, n in self.broker.counters().items():
-                events.add_metric([name], n)
-            yield events
-
-        m.add_source(node_families)
-        # The admin API drains, counts rooms and reports through this node.
-        inst.drainer = self.drainer
-        s = self.settings
-        inst.drain_defaults = {"batch": s.drain_batch, "interval": s.drain_interval,
-                               "deadline": s.drain_deadline}
-        inst.top_rooms = self.hub.room_sizes
-        if self.broker.node_id is not None:  # a fleet: the fleet page lists its other nodes
-            inst.node_id, inst.peers = self.broker.node_id, self.broker.fleet_nodes
-        inst.extra_stats.append(lambda: {
-            "rooms": len(self.hub.rooms),
-            "connections_max": s.max_connections,
-            "broker": self.broker.stats(),
-            "hub": dict(self.hub.stats.__dict__),
-        })
-        inst.leak_checks.append(self.room_leaks)
-
-    def room_leaks(self) -> dict[str, float]:
-        """Per-room state kept for rooms no local connection is in: 0 on a healthy node.
-
-        History is left out on purpose: it outlives subscribers by design (resume, TTL).
-        """
-        rooms = self.hub.rooms
-        out = {"hub_rooms_without_subscribers":
-               float(sum(1 for r in rooms.values() if not r.conns and not r.syncing))}
-        for name in ("presence", "watched"):  # the memory broker's per-room structures
-            held = getattr(self.broker, f"_{name}", None)
-            if held is not None:
-                out[f"broker_{name}_rooms_without_subscribers"] = float(
-                    sum(1 for room in held if room not in rooms))
-        return out
+    def metric_families(self) -> Any:
+        """The node's own families, beside the instrumentation's (read at scrape time)."""
+        yield GaugeMetricFamily(
+            "wsops_connections_max", "Connections this node accepts (--max-connections).",
+            value=self.settings.max_connections,
+        )
+        events = CounterMetricFamily(
+            "wsops_broker_events",
+            "Broker events: reconnects, resyncs (subscribers closed with 4001), messages "
+            "filled from history after a gap, refused publishes, island messages published "
+            "while Redis was down and stored once it was back, dead nodes reaped.",
+            labels=["event"],
+        )
+        for name, n in self.broker.counters().items():
+            events.add_metric([name], n)
+        yield events
+        yield GaugeMetricFamily("wsops_broker_up", "1 when the broker is reachable.",
+                                value=int(self.broker.healthy))
+        yield GaugeMetricFamily("wsops_draining", "1 while the node drains.",
+                                value=int(self.drainer.draining))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def registry_info(self) -> dict[str, object]:
         """What a fleet broker's registry says about this node (read at every heartbeat)."""
-        admin = self.admin.advertise_url if self.admin is not None and self.admin.port else ""
+        listener = self.admin
+        url = listener.advertise_url if listener is not None and listener.port else ""
         info: dict[str, object] = {
-            "admin_url": admin, "version": __version__, "started_at": self.started_at,
+            "admin_url": url, "version": __version__, "started_at": self.started_at,
             "draining": self.drainer.draining, "connections": len(self.hub.conns)}
-        if self.instrumentation is not None:  # what other nodes' fleet pages show of this one
-            info.update(summary_fields(self.instrumentation.stats))
+        if self.instrumentation is not None and listener is not None:
+            # What other nodes' fleet pages show of this one.
+            info.update(summary_fields(lambda: node_stats(self.surface, listener)))
         return info
 
     async def start(self) -> None:
@@ -179,11 +150,7 @@ class Node:
         self, code: int = Close.GOING_AWAY, reason: str = "server shutdown"
     ) -> None:
         """Close every open connection with ``code`` and wait (bounded) for the handshakes."""
-        for conn in list(self.hub.conns.values()):
-            conn.close(code, reason)
-        closers = list(self._closers.values())
-        if closers:
-            await asyncio.wait(closers, timeout=CLOSE_TIMEOUT + 1)
+        await self.endpoint.close_all(code, reason)
 
     async def stop(self) -> None:
         await self.close_all()
@@ -203,14 +170,6 @@ class Node:
             await asyncio.sleep(min(60.0, self.settings.history_ttl))
             self.broker.sweep()
 
-    def not_ready_reason(self) -> str | None:
-        """Why the node must not get traffic (draining is reported by the admin layer)."""
-        if self.instrumentation is None and self.drainer.draining:
-            return "draining"
-        if not self.broker.healthy:
-            return "broker down"
-        return None
-
     def drain(
         self,
         batch: int | None = None,
@@ -226,18 +185,6 @@ class Node:
             deadline if deadline is not None else s.drain_deadline,
             code,
         )
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "started_at": self.started_at,
-            "connections": len(self.hub.conns),
-            "rooms": len(self.hub.rooms),
-            "draining": self.drainer.draining,
-            "drain": self.drainer.status.as_dict(len(self.hub.conns)),
-            "broker": self.broker.stats(),
-            "hub": dict(self.hub.stats.__dict__),
-        }
 
     # -- the WebSocket endpoint --------------------------------------------------------------
 
@@ -255,7 +202,7 @@ class Node:
         s = self.settings
         if self.drainer.draining:
             raise self._refuse(request, "draining", web.HTTPServiceUnavailable, "node is draining")
-        if len(self.hub.conns) + self._upgrading >= s.max_connections:
+        if len(self.hub.conns) + self.endpoint.upgrading >= s.max_connections:
             raise self._refuse(request, "full", web.HTTPServiceUnavailable, "node is full")
         if self.per_ip.full(request.remote):
             raise self._refuse(request, "per_ip", web.HTTPTooManyRequests,
@@ -274,12 +221,7 @@ class Node:
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         identity = self._admit(request)
         with self.per_ip.hold(request.remote):  # counted from admission to the end
-            return await serve_connection(self, request, identity)
-
-    def close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
-        """Close ``ws`` with ``code`` in the background (awaited by its handler's end)."""
-        conn.close_code = code
-        self._closers[conn.id] = self._spawn(close_ws_task(ws, code, reason))
+            return await self.endpoint.serve(request, identity)
 
 
 NODE_KEY = web.AppKey("wsops_node", Node)
@@ -299,29 +241,41 @@ def create_app(
     new registry and to the ``OTEL_*`` environment (see ``wsops.instrument``).
     """
     settings = settings or Settings()
-    node = Node(settings, broker)
     app = web.Application()
-    app[NODE_KEY] = node
-    app.router.add_get(WS_PATH, node.handle_ws)
-    add_client_routes(app)
-    if settings.admin_port is not None:
-        node.admin = attach_admin(
-            app, settings.admin_host, settings.admin_port,
-            handshake_timeout=settings.handshake_timeout,
-            max_connections=settings.admin_max_connections,
-            advertise_url=settings.admin_advertise_url)
-        node.admin.add_readiness_check(node.not_ready_reason)
+    inst: Instrumentation | None = None
+    registry = registry if registry is not None else CollectorRegistry()
     if settings.instrument:
-        # The same layer a user's own app gets; the hub adds its publish-level figures.
-        node.attach_instrumentation(instrument(app, registry=registry, config=InstrumentConfig(
+        # The same layer a user's own app gets; the node reports its publish-level figures
+        # through its observer, and serves its own admin surface (below).
+        inst = instrument(app, registry=registry, config=InstrumentConfig(
             runtime=settings.runtime_metrics,
             tracing=settings.tracing,
             sample_ratio=settings.trace_sample_ratio,
             slo_seconds=settings.slo_seconds,
-            admin_host=settings.admin_host,
-            admin_port=settings.admin_port,
+            admin_port=None,
             message_spans=False,
-        ), tracer_provider=tracer_provider))
+            own_drain=False,
+        ), tracer_provider=tracer_provider)
+    node = Node(settings, broker, instrumentation=inst)
+    app[NODE_KEY] = node
+    app.router.add_get(WS_PATH, node.handle_ws)
+    add_client_routes(app)
+    if inst is not None:
+        inst.metrics.add_source(node.metric_families)
+        inst.metrics.before_collect.append(node.sync_metrics)
+    if settings.admin_port is not None:
+        bounds = {"handshake_timeout": settings.handshake_timeout,
+                  "max_connections": settings.admin_max_connections,
+                  "advertise_url": settings.admin_advertise_url}
+        if inst is not None:
+            node.admin = inst.admin = mount_admin(
+                app, node.surface, registry, host=settings.admin_host,
+                port=settings.admin_port, **bounds)  # type: ignore[arg-type]
+        else:  # not instrumented: /healthz and /readyz only
+            node.admin = attach_admin(app, settings.admin_host, settings.admin_port,
+                                      **bounds)  # type: ignore[arg-type]
+            for check in node.surface.readiness_checks:
+                node.admin.add_readiness_check(check)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await node.start()

@@ -1,60 +1,102 @@
 """One WebSocket connection of the bundled server: upgrade, frame loop, close.
 
-``Node`` (``wsops.server.app``) admits a request (drain, limits, origin, token) and hands it
-here; the loop feeds text frames to the connection's ``Session`` and, in ``finally``, settles
-how the connection ended for the hub and the metrics.
+``Node`` (``wsops.server.app``) admits a request (drain, limits, origin, token) and hands it to
+its ``Endpoint``, which upgrades it and feeds its text frames to the connection's ``Session``;
+in ``finally`` it settles how the connection ended for the hub and the metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from wsops.config import Settings
 from wsops.instrumentation.middleware import LIVE_KEY, SELF_REPORTING_KEY
-from wsops.server.auth import Identity
-from wsops.server.hub import Conn
-from wsops.server.protocol import Close
-from wsops.server.session import Session
-
-if TYPE_CHECKING:
-    from wsops.server.app import Node
+from wsops.server.core.broker import Broker
+from wsops.server.core.hub import Conn, Hub
+from wsops.server.core.identity import Identity
+from wsops.server.core.observer import Publish, SessionObserver
+from wsops.server.core.protocol import Close
+from wsops.server.core.session import Session
 
 CLOSE_TIMEOUT = 5.0
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
+"""Runs a background task the node waits for when it stops."""
+
+
+class Endpoint:
+    """Serves admitted upgrade requests: one ``Conn`` and ``Session`` per connection.
+
+    ``upgrading`` counts handshakes under way (they count against ``--max-connections``);
+    ``closers`` are the close handshakes started by the server, awaited before a connection's
+    handler ends. ``self_reporting``: the app is instrumented and this loop reports its
+    received messages itself.
+    """
+
+    def __init__(self, settings: Settings, hub: Hub, broker: Broker, spawn: Spawn, *,
+                 observer: SessionObserver | None = None, publish: Publish | None = None,
+                 self_reporting: bool = False) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.broker = broker
+        self.spawn = spawn
+        self.observer = observer
+        self.publish = publish
+        self.self_reporting = self_reporting
+        self.upgrading = 0
+        self.closers: dict[int, asyncio.Task[None]] = {}
+
+    async def serve(self, request: web.Request, identity: Identity) -> web.StreamResponse:
+        return await serve_connection(self, request, identity)
+
+    def close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
+        """Close ``ws`` with ``code`` in the background (awaited by its handler's end)."""
+        conn.close_code = code
+        self.closers[conn.id] = self.spawn(close_ws_task(ws, code, reason))
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every open connection with ``code`` and wait (bounded) for the handshakes."""
+        for conn in list(self.hub.conns.values()):
+            conn.close(code, reason)
+        closers = list(self.closers.values())
+        if closers:
+            await asyncio.wait(closers, timeout=CLOSE_TIMEOUT + 1)
 
 
 async def serve_connection(
-    node: Node, request: web.Request, identity: Identity
+    endpoint: Endpoint, request: web.Request, identity: Identity
 ) -> web.StreamResponse:
     """Upgrade an admitted request and serve its frames until the connection ends."""
-    s = node.settings
+    s = endpoint.settings
     ws = web.WebSocketResponse(
         heartbeat=s.heartbeat,
         max_msg_size=s.max_message_size,
         compress=False,
         timeout=CLOSE_TIMEOUT,
     )
-    if node.instrumentation is not None:
+    if endpoint.self_reporting:
         request[SELF_REPORTING_KEY] = True  # this loop reports its messages itself
-    node._upgrading += 1
+    endpoint.upgrading += 1
     try:
         await ws.prepare(request)
     finally:
-        node._upgrading -= 1
+        endpoint.upgrading -= 1
     transport = request.transport
     assert transport is not None
-    hub = node.hub
+    hub = endpoint.hub
     conn = Conn(
         hub, hub.new_id(), identity.user, transport,
-        lambda code, reason: node.close_ws(ws, conn, code, reason),
+        lambda code, reason: endpoint.close_ws(ws, conn, code, reason),
         s.send_queue_bytes,
     )
     session = Session(
-        conn, identity, hub, node.broker,
+        conn, identity, hub, endpoint.broker,
         max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
-        strikes=s.rate_limit_strikes, obs=node.obs,
+        strikes=s.rate_limit_strikes, observer=endpoint.observer, publish=endpoint.publish,
     )
     hub.add(conn)
     expiry = None
@@ -93,7 +135,7 @@ async def serve_connection(
             expiry.cancel()
         conn.flush()
         conn.closing = True
-        closer = node._closers.pop(conn.id, None)
+        closer = endpoint.closers.pop(conn.id, None)
         if closer is not None:
             # Let the close we started finish (before aiohttp would close with 1000); the
             # connection counts as open until then, for the drainer as for the metrics.

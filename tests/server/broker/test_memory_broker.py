@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from wsops.server.broker.memory import MemoryBroker
-from wsops.server.protocol import Position
+from wsops.server.core.protocol import Position
 
 
 async def _expired(ttl: float) -> tuple[MemoryBroker, str]:

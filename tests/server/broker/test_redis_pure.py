@@ -10,12 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.base import BrokerUnavailable
 from wsops.server.broker.redis_fleet import node_record
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import RedisOptions, parse_broker_url
 from wsops.server.broker.resp import Endpoint, RespError, encode_command, parse
-from wsops.server.protocol import Position, message_payload, message_payload_parts
+from wsops.server.core.broker import BrokerUnavailable
+from wsops.server.core.protocol import Position, message_payload, message_payload_parts
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),

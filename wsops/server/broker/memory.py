@@ -1,18 +1,20 @@
 """The embedded single-node broker: history and presence in process memory.
 
 History lives in a ``HistoryStore``: encoded frames only, bounded per room and node-wide in
-bytes, with a TTL that holds whether or not a room has subscribers (see ``wsops.server.history``).
+bytes, with a TTL that holds whether or not a room has subscribers (see
+``wsops.server.core.history``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from typing import Any
 
-from wsops.server.broker.base import Broker, HistoryPage, Published, Recovery
-from wsops.server.history import Entry, HistoryStore
-from wsops.server.presence import PresenceCounts
-from wsops.server.protocol import (
+from wsops.server.core.broker import Broker, HistoryPage, Published, Recovery
+from wsops.server.core.history import Entry, HistoryStore
+from wsops.server.core.presence import PresenceCounts
+from wsops.server.core.protocol import (
     Position,
     frame_payload,
     history_items,
@@ -37,10 +39,15 @@ class MemoryBroker(Broker):
         self._presence = PresenceCounts()
         self._published = 0
 
-    @property
-    def _watched(self) -> set[str]:
-        """Rooms this node watches, for the node's leak check."""
-        return {name for name, hist in self.store.rooms.items() if hist.watched}
+    def leak_checks(self, local_rooms: Container[str]) -> dict[str, float]:
+        """Rooms with presence, and rooms watched, that no local connection is in."""
+        watched = (name for name, hist in self.store.rooms.items() if hist.watched)
+        return {
+            "broker_presence_rooms_without_subscribers":
+                float(sum(1 for room in self._presence if room not in local_rooms)),
+            "broker_watched_rooms_without_subscribers":
+                float(sum(1 for room in watched if room not in local_rooms)),
+        }
 
     async def publish(
         self, room: str, data: bytes, traceparent: str | None = None

@@ -31,20 +31,20 @@ import time
 from typing import Any
 
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.base import (
+from wsops.server.broker.redis_feed import Feeds, rows_to_messages
+from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
+from wsops.server.broker.redis_island import Islands
+from wsops.server.broker.redis_link import Link, parse_broker_url
+from wsops.server.broker.resp import Endpoint, describe
+from wsops.server.core.broker import (
     Broker,
     BrokerUnavailable,
     HistoryPage,
     Published,
     Recovery,
 )
-from wsops.server.broker.redis_feed import Feeds, rows_to_messages
-from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
-from wsops.server.broker.redis_island import Islands
-from wsops.server.broker.redis_link import Link, parse_broker_url
-from wsops.server.broker.resp import Endpoint, describe
-from wsops.server.history import new_epoch
-from wsops.server.protocol import Position, history_items, message_payload_parts, text_frame
+from wsops.server.core.history import new_epoch
+from wsops.server.core.protocol import Position, history_items, message_payload_parts, text_frame
 
 __all__ = ["RedisBroker", "list_nodes"]
 

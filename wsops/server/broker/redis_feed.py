@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsops.client.backoff import full_jitter
+from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.base import Broker, BrokerUnavailable, Published
 from wsops.server.broker.redis_link import Link
 from wsops.server.broker.resp import Endpoint, PubSubConnection, Push, RespError
-from wsops.server.history import new_epoch
-from wsops.server.protocol import Position, text_frame
+from wsops.server.core.broker import Broker, BrokerUnavailable, Published
+from wsops.server.core.history import new_epoch
+from wsops.server.core.protocol import Position, text_frame
 
 log = logging.getLogger(__name__)
 

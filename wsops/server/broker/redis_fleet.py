@@ -24,11 +24,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from wsops.client.backoff import full_jitter
+from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.base import BrokerUnavailable
 from wsops.server.broker.redis_link import Link, connect, parse_broker_url
-from wsops.server.presence import PresenceCounts
+from wsops.server.core.broker import BrokerUnavailable
+from wsops.server.core.presence import PresenceCounts
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from wsops.server.broker.base import BrokerUnavailable, Published
-from wsops.server.history import new_epoch
-from wsops.server.protocol import message_payload, text_frame
+from wsops.server.core.broker import BrokerUnavailable, Published
+from wsops.server.core.history import new_epoch
+from wsops.server.core.protocol import message_payload, text_frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.base import BrokerUnavailable
+from wsops.server.core.broker import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

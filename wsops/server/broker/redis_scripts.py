@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from wsops.server.protocol import Position
+from wsops.server.core.protocol import Position
 
 
 @dataclass(frozen=True, slots=True)

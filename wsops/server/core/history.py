@@ -22,7 +22,7 @@ import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from wsops.server.protocol import Position
+from wsops.server.core.protocol import Position
 
 ENTRY_OVERHEAD = 200
 """Bytes an entry costs beyond its frame (measured with tracemalloc: 203): the entry object,

@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsops.server.history import (
+from wsops.server.core.history import (
     COMPACT_AFTER,
     ENTRY_OVERHEAD,
     ROOM_OVERHEAD,
     HistoryStore,
     new_epoch,
 )
-from wsops.server.protocol import Position
+from wsops.server.core.protocol import Position
 
 
 def _enc(offset: int, epoch: str) -> bytes:

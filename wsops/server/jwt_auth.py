@@ -14,27 +14,13 @@ from typing import Any
 
 import jwt
 
+from wsops.server.core.identity import Identity
+
 MAX_TOKEN_BYTES = 8192
 
 
 class AuthError(Exception):
     """The request cannot be authenticated; the reason is safe to show the client."""
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a connection is and which rooms it may use."""
-
-    user: str
-    rooms: tuple[str, ...]
-    expires_at: float | None = None
-    anonymous: bool = False
-
-    def may_use(self, room: str) -> bool:
-        for pattern in self.rooms:
-            if pattern == room or (pattern.endswith("*") and room.startswith(pattern[:-1])):
-                return True
-        return False
 
 
 @dataclass(frozen=True)

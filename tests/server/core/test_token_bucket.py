@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wsops.server.ratelimit import TokenBucket
+from wsops.server.core.token_bucket import TokenBucket
 
 
 def test_burst_then_rate() -> None:

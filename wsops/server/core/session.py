@@ -6,18 +6,14 @@ import asyncio
 import json
 import logging
 import time
-from bisect import bisect_left
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opentelemetry.trace import Span
-
-from wsops.instrumentation.metrics import RouteStats, WsMetrics
-from wsops.instrumentation.tracing import Tracing, format_traceparent, parse_traceparent
-from wsops.server.auth import Identity
-from wsops.server.broker.base import Broker, BrokerUnavailable
-from wsops.server.hub import Conn, Hub
-from wsops.server.protocol import (
+from wsops.server.core.broker import Broker, BrokerUnavailable
+from wsops.server.core.hub import Conn, Hub
+from wsops.server.core.identity import Identity
+from wsops.server.core.observer import Publish, SessionObserver
+from wsops.server.core.protocol import (
     Close,
     ErrorCode,
     Position,
@@ -28,10 +24,9 @@ from wsops.server.protocol import (
     reply_error,
     reply_ok,
 )
-from wsops.server.ratelimit import TokenBucket
+from wsops.server.core.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
-_perf = time.perf_counter
 
 
 async def wait_drained(conn: Conn, target: int, patience: float = 30.0) -> bool:
@@ -55,20 +50,12 @@ def _guess_id(text: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-@dataclass(frozen=True, slots=True)
-class SessionObs:
-    """Where sessions report: the route's stats, the node's metrics, tracing (optional)."""
-
-    stats: RouteStats
-    metrics: WsMetrics
-    tracing: Tracing | None
-
-
 class Session:
     """Serves the ops of one connection, in the order they arrive."""
 
     __slots__ = (
-        "broker", "bucket", "conn", "hub", "identity", "max_rooms", "obs", "present", "strikes",
+        "broker", "bucket", "conn", "hub", "identity", "max_rooms", "observer", "present",
+        "publish", "strikes",
     )
 
     def __init__(
@@ -82,9 +69,13 @@ class Session:
         rate: float,
         burst: int,
         strikes: int,
-        obs: SessionObs | None = None,
+        observer: SessionObserver | None = None,
+        publish: Publish | None = None,
     ) -> None:
-        self.obs = obs
+        """``publish`` defaults to ``broker.publish`` (the node passes it wrapped by its
+        observer, once for all sessions)."""
+        self.observer = observer
+        self.publish = publish or broker.publish
         self.conn = conn
         self.identity = identity
         self.hub = hub
@@ -98,8 +89,8 @@ class Session:
         """Handle one text frame; every outcome is a reply or a documented close."""
         conn = self.conn
         if not self.bucket.allow(time.monotonic()):
-            if self.obs is not None:
-                self.obs.stats.rate_limited += 1
+            if self.observer is not None:
+                self.observer.rate_limited()
             if self.bucket.strikes >= self.strikes:
                 conn.close(Close.POLICY, "rate limit exceeded")
                 return
@@ -113,7 +104,7 @@ class Session:
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN, f"token does not grant room {req.room!r}", req.id
                 )
-            await getattr(self, "_op_" + req.op)(req)
+            await _OPS[req.op](self, req)
         except ProtocolError as exc:
             conn.send_text(reply_error(exc.req_id, exc.code, exc.message))
         except BrokerUnavailable as exc:
@@ -123,63 +114,13 @@ class Session:
             conn.send_text(reply_error(_guess_id(text), ErrorCode.INTERNAL, "internal error"))
 
     async def _op_publish(self, req: Request) -> None:
-        obs = self.obs
-        if obs is None:
-            msg = await self.broker.publish(req.room, req.data, req.traceparent)
-        elif obs.tracing is not None and (
-            req.traceparent is not None or obs.tracing.sample_root()
-        ):
-            # A parent decides in _publish_traced; without one the ratio just said yes.
-            msg = await self._publish_traced(req, obs, obs.tracing)
-        else:
-            # The common case, inline (no coroutine of its own): publish latency only.
-            started = _perf()
-            try:
-                msg = await self.broker.publish(req.room, req.data, req.traceparent)
-            except Exception:
-                obs.metrics.broker_errors += 1
-                raise
-            elapsed = _perf() - started
-            hist = obs.metrics.broker_publish_latency
-            hist.counts[bisect_left(hist.bounds, elapsed)] += 1  # Histogram.observe, inlined
-            hist.sum += elapsed
+        msg = await self.publish(req.room, req.data, req.traceparent)
         if msg.local:  # island mode: delivered on this node, stored in Redis once it is back
             self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
                                          epoch=msg.epoch, local=True))
         else:
             self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
                                          epoch=msg.epoch))
-
-    async def _publish_traced(self, req: Request, obs: SessionObs, tracing: Tracing) -> Any:
-        """A sampled root publish, or one with a traceparent (its sampled flag decides)."""
-        traceparent = req.traceparent
-        span: Span | None
-        if traceparent is None:
-            span = tracing.start_publish(req.room, None)
-        else:
-            span = tracing.publish(req.room, parse_traceparent(traceparent))
-        if span is not None:
-            # Subscribers' deliveries link to this span through the envelope.
-            traceparent = format_traceparent(span.get_span_context())
-        started = _perf()
-        try:
-            msg = await self.broker.publish(req.room, req.data, traceparent)
-        except Exception as exc:
-            obs.metrics.broker_errors += 1
-            if span is not None:
-                span.record_exception(exc)
-                span.end()
-            raise
-        elapsed = _perf() - started
-        if span is not None:
-            span.set_attribute("messaging.message.id", f"{msg.epoch}:{msg.offset}")
-            obs.metrics.broker_publish_latency.observe_traced(
-                elapsed, f"{span.get_span_context().trace_id:032x}"
-            )
-            span.end()
-        else:
-            obs.metrics.broker_publish_latency.observe(elapsed)
-        return msg
 
     async def _op_subscribe(self, req: Request) -> None:
         conn, room = self.conn, req.room
@@ -279,3 +220,13 @@ class Session:
                 await self.leave(room)
             except Exception:
                 log.exception("leaving room %r after disconnect", room)
+
+
+_OPS: dict[str, Callable[[Session, Request], Awaitable[None]]] = {
+    "publish": Session._op_publish,
+    "subscribe": Session._op_subscribe,
+    "unsubscribe": Session._op_unsubscribe,
+    "presence": Session._op_presence,
+    "history": Session._op_history,
+}
+"""Every op ``protocol.parse`` accepts, and the method that serves it."""

@@ -18,8 +18,8 @@ from typing import Final
 
 import aiohttp
 
+from wsops.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, Uniform, full_jitter
 from wsops.client import wire
-from wsops.client.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, Uniform, full_jitter
 from wsops.client.connection import ABNORMAL_CLOSE, RetryLater, open_socket
 from wsops.client.errors import AuthError, ClientClosed, ProtocolViolation
 from wsops.client.events import (

@@ -1,8 +1,8 @@
 """``wsops serve --workers N``: N worker processes serving one port, supervised as one node.
 
-Each worker (``wsops.ops.worker``) binds the public port with SO_REUSEPORT, so the kernel spreads
+Each worker (``wsops.node.worker``) binds the public port with SO_REUSEPORT, so the kernel spreads
 new connections over them. Rooms span workers through the shared broker: the ``--broker`` given,
-or with ``memory`` a private redis-server (``wsops.ops.localredis``). The supervisor serves the
+or with ``memory`` a private redis-server (``wsops.node.localredis``). The supervisor serves the
 public admin listener for the node (``wsops.admin.aggregate``), restarts a worker that dies
 (with backoff; its clients reconnect to the others meanwhile), and on SIGTERM/SIGINT drains
 every worker, waits for them, then stops the private Redis.
@@ -20,10 +20,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from wsops.admin.access import token_from_env
 from wsops.admin.aggregate import WorkerRef, WorkersAdmin
-from wsops.admin.auth import token_from_env
 from wsops.config import Settings
-from wsops.ops.worker import settings_to_json
+from wsops.node.worker import settings_to_json
 
 log = logging.getLogger("wsops.serve")
 READY_TIMEOUT = 30.0
@@ -90,7 +90,7 @@ class Supervisor:
     async def _spawn(self, w: Worker) -> None:
         w.started, w.admin_port = time.monotonic(), None
         w.proc = proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wsops.ops.worker",
+            sys.executable, "-m", "wsops.node.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert proc.stdin is not None and proc.stdout is not None
         # Kept open: the worker drains when it closes, i.e. when this process is gone.
@@ -221,7 +221,7 @@ def supervise(settings: Settings, *, use_uvloop: bool = True) -> int:
     """Run the node as ``settings.workers`` processes until SIGTERM/SIGINT; the exit code (2 if
     a worker failed to start). Raises ValueError or OSError on bad settings, a busy port, no
     redis-server."""
-    from wsops.ops.localredis import private_redis
+    from wsops.node.localredis import private_redis
 
     _check(settings)
     with contextlib.ExitStack() as stack:

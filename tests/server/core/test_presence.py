@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wsops.server.presence import PresenceCounts
+from wsops.server.core.presence import PresenceCounts
 
 
 def test_first_join_and_last_leave_are_reported_once() -> None:

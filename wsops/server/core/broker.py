@@ -9,11 +9,11 @@ interface for a fleet, so the hub never changes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from wsops.server.protocol import Position
+from wsops.server.core.protocol import Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,11 @@ class Broker(abc.ABC):
 
     def counters(self) -> dict[str, int]:
         """Cumulative event counts for metrics (``wsops_broker_events_total{event}``)."""
+        return {}
+
+    def leak_checks(self, local_rooms: Container[str]) -> dict[str, float]:
+        """Per-room state this broker keeps for rooms not in ``local_rooms`` (the node's
+        rooms with a local connection): 0 on a healthy node (``wsops leaks``)."""
         return {}
 
     def sweep(self) -> int:

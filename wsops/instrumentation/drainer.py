@@ -12,9 +12,10 @@ import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
 SERVICE_RESTART = 1012
+DrainState = Literal["idle", "draining", "drained", "cancelled"]
 
 
 class Closable(Protocol):
@@ -33,16 +34,13 @@ class DrainStatus:
     """``closed``: closed gracefully in a batch; ``forced``: still open at the deadline and
     dropped (never both, so ``closed + forced`` is every connection drained)."""
 
-    state: str = "idle"  # idle | draining | drained | cancelled
+    state: DrainState = "idle"
     started_at: float | None = None
     finished_at: float | None = None
     total: int = 0
     closed: int = 0
     forced: int = 0
     batches: int = 0
-
-    def as_dict(self, remaining: int) -> dict[str, Any]:
-        return {**self.__dict__, "remaining": remaining}
 
 
 class Drainer:

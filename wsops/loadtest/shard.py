@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.plan import Shard, Target, parse_target
-from wsops.loadtest.wire import HandshakeError, RawWebSocket, client_frame, connect
+from wsops.loadtest.rawclient import HandshakeError, RawWebSocket, client_frame, connect
 
 _T = b'"t":'
 _S = b'"s":'

@@ -1,4 +1,4 @@
-"""One worker process of ``wsops serve --workers N`` (``python -m wsops.ops.worker``).
+"""One worker process of ``wsops serve --workers N`` (``python -m wsops.node.worker``).
 
 The supervisor writes one JSON line on the worker's stdin (settings and index: secrets stay out
 of argv and the environment) and keeps stdin open. The worker binds the public port with
@@ -53,7 +53,7 @@ async def _running_shared(settings: Settings) -> AsyncIterator[web.Application]:
 
 
 async def _work(settings: Settings) -> None:
-    from wsops.ops.serve import drain_on_signal, tune_gc
+    from wsops.node.lifecycle import drain_on_signal, tune_gc
     from wsops.server.app import NODE_KEY
 
     tune_gc(settings.gc_threshold)
@@ -88,7 +88,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s %(message)s")
-    from wsops.ops.serve import run_loop
+    from wsops.node.lifecycle import run_loop
 
     try:
         run_loop(_work(settings_from_json(spec["settings"])),

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsops.server import protocol
-from wsops.server.protocol import (
+from wsops.server.core import protocol
+from wsops.server.core.protocol import (
     Close,
     ErrorCode,
     Position,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsops.server.limits import PerAddressLimit
+from wsops.server.core.address_limit import PerAddressLimit
 
 
 def test_a_negative_limit_is_refused() -> None:

@@ -11,16 +11,19 @@ so one slow socket never holds up the other subscribers of a room.
 from __future__ import annotations
 
 import asyncio
-import time
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from wsops.instrumentation.metrics import Histogram
-from wsops.instrumentation.tracing import Tracing, parse_traceparent
-from wsops.server.broker.base import Published
-from wsops.server.protocol import Close, presence_event, text_frame
+from wsops.server.core.broker import Published
+from wsops.server.core.observer import HubObserver, Sink
+from wsops.server.core.protocol import Close, presence_event, text_frame
+
+Schedule = Callable[[Callable[[], None]], object]
+"""Runs a callback soon, after the current one (``loop.call_soon``)."""
+
+
+def _call_soon(callback: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_soon(callback)
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Conn:
         hub: Hub,
         conn_id: int,
         user: str,
-        transport: asyncio.Transport,
+        transport: Sink,
         closer: Callable[[int, str], None],
         limit: int,
     ) -> None:
@@ -189,21 +192,15 @@ class Room:
 class Hub:
     """All local connections and rooms of a node; the broker's listener."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self._loop = loop
+    def __init__(self, schedule: Schedule = _call_soon,
+                 observer: HubObserver | None = None) -> None:
+        self._schedule = schedule
+        self.observer = observer
         self.conns: dict[int, Conn] = {}
         self.rooms: dict[str, Room] = {}
         self.stats = HubStats()
         self._dirty: list[Conn | None] = []
         self._next_id = 0
-        # Observability, set by the instrumentation layer; None costs nothing per message.
-        self.delivery_latency: Histogram | None = None
-        self.size_out: Histogram | None = None
-        self.tracing: Tracing | None = None
-        # Publishes handed to sockets since the last flush: accepted_at, and (accepted_at, span)
-        # for those that carry a traceparent (the span is None when it was not sampled).
-        self._delivered: list[float] = []
-        self._delivered_traced: list[tuple[float, Any]] = []
 
     # -- connections -------------------------------------------------------------------------
 
@@ -298,24 +295,9 @@ class Hub:
         if r.syncing:
             for syncing, held in list(r.syncing.items()):
                 syncing.hold(held, msg)
-        size_out = self.size_out
-        if size_out is not None:  # Histogram.observe_n, inlined: this runs per publish
-            size = len(frame)
-            size_out.counts[bisect_left(size_out.bounds, size)] += n
-            size_out.sum += size * n
-        if self.delivery_latency is not None and msg.accepted_at:
-            if not self._dirty:
-                self.mark_dirty(None)
-            if self.tracing is not None and msg.traceparent is not None:
-                self._delivered_traced.append((msg.accepted_at, self._deliver_span(msg, n)))
-            else:
-                self._delivered.append(msg.accepted_at)
-
-    def _deliver_span(self, msg: Published, n: int) -> Any:
-        """The fan-out span of a message that carries a sampled traceparent, else None."""
-        assert self.tracing is not None and msg.traceparent is not None
-        parent = parse_traceparent(msg.traceparent)
-        return self.tracing.deliver(msg.room, parent, n) if parent is not None else None
+        observer = self.observer
+        if observer is not None and observer.fanout(msg, n) and not self._dirty:
+            self.mark_dirty(None)
 
     def on_presence(self, room: str, kind: str, user: str) -> None:
         r = self.rooms.get(room)
@@ -344,9 +326,7 @@ class Hub:
     def mark_dirty(self, conn: Conn | None) -> None:
         """Schedule the end-of-tick flush (``None`` only schedules it)."""
         if not self._dirty:
-            loop = self._loop or asyncio.get_running_loop()
-            self._loop = loop
-            loop.call_soon(self.flush)
+            self._schedule(self.flush)
         self._dirty.append(conn)
 
     def flush(self) -> None:
@@ -357,32 +337,5 @@ class Hub:
         for conn in dirty:
             if conn is not None:
                 conn.flush()
-        if self._delivered or self._delivered_traced:
-            self._observe_delivered()
-
-    def _observe_delivered(self) -> None:
-        """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
-        hist = self.delivery_latency
-        assert hist is not None
-        now = time.time()
-        delivered = self._delivered
-        if delivered:
-            counts, bounds, total = hist.counts, hist.bounds, 0.0
-            for accepted_at in delivered:  # Histogram.observe, inlined
-                latency = now - accepted_at
-                counts[bisect_left(bounds, latency)] += 1
-                total += latency
-            hist.sum += total
-            delivered.clear()
-        if self._delivered_traced:
-            for accepted_at, span in self._delivered_traced:
-                if span is not None:
-                    hist.observe_traced(now - accepted_at,
-                                        f"{span.get_span_context().trace_id:032x}")
-                    span.end()
-                else:
-                    hist.observe(now - accepted_at)
-            self._delivered_traced.clear()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"connections": len(self.conns), "rooms": len(self.rooms)}
+        if self.observer is not None:
+            self.observer.flushed()

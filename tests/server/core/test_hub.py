@@ -1,0 +1,247 @@
+"""The hub without sockets or an event loop: fan-out, coalesced writes, resume holds,
+slow consumers, resyncs, presence events and the observer's calls."""
+
+from __future__ import annotations
+
+from tests.server.core.fakes import Closes, Sink, Ticks, connect
+from wsops.server.core.broker import Published
+from wsops.server.core.hub import Conn, Hub
+from wsops.server.core.protocol import Close, message_payload, text_frame
+
+
+def msg(room: str, offset: int, epoch: str = "e1", data: bytes = b'"x"',
+        accepted_at: float = 0.0, traceparent: str | None = None) -> Published:
+    frame = text_frame(message_payload(room, offset, epoch, data, 0))
+    return Published(room, offset, epoch, frame, traceparent, accepted_at)
+
+
+def live(hub: Hub, conn: Conn, room: str, offset: int = 0, epoch: str = "e1") -> None:
+    """``conn`` joins ``room`` and its (empty) replay is done: it gets what comes next."""
+    hub.join_room(conn, room)
+    hub.finish_sync(conn, room, offset, epoch)
+
+
+def test_a_publish_reaches_every_subscriber_once_and_a_tick_is_one_write_each() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    (a, sink_a), (b, sink_b), (c, sink_c) = (connect(hub, closes) for _ in range(3))
+    live(hub, a, "r")
+    live(hub, b, "r")
+    live(hub, c, "other")
+    for offset in (1, 2, 3):
+        hub.on_message(msg("r", offset))
+    assert sink_a.frames == [] and ticks.pending  # nothing written before the tick ends
+    ticks.run()
+    assert [m["offset"] for m in sink_a.messages()] == [1, 2, 3]
+    assert [m["offset"] for m in sink_b.messages()] == [1, 2, 3]
+    assert sink_a.writes == 1 and sink_b.writes == 1  # three frames, one system call
+    assert sink_c.frames == []
+    assert hub.stats.published == 3 and hub.stats.deliveries == 6
+    assert hub.stats.writes == 2 and hub.stats.frames == 6 and hub.stats.flushes == 1
+
+
+def test_a_message_for_a_room_nobody_here_is_in_is_not_counted() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    connect(hub, closes)
+    hub.on_message(msg("nobody", 1))
+    assert hub.stats.published == 0 and not ticks.pending
+
+
+def test_a_resuming_subscriber_gets_what_arrived_during_its_replay_after_it_without_repeats(
+) -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    conn, sink = connect(hub, closes)
+    assert hub.join_room(conn, "r") is True
+    hub.on_message(msg("r", 5))  # also in the replay the broker sends
+    hub.on_message(msg("r", 6))  # published after the replay was read
+    ticks.run()
+    assert sink.frames == []  # held until the replay is sent
+    assert conn.held_bytes == sum(len(msg("r", o).frame) for o in (5, 6))
+    hub.finish_sync(conn, "r", 5, "e1")
+    ticks.run()
+    assert [m["offset"] for m in sink.messages()] == [6]
+    assert conn.held_bytes == 0
+    hub.on_message(msg("r", 7))
+    ticks.run()
+    assert [m["offset"] for m in sink.take()] == [6, 7]
+
+
+def test_a_held_message_of_a_new_epoch_is_delivered_whatever_its_offset() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    conn, sink = connect(hub, closes)
+    hub.join_room(conn, "r")
+    hub.on_message(msg("r", 1, epoch="e2"))
+    hub.finish_sync(conn, "r", 9, "e1")
+    ticks.run()
+    assert [(m["offset"], m["epoch"]) for m in sink.messages()] == [(1, "e2")]
+
+
+def test_a_subscriber_past_its_send_queue_is_closed_4000_and_the_others_still_get_theirs(
+) -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    frame_len = len(msg("r", 1).frame)
+    slow, slow_sink = connect(hub, closes, limit=2 * frame_len)
+    fast, fast_sink = connect(hub, closes)
+    live(hub, slow, "r")
+    live(hub, fast, "r")
+    for offset in (1, 2, 3):
+        hub.on_message(msg("r", offset))
+    assert closes.calls == [(slow.id, Close.SLOW_CONSUMER, "slow consumer")]
+    assert slow.closing and hub.stats.slow_consumers == 1
+    ticks.run()
+    assert slow_sink.frames == []  # its queue is dropped, not written
+    assert [m["offset"] for m in fast_sink.messages()] == [1, 2, 3]
+
+
+def test_bytes_the_kernel_will_not_take_count_as_a_slow_consumer() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    conn, _ = connect(hub, closes, limit=100, sink=Sink(buffered=101))
+    live(hub, conn, "r")
+    hub.on_message(msg("r", 1))
+    ticks.run()
+    assert closes.codes() == [Close.SLOW_CONSUMER]
+
+
+def test_a_resume_that_falls_behind_its_room_is_a_slow_consumer() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    frame_len = len(msg("r", 1).frame)
+    conn, _ = connect(hub, closes, limit=3 * frame_len)
+    hub.join_room(conn, "r")
+    for offset in range(1, 4):
+        hub.on_message(msg("r", offset))
+    assert closes.calls == []
+    hub.on_message(msg("r", 4))
+    assert closes.calls == [(conn.id, Close.SLOW_CONSUMER,
+                             "slow consumer (resume behind its room)")]
+    assert conn.held_bytes == 0  # released: a closing connection holds nothing
+
+
+def test_a_close_while_a_request_is_served_waits_for_its_reply_but_a_slow_consumer_does_not(
+) -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    conn, sink = connect(hub, closes)
+    conn.busy = True
+    conn.close(Close.SERVICE_RESTART, "draining")
+    assert closes.calls == [] and conn.deferred_close == (Close.SERVICE_RESTART, "draining")
+    conn.send_text('{"op":"reply","id":1,"ok":true}')
+    ticks.run()
+    assert not conn.closing and [m["id"] for m in sink.messages()] == [1]
+    conn.close(Close.SLOW_CONSUMER, "slow consumer")
+    assert closes.codes() == [Close.SLOW_CONSUMER]
+
+
+def test_a_close_flushes_what_is_queued_first_and_happens_once() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    conn, sink = connect(hub, closes)
+    conn.send_text('{"op":"reply","id":1,"ok":true}')
+    conn.close(Close.GOING_AWAY, "bye")
+    conn.close(Close.POLICY, "again")
+    assert [m["id"] for m in sink.messages()] == [1]
+    assert closes.calls == [(conn.id, Close.GOING_AWAY, "bye")]
+    conn.push(b"late")  # a closing connection queues nothing more
+    ticks.run()
+    assert len(sink.frames) == 1
+
+
+def test_a_resync_closes_the_rooms_subscribers_4001_and_delivers_them_nothing_more() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    a, sink_a = connect(hub, closes)
+    b, _ = connect(hub, closes)
+    live(hub, a, "r")
+    hub.join_room(b, "r")  # still syncing
+    a.busy = True  # its close waits for the reply being served...
+    hub.on_resync("r")
+    hub.on_message(msg("r", 1))  # ...but it gets nothing more from the room meanwhile
+    ticks.run()
+    assert sink_a.frames == []
+    assert closes.calls == [(b.id, Close.RESYNC, "resync: resume with since")]
+    assert a.deferred_close == (Close.RESYNC, "resync: resume with since")
+    assert hub.stats.resyncs == 1
+
+
+def test_presence_events_go_to_the_members_who_asked_for_them_only() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    watcher, w_sink = connect(hub, closes)
+    quiet, q_sink = connect(hub, closes)
+    hub.join_room(watcher, "r", presence_events=True)
+    hub.join_room(quiet, "r")
+    hub.on_presence("r", "join", "alice")
+    ticks.run()
+    assert w_sink.messages() == [{"op": "join", "room": "r", "user": "alice"}]
+    assert q_sink.frames == []
+
+
+def test_the_last_local_subscriber_leaving_empties_the_room_and_says_so() -> None:
+    closes = Closes()
+    hub = Hub(schedule=Ticks())
+    a, _ = connect(hub, closes)
+    b, _ = connect(hub, closes)
+    live(hub, a, "r")
+    assert hub.join_room(b, "r") is False  # not new on this node
+    assert hub.leave_room(a, "r") is False
+    assert hub.remove(b) == ["r"]  # the syncing one was the last
+    assert hub.rooms == {} and b.id not in hub.conns and b.closing
+
+
+def test_room_sizes_lists_the_biggest_rooms_first_within_top() -> None:
+    closes = Closes()
+    hub = Hub(schedule=Ticks())
+    for room, n in (("small", 1), ("big", 3), ("mid", 2)):
+        for _ in range(n):
+            conn, _ = connect(hub, closes)
+            live(hub, conn, room)
+    assert hub.room_sizes(2) == [("big", 3), ("mid", 2)]
+
+
+class Recorder:
+    def __init__(self, wants_flush: bool) -> None:
+        self.wants_flush = wants_flush
+        self.fanouts: list[tuple[int, int]] = []
+        self.flushes = 0
+
+    def fanout(self, msg: Published, subscribers: int) -> bool:
+        self.fanouts.append((msg.offset, subscribers))
+        return self.wants_flush
+
+    def flushed(self) -> None:
+        self.flushes += 1
+
+
+def test_the_observer_hears_once_per_publish_with_the_subscriber_count_and_once_per_flush(
+) -> None:
+    ticks, closes = Ticks(), Closes()
+    obs = Recorder(wants_flush=True)
+    hub = Hub(schedule=ticks, observer=obs)
+    for _ in range(3):
+        conn, _ = connect(hub, closes)
+        live(hub, conn, "r")
+    hub.on_message(msg("r", 1, accepted_at=1.0))
+    hub.on_message(msg("r", 2, accepted_at=1.0))
+    assert obs.fanouts == [(1, 3), (2, 3)]
+    assert ticks.run() == 1 and obs.flushes == 1
+
+
+def test_an_observer_that_asks_for_a_flush_gets_one_even_with_nothing_to_write() -> None:
+    ticks, closes = Ticks(), Closes()
+    obs = Recorder(wants_flush=True)
+    hub = Hub(schedule=ticks, observer=obs)
+    conn, _ = connect(hub, closes)
+    hub.join_room(conn, "r")  # syncing: nothing is written this tick
+    hub.on_message(msg("r", 1, accepted_at=1.0))
+    assert ticks.run() == 1 and obs.flushes == 1
+    quiet = Recorder(wants_flush=False)
+    hub2 = Hub(schedule=ticks, observer=quiet)
+    conn2, _ = connect(hub2, closes)
+    hub2.join_room(conn2, "r")
+    hub2.on_message(msg("r", 1))
+    assert ticks.run() == 0 and quiet.flushes == 0

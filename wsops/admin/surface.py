@@ -1,0 +1,64 @@
+"""The one node surface the admin listener serves, whatever runs the node.
+
+``wsops.server`` implements it for the bundled node (rooms, broker, its own drainer);
+``wsops.instrumentation`` implements it for any aiohttp app wrapped with ``instrument(app)``
+(its live connections); the ``--workers N`` supervisor serves its workers through the same
+endpoints. The admin layer reads a node only through this interface: nothing sets attributes
+on anything else. May import: ``wsops.admin.contract`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from wsops.admin.contract import Connections, DrainOptions, DrainStatus, Stats
+
+ReadinessCheck = Callable[[], str | None]
+"""Returns a reason when the node must not receive traffic, else None."""
+
+PeerLister = Callable[[], Awaitable[list[dict[str, Any]]]]
+"""The fleet registry: every live node (this one too) as ``{"id", "admin_url", ...}``."""
+
+
+class NodeSurface(Protocol):
+    """One node as its admin API shows it."""
+
+    @property
+    def node_id(self) -> str:
+        """This node's name in its fleet (a registry id, else ``host-pid``)."""
+
+    @property
+    def drain_defaults(self) -> DrainOptions:
+        """The options of a drain started without any."""
+
+    @property
+    def readiness_checks(self) -> Sequence[ReadinessCheck]:
+        """Why the node must not get traffic, one check per owner (draining, broker down)."""
+
+    @property
+    def peers(self) -> PeerLister | None:
+        """The fleet's nodes (this one too) when the node is in a fleet registry, else None."""
+
+    def stats(self) -> Stats:
+        """The node's figures, without readiness (``ready``/``not_ready_reasons`` are the
+        listener's, which adds its own checks)."""
+
+    def drain_status(self) -> DrainStatus: ...
+
+    def start_drain(self, options: DrainOptions) -> bool:
+        """Begin a drain with ``options``; False if one was already under way (it keeps its
+        own options)."""
+
+    def cancel_drain(self) -> bool:
+        """Stop a drain (the node takes connections again); False if none was running."""
+
+    def connections(self, top: int) -> Connections:
+        """Open connections, per route, and the ``top`` biggest rooms where there are rooms."""
+
+    def open_connections(self) -> int:
+        """Open WebSocket connections now (cheap: read per profiling sample)."""
+
+    def leak_checks(self) -> dict[str, float]:
+        """Figures that stay flat on a healthy node (``wsops leaks``): per-connection state
+        left behind by closed connections, rooms nobody is in, ..."""

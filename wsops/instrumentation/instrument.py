@@ -1,0 +1,85 @@
+"""``instrument(app)``: wrap any aiohttp WebSocket app with the instrumentation, and (for
+convenience, when an admin port is given) mount the admin listener serving it.
+
+May import the instrumentation's own modules and ``wsops.admin``; never the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from wsops.instrumentation.middleware import Instrumentation, InstrumentConfig
+from wsops.instrumentation.tracing import DEFAULT_RATIO, Tracing, env_ratio, provider_from_env
+
+INSTRUMENT_KEY = web.AppKey("wsops_instrument", Instrumentation)
+
+
+def instrument(
+    app: web.Application,
+    *,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: Any = None,
+    config: InstrumentConfig | None = None,
+    **overrides: Any,
+) -> Instrumentation:
+    """Instrument every WebSocket handler of ``app``; serve ``/metrics`` on the admin listener.
+
+    ``registry`` defaults to a new ``CollectorRegistry`` (never the global one);
+    ``tracer_provider`` defaults to one built from the ``OTEL_*`` environment, exporting over
+    OTLP/HTTP when an endpoint is set (no endpoint and no provider: no spans are made).
+    Keyword ``overrides`` set fields of ``InstrumentConfig``. Call before the app starts.
+    """
+    existing = app.get(INSTRUMENT_KEY)
+    if existing is not None:
+        return existing
+    cfg = config or InstrumentConfig()
+    if overrides:
+        cfg = InstrumentConfig(**{**cfg.__dict__, **overrides})
+    registry = registry if registry is not None else CollectorRegistry()
+    provider = tracer_provider if tracer_provider is not None else (
+        provider_from_env() if cfg.tracing else None)
+    ratio = cfg.sample_ratio if cfg.sample_ratio is not None else env_ratio(DEFAULT_RATIO)
+    inst = Instrumentation(cfg, registry, Tracing(provider if cfg.tracing else None, ratio))
+    app[INSTRUMENT_KEY] = inst
+    app.middlewares.append(inst.middleware)
+    app.on_response_prepare.append(inst.on_prepare)
+    if cfg.runtime:
+        from wsops.instrumentation.runtime import RuntimeCollector
+
+        runtime = RuntimeCollector(live_connections=inst.live.total,
+                                   lag_interval=cfg.lag_interval)
+        inst.runtime = runtime
+        if cfg.metrics:
+            registry.register(runtime)
+
+        async def runtime_ctx(_: web.Application) -> Any:
+            await runtime.start()
+            yield
+            await runtime.stop()
+
+        app.cleanup_ctx.append(runtime_ctx)
+    if cfg.admin_port is not None:
+        # For convenience: the admin listener serving this app (``mount_admin``).
+        from wsops.admin.api import mount_admin
+        from wsops.instrumentation.surface import AppSurface
+
+        inst.admin = mount_admin(app, AppSurface(inst), registry, host=cfg.admin_host,
+                                 port=cfg.admin_port)
+
+    async def sampler_ctx(_: web.Application) -> Any:
+        task = asyncio.create_task(inst.sampler())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(sampler_ctx)
+
+    async def flush_traces(_: web.Application) -> None:
+        inst.tracing.shutdown()
+
+    app.on_cleanup.append(flush_traces)
+    return inst

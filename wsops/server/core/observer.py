@@ -1,0 +1,53 @@
+"""What the core reports, and how it writes: the interfaces it is given, never imports.
+
+The core counts what is cheap to count in plain integers (``HubStats``); everything else it
+hands to an observer passed in by the asyncio layer (``wsops.server.observe`` turns it into
+metrics and spans). ``None`` observes nothing and costs nothing per message. A ``Sink`` is where
+a connection's frames go: an ``asyncio.Transport`` in the server, a list in the core's tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from wsops.server.core.broker import Published
+
+Publish = Callable[[str, bytes, "str | None"], Awaitable[Published]]
+"""``Broker.publish``: (room, data, traceparent) -> the message as stored."""
+
+
+class Sink(Protocol):
+    """The writing half of a connection's transport (``asyncio.Transport`` has all of it)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def writelines(self, data: list[bytes]) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+class HubObserver(Protocol):
+    """Called once per publish that reaches local subscribers, and once per end-of-tick flush:
+    never per delivery."""
+
+    def fanout(self, msg: Published, subscribers: int) -> bool:
+        """``msg`` was queued for ``subscribers`` connections. True asks for ``flushed`` to be
+        called at the end of this tick even if nothing else was queued."""
+
+    def flushed(self) -> None:
+        """The tick's frames were handed to the sockets."""
+
+
+class SessionObserver(Protocol):
+    """What sessions report beyond the hub's counters."""
+
+    def rate_limited(self) -> None:
+        """A frame was refused by the connection's rate limit."""
+
+    def wrap_publish(self, publish: Publish) -> Publish:
+        """A publish that measures (and may trace) ``publish``; called once per node."""

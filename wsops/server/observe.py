@@ -1,0 +1,147 @@
+"""The bundled node's observer: the core's reports (``wsops.server.core.observer``) as metrics
+and spans of the instrumentation layer.
+
+Per publish, never per delivery: the size of the delivered frame (counted once with the number
+of subscribers), publish-to-socket latency measured at the end-of-tick flush, the broker's
+publish latency, and, for publishes that carry a sampled traceparent, the publish and fan-out
+spans. The hub writes frames itself (not through ``ws.send_str``), so its counters are copied
+into the route's figures before each collection (``sync``).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from wsops.instrumentation.metrics import RouteStats, WsMetrics
+from wsops.instrumentation.tracing import Tracing, format_traceparent, parse_traceparent
+from wsops.server.core.broker import Published
+from wsops.server.core.hub import HubStats
+from wsops.server.core.observer import Publish
+
+_perf = time.perf_counter
+
+
+class NodeObserver:
+    """Implements ``HubObserver`` and ``SessionObserver`` for one node's route."""
+
+    def __init__(self, metrics: WsMetrics, stats: RouteStats, tracing: Tracing | None) -> None:
+        self.metrics = metrics
+        self.stats = stats
+        self.tracing = tracing
+        self._size_out = stats.size_out
+        self._latency = metrics.delivery_latency
+        # Publishes handed to sockets since the last flush: accepted_at, and (accepted_at, span)
+        # for those that carry a traceparent (the span is None when it was not sampled).
+        self._delivered: list[float] = []
+        self._delivered_traced: list[tuple[float, Any]] = []
+
+    # -- HubObserver -------------------------------------------------------------------------
+
+    def fanout(self, msg: Published, subscribers: int) -> bool:
+        size_out = self._size_out  # Histogram.observe_n, inlined: this runs per publish
+        size = len(msg.frame)
+        size_out.counts[bisect_left(size_out.bounds, size)] += subscribers
+        size_out.sum += size * subscribers
+        if not msg.accepted_at:
+            return False
+        if self.tracing is not None and msg.traceparent is not None:
+            self._delivered_traced.append((msg.accepted_at, self._deliver_span(msg, subscribers)))
+        else:
+            self._delivered.append(msg.accepted_at)
+        return True
+
+    def _deliver_span(self, msg: Published, n: int) -> Any:
+        """The fan-out span of a message that carries a sampled traceparent, else None."""
+        assert self.tracing is not None and msg.traceparent is not None
+        parent = parse_traceparent(msg.traceparent)
+        return self.tracing.deliver(msg.room, parent, n) if parent is not None else None
+
+    def flushed(self) -> None:
+        """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
+        if not self._delivered and not self._delivered_traced:
+            return
+        hist = self._latency
+        now = time.time()
+        delivered = self._delivered
+        if delivered:
+            counts, bounds, total = hist.counts, hist.bounds, 0.0
+            for accepted_at in delivered:  # Histogram.observe, inlined
+                latency = now - accepted_at
+                counts[bisect_left(bounds, latency)] += 1
+                total += latency
+            hist.sum += total
+            delivered.clear()
+        if self._delivered_traced:
+            for accepted_at, span in self._delivered_traced:
+                if span is not None:
+                    hist.observe_traced(now - accepted_at,
+                                        f"{span.get_span_context().trace_id:032x}")
+                    span.end()
+                else:
+                    hist.observe(now - accepted_at)
+            self._delivered_traced.clear()
+
+    def sync(self, hub: HubStats) -> None:
+        """Copy the hub's write counters into the route's figures (before a collection)."""
+        self.stats.messages_out["text"] = hub.frames
+        self.stats.bytes_out = hub.delivered_bytes
+        self.stats.slow_consumers = hub.slow_consumers
+
+    # -- SessionObserver ---------------------------------------------------------------------
+
+    def rate_limited(self) -> None:
+        self.stats.rate_limited += 1
+
+    def wrap_publish(self, publish: Publish) -> Publish:
+        metrics, tracing = self.metrics, self.tracing
+        hist = metrics.broker_publish_latency
+
+        async def timed(room: str, data: bytes, traceparent: str | None) -> Published:
+            if tracing is not None and (traceparent is not None or tracing.sample_root()):
+                # A parent decides in traced(); without one the ratio just said yes.
+                return await traced(room, data, traceparent, tracing)
+            started = _perf()
+            try:
+                msg = await publish(room, data, traceparent)
+            except Exception:
+                metrics.broker_errors += 1
+                raise
+            elapsed = _perf() - started
+            hist.counts[bisect_left(hist.bounds, elapsed)] += 1  # Histogram.observe, inlined
+            hist.sum += elapsed
+            return msg
+
+        async def traced(room: str, data: bytes, traceparent: str | None,
+                         tracing: Tracing) -> Published:
+            """A sampled root publish, or one with a traceparent (its sampled flag decides)."""
+            span: Span | None
+            if traceparent is None:
+                span = tracing.start_publish(room, None)
+            else:
+                span = tracing.publish(room, parse_traceparent(traceparent))
+            if span is not None:
+                # Subscribers' deliveries link to this span through the envelope.
+                traceparent = format_traceparent(span.get_span_context())
+            started = _perf()
+            try:
+                msg = await publish(room, data, traceparent)
+            except Exception as exc:
+                metrics.broker_errors += 1
+                if span is not None:
+                    span.record_exception(exc)
+                    span.end()
+                raise
+            elapsed = _perf() - started
+            if span is not None:
+                span.set_attribute("messaging.message.id", f"{msg.epoch}:{msg.offset}")
+                hist.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
+                span.end()
+            else:
+                hist.observe(elapsed)
+            return msg
+
+        return timed

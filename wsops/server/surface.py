@@ -1,0 +1,122 @@
+"""The bundled node's surface for the admin listener (``wsops.admin.surface.NodeSurface``).
+
+Its connections are the hub's, its drain is the node's own (batched 1012 closes of hub
+connections, upgrades refused at admission), its readiness is "not draining" and "broker up",
+its rooms are the hub's, and in a fleet its peers are the broker registry's nodes. The
+instrumentation's figures (rates, quantiles, runtime health) are included when the app is
+instrumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from wsops.admin.contract import Connections, DrainOptions, DrainStatus, RoomCount, Stats
+from wsops.admin.fleetpage import default_node_id
+from wsops.admin.surface import PeerLister, ReadinessCheck
+from wsops.config import Settings
+from wsops.instrumentation.drainer import Drainer
+from wsops.instrumentation.middleware import Instrumentation
+from wsops.instrumentation.surface import drain_status, run_leak_checks, start_drain
+from wsops.server.core.broker import Broker
+from wsops.server.core.hub import Hub
+from wsops.server.core.protocol import Close
+from wsops.version import __version__
+
+
+class NodeParts:
+    """What a node is made of, as its surface reads it."""
+
+    def __init__(self, settings: Settings, hub: Hub, broker: Broker, drainer: Drainer,
+                 instrumentation: Instrumentation | None, started_at: float) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.broker = broker
+        self.drainer = drainer
+        self.instrumentation = instrumentation
+        self.started_at = started_at
+
+
+class BundledSurface:
+    """``NodeSurface`` of one bundled server node."""
+
+    def __init__(self, node: NodeParts) -> None:
+        self.node = node
+
+    @property
+    def node_id(self) -> str:
+        return self.node.broker.node_id or default_node_id()
+
+    @property
+    def drain_defaults(self) -> DrainOptions:
+        s = self.node.settings
+        return DrainOptions(batch=s.drain_batch, interval=s.drain_interval,
+                            deadline=s.drain_deadline, code=Close.SERVICE_RESTART)
+
+    @property
+    def readiness_checks(self) -> Sequence[ReadinessCheck]:
+        return (self.draining_reason, self.broker_reason)
+
+    def draining_reason(self) -> str | None:
+        return "draining" if self.node.drainer.draining else None
+
+    def broker_reason(self) -> str | None:
+        return None if self.node.broker.healthy else "broker down"
+
+    @property
+    def peers(self) -> PeerLister | None:
+        broker = self.node.broker
+        return broker.fleet_nodes if broker.node_id is not None else None
+
+    def stats(self) -> Stats:
+        node = self.node
+        inst = node.instrumentation
+        out: dict[str, Any] = inst.figures() if inst is not None else {
+            "version": __version__, "started_at": node.started_at,
+            "connections": len(node.hub.conns)}
+        reasons = [r for check in self.readiness_checks if (r := check()) is not None]
+        out.update({
+            "ready": not reasons, "not_ready_reasons": reasons,
+            "draining": node.drainer.draining, "drain": self.drain_status(),
+            "rooms": len(node.hub.rooms), "connections_max": node.settings.max_connections,
+            "broker": node.broker.stats(), "hub": dict(node.hub.stats.__dict__),
+        })
+        return cast(Stats, out)
+
+    def drain_status(self) -> DrainStatus:
+        return drain_status(self.node.drainer, len(self.node.hub.conns))
+
+    def start_drain(self, options: DrainOptions) -> bool:
+        return start_drain(self.node.drainer, options)
+
+    def cancel_drain(self) -> bool:
+        return self.node.drainer.cancel()
+
+    def connections(self, top: int) -> Connections:
+        inst = self.node.instrumentation
+        total = len(self.node.hub.conns)
+        return Connections(
+            total=inst.live.total() if inst is not None else total,
+            by_route=inst.live.counts() if inst is not None else {"/ws": total},
+            top_rooms=[RoomCount(room=r, connections=n)
+                       for r, n in self.node.hub.room_sizes(top)])
+
+    def open_connections(self) -> int:
+        inst = self.node.instrumentation
+        return inst.live.total() if inst is not None else len(self.node.hub.conns)
+
+    def leak_checks(self) -> dict[str, float]:
+        inst = self.node.instrumentation
+        checks = [*(inst.leak_checks if inst is not None else ()), self.room_leaks]
+        return run_leak_checks(checks)
+
+    def room_leaks(self) -> dict[str, float]:
+        """Per-room state kept for rooms no local connection is in: 0 on a healthy node.
+
+        History is left out on purpose: it outlives subscribers by design (resume, TTL).
+        """
+        rooms = self.node.hub.rooms
+        return {"hub_rooms_without_subscribers":
+                float(sum(1 for r in rooms.values() if not r.conns and not r.syncing)),
+                **self.node.broker.leak_checks(rooms)}
