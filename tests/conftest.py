@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.server.broker.redisproc import RedisProc, redis_server_binary
-from tests.wsclient import RawClient
+from tests.support.ports import serving
+from tests.support.redisproc import RedisProc, redis_server_binary
+from tests.support.wsclient import RawClient
 from wsops.admin.listener import ADMIN_KEY, AdminListener
 from wsops.config import Settings
 from wsops.server.app import NODE_KEY, Node, running
@@ -102,18 +103,6 @@ class Trap:
 
     url: str = ""
     requests: list[str] = field(default_factory=list)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, **runner: Any) -> AsyncIterator[int]:
-    """Serve ``app`` on a free loopback port (yielded) for the block's duration."""
-    app_runner = web.AppRunner(app, **runner)
-    await app_runner.setup()
-    await web.TCPSite(app_runner, "127.0.0.1", 0).start()
-    try:
-        yield app_runner.addresses[0][1]
-    finally:
-        await app_runner.cleanup()
 
 
 @pytest.fixture

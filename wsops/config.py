@@ -1,13 +1,27 @@
-"""Settings of a wsops node: one frozen dataclass, filled from CLI flags and ``WSOPS_*`` env."""
+"""Settings of a wsops node: one frozen dataclass, filled from CLI flags and ``WSOPS_*`` env.
+
+Each field declares its command-line presence next to it (``knob``: help text, and the flag and
+environment variable when they differ from ``--field-name`` and ``WSOPS_FIELD_NAME``), or says
+it has none (``internal``). ``wsops serve`` builds its options from ``knobs()`` and its
+``Settings`` with ``from_cli``, so a field cannot lack its flag or be dropped on the way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 MAX_JWT_LEEWAY = 300.0
+KNOB = "wsops.knob"  # the key of a field's metadata holding its _Declared (None: no CLI knob)
+
+T = TypeVar("T")
+_SAME: Any = object()  # "the CLI default is the field's default"
 
 
 def _unspecified(host: str) -> bool:
@@ -19,51 +33,135 @@ def _unspecified(host: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every knob of the bundled server. The CLI documents each as a flag and an env var."""
+class _Declared:
+    """What ``knob`` records in a field's metadata; ``knobs()`` fills in the derived rest."""
 
-    host: str = "127.0.0.1"
-    port: int = 8765
-    admin_host: str = "127.0.0.1"
-    admin_port: int | None = 9765
-    allow_anonymous: bool = False
-    broker: str = "memory"
-    jwt_secret: str | None = None
-    jwt_public_key: str | None = None
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
-    jwt_rooms_claim: str = "rooms"
-    allowed_origins: tuple[str, ...] = ()
-    heartbeat: float = 20.0
-    max_message_size: int = 64 * 1024
-    max_rooms_per_connection: int = 100
-    max_connections: int = 10_000
-    max_connections_per_ip: int = 0  # 0: unlimited (behind a load balancer all share its address)
-    handshake_timeout: float = 10.0  # seconds a client may take to send its whole upgrade request
-    gc_threshold: int = 10_000  # allocations between young GCs (Python's 700 makes full GCs of
-    # a 10K-connection heap, ~300 ms each, come every few seconds); 0 keeps Python's default
-    backlog: int = 4096  # listen queue: a connection storm overflows aiohttp's 128 (SYN retries)
-    rate_limit: float = 100.0
-    rate_burst: int = 200
-    rate_limit_strikes: int = 50
-    send_queue_bytes: int = 1024 * 1024
-    history_size: int = 1000
-    history_ttl: float = 300.0
-    history_room_bytes: int = 8 << 20  # one room's retained messages, in bytes
-    history_memory: int = 256 << 20  # every room's retained messages on this node, in bytes
-    drain_batch: int = 100
-    drain_interval: float = 0.5
-    drain_deadline: float = 30.0
-    instrument: bool = True
-    runtime_metrics: bool = True
-    tracing: bool = True
-    trace_sample_ratio: float | None = None
-    slo_seconds: float = 0.010
-    workers: int = 1  # > 1: a supervisor runs this many processes on the port (SO_REUSEPORT)
-    jwt_leeway: float = 0.0  # seconds of clock skew allowed on a token's exp, nbf and iat
-    admin_max_connections: int = 64  # the admin listener's cap; past it: 503 and closed
-    admin_advertise_url: str | None = None  # the admin URL for the fleet registry (None: the
-    # bound address, a wildcard one replaced by a routable address of this host)
+    help: str
+    flag: str | None
+    env: str | None
+    cli_type: Any
+    cli_default: Any
+    parse: Callable[[Any], Any] | None
+
+
+def knob(default: T, help: str, *, flag: str | None = None, env: str | None = None,
+         cli_type: Any = None, cli_default: Any = _SAME,
+         parse: Callable[[Any], Any] | None = None) -> T:
+    """A ``Settings`` field that is a user knob: a ``wsops serve`` flag and a ``WSOPS_*`` variable.
+
+    ``flag`` defaults to ``--field-name``, ``env`` to ``WSOPS_FIELD_NAME``. When the command
+    line takes another form than the field holds, ``cli_type`` is the type of the CLI value,
+    ``cli_default`` its default (else the field's) and ``parse`` turns it into the field's value.
+    """
+    declared = _Declared(help, flag, env, cli_type, cli_default, parse)
+    return dataclasses.field(default=default, metadata={KNOB: declared})
+
+
+def internal(default: T, why: str) -> T:
+    """A ``Settings`` field deliberately without a flag or env var (``why`` says why)."""
+    return dataclasses.field(default=default, metadata={KNOB: None, "why": why})
+
+
+def _no_admin_port(port: int) -> int | None:
+    return None if port < 0 else port
+
+
+def _read_pem(path: Path | None) -> str | None:
+    return path.read_text() if path is not None else None
+
+
+def _origins(origins: list[str] | None) -> tuple[str, ...]:
+    return tuple(origins or ())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the bundled server, each a ``wsops serve`` flag and a ``WSOPS_*`` variable."""
+
+    host: str = knob("127.0.0.1", "Address of the WebSocket listener.")
+    port: int = knob(8765, "Port of the WebSocket listener (endpoint /ws).")
+    admin_host: str = knob("127.0.0.1", "Address of the admin listener (/healthz, /readyz).")
+    admin_port: int | None = knob(
+        9765, "Port of the admin listener; -1 disables it.",
+        cli_type=int, parse=_no_admin_port)  # None: no admin listener
+    admin_max_connections: int = knob(
+        64, "Connections the admin listener holds at once (idle keep-alive ones too); more get "
+        "HTTP 503 and are closed at once. Each must send its request within "
+        "--handshake-timeout.")
+    admin_advertise_url: str | None = knob(  # None: the bound address, a wildcard one replaced
+        None, "Admin URL other hosts reach this node at, for the fleet registry (default: "
+        "http://ADMIN_HOST:ADMIN_PORT, a wildcard host such as 0.0.0.0 replaced by a routable "
+        "address of this host).")
+    allow_anonymous: bool = knob(False, "Accept connections without a token (demos only).")
+    broker: str = knob(
+        "memory", "Broker: 'memory' (embedded default) or redis://HOST:PORT/DB for a fleet "
+        "(options: ?prefix=wsops&heartbeat=2&timeout=2).")
+    jwt_secret: str | None = knob(None, "HS256 shared secret for tokens.")
+    jwt_public_key: str | None = knob(  # the PEM text; the CLI takes the file
+        None, "PEM file with the RS256 public key for tokens.",
+        cli_type=Path | None, parse=_read_pem)
+    jwt_audience: str | None = knob(
+        None, "Required 'aud' of tokens (unset: a token with an 'aud' is refused, as issued "
+        "for another service).")
+    jwt_issuer: str | None = knob(None, "Required 'iss' of tokens.")
+    jwt_leeway: float = knob(
+        0.0, "Seconds of clock skew allowed on a token's exp, nbf and iat (0-300); a "
+        "connection then closes at exp plus this.")
+    jwt_rooms_claim: str = knob("rooms", "Claim listing the rooms a token grants.")
+    allowed_origins: tuple[str, ...] = knob(
+        (), "Allowed browser Origin (repeat); none = any origin.",
+        flag="--allowed-origin", cli_type=list[str] | None, cli_default=None, parse=_origins)
+    heartbeat: float = knob(
+        20.0, "Seconds between server pings; dead peers close in 1.5x this.")
+    max_message_size: int = knob(
+        64 * 1024, "Largest accepted frame in bytes (bigger: close 1009).")
+    max_rooms_per_connection: int = knob(100, "Rooms one connection may subscribe to.")
+    max_connections: int = knob(10_000, "Connections per node; more get HTTP 503.")
+    max_connections_per_ip: int = knob(
+        0, "Connections per client IP address; more get HTTP 429. 0 = unlimited: keep it 0 "
+        "behind a load balancer or proxy, where every connection comes from its address.")
+    handshake_timeout: float = knob(
+        10.0, "Seconds a new TCP connection may take to send its whole upgrade request before "
+        "it is closed (slowloris).")
+    # Python's 700 makes full GCs of a 10K-connection heap, ~300 ms each, come every few seconds.
+    gc_threshold: int = knob(
+        10_000, "Allocations between young garbage collections (fewer full collections, each a "
+        "pause of the event loop); 0 = Python's default (700).")
+    backlog: int = knob(  # a connection storm overflows aiohttp's 128
+        4096, "Listen queue for new connections (the kernel caps it at net.core.somaxconn); "
+        "too small, a connection storm waits on SYN retries.")
+    rate_limit: float = knob(100.0, "Messages per second per connection (token bucket).")
+    rate_burst: int = knob(200, "Burst size of the rate limit.")
+    rate_limit_strikes: int = knob(
+        50, "A connection whose messages the rate limit refuses this many times in a row is "
+        "closed with 1008 (until then each refusal is a rate_limited error).")
+    send_queue_bytes: int = knob(
+        1024 * 1024, "Per-connection send queue; overflow closes with 4000.")
+    history_size: int = knob(1000, "Messages kept per room for history and resume.")
+    history_ttl: float = knob(300.0, "Seconds a message stays in history.")
+    history_room_bytes: int = knob(
+        8 << 20, "Bytes of messages kept per room (oldest go first).")
+    history_memory: int = knob(
+        256 << 20, "Bytes of history kept node-wide, every room together (past it the node's "
+        "oldest messages go first).")
+    drain_batch: int = knob(100, "Connections closed per batch on drain/SIGTERM.")
+    drain_interval: float = knob(0.5, "Seconds between drain batches (jittered).")
+    drain_deadline: float = knob(30.0, "Seconds a drain may take before the rest are closed.")
+    instrument: bool = knob(True, "Metrics, runtime health and traces (off: bare server).")
+    runtime_metrics: bool = knob(True, "Event-loop lag, RSS, CPU, fds and GC metrics.")
+    tracing: bool = knob(
+        True, "OpenTelemetry spans (exported when OTEL_EXPORTER_OTLP_* is set).")
+    trace_sample_ratio: float | None = knob(
+        None, "Share of root traces sampled (default: OTEL_TRACES_SAMPLER_ARG, else 0.01); a "
+        "client's sampled flag always wins.")
+    slo_seconds: float = knob(
+        0.010, "Delivery-latency SLO: a histogram boundary sits here.")
+    workers: int = knob(
+        1, "Processes serving the port together (SO_REUSEPORT), one node to clients. Above 1 "
+        "this process supervises them: rooms span workers through the --broker (with 'memory', "
+        "a private redis-server it starts), the admin listener serves the node: /metrics as "
+        "per-worker series labelled worker=\"0..N-1\", /admin/stats summed, /readyz ready when "
+        "every worker is; a worker that dies is restarted.")
 
     def __post_init__(self) -> None:
         problems = []
@@ -104,3 +202,49 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One user knob of ``Settings``, as ``wsops serve`` offers it."""
+
+    name: str  # the Settings field
+    help: str
+    flag: str  # "--field-name" unless declared otherwise
+    env: str  # "WSOPS_FIELD_NAME" unless declared otherwise
+    cli_type: Any  # the type of the command-line value (the field's unless declared otherwise)
+    cli_default: Any
+    parse: Callable[[Any], Any]  # command-line value -> field value
+
+
+def knobs(cls: type[Any] = Settings) -> tuple[Knob, ...]:
+    """The knobs of ``cls`` (``Settings``) in field order; a field declaring neither ``knob``
+    nor ``internal`` is a TypeError, so none can be added without its flag."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        if KNOB not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name} declares neither knob(...) nor "
+                            "internal(...)")
+        declared: _Declared | None = f.metadata[KNOB]
+        if declared is None:
+            continue
+        found.append(Knob(
+            name=f.name,
+            help=declared.help,
+            flag=declared.flag or "--" + f.name.replace("_", "-"),
+            env=declared.env or "WSOPS_" + f.name.upper(),
+            cli_type=hints[f.name] if declared.cli_type is None else declared.cli_type,
+            cli_default=f.default if declared.cli_default is _SAME else declared.cli_default,
+            parse=declared.parse or _identity,
+        ))
+    return tuple(found)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def from_cli(values: Mapping[str, Any]) -> Settings:
+    """``Settings`` from command-line values keyed by field name (every knob must be there)."""
+    return Settings(**{k.name: k.parse(values[k.name]) for k in knobs()})

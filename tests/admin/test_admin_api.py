@@ -8,9 +8,10 @@ import pytest
 
 from tests.conftest import Connect, ServerFactory
 from wsops.admin.aggregate import WorkersAdmin
-from wsops.admin.api import MAX_TOP_ROOMS
+from wsops.admin.contract import MAX_TOP_ROOMS
 
-BAD_TOPS = ("-1", "0", str(MAX_TOP_ROOMS + 1), "abc", "1.5", "", "9" * 400)
+BAD_TOPS = ("-1", "0", str(MAX_TOP_ROOMS + 1), "abc", "1.5", "", "9" * 400, " 5", "1_0",
+            "\u0665")
 
 
 async def get(url: str) -> tuple[int, str]:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.reliability.test_hostile_handshake import slowloris
-from tests.waits import until
+from tests.support.rawws import slowloris
+from tests.support.waits import until
 from wsops.admin.listener import AdminListener
 from wsops.config import Settings
 

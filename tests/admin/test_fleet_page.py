@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.artifacts import artifact, record
-from tests.browser.chromium import CHROMIUM, Chromium, Page
-from tests.procs import ServeProcess, start_serve
-from tests.scrape import Scrape
-from tests.server.broker.redisproc import RedisProc
-from tests.wsclient import RawClient
+from tests.support.artifacts import artifact, record
+from tests.support.chromium import CHROMIUM, Chromium, Page
+from tests.support.procs import ServeProcess, start_serve
+from tests.support.redisproc import RedisProc
+from tests.support.scrape import Scrape
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 
 TOKEN = "page-token-for-tests"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,17 +77,18 @@ async def shown(page: Page, node: str, *fields: str) -> dict[str, float | None]:
 async def until_page_matches(page: Page, node: ServeProcess, node_id: str,
                              within: float = 15.0) -> dict[str, float]:
     """Wait until the fleet totals and this node's row equal ``/metrics``; returns them."""
-    deadline = time.monotonic() + within
-    while True:
+    last: list[Any] = [None, None, None]
+
+    async def matches() -> dict[str, float] | None:
         want = await metrics(node)
-        fleet = await shown(page, "fleet", *want)
-        row = await shown(page, node_id, *want)
-        if fleet == want and row == want:
-            return want
-        if time.monotonic() > deadline:
-            raise AssertionError(f"page {fleet} / row {row} != /metrics {want}; "
-                                 f"console: {page.console[-10:]}")
-        await asyncio.sleep(0.2)
+        last[:] = [want, await shown(page, "fleet", *want), await shown(page, node_id, *want)]
+        return want if last[1] == want and last[2] == want else None
+
+    found: dict[str, float] = await until(
+        matches, within, step=0.2,
+        what=lambda: f"page {last[1]} / row {last[2]} == /metrics {last[0]}; "
+                     f"console: {page.console[-10:]}")
+    return found
 
 
 async def login(page: Page, admin_url: str, query: str = "interval=0.5") -> None:
@@ -132,7 +133,7 @@ async def test_the_page_needs_the_token_then_a_read_only_cookie(browser: Chromiu
             document.dispatchEvent(new Event('visibilitychange'))""")
         await asyncio.sleep(0.6)  # one fetch may have been in flight
         paused = await page.evaluate(updates)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # three intervals pass on purpose: no fetch in any of them
         assert await page.evaluate(updates) == paused
         await page.evaluate("""delete document.visibilityState;
             document.dispatchEvent(new Event('visibilitychange'))""")

@@ -5,7 +5,6 @@ advertises a wildcard admin address."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import time
@@ -17,7 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import Connect, LiveServer, ServerFactory, Trap
-from tests.server.broker.redisproc import RedisProc
+from tests.support.redisproc import RedisProc
+from tests.support.waits import until
 from wsops.admin.access import ADMIN_TOKEN_ENV
 from wsops.admin.advertise import routable_address
 
@@ -44,13 +44,15 @@ async def fleet(server: LiveServer) -> dict[str, Any]:
 
 async def until_rows(server: LiveServer, ok: Any, within: float = 10.0) -> dict[str, Any]:
     """Poll the page's JSON until ``ok(rows by id)``; returns those rows."""
-    deadline = time.monotonic() + within
-    while True:
-        rows = {n["id"]: n for n in (await fleet(server))["nodes"]}
-        if ok(rows):
-            return rows
-        assert time.monotonic() < deadline, f"page rows never matched: {rows}"
-        await asyncio.sleep(0.1)
+    seen: list[dict[str, Any]] = [{}]
+
+    async def matched() -> list[dict[str, Any]] | None:
+        seen[0] = {n["id"]: n for n in (await fleet(server))["nodes"]}
+        return seen[0:1] if ok(seen[0]) else None
+
+    found: list[dict[str, Any]] = await until(matched, within, step=0.1,
+                                              what=lambda: f"page rows to match: {seen[0]}")
+    return found[0]
 
 
 async def test_a_rogue_registry_entry_gets_no_request_and_peers_come_from_the_registry(

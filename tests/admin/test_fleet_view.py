@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.waits import until
+from tests.support.waits import until
 from wsops.admin import fleetpage
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.listener import AdminListener
@@ -166,5 +166,5 @@ async def test_concurrent_viewers_share_one_snapshot(listeners: list[AdminListen
     bodies = await asyncio.gather(*viewers)
     assert asked == 1 and all(b == bodies[0] for b in bodies)
     assert bodies[0]["fleet"] is False and len(bodies[0]["nodes"]) == 1
-    await asyncio.sleep(fleetpage.SHARED_FOR + 0.05)
+    await asyncio.sleep(fleetpage.SHARED_FOR + 0.05)  # the shared snapshot's life passes
     assert (await get_fleet(me.url))["nodes"][0]["stats"]["connections"] == 2

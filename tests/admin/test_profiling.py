@@ -13,7 +13,8 @@ from aiohttp import WSMsgType, web
 
 import wsops
 from tests.conftest import ServerFactory
-from tests.waits import until
+from tests.support.ports import serving
+from tests.support.waits import until
 from wsops.admin import profiling
 from wsops.instrumentation.middleware import Instrumentation
 from wsops.server.core.hub import Room
@@ -35,16 +36,11 @@ async def node() -> AsyncIterator[tuple[str, str, Instrumentation]]:
     app = web.Application()
     app.router.add_get("/ws", echo)
     inst = wsops.instrument(app, admin_port=0, runtime=False, tracing=False)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    assert inst.admin is not None
     try:
-        yield f"ws://127.0.0.1:{port}/ws", inst.admin.url, inst
+        async with serving(app) as port:
+            assert inst.admin is not None
+            yield f"ws://127.0.0.1:{port}/ws", inst.admin.url, inst
     finally:
-        await runner.cleanup()
         was_on = tracemalloc.is_tracing()
         tracemalloc.stop()
         assert not was_on, "the node left tracemalloc on"

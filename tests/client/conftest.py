@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,8 +12,8 @@ import jwt
 import pytest
 from aiohttp import WSMsgType, web
 
-from tests.conftest import LiveServer, serving
-from tests.waits import until
+from tests.conftest import LiveServer
+from tests.support.ports import serving
 from wsops.client import Client, Event, PresenceEvent
 from wsops.server.core.hub import Conn
 
@@ -116,16 +115,3 @@ def token(sub: str, rooms: list[str]) -> str:
     return jwt.encode(
         {"sub": sub, "exp": int(time.time()) + 60, "rooms": rooms}, SECRET, algorithm="HS256"
     )
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it is true (fails saying which condition never came)."""
-    await until(predicate, timeout, step=0.01)

@@ -14,12 +14,12 @@ from tests.client.conftest import (
     MakeClient,
     Peer,
     collect,
-    eventually,
-    free_port,
     server_conn,
     token,
 )
 from tests.conftest import LiveServer, ServerFactory
+from tests.support.ports import free_port
+from tests.support.waits import until
 from wsops.client import (
     AuthError,
     Client,
@@ -92,7 +92,7 @@ async def test_presence_lists_users_and_emits_join_and_leave(
     await bob.subscribe("lobby")
     assert await alice.presence("lobby") == ["alice", "bob"]
     await bob.unsubscribe("lobby")
-    await eventually(lambda: len(seen) >= 3)
+    await until(lambda: len(seen) >= 3)
     assert seen == [  # a subscriber sees its own join too
         PresenceEvent("join", "lobby", "alice"),
         PresenceEvent("join", "lobby", "bob"),
@@ -108,14 +108,14 @@ async def test_unsubscribe_stops_delivery(server: LiveServer, make_client: MakeC
     c = await make_client(server.url, on_message=got.append)
     await c.subscribe("u")
     await c.publish("u", 1)
-    await eventually(lambda: len(got) == 1)
+    await until(lambda: len(got) == 1)
     await c.unsubscribe("u")
     await c.unsubscribe("u")  # twice is fine
     await c.subscribe("u-marker")
     await c.publish("u", 2)
     # One publisher's messages are delivered in order: a delivery of "u" would come first.
     await c.publish("u-marker", "end")
-    await eventually(lambda: got and got[-1].room == "u-marker")
+    await until(lambda: got and got[-1].room == "u-marker")
     assert [(m.room, m.data) for m in got] == [("u", 1), ("u-marker", "end")]
 
 
@@ -140,7 +140,7 @@ async def test_full_node_503_is_retried_until_a_slot_frees(
     second = Client(server.url, backoff_base=0.01, backoff_cap=0.05, on_state=states.append)
     try:
         second.start()
-        await eventually(lambda: server.node.handshake_failures.get("full", 0) >= 3)
+        await until(lambda: server.node.handshake_failures.get("full", 0) >= 3)
         assert second.state is ClientState.CONNECTING  # refused (503) and retrying
         await first.close()
         await second.wait_for_state(ClientState.OPEN, 5.0)
@@ -188,7 +188,7 @@ async def test_token_callable_is_asked_on_every_connection_and_a_lost_grant_is_r
     await c.subscribe("chat:1")
     grants[0] = ["chat:*"]  # the next token no longer grants "news"
     server_conn(server, c).close(1008, "token expired")
-    await eventually(lambda: len(lost) == 1)
+    await until(lambda: len(lost) == 1)
     assert len(calls) == 2
     assert lost == [SubscriptionLost("news", "forbidden", lost[0].message)]
     assert c.rooms == ["chat:1"]
@@ -208,7 +208,7 @@ async def test_async_callbacks_are_run(server: LiveServer, make_client: MakeClie
     await c.subscribe("cb")
     for i in range(3):
         await c.publish("cb", i)
-    await eventually(lambda: len(got) == 3)
+    await until(lambda: len(got) == 3)
     assert sorted(got) == [1, 2, 3]
 
 
@@ -217,7 +217,7 @@ async def test_heartbeat_pings_the_server_and_answered_pings_keep_the_connection
 ) -> None:
     # A pong may take up to heartbeat / 2: 0.5 s, ample on a loaded machine.
     c = await make_client(peer.url, heartbeat=1.0)
-    await eventually(lambda: peer.pings >= 2, 10.0)
+    await until(lambda: peer.pings >= 2, 10.0)
     assert c.state is ClientState.OPEN and c.close_codes == []
 
 
@@ -226,6 +226,6 @@ async def test_heartbeat_notices_a_peer_that_stopped_answering_and_reconnects(
 ) -> None:
     peer.pong = False  # the TCP connection stays up, the peer is dead: only pings tell
     c = await make_client(peer.url, heartbeat=0.2)
-    await eventually(lambda: c.close_codes, 5.0)
+    await until(lambda: c.close_codes, 5.0)
     assert c.close_codes[0] == 1006 and peer.pings >= 1
     await c.wait_for_state(ClientState.OPEN, 5.0)  # and it connects again

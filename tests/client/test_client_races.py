@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.support.ports import serving
 from wsops.client import Client, Message, ServerError
 
 
@@ -45,13 +46,9 @@ async def peer() -> AsyncIterator[Peer]:
 
     app = web.Application()
     app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    p.url = f"ws://127.0.0.1:{runner.addresses[0][1]}/ws"
-    yield p
-    await runner.cleanup()
+    async with serving(app) as port:
+        p.url = f"ws://127.0.0.1:{port}/ws"
+        yield p
 
 
 async def test_a_stale_subscribe_reply_leaves_the_room_subscribed_again_alone(peer: Peer) -> None:

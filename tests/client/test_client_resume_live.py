@@ -11,12 +11,12 @@ from tests.client.conftest import (
     MakeClient,
     Peer,
     collect,
-    eventually,
-    free_port,
     position,
     server_conn,
 )
 from tests.conftest import LiveServer, ServerFactory
+from tests.support.ports import free_port
+from tests.support.waits import until
 from wsops.client import (
     Client,
     ClientClosed,
@@ -77,10 +77,11 @@ async def test_abrupt_drops_during_a_publish_stream_lose_and_repeat_nothing(
         await sub.wait_for_state(ClientState.OPEN, 5.0)
         server_conn(server, sub).transport.abort()
     await publisher
-    await eventually(lambda: len(got) >= total, 10.0)
-    await asyncio.sleep(0.05)
-    assert [m.data for m in got] == list(range(1, total + 1))
-    assert [m.offset for m in got] == list(range(1, total + 1))
+    # A marker behind the stream: whatever came before it (a repeat too) is all that came.
+    await pub.publish("stream", "end")
+    await until(lambda: got and got[-1].data == "end", 10.0, what="the marker behind the stream")
+    assert [m.data for m in got] == [*range(1, total + 1), "end"]
+    assert [m.offset for m in got] == list(range(1, total + 2))
     assert gaps == []
     assert sub.reconnects == 3
     assert sub.close_codes == [1006, 1006, 1006]
@@ -126,7 +127,7 @@ async def test_expired_room_history_gives_a_gap_into_the_new_epoch(
     delay[0] = 0.5
     server_conn(server, sub).close(1012, "restart")
     await sub.wait_for_state(ClientState.RECONNECTING, 5.0)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # the room's TTL (0.1 s) passes: time itself is under test
     server.node.broker.sweep()  # if the node's sweeper has not
     new = await pub.publish("ttl", "new")  # the first message of a new epoch
     assert (new.offset, new.epoch != old.epoch) == (1, True)
@@ -151,13 +152,13 @@ async def test_server_restart_with_a_new_epoch_is_a_gap(make_client: MakeClient)
         await sub.subscribe("r")
         pub = await make_client(url)
         before = await pub.publish("r", "old")
-        await eventually(lambda: position(sub, "r") == (1, before.epoch))
-    await eventually(lambda: sub.close_codes)
+        await until(lambda: position(sub, "r") == (1, before.epoch))
+    await until(lambda: sub.close_codes)
     # A shutdown without a drain closes with 1001 (going away); the client reconnects.
     assert sub.close_codes == [1001]
     async with running(settings):
         await sub.wait_for_state(ClientState.OPEN, 5.0)
-        await eventually(lambda: len(gaps) == 1)
+        await until(lambda: len(gaps) == 1)
         assert gaps[0].last_offset == 1 and gaps[0].last_epoch == before.epoch
         assert gaps[0].new_epoch != before.epoch
         ack = await sub.publish("r", "new")
@@ -176,7 +177,7 @@ async def test_requests_made_while_disconnected_are_sent_in_order_on_reconnect(
     server_conn(server, c).close(1012, "restart")
     await c.wait_for_state(ClientState.RECONNECTING, 5.0)
     pending = [asyncio.create_task(c.publish("q", i)) for i in range(3)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the three are in the queue
     with pytest.raises(QueueFull):
         await c.publish("q", "overflow")
     acks = await asyncio.gather(*pending)
@@ -205,7 +206,7 @@ async def test_closing_fails_pending_requests_and_ends_streams(peer: Peer) -> No
     stream = c.events()
     publish = asyncio.create_task(c.publish("x", 1))
     subscribe = asyncio.create_task(c.subscribe("y"))
-    await eventually(lambda: len(peer.frames) == 2)
+    await until(lambda: len(peer.frames) == 2)
     assert [json.loads(f)["op"] for f in peer.frames] == ["publish", "subscribe"]
     assert not publish.done() and not subscribe.done()
     await c.close()

@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.browser.chromium import CHROMIUM, Chromium, Page
+from tests.support.chromium import CHROMIUM, Chromium, Page
+from tests.support.ports import serving
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -144,22 +145,17 @@ async def chromium_host(client_url: str) -> AsyncIterator[ChromiumHost]:
         raise RuntimeError("chromium is not installed")
     app = web.Application()
     app.router.add_static("/", HERE)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    browser = Chromium()
-    try:
-        await browser.start()
-        page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/page.html?client={client_url}")
-        await page.wait_for("window.probe !== undefined", timeout=15)
-        yield ChromiumHost(page)
-        await page.close()
-    finally:
-        await browser.stop()
-        await runner.cleanup()
+    async with serving(app, access_log=None) as port:
+        browser = Chromium()
+        try:
+            await browser.start()
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/page.html?client={client_url}")
+            await page.wait_for("window.probe !== undefined", timeout=15)
+            yield ChromiumHost(page)
+            await page.close()
+        finally:
+            await browser.stop()
 
 
 @contextlib.asynccontextmanager

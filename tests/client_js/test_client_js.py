@@ -16,23 +16,24 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 
-from tests import waits
-from tests.artifacts import record
-from tests.browser.chromium import CHROMIUM
 from tests.client_js.hosts import NODE, PAGE_TRACEPARENT, ChromiumHost, JsError, NodeHost, js_host
-from tests.examples import FLEET_EXAMPLE, load_example
-from tests.procs import free_port
+from tests.support.artifacts import record
+from tests.support.chromium import CHROMIUM
+from tests.support.examples import BROKER_OPTIONS, FLEET_EXAMPLE, load_example, need_binaries
+from tests.support.ports import free_port
+from tests.support.waits import until
 from wsops.client import Client, Message
 
 fleet_example = load_example(FLEET_EXAMPLE)
 KINDS = ["node", "chromium"]
+JS_WAIT = 20.0  # seconds: the JS hosts take their time
 Host = NodeHost | ChromiumHost
 
 
@@ -77,12 +78,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s.stop(signal.SIGKILL)
 
 
-async def until(what: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    """``tests.waits.until`` with a longer default: JS hosts take their time."""
-    return await waits.until(what, timeout, step=0.05)
-
-
-async def received(js: Host, name: str, room: str, count: int, timeout: float = 20.0) -> Any:
+async def received(js: Host, name: str, room: str, count: int, timeout: float = JS_WAIT) -> Any:
     async def enough() -> Any:
         got = await js.call("received", name, room)
         return got if len(got) >= count else None
@@ -112,7 +108,7 @@ async def test_subscribe_receive_publish_presence_history(kind: str, server: Ser
 
             ack = await js.call("publish", "a", "room1", {"n": 21, "text": "hé \u2603"})
             assert ack == {"room": "room1", "offset": 21, "epoch": sub["epoch"], "local": False}
-            await until(lambda: asyncio.sleep(0, len(seen) == 21))
+            await until(lambda: len(seen) == 21, JS_WAIT)
             assert seen[-1].data == {"n": 21, "text": "hé \u2603"}
             assert len(await js.call("presence", "a", "room1")) == 2
 
@@ -129,10 +125,10 @@ async def test_subscribe_receive_publish_presence_history(kind: str, server: Ser
         await js.call("open", "b", server.url)
         await js.call("subscribe", "b", "room1", {"presence": True})
         me = (await _presence(js, "a"))[0]["user"]
-        b_user = (await until(lambda: _presence(js, "b")))[0]["user"]
+        b_user = (await until(lambda: _presence(js, "b"), JS_WAIT))[0]["user"]
         assert await js.call("presence", "b", "room1") == sorted([me, b_user])
         joined = {"kind": "join", "room": "room1", "user": b_user}
-        await until(lambda: _has(js, "a", joined))
+        await until(lambda: _has(js, "a", joined), JS_WAIT)
 
         # Errors come back typed; a closed client refuses requests.
         with pytest.raises(JsError) as refused:
@@ -144,7 +140,7 @@ async def test_subscribe_receive_publish_presence_history(kind: str, server: Ser
         assert closed.value.name == "ClientClosedError"
         # Closing b is b leaving: a is told exactly that, once.
         left = {"kind": "leave", "room": "room1", "user": b_user}
-        await until(lambda: _has(js, "a", left))
+        await until(lambda: _has(js, "a", left), JS_WAIT)
         # a's whole presence log: itself, the Python client (joined and left), then b.
         joins, leaves = await _presence(js, "a"), await _presence(js, "a", "leave")
         py_user = joins[1]["user"]
@@ -175,10 +171,10 @@ async def test_restart_without_history_gap_and_bounded_queue(kind: str, server: 
         await received(js, "a", "r", 3)
 
         server.stop(signal.SIGTERM)  # drains: the client is told 1012
-        await until(lambda: _state(js, "a", "reconnecting"))
+        await until(lambda: _state(js, "a", "reconnecting"), JS_WAIT)
         queued = asyncio.create_task(
             js.call("publishMany", "a", "r", [{"n": "q1"}, {"n": "q2"}, {"n": "q3"}]))
-        await until(lambda: _pending(js, "a", 2))
+        await until(lambda: _pending(js, "a", 2), JS_WAIT)
         await asyncio.sleep(0.3)  # a few failed attempts against the stopped node
         server.start()
         outcomes = await asyncio.wait_for(queued, 20)
@@ -232,8 +228,6 @@ async def test_token_fetched_again_for_each_attempt(kind: str, tmp_path: Path) -
 
 @pytest.fixture
 async def fleet() -> AsyncIterator[Any]:
-    from tests.fleet.conftest import BROKER_OPTIONS, need_binaries
-
     need_binaries()
     f = fleet_example.Fleet(broker_options=BROKER_OPTIONS)
     try:
@@ -285,28 +279,28 @@ async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: An
                     await asyncio.sleep(0.01)
 
         publisher = asyncio.create_task(publish())
-        await until(lambda: asyncio.sleep(0, len(acked) > 100))
+        await until(lambda: len(acked) > 100, JS_WAIT)
         figures: dict[str, Any] = {"host": kind}
 
         # Drain the client's node: it is told 1012 and resumes through HAProxy on the other.
         t0 = time.monotonic()
         await asyncio.to_thread(_post, first.admin_url + "/admin/drain")
-        await until(lambda: _reconnected(js, "a", 1))
+        await until(lambda: _reconnected(js, "a", 1), JS_WAIT)
         figures["drain_reconnect_s"] = round(time.monotonic() - t0, 3)
         await asyncio.to_thread(first.proc.stop, signal.SIGTERM)
         first.proc.start()
         await asyncio.to_thread(fleet.wait_ready, first)
-        await until(lambda: _reconnected(js, "b", 1))
+        await until(lambda: _reconnected(js, "b", 1), JS_WAIT)
         figures["restart_reconnect_s"] = round(time.monotonic() - t0, 3)
         await asyncio.to_thread(fleet.wait_backends, {0, 1})
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # traffic goes on a while after the move
 
         # Kill the node it moved to: no close frame, HAProxy sends the retry to the other.
         t0 = time.monotonic()
         await asyncio.to_thread(fleet.kill_node, second.index)
-        await until(lambda: _reconnected(js, "a", 2))
+        await until(lambda: _reconnected(js, "a", 2), JS_WAIT)
         figures["kill_reconnect_s"] = round(time.monotonic() - t0, 3)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # traffic goes on a while after the move
         stop.set()
         await publisher
 

@@ -6,7 +6,6 @@ through its element ids (#name, #join, #text, #send, #messages, #presence, #stat
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -22,9 +21,10 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.artifacts import artifact
-from tests.browser.chromium import CHROMIUM, Chromium, Page
-from tests.examples import EXAMPLES, load_example
+from tests.support.artifacts import artifact
+from tests.support.chromium import CHROMIUM, Chromium, Page
+from tests.support.examples import EXAMPLES, load_example
+from tests.support.waits import until
 from wsops.client import Client, ServerError
 
 CHAT_DIR = EXAMPLES / "chat"
@@ -57,17 +57,18 @@ async def browser() -> AsyncIterator[Chromium]:
         await b.stop()
 
 
-async def until(page: Page, expression: str, expected: Any, timeout: float = 5.0) -> None:
-    """Poll ``expression`` in ``page`` until it equals ``expected``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await page.evaluate(expression)
-        if value == expected:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{expression} = {value!r}, expected {expected!r}; "
-                                 f"console: {page.console[-20:]}")
-        await asyncio.sleep(0.05)
+async def page_until(page: Page, expression: str, expected: Any, timeout: float = 5.0) -> None:
+    """Until ``expression`` in ``page`` equals ``expected`` (failing with what it was last and
+    the page's console)."""
+    last: list[Any] = []
+
+    async def equal() -> bool:
+        last[:] = [await page.evaluate(expression)]
+        return bool(last[0] == expected)
+
+    await until(equal, timeout, step=0.05,
+                what=lambda: f"{expression} = {expected!r} (it was {last[0]!r}); "
+                             f"console: {page.console[-20:]}")
 
 
 async def open_chat(browser: Chromium, url: str, name: str) -> Page:
@@ -76,7 +77,7 @@ async def open_chat(browser: Chromium, url: str, name: str) -> Page:
     await page.goto(url)
     await page.evaluate(f"document.getElementById('name').value = {json.dumps(name)};"
                         "document.getElementById('join').click()")
-    await until(page, f"{USERS}.includes({json.dumps(name)}) && {STATE}", "open")
+    await page_until(page, f"{USERS}.includes({json.dumps(name)}) && {STATE}", "open")
     return page
 
 
@@ -152,18 +153,18 @@ async def test_two_users_see_presence_messages_and_history(browser: Chromium) ->
         alice = await open_chat(browser, url, "alice")
         bob = await open_chat(browser, url, "bob")
         for page in (alice, bob):
-            await until(page, USERS, ["alice", "bob"])
-            await until(page, "window.chat.room", "chat:lobby")
+            await page_until(page, USERS, ["alice", "bob"])
+            await page_until(page, "window.chat.room", "chat:lobby")
 
         await say(alice, "hello from alice")
-        await until(bob, TEXTS, ["hello from alice"])
-        await until(bob, "document.querySelector('#messages li.msg').dataset.from", "alice")
-        await until(alice, TEXTS, ["hello from alice"])  # one's own message comes back once
+        await page_until(bob, TEXTS, ["hello from alice"])
+        await page_until(bob, "document.querySelector('#messages li.msg').dataset.from", "alice")
+        await page_until(alice, TEXTS, ["hello from alice"])  # one's own message comes back once
 
         # Markup in a message is text, not HTML.
         sneaky = '<img src=x onerror="window.pwned = 1"><b>bold?</b>'
         await say(bob, sneaky)
-        await until(alice, TEXTS, ["hello from alice", sneaky])
+        await page_until(alice, TEXTS, ["hello from alice", sneaky])
         assert await alice.evaluate(
             "document.querySelector('#messages img, #messages b') === null && !window.pwned")
 
@@ -171,34 +172,34 @@ async def test_two_users_see_presence_messages_and_history(browser: Chromium) ->
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
             await bob.send("Page.close", timeout=5)
         await bob.close()
-        await until(alice, USERS, ["alice"])
-        await until(alice, "[...document.querySelectorAll('#messages li.event')]"
-                           ".map(e => e.textContent)", ["bob joined", "bob left"])
+        await page_until(alice, USERS, ["alice"])
+        await page_until(alice, "[...document.querySelectorAll('#messages li.event')]"
+                                ".map(e => e.textContent)", ["bob joined", "bob left"])
 
         # Carol joins later: the earlier messages come from history, in order.
         carol = await open_chat(browser, url, "carol")
-        await until(carol, TEXTS, ["hello from alice", sneaky])
-        await until(carol, USERS, ["alice", "carol"])
-        await until(alice, USERS, ["alice", "carol"])
+        await page_until(carol, TEXTS, ["hello from alice", sneaky])
+        await page_until(carol, USERS, ["alice", "carol"])
+        await page_until(alice, USERS, ["alice", "carol"])
         await say(carol, "hi both, I just read the backlog")
-        await until(alice, f"{TEXTS}.length", 3)
+        await page_until(alice, f"{TEXTS}.length", 3)
         await alice.screenshot(artifact("chat-example.png"))
 
         # Another room: its own (empty) history and presence; the lobby's events stop.
         await carol.evaluate("document.getElementById('room').value = 'random';"
                              "document.getElementById('switch').click()")
-        await until(carol, "window.chat.room", "chat:random")
-        await until(carol, USERS, ["carol"])
-        await until(carol, TEXTS, [])
-        await until(alice, USERS, ["alice"])  # carol left the lobby
+        await page_until(carol, "window.chat.room", "chat:random")
+        await page_until(carol, USERS, ["carol"])
+        await page_until(carol, TEXTS, [])
+        await page_until(alice, USERS, ["alice"])  # carol left the lobby
         await say(alice, "anyone?")
         await say(carol, "over here")
-        await until(carol, TEXTS, ["over here"])
-        await until(alice, f"{TEXTS}.length", 4)  # "anyone?", not carol's
+        await page_until(carol, TEXTS, ["over here"])
+        await page_until(alice, f"{TEXTS}.length", 4)  # "anyone?", not carol's
         await alice.evaluate("document.querySelector('#rooms [data-room=\"chat:random\"]')"
                              ".click()")
-        await until(alice, TEXTS, ["over here"])
-        await until(alice, USERS, ["alice", "carol"])
+        await page_until(alice, TEXTS, ["over here"])
+        await page_until(alice, USERS, ["alice", "carol"])
         for page in (alice, carol):
             assert await page.evaluate(GAPS) == 0
             no_errors(page)
@@ -211,22 +212,23 @@ async def test_server_restart_shows_a_gap_and_presence_recovers(
         port = int(re.findall(r":(\d+)/", url)[0])
         alice = await open_chat(browser, url, "alice")
         await say(alice, "before the restart")
-        await until(alice, TEXTS, ["before the restart"])
+        await page_until(alice, TEXTS, ["before the restart"])
     # The server is gone with its memory broker (history, epochs, presence); same port again.
     async with chat_server(port) as url:
         # Up to the backoff's cap (10 s) if the old server took a while to go away.
-        await until(alice, f"window.chat.client.reconnects >= 1 && {STATE}", "open", timeout=15)
-        await until(alice, GAPS, 1)
+        await page_until(alice, f"window.chat.client.reconnects >= 1 && {STATE}", "open",
+                         timeout=15)
+        await page_until(alice, GAPS, 1)
         gap = await alice.evaluate("document.querySelector('#messages li.gap').textContent")
         assert gap.startswith("Some messages were missed"), gap
-        await until(alice, "document.querySelector('#messages li.gap').textContent"
-                           ".endsWith('reloaded the latest history.')", True)
-        await until(alice, USERS, ["alice"])
+        await page_until(alice, "document.querySelector('#messages li.gap').textContent"
+                                ".endsWith('reloaded the latest history.')", True)
+        await page_until(alice, USERS, ["alice"])
         bob = await open_chat(browser, url, "bob")
-        await until(alice, USERS, ["alice", "bob"])
+        await page_until(alice, USERS, ["alice", "bob"])
         await say(bob, "after the restart")
-        await until(alice, TEXTS, ["before the restart", "after the restart"])
-        await until(bob, TEXTS, ["after the restart"])  # the new epoch's history only
+        await page_until(alice, TEXTS, ["before the restart", "after the restart"])
+        await page_until(bob, TEXTS, ["after the restart"])  # the new epoch's history only
         assert await alice.evaluate("window.chat.client.reconnects") >= 1
         await alice.screenshot(artifact("chat-example-gap.png"))
         no_errors(bob)
@@ -240,12 +242,12 @@ async def test_an_expired_token_is_refreshed_without_a_gap(browser: Chromium) ->
     async with chat_server(token_ttl=2) as url:
         alice = await open_chat(browser, url, "alice")
         await say(alice, "first token")
-        await until(alice, TEXTS, ["first token"])
-        await until(alice, "window.chat.client.reconnects >= 1", True, timeout=5)
-        await until(alice, STATE, "open")
+        await page_until(alice, TEXTS, ["first token"])
+        await page_until(alice, "window.chat.client.reconnects >= 1", True, timeout=5)
+        await page_until(alice, STATE, "open")
         await say(alice, "second token")
-        await until(alice, TEXTS, ["first token", "second token"])
+        await page_until(alice, TEXTS, ["first token", "second token"])
         assert await alice.evaluate("window.chat.client.closeCodes[0]") == 1008
         assert await alice.evaluate(GAPS) == 0
-        await until(alice, USERS, ["alice"])
+        await page_until(alice, USERS, ["alice"])
         no_errors(alice)

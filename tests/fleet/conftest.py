@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -12,22 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.examples import FLEET_EXAMPLE, load_example
-from tests.scrape import Scrape, scrape
+from tests.support.examples import BROKER_OPTIONS, FLEET_EXAMPLE, load_example, need_binaries
+from tests.support.scrape import Scrape, scrape
 from wsops.client import Client, ClientState, Gap, Message
 
 fleet_example = load_example(FLEET_EXAMPLE)
 Fleet = fleet_example.Fleet
-
-# Quick fault detection: a node is dead 1.5 s after its last beat, Redis after 1 s of silence.
-BROKER_OPTIONS = "heartbeat=0.5&timeout=1"
-
-
-def need_binaries() -> None:
-    missing = [b for b in ("haproxy", "redis-server") if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (scripts/test.sh installs them)")
-
 
 @pytest.fixture
 async def fleet() -> AsyncIterator[Any]:
@@ -75,20 +64,6 @@ async def connections(fleet: Any) -> list[int]:
 
 async def metrics(fleet: Any) -> list[Scrape]:
     return [await scrape(n.admin_url) for n in fleet.nodes]
-
-
-async def until(cond: Callable[[], Any], within: float = 20.0, step: float = 0.05) -> float:
-    """Poll ``cond`` (sync or async) until truthy; returns the seconds it took."""
-    start = time.monotonic()
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(step)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -10,8 +10,7 @@ import sys
 
 import psutil  # type: ignore[import-untyped]
 
-from tests.examples import FLEET_EXAMPLE
-from tests.fleet.conftest import need_binaries
+from tests.support.examples import FLEET_EXAMPLE, need_binaries
 from wsops.client import Client
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.fleet.conftest import clients, close_all, connect_all, connections, until
+from tests.fleet.conftest import clients, close_all, connect_all, connections
+from tests.support.waits import until
 from wsops.client import Client, Message
 from wsops.server.broker.redis import list_nodes
 
@@ -36,10 +37,12 @@ async def test_messages_presence_and_history_agree_on_every_node(fleet: Any) -> 
         for offsets in acked:  # each publisher's messages keep their order
             assert offsets == sorted(offsets)
 
-        await until(lambda: all(len(g) >= total for g in got.values()))
-        await asyncio.sleep(0.2)  # nothing more arrives
+        # A marker behind them: whatever came before it (a repeat too) is all that came.
+        await direct[0].publish(ROOM, "end")
+        await until(lambda: all(g and g[-1].data == "end" for g in got.values()), 20.0,
+                    what="the marker on every client")
         reference = [(m.offset, m.data) for m in got[0]]
-        assert [o for o, _ in reference] == list(range(1, total + 1))
+        assert [o for o, _ in reference] == list(range(1, total + 2))
         for i, mine in got.items():
             assert [(m.offset, m.data) for m in mine] == reference, i
         assert len({m.epoch for g in got.values() for m in g}) == 1

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.artifacts import record
-from tests.fleet.conftest import clients, close_all, connect_all, connections, until, wait_open
-from tests.prom import prometheus
-from tests.scrape import scrape
+from tests.fleet.conftest import clients, close_all, connect_all, connections, wait_open
+from tests.support.artifacts import record
+from tests.support.prom import prometheus
+from tests.support.scrape import scrape
+from tests.support.waits import until
 from wsops.client import Client, Gap, Message, PublishAck, RequestTimeout, ServerError
 from wsops.observability.alerts import AlertOptions, prometheus_rules
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 
 import aiohttp
@@ -19,9 +17,10 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 import wsops
-from tests.examples import INSTRUMENT_EXAMPLE, load_example
-from tests.procs import free_port
-from tests.scrape import scrape
+from tests.support.examples import INSTRUMENT_EXAMPLE, load_example
+from tests.support.ports import free_port, serving
+from tests.support.scrape import scrape
+from tests.support.waits import until, until_sync
 
 EXAMPLE = INSTRUMENT_EXAMPLE
 
@@ -35,14 +34,9 @@ async def test_example_app_gets_metrics_per_route_and_close_codes() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     inst = wsops.instrument(app, registry=registry, tracer_provider=provider, admin_port=0,
                             sample_ratio=0.0)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"ws://127.0.0.1:{port}"
-    assert inst.admin is not None
-    try:
+    async with serving(app) as port:
+        base = f"ws://127.0.0.1:{port}"
+        assert inst.admin is not None
         async with aiohttp.ClientSession() as s:
             echo = await s.ws_connect(base + "/echo")
             for word in ("a", "bb", "ccc"):
@@ -63,7 +57,7 @@ async def test_example_app_gets_metrics_per_route_and_close_codes() -> None:
             m = await scrape(inst.admin.url)
             assert m.get("wsops_connections_open", route="/chat") >= 1
             await chatters[0].close()
-            await asyncio.sleep(0.1)
+            await until(lambda: inst.live.total() == 0, what="every connection closed on the app")
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await s.ws_connect(base + "/nowhere")
         m = await scrape(inst.admin.url)
@@ -84,8 +78,6 @@ async def test_example_app_gets_metrics_per_route_and_close_codes() -> None:
         assert span.kind is SpanKind.CONSUMER
         assert span.parent is not None and span.parent.span_id == int("b" * 16, 16)
         assert f"{span.context.trace_id:032x}" == "a" * 32
-    finally:
-        await runner.cleanup()
 
 
 def test_example_script_runs_and_serves_metrics() -> None:
@@ -94,15 +86,15 @@ def test_example_script_runs_and_serves_metrics() -> None:
                              "--admin-port", str(admin)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        text = ""
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
+
+        def metrics() -> str:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=1) as r:
-                    text = r.read().decode()
-                    break
+                    return str(r.read().decode())
             except OSError:
-                time.sleep(0.1)
+                return ""
+
+        text = until_sync(metrics, 20, what=f"the example's /metrics on port {admin}", step=0.1)
         assert "wsops_event_loop_lag_seconds" in text and "wsops_build_info" in text
     finally:
         proc.terminate()

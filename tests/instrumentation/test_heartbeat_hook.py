@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
 from tests.conftest import Connect, ServerFactory
+from tests.support.waits import until
 
 
 def _data_callbacks(server: Any) -> list[Any]:
@@ -33,13 +32,8 @@ async def test_each_ping_is_timed_and_the_hook_swaps_itself_out(
     await connect(server.url)
     await connect(server.url)
     rtt = server.node.instrumentation.metrics.route("/ws").ping_rtt
-    end = time.monotonic() + 5.0
-    while rtt.count < 4 and time.monotonic() < end:  # two pings per connection at least
-        await asyncio.sleep(0.02)
-    assert rtt.count >= 4
+    await until(lambda: rtt.count >= 4, 5.0, what="two pings per connection at least")
     # A ping may be in flight at any moment (its answer comes within milliseconds): the
     # callbacks must all be aiohttp's own again soon, and not stay wrapped.
-    end = time.monotonic() + 2.0
-    while not _all_plain(server) and time.monotonic() < end:
-        await asyncio.sleep(0.005)
-    assert _all_plain(server), _data_callbacks(server)
+    await until(lambda: _all_plain(server), 2.0, step=0.005,
+                what=lambda: f"aiohttp's own callbacks, not {_data_callbacks(server)}")

@@ -6,9 +6,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import Connect, ServerFactory
-from tests.rawws import client_frame, open_raw
-from tests.scrape import scrape
-from tests.waits import until
+from tests.support.rawws import client_frame, open_raw
+from tests.support.scrape import scrape
+from tests.support.waits import until
 
 
 async def test_connection_families_follow_how_each_connection_ended(

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import psutil  # type: ignore[import-untyped]
@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.waits import until
 from wsops.instrumentation.runtime import RuntimeCollector, open_fds
 
 MiB = 1 << 20
@@ -68,13 +69,6 @@ async def rig() -> AsyncIterator[Rig]:
     await rig.collector.start()
     yield rig
     await rig.collector.stop()
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 def test_registering_describes_without_collecting() -> None:
@@ -210,6 +204,7 @@ async def test_stop_removes_the_gc_callback_and_ends_the_task() -> None:
 
 OUT_OF_FDS = """
 import json, resource, socket, sys
+from tests.support.waits import until
 from wsops.instrumentation.runtime import RuntimeCollector, open_fds
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))

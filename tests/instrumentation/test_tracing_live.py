@@ -9,8 +9,9 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from tests.conftest import Connect, ServerFactory
-from tests.otlp import attrs, otlp_receiver
-from tests.scrape import scrape
+from tests.support.otlp import attrs, otlp_receiver
+from tests.support.scrape import scrape
+from tests.support.waits import until
 from wsops.instrumentation import INSTRUMENT_KEY
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -39,8 +40,13 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
         # An unsampled client trace stays unsampled (parent-based), even at ratio 1.0.
         await pub.call("publish", "room1", data="quiet", traceparent=f"00-{'1' * 32}-{'2' * 16}-00")
         await sub.messages(1)
-        await asyncio.sleep(0.05)
-        await _flush(server)
+
+        async def exported() -> bool:
+            await _flush(server)
+            return bool(len(rec.named("WebSocket handshake /ws")) == 2
+                        and rec.named("publish room1") and rec.named("process room1"))
+
+        await until(exported, 10.0, what="the handshake, publish and process spans exported")
 
         assert {r.get("service.name") for r in rec.resources} == {"wsops-test"}
         handshakes = rec.named("WebSocket handshake /ws")

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
-from tests.ops.runcli import cli
-from tests.procs import free_port, start_serve
+from tests.support.ports import serving
+from tests.support.procs import start_serve
+from tests.support.runcli import cli
 from wsops.loadtest.plan import Plan
 from wsops.loadtest.runner import execute
 
@@ -74,15 +75,8 @@ def faulty_app() -> web.Application:
 
 @pytest.fixture
 async def faulty_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(faulty_app())
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
+    async with serving(faulty_app()) as port:
         yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        await runner.cleanup()
 
 
 async def test_injected_losses_and_delays_are_found_and_counted(faulty_url: str) -> None:

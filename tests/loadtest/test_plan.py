@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ops.runcli import cli, flat
+from tests.support.runcli import cli, flat
 from wsops.loadtest.plan import Plan, PlanError, Target, shards, source_range
 
 URL = "ws://127.0.0.1:8765/ws"

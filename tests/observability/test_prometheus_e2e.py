@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import Connect, ServerFactory
-from tests.prom import PROMETHEUS, prometheus
+from tests.support.prom import PROMETHEUS, prometheus
 from wsops.observability.alerts import AlertOptions, prometheus_rules
 from wsops.observability.grafana_dashboards import build_dashboards, concrete, panel_queries
 
@@ -58,7 +58,7 @@ async def test_every_panel_and_alert_query_works_against_real_prometheus(
                 await connect(server.url + "?token=bad", headers={"Authorization": "Basic x"})
             await _traffic(server.url, connect, 8)
             server.node.drain(batch=1000, interval=0.0, deadline=5)
-            await asyncio.sleep(2.5)
+            await asyncio.sleep(2.5)  # scrapes (every 1 s) see the drain under way
             server.node.drainer.cancel()
             await _traffic(server.url, connect, 6)
             names = await prom.metric_names()

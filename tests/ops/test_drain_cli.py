@@ -17,12 +17,13 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
 import wsops
-from tests.client.conftest import eventually
 from tests.conftest import Connect, ServerFactory
-from tests.examples import INSTRUMENT_EXAMPLE, load_example
-from tests.ops.runcli import cli, flat
-from tests.procs import free_port, start_serve
-from tests.scrape import scrape
+from tests.support.examples import INSTRUMENT_EXAMPLE, load_example
+from tests.support.ports import free_port, serving
+from tests.support.procs import start_serve
+from tests.support.runcli import cli, flat
+from tests.support.scrape import scrape
+from tests.support.waits import until
 from wsops.admin.listener import ADMIN_KEY
 from wsops.client import Client, ClientState, Message
 
@@ -82,7 +83,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
                 await asyncio.sleep(0.02)
 
         publishing = asyncio.create_task(publish())
-        await eventually(lambda: len(acked) >= 10, 10.0)
+        await until(lambda: len(acked) >= 10, 10.0)
         caplog.set_level(logging.INFO, logger="wsops.client")
 
         started = time.monotonic()
@@ -98,7 +99,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
                 drain["remaining"], drain["batches"]) == (
                     "drained", CLIENTS, CLIENTS, 0, 0, batches)
         assert took < 20
-        await eventually(lambda: len(first_close) == CLIENTS, 15.0)
+        await until(lambda: len(first_close) == CLIENTS, 15.0)
         assert {tuple(c.close_codes) for c in clients} == {(1012,)}
         # Batches are spread: each gap is INTERVAL jittered by x0.5-1.5.
         spread = max(first_close.values()) - min(first_close.values())
@@ -108,7 +109,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
         def refusals() -> int:
             return sum("HTTP 503" in r.getMessage() for r in caplog.records)
 
-        await eventually(lambda: refusals() >= CLIENTS, 15.0)  # every client tried once
+        await until(lambda: refusals() >= CLIENTS, 15.0)  # every client tried once
         refused = refusals()
         metrics = await scrape(sp.admin_url)
         assert metrics.sum("wsops_handshake_failures_total", reason="draining") >= refused
@@ -123,7 +124,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
         assert await readyz(sp.admin_url) == 200
         await asyncio.gather(*(c.wait_for_state(ClientState.OPEN, 20) for c in clients))
         returned = len(acked)
-        await eventually(lambda: len(acked) >= returned + 10, 10.0)  # more after the return
+        await until(lambda: len(acked) >= returned + 10, 10.0)  # more after the return
         stop.set()
         await publishing
         await publisher.publish(ROOM, "end")  # the last message: nothing may follow it
@@ -133,7 +134,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
         expected = [(m.offset, m.data) for m in history]
         assert [offset for offset, _ in expected] == list(range(1, len(expected) + 1))
         assert expected[-1][1] == "end"
-        await eventually(lambda: all(g and g[-1].data == "end" for g in got), 15.0)
+        await until(lambda: all(g and g[-1].data == "end" for g in got), 15.0)
         for i, mine in enumerate(got):
             seen = [(m.offset, m.data) for m in mine]
             assert seen == expected, (i, clients[i].close_codes, behind.get(i), _diff(seen,
@@ -164,14 +165,10 @@ def _diff(seen: list[tuple[int, Any]], expected: list[tuple[int, Any]]) -> str:
 async def test_drain_closes_every_connection_of_an_instrumented_plain_app_with_1012() -> None:
     app: web.Application = load_example().make_app()
     inst = wsops.instrument(app, registry=CollectorRegistry(), admin_port=0, tracing=False)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"ws://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    assert inst.admin is not None
-    admin = inst.admin.url
-    try:
+    async with serving(app) as port:
+        base = f"ws://127.0.0.1:{port}"
+        assert inst.admin is not None
+        admin = inst.admin.url
         async with aiohttp.ClientSession() as s:
             conns = [await s.ws_connect(f"{base}/echo") for _ in range(12)]
             conns += [await s.ws_connect(f"{base}/chat") for _ in range(8)]
@@ -202,8 +199,6 @@ async def test_drain_closes_every_connection_of_an_instrumented_plain_app_with_1
             await ws.send_str("back")
             assert await ws.receive_str() == "BACK"
             await ws.close()
-    finally:
-        await runner.cleanup()
 
 
 # -- outcomes other than success ------------------------------------------------------------

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,8 +20,10 @@ import aiohttp
 import pytest
 from typer.testing import CliRunner
 
-from tests.procs import free_port, start_serve
-from tests.wsclient import RawClient
+from tests.support.ports import free_port
+from tests.support.procs import start_serve
+from tests.support.waits import until, until_sync
+from tests.support.wsclient import RawClient
 from wsops.cli import app
 
 LEAKY = Path(__file__).with_name("leaky_app.py")
@@ -70,15 +71,17 @@ def leaky_node(*args: str) -> Iterator[Node]:
         stderr=subprocess.DEVNULL)
     node = Node(proc, port, admin)
     try:
-        end = time.monotonic() + 15
-        while True:
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"leaky app exited with {proc.returncode}")
             try:
                 get(node.admin + "/healthz")
-                break
             except OSError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError("leaky app did not start") from None
-                time.sleep(0.1)
+                return False
+            return True
+
+        until_sync(healthy, 15, what="the leaky app's /healthz", step=0.1)
         yield node
     finally:
         proc.kill()
@@ -109,7 +112,7 @@ async def traffic(*jobs: Any) -> AsyncIterator[None]:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(job(stop)) for job in jobs]
     try:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the traffic under way before the block runs
         yield
     finally:
         stop.set()
@@ -181,7 +184,7 @@ async def test_tracing_already_on_stays_on_and_diff_shows_the_planted_site_first
                 report = json.loads(out)
                 assert not report["tracing_started_by_run"] and report["tracing_after"] is True
                 assert get(node.admin + "/admin/profile")["tracing"] is True
-                await asyncio.sleep(1)
+                await asyncio.sleep(1)  # the leak grows between the two saves
         stopped = post(node.admin + "/admin/profile/stop", {"session": mine["session"]})
         assert stopped["stopped"] and stopped["tracing"] is False
     runner = CliRunner()
@@ -250,10 +253,14 @@ async def test_bundled_server_under_churn_has_no_suspect() -> None:
             await asyncio.sleep(1 / 8)
 
     async def published_reaches(n: int) -> None:
-        end = time.monotonic() + 60
-        while (got := get(node.admin_url + "/admin/stats")["broker"]["published"]) < n:
-            assert time.monotonic() < end, f"traffic too slow: {got} of {n} published"
-            await asyncio.sleep(0.5)
+        got = [0]
+
+        def enough() -> bool:
+            got[0] = get(node.admin_url + "/admin/stats")["broker"]["published"]
+            return got[0] >= n
+
+        await until(enough, 60, step=0.5,
+                    what=lambda: f"{n} published (traffic too slow: {got[0]} of {n})")
 
     try:
         async with traffic(*[subscriber] * 6, *[publisher] * 2, *[churner] * 2):

@@ -13,10 +13,11 @@ import pytest
 from typer.testing import Result
 
 from tests.conftest import Connect
-from tests.ops.runcli import cli, flat, plain
-from tests.procs import ServeProcess, free_port, start_serve
-from tests.scrape import scrape
-from tests.waits import until
+from tests.support.ports import free_port
+from tests.support.procs import ServeProcess, start_serve
+from tests.support.runcli import cli, flat, plain
+from tests.support.scrape import scrape
+from tests.support.waits import until
 from wsops import __version__
 
 

@@ -7,7 +7,8 @@ import asyncio
 import time
 from typing import Any
 
-from tests.wsclient import RawClient
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 
 
 class Bystander:
@@ -59,9 +60,11 @@ class Bystander:
         """Stop, check nothing went wrong, close; returns the figures."""
         # At least one more round trip after the attack, and ``min_messages`` in all.
         target = max(min_messages, self.received + 1)
-        deadline = time.monotonic() + self.timeout
-        while self.received < target and not self.errors and time.monotonic() < deadline:
-            await asyncio.sleep(self.interval)
+        # A round trip that never comes is an error of its own (the publish's reply and the
+        # message each wait ``timeout``): that ends the wait first, and the assertions below
+        # say what it was.
+        await until(lambda: self.received >= target or self.errors, 2 * self.timeout + 1.0,
+                    step=self.interval, what=f"bystander round trip #{target}")
         assert self._task is not None
         alive = not self._task.done()
         self._task.cancel()

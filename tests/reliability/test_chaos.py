@@ -12,29 +12,22 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
 import wsops
-from tests.artifacts import ROOT, record
 from tests.conftest import Connect, ServerFactory
-from tests.procs import ServeProcess, free_port
-from tests.rawws import client_frame, open_raw
 from tests.reliability.bystander import Bystander
-from tests.scrape import scrape
-from tests.wsclient import RawClient
-
-
-async def _until(cond: Any, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
+from tests.support.artifacts import ROOT, record
+from tests.support.ports import free_port, serving
+from tests.support.procs import ServeProcess, wait_ready
+from tests.support.rawws import client_frame, open_raw
+from tests.support.scrape import scrape
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 
 
 async def test_clients_reset_mid_frame_count_as_1006_and_leave_nothing_behind(
@@ -57,10 +50,10 @@ async def test_clients_reset_mid_frame_count_as_1006_and_leave_nothing_behind(
         room = node.hub.rooms.get("busy")
         return len(room.conns) if room is not None else 0
 
-    await _until(lambda: busy() == killed // 2)
+    await until(lambda: busy() == killed // 2)
     before = await scrape(server.admin_url)
     pumping = asyncio.create_task(_publish_forever(publisher, "busy"))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # the stream runs a while: the server is writing to them
     started = time.perf_counter()
     for writer in writers:
         frame = client_frame(b'{"op":"publish","room":"busy","id":2,"data":"' + b"z" * 500 + b'"}')
@@ -68,7 +61,7 @@ async def test_clients_reset_mid_frame_count_as_1006_and_leave_nothing_behind(
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()  # ...then a TCP reset
-    await _until(lambda: len(node.hub.conns) == 2)  # the bystander and the publisher
+    await until(lambda: len(node.hub.conns) == 2)  # the bystander and the publisher
     gone_ms = (time.perf_counter() - started) * 1000
     pumping.cancel()
     await asyncio.gather(pumping, return_exceptions=True)
@@ -147,44 +140,45 @@ async def test_a_blocked_loop_shows_in_loop_lag_heartbeats_time_out_and_service_
     app.router.add_get("/echo", echo)
     inst = wsops.instrument(app, registry=CollectorRegistry(), admin_port=0, tracing=False,
                             lag_interval=0.1)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    assert inst.admin is not None
-    # Clients pinging every 0.5 s give up 0.25 s after an unanswered ping; the others don't ping.
-    eager = EchoClients(f"ws://{base}/echo", 5, heartbeat=0.5)
-    patient = EchoClients(f"ws://{base}/echo", 5, heartbeat=None)
-    try:
-        for group in (eager, patient):
-            group.start()
-            await asyncio.to_thread(group.ready.wait, 10)
-        await asyncio.sleep(0.5)
-        async with aiohttp.ClientSession() as s:
-            started = time.monotonic()
-            async with s.get(f"http://{base}/block") as r:
-                assert r.status == 200
-            blocked = time.monotonic() - started
-            assert blocked >= block
-            await asyncio.sleep(0.5)
-            await _until(lambda: inst.live.total() == 10 - len(eager.ended) - len(patient.ended))
-            m = await scrape(inst.admin.url)
-            # Served again: a new connection echoes, and so does every patient client.
-            fresh = await s.ws_connect(f"ws://{base}/echo")
-            await fresh.send_str("again")
-            assert await fresh.receive_str(timeout=2) == "again"
-            await fresh.close()
-        counts = list(patient.echoed)
-        await asyncio.sleep(0.3)
-        assert patient.ended == {} and all(b > a for a, b in zip(counts, patient.echoed,
-                                                                 strict=True))
-    finally:
-        eager.stop.set()
-        patient.stop.set()
-        await asyncio.to_thread(eager.join, 5)
-        await asyncio.to_thread(patient.join, 5)
-        await runner.cleanup()
+    async with serving(app) as port:
+        base = f"127.0.0.1:{port}"
+        assert inst.admin is not None
+        # Clients pinging every 0.5 s give up 0.25 s after an unanswered ping; the rest never ping.
+        eager = EchoClients(f"ws://{base}/echo", 5, heartbeat=0.5)
+        patient = EchoClients(f"ws://{base}/echo", 5, heartbeat=None)
+        try:
+            for group in (eager, patient):
+                group.start()
+                await asyncio.to_thread(group.ready.wait, 10)
+            await asyncio.sleep(0.5)  # echoes and pings flow a while before the block
+            async with aiohttp.ClientSession() as s:
+                started = time.monotonic()
+                async with s.get(f"http://{base}/block") as r:
+                    assert r.status == 200
+                blocked = time.monotonic() - started
+                assert blocked >= block
+                await until(lambda: len(eager.ended) == 5,
+                            what=lambda: f"every eager client timed out: {eager.ended}")
+                await until(lambda: inst.live.total() == 10 - len(eager.ended) - len(patient.ended))
+                m = await scrape(inst.admin.url)
+                # Served again: a new connection echoes, and so does every patient client.
+                fresh = await s.ws_connect(f"ws://{base}/echo")
+                await fresh.send_str("again")
+                assert await fresh.receive_str(timeout=2) == "again"
+                await fresh.close()
+            counts = list(patient.echoed)
+
+            def echoed_again() -> bool:
+                return all(b > a for a, b in zip(counts, patient.echoed, strict=True))
+
+            await until(lambda: patient.ended or echoed_again(),
+                        what="every patient client to echo again")
+            assert patient.ended == {} and echoed_again()
+        finally:
+            eager.stop.set()
+            patient.stop.set()
+            await asyncio.to_thread(eager.join, 5)
+            await asyncio.to_thread(patient.join, 5)
     # The lag sampler saw the block: at least one wake-up more than a second late.
     lag_count = m.get("wsops_event_loop_lag_seconds_count")
     over_1s = lag_count - m.get("wsops_event_loop_lag_seconds_bucket", le="1.0")
@@ -261,6 +255,11 @@ class Output(threading.Thread):
         for line in self.proc.stdout:
             self.lines.append(line.decode(errors="replace").rstrip())
 
+    def text(self) -> str:
+        """All of it, once the process has exited (waits up to 5 s for the pipe's end)."""
+        self.join(5)
+        return "\n".join(self.lines)
+
 
 class FdWatch(threading.Thread):
     """Samples the process' open files every few milliseconds: files it holds open for
@@ -306,7 +305,7 @@ async def test_the_server_writes_nothing_to_disk(connect: Connect) -> None:
         files.start()
         sp = ServeProcess(proc, port, admin)
         try:
-            await asyncio.to_thread(_wait_ready, sp, output)
+            await asyncio.to_thread(wait_ready, sp, 15.0, output.text)
             by = await Bystander.start(sp.url, interval=0.005)
             subs = [await connect(sp.url) for _ in range(20)]
             for c in subs:
@@ -343,19 +342,3 @@ async def test_the_server_writes_nothing_to_disk(connect: Connect) -> None:
                                        "files_open_for_writing": 0, "files_created": 0,
                                        "audited_write_events": 0,
                                        "open_file_samples": files.samples})
-
-
-def _wait_ready(sp: ServeProcess, output: Output, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if sp.proc.poll() is not None:
-            output.join(5)
-            out = "\n".join(output.lines)
-            raise RuntimeError(f"wsops serve exited with {sp.proc.returncode}: {out}")
-        try:
-            with urllib.request.urlopen(sp.admin_url + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("wsops serve did not become ready")

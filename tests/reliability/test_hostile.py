@@ -11,11 +11,12 @@ import struct
 import time
 from typing import Any
 
-from tests.artifacts import record
 from tests.conftest import Connect, ServerFactory
-from tests.rawws import client_frame, open_raw, read_close_code, read_frame
 from tests.reliability.bystander import Bystander
-from tests.scrape import scrape
+from tests.support.artifacts import record
+from tests.support.rawws import client_frame, open_raw, read_close_code, read_frame
+from tests.support.scrape import scrape
+from tests.support.waits import until
 
 
 async def read_json(reader: asyncio.StreamReader, timeout: float = 5.0) -> dict[str, Any]:
@@ -75,7 +76,7 @@ async def test_malformed_frames_get_1002_and_a_truncated_frame_counts_as_1006(
         writer.write(client_frame(b"x" * 1000)[:18])
         await writer.drain()
         writer.close()
-    await _until(lambda: len(server.node.hub.conns) == 1)
+    await until(lambda: len(server.node.hub.conns) == 1)
     after = await scrape(server.admin_url)
     lost = (after.get("wsops_connections_closed_total", route="/ws", code="1006")
             - before.get("wsops_connections_closed_total", route="/ws", code="1006"))
@@ -280,11 +281,3 @@ async def test_abusive_room_names_get_invalid_room_and_traversal_strings_are_jus
     figures = await by.stop()
     record("hostile-rooms.json", {**figures, "invalid_names_refused": len(ABUSIVE_ROOMS) * 2,
                                   "traversal_names_distinct": len(rooms)})
-
-
-async def _until(cond: Any, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
-

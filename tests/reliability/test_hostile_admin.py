@@ -12,8 +12,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.artifacts import record
-from tests.procs import ServeProcess, start_serve
+from tests.support.artifacts import record
+from tests.support.procs import ServeProcess, start_serve
 
 HALF_SENT = b"GET /admin/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 FLOOD = 50

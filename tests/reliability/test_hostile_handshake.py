@@ -20,40 +20,15 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
 import wsops
-from tests.artifacts import record
 from tests.conftest import Connect, ServerFactory
-from tests.procs import start_serve
 from tests.reliability.bystander import Bystander
-from tests.scrape import scrape
-from tests.server.test_auth import PRIVATE_PEM, PUBLIC_PEM, SECRET
-from tests.waits import until
-
-UPGRADE = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-
-
-async def slowloris(port: int, byte_every: float) -> tuple[float, int]:
-    """Send the upgrade one byte at a time; (seconds until the server hung up, bytes sent).
-
-    The clock starts before the connection does, so the time can only be longer than the
-    server's, never shorter, however late this coroutine runs on a loaded machine."""
-    started = time.monotonic()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sent = 0
-    closed = asyncio.create_task(reader.read())  # b"" at EOF: no answer is ever sent
-    try:
-        for ch in UPGRADE.encode():
-            writer.write(bytes([ch]))
-            sent += 1
-            try:
-                await asyncio.wait_for(asyncio.shield(closed), byte_every)
-                break
-            except TimeoutError:
-                continue
-        assert await asyncio.wait_for(closed, 15) == b""
-    finally:
-        writer.close()
-    return time.monotonic() - started, sent
+from tests.support.artifacts import record
+from tests.support.ports import serving
+from tests.support.procs import start_serve
+from tests.support.rawws import UPGRADE, slowloris
+from tests.support.scrape import scrape
+from tests.support.tokens import PRIVATE_PEM, PUBLIC_PEM, SECRET
+from tests.support.waits import until
 
 
 async def test_slowloris_handshakes_are_cut_at_the_handshake_timeout_others_go_on(
@@ -64,7 +39,7 @@ async def test_slowloris_handshakes_are_cut_at_the_handshake_timeout_others_go_o
     by = await Bystander.start(server.url)
     idle = await connect(server.url)  # an upgraded connection is not subject to the timeout
     attack = [asyncio.create_task(slowloris(server.port, 0.2)) for _ in range(20)]
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the attack under way
     late = await connect(server.url)  # new clients are served during the attack
     assert (await late.call("publish", "r", data=1))["ok"]
     results = await asyncio.gather(*attack)
@@ -283,14 +258,10 @@ async def test_metrics_label_values_stay_capped_under_a_cardinality_attack() -> 
     app.router.add_get("/d/{name}", echo)
     inst = wsops.instrument(app, registry=CollectorRegistry(), admin_port=0, tracing=False,
                             max_label_values=cap)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"ws://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    assert inst.admin is not None
-    opened = 0
-    try:
+    async with serving(app) as port:
+        base = f"ws://127.0.0.1:{port}"
+        assert inst.admin is not None
+        opened = 0
         async with aiohttp.ClientSession() as s:
             targets = [f"/r{i}" for i in range(routes)] + [f"/d/x{i}" for i in range(100)]
             for i, path in enumerate(targets):
@@ -302,8 +273,6 @@ async def test_metrics_label_values_stay_capped_under_a_cardinality_attack() -> 
                     await s.ws_connect(f"{base}/nope/{i}?q={i}")
         await until(lambda: inst.live.total() == 0)
         m = await scrape(inst.admin.url)
-    finally:
-        await runner.cleanup()
     values: dict[str, set[str]] = {"route": set(), "code": set(), "reason": set()}
     for sample in m.samples:
         for label, seen in values.items():

@@ -9,32 +9,24 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.artifacts import record
 from tests.conftest import Connect, ServerFactory
-from tests.procs import start_serve
-from tests.rawws import client_frame, open_raw, read_frame
 from tests.reliability.bystander import Bystander
-from tests.server.broker.conftest import broker_url
-from tests.server.broker.redisproc import RedisProc
-from tests.wsclient import RawClient
+from tests.support.artifacts import record
+from tests.support.procs import start_serve
+from tests.support.rawws import client_frame, open_raw, read_frame
+from tests.support.redisproc import RedisProc, broker_url
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 from wsops.server.core.protocol import Position
 
 # 63 KB of JSON that decodes to ~1.6 MB of Python objects: the amplifying payload.
 AMPLIFYING = "[" + ",".join(["{}"] * 21_000) + "]"
 BIG = json.dumps("x" * 63_000).encode()  # 63 KB of data for history entries
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"not met within {timeout} s: {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -178,7 +170,7 @@ async def test_a_resume_that_never_reads_is_bounded_by_its_send_queue(
     writer.write(client_frame(json.dumps({"op": "subscribe", "room": "busy", "id": 1, "since": {
         "offset": 0, "epoch": position.epoch}}).encode()))
     await until(lambda: any(c.rooms for i, c in hub.conns.items() if i not in known),
-                what="the resume started")
+                10.0, what="the resume started")
     [resumer] = [c for i, c in hub.conns.items() if i not in known]
     slow_before = hub.stats.slow_consumers
     publisher = await connect(server.url)
@@ -194,7 +186,7 @@ async def test_a_resume_that_never_reads_is_bounded_by_its_send_queue(
     assert resumer.closing, "the resume was not cut"
     assert hub.stats.slow_consumers == slow_before + 1
     assert resumer.held_bytes == 0  # released at once; the close handshake may take longer
-    await until(lambda: resumer.id not in hub.conns, what="the connection gone")
+    await until(lambda: resumer.id not in hub.conns, 10.0, what="the connection gone")
     assert held_peak <= limit
     # The well-behaved member got every live message, in order.
     got = await member.messages(sent, timeout=10)
@@ -290,7 +282,8 @@ async def test_history_trimmed_during_a_paged_replay_closes_with_4001(
     writer.write(client_frame(json.dumps({"op": "subscribe", "room": "big", "id": 1, "since": {
         "offset": 0, "epoch": epoch}}).encode()))
     hub = server.node.hub
-    await until(lambda: "big" in hub.rooms and hub.rooms["big"].syncing, what="replay started")
+    await until(lambda: "big" in hub.rooms and hub.rooms["big"].syncing, 10.0,
+                what="replay started")
     r = aioredis.from_url(redis_proc.url)
     try:
         await r.xtrim(broker.keys.log("big"), maxlen=1)  # the rest of the replay is gone

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.artifacts import artifact, record
-from tests.procs import start_serve
-from tests.wsclient import RawClient
+from tests.support.artifacts import artifact, record
+from tests.support.procs import start_serve
+from tests.support.wsclient import RawClient
 
 SECONDS = max(90.0, float(os.environ.get("WSOPS_SOAK_SECONDS", "600")))
 ROOMS = [f"soak-{i}" for i in range(5)]

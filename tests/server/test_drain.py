@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import Connect, ServerFactory
-from tests.procs import start_serve
-from tests.rawws import open_raw
-from tests.waits import until
+from tests.support.procs import start_serve
+from tests.support.rawws import open_raw
+from tests.support.waits import until
 
 
 async def _readyz(admin_url: str) -> int:

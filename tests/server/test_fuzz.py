@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.procs import ServeProcess, start_serve
-from tests.rawws import client_frame, open_raw, read_frame
+from tests.support.procs import ServeProcess, start_serve
+from tests.support.rawws import client_frame, open_raw, read_frame
 
 DOCUMENTED_CLOSES = {1000, 1002, 1003, 1007, 1008, 1009}
 SERVER_OPS = {"reply", "message", "join", "leave"}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
 import pytest
 
 from tests.conftest import Connect, LiveServer, ServerFactory
-from tests.rawws import client_frame, open_raw, read_close_code
+from tests.support.rawws import client_frame, open_raw, read_close_code
+from tests.support.waits import until
+from wsops.server.core.hub import Conn
 
 
 async def test_slow_consumer_is_closed_with_4000_and_memory_stays_bounded(
@@ -24,8 +25,14 @@ async def test_slow_consumer_is_closed_with_4000_and_memory_stays_bounded(
     fast = await connect(server.url)
     await fast.call("subscribe", "firehose")
     pub = await connect(server.url)
-    await asyncio.sleep(0.1)
-    slow_conn = next(c for c in server.node.hub.conns.values() if "firehose" in c.rooms)
+    local = writer.get_extra_info("sockname")
+
+    def slow_subscribed() -> Conn | None:
+        return next((c for c in server.node.hub.conns.values()
+                     if c.transport.get_extra_info("peername") == local and "firehose" in c.rooms),
+                    None)
+
+    slow_conn: Conn = await until(slow_subscribed, what="the slow reader's subscription")
     blob = "x" * 60_000
     peak = 0
     for i in range(120):

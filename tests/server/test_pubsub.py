@@ -190,7 +190,7 @@ async def test_resume_after_history_ttl_says_recovered_false(
     other = await connect(server.url)
     ok = await other.call("subscribe", "ttl", since={"offset": 1, "epoch": first["epoch"]})
     assert ok["recovered"] is True
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.4)  # the TTL (0.3 s) passes: time itself is under test
     late = await connect(server.url)
     rep = await late.call("subscribe", "ttl", since={"offset": 1, "epoch": first["epoch"]})
     assert rep["recovered"] is False

@@ -24,9 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from tests.conftest import Connect
-from tests.procs import ServeProcess, start_serve
-from tests.server.broker.redisproc import redis_server_binary
-from tests.wsclient import RawClient
+from tests.support.procs import ServeProcess, start_serve
+from tests.support.redisproc import redis_server_binary
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 from wsops.admin.aggregate import merge_drain, merge_expositions, merge_stats
 from wsops.cli import app
 
@@ -218,14 +219,15 @@ async def test_a_worker_that_dies_is_restarted(node: ServeProcess) -> None:
     _, text = await _get(node.admin_url + "/admin/stats")
     victim = json.loads(text)["workers"][1]["pid"]
     os.kill(victim, signal.SIGKILL)
-    for _ in range(100):
-        await asyncio.sleep(0.1)
+
+    async def restarted() -> dict[str, Any] | None:
         _, text = await _get(node.admin_url + "/admin/stats")
-        row = json.loads(text)["workers"][1]
-        if row.get("up") and row["pid"] != victim:
-            break
+        row: dict[str, Any] = json.loads(text)["workers"][1]
         if not row.get("up"):  # "down", or "unreachable" until the supervisor notices
             assert f"worker 1 {row['error']}" in json.loads(text)["not_ready_reasons"]
+        return row if row.get("up") and row["pid"] != victim else None
+
+    row = await until(restarted, 10.0, step=0.1, what="worker 1 up again with a new pid")
     assert row["restarts"] == 1 and row["up"]
     assert (await _get(node.admin_url + "/readyz"))[0] == 200
     assert 'wsops_worker_restarts_total{worker="1"} 1.0' in (

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -31,13 +31,15 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.registry import Collector
 
-from wsops.admin.api import MAX_TOP_ROOMS
+from wsops.admin.apiclient import DOWN, AdminClient, AdminError
+from wsops.admin.contract import MAX_TOP_ROOMS
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.http import int_query, json_response, read_body
 from wsops.admin.listener import AdminListener
 from wsops.version import __version__
 
 TIMEOUT = 2.0
+T = TypeVar("T")
 SUMMED = ("connections", "messages_in_per_second", "messages_out_per_second", "rss_bytes",
           "cpu_seconds", "open_fds", "gc_collections", "gc_pause_seconds", "messages_in_total",
           "messages_out_total")
@@ -161,49 +163,39 @@ class WorkersAdmin(AdminListener):
         if self._session is not None:
             await self._session.close()
 
-    async def _call(self, ref: WorkerRef, method: str, path: str, *, json: Any = None,
-                    accept: str | None = None) -> tuple[int, Any] | str:
-        """(status, JSON or text) from one worker, or a string saying why there is none."""
-        if ref.admin_url is None or self._session is None:
-            return "down"
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        if accept:
-            headers["Accept"] = accept
-        try:
-            async with self._session.request(method, ref.admin_url + path, json=json,
-                                             headers=headers) as resp:
-                if resp.content_type == "application/json":
-                    return resp.status, await resp.json()
-                return resp.status, await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"unreachable ({type(exc).__name__})"
-
-    async def _each(self, method: str, path: str, **kw: Any) -> list[tuple[WorkerRef, Any]]:
+    async def _each(self, call: Callable[[AdminClient], Awaitable[T]]
+                    ) -> list[tuple[WorkerRef, T | AdminError]]:
+        """``call`` on every worker's admin API in parallel: its answer or why there is none."""
         refs = list(self.workers())
-        answers = await asyncio.gather(*(self._call(r, method, path, **kw) for r in refs))
-        return list(zip(refs, answers, strict=True))
+
+        async def one(ref: WorkerRef) -> T | AdminError:
+            if ref.admin_url is None or self._session is None:
+                return AdminError(f"worker {ref.index}", DOWN, "down")
+            try:
+                return await call(AdminClient(self._session, ref.admin_url, self.token, TIMEOUT))
+            except AdminError as exc:
+                return exc
+
+        return list(zip(refs, await asyncio.gather(*(one(r) for r in refs)), strict=True))
 
     @staticmethod
-    def _ok(answers: list[tuple[WorkerRef, Any]]) -> list[dict[str, Any]]:
-        return [a[1] for _, a in answers if isinstance(a, tuple) and isinstance(a[1], dict)
-                and a[0] < 300]
+    def _ok(answers: Sequence[tuple[WorkerRef, T | AdminError]]) -> list[T]:
+        return [a for _, a in answers if not isinstance(a, AdminError)]
 
     async def _readyz(self, request: web.Request) -> web.Response:
         reasons = self.not_ready_reasons()
-        for ref, answer in await self._each("GET", "/readyz"):
-            if isinstance(answer, str):
-                reasons.append(f"worker {ref.index} {answer}")
-            elif answer[0] != 200:
-                said = answer[1].get("reasons") if isinstance(answer[1], dict) else None
-                reasons.extend(f"worker {ref.index}: {r}" for r in said or ["not ready"])
+        for ref, answer in await self._each(lambda c: c.readiness()):
+            if isinstance(answer, AdminError):
+                reasons.append(f"worker {ref.index} {answer.message}")
+            elif not answer[0]:
+                reasons.extend(f"worker {ref.index}: {r}" for r in answer[1] or ["not ready"])
         if reasons:
             return web.json_response({"ready": False, "reasons": reasons}, status=503)
         return web.json_response({"ready": True})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         om = "application/openmetrics-text" in request.headers.get("Accept", "")
-        accept = om_exposition.CONTENT_TYPE_LATEST if om else "text/plain"
-        answers = await self._each("GET", "/metrics", accept=accept)
+        answers = await self._each(lambda c: c.metrics(openmetrics=om))
         up = GaugeMetricFamily("wsops_worker_up",
                                "1 when the worker answered this scrape.", labels=["worker"])
         restarts = CounterMetricFamily("wsops_worker_restarts",
@@ -211,9 +203,9 @@ class WorkersAdmin(AdminListener):
                                        labels=["worker"])
         texts = []
         for ref, answer in answers:
-            ok = isinstance(answer, tuple) and answer[0] == 200 and isinstance(answer[1], str)
-            if ok:
-                texts.append((str(ref.index), answer[1]))
+            ok = not isinstance(answer, AdminError)
+            if not isinstance(answer, AdminError):
+                texts.append((str(ref.index), answer))
             up.add_metric([str(ref.index)], 1.0 if ok else 0.0)
             restarts.add_metric([str(ref.index)], ref.restarts)
         body = merge_expositions(texts, [up, restarts], openmetrics=om)
@@ -227,16 +219,14 @@ class WorkersAdmin(AdminListener):
 
     async def node_stats(self) -> dict[str, Any]:
         """The node's ``/admin/stats``: the workers' merged, with a ``workers`` list."""
-        answers = await self._each("GET", "/admin/stats")
         workers = []
-        for ref, answer in answers:
+        for ref, answer in await self._each(lambda c: c.stats()):
             row: dict[str, Any] = {"worker": ref.index, "pid": ref.pid,
                                    "admin_url": ref.admin_url, "restarts": ref.restarts}
-            if isinstance(answer, tuple) and isinstance(answer[1], dict):
-                row.update(answer[1], up=True)
+            if isinstance(answer, AdminError):
+                row.update(up=False, error=answer.message)
             else:
-                row.update(up=False, error=answer if isinstance(answer, str) else
-                           f"HTTP {answer[0]}")
+                row.update(answer, up=True)
             workers.append(row)
         reasons = self.not_ready_reasons()
         for row in workers:
@@ -250,26 +240,29 @@ class WorkersAdmin(AdminListener):
                 **merge_stats([w for w in workers if w["up"]]), "workers": workers}
 
     async def _drain_status(self, request: web.Request) -> web.Response:
-        return json_response(merge_drain(self._ok(await self._each("GET", "/admin/drain"))))
+        answers = await self._each(lambda c: c.drain_status())
+        return json_response(merge_drain([dict(a) for a in self._ok(answers)]))
 
     async def _drain_start(self, request: web.Request) -> web.Response:
         body = await read_body(request)
-        answers = await self._each("POST", "/admin/drain", json=body)
+        answers = await self._each(lambda c: c.start_drain(body))
         for _, answer in answers:
-            if isinstance(answer, tuple) and answer[0] == 400:  # same body: same refusal
-                raise web.HTTPBadRequest(text=str(answer[1]))
+            if isinstance(answer, AdminError) and answer.status == 400:  # same body: same refusal
+                raise web.HTTPBadRequest(text=answer.body)
         ok = self._ok(answers)
         options = next((a["options"] for a in ok if a.get("options")), None)
-        return json_response({**merge_drain(ok), "started": any(a.get("started") for a in ok),
-                      "options": options, "workers_reached": len(ok)}, status=202)
+        return json_response({**merge_drain([dict(a) for a in ok]),
+                              "started": any(a.get("started") for a in ok),
+                              "options": options, "workers_reached": len(ok)}, status=202)
 
     async def _drain_cancel(self, request: web.Request) -> web.Response:
-        ok = self._ok(await self._each("POST", "/admin/drain/cancel"))
-        return json_response({**merge_drain(ok), "cancelled": any(a.get("cancelled") for a in ok)})
+        ok = self._ok(await self._each(lambda c: c.cancel_drain()))
+        return json_response({**merge_drain([dict(a) for a in ok]),
+                              "cancelled": any(a.get("cancelled") for a in ok)})
 
     async def _connections(self, request: web.Request) -> web.Response:
         top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
-        ok = self._ok(await self._each("GET", f"/admin/connections?top={top}"))
+        ok = self._ok(await self._each(lambda c: c.connections(top)))
         by_route: dict[str, int] = {}
         rooms: dict[str, int] = {}  # a room spanning workers: its connections on each, summed
         for a in ok:

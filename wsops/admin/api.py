@@ -14,7 +14,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from wsops.admin.contract import DrainOptions, Stats
+from wsops.admin.contract import (
+    DRAIN_LIMITS,
+    MAX_TOP_ROOMS,
+    SENDABLE_CLOSE_CODES,
+    DrainOptions,
+    Stats,
+)
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.http import int_query, json_response, number_field, read_body
 from wsops.admin.listener import (
@@ -24,24 +30,23 @@ from wsops.admin.listener import (
     attach_admin,
 )
 from wsops.admin.metrics_endpoint import add_metrics_route
+from wsops.admin.openapi import document_json
 from wsops.admin.profiling import add_profiling_routes
 from wsops.admin.surface import NodeSurface
-
-MAX_TOP_ROOMS = 100
-"""``/admin/connections?top=N``: N within [1, this] (outside: 400)."""
-SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1008, 1011, 1012, 1013, 1014})
 
 
 def drain_options(data: dict[str, Any], defaults: DrainOptions) -> DrainOptions:
     """A ``POST /admin/drain`` body as checked options (HTTP 400 naming a bad field)."""
-    batch = int(number_field(data, "batch", defaults["batch"], 1, 1_000_000))
-    interval = number_field(data, "interval", defaults["interval"], 0, 3600)
-    deadline = number_field(data, "deadline", defaults["deadline"], 0.001, 86400)
-    code = int(number_field(data, "code", defaults["code"], 1000, 4999))
+    batch, interval, deadline, code = (
+        number_field(data, key, defaults[key], *DRAIN_LIMITS[key])
+        for key in ("batch", "interval", "deadline", "code"))
+    for key, value in (("batch", batch), ("code", code)):
+        if not value.is_integer():  # 1.5 was taken as 1
+            raise web.HTTPBadRequest(text=f"'{key}' must be an integer\n")
     if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
         raise web.HTTPBadRequest(
-            text=f"'code' {code} cannot be sent in a close frame (RFC 6455 7.4)\n")
-    return DrainOptions(batch=batch, interval=interval, deadline=deadline, code=code)
+            text=f"'code' {int(code)} cannot be sent in a close frame (RFC 6455 7.4)\n")
+    return DrainOptions(batch=int(batch), interval=interval, deadline=deadline, code=int(code))
 
 
 def node_stats(surface: NodeSurface, listener: AdminListener) -> Stats:
@@ -85,6 +90,11 @@ def add_admin_api(admin: AdminListener, surface: NodeSurface) -> None:
     r.add_post("/admin/drain", drain_start)
     r.add_post("/admin/drain/cancel", drain_cancel)
     r.add_get("/admin/connections", connections)
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(text=document_json(), content_type="application/json")
+
+    r.add_get("/admin/openapi.json", openapi)
 
     async def own_stats() -> dict[str, Any]:
         return dict(node_stats(surface, admin))

@@ -1,7 +1,7 @@
 """The admin API's documents, typed once: what ``/admin/*`` serves and what every reader reads.
 
 The node surface (``wsops.admin.surface``) returns these; the admin endpoints serve them; the
-admin client (``wsops.admin.client``), the worker aggregator, the fleet page and the CLI views
+admin client (``wsops.admin.apiclient``), the worker aggregator, the fleet page and the CLI views
 read them. ``wsops.admin.openapi`` builds the OpenAPI document from these same classes, so the
 published schema cannot drift from the code. Pure: no I/O, no imports of wsops.
 
@@ -14,6 +14,15 @@ import math
 from typing import Any, Literal, NotRequired, TypedDict
 
 DrainState = Literal["idle", "draining", "drained", "cancelled"]
+
+MAX_TOP_ROOMS = 100
+"""``/admin/connections?top=N``: N within [1, this] (outside: 400)."""
+SENDABLE_CLOSE_CODES = (1000, 1001, 1008, 1011, 1012, 1013, 1014)
+"""Close codes a server may send (RFC 6455 7.4); application codes 3000-4999 too."""
+DRAIN_LIMITS: dict[str, tuple[float, float]] = {
+    "batch": (1, 1_000_000), "interval": (0, 3600), "deadline": (0.001, 86400),
+    "code": (1000, 4999)}
+"""``POST /admin/drain``: the range of each ``DrainOptions`` field (batch and code integers)."""
 
 
 class Health(TypedDict):
@@ -119,6 +128,94 @@ class Stats(TypedDict):
     broker: NotRequired[dict[str, Any]]
     hub: NotRequired[dict[str, Any]]
     workers: NotRequired[list[dict[str, Any]]]
+
+
+class ProfileState(TypedDict):
+    """``GET /admin/profile``: tracemalloc as the node's profiler sees it. ``owned``: wsops
+    started it (and stops it when the last session ends)."""
+
+    tracing: bool
+    frames: int
+    owned: bool
+    sessions: int
+    tracing_seconds: float | None
+    traced_bytes: int
+    peak_traced_bytes: int
+    tracemalloc_overhead_bytes: int
+
+
+class ProfileStarted(ProfileState):
+    """``POST /admin/profile/start``: the new session and its lease (capped by the node)."""
+
+    session: str
+    started: bool
+    lease_seconds: float
+
+
+class ProfileStopped(ProfileState):
+    """``POST /admin/profile/stop``: ``stopped`` when tracing wsops had started was stopped."""
+
+    stopped: bool
+
+
+class HeapSite(TypedDict):
+    """Live traced memory allocated at one line or along one call path; ``traceback`` is
+    ``[file, line]`` frames, most recent first."""
+
+    key: str
+    file: str
+    line: int
+    size: int
+    count: int
+    traceback: list[tuple[str, int]]
+
+
+class WebSocketObjects(TypedDict):
+    """WebSocket response objects alive on the heap against the open connections."""
+
+    objects: int
+    closed_objects: int
+    open_connections: int
+    excess: int
+
+
+class ProfileSample(ProfileState):
+    """``GET /admin/profile/sample``: one sample of the heap (grouped figures, never traces)."""
+
+    time: float
+    monotonic: float
+    group: Literal["lineno", "traceback"]
+    objects_total: int
+    types: dict[str, int]
+    websockets: WebSocketObjects
+    checks: dict[str, float]
+    rss_bytes: int
+    sites_total: int
+    sites: list[HeapSite]
+    cost_seconds: float
+
+
+class FleetNode(TypedDict):
+    """One row of the fleet page: this node (``self``, its ``/admin/stats``) or a peer as its
+    registry entry last said (a bounded subset of those figures)."""
+
+    id: str
+    admin_url: str | None
+    self: bool
+    stats: dict[str, Any] | None
+    as_of: float | None
+    error: str | None
+
+
+class FleetSnapshot(TypedDict):
+    """``GET /admin/fleet``: what the fleet page polls."""
+
+    node_id: str
+    generated_at: float
+    interval: float
+    fleet: bool
+    registry_error: str | None
+    nodes: list[FleetNode]
 
 
 def finite(value: Any) -> Any:

@@ -6,12 +6,15 @@ A bad body or query parameter is an HTTP 400 whose text says which field and wha
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from wsops.admin.contract import finite
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -45,10 +48,8 @@ def number_field(data: Mapping[str, Any], key: str, default: float, lo: float,
 def int_query(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
     """Query parameter ``key`` as an integer in ``[lo, hi]``, else HTTP 400 saying so."""
     raw = request.query.get(key, str(default))
-    try:
-        value = int(raw) if len(raw) <= 20 else None
-    except ValueError:
-        value = None
+    # ASCII digits only: int() would also take " 5", "1_0" and other scripts' digits.
+    value = int(raw) if _INTEGER.fullmatch(raw) else None
     if value is None or not lo <= value <= hi:
         raise web.HTTPBadRequest(text=f"'{key}' must be an integer in [{lo}, {hi}]\n")
     return value

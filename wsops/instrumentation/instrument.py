@@ -65,7 +65,7 @@ def instrument(
     if cfg.admin_port is not None:
         # For convenience: the admin listener serving this app (``mount_admin``).
         from wsops.admin.api import mount_admin
-        from wsops.instrumentation.surface import AppSurface
+        from wsops.instrumentation.app_surface import AppSurface
 
         inst.admin = mount_admin(app, AppSurface(inst), registry, host=cfg.admin_host,
                                  port=cfg.admin_port)

@@ -76,6 +76,15 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += n
         self.sum += value * n
 
+    def observe_elapsed(self, now: float, starts: Sequence[float]) -> None:
+        """One observation of ``now - start`` per start (a flush of many publishes)."""
+        counts, bounds, total = self.counts, self.bounds, 0.0
+        for start in starts:
+            elapsed = now - start
+            counts[bisect_left(bounds, elapsed)] += 1
+            total += elapsed
+        self.sum += total
+
     def observe_traced(self, value: float, trace_id: str) -> None:
         """Observe and keep ``trace_id`` as the bucket's exemplar (sampled spans only)."""
         i = bisect_left(self.bounds, value)

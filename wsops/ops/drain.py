@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wsops.ops.adminclient import DOWN, AdminClient, AdminError
+from wsops.admin.apiclient import DOWN, AdminClient, AdminError
+from wsops.admin.contract import DrainStatus
 from wsops.ops.drainview import (
     EXIT_ERROR,
     EXIT_OK,
@@ -128,12 +129,13 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
         api = AdminClient(session, url, token, patience)
         before = await api.drain_status()  # fails early (and clearly) on auth or a wrong URL
         started_at = loop.time()
-        status = await api.start_drain(opts.body())
-        following = not status.get("started", before.get("state") != "draining")
+        started = await api.start_drain(opts.body())
+        status: DrainStatus = started
+        following = not started.get("started", before.get("state") != "draining")
         if following:
             err.print(f"a drain is already running on {url}: following it (its own options "
                       "apply, not these)", style="yellow", highlight=False)
-        options = status.get("options") or (None if following else opts.body())
+        options = started.get("options") or (None if following else opts.body())
         deadline = (options or {}).get("deadline")
         # The node force-closes at its deadline and then reports "drained"; past the deadline
         # and a grace period the command stops waiting.

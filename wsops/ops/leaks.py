@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import aiohttp
 import typer
@@ -28,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
 from wsops.admin.access import ADMIN_TOKEN_ENV
-from wsops.ops.adminclient import AdminClient, AdminError
+from wsops.admin.apiclient import AdminClient, AdminError
 from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, site_of
 from wsops.ops.leakdiff import diff_sites
 from wsops.ops.leakview import diff_table, render_report
@@ -82,12 +81,9 @@ async def collect(client: AdminClient, *, duration: float, interval: float, fram
     Ctrl-C (a cancel of this task) ends sampling early with what was collected.
     """
     lease = max(60.0, 3 * interval + 30.0) + warmup
-    start = await client.request("POST", "/admin/profile/start",
-                                 {"frames": frames, "lease_seconds": lease})
+    start = await client.profile_start(frames, lease)
     run = Collected(start)
     session = start.get("session")
-    query = urlencode({"top": SAMPLE_TOP, "group": group, "types": SAMPLE_TYPES,
-                       "session": session or ""})
     loop = asyncio.get_running_loop()
     try:
         await asyncio.sleep(warmup)
@@ -95,7 +91,8 @@ async def collect(client: AdminClient, *, duration: float, interval: float, fram
         t0 = loop.time()
         for k in range(n):
             await asyncio.sleep(max(0.0, t0 + k * interval - loop.time()))
-            sample = await client.request("GET", f"/admin/profile/sample?{query}")
+            sample = await client.profile_sample(top=SAMPLE_TOP, group=group,
+                                                 types=SAMPLE_TYPES, session=session)
             if not sample.get("tracing"):
                 run.error = AdminError(client.url, "error",
                                        "tracemalloc was stopped on the node during the run")
@@ -111,7 +108,7 @@ async def collect(client: AdminClient, *, duration: float, interval: float, fram
         run.error = exc
     finally:
         try:
-            run.stop = await client.request("POST", "/admin/profile/stop", {"session": session})
+            run.stop = await client.profile_stop(session)
         except AdminError as exc:
             run.stop_error = exc
     return run

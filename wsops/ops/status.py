@@ -1,6 +1,6 @@
 """``wsops status`` and ``wsops top``: many nodes in one table, once or live.
 
-Both ask ``/admin/stats`` of every node given in parallel (``adminclient``) and draw rows
+Both ask ``/admin/stats`` of every node given in parallel (``wsops.admin.apiclient``) and draw rows
 (``fleetview``); a node that does not answer is a row marked down, never a crash. Nodes found in
 a fleet registry (``--redis``) are read from the summaries they write there themselves
 (``wsops.admin.nodesummary``), like the fleet page does: the admin token goes only to the URLs
@@ -30,8 +30,8 @@ from rich.live import Live
 from rich.text import Text
 
 from wsops.admin.access import ADMIN_TOKEN_ENV
+from wsops.admin.apiclient import DEFAULT_TIMEOUT, DOWN, fetch_stats
 from wsops.admin.nodesummary import peer_row
-from wsops.ops.adminclient import DEFAULT_TIMEOUT, DOWN, fetch_stats
 from wsops.ops.fleetview import (
     NODES_ENV,
     NodeView,

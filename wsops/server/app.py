@@ -32,9 +32,9 @@ from wsops.server.core.identity import Identity
 from wsops.server.core.protocol import Close
 from wsops.server.endpoint import Endpoint
 from wsops.server.jwt_auth import AuthConfig, Authenticator, AuthError, token_from_request
+from wsops.server.node_surface import BundledSurface, NodeParts
 from wsops.server.observe import NodeObserver
 from wsops.server.static import add_client_routes
-from wsops.server.surface import BundledSurface, NodeParts
 from wsops.version import __version__
 
 log = logging.getLogger(__name__)

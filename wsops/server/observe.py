@@ -11,7 +11,6 @@ into the route's figures before each collection (``sync``).
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -42,10 +41,7 @@ class NodeObserver:
     # -- HubObserver -------------------------------------------------------------------------
 
     def fanout(self, msg: Published, subscribers: int) -> bool:
-        size_out = self._size_out  # Histogram.observe_n, inlined: this runs per publish
-        size = len(msg.frame)
-        size_out.counts[bisect_left(size_out.bounds, size)] += subscribers
-        size_out.sum += size * subscribers
+        self._size_out.observe_n(len(msg.frame), subscribers)
         if not msg.accepted_at:
             return False
         if self.tracing is not None and msg.traceparent is not None:
@@ -66,15 +62,9 @@ class NodeObserver:
             return
         hist = self._latency
         now = time.time()
-        delivered = self._delivered
-        if delivered:
-            counts, bounds, total = hist.counts, hist.bounds, 0.0
-            for accepted_at in delivered:  # Histogram.observe, inlined
-                latency = now - accepted_at
-                counts[bisect_left(bounds, latency)] += 1
-                total += latency
-            hist.sum += total
-            delivered.clear()
+        if self._delivered:
+            hist.observe_elapsed(now, self._delivered)
+            self._delivered.clear()
         if self._delivered_traced:
             for accepted_at, span in self._delivered_traced:
                 if span is not None:
@@ -110,9 +100,7 @@ class NodeObserver:
             except Exception:
                 metrics.broker_errors += 1
                 raise
-            elapsed = _perf() - started
-            hist.counts[bisect_left(hist.bounds, elapsed)] += 1  # Histogram.observe, inlined
-            hist.sum += elapsed
+            hist.observe(_perf() - started)
             return msg
 
         async def traced(room: str, data: bytes, traceparent: str | None,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,17 +9,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.broker.redisproc import RedisProc
-
-# Short beats and timeouts keep fault tests quick: a node is dead 1.5 s after its last beat,
-# a silent pub/sub link after 1.5 s.
-BEAT = 0.5
-TIMEOUT = 1.0
-
-
-def broker_url(proc: RedisProc) -> str:
-    return f"{proc.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
-
+from tests.support.redisproc import RedisProc, broker_url
 
 NodeFactory = Callable[..., Awaitable[LiveServer]]
 
@@ -34,16 +22,6 @@ def node_factory(redis_proc: RedisProc, server_factory: ServerFactory) -> NodeFa
         return await server_factory(broker=broker_url(redis_proc), **overrides)
 
     return start
-
-
-async def wait_until(cond: Callable[[], bool], within: float = 10.0, step: float = 0.02) -> float:
-    """Poll ``cond`` until true; returns the seconds it took (fails the test after ``within``)."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(step)
-    return time.monotonic() - start
 
 
 async def readyz(server: LiveServer) -> int:

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import Connect, LiveServer, Trap
-from tests.procs import start_serve
-from tests.server.broker.conftest import BEAT, NodeFactory, broker_url, wait_until
-from tests.server.broker.redisproc import RedisProc
-from tests.server.test_auth import SECRET, hs
-from tests.wsclient import RawClient
+from tests.server.broker.conftest import NodeFactory
+from tests.support.procs import start_serve
+from tests.support.redisproc import BEAT, RedisProc, broker_url
+from tests.support.tokens import SECRET, hs
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 from wsops.config import Settings
 from wsops.server.app import NODE_KEY, make_broker, running
 from wsops.server.broker.redis import RedisBroker, list_nodes
@@ -109,7 +110,7 @@ async def test_subscribing_on_a_busy_room_neither_loses_nor_repeats_messages(
     late = [await connect(b.url) for _ in range(3)]
     replies = []
     for i, c in enumerate(late):
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # each subscribes at a different point of the flood
         since: dict[str, Any] = {"since": {"offset": 1, "epoch": epoch}} if i == 0 else {}
         replies.append(await c.call("subscribe", "busy", **since))
     await task
@@ -132,7 +133,7 @@ async def test_an_expired_room_starts_a_new_epoch_and_resume_says_recovered_fals
     a = await node_factory(history_ttl=0.3)
     c = await connect(a.url)
     first = await c.call("publish", "brief", data=1)
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.6)  # the TTL (0.3 s) passes: time itself is under test
     second = await c.call("publish", "brief", data=2)
     assert second["offset"] == 1 and second["epoch"] != first["epoch"]
     rep = await c.call("subscribe", "brief", since={"offset": 1, "epoch": first["epoch"]})
@@ -166,7 +167,7 @@ async def test_presence_is_shared_and_join_leave_events_cross_nodes(
     await alice_a.close()
     # Once node a has written alice_a's leave, bob's join is a marker behind it (one Redis
     # channel per room, in order): no leave for alice may come first, she is still on b.
-    await wait_until(lambda: len(a.node.hub.conns) == 1)
+    await until(lambda: len(a.node.hub.conns) == 1, 10.0)
     assert await _broker(a).fleet.flushed(5.0)
     bob = await connect(a.url + "?token=" + hs(sub="bob"))
     await bob.call("subscribe", "chat:lobby")
@@ -197,24 +198,18 @@ async def test_a_node_that_stops_heartbeating_leaves_presence_within_three_beats
     assert broker._heartbeat is not None
     broker._heartbeat.cancel()  # the node hangs: no more beats, its connections stay open
     bound = 3 * BEAT
-    users: list[str] = []
 
-    async def poll() -> None:
-        nonlocal users
-        while True:
-            users = (await watcher.call("presence", "room"))["users"]
-            if not joined & set(users):
-                return
-            await asyncio.sleep(0.05)
+    async def gone() -> bool:
+        return not joined & set((await watcher.call("presence", "room"))["users"])
 
     took = asyncio.get_running_loop().time()
-    await asyncio.wait_for(poll(), bound + 1.0)
+    await until(gone, bound + 1.0, step=0.05, what="the hung node's members out of presence")
     took = asyncio.get_running_loop().time() - took
     assert took <= bound + 0.5
     # The surviving node removes the dead one and tells its watchers.
     left = {(await watcher.next_event(timeout=bound + 2))["user"] for _ in members}
     assert left == joined
-    await wait_until(lambda: b.node.broker.stats()["nodes_reaped"] == 1, 2.0)
+    await until(lambda: b.node.broker.stats()["nodes_reaped"] == 1, 2.0)
 
 
 async def test_list_nodes_shows_every_live_node_with_its_admin_url(
@@ -232,17 +227,13 @@ async def test_list_nodes_shows_every_live_node_with_its_admin_url(
         assert ids == {a.node.broker.node_id, node_b.broker.node_id}  # type: ignore[attr-defined]
         assert all(n["version"] and n["started_at"] > 0 and not n["draining"] for n in nodes)
         drain = node_b.drain()
-        await wait_until(lambda: node_b.drainer.draining)
+        await until(lambda: node_b.drainer.draining, 10.0)
 
         async def draining() -> bool:
             got = {n["id"]: n for n in await list_nodes(broker_url(redis_proc))}
             return bool(got[node_b.broker.node_id]["draining"])  # type: ignore[attr-defined]
 
-        for _ in range(40):
-            if await draining():
-                break
-            await asyncio.sleep(BEAT / 4)
-        assert await draining()
+        await until(draining, 10 * BEAT, step=BEAT / 4, what="the registry to say draining")
         await drain
     # A node that stops cleanly leaves the registry at once.
     assert [n["id"] for n in await list_nodes(broker_url(redis_proc))] == [
@@ -272,7 +263,7 @@ async def test_wsops_serve_runs_on_the_redis_broker_from_the_flag(redis_proc: Re
 async def test_wsops_status_finds_the_fleet_in_the_redis_registry(
     node_factory: NodeFactory, redis_proc: RedisProc
 ) -> None:
-    from tests.ops.runcli import cli
+    from tests.support.runcli import cli
 
     a = await node_factory()
     b = await node_factory()
@@ -290,7 +281,7 @@ async def test_wsops_status_with_redis_sends_no_token_to_registry_addresses(
     from its (absent) summary and never calls it, least of all with the token."""
     import redis.asyncio as aioredis
 
-    from tests.ops.runcli import cli
+    from tests.support.runcli import cli
     from wsops.server.broker import redis_scripts as lua
 
     a = await node_factory()

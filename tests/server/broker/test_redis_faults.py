@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
 from tests.conftest import Connect, LiveServer
-from tests.procs import free_port
-from tests.scrape import scrape
 from tests.server.broker.conftest import (
-    TIMEOUT,
     NodeFactory,
     broker_up,
     readyz,
-    wait_until,
 )
-from tests.server.broker.redisproc import RedisProc
-from tests.wsclient import RawClient
+from tests.support.ports import free_port
+from tests.support.redisproc import TIMEOUT, RedisProc
+from tests.support.scrape import scrape
+from tests.support.waits import until
+from tests.support.wsclient import RawClient
 from wsops.client import Client, ClientState, Event, Gap, Message
 from wsops.server.broker.redis import RedisBroker
 from wsops.server.broker.resp import Endpoint
@@ -34,7 +32,7 @@ def _messages(client: RawClient) -> list[dict[str, Any]]:
 
 
 async def _healthy(*servers: LiveServer, up: bool = True, within: float = 15.0) -> None:
-    await wait_until(lambda: all(s.node.broker.healthy is up for s in servers), within)
+    await until(lambda: all(s.node.broker.healthy is up for s in servers), within)
 
 
 async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subscribers(
@@ -56,7 +54,7 @@ async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subsc
     for op, fields in (("presence", {}), ("history", {}), ("subscribe", {})):
         rep = await pub.call(op, "other" if op == "subscribe" else "r", **fields)
         assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
-    await wait_until(lambda: not _broker(a).link.up)
+    await until(lambda: not _broker(a).link.up, 10.0)
     island = await pub.call("publish", "r", data=9)
     assert island["ok"] and island["local"] is True and island["epoch"] != first["epoch"]
     assert sub_a.close_code is None and sub_b.close_code is None  # local clients stay
@@ -66,7 +64,7 @@ async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subsc
     assert await readyz(a) == 200 and await broker_up(b) == 1.0
     # The feeds cannot tell what was lost: subscribers are told to resume, and learn the gap.
     assert await sub_a.wait_closed() == 4001 and await sub_b.wait_closed() == 4001
-    await wait_until(lambda: _broker(a).islands.pending == 0)  # the island message is stored
+    await until(lambda: _broker(a).islands.pending == 0, 10.0)  # the island message is stored
     since = {"offset": last["offset"], "epoch": first["epoch"]}
     again_a, again_b = await connect(a.url), await connect(b.url)
     rep_a = await again_a.call("subscribe", "r", since=since)
@@ -109,7 +107,7 @@ async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_late
         await _healthy(a, b, up=False, within=TIMEOUT * 4)
         assert await readyz(b) == 503 and await broker_up(b) == 0.0
         # The silent pub/sub links are noticed too (1.5x the timeout without even a PONG).
-        await wait_until(lambda: not (_broker(a).feeds.live or _broker(b).feeds.live),
+        await until(lambda: not (_broker(a).feeds.live or _broker(b).feeds.live),
                          TIMEOUT * 4)
     finally:
         redis_proc.resume()
@@ -132,11 +130,11 @@ async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_late
     # Presence caught up once Redis was back: the member who left meanwhile is gone. (Its
     # leave event is best effort: written by the script Redis ran at SIGCONT, it may have been
     # published while b's feed was still reconnecting. The listing is authoritative.)
-    for _ in range(100):
-        if set((await sub_b.call("presence", "p"))["users"]) == members - {user}:
-            break
-        await asyncio.sleep(0.05)
-    assert set((await sub_b.call("presence", "p"))["users"]) == members - {user}
+
+    async def caught_up() -> bool:
+        return set((await sub_b.call("presence", "p"))["users"]) == members - {user}
+
+    await until(caught_up, 5.0, step=0.05, what=f"presence on b without {user}")
     assert set((await sub_a.call("presence", "p"))["users"]) == members - {user}
 
 
@@ -148,7 +146,7 @@ async def _cut_feed(server: LiveServer) -> Endpoint:
     feeds.endpoint = dataclasses.replace(endpoint, port=free_port())
     assert feeds.conn is not None
     feeds.conn.close()
-    await wait_until(lambda: not server.node.broker.healthy)
+    await until(lambda: not server.node.broker.healthy, 10.0)
     return endpoint
 
 
@@ -206,19 +204,19 @@ async def test_the_python_client_sees_an_explicit_gap_when_redis_lost_its_data(
                       on_gap=events.append) as sub, Client(b.url) as pub:
         await sub.subscribe("c")
         first = await pub.publish("c", 1)
-        await wait_until(lambda: len(events) == 1)
+        await until(lambda: len(events) == 1, 10.0)
         redis_proc.restart()  # empty: the room's epoch and log are gone
         await _healthy(a, b)
-        await wait_until(lambda: sub.reconnects == 1 and sub.state is ClientState.OPEN)
+        await until(lambda: sub.reconnects == 1 and sub.state is ClientState.OPEN, 10.0)
         later = await pub.publish("c", 2)
-        try:
-            await wait_until(lambda: len(events) == 3)
-        except AssertionError:  # seen once in CI (not reproduced in 28 runs): say what it saw
+
+        def seen() -> str:  # failed once in CI (not reproduced in 28 runs): say what it saw
             feeds = _broker(a).feeds
-            raise AssertionError(
-                f"events {events}, close codes {sub.close_codes}, state {sub.state}, "
-                f"published {later}, node a feed counts {feeds.counts}, live {feeds.live}, "
-                f"watched {list(feeds.feeds)}") from None
+            return (f"3 events; events {events}, close codes {sub.close_codes}, state "
+                    f"{sub.state}, published {later}, node a feed counts {feeds.counts}, live "
+                    f"{feeds.live}, watched {list(feeds.feeds)}")
+
+        await until(lambda: len(events) == 3, 10.0, what=seen)
         assert sub.close_codes == [4001]
     assert events[0] == Message("c", 1, first.epoch, 1, events[0].ts)  # type: ignore[union-attr]
     assert isinstance(events[1], Gap) and events[1].last_offset == 1
@@ -240,7 +238,7 @@ async def test_while_redis_is_down_publishes_reach_local_subscribers_and_redis_l
 
     redis_proc.pause()
     try:
-        await wait_until(lambda: not _broker(a).link.up, TIMEOUT * 6)
+        await until(lambda: not _broker(a).link.up, TIMEOUT * 6)
         acks = [await pub.call("publish", "i", data=f"island {n}") for n in range(3)]
         # Local delivery goes on, under an island epoch the publisher is told about.
         assert {(r["ok"], r["local"]) for r in acks} == {(True, True)}

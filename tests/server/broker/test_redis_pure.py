@@ -134,7 +134,7 @@ async def test_islands_number_on_from_the_last_offset_and_refuse_beyond_their_bo
     assert [p.data for p in island.pending] == [b"2"] and islands.pending == 2
     assert islands.pending_bytes == 2
     waiting = asyncio.ensure_future(islands.settled("a", 5.0))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: it is waiting, not done
     assert not waiting.done()
     islands.finish("a")
     await waiting

@@ -1,19 +1,31 @@
-"""HTTP access to a node's admin API (``/admin/*``, ``/readyz``): the only I/O of the ops commands.
+"""The one HTTP client of a node's admin API (``/admin/*``, ``/readyz``, ``/metrics``).
 
-Every failure becomes an ``AdminError`` whose message says what to do about it; the commands
-decide whether it ends them (``drain``) or is one row of a table (``status``, ``top``).
+The ops commands (status, top, drain, leaks) and the ``--workers N`` aggregator call nodes
+through it; answers are the documents of ``wsops.admin.contract``. Every failure becomes an
+``AdminError`` whose message says what to do about it; callers decide whether it ends them
+(``drain``), is one row of a table (``status``, ``top``) or one worker's row (the aggregator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, cast
+from urllib.parse import urlencode
 
 import aiohttp
 
 from wsops.admin.access import ADMIN_TOKEN_ENV
+from wsops.admin.contract import (
+    Connections,
+    DrainCancelled,
+    DrainStarted,
+    DrainStatus,
+    Stats,
+)
+
+OPENMETRICS: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 DEFAULT_TIMEOUT: Final = 2.0
 DOWN, DENIED, FAILED = "down", "denied", "error"
@@ -23,12 +35,14 @@ DOWN, DENIED, FAILED = "down", "denied", "error"
 class AdminError(Exception):
     """A request to a node's admin API failed; ``str()`` is the node and a readable reason."""
 
-    def __init__(self, url: str, kind: str, message: str, status: int | None = None) -> None:
+    def __init__(self, url: str, kind: str, message: str, status: int | None = None,
+                 body: str = "") -> None:
         super().__init__(f"{url}: {message}")
         self.url = url
         self.kind = kind
         self.message = message
         self.status = status
+        self.body = body  # what the node said (its first 200 characters)
 
 
 def _refusal(url: str, path: str, status: int, text: str, has_token: bool) -> AdminError:
@@ -49,7 +63,7 @@ def _refusal(url: str, path: str, status: int, text: str, has_token: bool) -> Ad
             "(--admin-port, default 9765), not its WebSocket port; the node needs "
             "instrumentation on (wsops.instrument or wsops serve without --no-instrument)"),
             status)
-    return AdminError(url, FAILED, f"HTTP {status} for {path}: {said}", status)
+    return AdminError(url, FAILED, f"HTTP {status} for {path}: {said}", status, text[:200])
 
 
 class AdminClient:
@@ -62,10 +76,21 @@ class AdminClient:
         self.token = token
         self.timeout = timeout
 
-    async def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+    async def request(self, method: str, path: str, body: Mapping[str, Any] | None = None,
                       ok: Sequence[int] = (200, 202)) -> Any:
         """The decoded JSON answer; statuses outside ``ok`` raise ``AdminError``."""
+        text = await self._call(method, path, body, ok)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise AdminError(self.url, FAILED,
+                             f"the answer to {path} is not JSON: not a wsops admin API") from None
+
+    async def _call(self, method: str, path: str, body: Mapping[str, Any] | None,
+                    ok: Sequence[int], accept: str | None = None) -> str:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if accept is not None:
+            headers["Accept"] = accept
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.session.request(method, self.url + path, json=body,
@@ -73,7 +98,7 @@ class AdminClient:
                     text = await resp.text()
                     if resp.status not in ok:
                         raise _refusal(self.url, path, resp.status, text, bool(self.token))
-            return json.loads(text)
+                    return text
         except TimeoutError:
             raise AdminError(self.url, DOWN, f"no answer within {self.timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
@@ -82,27 +107,52 @@ class AdminClient:
             raise AdminError(self.url, DOWN, f"cannot connect: {reason}") from None
         except aiohttp.ClientError as exc:
             raise AdminError(self.url, DOWN, f"{type(exc).__name__}: {exc}") from None
-        except ValueError:
-            raise AdminError(self.url, FAILED,
-                             f"the answer to {path} is not JSON: not a wsops admin API") from None
 
-    async def stats(self) -> dict[str, Any]:
-        return _object(self, await self.request("GET", "/admin/stats"))
+    async def stats(self) -> Stats:
+        return cast(Stats, _object(self, await self.request("GET", "/admin/stats")))
 
-    async def drain_status(self) -> dict[str, Any]:
-        return _object(self, await self.request("GET", "/admin/drain"))
+    async def drain_status(self) -> DrainStatus:
+        return cast(DrainStatus, _object(self, await self.request("GET", "/admin/drain")))
 
-    async def start_drain(self, options: dict[str, Any]) -> dict[str, Any]:
+    async def start_drain(self, options: Mapping[str, Any]) -> DrainStarted:
         """Start a drain with ``options`` (batch, interval, deadline, code; absent: the node's)."""
-        return _object(self, await self.request("POST", "/admin/drain", options))
+        return cast(DrainStarted,
+                    _object(self, await self.request("POST", "/admin/drain", options)))
 
-    async def cancel_drain(self) -> dict[str, Any]:
-        return _object(self, await self.request("POST", "/admin/drain/cancel"))
+    async def cancel_drain(self) -> DrainCancelled:
+        return cast(DrainCancelled,
+                    _object(self, await self.request("POST", "/admin/drain/cancel")))
+
+    async def connections(self, top: int = 20) -> Connections:
+        return cast(Connections, _object(self, await self.request(
+            "GET", f"/admin/connections?top={top}")))
 
     async def readiness(self) -> tuple[bool, list[str]]:
         """(ready, the reasons it is not) from ``/readyz``."""
         answer = _object(self, await self.request("GET", "/readyz", ok=(200, 503)))
         return bool(answer.get("ready")), [str(r) for r in answer.get("reasons", [])]
+
+    async def metrics(self, openmetrics: bool = False) -> str:
+        """The ``/metrics`` exposition (Prometheus text, or OpenMetrics with exemplars)."""
+        return await self._call("GET", "/metrics", None, (200,),
+                                accept=OPENMETRICS if openmetrics else "text/plain")
+
+    async def profile_start(self, frames: int, lease_seconds: float) -> dict[str, Any]:
+        """Open a profiling session (tracemalloc on, if it was off)."""
+        return _object(self, await self.request(
+            "POST", "/admin/profile/start", {"frames": frames, "lease_seconds": lease_seconds}))
+
+    async def profile_sample(self, *, top: int, group: str, types: int,
+                             session: str | None) -> dict[str, Any]:
+        """One sample: traced memory by site, object counts by type, leak checks, RSS."""
+        query = urlencode({"top": top, "group": group, "types": types,
+                           "session": session or ""})
+        return _object(self, await self.request("GET", f"/admin/profile/sample?{query}"))
+
+    async def profile_stop(self, session: str | None) -> dict[str, Any]:
+        """End a profiling session (tracemalloc off if wsops turned it on and none is left)."""
+        return _object(self, await self.request("POST", "/admin/profile/stop",
+                                                {"session": session}))
 
 
 def _object(client: AdminClient, answer: Any) -> dict[str, Any]:
@@ -112,11 +162,11 @@ def _object(client: AdminClient, answer: Any) -> dict[str, Any]:
 
 
 async def fetch_stats(session: aiohttp.ClientSession, urls: Sequence[str], token: str | None,
-                      patience: float = DEFAULT_TIMEOUT) -> list[dict[str, Any] | AdminError]:
+                      patience: float = DEFAULT_TIMEOUT) -> list[Stats | AdminError]:
     """``/admin/stats`` of every node in parallel, each within ``patience`` seconds, in the
     order given; failures as values."""
 
-    async def one(url: str) -> dict[str, Any] | AdminError:
+    async def one(url: str) -> Stats | AdminError:
         try:
             return await AdminClient(session, url, token, patience).stats()
         except AdminError as exc:

@@ -19,11 +19,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.support.waits import until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -75,12 +76,13 @@ class Page:
     async def goto(self, url: str, timeout: float = 30.0) -> None:
         """Load ``url`` and wait until the document (and its module scripts) finished loading."""
         await self.send("Page.navigate", url=url)
-        deadline = time.monotonic() + timeout
-        await asyncio.sleep(0.05)
-        while await self.evaluate("document.readyState") != "complete":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not finish loading; console: {self.console}")
-            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the old document may still say "complete" at once
+
+        async def loaded() -> bool:
+            return bool(await self.evaluate("document.readyState") == "complete")
+
+        await until(loaded, timeout, step=0.05,
+                    what=lambda: f"{url} to finish loading; console: {self.console}")
 
     async def evaluate(self, expression: str, timeout: float = 30.0) -> Any:
         """The JSON value of ``expression`` (a promise is awaited)."""
@@ -94,14 +96,8 @@ class Page:
 
     async def wait_for(self, expression: str, timeout: float = 30.0) -> Any:
         """Poll ``expression`` until it is truthy; returns its value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{expression!r} stayed falsy; console: {self.console[-20:]}")
-            await asyncio.sleep(0.1)
+        return await until(lambda: self.evaluate(expression), timeout, step=0.1,
+                           what=lambda: f"{expression!r}; console: {self.console[-20:]}")
 
     async def screenshot(self, path: Path) -> Path:
         data = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
@@ -144,13 +140,18 @@ class Chromium:
         with (profile / "chromium.log").open("wb") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         marker = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while not marker.exists() or len(marker.read_text().splitlines()) < 2:
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"chromium did not start: {(profile / 'chromium.log').read_text()[-2000:]}"
-                )
-            await asyncio.sleep(0.05)
+        proc = self._proc
+
+        def log_tail() -> str:
+            return (profile / "chromium.log").read_text()[-2000:]
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {proc.returncode}: {log_tail()}")
+            return marker.exists() and len(marker.read_text().splitlines()) >= 2
+
+        await until(listening, timeout, step=0.05,
+                    what=lambda: f"chromium to write its DevTools port: {log_tail()}")
         self.port = int(marker.read_text().splitlines()[0])
         self._session = aiohttp.ClientSession()
 

@@ -1,4 +1,5 @@
-"""Raw TCP WebSocket helpers for tests that need frames no client library would send."""
+"""Raw TCP WebSocket helpers for tests that need frames (or a handshake) no client library
+would send."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import os
 import socket
 import struct
+import time
 
 
 async def open_raw(
@@ -73,3 +75,31 @@ async def read_close_code(reader: asyncio.StreamReader, timeout: float = 5.0) ->
                 return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
 
     return await asyncio.wait_for(_read(), timeout)
+
+
+UPGRADE = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+async def slowloris(port: int, byte_every: float) -> tuple[float, int]:
+    """Send the upgrade one byte at a time; (seconds until the server hung up, bytes sent).
+
+    The clock starts before the connection does, so the time can only be longer than the
+    server's, never shorter, however late this coroutine runs on a loaded machine."""
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sent = 0
+    closed = asyncio.create_task(reader.read())  # b"" at EOF: no answer is ever sent
+    try:
+        for ch in UPGRADE.encode():
+            writer.write(bytes([ch]))
+            sent += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(closed), byte_every)
+                break
+            except TimeoutError:
+                continue
+        assert await asyncio.wait_for(closed, 15) == b""
+    finally:
+        writer.close()
+    return time.monotonic() - started, sent

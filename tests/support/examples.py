@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 INSTRUMENT_EXAMPLE = EXAMPLES / "instrument_existing_app.py"
-
-
 FLEET_EXAMPLE = EXAMPLES / "fleet" / "fleet.py"
+
+# The fleet example's broker options in tests, for quick fault detection: a node is dead 1.5 s
+# after its last beat, Redis after 1 s of silence.
+BROKER_OPTIONS = "heartbeat=0.5&timeout=1"
 
 
 def load_example(path: Path = INSTRUMENT_EXAMPLE) -> ModuleType:
@@ -22,3 +27,10 @@ def load_example(path: Path = INSTRUMENT_EXAMPLE) -> ModuleType:
     sys.modules[name] = mod  # dataclasses look their module up while the file runs
     spec.loader.exec_module(mod)
     return mod
+
+
+def need_binaries() -> None:
+    """Skip unless the fleet example's binaries (HAProxy, redis-server) are installed."""
+    missing = [b for b in ("haproxy", "redis-server") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (scripts/test.sh installs them)")

@@ -16,9 +16,9 @@ from wsops.admin.contract import Connections, DrainOptions, DrainStatus, RoomCou
 from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import PeerLister, ReadinessCheck
 from wsops.config import Settings
+from wsops.instrumentation.app_surface import drain_status, run_leak_checks, start_drain
 from wsops.instrumentation.drainer import Drainer
 from wsops.instrumentation.middleware import Instrumentation
-from wsops.instrumentation.surface import drain_status, run_leak_checks, start_drain
 from wsops.server.core.broker import Broker
 from wsops.server.core.hub import Hub
 from wsops.server.core.protocol import Close

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -13,7 +12,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.procs import free_port
+from tests.support.ports import free_port
+from tests.support.waits import until
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -56,16 +56,17 @@ async def prometheus(tmp: Path, targets: list[str], rule_files: list[Path] | Non
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as s:
-            for _ in range(200):
+
+            async def ready() -> bool:
                 if proc.poll() is not None:
                     raise RuntimeError((tmp / "prometheus.log").read_text())
                 try:
                     async with s.get(url + "/-/ready") as r:
-                        if r.status == 200:
-                            break
+                        return r.status == 200
                 except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+                    return False
+
+            await until(ready, 20.0, step=0.1, what=f"prometheus ready at {url}")
         yield Prometheus(url)
     finally:
         proc.terminate()

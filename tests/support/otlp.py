@@ -14,6 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.support.ports import serving
+
 
 @dataclass
 class Receiver:
@@ -52,13 +54,6 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app, access_log=None) as port:
+        rec.url = f"http://127.0.0.1:{port}"
         yield rec
-    finally:
-        await runner.cleanup()

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.ports import free_port
+from tests.support.waits import until_sync
 
 
 @dataclass
@@ -50,16 +45,31 @@ def start_serve(*args: str, timeout: float = 15.0,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     sp = ServeProcess(proc, port, admin)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"wsops serve exited with {proc.returncode}: {out}")
+    try:
+        wait_ready(sp, timeout)
+    except BaseException:
+        sp.stop()
+        raise
+    return sp
+
+
+def wait_ready(sp: ServeProcess, timeout: float = 15.0,
+               output: Callable[[], str] | None = None) -> None:
+    """Until ``sp``'s /readyz answers 200; a process that exits first fails at once with its
+    output (read from its stdout, or given by ``output`` when something else reads it)."""
+
+    def ready() -> bool:
+        if sp.proc.poll() is not None:
+            if output is not None:
+                out = output()
+            else:
+                out = sp.proc.stdout.read().decode() if sp.proc.stdout else ""
+            raise RuntimeError(f"wsops serve exited with {sp.proc.returncode}: {out}")
         try:
             with urllib.request.urlopen(sp.admin_url + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return sp
+                return bool(r.status == 200)
         except OSError:
-            time.sleep(0.1)
-    sp.stop()
-    raise RuntimeError("wsops serve did not become ready")
+            return False
+
+    until_sync(ready, timeout, what=f"wsops serve on port {sp.port} to be ready (/readyz 200)",
+               step=0.1)

@@ -1,0 +1,356 @@
+"""The OpenAPI 3.1 document of a node's admin listener, built from ``wsops.admin.contract``.
+
+Response documents are the contract's TypedDicts, walked with ``typing.get_type_hints`` (one
+closed ``components.schemas`` object each: a field missing from a TypedDict fails the schema
+check rather than passing unnoticed); ``_routes`` below adds what the types cannot say: every
+path and method, query parameters, request bodies with the ranges the handlers enforce, and
+every status an operation answers. Each GET also answers HEAD (aiohttp adds it); HEAD is not
+listed.
+
+Served at ``GET /admin/openapi.json`` (``api.add_admin_api``) and committed as
+``docs/admin-openapi.json``; regenerate it after changing the contract or a route with::
+
+    python -m wsops.admin.openapi > docs/admin-openapi.json
+
+``tests/admin/test_openapi.py`` checks that file is what this module builds, that the document
+and a live node's router list the same routes, and fuzzes a live node against the document
+(schemathesis). The output is deterministic: keys sorted, ``required`` sorted.
+
+The bounds (``MAX_TOP_ROOMS``, the sendable close codes, the drain ranges) come from
+``contract``, as the handlers' do; the tests check each documented range is the handler's at
+both ends. May import: ``wsops.admin`` modules other than ``api``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import types
+from typing import (
+    Any,
+    Literal,
+    NotRequired,
+    Required,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
+
+from wsops.admin import contract, heap, profiling
+from wsops.admin.access import ADMIN_TOKEN_ENV, COOKIE_NAME
+from wsops.admin.contract import DRAIN_LIMITS, MAX_TOP_ROOMS, SENDABLE_CLOSE_CODES
+from wsops.admin.fleetpage import ASSETS
+
+OPENAPI_VERSION = "3.1.0"
+DOCUMENT_VERSION = "1"
+"""``info.version``: raise it when a document or a route changes incompatibly."""
+JSON = "application/json"
+TEXT = "text/plain"
+HTML = "text/html"
+
+def _range(key: str) -> dict[str, float]:
+    low, high = DRAIN_LIMITS[key]
+    return {"minimum": low, "maximum": high}
+
+
+DRAIN_BODY: dict[str, dict[str, Any]] = {
+    "batch": {"type": "integer", **_range("batch"),
+              "description": "Connections closed per batch."},
+    "interval": {"type": "number", **_range("interval"),
+                 "description": "Seconds between batches."},
+    "deadline": {"type": "number", **_range("deadline"),
+                 "description": "Seconds after which connections still open are dropped."},
+    "code": {"type": "integer", "description": "WebSocket close code sent: one a server may "
+             "send (RFC 6455 7.4) or an application code (3000-4999).",
+             "anyOf": [{"enum": list(SENDABLE_CLOSE_CODES)},
+                       {"minimum": 3000, "maximum": 4999}]},
+}
+"""``POST /admin/drain``: each ``DrainOptions`` field, optional, within ``api.drain_options``'s
+ranges (one entry per field: the build fails on a field without one)."""
+MAX_LEASE_ASKED = 86400
+"""``POST /admin/profile/start``: ``lease_seconds`` accepted up to this (granted up to
+``profiling.MAX_LEASE``)."""
+
+READ = "read"
+WRITE = "write"
+OPEN = "open"
+PAGE = "page"
+
+
+def _ref(name: str, kind: str = "schemas") -> dict[str, Any]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+class SchemaBuilder:
+    """JSON Schemas of Python annotations; each TypedDict once, under ``schemas``."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict[str, Any]] = {}
+
+    def of(self, tp: Any) -> dict[str, Any]:
+        if tp is Any:
+            return {}
+        if tp is None or tp is type(None):
+            return {"type": "null"}
+        simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+        if tp in simple:
+            return {"type": simple[tp]}
+        if is_typeddict(tp):
+            return self.typed_dict(tp)
+        origin, args = get_origin(tp), get_args(tp)
+        if origin is Literal:
+            kinds = {simple[type(a)] for a in args}
+            return {"enum": list(args), **({"type": kinds.pop()} if len(kinds) == 1 else {})}
+        if origin in (Union, types.UnionType):
+            parts = [self.of(a) for a in args]
+            if all(p.keys() == {"type"} for p in parts):
+                return {"type": [p["type"] for p in parts]}
+            return {"anyOf": parts}
+        if origin is list:
+            return {"type": "array", "items": self.of(args[0])}
+        if origin is dict and args[0] is str:
+            values = self.of(args[1])
+            return {"type": "object", **({"additionalProperties": values} if values else {})}
+        if origin is tuple and Ellipsis not in args:
+            return {"type": "array", "prefixItems": [self.of(a) for a in args],
+                    "items": False, "minItems": len(args), "maxItems": len(args)}
+        raise TypeError(f"no JSON schema for {tp!r}")
+
+    def typed_dict(self, cls: Any) -> dict[str, Any]:
+        """A ``$ref`` to ``cls``'s schema: a closed object, ``NotRequired`` fields optional."""
+        name = cls.__name__
+        if name not in self.schemas:
+            self.schemas[name] = {}  # recursion guard; filled below
+            properties: dict[str, Any] = {}
+            required: list[str] = []
+            for field, hint in get_type_hints(cls, include_extras=True).items():
+                needed = bool(cls.__total__)
+                if get_origin(hint) in (NotRequired, Required):
+                    needed = get_origin(hint) is Required
+                    hint = get_args(hint)[0]
+                properties[field] = self.of(hint)
+                if needed:
+                    required.append(field)
+            schema: dict[str, Any] = {"type": "object", "properties": properties,
+                                      "required": sorted(required),
+                                      "additionalProperties": False}
+            if cls.__doc__:
+                schema["description"] = " ".join(cls.__doc__.split())
+            self.schemas[name] = schema
+        return _ref(name)
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _text(description: str, media: str = TEXT) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _int_range(lo: int, hi: int, default: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": lo, "maximum": hi, "default": default}
+
+
+def _bad_input(what: str) -> dict[str, Any]:
+    return _text(f"{what} out of range or malformed: the text names the field and its range.")
+
+
+def _body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"required": False, "description": description,
+            "content": {JSON: {"schema": schema}}}
+
+
+def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
+    """Every operation of a node's admin listener: method, path, how it is guarded, and its
+    parameters, body and responses (the auth and connection-cap answers are added by
+    ``build_document``)."""
+    drain_fields = set(get_type_hints(contract.DrainOptions))
+    if drain_fields != set(DRAIN_BODY):
+        raise ValueError(f"DRAIN_BODY must bound every DrainOptions field: {drain_fields}")
+    drain_body = {"type": "object", "properties": DRAIN_BODY,
+                  "description": "Drain options; a field left out takes the node's default "
+                                 "(``wsops serve --drain-*``). Other fields are ignored."}
+    start_body = {"type": "object", "description": "Other fields are ignored.", "properties": {
+        "frames": {**_int_range(1, profiling.MAX_FRAMES, 10),
+                   "description": "Traceback frames tracemalloc keeps (when this session "
+                                  "starts it)."},
+        "lease_seconds": {"type": "number", "minimum": 1, "maximum": MAX_LEASE_ASKED,
+                          "default": profiling.DEFAULT_LEASE,
+                          "description": "Seconds the session lives unless renewed by a "
+                                         f"sample (granted up to {profiling.MAX_LEASE:g})."}}}
+    stop_body = {"type": "object", "description": "Other fields are ignored.", "properties": {
+        "session": {"type": ["string", "null"],
+                    "description": "The session to end; left out or null: every session."}}}
+    return [
+        {"path": "/healthz", "method": "get", "guard": OPEN, "tag": "health",
+         "id": "healthz", "summary": "The process runs.",
+         "responses": {200: _json(b.of(contract.Health), "Alive.")}},
+        {"path": "/readyz", "method": "get", "guard": OPEN, "tag": "health",
+         "id": "readyz", "summary": "Whether the node should receive traffic.",
+         "responses": {200: _json(b.of(contract.Readiness), "Ready."),
+                       503: _json(b.of(contract.Readiness), "Not ready: the reasons.")}},
+        {"path": "/metrics", "method": "get", "guard": OPEN, "tag": "metrics",
+         "id": "metrics", "summary": "Prometheus exposition; OpenMetrics (with exemplars) "
+         "when the Accept header asks for application/openmetrics-text.",
+         "responses": {200: {"description": "The node's metrics.", "content": {
+             TEXT: {"schema": {"type": "string"}},
+             "application/openmetrics-text": {"schema": {"type": "string"}}}}}},
+        {"path": "/", "method": "get", "guard": PAGE, "tag": "fleet page",
+         "id": "fleet_page", "summary": "The fleet page (HTML).",
+         "parameters": [_query("token", {"type": "string"},
+                               f"The admin token ({ADMIN_TOKEN_ENV}): sets the page cookie "
+                               "and redirects to / (303); a wrong one gets the token form.")],
+         "responses": {200: _text("The page.", HTML),
+                       303: {"description": "Token accepted: the page cookie is set, the "
+                                            "token leaves the address bar."}}},
+        {"path": "/admin/ui/{name}", "method": "get", "guard": READ, "tag": "fleet page",
+         "id": "fleet_asset", "summary": "The fleet page's assets.",
+         "parameters": [{"name": "name", "in": "path", "required": True,
+                         "schema": {"type": "string", "enum": sorted(ASSETS)}}],
+         "responses": {200: {"description": "The asset.", "content": {
+             media: {"schema": {"type": "string"}} for media in sorted(set(ASSETS.values()))}},
+             404: _text("No such asset.")}},
+        {"path": "/admin/fleet", "method": "get", "guard": READ, "tag": "fleet page",
+         "id": "fleet", "summary": "This node and, in a fleet, its peers' last summaries.",
+         "responses": {200: _json(b.of(contract.FleetSnapshot), "The fleet.")}},
+        {"path": "/admin/stats", "method": "get", "guard": READ, "tag": "node",
+         "id": "stats", "summary": "The node's figures.",
+         "responses": {200: _json(b.of(contract.Stats), "The figures.")}},
+        {"path": "/admin/connections", "method": "get", "guard": READ, "tag": "node",
+         "id": "connections", "summary": "Open connections, per route, and the biggest rooms.",
+         "parameters": [_query("top", _int_range(1, MAX_TOP_ROOMS, 20), "Rooms listed.")],
+         "responses": {200: _json(b.of(contract.Connections), "The connections."),
+                       400: _bad_input("'top'")}},
+        {"path": "/admin/drain", "method": "get", "guard": READ, "tag": "drain",
+         "id": "drain_status", "summary": "The drain's progress.",
+         "responses": {200: _json(b.of(contract.DrainStatus), "The drain.")}},
+        {"path": "/admin/drain", "method": "post", "guard": WRITE, "tag": "drain",
+         "id": "drain_start", "summary": "Close the node's connections in batches and refuse "
+         "new ones (readiness turns false).",
+         "body": _body(drain_body, "Drain options (no body: the defaults)."),
+         "responses": {202: _json(b.of(contract.DrainStarted),
+                                  "Started, or already under way (``started`` false)."),
+                       400: _bad_input("A body field")}},
+        {"path": "/admin/drain/cancel", "method": "post", "guard": WRITE, "tag": "drain",
+         "id": "drain_cancel", "summary": "Stop a drain: the node takes connections again.",
+         "responses": {200: _json(b.of(contract.DrainCancelled), "The drain.")}},
+        {"path": "/admin/profile", "method": "get", "guard": READ, "tag": "profiling",
+         "id": "profile_state", "summary": "tracemalloc's state and the open sessions.",
+         "responses": {200: _json(b.of(contract.ProfileState), "The state.")}},
+        {"path": "/admin/profile/start", "method": "post", "guard": WRITE, "tag": "profiling",
+         "id": "profile_start", "summary": "Open a leased profiling session (tracemalloc on "
+         "if it is off).",
+         "body": _body(start_body, "Session options (no body: the defaults)."),
+         "responses": {200: _json(b.of(contract.ProfileStarted), "The session."),
+                       400: _bad_input("A body field"),
+                       409: _text(f"{profiling.MAX_SESSIONS} sessions are open already: the "
+                                  "text says how to end one.")}},
+        {"path": "/admin/profile/sample", "method": "get", "guard": READ, "tag": "profiling",
+         "id": "profile_sample", "summary": "One heap sample: traced memory by site, object "
+         "counts by type, WebSocket and app leak checks.",
+         "parameters": [
+             _query("group", {"type": "string", "enum": list(heap.GROUPS),
+                              "default": heap.GROUPS[0]}, "Sites per line or per path."),
+             _query("top", _int_range(1, heap.MAX_TOP, 20), "Sites listed (the biggest, "
+                    "and as many grown most)."),
+             _query("types", _int_range(1, profiling.MAX_TYPES, 30), "Object types listed."),
+             _query("session", {"type": "string"}, "A session whose lease this renews.")],
+         "responses": {200: _json(b.of(contract.ProfileSample), "The sample."),
+                       400: _bad_input("A query parameter")}},
+        {"path": "/admin/profile/stop", "method": "post", "guard": WRITE, "tag": "profiling",
+         "id": "profile_stop", "summary": "End a session (or all); tracemalloc off when wsops "
+         "started it and no session is left.",
+         "body": _body(stop_body, "The session (no body: every session)."),
+         "responses": {200: _json(b.of(contract.ProfileStopped), "The state after."),
+                       400: _bad_input("'session'")}},
+        {"path": "/admin/openapi.json", "method": "get", "guard": READ, "tag": "node",
+         "id": "openapi", "summary": "This document.",
+         "responses": {200: _json({"type": "object"}, "The OpenAPI document.")}},
+    ]
+
+
+def build_document() -> dict[str, Any]:
+    """The admin listener's OpenAPI document (a fresh dict)."""
+    b = SchemaBuilder()
+    paths: dict[str, dict[str, Any]] = {}
+    routes = _routes(b)
+    for route in routes:
+        responses = dict(route["responses"])
+        guard = route["guard"]
+        if guard != OPEN:
+            responses[401] = (_text("The token form (or a wrong token).", HTML) if guard == PAGE
+                              else _text(f"A token is set ({ADMIN_TOKEN_ENV}) and the request "
+                                         "has none, a wrong one, or only the page cookie for "
+                                         "a POST."))
+            responses[403] = _text("No token is set and the caller is not on loopback.")
+        if "body" in route:
+            responses[413] = _text("Body over 1 MiB.")
+        responses.setdefault(503, _ref("AtCapacity", "responses"))
+        if "$ref" not in responses[503]:  # /readyz: its own 503, or the listener's
+            responses[503]["content"][TEXT] = {"schema": {"type": "string"}}
+        # {}: no credentials (loopback, no token set); the cookie opens reads only.
+        security: list[dict[str, list[str]]] = (
+            [] if guard == OPEN else [{"adminToken": []}, {}] if guard == WRITE
+            else [{"adminToken": []}, {"pageCookie": []}, {}])
+        op: dict[str, Any] = {
+            "operationId": route["id"], "summary": route["summary"], "tags": [route["tag"]],
+            "security": security,
+            "responses": {str(code): r for code, r in sorted(responses.items())}}
+        if route.get("parameters"):
+            op["parameters"] = route["parameters"]
+        if "body" in route:
+            op["requestBody"] = route["body"]
+        paths.setdefault(route["path"], {})[route["method"]] = op
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "wsops node admin API",
+            "version": DOCUMENT_VERSION,
+            "description": (
+                "A node's admin listener (``--admin-port``): health, readiness, metrics, the "
+                "node's figures, drain, leak profiling and the fleet page. ``/`` and "
+                f"``/admin/*`` need ``Authorization: Bearer <{ADMIN_TOKEN_ENV}>`` when a token "
+                "is set (GETs also take the page cookie), else callers on loopback only; "
+                "``/healthz``, ``/readyz`` and ``/metrics`` are open. Each GET also answers "
+                "HEAD. Past its connection cap the listener answers any request with a bare "
+                "503. Built by ``wsops.admin.openapi`` from ``wsops.admin.contract``."),
+        },
+        "tags": [{"name": t} for t in sorted({r["tag"] for r in routes})],
+        "paths": paths,
+        "components": {
+            "schemas": b.schemas,
+            "responses": {"AtCapacity": _text(
+                "The admin listener is at its connection cap (Retry-After: 1).")},
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer",
+                               "description": f"The admin token ({ADMIN_TOKEN_ENV})."},
+                "pageCookie": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME,
+                               "description": "Set by ``GET /?token=...``; GET and HEAD "
+                                              "only."},
+            },
+        },
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    """``document`` as committed: sorted keys, two-space indent, a final newline."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+@functools.cache
+def document_json() -> str:
+    """What ``GET /admin/openapi.json`` serves (built once per process)."""
+    return render(build_document())
+
+
+if __name__ == "__main__":
+    sys.stdout.write(document_json())
