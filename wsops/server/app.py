@@ -309,8 +309,8 @@ async def running(
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False,
                        backlog=settings.backlog)
     await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else settings.port
+    addresses = runner.addresses
+    port = int(addresses[0][1]) if addresses else settings.port
     try:
         yield app, runner, port
     finally:

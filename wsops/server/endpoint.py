@@ -19,7 +19,7 @@ from wsops.instrumentation.middleware import LIVE_KEY, SELF_REPORTING_KEY
 from wsops.server.core.broker import Broker
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.identity import Identity
-from wsops.server.core.observer import Publish, SessionObserver
+from wsops.server.core.observer import Publish, SessionObserver, Sink
 from wsops.server.core.protocol import Close
 from wsops.server.core.session import Session
 
@@ -56,7 +56,7 @@ class Endpoint:
     def close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
         """Close ``ws`` with ``code`` in the background (awaited by its handler's end)."""
         conn.close_code = code
-        self.closers[conn.id] = self.spawn(close_ws_task(ws, code, reason))
+        self.closers[conn.id] = self.spawn(close_ws_task(ws, conn.transport, code, reason))
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every open connection with ``code`` and wait (bounded) for the handshakes."""
@@ -147,7 +147,8 @@ async def serve_connection(
     return ws
 
 
-async def close_ws_task(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+async def close_ws_task(ws: web.WebSocketResponse, transport: Sink, code: int,
+                        reason: str) -> None:
     """Send the close frame (bounded by CLOSE_TIMEOUT), then make sure the socket is gone."""
     # A slow consumer is not reading: do not wait for its socket to drain.
     drain = code != Close.SLOW_CONSUMER
@@ -158,6 +159,5 @@ async def close_ws_task(ws: web.WebSocketResponse, code: int, reason: str) -> No
     except (TimeoutError, ConnectionError, RuntimeError):
         pass
     finally:
-        transport = ws._req.transport if ws._req is not None else None
-        if transport is not None and not transport.is_closing():
+        if not transport.is_closing():
             transport.abort()
