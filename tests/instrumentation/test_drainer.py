@@ -1,0 +1,108 @@
+"""The drainer's decisions without sockets: hub connections on recording sinks, closed in
+shuffled batches with 1012, the rest forced at the deadline, a cancel, and the counts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.server.core.fakes import Closes, Ticks, connect
+from wsops.instrumentation.drainer import SERVICE_RESTART, Drainer
+from wsops.server.core.hub import Conn, Hub
+
+
+def node(n: int, *, gone_on_close: bool = True) -> tuple[Hub, Closes, list[Conn]]:
+    """A hub with ``n`` connections; a closed one leaves the hub (as its handler's end does)
+    unless ``gone_on_close`` is False (a peer that never finishes its close handshake)."""
+    hub, closes = Hub(schedule=Ticks()), Closes()
+    conns = []
+    for _ in range(n):
+        conn, _ = connect(hub, closes)
+        conns.append(conn)
+    if gone_on_close:
+        original = closes.of
+
+        def closer_of(conn_id: int) -> object:
+            record = original(conn_id)
+
+            def close(code: int, reason: str) -> None:
+                record(code, reason)
+                hub.conns.pop(conn_id, None)
+            return close
+
+        for conn in conns:
+            conn.closer = closer_of(conn.id)  # type: ignore[assignment]
+    return hub, closes, conns
+
+
+async def test_connections_are_closed_1012_in_batches_and_the_count_adds_up() -> None:
+    hub, closes, conns = node(10)
+    drainer = Drainer(hub.conns.values, random.Random(1))
+    assert not drainer.draining
+    task = drainer.start(batch=3, interval=0.01, deadline=5.0)
+    assert drainer.draining and drainer.status.state == "draining"
+    status = await task
+    assert status.state == "drained" and drainer.draining  # still refusing: the node goes
+    assert (status.total, status.closed, status.forced, status.batches) == (10, 10, 0, 4)
+    assert sorted(i for i, _, _ in closes.calls) == sorted(c.id for c in conns)
+    assert set(closes.codes()) == {SERVICE_RESTART}
+    assert {reason for _, _, reason in closes.calls} == {"draining"}
+    assert status.finished_at is not None and status.started_at is not None
+
+
+async def test_the_batches_are_shuffled_so_reconnects_do_not_follow_connection_order() -> None:
+    hub, closes, conns = node(50)
+    await Drainer(hub.conns.values, random.Random(7)).start(batch=50, interval=0, deadline=5)
+    assert [i for i, _, _ in closes.calls] != [c.id for c in conns]
+
+
+async def test_what_is_still_open_at_the_deadline_is_forced_and_counted_once() -> None:
+    hub, _, conns = node(4, gone_on_close=False)  # nobody finishes the close handshake
+    sinks = [c.transport for c in conns]
+    status = await Drainer(hub.conns.values, random.Random(1)).start(
+        batch=2, interval=0.01, deadline=0.2)
+    assert status.total == 4 and status.closed == 0 and status.forced == 4
+    assert all(s.is_closing() for s in sinks)  # aborted
+
+
+async def test_a_gap_past_the_deadline_forces_the_rest_without_another_batch() -> None:
+    hub, closes, _ = node(6, gone_on_close=False)
+    status = await Drainer(hub.conns.values, random.Random(1)).start(
+        batch=2, interval=10.0, deadline=0.1)
+    assert status.batches == 1 and len(closes.calls) >= 2
+    assert status.closed + status.forced == 6 and status.forced == 6
+
+
+async def test_a_cancelled_drain_takes_connections_again_and_a_second_start_is_the_same_drain(
+) -> None:
+    hub, closes, _ = node(6)
+    drainer = Drainer(hub.conns.values, random.Random(1))
+    task = drainer.start(batch=1, interval=0.5, deadline=30)
+    assert drainer.start(batch=100, interval=0, deadline=1) is task  # options of the first
+    await asyncio.sleep(0)
+    assert drainer.cancel()
+    assert not drainer.draining and drainer.status.state == "cancelled"
+    assert not drainer.cancel()
+    await drainer.wait()
+    assert len(closes.calls) <= 1
+
+
+def test_options_out_of_range_are_refused() -> None:
+    hub, _, _ = node(1)
+    drainer = Drainer(hub.conns.values)
+    for batch, interval, deadline in ((0, 0.1, 1), (1, -1, 1), (1, 0.1, 0)):
+        with pytest.raises(ValueError, match="drain needs"):
+            drainer.start(batch, interval, deadline)
+    assert drainer.status.state == "idle"
+
+
+async def test_a_connection_serving_a_request_is_closed_after_its_reply() -> None:
+    hub, closes, (busy, idle) = node(2)
+    busy.busy = True
+    status = await Drainer(hub.conns.values, random.Random(1)).start(
+        batch=2, interval=0, deadline=0.2)
+    assert [i for i, _, _ in closes.calls] == [idle.id]  # the busy one waits for its reply
+    assert busy.deferred_close == (SERVICE_RESTART, "draining")
+    assert status.forced == 1  # and, still open at the deadline, is dropped
