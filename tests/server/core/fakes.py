@@ -12,22 +12,33 @@ from wsops.server.core.protocol import frame_payload
 
 
 class Sink:
-    """Records what a connection writes: each element one complete frame."""
+    """Records what a connection writes: each element one complete frame.
 
-    def __init__(self, buffered: int = 0) -> None:
+    ``keep``: the peer reads nothing, so every byte written stays in ``buffered`` until the
+    test drains it (sets ``buffered``)."""
+
+    def __init__(self, buffered: int = 0, *, keep: bool = False) -> None:
         self.frames: list[bytes] = []
         self.writes = 0  # system calls a transport would make
+        self.calls: list[str] = []  # "write" or "writelines", one per call
         self.buffered = buffered  # what the kernel would not take yet
+        self.keep = keep
         self.closed = False
         self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.writes += 1
+        self.calls.append("write")
         self.frames.append(data)
+        if self.keep:
+            self.buffered += len(data)
 
     def writelines(self, data: list[bytes]) -> None:
         self.writes += 1
+        self.calls.append("writelines")
         self.frames.extend(data)
+        if self.keep:
+            self.buffered += sum(len(frame) for frame in data)
 
     def is_closing(self) -> bool:
         return self.closed

@@ -2,22 +2,32 @@
 in-memory one, and each end of an event-loop tick is run by hand.
 
 Publish, subscribe, resume (recovered true/false), presence, history, the per-connection
-limits (rooms, rate, strikes), authorization, a broker that is away, and the observer's part.
+limits (rooms, rate, strikes), authorization, a broker that is away, and the observer's part;
+replays in pages (a broker that pages by budget) and under backpressure (a peer that reads
+nothing until the test lets it, on the real event loop), and ``wait_drained``'s patience.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from tests.server.core.fakes import Closes, Sink, Ticks, connect
+from tests.support.waits import until
 from wsops.server.broker.memory import MemoryBroker
-from wsops.server.core.broker import BrokerUnavailable, Published
-from wsops.server.core.hub import Hub
+from wsops.server.core import session as session_module
+from wsops.server.core.broker import BrokerUnavailable, HistoryPage, Published, Recovery
+from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.identity import Identity
 from wsops.server.core.observer import Publish
-from wsops.server.core.protocol import Close
-from wsops.server.core.session import Session
+from wsops.server.core.protocol import Close, Position, reply_ok, text_frame
+from wsops.server.core.session import Session, wait_drained
 
 
 class World:
@@ -31,8 +41,9 @@ class World:
 
     def session(self, user: str = "u", rooms: tuple[str, ...] = ("*",), *, max_rooms: int = 8,
                 rate: float = 1000.0, burst: int = 1000, strikes: int = 3,
+                limit: int = 1 << 20, sink: Sink | None = None,
                 **kw: Any) -> tuple[Session, Sink]:
-        conn, sink = connect(self.hub, self.closes, user=user)
+        conn, sink = connect(self.hub, self.closes, user=user, limit=limit, sink=sink)
         return Session(conn, Identity(user, rooms), self.hub, self.broker, max_rooms=max_rooms,
                        rate=rate, burst=burst, strikes=strikes, **kw), sink
 
@@ -233,3 +244,381 @@ async def test_the_publish_the_node_passes_in_is_the_one_sessions_use() -> None:
     tp = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
     [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data=[1, 2], traceparent=tp)
     assert ack["ok"] and seen == [("r", b"[1,2]", tp)]
+
+
+class PagingBroker(MemoryBroker):
+    """The memory broker answering a resume the way a fleet broker does: in pages that fit the
+    byte budget (at least one message; ``more`` while some are left). It records every call the
+    session makes (``calls``); ``during_recover(n)`` runs inside the n-th ``recover`` (from 1)
+    before it answers; from the ``lost_from``-th ``recover`` on, the history has moved on
+    (``recovered: false``); ``fail`` maps an op to the exception it raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
+        self.during_recover: Callable[[int], None] | None = None
+        self.lost_from: int | None = None
+        self.fail: dict[str, Exception] = {}
+
+    def _called(self, *call: Any) -> None:
+        self.calls.append(call)
+        exc = self.fail.get(call[0])
+        if exc is not None:
+            raise exc
+
+    def recovers(self) -> list[tuple[Any, ...]]:
+        return [call for call in self.calls if call[0] == "recover"]
+
+    async def recover(self, room: str, since: Position | None, budget: int = 0) -> Recovery:
+        self._called("recover", room, since, budget)
+        n = len(self.recovers())
+        if self.during_recover is not None:
+            self.during_recover(n)
+        rec = await super().recover(room, since, budget)
+        if self.lost_from is not None and n >= self.lost_from:
+            return Recovery(rec.position, [], False)
+        if not budget or not rec.messages:
+            return rec
+        page: list[Published] = []
+        used = 0
+        for m in rec.messages:
+            used += len(m.frame)
+            if page and used > budget:
+                break
+            page.append(m)
+        return Recovery(rec.position, page, rec.recovered, more=len(page) < len(rec.messages))
+
+    async def watch(self, room: str) -> None:
+        self._called("watch", room)
+        await super().watch(room)
+
+    async def unwatch(self, room: str) -> None:
+        self._called("unwatch", room)
+        await super().unwatch(room)
+
+    async def join(self, room: str, user: str) -> None:
+        self._called("join", room, user)
+        await super().join(room, user)
+
+    async def leave(self, room: str, user: str) -> None:
+        self._called("leave", room, user)
+        await super().leave(room, user)
+
+    async def presence(self, room: str) -> list[str]:
+        self._called("presence", room)
+        return await super().presence(room)
+
+    async def history(self, room: str, limit: int, budget: int) -> HistoryPage:
+        self._called("history", room, limit, budget)
+        return await super().history(room, limit, budget)
+
+
+async def stored(broker: MemoryBroker, room: str, count: int) -> tuple[str, list[bytes]]:
+    """Publish ``count`` messages of equal size (data 0..count-1, count <= 9); the room's
+    epoch and the frames as stored."""
+    for n in range(count):
+        await broker.publish(room, b"%d" % n)
+    epoch = (await MemoryBroker.recover(broker, room, None)).position.epoch
+    rec = await MemoryBroker.recover(broker, room, Position(0, epoch))
+    frames = [m.frame for m in rec.messages]
+    assert len({len(f) for f in frames}) == 1
+    return epoch, frames
+
+
+def messages_of(frames: list[dict[str, Any]]) -> list[int]:
+    return [m["offset"] for m in frames if m["op"] == "message"]
+
+
+# -- publish, errors -------------------------------------------------------------------------
+
+
+async def test_a_publish_stored_on_this_node_only_is_acknowledged_with_local_true() -> None:
+    w = World()
+
+    async def island_publish(room: str, data: bytes, traceparent: str | None) -> Published:
+        msg = await w.broker.publish(room, data, traceparent)
+        return dataclasses.replace(msg, local=True)
+
+    s, sink = w.session(publish=island_publish)
+    [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data="hi")
+    epoch = (await w.broker.recover("r", None)).position.epoch
+    assert ack == {"op": "reply", "id": 1, "ok": True, "room": "r", "offset": 1,
+                   "epoch": epoch, "local": True}
+
+
+async def test_a_frame_refused_by_the_rate_limit_echoes_only_an_integer_id() -> None:
+    w = World()
+    s, sink = w.session(rate=0.001, burst=1, strikes=10)
+    [ok] = await w.ask(s, sink, op="publish", id=1, room="r", data=1)
+    assert ok["ok"]
+    for frame in ('{"op":"publish","id":true,"room":"r","data":1}',
+                  '{"op":"publish","id":"7","room":"r","data":1}',
+                  '{"op":"publish","id":7,"room":"r","data":1}',
+                  '[7]', '{"id":'):
+        await s.handle(frame)
+    w.ticks.run()
+    refused = {"code": "rate_limited", "message": "rate limit exceeded"}
+    assert sink.take() == [{"op": "reply", "id": req_id, "ok": False, "error": refused}
+                           for req_id in (None, None, 7, None, None)]
+
+
+async def test_an_unexpected_fault_is_an_internal_error_reply_and_the_session_goes_on() -> None:
+    broker = PagingBroker()
+    broker.fail["presence"] = RuntimeError("bug")
+    w = World(broker)
+    s, sink = w.session()
+    [err] = await w.ask(s, sink, op="presence", id=4, room="r")
+    assert err == {"op": "reply", "id": 4, "ok": False,
+                   "error": {"code": "internal", "message": "internal error"}}
+    [ok] = await w.ask(s, sink, op="publish", id=5, room="r", data=1)
+    assert ok["ok"] and w.closes.calls == []
+
+
+# -- subscribe failures, unsubscribe and presence --------------------------------------------
+
+
+async def test_a_subscribe_whose_watch_fails_unwatches_the_room_again_and_answers_unavailable(
+) -> None:
+    broker = PagingBroker()
+    broker.fail["watch"] = BrokerUnavailable("redis is away")
+    w = World(broker)
+    s, sink = w.session()
+    [err] = await w.ask(s, sink, op="subscribe", id=1, room="r")
+    assert err == {"op": "reply", "id": 1, "ok": False,
+                   "error": {"code": "unavailable", "message": "redis is away"}}
+    assert broker.calls == [("watch", "r"), ("unwatch", "r")]
+    assert w.hub.rooms == {} and s.conn.rooms == set()
+
+
+async def test_a_subscribe_whose_recover_fails_answers_unavailable_and_unwatches_an_empty_room(
+) -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    first, first_sink = w.session()
+    s, sink = w.session()
+    broker.fail["recover"] = BrokerUnavailable("redis is away")
+    unavailable = {"code": "unavailable", "message": "redis is away"}
+    [err] = await w.ask(s, sink, op="subscribe", id=1, room="r")
+    assert err == {"op": "reply", "id": 1, "ok": False, "error": unavailable}
+    assert broker.calls == [("watch", "r"), ("recover", "r", None, (1 << 20) // 2),
+                            ("unwatch", "r")]
+    assert w.hub.rooms == {} and s.conn.rooms == set()
+    # With another local member the room stays watched.
+    del broker.fail["recover"]
+    await w.ask(first, first_sink, op="subscribe", id=1, room="r")
+    broker.fail["recover"] = BrokerUnavailable("redis is away")
+    broker.calls.clear()
+    [err] = await w.ask(s, sink, op="subscribe", id=2, room="r")
+    assert err == {"op": "reply", "id": 2, "ok": False, "error": unavailable}
+    assert broker.calls == [("recover", "r", None, (1 << 20) // 2)]
+    await w.broker.publish("r", b"1")
+    w.ticks.run()
+    assert messages_of(first_sink.take()) == [1] and sink.take() == []
+
+
+async def test_unsubscribe_unwatches_the_room_only_when_its_last_local_member_leaves() -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    alice, a_sink = w.session("alice")
+    bob, b_sink = w.session("bob")
+    await w.ask(alice, a_sink, op="subscribe", id=1, room="r")
+    await w.ask(bob, b_sink, op="subscribe", id=1, room="r")
+    broker.calls.clear()
+    [ok] = await w.ask(alice, a_sink, op="unsubscribe", id=2, room="r")
+    assert ok == {"op": "reply", "id": 2, "ok": True, "room": "r"}
+    assert broker.calls == [("leave", "r", "alice")]
+    await w.ask(bob, b_sink, op="unsubscribe", id=2, room="r")
+    assert broker.calls[1:] == [("unwatch", "r"), ("leave", "r", "bob")]
+
+
+async def test_a_connection_that_left_a_room_does_not_take_its_users_presence_away_again(
+) -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    a1, a1_sink = w.session("alice")
+    a2, a2_sink = w.session("alice")
+    bob, b_sink = w.session("bob")
+    await w.ask(bob, b_sink, op="subscribe", id=1, room="r", presence=True)
+    await w.ask(a1, a1_sink, op="subscribe", id=1, room="r")
+    await w.ask(a2, a2_sink, op="subscribe", id=1, room="r")
+    await w.ask(a1, a1_sink, op="unsubscribe", id=2, room="r")
+    # a1 subscribes again but is closed before its subscribe is done: it never counted.
+    broker.during_recover = lambda n: a1.conn.close(Close.GOING_AWAY, "going away")
+    await w.ask(a1, a1_sink, op="subscribe", id=3, room="r")
+    broker.during_recover = None
+    await a1.close()
+    w.ticks.run()
+    assert [m for m in b_sink.take() if m["op"] != "reply"] == [
+        {"op": "join", "room": "r", "user": "alice"}]  # no leave: alice is still on a2
+    assert await broker.presence("r") == ["alice", "bob"]
+    assert [c for c in broker.calls if c[0] == "leave"] == [("leave", "r", "alice")]
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+async def test_history_answers_the_newest_messages_that_fit_half_the_send_queue_truncated(
+) -> None:
+    w = World()
+    epoch, frames = await stored(w.broker, "r", 5)
+    frame_len = len(frames[0])
+    s, sink = w.session(limit=6 * frame_len + 1)  # half of it: exactly three frames
+    [reply] = await w.ask(s, sink, op="history", id=1, room="r", limit=5)
+    assert {k: v for k, v in reply.items() if k != "messages"} == {
+        "op": "reply", "id": 1, "ok": True, "room": "r", "offset": 5, "epoch": epoch,
+        "truncated": True}
+    assert [(m["offset"], m["data"]) for m in reply["messages"]] == [(3, 2), (4, 3), (5, 4)]
+
+
+# -- resumes in pages ------------------------------------------------------------------------
+
+
+async def test_a_replay_comes_in_pages_of_half_the_send_queue_each_asked_from_the_last_sent(
+) -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    epoch, frames = await stored(broker, "r", 5)
+    limit = 4 * len(frames[0]) + 2  # a budget of two frames and one byte: pages 2, 2, 1
+    s, sink = w.session(limit=limit)
+    got = await w.ask(s, sink, op="subscribe", id=1, room="r",
+                      since={"offset": 0, "epoch": epoch})
+    assert got[0] == {"op": "reply", "id": 1, "ok": True, "room": "r", "offset": 5,
+                      "epoch": epoch, "recovered": True}
+    assert messages_of(got) == [1, 2, 3, 4, 5]  # each once, in order
+    assert broker.recovers() == [("recover", "r", Position(offset, epoch), limit // 2)
+                                 for offset in (0, 2, 4)]
+    assert ("join", "r", "u") in broker.calls
+    await broker.publish("r", b"5")
+    w.ticks.run()
+    assert messages_of(sink.take()) == [6]  # live, after the replay, without a gap
+
+
+async def test_a_replay_whose_history_moved_on_between_pages_closes_4001() -> None:
+    broker = PagingBroker()
+    broker.lost_from = 2
+    w = World(broker)
+    epoch, frames = await stored(broker, "r", 5)
+    s, sink = w.session(limit=4 * len(frames[0]) + 2)
+    got = await w.ask(s, sink, op="subscribe", id=1, room="r",
+                      since={"offset": 0, "epoch": epoch})
+    assert got[0]["recovered"] is True and messages_of(got) == [1, 2]
+    assert w.closes.calls == [(s.conn.id, Close.RESYNC,
+                               "resync: history moved on during the replay")]
+    assert await broker.presence("r") == []
+
+
+async def test_a_connection_closed_while_the_next_page_is_read_ends_its_replay_there() -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    epoch, frames = await stored(broker, "r", 5)
+    s, sink = w.session(limit=4 * len(frames[0]) + 2)
+
+    def draining(n: int) -> None:
+        if n == 2:
+            s.conn.close(Close.GOING_AWAY, "going away")
+
+    broker.during_recover = draining
+    got = await w.ask(s, sink, op="subscribe", id=1, room="r",
+                      since={"offset": 0, "epoch": epoch})
+    assert messages_of(got) == [1, 2]
+    assert w.closes.calls == [(s.conn.id, Close.GOING_AWAY, "going away")]
+    assert len(broker.recovers()) == 2 and await broker.presence("r") == []
+
+
+# -- backpressure ----------------------------------------------------------------------------
+
+
+async def replay_stalled(w: World) -> tuple[Session, Sink, asyncio.Task[None], int]:
+    """A resume of six messages by a peer that reads nothing, on a send queue whose half is
+    exactly the reply and two messages; returns once the replay waits for the peer."""
+    epoch, frames = await stored(w.broker, "r", 6)
+    reply = text_frame(reply_ok(1, room="r", offset=6, epoch=epoch, recovered=True).encode())
+    high = len(reply) + 2 * len(frames[0])
+    s, sink = w.session(limit=2 * high, sink=Sink(keep=True))
+    task = asyncio.create_task(s.handle(json.dumps(
+        {"op": "subscribe", "id": 1, "room": "r", "since": {"offset": 0, "epoch": epoch}})))
+    await until(lambda: sink.frames or task.done(), timeout=1.0, step=0.001)
+    # Up to half the send queue is queued; the next message finds it past half: all of it
+    # is written, and the replay waits.
+    assert not task.done()
+    assert sink.frames == [reply, *frames[:3]] and sink.calls == ["writelines"]
+    assert sink.buffered == high + len(frames[0])
+    return s, sink, task, high
+
+
+async def test_a_replay_past_half_the_send_queue_waits_until_the_peer_read_down_to_a_quarter(
+) -> None:
+    w = World()
+    _, sink, task, high = await replay_stalled(w)
+    sink.buffered = high // 2 + 1
+    await asyncio.sleep(0.012)  # a couple of looks at the queue
+    assert not task.done() and len(sink.frames) == 4 and w.closes.calls == []
+    sink.keep, sink.buffered = False, high // 2  # down to a quarter: go on
+    await until(task.done, timeout=1.0, step=0.001)
+    await task
+    w.ticks.run()
+    assert messages_of(sink.messages()) == [1, 2, 3, 4, 5, 6] and w.closes.calls == []
+    assert await w.broker.presence("r") == ["u"]
+
+
+async def test_a_connection_closed_while_its_replay_waits_stops_the_replay_and_never_joins(
+) -> None:
+    w = World()
+    s, sink, task, _ = await replay_stalled(w)
+    s.conn.close(Close.GOING_AWAY, "going away")
+    await until(task.done, timeout=1.0, step=0.001)
+    await task
+    w.ticks.run()
+    assert messages_of(sink.messages()) == [1, 2, 3]
+    assert w.closes.calls == [(s.conn.id, Close.GOING_AWAY, "going away")]
+    assert await w.broker.presence("r") == []
+
+
+def a_conn(buffered: int) -> tuple[Hub, Closes, Conn, Sink]:
+    hub, closes = Hub(schedule=Ticks()), Closes()
+    conn, sink = connect(hub, closes, sink=Sink(buffered=buffered))
+    return hub, closes, conn, sink
+
+
+async def test_wait_drained_returns_at_once_when_no_more_than_the_target_is_queued() -> None:
+    _, closes, conn, _ = a_conn(buffered=100)
+    assert await wait_drained(conn, 100, patience=0.01) is True
+    assert closes.calls == []
+
+
+async def test_wait_drained_returns_true_once_the_peer_has_read_down_to_the_target() -> None:
+    _, closes, conn, sink = a_conn(buffered=1000)
+    read: list[int] = []
+
+    def peer_reads() -> None:
+        read.append(sink.buffered)
+        sink.buffered = 200
+
+    asyncio.get_running_loop().call_soon(peer_reads)
+    assert await wait_drained(conn, 200, patience=0.5) is True
+    assert read == [1000] and closes.calls == []
+
+
+async def test_wait_drained_closes_a_peer_that_reads_nothing_for_its_patience_4000() -> None:
+    hub, closes, conn, _ = a_conn(buffered=1000)
+    assert await wait_drained(conn, 999, patience=0.01) is False
+    assert closes.calls == [(conn.id, Close.SLOW_CONSUMER, "slow consumer")]
+    assert hub.stats.slow_consumers == 1
+
+
+async def test_wait_drained_answers_false_when_the_connection_closes_meanwhile() -> None:
+    _, closes, conn, _ = a_conn(buffered=1000)
+    asyncio.get_running_loop().call_soon(conn.close, Close.GOING_AWAY, "going away")
+    assert await wait_drained(conn, 0, patience=0.5) is False
+    assert closes.calls == [(conn.id, Close.GOING_AWAY, "going away")]
+
+
+async def test_wait_drained_still_waits_at_exactly_its_patience(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, closes, conn, sink = a_conn(buffered=1000)
+    readings = iter([100.0])  # when it starts; every later reading is the deadline itself
+    monkeypatch.setattr(session_module, "time",
+                        SimpleNamespace(monotonic=lambda: next(readings, 101.0)))
+    asyncio.get_running_loop().call_soon(setattr, sink, "buffered", 0)
+    assert await wait_drained(conn, 0, patience=1.0) is True
+    assert closes.calls == []
