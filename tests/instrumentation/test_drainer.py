@@ -22,18 +22,13 @@ def node(n: int, *, gone_on_close: bool = True) -> tuple[Hub, Closes, list[Conn]
         conn, _ = connect(hub, closes)
         conns.append(conn)
     if gone_on_close:
-        original = closes.of
 
-        def closer_of(conn_id: int) -> object:
-            record = original(conn_id)
-
-            def close(code: int, reason: str) -> None:
-                record(code, reason)
-                hub.conns.pop(conn_id, None)
-            return close
+        def close(conn: Conn, code: int, reason: str) -> None:
+            closes(conn, code, reason)
+            hub.conns.pop(conn.id, None)
 
         for conn in conns:
-            conn.closer = closer_of(conn.id)  # type: ignore[assignment]
+            conn.closer = close
     return hub, closes, conns
 
 

@@ -45,9 +45,11 @@ def tune_gc(threshold: int) -> None:
     """Fewer, not longer, garbage collections for a server holding many connections: a full
     collection walks every tracked object (~300 ms at 10K connections here), and Python's
     default young threshold (700) runs one every few seconds under traffic. What is loaded at
-    startup is frozen out of all collections (it lives as long as the process)."""
+    startup is frozen out of all collections (it lives as long as the process), after one
+    collection: garbage frozen in a reference cycle would never be freed."""
     if threshold:
         gc.set_threshold(threshold, *gc.get_threshold()[1:])
+    gc.collect()
     gc.freeze()
 
 

@@ -48,15 +48,19 @@ class Endpoint:
         self.publish = publish
         self.self_reporting = self_reporting
         self.upgrading = 0
+        self.sockets: dict[int, web.WebSocketResponse] = {}  # by connection id, while open
         self.closers: dict[int, asyncio.Task[None]] = {}
 
     async def serve(self, request: web.Request, identity: Identity) -> web.StreamResponse:
         return await serve_connection(self, request, identity)
 
-    def close_ws(self, ws: web.WebSocketResponse, conn: Conn, code: int, reason: str) -> None:
-        """Close ``ws`` with ``code`` in the background (awaited by its handler's end)."""
+    def close_ws(self, conn: Conn, code: int, reason: str) -> None:
+        """Close ``conn``'s WebSocket with ``code`` in the background (awaited by its handler's
+        end). Every connection's ``Closer``."""
         conn.close_code = code
-        self.closers[conn.id] = self.spawn(close_ws_task(ws, conn.transport, code, reason))
+        ws = self.sockets.get(conn.id)
+        if ws is not None:
+            self.closers[conn.id] = self.spawn(close_ws_task(ws, conn.transport, code, reason))
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every open connection with ``code`` and wait (bounded) for the handshakes."""
@@ -88,11 +92,9 @@ async def serve_connection(
     transport = request.transport
     assert transport is not None
     hub = endpoint.hub
-    conn = Conn(
-        hub, hub.new_id(), identity.user, transport,
-        lambda code, reason: endpoint.close_ws(ws, conn, code, reason),
-        s.send_queue_bytes,
-    )
+    conn = Conn(hub, hub.new_id(), identity.user, transport, endpoint.close_ws,
+                s.send_queue_bytes)
+    endpoint.sockets[conn.id] = ws
     session = Session(
         conn, identity, hub, endpoint.broker,
         max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
@@ -140,6 +142,7 @@ async def serve_connection(
             # Let the close we started finish (before aiohttp would close with 1000); the
             # connection counts as open until then, for the drainer as for the metrics.
             await asyncio.shield(closer)
+        endpoint.sockets.pop(conn.id, None)
         await session.close()
         hub.remove(conn)
         code = conn.close_code or ws.close_code or Close.INTERNAL

@@ -77,13 +77,13 @@ class Ticks:
 
 
 class Closes:
-    """A conn's closer: records (conn id, code, reason)."""
+    """Every conn's closer (``hub.Closer``): records (conn id, code, reason)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, str]] = []
 
-    def of(self, conn_id: int) -> Callable[[int, str], None]:
-        return lambda code, reason: self.calls.append((conn_id, code, reason))
+    def __call__(self, conn: Conn, code: int, reason: str) -> None:
+        self.calls.append((conn.id, code, reason))
 
     def codes(self) -> list[int]:
         return [code for _, code, _ in self.calls]
@@ -93,6 +93,6 @@ def connect(hub: Hub, closes: Closes, *, user: str = "u", limit: int = 1 << 20,
             sink: Sink | None = None) -> tuple[Conn, Sink]:
     sink = sink or Sink()
     conn_id = hub.new_id()
-    conn = Conn(hub, conn_id, user, sink, closes.of(conn_id), limit)
+    conn = Conn(hub, conn_id, user, sink, closes, limit)
     hub.add(conn)
     return conn, sink

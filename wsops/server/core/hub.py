@@ -22,6 +22,12 @@ Schedule = Callable[[Callable[[], None]], object]
 """Runs a callback soon, after the current one (``loop.call_soon``)."""
 
 
+Closer = Callable[["Conn", int, str], None]
+"""Starts closing a connection's WebSocket with (code, reason): one function for every
+connection (the endpoint's), so a connection holds no closure of itself (no reference cycle:
+a closed connection is freed by reference counting, without the cyclic GC)."""
+
+
 def _call_soon(callback: Callable[[], None]) -> object:
     return asyncio.get_running_loop().call_soon(callback)
 
@@ -68,7 +74,7 @@ class Conn:
         conn_id: int,
         user: str,
         transport: Sink,
-        closer: Callable[[int, str], None],
+        closer: Closer,
         limit: int,
     ) -> None:
         self._hub = hub
@@ -161,7 +167,7 @@ class Conn:
         else:
             self.flush()
         self.closing = True
-        self.closer(code, reason)
+        self.closer(self, code, reason)
 
     def abort(self) -> None:
         """Drop the TCP connection at once (a drain past its deadline)."""
