@@ -292,8 +292,14 @@ async def test_bundled_server_under_churn_has_no_suspect() -> None:
 
 def test_usage_errors_and_an_unreachable_node() -> None:
     runner = CliRunner()
-    bad = runner.invoke(app, ["leaks", "127.0.0.1:9765"])
-    assert bad.exit_code == 2
+    ws_url = runner.invoke(app, ["leaks", "ws://127.0.0.1:9765/ws"], env={"COLUMNS": "200"})
+    assert ws_url.exit_code == 2 and "is a WebSocket URL" in ws_url.output
+    # HOST:PORT means http://HOST:PORT here as in status and drain: it is tried, not refused.
+    port = free_port()
+    bare = runner.invoke(app, ["leaks", f"127.0.0.1:{port}", "--duration", "1", "--interval",
+                               "1"], env={"WSOPS_ADMIN_TOKEN": None, "COLUMNS": "200"})
+    assert bare.exit_code == 1 and f"http://127.0.0.1:{port}" in bare.output
+    assert "connect" in bare.output
     backwards = runner.invoke(app, ["leaks", "http://x", "--duration", "2", "--interval", "5"])
     assert backwards.exit_code == 2
     down = runner.invoke(app, ["leaks", f"http://127.0.0.1:{free_port()}", "--duration", "1",

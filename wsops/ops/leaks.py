@@ -28,6 +28,7 @@ from typer.core import TyperGroup
 
 from wsops.admin.access import ADMIN_TOKEN_ENV
 from wsops.admin.apiclient import AdminClient, AdminError
+from wsops.ops.fleetview import normalize_url
 from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, site_of
 from wsops.ops.leakdiff import diff_sites
 from wsops.ops.leakview import diff_table, render_report
@@ -211,8 +212,10 @@ def run(
         help="Admin token, sent as 'Authorization: Bearer'.")] = None,
 ) -> None:
     """Profile the node at ``admin_url``; see ``RUN_HELP``."""
-    if not admin_url.startswith(("http://", "https://")):
-        raise typer.BadParameter("must be http://HOST:ADMIN_PORT", param_hint="ADMIN_URL")
+    try:
+        admin_url = normalize_url(admin_url)  # the forms status and drain accept
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="ADMIN_URL") from None
     if interval > duration:
         raise typer.BadParameter("must not exceed --duration", param_hint="--interval")
     err = Console(stderr=True)

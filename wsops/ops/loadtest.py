@@ -119,11 +119,17 @@ def _progress(kind: str, body: dict[str, Any]) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _v(value: Any, unit: str = "") -> str:
+    """A figure for people: ``-`` when there is none (JSON keeps null)."""
+    return "-" if value is None else f"{value}{unit}"
+
+
 def summary(r: dict[str, Any]) -> str:
     c = r["connections"]
     lines = [f"connections: {c['opened']}/{c['requested']} opened in {c['seconds_to_open']:.2f}s "
              f"({c['per_second']}/s), {c['open_at_end']} open at the end; connect p50 "
-             f"{c['connect_latency']['p50_ms']} ms, p99 {c['connect_latency']['p99_ms']} ms"]
+             f"{_v(c['connect_latency']['p50_ms'], ' ms')}, "
+             f"p99 {_v(c['connect_latency']['p99_ms'], ' ms')}"]
     if c["errors"]:
         lines.append("errors: " + ", ".join(f"{k} x{n}" for k, n in c["errors"].items()))
     if c["close_codes"]:
@@ -137,13 +143,15 @@ def summary(r: dict[str, Any]) -> str:
             f"{m['expected_deliveries']} deliveries received ({m['deliveries_per_second']}/s), "
             f"lost {m['lost']}, sequence gaps {m['sequence_gaps']}, out of order "
             f"{m['sequence_out_of_order']}")
-        lines.append(f"latency (publish to receive): p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']}"
-                     f" ms, p99.9 {lat['p999_ms']} ms, max {lat['max_ms']} ms")
+        lines.append(f"latency (publish to receive): p50 {_v(lat['p50_ms'], ' ms')}, "
+                     f"p99 {_v(lat['p99_ms'], ' ms')}, p99.9 {_v(lat['p999_ms'], ' ms')}, "
+                     f"max {_v(lat['max_ms'], ' ms')}")
     s = r.get("server")
     if s and "cpu_seconds" in s:
-        lines.append(f"server: {s['cpu_seconds']} s CPU ({s['cpu_us_per_delivery']} us per "
-                     f"delivery), RSS {s['rss_bytes_end'] / 2**20:.1f} MiB, "
-                     f"{s['rss_bytes_per_connection']} bytes per connection")
+        lines.append(f"server: {_v(s['cpu_seconds'], ' s')} CPU "
+                     f"({_v(s['cpu_us_per_delivery'], ' us')} per delivery), "
+                     f"RSS {s['rss_bytes_end'] / 2**20:.1f} MiB, "
+                     f"{_v(s['rss_bytes_per_connection'], ' bytes')} per connection")
     elif s and s.get("error"):
         lines.append(f"server stats unavailable: {s['error']}")
     return "\n".join(lines)
