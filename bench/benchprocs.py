@@ -136,15 +136,15 @@ class ManagedProcess:
 
 
 NODE_WS = BENCH / "peers" / "node_ws"
-SERVER_KINDS = ("wsops", "naive", "socketio", "node-ws")
+SERVER_KINDS = ("wsops", "naive", "socketio", "node-ws", "picows")
 
 
 class ServerProcess(ManagedProcess):
     """A server under test: ``kind`` ``wsops`` (``wsops serve`` plus ``extra_args``), or one of
-    the peers in ``bench/peers``: ``naive`` (aiohttp), ``socketio`` (python-socketio) or
-    ``node-ws`` (Node ``ws``); ``name`` labels results and defaults to ``kind``. ``path`` and
-    ``dialect`` tell subscribers how to connect (see ``wsload.SubscriberPool``), ``subscribe``
-    what to send first (``None``: nothing)."""
+    the peers in ``bench/peers``: ``naive`` (aiohttp), ``socketio`` (python-socketio),
+    ``node-ws`` (Node ``ws``) or ``picows``; ``name`` labels results and defaults to ``kind``.
+    ``path`` and ``dialect`` tell subscribers how to connect (see ``wsload.SubscriberPool``),
+    ``subscribe`` what to send first (``None``: nothing)."""
 
     def __init__(self, kind: str, subscribers: int, logdir: Path, room: str, *,
                  name: str | None = None, extra_args: Sequence[str] = (),
@@ -167,8 +167,9 @@ class ServerProcess(ManagedProcess):
             ready_url = f"http://127.0.0.1:{admin}/readyz"
             self.subscribe = json.dumps(
                 {"op": "subscribe", "room": room, "id": 1}, separators=(",", ":"))
-        elif kind in ("naive", "socketio"):
-            script = "naive_aiohttp.py" if kind == "naive" else "socketio_server.py"
+        elif kind in ("naive", "socketio", "picows"):
+            script = {"naive": "naive_aiohttp.py", "socketio": "socketio_server.py",
+                      "picows": "picows_server.py"}[kind]
             argv = [sys.executable, str(BENCH / "peers" / script),
                     "--port", str(self.port), *extra_args]
             ready_url = f"http://127.0.0.1:{self.port}/healthz"

@@ -16,8 +16,8 @@ the subscribers counted. Only 127.0.0.1 is used; every process started is killed
 
 With ``--latency``, each paced publish carries its send time (``wsload.stamp_data``) and the
 subscribers record every delivery's publish-to-receive latency (p50/p99 per paced run).
-``--servers`` also takes the other peers (``socketio``, ``node-ws``); ``bench/peers.py`` runs
-them all, with wsops bare and instrumented.
+``--servers`` also takes the other peers (``socketio``, ``node-ws``, ``picows``);
+``bench/peers.py`` runs them all, with wsops bare and instrumented.
 
 Run: ``python bench/fanout.py [--subscribers 1000 --messages 500 --repeat 3 --json out.json]``
 (the defaults keep the whole run under 2 minutes on 2 cores; the naive peer needs ~40 s of CPU

@@ -12,16 +12,29 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wsload import DIALECTS, SubscriberPool
 
 
+def room_frames(template: str, per_room: int, first: int) -> Callable[[int], bytes]:
+    """Subscriber ``k``'s first frame: ``template`` with ``{room}`` replaced by
+    ``room-<(first + k) // per_room>``."""
+
+    def frame(k: int) -> bytes:
+        return template.replace("{room}", f"room-{(first + k) // per_room}").encode()
+
+    return frame
+
+
 class Worker:
     """Serves a ``SubscriberPool`` over JSON lines: one command in, one answer out.
 
-    Commands: ``{"cmd": "open", "subscribe": str|null}``, ``{"cmd": "settle"}``,
+    Commands: ``{"cmd": "open", "subscribe": str|null}`` (optional ``"n"``: open that many
+    instead of ``--subscribers``, the pool keeps those it has; ``"per_room": K, "first": F``:
+    subscriber ``k`` of this call sends ``subscribe`` with ``{room}`` replaced by
+    ``room-<(F + k) // K>``), ``{"cmd": "settle"}``,
     ``{"cmd": "arm", "latency": bool}``, ``{"cmd": "wait", "each": N, "time_limit": S}``,
     ``{"cmd": "latency"}`` (the histogram since ``arm``, ``Latencies.to_wire``),
     ``{"cmd": "close"}``.
@@ -36,8 +49,11 @@ class Worker:
         pool = self.pool
         if name == "open":
             sub = cmd.get("subscribe")
+            subscribe: bytes | Callable[[int], bytes] | None = sub.encode() if sub else None
+            if sub and cmd.get("per_room"):
+                subscribe = room_frames(sub, int(cmd["per_room"]), int(cmd.get("first", 0)))
             t0 = time.monotonic()
-            await pool.open(self.n, sub.encode() if sub else None,
+            await pool.open(int(cmd.get("n", self.n)), subscribe,
                             time_limit=float(cmd.get("time_limit", 60.0)))
             return {"opened": len(pool.conns), "seconds": time.monotonic() - t0,
                     "failures": pool.failures[:5], "failure_count": len(pool.failures)}

@@ -50,6 +50,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -442,7 +443,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     procs.push_async_callback(asyncio.to_thread, sink.stop)
                 env = None if sink is None else {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
                 if config.endswith(BASE):  # the same flags on the baseline's code
-                    env = {**(env or {}), "PYTHONPATH": str(args.baseline)}
+                    env = {**(env or {}), **baseline_env(args.baseline)}
                 server = ServerProcess("wsops", args.subscribers, logdir, ROOM, name=config,
                                        extra_args=CONFIGS[config], env=env,
                                        cpus=args.server_cpus)
@@ -495,6 +496,21 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def baseline_env(tree: Path) -> dict[str, str]:
+    """What makes ``python -m wsops`` run ``tree``'s code: PYTHONPATH first, and PYTHONSAFEPATH
+    so that the current directory (this checkout, when run from its root) is not put before it
+    (without it, every "@base" server imported the work tree: #14's and #16's first
+    before/after tables compared a tree with itself)."""
+    return {"PYTHONPATH": str(tree.resolve()), "PYTHONSAFEPATH": "1"}
+
+
+def imported_wsops(env: dict[str, str]) -> Path:
+    """The ``wsops/__init__.py`` a server started with ``env`` from here imports."""
+    out = subprocess.run([sys.executable, "-c", "import wsops; print(wsops.__file__)"],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip()).resolve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="wsops instrumentation overhead benchmark")
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -528,6 +544,9 @@ def main() -> None:
     if args.baseline is not None:
         if not (args.baseline / "wsops" / "__init__.py").is_file():
             parser.error(f"--baseline {args.baseline}: no wsops/__init__.py there")
+        imported = imported_wsops(baseline_env(args.baseline))
+        if imported.parent.parent != args.baseline.resolve():
+            parser.error(f"--baseline {args.baseline}: the servers would import {imported}")
         for config in list(args.configs):
             CONFIGS[config + BASE] = CONFIGS[config]
             SAMPLE_RATIO[config + BASE] = SAMPLE_RATIO[config]

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wsops.loadtest.latency import Latencies
@@ -198,12 +199,14 @@ class SubscriberPool:
     async def open(
         self,
         n: int,
-        subscribe: bytes | None = None,
+        subscribe: bytes | Callable[[int], bytes] | None = None,
         *,
         concurrency: int = 100,
         time_limit: float = 30.0,
     ) -> None:
-        """Open ``n`` subscribers, ``concurrency`` handshakes at a time, within ``time_limit``."""
+        """Open ``n`` subscribers, ``concurrency`` handshakes at a time, within ``time_limit``.
+        ``subscribe`` is the frame each sends first, or a function of the subscriber's index
+        (0 to ``n - 1``) returning it."""
         gate = asyncio.Semaphore(concurrency)
         host, port, path, tally = self.host, self.port, self.path, self.tally
         socketio = self.dialect == "socketio"
@@ -213,7 +216,7 @@ class SubscriberPool:
                 return SocketIOClient(host, port, path, tally)
             return Subscriber(host, port, path, tally)
 
-        async def one() -> None:
+        async def one(k: int) -> None:
             async with gate:
                 try:
                     async with asyncio.timeout(10.0):
@@ -225,13 +228,13 @@ class SubscriberPool:
                 self.conns.append(ws)
                 if subscribe is not None or socketio:
                     if subscribe is not None:
-                        ws.send(subscribe)
+                        ws.send(subscribe(k) if callable(subscribe) else subscribe)
                     try:
                         await asyncio.wait_for(ws.first_text, 10.0)
                     except (ConnectionError, TimeoutError) as exc:
                         self.failures.append(f"subscribe: {exc!r}")
 
-        tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+        tasks = [asyncio.ensure_future(one(k)) for k in range(n)]
         _, pending = await asyncio.wait(tasks, timeout=time_limit)
         for task in pending:
             task.cancel()
