@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import jwt
 import pytest
 
 from tests.client.conftest import (
@@ -19,6 +20,8 @@ from tests.client.conftest import (
 )
 from tests.conftest import LiveServer, ServerFactory
 from tests.support.ports import free_port
+from tests.support.tokens import SECRET as TOKEN_SECRET
+from tests.support.tokens import claims, hs
 from tests.support.waits import until
 from wsops.client import (
     AuthError,
@@ -129,6 +132,22 @@ async def test_refused_token_raises_auth_error_and_closes(server_factory: Server
         await client.connect(timeout=5.0)
     assert info.value.status == 401
     assert client.state is ClientState.CLOSED
+
+
+@pytest.mark.parametrize(("token", "reason"), [
+    (None, "HTTP 401: missing token"),
+    ("not-a-jwt", "HTTP 401: malformed token: Not enough segments"),
+    (hs(exp=1), "HTTP 401: token expired"),
+    (jwt.encode(claims(), TOKEN_SECRET, algorithm="HS384"),
+     "HTTP 401: algorithm 'HS384' is not accepted"),
+])
+async def test_a_refused_token_says_what_the_server_said(
+        server_factory: ServerFactory, token: str | None, reason: str) -> None:
+    server = await server_factory(jwt_secret=TOKEN_SECRET, allow_anonymous=False)
+    client = Client(server.url, token, backoff_base=0.01, backoff_cap=0.05)
+    with pytest.raises(AuthError) as info:
+        await client.connect(timeout=5.0)
+    assert str(info.value) == reason
 
 
 async def test_full_node_503_is_retried_until_a_slot_frees(

@@ -6,6 +6,8 @@ The only I/O here is ``ws_connect``; the client's run loop decides what to do wi
 from __future__ import annotations
 
 import asyncio
+import re
+from http import HTTPStatus
 from typing import Final
 
 import aiohttp
@@ -17,6 +19,21 @@ from wsops.client.errors import AuthError
 AUTH_STATUSES: Final = frozenset({401, 403})
 # Abnormal closure: what a connection that ended without a close frame reports.
 ABNORMAL_CLOSE: Final = 1006
+
+
+_DESCRIPTION = re.compile(r'error_description="((?:[^"\\]|\\.)*)"')
+
+
+def refusal_reason(status: int, challenge: str | None) -> str:
+    """Why the server refused the upgrade: the ``error_description`` of its ``WWW-Authenticate``
+    challenge (RFC 6750; the wsops server says e.g. "token expired"), else the status's name."""
+    found = _DESCRIPTION.search(challenge or "")
+    if found:
+        return re.sub(r"\\(.)", r"\1", found.group(1))
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 class RetryLater(Exception):
@@ -51,7 +68,8 @@ async def open_socket(
         )
     except aiohttp.WSServerHandshakeError as exc:
         if exc.status in AUTH_STATUSES:
-            raise AuthError(exc.status, exc.message) from None
+            challenge = exc.headers.get("WWW-Authenticate") if exc.headers else None
+            raise AuthError(exc.status, refusal_reason(exc.status, challenge)) from None
         retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         raise RetryLater(f"HTTP {exc.status}: {exc.message}", retry_after) from None
     except TimeoutError:

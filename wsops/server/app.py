@@ -193,9 +193,13 @@ class Node:
     ) -> web.HTTPException:
         self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
         request[REFUSAL_KEY] = reason
-        retry = exc in (web.HTTPServiceUnavailable, web.HTTPTooManyRequests)
-        headers = {"Retry-After": "5"} if retry else None
-        return exc(text=text, headers=headers)
+        headers: dict[str, str] = {}
+        if exc in (web.HTTPServiceUnavailable, web.HTTPTooManyRequests):
+            headers["Retry-After"] = "5"
+        if exc is web.HTTPUnauthorized:
+            headers["WWW-Authenticate"] = bearer_challenge(text, token_given=bool(
+                request.headers.get("Authorization") or request.query.get("token")))
+        return exc(text=text, headers=headers or None)
 
     def _admit(self, request: web.Request) -> Identity:
         """Checks before the upgrade; raises an HTTP error response to refuse."""
@@ -222,6 +226,15 @@ class Node:
         identity = self._admit(request)
         with self.per_ip.hold(request.remote):  # counted from admission to the end
             return await self.endpoint.serve(request, identity)
+
+
+def bearer_challenge(reason: str, *, token_given: bool) -> str:
+    """The ``WWW-Authenticate`` of a refused token (RFC 6750 3): clients that cannot read the
+    body of a refused upgrade (aiohttp's ``ws_connect``) read the reason here."""
+    text = reason.encode("ascii", "replace").decode()[:200]
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    error = 'error="invalid_token", ' if token_given else ""
+    return f'Bearer realm="wsops", {error}error_description="{text}"'
 
 
 NODE_KEY = web.AppKey("wsops_node", Node)
