@@ -41,8 +41,8 @@ class NodeSurface(Protocol):
         """The fleet's nodes (this one too) when the node is in a fleet registry, else None."""
 
     def stats(self) -> Stats:
-        """The node's figures, without readiness (``ready``/``not_ready_reasons`` are the
-        listener's, which adds its own checks)."""
+        """The node's figures, without ``ready``/``not_ready_reasons``: those are the
+        listener's (``api.node_stats``), from every readiness check, the surface's included."""
 
     def drain_status(self) -> DrainStatus: ...
 

@@ -75,9 +75,8 @@ class AppSurface:
         return "draining" if self.inst.drainer.draining else None
 
     def stats(self) -> Stats:
-        reasons = [r for check in self.readiness_checks if (r := check()) is not None]
-        return cast(Stats, {**self.inst.figures(), "ready": not reasons,
-                            "not_ready_reasons": reasons, "draining": self.inst.drainer.draining,
+        # ready / not_ready_reasons: the listener's (admin.api.node_stats), every check.
+        return cast(Stats, {**self.inst.figures(), "draining": self.inst.drainer.draining,
                             "drain": self.drain_status()})
 
     def drain_status(self) -> DrainStatus:

@@ -10,6 +10,7 @@ instrumented.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from wsops.admin.contract import Connections, DrainOptions, DrainStatus, RoomCount, Stats
@@ -25,17 +26,16 @@ from wsops.server.core.protocol import Close
 from wsops.version import __version__
 
 
+@dataclass(frozen=True, slots=True)
 class NodeParts:
     """What a node is made of, as its surface reads it."""
 
-    def __init__(self, settings: Settings, hub: Hub, broker: Broker, drainer: Drainer,
-                 instrumentation: Instrumentation | None, started_at: float) -> None:
-        self.settings = settings
-        self.hub = hub
-        self.broker = broker
-        self.drainer = drainer
-        self.instrumentation = instrumentation
-        self.started_at = started_at
+    settings: Settings
+    hub: Hub
+    broker: Broker
+    drainer: Drainer
+    instrumentation: Instrumentation | None
+    started_at: float
 
 
 class BundledSurface:
@@ -75,9 +75,7 @@ class BundledSurface:
         out: dict[str, Any] = inst.figures() if inst is not None else {
             "version": __version__, "started_at": node.started_at,
             "connections": len(node.hub.conns)}
-        reasons = [r for check in self.readiness_checks if (r := check()) is not None]
-        out.update({
-            "ready": not reasons, "not_ready_reasons": reasons,
+        out.update({  # ready / not_ready_reasons: the listener's (admin.api.node_stats)
             "draining": node.drainer.draining, "drain": self.drain_status(),
             "rooms": len(node.hub.rooms), "connections_max": node.settings.max_connections,
             "broker": node.broker.stats(), "hub": dict(node.hub.stats.__dict__),
