@@ -12,6 +12,13 @@ One scenario at a time (never two loads at once), each against a fresh, instrume
 - ``sustained``: 10,010 connections, 10 rooms of 1,000 subscribers and one publisher each,
   50 publishes/s in all = 50,000 deliveries/s for 60 s (1 worker): p99 publish-to-receive and
   losses.
+- ``chat``: 10,000 connections in 2,000 rooms of 5 (one publisher, four subscribers) at
+  ``--chat-rates`` publishes/s in all (default 2,000 and 10,000; 40K deliveries/s at 10,000)
+  for 20 s each, against a fresh server each: p99, losses, and the node's own GC figures
+  (longest single pause, collections, frozen objects) from its /metrics.
+
+``--tree DIR`` runs the servers from another checkout (``git archive REV | tar -x -C DIR``),
+the load generator from this one: before/after runs of the same scenario.
 
 The load generator shares the machine (2 cores here) with the server: its CPU is in the figures'
 way, as the issue says ("load generator included").
@@ -41,16 +48,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TREE: Path | None = None  # --tree: the servers' checkout
+
+
 class Server:
     def __init__(self, *args: str) -> None:
         self.port, self.admin = free_port(), free_port()
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the server)
             "w+", prefix="wsops-target-", suffix=".log")
+        env = dict(os.environ)
+        if TREE is not None:  # import that tree's wsops, not this one's (PYTHONSAFEPATH)
+            env.update(PYTHONPATH=str(TREE), PYTHONSAFEPATH="1")
         self.proc = subprocess.Popen(
             [PY, "-m", "wsops", "serve", "--allow-anonymous", "--port", str(self.port),
              "--admin-port", str(self.admin), "--max-connections", "60000",
              "--rate-limit", "100000", "--rate-burst", "100000", *args],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=TREE)
         end = time.monotonic() + 60
         while time.monotonic() < end:
             try:
@@ -134,13 +147,51 @@ def sustained() -> dict[str, Any]:
             "server_cpu_us_per_delivery": s["cpu_us_per_delivery"]}
 
 
+def node_gc(server: Server) -> dict[str, float]:
+    """The node's own GC figures from its /metrics (families absent before #17 are left out)."""
+    url = f"http://127.0.0.1:{server.admin}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for family in ("wsops_gc_pause_longest_seconds", "wsops_gc_collections_total",
+                       "wsops_gc_pause_seconds_total", "wsops_gc_frozen_objects"):
+            if line.startswith(family):
+                name, value = line.rsplit(" ", 1)
+                out[name.replace("wsops_gc_", "").replace('{generation="', "_gen").rstrip('"}')] \
+                    = float(value)
+    return out
+
+
+def chat(rate: int) -> dict[str, Any]:
+    server = Server()
+    try:
+        r = loadtest("fanout", server, "-c", "10000", "--rooms", "2000", "--rate", str(rate),
+                     "-d", "20", "-p", "2", "--connect-timeout", "120", "--settle", "5")
+        gc_figures = node_gc(server)
+    finally:
+        server.stop()
+    m, s = r["messages"], r["server"]
+    return {"rate": rate, "connections": r["connections"]["opened"],
+            "published": m["published"], "deliveries": m["received"], "lost": m["lost"],
+            "deliveries_per_second": m["deliveries_per_second"],
+            "p50_ms": m["latency"]["p50_ms"], "p99_ms": m["latency"]["p99_ms"],
+            "p999_ms": m["latency"]["p999_ms"], "max_ms": m["latency"]["max_ms"],
+            "server_cpu_us_per_delivery": s["cpu_us_per_delivery"], "gc": gc_figures}
+
+
 def main() -> None:
+    global TREE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", default="storm,idle50k,sustained")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tree", type=Path, help="run the servers from this checkout")
+    parser.add_argument("--chat-rates", default="2000,10000")
     args = parser.parse_args()
+    TREE = args.tree.resolve() if args.tree else None
     os.environ.pop("WSOPS_ADMIN_TOKEN", None)
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                               "tree": str(TREE) if TREE else "."}
     for name in args.only.split(","):
         if name == "storm":
             # Fresh source addresses for each run: the previous run's ports sit in TIME_WAIT
@@ -150,6 +201,8 @@ def main() -> None:
             results["idle50k"] = idle50k()
         elif name == "sustained":
             results["sustained"] = sustained()
+        elif name == "chat":
+            results["chat"] = [chat(int(rate)) for rate in args.chat_rates.split(",")]
         else:
             parser.error(f"unknown target {name!r}")
         print(json.dumps({name: results[name]}, indent=1), flush=True)

@@ -127,6 +127,10 @@ class Settings:
     gc_threshold: int = knob(
         10_000, "Allocations between young garbage collections (fewer full collections, each a "
         "pause of the event loop); 0 = Python's default (700).")
+    gc_freeze_interval: float = knob(
+        1.0, "Seconds between freezes of long-lived state (connections, history) out of garbage "
+        "collections: each collection then walks only what is new, not every connection; "
+        "0 = off.")
     backlog: int = knob(  # a connection storm overflows aiohttp's 128
         4096, "Listen queue for new connections (the kernel caps it at net.core.somaxconn); "
         "too small, a connection storm waits on SYN retries.")
@@ -176,6 +180,8 @@ class Settings:
                      "handshake_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
+        if self.gc_freeze_interval < 0:
+            problems.append("gc_freeze_interval must be 0 (off) or positive")
         if self.gc_threshold < 0:
             problems.append("gc_threshold must be 0 (Python's default) or positive")
         if not 1 <= self.workers <= 256:

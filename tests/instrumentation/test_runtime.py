@@ -29,6 +29,8 @@ GAUGES = {
     "wsops_process_open_fds",
     "wsops_process_max_fds",
     "wsops_memory_per_connection_bytes",
+    "wsops_gc_pause_longest_seconds",
+    "wsops_gc_frozen_objects",
 }
 COUNTERS = {"wsops_process_cpu_seconds", "wsops_gc_collections", "wsops_gc_pause_seconds"}
 TRACEMALLOC = {"wsops_tracemalloc_traced_bytes", "wsops_tracemalloc_peak_bytes"}
@@ -127,6 +129,18 @@ async def test_gc_collect_counts_a_generation_2_collection_and_its_pause(rig: Ri
     snap = rig.collector.snapshot()
     assert snap["gc_collections"] is not None and before_snap["gc_collections"] is not None
     assert snap["gc_collections"] > before_snap["gc_collections"]
+    longest = rig.value("wsops_gc_pause_longest_seconds", generation="2")
+    assert longest is not None and 0 < longest <= after_s  # one pause, not more than them all
+
+
+async def test_frozen_objects_are_counted(rig: Rig) -> None:
+    gc.collect()
+    gc.freeze()
+    try:
+        assert rig.value("wsops_gc_frozen_objects") == gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert rig.value("wsops_gc_frozen_objects") == 0
 
 
 async def test_rss_cpu_and_fds_match_psutil(rig: Rig) -> None:

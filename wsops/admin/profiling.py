@@ -177,11 +177,19 @@ class Profiler:
 
     def _objects(self, top: int) -> dict[str, Any]:
         checks = self.surface.leak_checks()
+        # Frozen objects (gc.freeze: wsops serve's GC policy) are invisible to get_objects():
+        # counted with the rest, and frozen again after.
+        frozen = gc.get_freeze_count()
+        if frozen:
+            gc.unfreeze()
         gc.collect()
         objects = gc.get_objects()
+        if frozen:
+            gc.freeze()
         try:
             by_type, by_name = heap.count_types(objects)
-            ws_types = {t for t in by_type if issubclass(t, web.WebSocketResponse)}
+            ws_types = {t for t in by_type if issubclass(t, web.WebSocketResponse)
+                        or getattr(t, "wsops_connection", False)}
             ws_objects = [o for o in objects if type(o) in ws_types] if ws_types else []
         finally:
             del objects  # the list holds every object alive: drop it now

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from typing import Protocol
 
 from aiohttp import WSMessage, WSMsgType, web
 from opentelemetry.trace import Span, SpanContext
@@ -34,7 +35,7 @@ class LiveConn:
 
     __slots__ = (
         "close_code", "close_requested", "handled_at", "in_receive", "latency", "opened_at",
-        "peer_closed", "ping_at", "route", "self_reporting", "size_in", "span", "stats", "task",
+        "peer_closed", "ping_at", "route", "size_in", "span", "stats", "task",
         "text_in", "tracing", "transport", "ws",
     )
 
@@ -57,7 +58,6 @@ class LiveConn:
         self.close_requested = False
         self.in_receive = False  # the handler's task is inside receive()
         self.task = asyncio.current_task()  # the handler's task (prepare runs in it)
-        self.self_reporting = False
         self.tracing: Tracing | None = None  # set for a span per received message
 
     def before_receive(self) -> None:
@@ -146,11 +146,28 @@ class LiveConn:
 _CLOSING: set[asyncio.Task[None]] = set()  # keeps close tasks alive until they finish
 
 
+class Transported(Protocol):
+    """A connection of a group: what the queue gauges read."""
+
+    @property
+    def transport(self) -> asyncio.BaseTransport | None: ...
+
+
 class LiveSet:
-    """Open connections by identity; cheap to add and remove, iterated only when asked."""
+    """Open connections by identity; cheap to add and remove, iterated only when asked.
+
+    Beside the ``LiveConn``s of ``WebSocketResponse`` handlers, a server that serves its
+    sockets itself adds its connections as a group (``add_group``): counted and read for the
+    queue gauges, never drained from here (the server drains its own).
+    """
 
     def __init__(self) -> None:
         self._conns: dict[int, LiveConn] = {}
+        self._groups: list[tuple[str, Collection[Transported]]] = []
+
+    def add_group(self, route: str, conns: Collection[Transported]) -> None:
+        """Count ``conns`` (a live collection, e.g. a dict's values) as open on ``route``."""
+        self._groups.append((route, conns))
 
     def add(self, conn: LiveConn) -> None:
         self._conns[id(conn)] = conn
@@ -165,22 +182,29 @@ class LiveSet:
         return list(self._conns.values())
 
     def __len__(self) -> int:
-        return len(self._conns)
+        return self.total()
 
     def total(self) -> int:
-        return len(self._conns)
+        return len(self._conns) + sum(len(conns) for _, conns in self._groups)
 
     def counts(self) -> dict[str, int]:
         """Open connections by route."""
         out: dict[str, int] = {}
         for conn in self._conns.values():
             out[conn.route] = out.get(conn.route, 0) + 1
+        for route, conns in self._groups:
+            out[route] = out.get(route, 0) + len(conns)
         return out
+
+    def _transported(self) -> Iterator[Transported]:
+        yield from self._conns.values()
+        for _, conns in self._groups:
+            yield from list(conns)
 
     def queue_bytes(self) -> tuple[int, int]:
         """(all bytes waiting in send buffers, the most on one connection)."""
         total = biggest = 0
-        for conn in self._conns.values():
+        for conn in self._transported():
             transport = conn.transport
             if transport is None or transport.is_closing():
                 continue

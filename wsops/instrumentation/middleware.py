@@ -38,10 +38,9 @@ REFUSAL_KEY = web.RequestKey("wsops_refusal", str)
 """A handler may set ``request[REFUSAL_KEY] = "auth"`` before refusing an upgrade: the reason
 label of ``wsops_handshake_failures_total`` (else ``http_<status>``)."""
 LIVE_KEY = web.RequestKey("wsops_live", LiveConn)
-SELF_REPORTING_KEY = web.RequestKey("wsops_self_reporting", bool)
-"""A handler that sets ``request[SELF_REPORTING_KEY] = True`` before ``prepare()`` calls
-``live.before_receive()``/``after_receive(msg)`` around its own ``receive()`` (the bundled server
-does: one coroutine frame less per message); others get ``receive`` wrapped."""
+HANDED_OFF_KEY = web.RequestKey("wsops_handed_off", bool)
+"""Set by ``Instrumentation.adopt``: the handler served the upgrade without a
+``WebSocketResponse`` and reports the connection's end itself (``Instrumentation.finished``)."""
 SPAN_KEY = web.RequestKey("wsops_handshake_span", Span)
 
 
@@ -172,7 +171,7 @@ class Instrumentation:
         return resp
 
     def _refused(self, request: web.Request, route: str, status: int, span: Span | None) -> None:
-        if request.get(LIVE_KEY) is not None:
+        if request.get(LIVE_KEY) is not None or request.get(HANDED_OFF_KEY):
             return
         reason = request.get(REFUSAL_KEY) or f"http_{status}"
         stats = self.metrics.route(route)
@@ -190,7 +189,6 @@ class Instrumentation:
         stats = self.metrics.route(route)
         stats.opened += 1
         live = LiveConn(response, route, stats, request.transport)
-        live.self_reporting = bool(request.get(SELF_REPORTING_KEY))
         self.live.add(live)
         request[LIVE_KEY] = live
         span: Span | None = request.get(SPAN_KEY)
@@ -198,6 +196,27 @@ class Instrumentation:
             span.set_attribute("http.response.status_code", 101)
             span.end()
         self._wrap(live, stats, request.protocol)
+
+    def adopt(self, request: web.Request) -> RouteStats:
+        """A handler that upgrades ``request`` without a ``WebSocketResponse`` (the bundled
+        server's handoff) reports the connection here: opened now, its figures in the
+        returned route stats (kept by the handler), its end through ``finished``. Its live
+        connections are counted through ``live.add_group``."""
+        request[HANDED_OFF_KEY] = True
+        stats = self.metrics.route(self.metrics.route_guard(_route_of(request)))
+        stats.opened += 1
+        span: Span | None = request.get(SPAN_KEY)
+        if span is not None:
+            span.set_attribute("http.response.status_code", 101)
+            span.end()
+        return stats
+
+    def finished(self, stats: RouteStats, code: int, opened_at: float) -> None:
+        """An adopted connection ended with close ``code`` (the server's when it closed
+        first, else the peer's, 1006 when the TCP connection was lost)."""
+        key = self.metrics.code_guard(str(code))
+        stats.closed[key] = stats.closed.get(key, 0) + 1
+        stats.duration.observe(time.monotonic() - opened_at)
 
     def _finish(self, live: LiveConn, ended: str) -> None:
         self.live.discard(live)
@@ -230,8 +249,7 @@ class Instrumentation:
             live.after_receive(msg)
             return msg
 
-        if not live.self_reporting:
-            ws.receive = receive  # type: ignore[method-assign]
+        ws.receive = receive  # type: ignore[method-assign]
 
         orig_send_str, orig_send_bytes = ws.send_str, ws.send_bytes
         counts_out, size_out = stats.messages_out, stats.size_out

@@ -80,6 +80,7 @@ class RuntimeCollector:
         self._recent: deque[float] = deque(maxlen=max(1, round(LAG_WINDOW_SECONDS / lag_interval)))
         self._gc_counts = [0, 0, 0]
         self._gc_pause = [0.0, 0.0, 0.0]
+        self._gc_longest = [0.0, 0.0, 0.0]
         self._gc_started: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_process = (0.0, 0.0, 0.0, math.inf)
@@ -121,7 +122,9 @@ class RuntimeCollector:
             self._gc_started = time.perf_counter()
         elif self._gc_started is not None:
             generation = min(info["generation"], 2)
-            self._gc_pause[generation] += time.perf_counter() - self._gc_started
+            pause = time.perf_counter() - self._gc_started
+            self._gc_pause[generation] += pause
+            self._gc_longest[generation] = max(self._gc_longest[generation], pause)
             self._gc_counts[generation] += 1
             self._gc_started = None
 
@@ -188,12 +191,20 @@ class RuntimeCollector:
         pauses = CounterMetricFamily(
             "wsops_gc_pause_seconds_total", "Time spent in GC" + gen_doc, labels=["generation"]
         )
+        longest = GaugeMetricFamily(
+            "wsops_gc_pause_longest_seconds", "The longest single garbage collection" + gen_doc,
+            labels=["generation"])
         if sample:
             lag.add_metric([], self._cumulative(), self._lag_sum)
             for gen in range(3):
                 collections.add_metric([str(gen)], float(self._gc_counts[gen]))
                 pauses.add_metric([str(gen)], self._gc_pause[gen])
-        yield from (lag, collections, pauses)
+                longest.add_metric([str(gen)], self._gc_longest[gen])
+        yield from (lag, collections, pauses, longest)
+        yield GaugeMetricFamily(
+            "wsops_gc_frozen_objects", "Objects frozen out of garbage collections (gc.freeze: "
+            "state that lives as long as its connection; wsops serve freezes it).",
+            value=gc.get_freeze_count() if sample else None)
         if not sample or tracemalloc.is_tracing():
             traced, peak = tracemalloc.get_traced_memory() if sample else (None, None)
             doc = " by tracemalloc (only while it is tracing)."

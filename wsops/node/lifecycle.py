@@ -7,13 +7,15 @@ run a node through these functions. May import the server and the config, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from wsops.config import Settings
+from wsops.node.gcpolicy import GcFreezer
 
 if TYPE_CHECKING:
     from wsops.server.app import Node
@@ -63,7 +65,25 @@ async def serve_node(settings: Settings) -> None:
         admin = f" admin {node.admin.url}" if node.admin else ""
         log.info("wsops serving ws://%s:%d/ws%s (broker %s)", settings.host, port, admin,
                  node.broker.name)
-        await drain_on_signal(node)
+        async with gc_policy(node):
+            await drain_on_signal(node)
+
+
+@contextlib.asynccontextmanager
+async def gc_policy(node: Node) -> AsyncIterator[GcFreezer | None]:
+    """Freeze the node's long-lived state out of collections (``wsops.node.gcpolicy``) while
+    the block runs; nothing when ``--gc-freeze-interval`` is 0."""
+    interval = node.settings.gc_freeze_interval
+    if not interval:
+        yield None
+        return
+    freezer = GcFreezer(interval, paused=lambda: node.drainer.draining)
+    task = asyncio.create_task(freezer.run(), name="wsops-gc-freeze")
+    try:
+        yield freezer
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def drain_on_signal(

@@ -53,7 +53,7 @@ async def _running_shared(settings: Settings) -> AsyncIterator[web.Application]:
 
 
 async def _work(settings: Settings) -> None:
-    from wsops.node.lifecycle import drain_on_signal, tune_gc
+    from wsops.node.lifecycle import drain_on_signal, gc_policy, tune_gc
     from wsops.server.app import NODE_KEY
 
     tune_gc(settings.gc_threshold)
@@ -76,7 +76,8 @@ async def _work(settings: Settings) -> None:
                 stop.set()
 
         loop.add_reader(stdin, on_stdin)
-        await drain_on_signal(node, (signal.SIGTERM,), stop)
+        async with gc_policy(node):
+            await drain_on_signal(node, (signal.SIGTERM,), stop)
 
 
 def main() -> None:

@@ -136,6 +136,16 @@ def _gc(sel: str, by: str) -> list[_Panel]:
         _ts("GC pause share", "percentunit",
             (legend, _rate("wsops_gc_pause_seconds_total", sel, by)),
             desc="Share of wall time spent in garbage collection, by generation.", w=12),
+        _ts("Longest GC pause", "s",
+            (legend, f"max by ({by}) (wsops_gc_pause_longest_seconds{sel})"),
+            desc="The longest single collection since the node started, by generation: the "
+                 "tail latency a collection can add to every connection at once.", w=12),
+        _ts("Frozen objects", "short",
+            ("{{instance}}", f"wsops_gc_frozen_objects{sel}") if "instance" in by
+            else ("frozen", f"sum(wsops_gc_frozen_objects{sel})"),
+            desc="Objects kept out of collections (long-lived connection state, frozen by "
+                 "wsops serve). Grows and falls with connections; a rise with flat "
+                 "connections is state that outlives its connection.", w=12),
     ]
 
 

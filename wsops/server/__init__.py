@@ -1,5 +1,6 @@
-"""The bundled realtime server's asyncio layer: ``create_app``/``Node`` (app), the frame loop
-(endpoint), the brokers, JWT auth, the observer that turns the core's reports into metrics
+"""The bundled realtime server's asyncio layer: ``create_app``/``Node`` (app), the upgrade and
+its handoff from aiohttp (endpoint, handoff), each connection as an ``asyncio.Protocol``
+(wsconn), the brokers, JWT auth, the observer that turns the core's reports into metrics
 (observe) and the node's admin surface (node_surface).
 
 Holds the I/O around the sans-I/O core (``wsops.server.core``). May import the core, the

@@ -95,9 +95,12 @@ class Node:
                    if self.observer is not None else None)
         self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
                                                 instrumentation, self.started_at))
-        self.endpoint = Endpoint(settings, self.hub, self.broker, self._spawn,
-                                 observer=self.observer, publish=publish,
-                                 self_reporting=instrumentation is not None)
+        self.endpoint = Endpoint(
+            settings, self.hub, self.broker, observer=self.observer, publish=publish,
+            instrumentation=instrumentation, per_ip=self.per_ip,
+            stats=self.observer.stats if self.observer is not None else None)
+        if instrumentation is not None:
+            instrumentation.live.add_group(WS_PATH, self.endpoint.sockets.values())
 
     def sync_metrics(self) -> None:
         """The hub writes frames itself (not through ``ws.send_str``): copy its counters into
@@ -206,7 +209,7 @@ class Node:
         s = self.settings
         if self.drainer.draining:
             raise self._refuse(request, "draining", web.HTTPServiceUnavailable, "node is draining")
-        if len(self.hub.conns) + self.endpoint.upgrading >= s.max_connections:
+        if len(self.hub.conns) >= s.max_connections:
             raise self._refuse(request, "full", web.HTTPServiceUnavailable, "node is full")
         if self.per_ip.full(request.remote):
             raise self._refuse(request, "per_ip", web.HTTPTooManyRequests,
@@ -223,9 +226,7 @@ class Node:
             raise self._refuse(request, "auth", web.HTTPUnauthorized, str(exc)) from None
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
-        identity = self._admit(request)
-        with self.per_ip.hold(request.remote):  # counted from admission to the end
-            return await self.endpoint.serve(request, identity)
+        return self.endpoint.serve(request, self._admit(request))
 
 
 def bearer_challenge(reason: str, *, token_given: bool) -> str:

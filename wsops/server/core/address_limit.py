@@ -27,19 +27,28 @@ class PerAddressLimit:
         """True when ``address`` already holds ``limit`` connections (never when unlimited)."""
         return bool(self.limit) and self.counts.get(address or "", 0) >= self.limit
 
+    def acquire(self, address: str | None) -> str | None:
+        """Count one connection from ``address``; returns the key to ``release`` (None when
+        the limit is off: nothing is counted)."""
+        if not self.limit:
+            return None
+        key = address or ""
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return key
+
+    def release(self, key: str) -> None:
+        left = self.counts[key] - 1
+        if left:
+            self.counts[key] = left
+        else:
+            del self.counts[key]  # no entry per address ever seen: the map stays small
+
     @contextmanager
     def hold(self, address: str | None) -> Iterator[None]:
         """Count one connection from ``address`` for as long as the block runs."""
-        if not self.limit:
-            yield
-            return
-        key = address or ""
-        self.counts[key] = self.counts.get(key, 0) + 1
+        key = self.acquire(address)
         try:
             yield
         finally:
-            left = self.counts[key] - 1
-            if left:
-                self.counts[key] = left
-            else:
-                del self.counts[key]  # no entry per address ever seen: the map stays small
+            if key is not None:
+                self.release(key)
