@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -147,37 +148,84 @@ def sustained() -> dict[str, Any]:
             "server_cpu_us_per_delivery": s["cpu_us_per_delivery"]}
 
 
-def node_gc(server: Server) -> dict[str, float]:
-    """The node's own GC figures from its /metrics (families absent before #17 are left out)."""
-    url = f"http://127.0.0.1:{server.admin}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def scrape(server: Server) -> dict[str, float]:
+    """The node's /metrics samples, by name with labels (``name{a="b"}``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.admin}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
-        for family in ("wsops_gc_pause_longest_seconds", "wsops_gc_collections_total",
-                       "wsops_gc_pause_seconds_total", "wsops_gc_frozen_objects"):
-            if line.startswith(family):
-                name, value = line.rsplit(" ", 1)
-                out[name.replace("wsops_gc_", "").replace('{generation="', "_gen").rstrip('"}')] \
-                    = float(value)
+        if line.startswith("wsops_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
     return out
 
 
-def chat(rate: int) -> dict[str, Any]:
+def gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Collections between two scrapes, by generation: how many, how many paused > 10 ms, and
+    the bucket of the longest (``wsops_gc_pause_duration_seconds``)."""
+    def n(sample: dict[str, float], gen: str, name: str, le: str | None = None) -> float:
+        labels = f'generation="{gen}"' + (f',le="{le}"' if le else "")
+        return sample.get(f"wsops_gc_pause_duration_seconds_{name}{{{labels}}}", 0.0)
+
+    out: dict[str, Any] = {}
+    for gen in "012":
+        count = n(after, gen, "count") - n(before, gen, "count")
+        if not count:
+            continue
+        buckets = sorted(
+            (float(k.split('le="')[1].rstrip('"}')), v - before.get(k, 0.0))
+            for k, v in after.items()
+            if k.startswith("wsops_gc_pause_duration_seconds_bucket") and f'"{gen}"' in k)
+        quick = n(after, gen, "bucket", "0.01") - n(before, gen, "bucket", "0.01")
+        out[f"gen{gen}"] = {
+            "collections": count, "over_10ms": count - quick,
+            "longest_at_most_s": next((le for le, c in buckets if c >= count), float("inf")),
+            "seconds": round(n(after, gen, "sum") - n(before, gen, "sum"), 4)}
+    return out
+
+
+def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
+    """Chat-shaped rooms; the node's GC pauses while all connections are open (the load), and
+    while they were being opened, from its own histogram."""
     server = Server()
+    marks: dict[str, dict[str, float]] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(3.0):  # a scrape at 10K connections costs the node ~4 ms
+            try:
+                sample = scrape(server)
+            except OSError:
+                continue
+            marks.setdefault("start", sample)
+            if sample.get('wsops_connections_open{route="/ws"}', 0) >= connections:
+                marks.setdefault("loaded", sample)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
-        r = loadtest("fanout", server, "-c", "10000", "--rooms", "2000", "--rate", str(rate),
-                     "-d", "20", "-p", "2", "--connect-timeout", "120", "--settle", "5")
-        gc_figures = node_gc(server)
+        r = loadtest("fanout", server, "-c", str(connections), "--rooms", str(connections // 5),
+                     "--rate", str(rate), "-d", "20", "-p", "2", "--connect-timeout", "120",
+                     "--settle", "5")
+        stop.set()
+        watcher.join()
+        end = scrape(server)
     finally:
+        stop.set()
         server.stop()
     m, s = r["messages"], r["server"]
+    loaded = marks.get("loaded", end)
     return {"rate": rate, "connections": r["connections"]["opened"],
             "published": m["published"], "deliveries": m["received"], "lost": m["lost"],
             "deliveries_per_second": m["deliveries_per_second"],
             "p50_ms": m["latency"]["p50_ms"], "p99_ms": m["latency"]["p99_ms"],
             "p999_ms": m["latency"]["p999_ms"], "max_ms": m["latency"]["max_ms"],
-            "server_cpu_us_per_delivery": s["cpu_us_per_delivery"], "gc": gc_figures}
+            "server_cpu_us_per_delivery": s["cpu_us_per_delivery"],
+            "gc_during_load": gc_pauses(loaded, end),
+            "gc_while_connecting": gc_pauses(marks.get("start", {}), loaded),
+            "gc_totals": {k.replace("wsops_gc_", ""): v for k, v in end.items()
+                          if k.startswith(("wsops_gc_collections", "wsops_gc_pause_seconds",
+                                           "wsops_gc_frozen"))}}
 
 
 def main() -> None:

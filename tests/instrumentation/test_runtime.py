@@ -29,7 +29,6 @@ GAUGES = {
     "wsops_process_open_fds",
     "wsops_process_max_fds",
     "wsops_memory_per_connection_bytes",
-    "wsops_gc_pause_longest_seconds",
     "wsops_gc_frozen_objects",
 }
 COUNTERS = {"wsops_process_cpu_seconds", "wsops_gc_collections", "wsops_gc_pause_seconds"}
@@ -88,6 +87,7 @@ async def test_exposition_parses_with_every_family_and_matches_get_sample_value(
         **dict.fromkeys(GAUGES, "gauge"),
         **dict.fromkeys(COUNTERS, "counter"),
         "wsops_event_loop_lag_seconds": "histogram",
+        "wsops_gc_pause_duration_seconds": "histogram",
     }
     parsed = rig.parsed()
     for counter in ("wsops_gc_collections_total", "wsops_gc_pause_seconds_total"):
@@ -129,8 +129,11 @@ async def test_gc_collect_counts_a_generation_2_collection_and_its_pause(rig: Ri
     snap = rig.collector.snapshot()
     assert snap["gc_collections"] is not None and before_snap["gc_collections"] is not None
     assert snap["gc_collections"] > before_snap["gc_collections"]
-    longest = rig.value("wsops_gc_pause_longest_seconds", generation="2")
-    assert longest is not None and 0 < longest <= after_s  # one pause, not more than them all
+    count = rig.value("wsops_gc_pause_duration_seconds_count", generation="2")
+    assert count == after_n  # one observation per collection, its pause in the sum
+    assert rig.value("wsops_gc_pause_duration_seconds_sum", generation="2") == after_s
+    inf = rig.value("wsops_gc_pause_duration_seconds_bucket", generation="2", le="+Inf")
+    assert inf == count
 
 
 async def test_frozen_objects_are_counted(rig: Rig) -> None:

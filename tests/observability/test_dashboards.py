@@ -32,7 +32,7 @@ COUNTERS_AND_GAUGES = (
     "wsops_handshake_failures_total", "wsops_messages_total", "wsops_message_bytes_total",
     "wsops_rate_limited_messages_total", "wsops_slow_consumer_disconnects_total",
     "wsops_broker_errors_total", "wsops_process_cpu_seconds_total", "wsops_gc_collections_total",
-    "wsops_gc_pause_seconds_total", "wsops_gc_pause_longest_seconds", "wsops_gc_frozen_objects",
+    "wsops_gc_pause_seconds_total", "wsops_gc_frozen_objects",
     "wsops_broker_up", "wsops_draining", "wsops_send_queue_bytes",
     "wsops_send_queue_max_bytes", "wsops_build_info", "wsops_process_resident_memory_bytes",
     "wsops_process_open_fds", "wsops_process_max_fds", "wsops_memory_per_connection_bytes",
@@ -42,6 +42,7 @@ HISTOGRAMS = (
     "wsops_message_size_bytes", "wsops_connection_duration_seconds",
     "wsops_handler_latency_seconds", "wsops_ping_rtt_seconds", "wsops_delivery_latency_seconds",
     "wsops_broker_publish_latency_seconds", "wsops_event_loop_lag_seconds",
+    "wsops_gc_pause_duration_seconds",
 )
 KNOWN_METRICS = {
     "up", *COUNTERS_AND_GAUGES,

@@ -34,6 +34,8 @@ LAG_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 LAG_WINDOW_SECONDS = 60.0
+GC_PAUSE_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""Bounds of ``wsops_gc_pause_duration_seconds``: a pause over 10 ms shows in every p99."""
 """How far back ``snapshot()["loop_lag_p99_seconds"]`` looks: recent, not since start."""
 
 # Bucket labels formatted exactly as prometheus_client's own Histogram does (the helper is untyped).
@@ -80,7 +82,8 @@ class RuntimeCollector:
         self._recent: deque[float] = deque(maxlen=max(1, round(LAG_WINDOW_SECONDS / lag_interval)))
         self._gc_counts = [0, 0, 0]
         self._gc_pause = [0.0, 0.0, 0.0]
-        self._gc_longest = [0.0, 0.0, 0.0]
+        # Pauses by generation and bucket (the last one is +Inf).
+        self._gc_buckets = [[0] * (len(GC_PAUSE_BUCKETS) + 1) for _ in range(3)]
         self._gc_started: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_process = (0.0, 0.0, 0.0, math.inf)
@@ -124,7 +127,7 @@ class RuntimeCollector:
             generation = min(info["generation"], 2)
             pause = time.perf_counter() - self._gc_started
             self._gc_pause[generation] += pause
-            self._gc_longest[generation] = max(self._gc_longest[generation], pause)
+            self._gc_buckets[generation][bisect.bisect_left(GC_PAUSE_BUCKETS, pause)] += 1
             self._gc_counts[generation] += 1
             self._gc_started = None
 
@@ -191,16 +194,17 @@ class RuntimeCollector:
         pauses = CounterMetricFamily(
             "wsops_gc_pause_seconds_total", "Time spent in GC" + gen_doc, labels=["generation"]
         )
-        longest = GaugeMetricFamily(
-            "wsops_gc_pause_longest_seconds", "The longest single garbage collection" + gen_doc,
-            labels=["generation"])
+        durations = HistogramMetricFamily(
+            "wsops_gc_pause_duration_seconds", "Single garbage collections by how long each "
+            "paused the process" + gen_doc, labels=["generation"])
         if sample:
             lag.add_metric([], self._cumulative(), self._lag_sum)
             for gen in range(3):
                 collections.add_metric([str(gen)], float(self._gc_counts[gen]))
                 pauses.add_metric([str(gen)], self._gc_pause[gen])
-                longest.add_metric([str(gen)], self._gc_longest[gen])
-        yield from (lag, collections, pauses, longest)
+                durations.add_metric([str(gen)], self._cumulative_pauses(gen),
+                                     self._gc_pause[gen])
+        yield from (lag, collections, pauses, durations)
         yield GaugeMetricFamily(
             "wsops_gc_frozen_objects", "Objects frozen out of garbage collections (gc.freeze: "
             "state that lives as long as its connection; wsops serve freezes it).",
@@ -212,6 +216,14 @@ class RuntimeCollector:
             yield GaugeMetricFamily(
                 "wsops_tracemalloc_peak_bytes", "Peak memory traced" + doc, peak
             )
+
+    def _cumulative_pauses(self, generation: int) -> list[tuple[str, float]]:
+        out, total = [], 0
+        bounds = [*GC_PAUSE_BUCKETS, math.inf]
+        for bound, count in zip(bounds, list(self._gc_buckets[generation]), strict=True):
+            total += count
+            out.append((_go_float(bound), float(total)))
+        return out
 
     def _cumulative(self) -> list[tuple[str, float]]:
         out, total = [], 0

@@ -136,10 +136,10 @@ def _gc(sel: str, by: str) -> list[_Panel]:
         _ts("GC pause share", "percentunit",
             (legend, _rate("wsops_gc_pause_seconds_total", sel, by)),
             desc="Share of wall time spent in garbage collection, by generation.", w=12),
-        _ts("Longest GC pause", "s",
-            (legend, f"max by ({by}) (wsops_gc_pause_longest_seconds{sel})"),
-            desc="The longest single collection since the node started, by generation: the "
-                 "tail latency a collection can add to every connection at once.", w=12),
+        _ts("GC pause p99", "s",
+            (legend, _quantile(0.99, "wsops_gc_pause_duration_seconds", sel, by)),
+            desc="99th percentile of single collections' pauses, by generation: each pause "
+                 "adds that much latency to every connection at once.", w=12),
         _ts("Frozen objects", "short",
             ("{{instance}}", f"wsops_gc_frozen_objects{sel}") if "instance" in by
             else ("frozen", f"sum(wsops_gc_frozen_objects{sel})"),
