@@ -128,7 +128,7 @@ class Settings:
         10_000, "Allocations between young garbage collections (fewer full collections, each a "
         "pause of the event loop); 0 = Python's default (700).")
     gc_freeze_interval: float = knob(
-        1.0, "Seconds between freezes of long-lived state (connections, history) out of garbage "
+        0.25, "Seconds between freezes of long-lived state (connections, history) out of garbage "
         "collections: each collection then walks only what is new, not every connection; "
         "0 = off.")
     backlog: int = knob(  # a connection storm overflows aiohttp's 128

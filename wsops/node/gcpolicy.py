@@ -5,11 +5,13 @@ history held ~1.2M of them, so one full collection paused every connection for ~
 that state lives as long as its connection or its history entry and is freed by reference
 counting (the connection state is acyclic by construction, tests/server/test_handoff.py).
 
-So every ``interval`` seconds the node collects what is new (everything not yet frozen: one
-interval's worth of survivors) and then freezes it (``gc.freeze()``: moved into the permanent
-generation, which no collection walks). A pause is then bounded by what one interval
-allocated, not by the number of connections. Frozen objects are still freed by reference
-counting when they die.
+So every ``interval`` seconds (0.25 by default) the node collects what is new (everything
+not yet frozen: one interval's worth of survivors) and then freezes it (``gc.freeze()``: moved
+into the permanent generation, which no collection walks). A pause is then bounded by what one
+interval allocated, not by the number of connections: at 10K chat-shaped connections and 10K
+publishes/s ~2-3 ms each, none over 10 ms (BENCHMARKS.md, issue #17); a 1 s interval made
+fewer, longer ones that showed in the p99 at 2,000 publishes/s (3.7-3.9 ms against 3.0-3.1).
+Frozen objects are still freed by reference counting when they die.
 
 The risk is a reference cycle that was alive at a freeze and dies later: the collector no
 longer sees it. ``valve`` seconds apart (default an hour) the node unfreezes everything first,
