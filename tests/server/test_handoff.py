@@ -157,3 +157,25 @@ async def test_an_idle_subscribed_connection_costs_under_5_kib_and_30_tracked_ob
         warm.wait()
     assert per_conn < 5 * 1024, per_conn
     assert per_conn_objects < 30, per_conn_objects
+
+
+async def test_pipelined_requests_are_served_in_order_and_reading_resumes(
+    server_factory: ServerFactory,
+) -> None:
+    """200 requests in one write: more than wait while one is served (reading pauses at 16),
+    every reply comes, in order, then the close handshake completes."""
+    server = await server_factory(rate_limit=10_000, rate_burst=10_000)
+    reader, writer, status = await open_raw(server.port)
+    assert status == 101
+    writer.write(b"".join(
+        client_frame(b'{"op":"publish","room":"p","id":%d,"data":%d}' % (i, i))
+        for i in range(1, 201)))
+    ids = []
+    while len(ids) < 200:
+        op, payload = await read_frame(reader)
+        assert op == 0x1
+        ids.append(int(payload.split(b'"id":')[1].split(b",")[0]))
+    assert ids == list(range(1, 201))
+    writer.write(client_frame(b"\x03\xe8", 0x8))
+    assert await read_close_code(reader) == 1000
+    writer.close()

@@ -184,6 +184,9 @@ class WsConn(FrameReader, asyncio.Protocol):
                     self.transport.resume_reading()
         finally:
             self.serving = False
+            if self.pending is not None and len(self.pending) >= MAX_PENDING - 1 \
+                    and self.transport is not None:
+                self.transport.resume_reading()  # paused and left (a close): read its answer
             self.pending = None
             if self.peer_code and not self.close_sent:
                 self._answer_close()
