@@ -45,6 +45,8 @@ TARGETS: dict[str, list[str]] = {
     "wsops/server/core/token_bucket.py": ["tests/server/core/test_token_bucket.py"],
     "wsops/server/core/hub.py": ["tests/server/core/test_hub.py"],
     "wsops/server/core/session.py": ["tests/server/core/test_session.py"],
+    "wsops/server/core/frames.py": ["tests/server/core/test_frames.py"],
+    "wsops/server/core/heartbeat.py": ["tests/server/core/test_heartbeat.py"],
     "wsops/backoff.py": ["tests/client/test_backoff.py"],
     "wsops/client/tracker.py": ["tests/client/test_tracker.py"],
     "wsops/client/wire.py": ["tests/client/test_wire.py"],

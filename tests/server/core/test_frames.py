@@ -14,12 +14,14 @@ from wsops.server.core.frames import (
     NO_STATUS,
     OP_BINARY,
     OP_CLOSE,
+    OP_CONTINUATION,
     OP_PING,
     OP_PONG,
     OP_TEXT,
     FrameError,
     FrameReader,
     close_frame,
+    mask_python,
     parse_close,
     valid_close_code,
 )
@@ -131,3 +133,74 @@ def test_a_close_frame_fits_a_control_frame_and_never_cuts_a_character() -> None
     frame = close_frame(1008, "é" * 100)
     assert frame[0] == 0x80 | OP_CLOSE and frame[1] <= 125
     assert parse_close(frame[2:]) == (1008, "é" * 61)
+
+
+def test_wire_values_are_rfc_6455s() -> None:
+    assert (OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG) == (0, 1, 2, 8, 9, 10)
+    assert NO_STATUS == 1005
+
+
+def test_the_pure_python_unmasking_equals_aiohttps() -> None:
+    from aiohttp._websocket.helpers import websocket_mask
+
+    for n in (0, 1, 3, 4, 5, 7, 8, 9, 1000):
+        data = bytes(range(256)) * 4
+        ours, theirs = bytearray(data[:n]), bytearray(data[:n])
+        mask_python(b"\x01\x80\xfe\x37", ours)
+        websocket_mask(b"\x01\x80\xfe\x37", theirs)
+        assert ours == theirs and (n == 0 or ours != data[:n])
+
+
+def test_boundaries_of_sizes() -> None:
+    assert read_all(client_frame(b"p" * 125, OP_PING)) == [(OP_PING, b"p" * 125)]
+    assert read_all(client_frame(b"x" * 100), 100) == [(OP_TEXT, b"x" * 100)]
+    whole = client_frame(b"x" * 50, fin=False) + client_frame(b"y" * 50, 0x0)
+    assert read_all(whole, 100) == [(OP_TEXT, b"x" * 50 + b"y" * 50)]
+    with pytest.raises(FrameError):
+        read_all(client_frame(b"x" * 101), 100)
+
+
+def test_a_bad_header_is_refused_as_soon_as_its_two_bytes_arrive() -> None:
+    for header in (b"\x81\x01", b"\x83\x81", b"\xc1\x81"):  # unmasked, opcode 3, RSV1
+        with pytest.raises(FrameError):
+            FrameReader().feed(header, LIMIT)
+
+
+def test_an_unmasked_frame_of_odd_length_is_refused_too() -> None:
+    with pytest.raises(FrameError, match="not masked"):
+        read_all(unmasked(b"x"))
+
+
+def test_a_close_frame_is_read_as_a_control_frame() -> None:
+    close = client_frame(b"\x03\xe8bye", OP_CLOSE)
+    assert read_all(client_frame(b"a", fin=False) + close) == [(OP_CLOSE, b"\x03\xe8bye")]
+    with pytest.raises(FrameError, match="unknown opcode 7"):
+        read_all(client_frame(b"", 0x7))
+
+
+@pytest.mark.parametrize("n", [125, 126, 127, 65535, 65536])
+def test_every_split_of_the_header_and_mask(n: int) -> None:
+    frame = client_frame(b"z" * n, OP_BINARY)
+    for cut in range(1, 16):
+        reader = FrameReader()
+        assert reader.feed(frame[:cut], 1 << 20) == []
+        assert reader.feed(frame[cut:], 1 << 20) == [(OP_BINARY, b"z" * n)]
+
+
+def test_errors_carry_their_reason_and_a_1_byte_close_payload_is_named() -> None:
+    err = FrameError(1002, "why")
+    assert str(err) == "why" and err.code == 1002
+    with pytest.raises(FrameError, match="1-byte"):
+        parse_close(b"\x03")
+
+
+def test_close_codes_at_the_edges_of_each_range() -> None:
+    valid = [1000, 1001, 1002, 1003, 1007, 1008, 1014, 3000, 3999, 4000, 4999]
+    invalid = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
+    assert all(valid_close_code(c) for c in valid)
+    assert not any(valid_close_code(c) for c in invalid)
+
+
+def test_a_close_reason_of_123_bytes_is_kept_whole_and_longer_ones_are_cut() -> None:
+    assert parse_close(close_frame(1000, "r" * 123)[2:]) == (1000, "r" * 123)
+    assert parse_close(close_frame(1000, "r" * 200)[2:]) == (1000, "r" * 123)

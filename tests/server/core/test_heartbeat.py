@@ -107,3 +107,10 @@ def test_removed_connections_are_not_visited() -> None:
     wheel.remove(peer)  # twice is harmless
     run(wheel, [peer], 5.0)
     assert peer.pings == [] and peer.beat is None
+
+
+def test_a_zero_tick_is_refused_and_a_short_period_still_has_one_slot() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        HeartbeatWheel(1.0, tick=0)
+    wheel = HeartbeatWheel(0.1, tick=0.25)
+    assert wheel.slots == 1 and wheel.tick == pytest.approx(0.05)

@@ -14,14 +14,18 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+
+def mask_python(mask: bytes, data: bytearray) -> None:
+    """XOR ``data`` in place with the 4-byte ``mask`` (the fallback of aiohttp's C function)."""
+    n = len(data)
+    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    data[:] = (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
+
+
 try:  # aiohttp's C unmasking (with its own pure-Python fallback)
     from aiohttp._websocket.helpers import websocket_mask as _mask
 except ImportError:  # pragma: no cover - aiohttp moved it
-
-    def _mask(mask: bytes, data: bytearray) -> None:
-        n = len(data)
-        key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
-        data[:] = (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
+    _mask = mask_python
 
 
 OP_CONTINUATION: Final = 0x0
@@ -103,7 +107,7 @@ class FrameReader:
     def __init__(self) -> None:
         self._rbuf: bytes | bytearray = b""
         self._frag: list[bytes] | None = None  # the fragments of a message in progress
-        self._frag_op = 0
+        self._frag_op: int  # the opcode of that message, set with its first fragment
 
     @property
     def buffered(self) -> int:
@@ -114,9 +118,7 @@ class FrameReader:
         rbuf = self._rbuf
         buf: bytes | bytearray
         if rbuf:
-            if isinstance(rbuf, bytes):
-                rbuf = bytearray(rbuf)
-            rbuf += data
+            rbuf += data  # a bytearray: appended in place
             buf = rbuf
         else:
             buf = data
@@ -165,12 +167,9 @@ class FrameReader:
                 self._data(b0 & 0x80, opcode, bytes(payload), limit, out)
         if pos == end:
             self._rbuf = b""
-        elif pos:
-            self._rbuf = bytes(buf[pos:])
-        elif buf is not rbuf:
-            self._rbuf = bytes(buf)
-        else:
-            self._rbuf = rbuf  # still one partial frame: keep appending to the same buffer
+        elif pos or buf is not rbuf:
+            self._rbuf = bytearray(buf[pos:])
+        # else: still one partial frame, appended to in place
         return out
 
     def _data(self, fin: int, opcode: int, payload: bytes, limit: int,
