@@ -69,7 +69,9 @@ async def main() -> None:
 
             print("\nrestarting the node: SIGTERM drains it (clients see 1012)")
             server.send_signal(signal.SIGTERM)
-            server.wait(10)
+            # Waited for off the event loop: the clients answer the server's close meanwhile
+            # (a blocked loop would leave the node waiting 5 s for their answers).
+            await asyncio.to_thread(server.wait, 10)
             server = start_server(port, admin_port)
             await alice.wait_for_state(ClientState.OPEN, 10)
             await bob.wait_for_state(ClientState.OPEN, 10)
