@@ -20,7 +20,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wsops.server.core.frames import (
     NO_STATUS,
@@ -38,9 +38,24 @@ from wsops.server.core.frames import (
 from wsops.server.core.protocol import Close
 
 if TYPE_CHECKING:
+    from wsops.instrumentation.metrics import RouteStats
+    from wsops.server.core.heartbeat import HeartbeatWheel
     from wsops.server.core.hub import Conn
     from wsops.server.core.session import Session
-    from wsops.server.endpoint import Endpoint
+
+
+class Host(Protocol):
+    """What a connection uses of the endpoint that serves it (``wsops.server.endpoint``)."""
+
+    max_message_size: int
+    stats: RouteStats | None
+    wheel: HeartbeatWheel
+
+    def run(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def pong(self, ws: WsConn) -> None: ...
+
+    async def finished(self, ws: WsConn, conn: Conn, session: Session) -> None: ...
 
 CLOSE_TIMEOUT = 5.0
 """Seconds the peer has to answer the server's close frame before the socket is dropped."""
@@ -68,7 +83,7 @@ class WsConn(FrameReader, asyncio.Protocol):
         "session", "transport",
     )
 
-    def __init__(self, ep: Endpoint, transport: asyncio.Transport, conn: Conn,
+    def __init__(self, ep: Host, transport: asyncio.Transport, conn: Conn,
                  session: Session, addr: str | None) -> None:
         FrameReader.__init__(self)
         self.ep = ep
