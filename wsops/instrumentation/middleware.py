@@ -185,17 +185,22 @@ class Instrumentation:
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         if not isinstance(response, web.WebSocketResponse) or response.status != 101:
             return
-        route = self.metrics.route_guard(_route_of(request))
-        stats = self.metrics.route(route)
-        stats.opened += 1
+        route, stats = self._opened(request)
         live = LiveConn(response, route, stats, request.transport)
         self.live.add(live)
         request[LIVE_KEY] = live
+        self._wrap(live, stats, request.protocol)
+
+    def _opened(self, request: web.Request) -> tuple[str, RouteStats]:
+        """An upgrade succeeded: count it on its route and end its handshake span (101)."""
+        route = self.metrics.route_guard(_route_of(request))
+        stats = self.metrics.route(route)
+        stats.opened += 1
         span: Span | None = request.get(SPAN_KEY)
         if span is not None:
             span.set_attribute("http.response.status_code", 101)
             span.end()
-        self._wrap(live, stats, request.protocol)
+        return route, stats
 
     def adopt(self, request: web.Request) -> RouteStats:
         """A handler that upgrades ``request`` without a ``WebSocketResponse`` (the bundled
@@ -203,13 +208,7 @@ class Instrumentation:
         returned route stats (kept by the handler), its end through ``finished``. Its live
         connections are counted through ``live.add_group``."""
         request[HANDED_OFF_KEY] = True
-        stats = self.metrics.route(self.metrics.route_guard(_route_of(request)))
-        stats.opened += 1
-        span: Span | None = request.get(SPAN_KEY)
-        if span is not None:
-            span.set_attribute("http.response.status_code", 101)
-            span.end()
-        return stats
+        return self._opened(request)[1]
 
     def finished(self, stats: RouteStats, code: int, opened_at: float) -> None:
         """An adopted connection ended with close ``code`` (the server's when it closed
