@@ -18,7 +18,11 @@ from wsops.instrumentation.tracing import Tracing, parse_traceparent
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _CLOSE, _CLOSED, _ERROR = WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR
 _perf = time.perf_counter
-_TEXT_KEY = "text"
+
+
+def utf8_len(data: str | bytes) -> int:
+    """The size of a text message on the wire (``data`` is bytes with ``decode_text=False``)."""
+    return len(data.encode()) if isinstance(data, str) else len(data)
 
 
 def traceparent_in(text: str) -> SpanContext | None:
@@ -34,9 +38,9 @@ class LiveConn:
     """One open WebSocket as the instrumentation sees it."""
 
     __slots__ = (
-        "close_code", "close_requested", "handled_at", "in_receive", "latency", "opened_at",
-        "peer_closed", "ping_at", "route", "size_in", "span", "stats", "task",
-        "text_in", "tracing", "transport", "ws",
+        "close_code", "close_requested", "handled_at", "latency", "opened_at",
+        "peer_closed", "ping_at", "route", "size_in", "span", "stats", "tracing",
+        "transport", "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, route: str, stats: RouteStats,
@@ -47,7 +51,6 @@ class LiveConn:
         # The stats touched per message, bound once (attribute lookups add up at ~30k msg/s).
         self.latency = stats.handler_latency
         self.size_in = stats.size_in
-        self.text_in = stats.messages_in
         self.transport = transport
         self.opened_at = time.monotonic()
         self.handled_at = 0.0
@@ -56,8 +59,6 @@ class LiveConn:
         self.close_code: int | None = None  # the code the server closed with, if it did
         self.peer_closed = False  # the peer sent a close frame
         self.close_requested = False
-        self.in_receive = False  # the handler's task is inside receive()
-        self.task = asyncio.current_task()  # the handler's task (prepare runs in it)
         self.tracing: Tracing | None = None  # set for a span per received message
 
     def before_receive(self) -> None:
@@ -74,16 +75,14 @@ class LiveConn:
             else:
                 self.latency.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
                 self.end_span()
-        self.in_receive = True
 
     def after_receive(self, msg: WSMessage) -> None:
-        """Count a received message, or learn how the connection ended."""
-        self.in_receive = False
+        """Count a received message (in its size histogram, see ``counted.count``), or learn
+        how the connection ended."""
         kind = msg.type
         if kind is _TEXT:
             data = msg.data
-            n = len(data) if data.isascii() else len(data.encode())
-            self.text_in[_TEXT_KEY] += 1
+            n = len(data) if data.isascii() else utf8_len(data)
         elif kind is _BINARY:
             data = msg.data
             n = len(data)
@@ -91,8 +90,6 @@ class LiveConn:
         else:
             self._not_data(msg)
             return
-        stats = self.stats
-        stats.bytes_in += n
         hist = self.size_in
         hist.counts[bisect_left(hist.bounds, n)] += 1
         hist.sum += n

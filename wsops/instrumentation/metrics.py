@@ -148,6 +148,14 @@ class RouteStats:
         self.handler_latency = Histogram(self.latency_bounds)
         self.ping_rtt = Histogram(self.latency_bounds)
 
+    def derive_totals(self) -> None:
+        """Text message and byte totals from the size histograms, for a route that counts its
+        messages only there (``instrument(app)``'s hooks: one update per message, not three)."""
+        self.messages_in["text"] = self.size_in.count - self.messages_in["binary"]
+        self.messages_out["text"] = self.size_out.count - self.messages_out["binary"]
+        self.bytes_in = int(self.size_in.sum)
+        self.bytes_out = int(self.size_out.sum)
+
 
 Source = Callable[[], Iterable[Metric]]
 

@@ -1,10 +1,10 @@
 """``instrument(app)``: metrics, runtime health and traces for any aiohttp WebSocket app.
 
 Works on handlers that use ``web.WebSocketResponse`` without changing them: a middleware sees
-every upgrade request, the ``on_response_prepare`` signal sees the 101 response, and the
-response's own ``receive``/``send_*`` methods are wrapped on that one instance (never on the
-class, so other apps in the process are untouched). The final close code is read in the
-middleware's ``finally``, after the handler ends however it ends.
+every upgrade request; the ``on_response_prepare`` signal sees the 101 response and gives that
+one response a counting class (``counted.py``; aiohttp's class is never changed, so other apps
+in the process are untouched). The final close code is read in the middleware's ``finally``,
+after the handler ends however it ends.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from wsops.admin.listener import AdminListener
 from wsops.admin.stats import Sample, StatsWindow
+from wsops.instrumentation.counted import count
 from wsops.instrumentation.drainer import Drainer
 from wsops.instrumentation.live import LiveConn, LiveSet
 from wsops.instrumentation.metrics import DEFAULT_SLO_SECONDS, RouteStats, WsMetrics
@@ -92,6 +93,8 @@ class Instrumentation:
         """Figures that must stay flat on a healthy node (``/admin/profile/sample``, ``wsops
         leaks``): append your own, e.g. ``lambda: {"orphans": len(orphans)}``."""
         self.window = StatsWindow(self.metrics.latency_bounds)
+        self._counted: dict[int, RouteStats] = {}  # routes of WebSocketResponse handlers
+        self.metrics.before_collect.append(self._derive_totals)
         self.admin: AdminListener | None = None
         """The admin listener ``instrument()`` mounted (``admin_port`` set), else None."""
 
@@ -186,10 +189,15 @@ class Instrumentation:
         if not isinstance(response, web.WebSocketResponse) or response.status != 101:
             return
         route, stats = self._opened(request)
+        self._counted[id(stats)] = stats
         live = LiveConn(response, route, stats, request.transport)
         self.live.add(live)
         request[LIVE_KEY] = live
         self._wrap(live, stats, request.protocol)
+
+    def _derive_totals(self) -> None:
+        for stats in self._counted.values():
+            stats.derive_totals()
 
     def _opened(self, request: web.Request) -> tuple[str, RouteStats]:
         """An upgrade succeeded: count it on its route and end its handshake span (101)."""
@@ -234,52 +242,10 @@ class Instrumentation:
     # -- per-connection hooks ----------------------------------------------------------------
 
     def _wrap(self, live: LiveConn, stats: RouteStats, protocol: Any) -> None:
-        ws = live.ws
-        orig_receive = ws.receive
         if self.config.message_spans and self.tracing.enabled:
             live.tracing = self.tracing
-
-        async def receive(timeout: float | None = None) -> Any:  # noqa: ASYNC109 (aiohttp's)
-            live.before_receive()
-            try:
-                msg = await orig_receive(timeout)
-            finally:
-                live.in_receive = False
-            live.after_receive(msg)
-            return msg
-
-        ws.receive = receive  # type: ignore[method-assign]
-
-        orig_send_str, orig_send_bytes = ws.send_str, ws.send_bytes
-        counts_out, size_out = stats.messages_out, stats.size_out
-
-        async def send_str(data: str, compress: int | None = None) -> None:
-            await orig_send_str(data, compress)
-            n = len(data) if data.isascii() else len(data.encode())
-            counts_out["text"] += 1
-            stats.bytes_out += n
-            size_out.observe(n)
-
-        async def send_bytes(data: bytes, compress: int | None = None) -> None:
-            await orig_send_bytes(data, compress)
-            counts_out["binary"] += 1
-            stats.bytes_out += len(data)
-            size_out.observe(len(data))
-
-        orig_close = ws.close
-
-        async def close(*, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-            internal = live.in_receive and asyncio.current_task() is live.task
-            if live.close_code is None and not internal and not ws._closing:
-                # Server-initiated: not aiohttp's own close inside receive() (classified
-                # there) and not the reply to a peer's close.
-                live.close_code = code
-            return await orig_close(code=code, message=message, drain=drain)
-
-        ws.close = close  # type: ignore[method-assign]
-        ws.send_str = send_str  # type: ignore[method-assign]
-        ws.send_bytes = send_bytes  # type: ignore[method-assign]
-        if ws._heartbeat is not None:
+        count(live.ws, live)
+        if live.ws._heartbeat is not None:
             self._wrap_heartbeat(live, stats, protocol)
 
     @staticmethod
