@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wsops.instrumentation.metrics import (
     OTHER,
+    SIZE_BUCKETS,
     Histogram,
     LabelGuard,
+    RouteStats,
+    SizeHistogram,
     WsMetrics,
     latency_buckets,
 )
@@ -28,6 +34,31 @@ def test_histogram_buckets_are_cumulative_with_le_semantics() -> None:
     assert [(le, n) for le, n, *_ in h.cumulative()] == [("0.1", 2.0), ("1.0", 6.0), ("+Inf", 7.0)]
     assert h.count == 7 and abs(h.sum - (2.65 + 0.6)) < 1e-9
     assert h.quantile(0.5) == 1.0 and h.quantile(0.2) == 0.1 and h.quantile(1.0) == float("inf")
+
+
+def test_size_histogram_table_puts_every_size_where_bisect_would() -> None:
+    h = SizeHistogram()
+    edges = {0, 1, 2, *(b + d for b in SIZE_BUCKETS for d in (-1, 0, 1)), 1 << 40}
+    for n in sorted(edges):
+        assert h.index(n) == bisect_left(SIZE_BUCKETS, n), n
+        assert (0 if n <= h.first else h.table[(n - 1).bit_length()]) == h.index(n), n
+    for n in (63, 64, 65, 5000):
+        h.observe(n)
+    assert [c for c in h.counts if c] == [2, 1, 1] and h.sum == 63 + 64 + 65 + 5000
+    with pytest.raises(ValueError, match="powers of two"):
+        SizeHistogram((64, 100))
+
+
+def test_route_totals_are_derived_from_the_size_histograms() -> None:
+    st = RouteStats([0.01])
+    for n in (10, 300):
+        st.size_in.observe(n)
+    st.messages_in["binary"] = 1  # counted in the histogram too
+    st.size_out.observe(7)
+    st.derive_in()
+    st.derive_out()
+    assert st.messages_in == {"text": 1, "binary": 1} and st.bytes_in == 310
+    assert st.messages_out == {"text": 1, "binary": 0} and st.bytes_out == 7
 
 
 def test_label_guard_caps_distinct_values() -> None:

@@ -31,15 +31,15 @@ _perf = time.perf_counter
 
 def count(ws: web.WebSocketResponse, live: LiveConn) -> None:
     """Count ``ws``'s messages into ``live`` and its route's stats from now on: text messages
-    only in the size histograms (``RouteStats.derive_totals`` makes the message and byte
-    totals of them before a collection), binary ones also in ``messages_*["binary"]``."""
+    only in the size histograms (``RouteStats.derive_in``/``derive_out`` make the message and
+    byte totals of them before a collection), binary ones also in ``messages_*["binary"]``."""
     stats = live.stats
     latency, size_in, size_out = stats.handler_latency, stats.size_in, stats.size_out
-    # Bucket 0 is tested first with a plain comparison: fast handlers and small messages
-    # (the common case) skip the bisect, the costliest step here (~600 instructions).
-    lat_counts, lat_bounds, lat_first = latency.counts, latency.bounds, latency.bounds[0]
-    in_counts, in_bounds, in_first = size_in.counts, size_in.bounds, size_in.bounds[0]
-    out_counts, out_bounds, out_first = size_out.counts, size_out.bounds, size_out.bounds[0]
+    # Bucket 0 is tested first with a plain comparison (fast handlers and small messages, the
+    # common case); sizes then take their bucket from a table (``SizeHistogram``).
+    lat_counts, lat_bounds, lat_first = latency.counts, latency.bounds, latency.first
+    in_counts, in_table, in_first = size_in.counts, size_in.table, size_in.first
+    out_counts, out_table, out_first = size_out.counts, size_out.table, size_out.first
     messages_out = stats.messages_out
     orig_receive, orig_close = ws.receive, ws.close
     orig_send_str, orig_send_bytes = ws.send_str, ws.send_bytes
@@ -57,7 +57,7 @@ def count(ws: web.WebSocketResponse, live: LiveConn) -> None:
         if msg[0] is _TEXT and live.tracing is None:  # msg.type (a NamedTuple; [0] is cheaper)
             data = msg[1]
             n = len(data) if data.isascii() else utf8_len(data)
-            in_counts[0 if n <= in_first else _bisect(in_bounds, n)] += 1
+            in_counts[0 if n <= in_first else in_table[(n - 1).bit_length()]] += 1
             size_in.sum += n
             live.handled_at = _perf()
         else:
@@ -68,14 +68,14 @@ def count(ws: web.WebSocketResponse, live: LiveConn) -> None:
     def send_str(data: str, compress: int | None = None) -> Awaitable[None]:
         if isinstance(data, str):  # else aiohttp's TypeError when awaited
             n = len(data) if data.isascii() else len(data.encode())
-            out_counts[0 if n <= out_first else _bisect(out_bounds, n)] += 1
+            out_counts[0 if n <= out_first else out_table[(n - 1).bit_length()]] += 1
             size_out.sum += n
         return orig_send_str(data, compress)
 
     def send_bytes(data: bytes, compress: int | None = None) -> Awaitable[None]:
         if isinstance(data, (bytes, bytearray, memoryview)):
             n = len(data)
-            out_counts[0 if n <= out_first else _bisect(out_bounds, n)] += 1
+            out_counts[0 if n <= out_first else out_table[(n - 1).bit_length()]] += 1
             size_out.sum += n
             messages_out[_BINARY_KEY] += 1
         return orig_send_bytes(data, compress)

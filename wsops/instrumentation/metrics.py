@@ -57,31 +57,41 @@ class LabelGuard:
 
 
 class Histogram:
-    """A histogram that costs one bisect per observation; exemplars are kept per bucket."""
+    """A histogram that costs one bisect per observation, none for a value in the first
+    bucket (fast handlers, small messages: the common case); exemplars are kept per bucket.
 
-    __slots__ = ("bounds", "counts", "exemplars", "sum")
+    The bisect is the costly step (~600 instructions of comparisons through the sequence
+    protocol against ~10 for the first-bucket test, callgrind); hot paths inline
+    ``counts[0 if v <= first else index(v)] += 1`` with the attributes bound once."""
+
+    __slots__ = ("bounds", "counts", "exemplars", "first", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = list(bounds)
+        self.first = self.bounds[0]
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
         self.exemplars: dict[int, Exemplar] = {}
 
+    def index(self, value: float) -> int:
+        """The bucket of ``value`` (bounds are inclusive upper bounds, ``le``)."""
+        return bisect_left(self.bounds, value)
+
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        self.counts[0 if value <= self.first else self.index(value)] += 1
         self.sum += value
 
     def observe_n(self, value: float, n: int) -> None:
         """``n`` observations of the same value (a flush of ``n`` deliveries)."""
-        self.counts[bisect_left(self.bounds, value)] += n
+        self.counts[0 if value <= self.first else self.index(value)] += n
         self.sum += value * n
 
     def observe_elapsed(self, now: float, starts: Sequence[float]) -> None:
         """One observation of ``now - start`` per start (a flush of many publishes)."""
-        counts, bounds, total = self.counts, self.bounds, 0.0
+        counts, bounds, first, total = self.counts, self.bounds, self.first, 0.0
         for start in starts:
             elapsed = now - start
-            counts[bisect_left(bounds, elapsed)] += 1
+            counts[0 if elapsed <= first else bisect_left(bounds, elapsed)] += 1
             total += elapsed
         self.sum += total
 
@@ -119,6 +129,22 @@ class Histogram:
         return float("inf")
 
 
+class SizeHistogram(Histogram):
+    """Sizes in bytes with power-of-two bounds: a bucket is a table lookup by
+    ``(n - 1).bit_length()`` (every ``n`` of one bit length falls in one bucket), no bisect."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, bounds: Sequence[int] = SIZE_BUCKETS) -> None:
+        if any(b < 2 or b & (b - 1) for b in bounds):
+            raise ValueError(f"size bounds must be powers of two >= 2, not {list(bounds)}")
+        super().__init__(bounds)
+        self.table = [bisect_left(self.bounds, 1 << bits) for bits in range(65)]
+
+    def index(self, value: float) -> int:
+        return self.table[(int(value) - 1).bit_length()]
+
+
 def _le(bound: float) -> str:
     return repr(float(bound))
 
@@ -138,8 +164,8 @@ class RouteStats:
     rate_limited: int = 0
     slow_consumers: int = 0
     heartbeat_timeouts: int = 0
-    size_in: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
-    size_out: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
+    size_in: SizeHistogram = field(default_factory=SizeHistogram)
+    size_out: SizeHistogram = field(default_factory=SizeHistogram)
     duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
     handler_latency: Histogram = field(init=False)
     ping_rtt: Histogram = field(init=False)
@@ -148,12 +174,15 @@ class RouteStats:
         self.handler_latency = Histogram(self.latency_bounds)
         self.ping_rtt = Histogram(self.latency_bounds)
 
-    def derive_totals(self) -> None:
-        """Text message and byte totals from the size histograms, for a route that counts its
-        messages only there (``instrument(app)``'s hooks: one update per message, not three)."""
+    def derive_in(self) -> None:
+        """Received text messages and bytes from the size histogram, for a route that counts
+        them only there (one update per message, not three); before a collection."""
         self.messages_in["text"] = self.size_in.count - self.messages_in["binary"]
-        self.messages_out["text"] = self.size_out.count - self.messages_out["binary"]
         self.bytes_in = int(self.size_in.sum)
+
+    def derive_out(self) -> None:
+        """The same for sent messages."""
+        self.messages_out["text"] = self.size_out.count - self.messages_out["binary"]
         self.bytes_out = int(self.size_out.sum)
 
 

@@ -197,7 +197,8 @@ class Instrumentation:
 
     def _derive_totals(self) -> None:
         for stats in self._counted.values():
-            stats.derive_totals()
+            stats.derive_in()
+            stats.derive_out()
 
     def _opened(self, request: web.Request) -> tuple[str, RouteStats]:
         """An upgrade succeeded: count it on its route and end its handshake span (101)."""

@@ -77,6 +77,7 @@ class NodeObserver:
 
     def sync(self, hub: HubStats) -> None:
         """Copy the hub's write counters into the route's figures (before a collection)."""
+        self.stats.derive_in()
         self.stats.messages_out["text"] = hub.frames
         self.stats.bytes_out = hub.delivered_bytes
         self.stats.slow_consumers = hub.slow_consumers

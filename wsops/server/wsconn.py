@@ -158,11 +158,11 @@ class WsConn(FrameReader, asyncio.Protocol):
             self._fail(Close.INVALID_DATA, "text frame is not UTF-8")
             return
         stats = self.ep.stats
-        if stats is not None:
+        if stats is not None:  # counted in the size histogram only (RouteStats.derive_in)
             n = len(payload)
-            stats.messages_in["text"] += 1
-            stats.bytes_in += n
-            stats.size_in.observe(n)
+            hist = stats.size_in
+            hist.counts[0 if n <= hist.first else hist.table[(n - 1).bit_length()]] += 1
+            hist.sum += n
         if not self.serving:
             self.serving = True
             self.ep.run(self._serve(text))
