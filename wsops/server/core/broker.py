@@ -16,11 +16,12 @@ from typing import Any, Protocol
 from wsops.server.core.protocol import Position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Published:
     """A message as delivered: ``frame`` is the complete WebSocket frame, built once.
 
     Deliveries and replays only use ``frame``: no broker keeps a message's data decoded.
+    Read-only by convention (not ``frozen``: made once per publish, see ``Request``).
     """
 
     room: str

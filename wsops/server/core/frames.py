@@ -161,8 +161,8 @@ class FrameReader:
             if length:
                 _mask(bytes(buf[head:head + 4]), payload)
             pos = stop
-            if opcode >= 8:
-                out.append((opcode, bytes(payload)))
+            if opcode >= 8 or (opcode and b0 & 0x80 and self._frag is None):
+                out.append((opcode, bytes(payload)))  # a control frame or a whole message
             else:
                 self._data(b0 & 0x80, opcode, bytes(payload), limit, out)
         if pos == end:
@@ -187,8 +187,6 @@ class FrameReader:
             return
         if frag is not None:
             raise FrameError(PROTOCOL_ERROR, "new message before the last one ended")
-        if fin:
-            out.append((opcode, payload))
-        else:
-            self._frag = [payload]
-            self._frag_op = opcode
+        # a first fragment (a whole message with no fragment in progress is served by feed)
+        self._frag = [payload]
+        self._frag_op = opcode

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final, TypeGuard
 
 MAX_ID: Final = 2**53
@@ -19,7 +20,28 @@ MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
 ROOM_RE: Final = re.compile(r"[A-Za-z0-9_\-.:@/]{1,128}")
 OPS: Final = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history"})
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _compact_dumps() -> Callable[[Any], str]:
+    """Compact JSON (``separators=(",", ":")``, UTF-8 kept, NaN refused) through the C encoder
+    made once: ``JSONEncoder.encode`` builds a new one on every call (~130 bytecodes per
+    reply, most of a publish's encoding). No circular-reference check (``markers=None``): what
+    is encoded is parsed JSON or the server's own dicts; too deep a nesting raises
+    ``RecursionError`` as before."""
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if c_make_encoder is None:  # pragma: no cover (CPython has the C encoder)
+        return encoder.encode
+    chunks = c_make_encoder(None, encoder.default, encode_basestring, None, ":", ",", False,
+                            False, False)
+    join = "".join
+
+    def dumps(obj: Any) -> str:
+        return join(chunks(obj, 0))
+
+    return dumps
+
+
+_dumps = _compact_dumps()
 
 
 class NonFiniteNumber(ValueError):
@@ -31,8 +53,21 @@ def _refuse_constant(name: str) -> Any:
     raise NonFiniteNumber(f"{name} is not JSON (non-finite numbers are refused)")
 
 
-_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 _loads_lax = json.JSONDecoder().decode
+
+
+def _loads(text: str) -> Any:
+    """``_decoder.decode(text)``, with the common case (no whitespace around the value) read by
+    the C scanner directly; anything else goes the full way, which says what is wrong."""
+    try:
+        obj, end = _scan(text, 0)
+    except StopIteration:
+        return _decoder.decode(text)
+    if end != len(text):
+        return _decoder.decode(text)
+    return obj
 
 
 class Close(IntEnum):
@@ -84,9 +119,10 @@ class Position:
     epoch: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
-    """A validated client frame."""
+    """A validated client frame (read-only by convention: not ``frozen``, whose ``__init__``
+    sets each field through ``object.__setattr__``, four times the bytecodes per frame)."""
 
     op: str
     id: int
