@@ -65,6 +65,8 @@ class Server:
              "--admin-port", str(self.admin), "--max-connections", "60000",
              "--rate-limit", "100000", "--rate-burst", "100000", *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=TREE)
+        if PIN is not None:
+            os.sched_setaffinity(self.proc.pid, {PIN[0]})
         end = time.monotonic() + 60
         while time.monotonic() < end:
             try:
@@ -97,7 +99,9 @@ def loadtest(scenario: str, server: Server, *args: str) -> dict[str, Any]:
         cmd = [PY, "-m", "wsops", "loadtest", scenario, server.url, "--pid",
                str(server.proc.pid), "--json", out.name, *args]
         print("$", " ".join(["wsops", *cmd[3:]]), flush=True)
-        done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+        others = PIN[1] if PIN is not None else None
+        done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=(
+            (lambda: os.sched_setaffinity(0, others)) if others is not None else None))
         if done.returncode not in (0, 3):
             raise SystemExit(f"loadtest failed ({done.returncode}):\n{done.stderr[-3000:]}")
         report: dict[str, Any] = json.loads(Path(out.name).read_text())
@@ -160,6 +164,22 @@ def scrape(server: Server) -> dict[str, float]:
     return out
 
 
+def server_p99(before: dict[str, float], after: dict[str, float]) -> str:
+    """The bucket holding the p99 of the node's own publish-to-socket latency between two
+    scrapes (``wsops_delivery_latency_seconds``: accepted by the broker to written to every
+    subscriber's socket), as ``<= X ms``."""
+    prefix = "wsops_delivery_latency_seconds_bucket{"
+    buckets = sorted((float(k.split('le="')[1].rstrip('"}')), v - before.get(k, 0.0))
+                     for k, v in after.items() if k.startswith(prefix))
+    if not buckets or not buckets[-1][1]:
+        return "no deliveries"
+    total = buckets[-1][1]
+    for le, n in buckets:
+        if n >= 0.99 * total:
+            return f"<= {le * 1e3:g} ms"
+    return "?"
+
+
 def gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Collections between two scrapes, by generation: how many, how many paused > 10 ms, and
     the bucket of the longest (``wsops_gc_pause_duration_seconds``)."""
@@ -185,6 +205,7 @@ def gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, An
 
 
 SERVE_ARGS: list[str] = []  # --serve-args: extra `wsops serve` flags for the chat scenario
+PIN: tuple[int, set[int]] | None = None  # --pin: (the server's CPU, the load generator's)
 
 
 def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
@@ -224,6 +245,7 @@ def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
             "p50_ms": m["latency"]["p50_ms"], "p99_ms": m["latency"]["p99_ms"],
             "p999_ms": m["latency"]["p999_ms"], "max_ms": m["latency"]["max_ms"],
             "server_cpu_us_per_delivery": s["cpu_us_per_delivery"],
+            "server_p99": server_p99(loaded, end),
             "gc_during_load": gc_pauses(loaded, end),
             "gc_while_connecting": gc_pauses(marks.get("start", {}), loaded),
             "gc_totals": {k.replace("wsops_gc_", ""): v for k, v in end.items()
@@ -232,19 +254,25 @@ def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
 
 
 def main() -> None:
-    global TREE
+    global TREE, PIN
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", default="storm,idle50k,sustained")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--tree", type=Path, help="run the servers from this checkout")
     parser.add_argument("--chat-rates", default="2000,10000")
     parser.add_argument("--serve-args", default="", help="extra wsops serve flags (chat)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin each server to the last CPU and the load generator to the "
+                             "others (one-process servers: the chat scenario)")
     args = parser.parse_args()
+    cpus = os.sched_getaffinity(0)
+    if args.pin and len(cpus) >= 2:
+        PIN = (max(cpus), cpus - {max(cpus)})
     TREE = args.tree.resolve() if args.tree else None
     SERVE_ARGS[:] = args.serve_args.split()
     os.environ.pop("WSOPS_ADMIN_TOKEN", None)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                               "tree": str(TREE) if TREE else "."}
+                               "tree": str(TREE) if TREE else ".", "pinned": PIN is not None}
     for name in args.only.split(","):
         if name == "storm":
             # Fresh source addresses for each run: the previous run's ports sit in TIME_WAIT
