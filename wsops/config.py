@@ -156,7 +156,7 @@ class Settings:
     tracing: bool = knob(
         True, "OpenTelemetry spans (exported when OTEL_EXPORTER_OTLP_* is set).")
     trace_sample_ratio: float | None = knob(
-        None, "Share of root traces sampled (default: OTEL_TRACES_SAMPLER_ARG, else 0.01); a "
+        None, "Share of root traces sampled (default: OTEL_TRACES_SAMPLER[_ARG], else 0.01); a "
         "client's sampled flag always wins.")
     slo_seconds: float = knob(
         0.010, "Delivery-latency SLO: a histogram boundary sits here.")

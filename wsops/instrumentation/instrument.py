@@ -7,14 +7,22 @@ May import the instrumentation's own modules and ``wsops.admin``; never the serv
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from wsops.instrumentation.middleware import Instrumentation, InstrumentConfig
-from wsops.instrumentation.tracing import DEFAULT_RATIO, Tracing, env_ratio, provider_from_env
+from wsops.instrumentation.tracing import (
+    DEFAULT_RATIO,
+    Tracing,
+    env_ratio,
+    provider_from_env,
+    resamples,
+)
 
+log = logging.getLogger("wsops.instrument")
 INSTRUMENT_KEY = web.AppKey("wsops_instrument", Instrumentation)
 
 
@@ -42,6 +50,11 @@ def instrument(
     registry = registry if registry is not None else CollectorRegistry()
     provider = tracer_provider if tracer_provider is not None else (
         provider_from_env() if cfg.tracing else None)
+    if tracer_provider is not None and cfg.tracing and resamples(tracer_provider):
+        log.warning("the tracer provider given to instrument() samples on its own (%s): wsops "
+                    "already decides which messages are traced, so its ratio applies twice; "
+                    "build it with sampler=ParentBased(ALWAYS_ON)",
+                    tracer_provider.sampler.get_description())
     ratio = cfg.sample_ratio if cfg.sample_ratio is not None else env_ratio(DEFAULT_RATIO)
     inst = Instrumentation(cfg, registry, Tracing(provider if cfg.tracing else None, ratio))
     app[INSTRUMENT_KEY] = inst

@@ -52,7 +52,7 @@ class InstrumentConfig:
     metrics: bool = True
     runtime: bool = True
     tracing: bool = True
-    sample_ratio: float | None = None  # None: OTEL_TRACES_SAMPLER_ARG, else 1%
+    sample_ratio: float | None = None  # None: OTEL_TRACES_SAMPLER[_ARG], else 1%
     slo_seconds: float = DEFAULT_SLO_SECONDS
     max_label_values: int = 64
     lag_interval: float = 0.5

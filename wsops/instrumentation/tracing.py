@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -48,11 +49,27 @@ def format_traceparent(ctx: SpanContext) -> str:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+SAMPLERS = {"always_on": 1.0, "parentbased_always_on": 1.0, "always_off": 0.0,
+            "parentbased_always_off": 0.0, "traceidratio": None, "parentbased_traceidratio": None}
+"""``OTEL_TRACES_SAMPLER`` values wsops reads (a ratio, or None: the ratio is in
+``OTEL_TRACES_SAMPLER_ARG``). wsops always follows a parent's sampled flag."""
+
+
 def env_ratio(default: float, env: Mapping[str, str] = os.environ) -> float:
-    """``OTEL_TRACES_SAMPLER_ARG`` when set (a ratio in [0, 1]), else ``default``."""
+    """The share of root traces to sample from the standard variables: ``OTEL_TRACES_SAMPLER``
+    (``always_on``/``always_off``/``[parentbased_]traceidratio``) and
+    ``OTEL_TRACES_SAMPLER_ARG`` (a ratio in [0, 1]); ``default`` when neither says."""
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler:
+        if sampler not in SAMPLERS:
+            raise ValueError(f"OTEL_TRACES_SAMPLER {sampler!r} is not one wsops reads: "
+                             f"{', '.join(SAMPLERS)}")
+        fixed = SAMPLERS[sampler]
+        if fixed is not None:
+            return fixed
     raw = env.get("OTEL_TRACES_SAMPLER_ARG")
     if raw is None:
-        return default
+        return 1.0 if sampler else default  # the spec's default for traceidratio
     try:
         ratio = float(raw)
     except ValueError:
@@ -77,9 +94,23 @@ def provider_from_env(env: Mapping[str, str] = os.environ) -> TracerProvider | N
 
     created = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "wsops"),
                                "service.version": __version__})
-    provider = TracerProvider(resource=HashedResource(created.attributes, created.schema_url))
+    # wsops decides before any span exists (``Tracing.decide``); the SDK must keep every span
+    # it is given, or a ratio in OTEL_TRACES_SAMPLER would apply a second time.
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON),
+                              resource=HashedResource(created.attributes, created.schema_url))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider
+
+
+KEEPS_ALL = {ALWAYS_ON.get_description(),
+             ParentBased(ALWAYS_ON).get_description()}  # type: ignore[no-untyped-call]
+
+
+def resamples(provider: Any) -> bool:
+    """Whether ``provider``'s own sampler may drop spans wsops already decided to sample
+    (then a ratio applies twice: 0.5 of 0.5 is 0.25)."""
+    sampler: Any = getattr(provider, "sampler", None)
+    return sampler is not None and sampler.get_description() not in KEEPS_ALL
 
 
 class HashedResource(Resource):
