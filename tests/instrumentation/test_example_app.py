@@ -74,7 +74,7 @@ async def test_example_app_gets_metrics_per_route_and_close_codes() -> None:
         assert m.get("wsops_handler_latency_seconds_count", route="/echo") == 4
         spans = exporter.get_finished_spans()
         # ratio 0: only the message whose traceparent was sampled got a span, continuing it.
-        [span] = [s for s in spans if s.name == "process /echo"]
+        [span] = [s for s in spans if s.name == "receive /echo"]
         assert span.kind is SpanKind.CONSUMER
         assert span.parent is not None and span.parent.span_id == int("b" * 16, 16)
         assert f"{span.context.trace_id:032x}" == "a" * 32

@@ -18,7 +18,7 @@ from tests.conftest import Connect, ServerFactory
 from tests.support.otlp import otlp_receiver
 from tests.support.waits import until
 from wsops.instrumentation import INSTRUMENT_KEY
-from wsops.instrumentation.tracing import env_ratio, resamples
+from wsops.instrumentation.tracing import env_ratio, resamples, room_template
 
 PUBLISHES = 2000
 
@@ -54,10 +54,10 @@ async def test_each_publish_is_sampled_once_at_the_ratio_and_its_delivery_follow
         async def exported() -> bool:
             await asyncio.to_thread(tracing.provider.force_flush, 10_000)
             n = len(rec.named("publish sampled"))
-            return n >= low and n == len(rec.named("process sampled"))
+            return n >= low and n == len(rec.named("deliver sampled"))
 
         await until(exported, 20.0, what="the sampled publishes and their deliveries exported")
-        publishes, deliveries = rec.named("publish sampled"), rec.named("process sampled")
+        publishes, deliveries = rec.named("publish sampled"), rec.named("deliver sampled")
         assert low <= len(publishes) <= high, (ratio, len(publishes))
         # Each delivery links to one exported publish, and each exported publish has one.
         linked = sorted(d.links[0].span_id for d in deliveries)
@@ -88,3 +88,10 @@ def test_a_provider_that_samples_on_its_own_is_named_in_a_warning(
         wsops.instrument(web.Application(), admin_port=None, runtime=False,
                          tracer_provider=TracerProvider(sampler=TraceIdRatioBased(0.5)))
     assert "samples on its own" in caplog.text and "TraceIdRatioBased" in caplog.text
+
+
+def test_span_names_use_a_low_cardinality_room_template() -> None:
+    assert room_template("lobby") == "lobby"
+    assert room_template("chat:42") == "chat:*"
+    assert room_template("dm/ann/bob") == "dm/*/*"
+    assert room_template("org:7/team:3") == "org:*/*:*"

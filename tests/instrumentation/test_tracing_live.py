@@ -7,6 +7,21 @@ import asyncio
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_BATCH_MESSAGE_COUNT,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+)
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH
 
 from tests.conftest import Connect, ServerFactory
 from tests.support.otlp import attrs, otlp_receiver
@@ -43,31 +58,37 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
 
         async def exported() -> bool:
             await _flush(server)
-            return bool(len(rec.named("WebSocket handshake /ws")) == 2
-                        and rec.named("publish room1") and rec.named("process room1"))
+            return bool(len(rec.named("GET /ws")) == 2
+                        and rec.named("publish room1") and rec.named("deliver room1"))
 
         await until(exported, 10.0, what="the handshake, publish and process spans exported")
 
         assert {r.get("service.name") for r in rec.resources} == {"wsops-test"}
-        handshakes = rec.named("WebSocket handshake /ws")
+        handshakes = rec.named("GET /ws")
         assert len(handshakes) == 2
         assert all(h.kind == PbSpan.SPAN_KIND_SERVER for h in handshakes)
-        assert attrs(handshakes[0].attributes)["http.route"] == "/ws"
+        h = attrs(handshakes[0].attributes)
+        assert (h[HTTP_ROUTE], h[HTTP_REQUEST_METHOD], h[URL_PATH]) == ("/ws", "GET", "/ws")
+        assert h[HTTP_RESPONSE_STATUS_CODE] == 101
 
         [publish] = rec.named("publish room1")
         assert publish.kind == PbSpan.SPAN_KIND_PRODUCER
         assert publish.trace_id.hex() == CLIENT_TRACE
         assert publish.parent_span_id.hex() == CLIENT_SPAN
         a = attrs(publish.attributes)
-        assert a["messaging.destination.name"] == "room1"
-        assert a["messaging.operation.type"] == "publish"
-        assert a["messaging.message.id"].endswith(":1")
+        assert a[MESSAGING_DESTINATION_NAME] == "room1"
+        assert a[MESSAGING_OPERATION_TYPE] == MessagingOperationTypeValues.SEND.value
+        assert a[MESSAGING_OPERATION_NAME] == "publish" and a[MESSAGING_SYSTEM] == "websocket"
+        assert a[MESSAGING_MESSAGE_ID].endswith(":1")
 
-        [process] = rec.named("process room1")
+        [process] = rec.named("deliver room1")
         assert process.kind == PbSpan.SPAN_KIND_CONSUMER
         [link] = process.links
         assert (link.trace_id.hex(), link.span_id.hex()) == (CLIENT_TRACE, publish.span_id.hex())
-        assert attrs(process.attributes)["messaging.batch.message_count"] == 1
+        d = attrs(process.attributes)
+        assert d[MESSAGING_OPERATION_TYPE] == MessagingOperationTypeValues.PROCESS.value
+        assert d[MESSAGING_OPERATION_NAME] == "deliver" and d[MESSAGING_SYSTEM] == "websocket"
+        assert d["wsops.subscribers"] == 1 and MESSAGING_BATCH_MESSAGE_COUNT not in d
 
         # The envelope carries the publish span's context to subscribers.
         assert msg["traceparent"] == f"00-{CLIENT_TRACE}-{publish.span_id.hex()}-01"

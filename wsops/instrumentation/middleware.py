@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import Span, Status, StatusCode
 from prometheus_client import CollectorRegistry
 
@@ -151,7 +152,8 @@ class Instrumentation:
             request[REFUSAL_KEY] = "draining"
             self._refused(request, route, 503, None)
             raise web.HTTPServiceUnavailable(text="node is draining", headers={"Retry-After": "5"})
-        span = self.tracing.handshake(route, request.path, request.headers)
+        span = self.tracing.handshake(route, request.path, request.headers, request.method,
+                                      request.scheme)
         if span is not None:
             request[SPAN_KEY] = span
         ended = "1000"
@@ -181,7 +183,7 @@ class Instrumentation:
         reason = self.metrics.reason_guard(reason)
         stats.handshake_failures[reason] = stats.handshake_failures.get(reason, 0) + 1
         if span is not None:
-            span.set_attribute("http.response.status_code", status)
+            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
             span.set_status(Status(StatusCode.ERROR, reason))
             span.end()
 
@@ -207,7 +209,7 @@ class Instrumentation:
         stats.opened += 1
         span: Span | None = request.get(SPAN_KEY)
         if span is not None:
-            span.set_attribute("http.response.status_code", 101)
+            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, 101)
             span.end()
         return route, stats
 

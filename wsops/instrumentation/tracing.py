@@ -1,8 +1,10 @@
 """OpenTelemetry traces for WebSockets, with head sampling decided before any span exists.
 
-OpenTelemetry has no WebSocket conventions; the messaging ones fit: ``publish {room}``
-(PRODUCER) when a client publishes, ``process {room}`` (CONSUMER) when a node fans a message out,
-linked to the publish span; W3C ``traceparent`` travels in the message envelope. The sampling
+OpenTelemetry has no WebSocket conventions; the messaging ones fit (attribute names from the
+``opentelemetry-semantic-conventions`` package): ``publish {room template}`` (PRODUCER, operation
+type ``send``) when a client publishes, ``deliver {room template}`` (CONSUMER, ``process``) when
+a node fans a message out, linked to the publish span; the upgrade is an HTTP SERVER span
+(``GET {route}``); W3C ``traceparent`` travels in the message envelope. The sampling
 decision (parent's sampled flag, else a ratio) is a flag check and one ``random()``: unsampled
 messages cost no span object, which matters at 1% sampling on a hot path.
 """
@@ -21,14 +23,30 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_TEMPLATE,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+)
+from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_METHOD, HTTP_ROUTE
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_NAME
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from wsops.version import __version__
 
+SYSTEM = "websocket"
+"""``messaging.system`` of every wsops span (there is no registered value for WebSockets)."""
+OP_PUBLISH, OP_DELIVER, OP_RECEIVE = "publish", "deliver", "receive"
+"""``messaging.operation.name``s: a client's publish, a node's fan-out of it, a generic app's
+received message."""
+SEND, PROCESS = MessagingOperationTypeValues.SEND.value, MessagingOperationTypeValues.PROCESS.value
+_SEGMENT = re.compile(r"([:/])[^:/]+")
 TRACEPARENT_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 DEFAULT_RATIO = 0.01
-_propagator = TraceContextTextMapPropagator()
 
 
 def parse_traceparent(value: str | None) -> SpanContext | None:
@@ -43,6 +61,14 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
         return None
     flags = TraceFlags(int(m.group(3), 16))
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+
+
+def room_template(room: str) -> str:
+    """The low-cardinality form of a room name for span names and
+    ``messaging.destination.template``: every segment after the first (``:`` or ``/``
+    separated) is ``*`` (``chat:42`` -> ``chat:*``, ``dm/ann/bob`` -> ``dm/*/*``). Rooms named
+    ``kind:id`` keep span names few; a name without a separator is its own template."""
+    return _SEGMENT.sub(r"\1*", room)
 
 
 def format_traceparent(ctx: SpanContext) -> str:
@@ -166,22 +192,27 @@ class Tracing:
         return self.tracer.start_span(name, context=ctx, kind=kind, attributes=attributes,
                                       links=links)
 
-    def handshake(self, route: str, path: str, headers: Mapping[str, str]) -> Span | None:
-        """A short SERVER span for the upgrade and authentication, or None when not sampled."""
+    def handshake(self, route: str, path: str, headers: Mapping[str, str],
+                  method: str = "GET", scheme: str = "http") -> Span | None:
+        """A short SERVER span for the upgrade request (HTTP server conventions: named
+        ``{method} {route}``), or None when not sampled."""
         parent = parse_traceparent(headers.get("traceparent"))
         if not self.decide(parent):
             return None
-        return self._start(f"WebSocket handshake {route}", SpanKind.SERVER, parent, {
-            "http.route": route, "url.path": path, "network.protocol.name": "websocket",
+        return self._start(f"{method} {route}", SpanKind.SERVER, parent, {
+            HTTP_REQUEST_METHOD: method, HTTP_ROUTE: route, URL_PATH: path, URL_SCHEME: scheme,
+            NETWORK_PROTOCOL_NAME: "http", "websocket.upgrade": True,
         })
 
     def receive(self, route: str, parent: SpanContext | None) -> Span | None:
-        """A CONSUMER span for one received message of a generic app, when sampled."""
+        """A CONSUMER span for one received message of a generic app, when sampled: the app
+        processes what a client sent on ``route``."""
         if not self.decide(parent):
             return None
-        return self._start(f"process {route}", SpanKind.CONSUMER, parent, {
-            "messaging.system": "websocket", "messaging.destination.name": route,
-            "messaging.operation.type": "process", "network.io.direction": "receive",
+        return self._start(f"{OP_RECEIVE} {route}", SpanKind.CONSUMER, parent, {
+            MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: PROCESS,
+            MESSAGING_OPERATION_NAME: OP_RECEIVE, MESSAGING_DESTINATION_NAME: route,
+            MESSAGING_DESTINATION_TEMPLATE: route,
         })
 
     def publish(self, room: str, parent: SpanContext | None) -> Span | None:
@@ -192,19 +223,24 @@ class Tracing:
 
     def start_publish(self, room: str, parent: SpanContext | None) -> Span:
         """The PRODUCER span of a publish already decided to be sampled."""
-        return self._start(f"publish {room}", SpanKind.PRODUCER, parent, {
-            "messaging.system": "wsops", "messaging.destination.name": room,
-            "messaging.operation.type": "publish", "network.io.direction": "receive",
+        template = room_template(room)
+        return self._start(f"{OP_PUBLISH} {template}", SpanKind.PRODUCER, parent, {
+            MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: SEND,
+            MESSAGING_OPERATION_NAME: OP_PUBLISH, MESSAGING_DESTINATION_NAME: room,
+            MESSAGING_DESTINATION_TEMPLATE: template,
         })
 
     def deliver(self, room: str, publish: SpanContext, subscribers: int) -> Span | None:
-        """A CONSUMER span for a node's fan-out of a sampled message, linked to its publish."""
+        """A CONSUMER span for a node's fan-out of a sampled message to its ``subscribers``
+        on this node, linked to its publish (a span of the publish's trace when it was
+        sampled; none otherwise: the publish decided)."""
         if not self.enabled or not publish.trace_flags.sampled:
             return None
-        return self._start(f"process {room}", SpanKind.CONSUMER, None, {
-            "messaging.system": "wsops", "messaging.destination.name": room,
-            "messaging.operation.type": "process", "network.io.direction": "transmit",
-            "messaging.batch.message_count": subscribers,
+        template = room_template(room)
+        return self._start(f"{OP_DELIVER} {template}", SpanKind.CONSUMER, None, {
+            MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: PROCESS,
+            MESSAGING_OPERATION_NAME: OP_DELIVER, MESSAGING_DESTINATION_NAME: room,
+            MESSAGING_DESTINATION_TEMPLATE: template, "wsops.subscribers": subscribers,
         }, links=[Link(publish)])
 
     def shutdown(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import MESSAGING_MESSAGE_ID
 from opentelemetry.trace import Span
 
 from wsops.instrumentation.metrics import RouteStats, WsMetrics
@@ -126,7 +127,7 @@ class NodeObserver:
                 raise
             elapsed = _perf() - started
             if span is not None:
-                span.set_attribute("messaging.message.id", f"{msg.epoch}:{msg.offset}")
+                span.set_attribute(MESSAGING_MESSAGE_ID, f"{msg.epoch}:{msg.offset}")
                 hist.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
                 span.end()
             else:
