@@ -305,3 +305,25 @@ def test_history_items_cut_each_stored_message_of_the_room() -> None:
     assert history_items(stored, "r") == [
         b'{"offset":1,"epoch":"e","data":1,"ts":11}', b'{"offset":2,"epoch":"e","data":2,"ts":12}']
     assert history_items([], "r") == []
+
+
+def test_whitespace_around_a_frame_is_taken_and_anything_after_it_refused() -> None:
+    # The C scanner reads a frame with nothing around it; the rest take the full decoder.
+    frame = '{"op":"publish","room":"r","id":1,"data":[1,2]}'
+    for text in (frame, f"  {frame}", f"{frame}\n", f"\t{frame} "):
+        req = parse(text)
+        assert (req.op, req.id, req.data) == ("publish", 1, b"[1,2]"), repr(text)
+    for text in (f"{frame} x", f"{frame}{frame}", "  x", ""):
+        with pytest.raises(ProtocolError) as err:
+            parse(text)
+        assert err.value.code == ErrorCode.BAD_JSON, repr(text)
+    assert protocol._loads("12") == 12 and protocol._loads(" 12 ") == 12
+    assert protocol._loads('"é"') == "é"
+
+
+def test_compact_dumps_is_json_dumps_with_separators_and_utf8() -> None:
+    values: list[object] = [{"a": [1, 2.5, None, True]}, "é\n\"", [], {}, 10**20, -0.0]
+    for v in values:
+        assert protocol._dumps(v) == json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+    with pytest.raises(ValueError, match="Out of range float"):
+        protocol._dumps({"x": float("nan")})
