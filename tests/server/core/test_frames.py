@@ -204,3 +204,10 @@ def test_close_codes_at_the_edges_of_each_range() -> None:
 def test_a_close_reason_of_123_bytes_is_kept_whole_and_longer_ones_are_cut() -> None:
     assert parse_close(close_frame(1000, "r" * 123)[2:]) == (1000, "r" * 123)
     assert parse_close(close_frame(1000, "r" * 200)[2:]) == (1000, "r" * 123)
+
+
+def test_a_text_message_in_three_fragments_comes_out_whole() -> None:
+    # The first fragment's header byte is 0x01 (text, FIN clear): only FIN says "whole".
+    wire = (client_frame(b"ab", OP_TEXT, fin=False) + client_frame(b"cd", 0x0, fin=False)
+            + client_frame(b"ef", 0x0, fin=True))
+    assert read_all(wire) == [(OP_TEXT, b"abcdef")]
