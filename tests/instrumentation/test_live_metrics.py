@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Connect, ServerFactory
+from tests.support.prom import promtool_check_metrics
 from tests.support.rawws import client_frame, open_raw
 from tests.support.scrape import scrape
 from tests.support.waits import until
@@ -126,12 +130,74 @@ async def test_runtime_families_and_openmetrics_exemplars(
     c = await connect(server.url)
     await c.call("subscribe", "r")
     m = await scrape(server.admin_url)
-    for name in ("wsops_process_resident_memory_bytes", "wsops_process_open_fds",
-                 "wsops_process_max_fds", "wsops_memory_per_connection_bytes"):
+    for name in ("process_resident_memory_bytes", "process_open_fds",
+                 "process_max_fds", "wsops_memory_per_connection_bytes"):
         assert m.get(name) > 0, name
-    assert m.get("wsops_process_cpu_seconds_total") > 0
+    assert m.get("process_cpu_seconds_total") > 0
     assert "wsops_event_loop_lag_seconds" in m.families
     assert "wsops_gc_collections" in m.families
     om = await scrape(server.admin_url, openmetrics=True)
     assert om.text.rstrip().endswith("# EOF")
     assert om.get("wsops_connections_open", route="/ws") == 1
+
+
+async def test_node_families_count_rooms_users_ops_errors_and_resumes(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    server = await server_factory(rate_limit=1000, rate_burst=1000)
+    alice1, alice2, bob = [await connect(server.url) for _ in range(3)]
+    first = await alice1.call("subscribe", "a")
+    await alice1.call("subscribe", "b")
+    await bob.call("subscribe", "a")
+    for n in range(3):
+        assert (await bob.call("publish", "a", data=n))["ok"]
+    assert not (await bob.call("unsubscribe", "nowhere"))["ok"]
+    await alice2.send_raw("{not json")
+    await alice2.next_event()
+    resumed = await alice2.call("subscribe", "a", since={"offset": 1, "epoch": first["epoch"]})
+    gap = await alice2.call("subscribe", "b", since={"offset": 5, "epoch": "gone"})
+    assert resumed["recovered"] is True and gap["recovered"] is False
+    m = await scrape(server.admin_url)
+    # Anonymous: every connection is its own user.
+    assert (m.get("wsops_rooms"), m.get("wsops_subscriptions"), m.get("wsops_users")) == (2, 5, 3)
+    assert m.get("wsops_operation_duration_seconds_count", op="publish") == 3
+    assert m.get("wsops_operation_duration_seconds_count", op="subscribe") == 5
+    assert m.get("wsops_operation_duration_seconds_count", op="unsubscribe") == 1
+    assert m.get("wsops_operation_duration_seconds_count", op="invalid") == 1
+    assert m.get("wsops_operation_duration_seconds_sum", op="publish") > 0
+    assert m.get("wsops_operation_errors_total", op="unsubscribe", code="not_subscribed") == 1
+    assert m.get("wsops_operation_errors_total", op="invalid", code="bad_json") == 1
+    assert m.sum("wsops_operation_errors_total") == 2
+    assert m.get("wsops_resumes_total", recovered="true") == 1
+    assert m.get("wsops_resumes_total", recovered="false") == 1
+    await alice1.close()
+    await until(lambda: len(server.node.hub.conns) == 2, what="alice1 gone")
+    m = await scrape(server.admin_url)
+    assert (m.get("wsops_rooms"), m.get("wsops_subscriptions"), m.get("wsops_users")) == (2, 3, 2)
+
+
+async def test_metrics_endpoint_gzips_filters_by_name_and_passes_promtool(
+    server_factory: ServerFactory, connect: Connect
+) -> None:
+    """/metrics is prometheus-client's own aiohttp handler: gzip when asked, name[] to read
+    some series, and an exposition promtool's linter has nothing to say about (a busy node:
+    every family has samples)."""
+    server = await server_factory()
+    sub, pub = await connect(server.url), await connect(server.url)
+    await sub.call("subscribe", "r")
+    for n in range(5):
+        await pub.call("publish", "r", data=n)
+    await sub.messages(5)
+    await pub.send_raw("{not json")
+    url = server.admin_url + "/metrics"
+    async with (aiohttp.ClientSession(auto_decompress=False) as s,
+                s.get(url, headers={"Accept-Encoding": "gzip"}) as r):
+        assert r.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(await r.read()).decode()
+    some_url = url + "?name[]=wsops_rooms&name[]=process_open_fds"
+    async with aiohttp.ClientSession() as s, s.get(some_url) as r:
+        some = await r.text()
+    names = {f.name for f in text_string_to_metric_families(some)}
+    assert names == {"wsops_rooms", "process_open_fds"}
+    assert "wsops_operation_duration_seconds_bucket" in text
+    assert promtool_check_metrics(text) == ""

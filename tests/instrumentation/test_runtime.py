@@ -17,21 +17,25 @@ from dataclasses import dataclass, field
 
 import psutil  # type: ignore[import-untyped]
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.waits import until
+from wsops.instrumentation.instrument import instrument
 from wsops.instrumentation.runtime import RuntimeCollector, open_fds
 
 MiB = 1 << 20
 GAUGES = {
-    "wsops_process_resident_memory_bytes",
-    "wsops_process_open_fds",
-    "wsops_process_max_fds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
     "wsops_memory_per_connection_bytes",
     "wsops_gc_frozen_objects",
 }
-COUNTERS = {"wsops_process_cpu_seconds", "wsops_gc_collections", "wsops_gc_pause_seconds"}
+COUNTERS = {"process_cpu_seconds", "wsops_gc_collections", "wsops_gc_pause_seconds"}
 TRACEMALLOC = {"wsops_tracemalloc_traced_bytes", "wsops_tracemalloc_peak_bytes"}
 
 
@@ -45,6 +49,7 @@ class Rig:
     def __post_init__(self) -> None:
         self.collector = RuntimeCollector(live_connections=self.count, lag_interval=0.02)
         self.registry.register(self.collector)
+        self.registry.register(self.collector.process)
 
     def count(self) -> int:
         self.calls += 1
@@ -79,6 +84,24 @@ def test_registering_describes_without_collecting() -> None:
         rig.registry.register(RuntimeCollector(live_connections=lambda: 0))
 
 
+def test_process_families_are_the_standard_names_and_yield_to_an_existing_collector() -> None:
+    """The names prometheus-client's own ProcessCollector uses (generic dashboards find them);
+    instrument() on a registry that has that collector already keeps it and adds none of its
+    own (the scrape has each series once)."""
+    ours = RuntimeCollector(live_connections=lambda: 0).process
+    theirs = CollectorRegistry()
+    ProcessCollector(registry=theirs)
+    standard = {f.name for f in text_string_to_metric_families(generate_latest(theirs).decode())}
+    assert {f.name for f in ours.describe()} == standard
+    instrument(web.Application(), registry=theirs)
+    text = generate_latest(theirs).decode()
+    assert text.count("\nprocess_start_time_seconds ") == 1
+    assert "wsops_event_loop_lag_seconds_count" in text
+    fresh = CollectorRegistry()
+    instrument(web.Application(), registry=fresh)
+    assert fresh.get_sample_value("process_start_time_seconds") == psutil.Process().create_time()
+
+
 async def test_exposition_parses_with_every_family_and_matches_get_sample_value(rig: Rig) -> None:
     assert not tracemalloc.is_tracing()
     text = generate_latest(rig.registry).decode()
@@ -92,7 +115,7 @@ async def test_exposition_parses_with_every_family_and_matches_get_sample_value(
     parsed = rig.parsed()
     for counter in ("wsops_gc_collections_total", "wsops_gc_pause_seconds_total"):
         assert {dict(k)["generation"] for k in parsed[counter]} == {"0", "1", "2"}
-    assert parsed["wsops_process_max_fds"][()] == rig.value("wsops_process_max_fds")
+    assert parsed["process_max_fds"][()] == rig.value("process_max_fds")
     assert parsed["wsops_memory_per_connection_bytes"][()] == 0.0
     les = [dict(k)["le"] for k in parsed["wsops_event_loop_lag_seconds_bucket"]]
     assert les[-1] == "+Inf" and "0.25" in les and "1.0" in les
@@ -149,19 +172,22 @@ async def test_frozen_objects_are_counted(rig: Rig) -> None:
 async def test_rss_cpu_and_fds_match_psutil(rig: Rig) -> None:
     proc = psutil.Process()
     cpu_before = sum(proc.cpu_times()[:2])
-    rss = rig.value("wsops_process_resident_memory_bytes")
-    cpu = rig.value("wsops_process_cpu_seconds_total")
-    fds = rig.value("wsops_process_open_fds")
+    rss = rig.value("process_resident_memory_bytes")
+    cpu = rig.value("process_cpu_seconds_total")
+    fds = rig.value("process_open_fds")
     assert rss is not None and cpu is not None and fds is not None
     assert abs(rss - proc.memory_info().rss) <= max(4 * MiB, 0.05 * rss)
     assert cpu_before - 0.01 <= cpu <= sum(proc.cpu_times()[:2]) + 0.01
     assert abs(fds - proc.num_fds()) <= 2
-    assert rig.value("wsops_process_max_fds") == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert rig.value("process_max_fds") == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert rig.value("process_virtual_memory_bytes") == pytest.approx(proc.memory_info().vms,
+                                                                      rel=0.05)
+    assert rig.value("process_start_time_seconds") == proc.create_time()
     pipes = [os.pipe() for _ in range(3)]
     try:
-        more = rig.value("wsops_process_open_fds")
+        more = rig.value("process_open_fds")
         assert more is not None and abs(more - fds - 6) <= 1
-        assert abs(rig.parsed()["wsops_process_open_fds"][()] - more) <= 1
+        assert abs(rig.parsed()["process_open_fds"][()] - more) <= 1
     finally:
         for r, w in pipes:
             os.close(r)
@@ -222,6 +248,7 @@ async def test_stop_removes_the_gc_callback_and_ends_the_task() -> None:
 OUT_OF_FDS = """
 import json, resource, socket, sys
 from tests.support.waits import until
+from wsops.instrumentation.instrument import instrument
 from wsops.instrumentation.runtime import RuntimeCollector, open_fds
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))

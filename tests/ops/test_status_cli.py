@@ -98,7 +98,7 @@ async def test_status_json_parses_and_its_numbers_match_the_nodes_metrics(
         row, metrics = by_url[node.admin_url], await scrape(node.admin_url)
         assert row["status"] == "up" and row["state"] == "ready" and row["error"] is None
         assert row["connections"] == expected == metrics.sum("wsops_connections_open")
-        rss = metrics.get("wsops_process_resident_memory_bytes")
+        rss = metrics.get("process_resident_memory_bytes")
         assert 0.5 * rss < row["rss_bytes"] < 2 * rss
         assert row["memory_per_connection_bytes"] == pytest.approx(row["rss_bytes"] / expected,
                                                                    rel=0.5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import Connect
 from tests.support.procs import ServeProcess, start_serve
+from tests.support.prom import promtool_check_metrics
 from tests.support.redisproc import redis_server_binary
 from tests.support.waits import until
 from tests.support.wsclient import RawClient
@@ -171,6 +173,22 @@ async def test_connections_spread_over_workers_and_metrics_label_each(
     assert stats["connections"] == 40 and stats["ready"] is True
     assert [w["connections"] for w in stats["workers"]] == [per_worker["0"], per_worker["1"]]
     assert conns["total"] == 40
+    # Busy (every family has samples), then: the node's merged exposition passes promtool's
+    # linter, is gzipped when asked, and name[] reads some series of every worker.
+    await clients[0].call("subscribe", "r")
+    assert (await clients[1].call("publish", "r", data=1))["ok"]
+    await clients[0].messages(1)
+    async with (aiohttp.ClientSession(auto_decompress=False) as s,
+                s.get(node.admin_url + "/metrics", headers={"Accept-Encoding": "gzip"}) as r):
+        assert r.headers["Content-Encoding"] == "gzip"
+        busy = gzip.decompress(await r.read()).decode()
+    assert promtool_check_metrics(busy) == ""
+    assert "wsops_operation_duration_seconds_bucket" in busy
+    _, some = await _get(node.admin_url + "/metrics?name[]=wsops_users&name[]=wsops_worker_up")
+    samples = [(s.name, s.labels["worker"]) for f in text_string_to_metric_families(some)
+               for s in f.samples]
+    assert sorted(samples) == [("wsops_users", "0"), ("wsops_users", "1"),
+                               ("wsops_worker_up", "0"), ("wsops_worker_up", "1")]
     for c in clients:
         await c.close()
 

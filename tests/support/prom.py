@@ -75,3 +75,16 @@ async def prometheus(tmp: Path, targets: list[str], rule_files: list[Path] | Non
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+def promtool_check_metrics(exposition: str) -> str:
+    """What ``promtool check metrics`` (Prometheus' own linter: naming, units, HELP, types)
+    says of ``exposition``: empty when it has nothing to say."""
+    if PROMTOOL is None:
+        raise AssertionError("promtool missing: apt-get install prometheus (scripts/test.sh)")
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition.encode(),
+                          capture_output=True, timeout=30, check=False)
+    return (done.stdout + done.stderr).decode().strip()

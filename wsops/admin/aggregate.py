@@ -66,9 +66,11 @@ class _Families(Collector):
 
 
 def merge_expositions(
-    texts: Sequence[tuple[str, str]], extra: Iterable[Metric] = (), openmetrics: bool = False
+    texts: Sequence[tuple[str, str]], extra: Iterable[Metric] = (), openmetrics: bool = False,
+    names: Sequence[str] = (),
 ) -> bytes:
-    """Workers' expositions ``(worker, text)`` as one, each sample labelled ``worker``."""
+    """Workers' expositions ``(worker, text)`` as one, each sample labelled ``worker``; only the
+    series ``names`` (``name[]=`` of the scrape) when given."""
     parse = om_parser.text_string_to_metric_families if openmetrics else (
         parser.text_string_to_metric_families)
     families: dict[str, Metric] = {}
@@ -80,8 +82,10 @@ def merge_expositions(
                                                      fam.unit)
             merged.samples.extend(
                 s._replace(labels={**s.labels, "worker": worker}) for s in fam.samples)
-    registry = CollectorRegistry(auto_describe=False)
+    registry = CollectorRegistry(support_collectors_without_names=True)
     registry.register(_Families([*families.values(), *extra]))
+    if names:
+        registry = registry.restricted_registry(names)  # type: ignore[assignment]
     if openmetrics:
         return om_exposition.generate_latest(registry)  # type: ignore[no-untyped-call,no-any-return]
     return exposition.generate_latest(registry)
@@ -195,7 +199,8 @@ class WorkersAdmin(AdminListener):
 
     async def _metrics(self, request: web.Request) -> web.Response:
         om = "application/openmetrics-text" in request.headers.get("Accept", "")
-        answers = await self._each(lambda c: c.metrics(openmetrics=om))
+        names = request.query.getall("name[]", [])
+        answers = await self._each(lambda c: c.metrics(openmetrics=om, names=names))
         up = GaugeMetricFamily("wsops_worker_up",
                                "1 when the worker answered this scrape.", labels=["worker"])
         restarts = CounterMetricFamily("wsops_worker_restarts",
@@ -208,10 +213,11 @@ class WorkersAdmin(AdminListener):
                 texts.append((str(ref.index), answer))
             up.add_metric([str(ref.index)], 1.0 if ok else 0.0)
             restarts.add_metric([str(ref.index)], ref.restarts)
-        body = merge_expositions(texts, [up, restarts], openmetrics=om)
+        body = merge_expositions(texts, [up, restarts], openmetrics=om, names=names)
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = (om_exposition.CONTENT_TYPE_LATEST if om
                                         else exposition.CONTENT_TYPE_LATEST)
+        resp.enable_compression()  # gzip when the scraper accepts it, as a worker's own /metrics
         return resp
 
     async def _stats(self, request: web.Request) -> web.Response:

@@ -132,9 +132,11 @@ class AdminClient:
         answer = _object(self, await self.request("GET", "/readyz", ok=(200, 503)))
         return bool(answer.get("ready")), [str(r) for r in answer.get("reasons", [])]
 
-    async def metrics(self, openmetrics: bool = False) -> str:
-        """The ``/metrics`` exposition (Prometheus text, or OpenMetrics with exemplars)."""
-        return await self._call("GET", "/metrics", None, (200,),
+    async def metrics(self, openmetrics: bool = False, names: Sequence[str] = ()) -> str:
+        """The ``/metrics`` exposition (Prometheus text, or OpenMetrics with exemplars); only
+        the series ``names`` when given."""
+        query = "?" + urlencode([("name[]", n) for n in names]) if names else ""
+        return await self._call("GET", "/metrics" + query, None, (200,),
                                 accept=OPENMETRICS if openmetrics else "text/plain")
 
     async def profile_start(self, frames: int, lease_seconds: float) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""``/metrics`` on the admin listener: Prometheus text, or OpenMetrics (with exemplars) when the
-scraper asks for it."""
+"""``/metrics`` on the admin listener: prometheus-client's own aiohttp handler, so the scrape
+gets what every Prometheus client serves: OpenMetrics (with exemplars) when the scraper asks for
+it, gzip when it accepts it, and ``name[]=...`` to read only some families."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry, exposition
-from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from wsops.admin.listener import AdminListener
 
@@ -14,17 +14,4 @@ def add_metrics_route(admin: AdminListener, registry: CollectorRegistry) -> None
     """Serve ``registry`` at ``/metrics`` (once per listener)."""
     if any(r.canonical == "/metrics" for r in admin.app.router.resources()):
         return
-
-    async def metrics(request: web.Request) -> web.Response:
-        accept = request.headers.get("Accept", "")
-        if "application/openmetrics-text" in accept:
-            body = openmetrics.generate_latest(registry)  # type: ignore[no-untyped-call]
-            ctype = openmetrics.CONTENT_TYPE_LATEST
-        else:
-            body = exposition.generate_latest(registry)
-            ctype = exposition.CONTENT_TYPE_LATEST
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = ctype
-        return resp
-
-    admin.app.router.add_get("/metrics", metrics)
+    admin.app.router.add_get("/metrics", make_aiohttp_handler(registry))

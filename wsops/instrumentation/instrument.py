@@ -26,6 +26,13 @@ log = logging.getLogger("wsops.instrument")
 INSTRUMENT_KEY = web.AppKey("wsops_instrument", Instrumentation)
 
 
+def new_registry() -> CollectorRegistry:
+    """A registry whose ``name[]`` filter (``/metrics?name[]=...``) also finds the families
+    of collectors that cannot name them ahead (the wsops metrics: routes and sources come and
+    go); pass one like it to ``instrument(app, registry=...)`` for the same."""
+    return CollectorRegistry(support_collectors_without_names=True)
+
+
 def instrument(
     app: web.Application,
     *,
@@ -36,7 +43,7 @@ def instrument(
 ) -> Instrumentation:
     """Instrument every WebSocket handler of ``app``; serve ``/metrics`` on the admin listener.
 
-    ``registry`` defaults to a new ``CollectorRegistry`` (never the global one);
+    ``registry`` defaults to a new registry (``new_registry()``, never the global one);
     ``tracer_provider`` defaults to one built from the ``OTEL_*`` environment, exporting over
     OTLP/HTTP when an endpoint is set (no endpoint and no provider: no spans are made).
     Keyword ``overrides`` set fields of ``InstrumentConfig``. Call before the app starts.
@@ -47,7 +54,8 @@ def instrument(
     cfg = config or InstrumentConfig()
     if overrides:
         cfg = InstrumentConfig(**{**cfg.__dict__, **overrides})
-    registry = registry if registry is not None else CollectorRegistry()
+    given = registry is not None
+    registry = registry if registry is not None else new_registry()
     provider = tracer_provider if tracer_provider is not None else (
         provider_from_env() if cfg.tracing else None)
     if tracer_provider is not None and cfg.tracing and resamples(tracer_provider):
@@ -68,6 +76,13 @@ def instrument(
         inst.runtime = runtime
         if cfg.metrics:
             registry.register(runtime)
+            # A registry given to us may have process_* already (the global REGISTRY has
+            # prometheus-client's ProcessCollector, which does not describe itself, so
+            # registering ours would not be refused: the scrape would repeat every series).
+            if given and registry.get_sample_value("process_start_time_seconds") is not None:
+                log.info("the registry has process_* metrics already: keeping its collector")
+            else:
+                registry.register(runtime.process)
 
         async def runtime_ctx(_: web.Application) -> Any:
             await runtime.start()

@@ -86,7 +86,8 @@ class RuntimeCollector:
         self._gc_buckets = [[0] * (len(GC_PAUSE_BUCKETS) + 1) for _ in range(3)]
         self._gc_started: float | None = None
         self._task: asyncio.Task[None] | None = None
-        self._last_process = (0.0, 0.0, 0.0, math.inf)
+        self._last_process = (0.0, 0.0, 0.0, math.inf, 0.0)
+        self.process = ProcessFamilies(self._process, float(self._proc.create_time()))
 
     async def start(self) -> None:
         """Start the lag sampler on the running loop and hook GC; sampling when this returns."""
@@ -131,8 +132,9 @@ class RuntimeCollector:
             self._gc_counts[generation] += 1
             self._gc_started = None
 
-    def _process(self) -> tuple[float, float, float, float]:
-        """RSS, CPU seconds, open fds and the soft fd limit, in one /proc pass where possible.
+    def _process(self) -> tuple[float, float, float, float, float]:
+        """RSS, CPU seconds, open fds, the soft fd limit and virtual memory, in one /proc pass
+        where possible.
 
         With every descriptor in use /proc cannot be read: the last reading stands, with the
         open fds at the limit, so a scrape still answers (and the fd alert fires) when the node
@@ -140,7 +142,7 @@ class RuntimeCollector:
         """
         try:
             with self._proc.oneshot():
-                rss = float(self._proc.memory_info().rss)
+                mem = self._proc.memory_info()
                 times = self._proc.cpu_times()
                 cpu = float(times.user + times.system)
                 fds = open_fds(self._proc)
@@ -148,10 +150,10 @@ class RuntimeCollector:
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
-            rss, cpu, _, limit = self._last_process
-            return rss, cpu, limit, limit
-        self._last_process = (rss, cpu, fds, math.inf if soft == psutil.RLIM_INFINITY
-                              else float(soft))
+            rss, cpu, _, limit, vms = self._last_process
+            return rss, cpu, limit, limit, vms
+        self._last_process = (float(mem.rss), cpu, fds, math.inf if soft == psutil.RLIM_INFINITY
+                              else float(soft), float(mem.vms))
         return self._last_process
 
     def _per_connection(self, rss: float) -> float:
@@ -167,18 +169,7 @@ class RuntimeCollector:
         return self._families(sample=True)
 
     def _families(self, *, sample: bool) -> Iterator[Metric]:
-        rss = cpu = fds = max_fds = per_conn = None
-        if sample:
-            rss, cpu, fds, max_fds = self._process()
-            per_conn = self._per_connection(rss)
-        yield GaugeMetricFamily(
-            "wsops_process_resident_memory_bytes", "Resident set size of the process.", rss
-        )
-        yield CounterMetricFamily(
-            "wsops_process_cpu_seconds_total", "User plus system CPU time of the process.", cpu
-        )
-        yield GaugeMetricFamily("wsops_process_open_fds", "Open file descriptors.", fds)
-        yield GaugeMetricFamily("wsops_process_max_fds", "Soft RLIMIT_NOFILE.", max_fds)
+        per_conn = self._per_connection(self._process()[0]) if sample else None
         yield GaugeMetricFamily(
             "wsops_memory_per_connection_bytes",
             "Resident memory divided by live connections; 0 with no connections.",
@@ -235,7 +226,7 @@ class RuntimeCollector:
     def snapshot(self) -> dict[str, float | None]:
         """The same figures as a flat dict for a JSON stats endpoint (tracemalloc ones None when
         not tracing); ``loop_lag_p99_seconds`` is exact over the last ``LAG_WINDOW_SECONDS``."""
-        rss, cpu, fds, max_fds = self._process()
+        rss, cpu, fds, max_fds, _ = self._process()
         recent = sorted(self._recent)
         p99 = recent[math.ceil(0.99 * len(recent)) - 1] if recent else 0.0
         traced, peak = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (None, None)
@@ -251,3 +242,39 @@ class RuntimeCollector:
             "tracemalloc_traced_bytes": None if traced is None else float(traced),
             "tracemalloc_peak_bytes": None if peak is None else float(peak),
         }
+
+
+class ProcessFamilies:
+    """The standard ``process_*`` families (the names prometheus-client's ``ProcessCollector``
+    and generic dashboards use) read from the runtime collector's one /proc pass, with its O(1)
+    fd count. A collector of its own, so that a registry which already has a process collector
+    (the global ``REGISTRY``) keeps that one: registering this one there raises ``ValueError``.
+    """
+
+    def __init__(self, read: Callable[[], tuple[float, float, float, float, float]],
+                 started: float) -> None:
+        self._read = read  # RuntimeCollector._process
+        self._started = started
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(sample=False))
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(sample=True)
+
+    def _families(self, *, sample: bool) -> Iterator[Metric]:
+        rss = cpu = fds = max_fds = vms = started = None
+        if sample:
+            rss, cpu, fds, max_fds, vms = self._read()
+            started = self._started
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.",
+                                rss)
+        yield GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                                vms)
+        yield GaugeMetricFamily("process_start_time_seconds",
+                                "Start time of the process since unix epoch in seconds.", started)
+        yield CounterMetricFamily("process_cpu_seconds_total",
+                                  "Total user and system CPU time spent in seconds.", cpu)
+        yield GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", fds)
+        yield GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors "
+                                "(the soft RLIMIT_NOFILE).", max_fds)

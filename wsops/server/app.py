@@ -22,7 +22,7 @@ from wsops.admin.listener import AdminListener, attach_admin, bounded_runner
 from wsops.admin.nodesummary import summary_fields
 from wsops.config import Settings
 from wsops.instrumentation.drainer import Drainer, DrainStatus
-from wsops.instrumentation.instrument import instrument
+from wsops.instrumentation.instrument import instrument, new_registry
 from wsops.instrumentation.middleware import REFUSAL_KEY, Instrumentation, InstrumentConfig
 from wsops.server.broker.memory import MemoryBroker
 from wsops.server.core.address_limit import PerAddressLimit
@@ -128,6 +128,17 @@ class Node:
                                 value=int(self.broker.healthy))
         yield GaugeMetricFamily("wsops_draining", "1 while the node drains.",
                                 value=int(self.drainer.draining))
+        hub = self.hub
+        yield GaugeMetricFamily("wsops_rooms", "Rooms with a subscriber on this node.",
+                                value=len(hub.rooms))
+        yield GaugeMetricFamily("wsops_subscriptions", "Room subscriptions on this node "
+                                "(a connection in three rooms counts three).",
+                                value=hub.subscriptions)
+        yield GaugeMetricFamily("wsops_users", "Distinct users connected to this node "
+                                "(anonymous connections each count as their own user).",
+                                value=len(hub.users))
+        if self.observer is not None:
+            yield from self.observer.families()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -257,7 +268,7 @@ def create_app(
     settings = settings or Settings()
     app = web.Application()
     inst: Instrumentation | None = None
-    registry = registry if registry is not None else CollectorRegistry()
+    registry = registry if registry is not None else new_registry()
     if settings.instrument:
         # The same layer a user's own app gets; the node reports its publish-level figures
         # through its observer, and serves its own admin surface (below).

@@ -11,16 +11,20 @@ into the route's figures before each collection (``sync``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import MESSAGING_MESSAGE_ID
 from opentelemetry.trace import Span
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from wsops.instrumentation.metrics import RouteStats, WsMetrics
+from wsops.instrumentation.metrics import Histogram, RouteStats, WsMetrics
 from wsops.instrumentation.tracing import Tracing, format_traceparent, parse_traceparent
 from wsops.server.core.broker import Published
 from wsops.server.core.hub import HubStats
 from wsops.server.core.observer import Publish
+from wsops.server.core.protocol import OPS
+from wsops.server.core.session import INVALID
 
 _perf = time.perf_counter
 
@@ -38,6 +42,11 @@ class NodeObserver:
         # for those that carry a traceparent (the span is None when it was not sampled).
         self._delivered: list[float] = []
         self._delivered_traced: list[tuple[float, Any]] = []
+        # Per op (a fixed set: the protocol's ops and "invalid"): duration, and errors by code
+        # (the protocol's codes: bounded too).
+        self.ops = {op: Histogram(metrics.latency_bounds) for op in (*sorted(OPS), INVALID)}
+        self.op_errors: dict[tuple[str, str], int] = {}
+        self.resumes = {True: 0, False: 0}
 
     # -- HubObserver -------------------------------------------------------------------------
 
@@ -87,6 +96,38 @@ class NodeObserver:
 
     def rate_limited(self) -> None:
         self.stats.rate_limited += 1
+
+    def served(self, op: str, started: float, code: str | None) -> None:
+        hist, took = self.ops[op], _perf() - started  # Histogram.observe, inlined: per frame
+        hist.counts[0 if took <= hist.first else hist.index(took)] += 1
+        hist.sum += took
+        if code is not None:
+            self.op_errors[op, code] = self.op_errors.get((op, code), 0) + 1
+
+    def resumed(self, recovered: bool) -> None:
+        self.resumes[recovered] += 1
+
+    def families(self) -> Iterator[Metric]:
+        """Per-op duration and errors, resume outcomes (a source of the node's metrics)."""
+        dur = HistogramMetricFamily(
+            "wsops_operation_duration_seconds", "Time to serve a client request, by op "
+            "(\"invalid\": frames that did not parse), from its frame read to its reply "
+            "queued (a subscribe's replay included).", labels=["op"])
+        for op, hist in self.ops.items():
+            dur.add_metric([op], hist.cumulative(), hist.sum)
+        errors = CounterMetricFamily(
+            "wsops_operation_errors", "Client requests answered with an error, by op and "
+            "error code (PROTOCOL.md); rate-limited frames are wsops_rate_limited_messages.",
+            labels=["op", "code"])
+        for (op, code), n in sorted(self.op_errors.items()):
+            errors.add_metric([op, code], n)
+        resumes = CounterMetricFamily(
+            "wsops_resumes", "Subscribes that resumed from an offset, by whether every message "
+            "since was still there (recovered=\"false\": the client was told of the gap).",
+            labels=["recovered"])
+        for recovered, n in self.resumes.items():
+            resumes.add_metric([str(recovered).lower()], n)
+        yield from (dur, errors, resumes)
 
     def wrap_publish(self, publish: Publish) -> Publish:
         metrics, tracing = self.metrics, self.tracing

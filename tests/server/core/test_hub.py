@@ -539,3 +539,31 @@ def test_a_resync_cuts_off_a_resuming_watcher_whose_close_waits_for_its_reply() 
     ticks.run()
     assert sink.frames == [] and conn.held_bytes == 0
     assert hub.room_sizes(5) == [("r", 0)]
+
+
+def test_distinct_users_and_subscriptions_follow_joins_leaves_and_closes() -> None:
+    """What the node's wsops_users and wsops_subscriptions gauges read: kept as connections
+    come and go, never recounted at a scrape."""
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    a1, _ = connect(hub, closes, user="alice")
+    a2, _ = connect(hub, closes, user="alice")
+    b, _ = connect(hub, closes, user="bob")
+    assert hub.users == {"alice": 2, "bob": 1} and hub.subscriptions == 0
+    live(hub, a1, "r")
+    live(hub, a1, "q")
+    hub.join_room(a2, "r")  # still syncing: counted
+    hub.join_room(a2, "r")  # twice: once
+    live(hub, b, "r")
+    assert hub.subscriptions == 4
+    hub.leave_room(a2, "r")
+    hub.leave_room(a2, "r")  # not in it any more: nothing to take away
+    hub.leave_room(b, "nowhere")
+    assert hub.subscriptions == 3
+    hub.remove(a1)
+    assert hub.users == {"alice": 1, "bob": 1} and hub.subscriptions == 1
+    hub.remove(a1)  # removed twice: counted once
+    hub.remove(a2)
+    assert hub.users == {"bob": 1} and hub.subscriptions == 1
+    hub.remove(b)
+    assert hub.users == {} and hub.subscriptions == 0 and hub.rooms == {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -181,9 +182,17 @@ async def test_past_the_rate_limit_a_frame_is_refused_and_repeated_refusals_clos
     w = World()
     limited: list[int] = []
 
+    served: list[tuple[str, str | None]] = []
+
     class Obs:
         def rate_limited(self) -> None:
             limited.append(1)
+
+        def served(self, op: str, started: float, code: str | None) -> None:
+            served.append((op, code))
+
+        def resumed(self, recovered: bool) -> None:
+            raise AssertionError("no resume here")
 
         def wrap_publish(self, publish: Publish) -> Publish:
             return publish
@@ -198,6 +207,7 @@ async def test_past_the_rate_limit_a_frame_is_refused_and_repeated_refusals_clos
     assert await w.ask(s, sink, op="publish", id=4, room="r", data=4) == []
     assert w.closes.calls == [(s.conn.id, Close.POLICY, "rate limit exceeded")]
     assert limited == [1, 1]
+    assert served == [("publish", None), ("publish", None)]  # refused frames are not ops
 
 
 async def test_a_bad_frame_gets_an_error_reply_and_the_session_goes_on() -> None:
@@ -366,12 +376,14 @@ async def test_an_unexpected_fault_is_an_internal_error_reply_and_the_session_go
     broker = PagingBroker()
     broker.fail["presence"] = RuntimeError("bug")
     w = World(broker)
-    s, sink = w.session()
+    rec = Recorder()
+    s, sink = w.session(observer=rec)
     [err] = await w.ask(s, sink, op="presence", id=4, room="r")
     assert err == {"op": "reply", "id": 4, "ok": False,
                    "error": {"code": "internal", "message": "internal error"}}
     [ok] = await w.ask(s, sink, op="publish", id=5, room="r", data=1)
     assert ok["ok"] and w.closes.calls == []
+    assert rec.calls == [("presence", "internal"), ("publish", None)]
 
 
 # -- subscribe failures, unsubscribe and presence --------------------------------------------
@@ -622,3 +634,66 @@ async def test_wait_drained_still_waits_at_exactly_its_patience(
     asyncio.get_running_loop().call_soon(setattr, sink, "buffered", 0)
     assert await wait_drained(conn, 0, patience=1.0) is True
     assert closes.calls == []
+
+
+
+class Recorder:
+    """A session observer that records what it is told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []  # (op, error code) per served frame
+        self.started: list[float] = []
+        self.resumes: list[bool] = []
+
+    def rate_limited(self) -> None:
+        raise AssertionError("no rate limit here")
+
+    def served(self, op: str, started: float, code: str | None) -> None:
+        self.calls.append((op, code))
+        self.started.append(started)
+
+    def resumed(self, recovered: bool) -> None:
+        self.resumes.append(recovered)
+
+    def wrap_publish(self, publish: Publish) -> Publish:
+        return publish
+
+
+async def test_the_observer_hears_every_served_frame_with_its_op_and_error_code() -> None:
+    w = World()
+    rec = Recorder()
+    s, sink = w.session(rooms=("r", "q"), observer=rec)
+    before = time.perf_counter()
+    await w.ask(s, sink, op="subscribe", id=1, room="r")
+    await w.ask(s, sink, op="publish", id=2, room="r", data=1)
+    await w.ask(s, sink, op="publish", id=3, room="elsewhere", data=1)
+    await w.ask(s, sink, op="unsubscribe", id=4, room="q")
+    await w.ask(s, sink, op="presence", id=5, room="r")
+    await w.ask(s, sink, op="history", id=6, room="r")
+    await s.handle("{not json")
+    await s.handle('{"op":"dance","id":7,"room":"r"}')
+    assert rec.calls == [("subscribe", None), ("publish", None), ("publish", "forbidden"),
+                         ("unsubscribe", "not_subscribed"), ("presence", None),
+                         ("history", None), ("invalid", "bad_json"), ("invalid", "unknown_op")]
+    assert before <= rec.started[0] <= rec.started[-1] <= time.perf_counter()
+    assert rec.resumes == []
+
+
+async def test_the_observer_hears_resume_outcomes_and_broker_faults_as_unavailable() -> None:
+    w = World()
+    rec = Recorder()
+    s, sink = w.session(observer=rec)
+    [first] = await w.ask(s, sink, op="subscribe", id=1, room="r")
+    await w.broker.publish("r", b"1")
+    again, sink2 = w.session(observer=rec)
+    await w.ask(again, sink2, op="subscribe", id=1, room="r",
+                since={"offset": 0, "epoch": first["epoch"]})
+    third, sink3 = w.session(observer=rec)
+    await w.ask(third, sink3, op="subscribe", id=1, room="r",
+                since={"offset": 0, "epoch": "gone"})
+    assert rec.resumes == [True, False]
+    away = World(AwayBroker())
+    s, sink = away.session(observer=rec)
+    await away.ask(s, sink, op="publish", id=1, room="r", data=1)
+    await s.handle(json.dumps({"op": "history", "id": 2, "room": 5}))
+    assert rec.calls[-2:] == [("publish", "unavailable"), ("invalid", "invalid_room")]

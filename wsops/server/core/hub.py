@@ -204,6 +204,8 @@ class Hub:
         self.observer = observer
         self.conns: dict[int, Conn] = {}
         self.rooms: dict[str, Room] = {}
+        self.users: dict[str, int] = {}  # user -> open connections (distinct users: len)
+        self.subscriptions = 0  # (connection, room) pairs, syncing or live
         self.stats = HubStats()
         self._dirty: list[Conn | None] = []
         self._next_id = 0
@@ -216,10 +218,14 @@ class Hub:
 
     def add(self, conn: Conn) -> None:
         self.conns[conn.id] = conn
+        self.users[conn.user] = self.users.get(conn.user, 0) + 1
 
     def remove(self, conn: Conn) -> list[str]:
         """Forget a connection; returns the rooms it left that have no local subscriber now."""
-        self.conns.pop(conn.id, None)
+        if self.conns.pop(conn.id, None) is not None:
+            left = self.users.pop(conn.user) - 1
+            if left:
+                self.users[conn.user] = left
         conn.closing = True
         emptied = [room for room in list(conn.rooms) if self.leave_room(conn, room)]
         return emptied
@@ -232,6 +238,8 @@ class Hub:
         created = r is None
         if r is None:
             r = self.rooms[room] = Room()
+        if conn not in r.syncing and conn not in r.conns:
+            self.subscriptions += 1
         r.syncing[conn] = []
         if presence_events:
             r.watchers[conn] = None
@@ -263,6 +271,8 @@ class Hub:
         held = r.syncing.pop(conn, None)
         if held:
             conn.unhold(held)
+        if held is not None or conn in r.conns:
+            self.subscriptions -= 1
         r.conns.pop(conn, None)
         r.watchers.pop(conn, None)
         if not r.conns and not r.syncing:

@@ -49,5 +49,12 @@ class SessionObserver(Protocol):
     def rate_limited(self) -> None:
         """A frame was refused by the connection's rate limit."""
 
+    def served(self, op: str, started: float, code: str | None) -> None:
+        """A frame that passed the rate limit was served: ``op`` (``"invalid"`` when it did
+        not parse), since ``started`` (``time.perf_counter``), failed with ``code`` or None."""
+
+    def resumed(self, recovered: bool) -> None:
+        """A subscribe asked to resume from an offset: whether everything since was there."""
+
     def wrap_publish(self, publish: Publish) -> Publish:
         """A publish that measures (and may trace) ``publish``; called once per node."""

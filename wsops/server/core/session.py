@@ -27,6 +27,9 @@ from wsops.server.core.protocol import (
 from wsops.server.core.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
+_perf = time.perf_counter
+INVALID = "invalid"
+"""The op a frame is counted under when it did not parse."""
 
 
 async def wait_drained(conn: Conn, target: int, patience: float = 30.0) -> bool:
@@ -98,20 +101,29 @@ class Session:
                 reply_error(_guess_id(text), ErrorCode.RATE_LIMITED, "rate limit exceeded")
             )
             return
+        started = _perf()
+        op = INVALID
+        code: str | None = None
         try:
             req = parse(text)
+            op = req.op
             if not self.identity.may_use(req.room):
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN, f"token does not grant room {req.room!r}", req.id
                 )
-            await _OPS[req.op](self, req)
+            await _OPS[op](self, req)
         except ProtocolError as exc:
-            conn.send_text(reply_error(exc.req_id, exc.code, exc.message))
+            code = exc.code
+            conn.send_text(reply_error(exc.req_id, code, exc.message))
         except BrokerUnavailable as exc:
-            conn.send_text(reply_error(_guess_id(text), ErrorCode.UNAVAILABLE, str(exc)))
+            code = ErrorCode.UNAVAILABLE
+            conn.send_text(reply_error(_guess_id(text), code, str(exc)))
         except Exception:
             log.exception("internal error serving a frame")
-            conn.send_text(reply_error(_guess_id(text), ErrorCode.INTERNAL, "internal error"))
+            code = ErrorCode.INTERNAL
+            conn.send_text(reply_error(_guess_id(text), code, "internal error"))
+        if self.observer is not None:
+            self.observer.served(op, started, code)
 
     async def _op_publish(self, req: Request) -> None:
         msg = await self.publish(req.room, req.data, req.traceparent)
@@ -155,6 +167,8 @@ class Session:
         fields: dict[str, Any] = {"room": room, "offset": pos.offset, "epoch": pos.epoch}
         if rec.recovered is not None:
             fields["recovered"] = rec.recovered
+            if self.observer is not None:
+                self.observer.resumed(rec.recovered)
         conn.send_text(reply_ok(req.id, **fields))
         last, epoch = pos.offset, pos.epoch
         while rec.messages:
