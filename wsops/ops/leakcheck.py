@@ -372,9 +372,10 @@ def _memory(samples: Sequence[Sample], th: Thresholds) -> MemoryVerdict:
         return MemoryVerdict(rss, traced, True, (
             f"RSS grows steadily but traced Python memory does not ({rates}): the growth is "
             "outside what tracemalloc sees. Native allocations (C extensions, TLS or "
-            "compression buffers), fragmentation, or freed memory the allocator keeps; compare "
-            "over a longer run, or with PYTHONMALLOC=malloc to tell fragmentation from a native "
-            "leak."))
+            "compression buffers) or fragmentation (the node returns free heap memory with "
+            "malloc_trim before it reads RSS, so memory the allocator merely kept is not "
+            "counted); compare over a longer run, or with PYTHONMALLOC=malloc to tell "
+            "fragmentation from a native leak."))
     if rss_grows:
         return MemoryVerdict(rss, traced, False, (
             f"RSS grows with traced memory ({rates}): Python-level growth, see the sites."))
