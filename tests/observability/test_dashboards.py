@@ -1,6 +1,6 @@
-"""The generated Grafana dashboards: the fields Grafana 10/11 needs, nothing grafanalib writes for
-old Grafana, determinism, and queries that use only wsops metric families and known variables.
-(The end-to-end test runs every query against a real Prometheus.)"""
+"""The generated Grafana dashboards: the fields Grafana 10/11 needs, the import inputs, nothing
+grafanalib writes for old Grafana, determinism, and queries that use only wsops metric families
+and known variables. (The end-to-end test runs every query against a real Prometheus.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from wsops.observability.alerts import AlertOptions
+from wsops.observability.build import build_all
 from wsops.observability.grafana_dashboards import (
     DASHBOARD_UIDS,
     EVENT_ONLY_MARKER,
@@ -26,23 +29,27 @@ from wsops.observability.grafana_dashboards import (
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_TYPES = {"timeseries", "stat", "heatmap", "row", "text"}
 
-# The metric families wsops exposes (README "Metric families"), plus Prometheus' own ``up``.
+# The metric families wsops exposes (README "Metric families") that the dashboards chart, with
+# the standard process_* names, plus Prometheus' own ``up``.
 COUNTERS_AND_GAUGES = (
     "wsops_connections_open", "wsops_connections_opened_total", "wsops_connections_closed_total",
     "wsops_handshake_failures_total", "wsops_messages_total", "wsops_message_bytes_total",
     "wsops_rate_limited_messages_total", "wsops_slow_consumer_disconnects_total",
-    "wsops_broker_errors_total", "wsops_process_cpu_seconds_total", "wsops_gc_collections_total",
+    "wsops_broker_errors_total", "process_cpu_seconds_total", "wsops_gc_collections_total",
     "wsops_gc_pause_seconds_total", "wsops_gc_frozen_objects",
     "wsops_broker_up", "wsops_draining", "wsops_send_queue_bytes",
-    "wsops_send_queue_max_bytes", "wsops_build_info", "wsops_process_resident_memory_bytes",
-    "wsops_process_open_fds", "wsops_process_max_fds", "wsops_memory_per_connection_bytes",
-    "wsops_connections_max", "wsops_tracemalloc_traced_bytes", "wsops_tracemalloc_peak_bytes",
+    "wsops_send_queue_max_bytes", "wsops_build_info", "process_resident_memory_bytes",
+    "process_open_fds", "process_max_fds", "process_start_time_seconds",
+    "wsops_memory_per_connection_bytes", "wsops_connections_max",
+    "wsops_tracemalloc_traced_bytes", "wsops_tracemalloc_peak_bytes",
+    "wsops_rooms", "wsops_subscriptions", "wsops_users", "wsops_resumes_total",
+    "wsops_operation_errors_total",
 )
 HISTOGRAMS = (
     "wsops_message_size_bytes", "wsops_connection_duration_seconds",
     "wsops_handler_latency_seconds", "wsops_ping_rtt_seconds", "wsops_delivery_latency_seconds",
     "wsops_broker_publish_latency_seconds", "wsops_event_loop_lag_seconds",
-    "wsops_gc_pause_duration_seconds",
+    "wsops_gc_pause_duration_seconds", "wsops_operation_duration_seconds",
 )
 KNOWN_METRICS = {
     "up", *COUNTERS_AND_GAUGES,
@@ -50,7 +57,7 @@ KNOWN_METRICS = {
 }  # fmt: skip
 PROMQL_FUNCTIONS = {
     "sum", "max", "min", "avg", "count", "rate", "irate", "increase", "deriv", "delta",
-    "histogram_quantile", "clamp_min", "vector", "max_over_time", "avg_over_time",
+    "histogram_quantile", "clamp_min", "vector", "max_over_time", "avg_over_time", "time",
 }  # fmt: skip
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset"}
 
@@ -59,6 +66,8 @@ EXPECTED_EVENT_ONLY = {
     ("wsops-fleet", "Handshake failures by reason /s"),
     ("wsops-node", "Close codes /s"),
     ("wsops-node", "Handshake failures by reason /s"),
+    ("wsops-fleet", "Operation errors /s"),
+    ("wsops-node", "Operation errors /s"),
     ("wsops-memory", "Traced memory (tracemalloc)"),
 }
 
@@ -135,6 +144,7 @@ def test_templating_has_datasource_job_and_instance_variables(
         assert list(variables) == ["datasource", "job", "instance"]
         ds = variables["datasource"]
         assert (ds["type"], ds["query"]) == ("datasource", "prometheus")
+        assert ds["current"]["value"] == ds["current"]["text"] == "${DS_PROMETHEUS}"
         for name in ("job", "instance"):
             var = variables[name]
             assert var["type"] == "query"
@@ -147,6 +157,87 @@ def test_templating_has_datasource_job_and_instance_variables(
         fleet_wide = filename != "wsops-node.json"
         assert variables["instance"]["multi"] is fleet_wide
         assert variables["instance"]["includeAll"] is fleet_wide
+
+
+def test_import_asks_for_the_prometheus_data_source(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    for dash in dashboards.values():
+        assert dash["__inputs"] == [{
+            "name": "DS_PROMETHEUS", "label": "Prometheus",
+            "description": "Where the wsops nodes' metrics are", "type": "datasource",
+            "pluginId": "prometheus", "pluginName": "Prometheus",
+        }]
+        requires = {(r["type"], r["id"]) for r in dash["__requires"]}
+        kinds = {p["type"] for p in all_panels(dash)} - {"row"}
+        assert requires == {("grafana", "grafana"), ("datasource", "prometheus"),
+                            *(("panel", k) for k in kinds)}
+
+
+def _grafana_import(dash: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    """What Grafana's import does with a dashboard: every ``${INPUT}`` in a string becomes the
+    input's value, ``__inputs`` is dropped (pkg/services/dashboardimport)."""
+    text = json.dumps({k: v for k, v in dash.items() if k != "__inputs"})
+    for name, value in inputs.items():
+        text = text.replace("${" + name + "}", value)
+    imported: dict[str, Any] = json.loads(text)
+    return imported
+
+
+def test_the_import_input_sets_the_datasource_variable_and_nothing_else(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """Import puts the chosen uid into the ``datasource`` variable, which every query follows;
+    a provisioned copy (no import) has ``${DS_PROMETHEUS}`` nowhere but that variable's saved
+    value, which matches no data source, so the variable picks one as it did with none saved."""
+    for dash in dashboards.values():
+        uses = [path for path, _, value in walk({k: v for k, v in dash.items()
+                                                 if k != "__inputs"})
+                if isinstance(value, str) and "DS_PROMETHEUS" in value]
+        assert uses == ["/templating/list/0/current"] * 2, uses
+        imported = _grafana_import(dash, {"DS_PROMETHEUS": "P1809F7CD0C75ACF3"})
+        assert "DS_PROMETHEUS" not in json.dumps(imported)
+        variable = imported["templating"]["list"][0]
+        assert variable["name"] == "datasource"
+        assert variable["current"]["value"] == "P1809F7CD0C75ACF3"
+        for panel in all_panels(imported):
+            assert panel["datasource"] == DS_REF
+
+
+def test_provisioned_dashboards_resolve_through_the_provisioned_datasource() -> None:
+    """The example provisioning's data source is a Prometheus one, the only one it defines and
+    the default: the datasource variable (query "prometheus") falls back to it."""
+    files = build_all(AlertOptions())
+    (source,) = yaml.safe_load(files["provisioning/datasources/prometheus.yml"])["datasources"]
+    assert (source["type"], source["isDefault"]) == ("prometheus", True)
+    alerting = yaml.safe_load(files["provisioning/alerting/wsops-alerts.yml"])
+    uids = {d["datasourceUid"] for g in alerting["groups"] for r in g["rules"] for d in r["data"]}
+    assert uids == {source["uid"], "__expr__"}
+    assert "-100" not in files["provisioning/alerting/wsops-alerts.yml"]  # the legacy uid
+    for rule in alerting["groups"][0]["rules"]:
+        for item in rule["data"]:
+            kind = "__expr__" if item["datasourceUid"] == "__expr__" else "prometheus"
+            assert item["model"]["datasource"] == {"type": kind, "uid": item["datasourceUid"]}
+    provider = yaml.safe_load(files["provisioning/dashboards/wsops.yml"])["providers"][0]
+    assert provider["type"] == "file"
+
+
+def test_a_cluster_label_adds_a_cluster_variable_that_scopes_every_query() -> None:
+    dashboards = build_dashboards(cluster_label="k8s_cluster")
+    for dash in dashboards.values():
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        assert list(variables) == ["datasource", "cluster", "job", "instance"]
+        assert variables["cluster"]["definition"] == (
+            "label_values(wsops_build_info, k8s_cluster)")
+        assert variables["job"]["definition"] == (
+            'label_values(wsops_build_info{k8s_cluster=~"$cluster"}, job)')
+        assert variables["instance"]["definition"] == (
+            'label_values(wsops_build_info{k8s_cluster=~"$cluster", job=~"$job"}, instance)')
+    for q in panel_queries(dashboards):
+        for selector in re.findall(r"[A-Za-z_:][\w:]*(\{[^}]*\})", q.expr):
+            assert selector == (
+                '{k8s_cluster=~"$cluster", job=~"$job", instance=~"$instance"}'), q
+        assert 'k8s_cluster=~".*"' in concrete(q.expr)
 
 
 def test_every_panel_is_complete_and_uses_the_datasource_variable(
@@ -215,7 +306,7 @@ def test_nothing_grafanalib_writes_for_old_grafana_is_left(
     }  # fmt: skip
     old_target_keys = {"intervalFactor", "step", "query", "target", "metric"}
     for dash in dashboards.values():
-        for key in ("rows", "style", "hideControls", "sharedCrosshair", "__inputs", "gnetId"):
+        for key in ("rows", "style", "hideControls", "sharedCrosshair", "gnetId"):
             assert key not in dash
         for panel in all_panels(dash):
             assert not old_panel_keys & set(panel), (panel["title"], old_panel_keys & set(panel))

@@ -23,7 +23,7 @@ pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None and not os.environ.get("CI"),
                        reason="prometheus missing (apt-get install prometheus)"),
 ]
-METRIC = re.compile(r"\b(wsops_[a-z0-9_]+|up)\b(?!\s*\()")
+METRIC = re.compile(r"\b(wsops_[a-z0-9_]+|process_[a-z0-9_]+|up)\b(?!\s*\()")
 
 
 async def _traffic(server_url: str, connect: Connect, seconds: float) -> None:
@@ -53,9 +53,13 @@ async def test_every_panel_and_alert_query_works_against_real_prometheus(
     tracemalloc.start()  # the memory dashboard's traced-memory panel: data only while profiling
     try:
         async with prometheus(tmp_path, [admin], [rules]) as prom:
-            # Events some panels need: a refused handshake and a drain (then cancelled).
+            # Events some panels need: a refused handshake, a request answered with an error
+            # and a drain (then cancelled).
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await connect(server.url + "?token=bad", headers={"Authorization": "Basic x"})
+            stray = await connect(server.url)
+            reply = await stray.call("unsubscribe", "never-joined")
+            assert reply["error"]["code"] == "not_subscribed", reply
             await _traffic(server.url, connect, 8)
             server.node.drain(batch=1000, interval=0.0, deadline=5)
             await asyncio.sleep(2.5)  # scrapes (every 1 s) see the drain under way

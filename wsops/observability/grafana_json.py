@@ -6,6 +6,15 @@ grafanalib writes schema 12 dashboards with keys of the old row layout (``span``
 These functions take the plain JSON it emits and return the current shape: datasource
 references to the ``${datasource}`` variable, ``fieldConfig``/``options`` panels and the
 Grafana 10 heatmap options. They are pure functions of their input, so output is deterministic.
+
+Data source, for both ways a dashboard reaches Grafana: every panel and query reads the
+``datasource`` variable, and only that variable's saved value names the ``DS_PROMETHEUS`` input
+of ``__inputs``. Importing (Dashboards > New > Import, or ``POST /api/dashboards/import``) asks
+for the input and writes the chosen data source's uid there, so the variable starts on it;
+file provisioning ignores ``__inputs``, the unresolved value matches no data source, and the
+variable falls back to a Prometheus data source of its own choosing, as one with no saved value
+does (the example provisioning defines exactly one, uid ``prometheus``). The variable still
+switches every panel after either.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from typing import Any
 
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 """Every panel, target and query variable points at the datasource template variable."""
+DS_INPUT = "DS_PROMETHEUS"
+DS_INPUT_REF = "${" + DS_INPUT + "}"
 
 SCHEMA_VERSION = 39  # Grafana 10.4 and 11.x; 10.0-10.3 (38) load it without migrating
 PLUGIN_VERSION = "10.4.0"  # panels already in 10.x shape: no plugin migration handler rewrites them
@@ -181,7 +192,8 @@ def modernize_variable(raw: dict[str, Any]) -> dict[str, Any]:
     var.setdefault("regex", "")
     if var["type"] == "datasource":
         var.pop("datasource", None)
-        var["current"] = {}
+        # The import input's value (a uid) on import; matches nothing when provisioned.
+        var["current"] = {"selected": False, "text": DS_INPUT_REF, "value": DS_INPUT_REF}
         return var
     if var["type"] == "query":
         query = var["query"]
@@ -198,3 +210,29 @@ def modernize_variable(raw: dict[str, Any]) -> dict[str, Any]:
         else:
             var["current"] = {}
     return var
+
+
+_PANEL_NAMES = {"heatmap": "Heatmap", "stat": "Stat", "timeseries": "Time series"}
+
+
+def importable(dash: dict[str, Any]) -> dict[str, Any]:
+    """``dash`` with ``__inputs`` (the Prometheus data source the import dialog asks for) and
+    ``__requires`` (Grafana and the plugins it uses), as Grafana's "export for sharing
+    externally" writes them."""
+    kinds = sorted({p["type"] for p in _all_panels(dash["panels"])} - {"row"})
+    requires = [
+        {"type": "grafana", "id": "grafana", "name": "Grafana", "version": PLUGIN_VERSION},
+        {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+        *({"type": "panel", "id": kind, "name": _PANEL_NAMES.get(kind, kind), "version": ""}
+          for kind in kinds),
+    ]
+    inputs = [{
+        "name": DS_INPUT, "label": "Prometheus", "description": "Where the wsops nodes' "
+        "metrics are", "type": "datasource", "pluginId": "prometheus",
+        "pluginName": "Prometheus",
+    }]
+    return {"__inputs": inputs, "__requires": requires, **dash}
+
+
+def _all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [q for p in panels for q in (p, *_all_panels(p.get("panels", [])))]

@@ -40,11 +40,11 @@ def panel_queries(dashboards: dict[str, dict[str, Any]]) -> list[PanelQuery]:
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 
 
-def concrete(expr: str, job: str = ".+", instance: str = ".+") -> str:
-    """expr with Grafana variables replaced so Prometheus can evaluate it: $job/$instance (regex
-    matchers), $__rate_interval and $__interval -> "1m", $__range -> "5m"."""
-    values = {"job": job, "instance": instance, "__rate_interval": "1m", "__interval": "1m",
-              "__range": "5m"}
+def concrete(expr: str, job: str = ".+", instance: str = ".+", cluster: str = ".*") -> str:
+    """expr with Grafana variables replaced so Prometheus can evaluate it: $job/$instance/$cluster
+    (regex matchers), $__rate_interval and $__interval -> "1m", $__range -> "5m"."""
+    values = {"job": job, "instance": instance, "cluster": cluster, "__rate_interval": "1m",
+              "__interval": "1m", "__range": "5m"}
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)
