@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from wsops.ops.dashboards import dashboards_app
+from wsops.ops.debug import debug
 from wsops.ops.drain import drain
 from wsops.ops.leaks import leaks_app
 from wsops.ops.loadtest import loadtest_app
@@ -24,6 +25,7 @@ app = typer.Typer(
 # Single commands are registered here; command groups join with add_typer.
 app.command(name="serve")(serve)
 app.command(name="drain")(drain)
+app.command(name="debug")(debug)
 app.command(name="status")(status)
 app.command(name="top")(top)
 app.add_typer(dashboards_app, name="dashboards")

@@ -141,6 +141,10 @@ def ranged_inputs() -> list[tuple[str, str, str, str, dict[str, Any]]]:
     return out
 
 
+REQUIRED_BODY = {"/admin/debug": {"user": "range-test"}}
+"""What a body must have besides the ranged field."""
+
+
 async def test_every_documented_range_is_the_handlers_at_both_ends(
     server_factory: ServerFactory,
 ) -> None:
@@ -150,14 +154,16 @@ async def test_every_documented_range_is_the_handlers_at_both_ends(
     inputs = ranged_inputs()
     assert {(path, name) for path, _, _, name, _ in inputs} >= {
         ("/admin/connections", "top"), ("/admin/drain", "batch"), ("/admin/drain", "deadline"),
-        ("/admin/profile/sample", "types"), ("/admin/profile/start", "frames")}
+        ("/admin/profile/sample", "types"), ("/admin/profile/start", "frames"),
+        ("/admin/debug", "seconds")}
     async with aiohttp.ClientSession() as s:
         for path, method, where, name, schema in inputs:
             step = 1 if schema["type"] == "integer" else 1e-6
             lo, hi = schema["minimum"], schema["maximum"]
             for value, ok in ((lo, True), (hi, True), (lo - step, False), (hi + step, False)):
                 kw: dict[str, Any] = ({"params": {name: str(value)}} if where == "query"
-                                      else {"json": {name: value}})
+                                      else {"json": {**REQUIRED_BODY.get(path, {}),
+                                                     name: value}})
                 async with s.request(method, url + path, **kw) as r:
                     assert (r.status < 300) == ok and (ok or r.status == 400), (
                         path, name, value, r.status, await r.text())

@@ -259,3 +259,23 @@ async def test_a_killed_supervisor_takes_its_workers_and_redis_along(node: Serve
     node.proc.kill()  # no chance to clean up: workers see stdin close, redis its parent die
     _, alive = await asyncio.to_thread(psutil.wait_procs, children, 10)
     assert alive == []
+
+
+@needs_redis
+async def test_the_debug_switch_reaches_every_worker_and_turns_off_on_all(
+    node: ServeProcess,
+) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(node.admin_url + "/admin/debug",
+                          json={"room": "news", "seconds": 60}) as r:
+            started = await r.json()
+        assert r.status == 200 and started["workers_reached"] == 2
+        assert started["target"]["id"] == "room:news"
+        async with s.post(node.admin_url + "/admin/debug", json={"room": ""}) as r:
+            assert r.status == 400 and "1 to 256 characters" in await r.text()
+        for w in (await (await s.get(node.admin_url + "/admin/stats")).json())["workers"]:
+            async with s.get(w["admin_url"] + "/admin/debug") as r:
+                assert [t["id"] for t in (await r.json())["targets"]] == ["room:news"]
+        async with s.post(node.admin_url + "/admin/debug/stop", json={}) as r:
+            stopped = await r.json()
+        assert stopped["stopped"] == ["room:news"] and stopped["targets"] == []

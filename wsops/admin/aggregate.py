@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -91,6 +91,19 @@ def merge_expositions(
     return exposition.generate_latest(registry)
 
 
+def merge_debug(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The node's debug switch from its workers' (``GET /admin/debug`` shape): a target on
+    any worker, with the most time left on any."""
+    targets: dict[str, dict[str, Any]] = {}
+    for state in states:
+        for t in state.get("targets", ()):
+            have = targets.get(t["id"])
+            if have is None or t["seconds_left"] > have["seconds_left"]:
+                targets[t["id"]] = dict(t)
+    return {"traced": bool(states) and all(s.get("traced") for s in states),
+            "logger": "wsops.debug", "targets": [targets[k] for k in sorted(targets)]}
+
+
 def merge_drain(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The node's drain status from its workers' (``GET /admin/drain`` shape)."""
     names = {s.get("state", "idle") for s in states}
@@ -156,6 +169,9 @@ class WorkersAdmin(AdminListener):
         r.add_post("/admin/drain", self._drain_start)
         r.add_post("/admin/drain/cancel", self._drain_cancel)
         r.add_get("/admin/connections", self._connections)
+        r.add_get("/admin/debug", self._debug_state)
+        r.add_post("/admin/debug", self._debug_start)
+        r.add_post("/admin/debug/stop", self._debug_stop)
         add_fleet_page(self, self.node_stats)  # the node itself: one row, its workers summed
 
     async def start(self) -> None:
@@ -265,6 +281,32 @@ class WorkersAdmin(AdminListener):
         ok = self._ok(await self._each(lambda c: c.cancel_drain()))
         return json_response({**merge_drain([dict(a) for a in ok]),
                               "cancelled": any(a.get("cancelled") for a in ok)})
+
+    # -- the debug switch: every worker gets the same target (named by what it watches) ------
+
+    async def _debug_state(self, request: web.Request) -> web.Response:
+        return json_response(merge_debug(self._ok(await self._each(lambda c: c.debug_state()))))
+
+    async def _debug_start(self, request: web.Request) -> web.Response:
+        body = await read_body(request)
+        answers = await self._each(lambda c: c.debug_start(body))
+        for _, answer in answers:  # same body: same refusal from every worker
+            if isinstance(answer, AdminError) and answer.status in (400, 404, 409):
+                raise {400: web.HTTPBadRequest, 404: web.HTTPNotFound,
+                       409: web.HTTPConflict}[answer.status](text=answer.body + "\n")
+        ok = self._ok(answers)
+        if not ok:
+            raise web.HTTPServiceUnavailable(text="no worker answered\n")
+        return json_response({**merge_debug(ok), "target": ok[0]["target"],
+                              "workers_reached": len(ok)})
+
+    async def _debug_stop(self, request: web.Request) -> web.Response:
+        target_id = (await read_body(request)).get("id")
+        if target_id is not None and not isinstance(target_id, str):
+            raise web.HTTPBadRequest(text="'id' must be a string (kind:value) or null\n")
+        ok = self._ok(await self._each(lambda c: c.debug_stop(target_id)))
+        stopped = sorted({i for a in ok for i in a["stopped"]})
+        return json_response({**merge_debug(ok), "stopped": stopped})
 
     async def _connections(self, request: web.Request) -> web.Response:
         top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)

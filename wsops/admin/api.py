@@ -21,6 +21,7 @@ from wsops.admin.contract import (
     DrainOptions,
     Stats,
 )
+from wsops.admin.debugapi import add_debug_routes
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.http import int_query, json_response, number_field, read_body
 from wsops.admin.listener import (
@@ -119,5 +120,6 @@ def mount_admin(
     add_metrics_route(listener, registry)
     add_admin_api(listener, surface)
     add_profiling_routes(listener, surface)
+    add_debug_routes(listener, surface)
     return listener
 

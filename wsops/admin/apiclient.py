@@ -19,6 +19,9 @@ import aiohttp
 from wsops.admin.access import ADMIN_TOKEN_ENV
 from wsops.admin.contract import (
     Connections,
+    DebugStarted,
+    DebugState,
+    DebugStopped,
     DrainCancelled,
     DrainStarted,
     DrainStatus,
@@ -122,6 +125,28 @@ class AdminClient:
     async def cancel_drain(self) -> DrainCancelled:
         return cast(DrainCancelled,
                     _object(self, await self.request("POST", "/admin/drain/cancel")))
+
+    async def debug_state(self) -> DebugState:
+        return cast(DebugState, await self._debug("GET", "/admin/debug", None))
+
+    async def debug_start(self, body: Mapping[str, Any]) -> DebugStarted:
+        """Watch what ``body`` names (``{"user": U}``, ``room`` or ``connection``; ``seconds``)."""
+        return cast(DebugStarted, await self._debug("POST", "/admin/debug", body))
+
+    async def debug_stop(self, target_id: str | None) -> DebugStopped:
+        """Turn ``target_id`` (``kind:value``) off; None: every target."""
+        return cast(DebugStopped, await self._debug("POST", "/admin/debug/stop",
+                                                    {"id": target_id}))
+
+    async def _debug(self, method: str, path: str,
+                     body: Mapping[str, Any] | None) -> dict[str, Any]:
+        text = await self._call(method, path, body, (200, 404))
+        try:
+            return _object(self, json.loads(text))
+        except (ValueError, AdminError):
+            if "debug switch" in text:  # the node's own 404: a plain app has none
+                raise AdminError(self.url, FAILED, text.strip(), 404, text.strip()) from None
+            raise _refusal(self.url, path, 404, text, bool(self.token)) from None
 
     async def connections(self, top: int = 20) -> Connections:
         return cast(Connections, _object(self, await self.request(

@@ -25,6 +25,14 @@ DRAIN_LIMITS: dict[str, tuple[float, float]] = {
 """``POST /admin/drain``: the range of each ``DrainOptions`` field (batch and code integers)."""
 
 
+DEBUG_KINDS = ("user", "room", "connection")
+"""``POST /admin/debug``: what a debug switch can watch (one of them per request)."""
+DEBUG_MAX_SECONDS = 3600.0
+"""``POST /admin/debug``: the longest a debug switch stays on (it turns itself off)."""
+DEBUG_MAX_TARGETS = 16
+"""Debug targets a node keeps at once (one more: 409)."""
+
+
 class Health(TypedDict):
     """``GET /healthz``: the process runs."""
 
@@ -156,6 +164,38 @@ class ProfileStopped(ProfileState):
     """``POST /admin/profile/stop``: ``stopped`` when tracing wsops had started was stopped."""
 
     stopped: bool
+
+
+class DebugTarget(TypedDict):
+    """One thing a node's debug switch watches, named ``kind:value`` (``user:alice``)."""
+
+    id: str
+    kind: str
+    value: str
+    started_at: float
+    seconds_left: float
+
+
+class DebugState(TypedDict):
+    """``GET /admin/debug``: what is watched. A watched user's or connection's frames, both
+    ways, and a watched room's requests go to the ``logger`` at DEBUG; their publishes are
+    traced whatever the sample ratio when ``traced`` (the node exports spans)."""
+
+    traced: bool
+    logger: str
+    targets: list[DebugTarget]
+
+
+class DebugStarted(DebugState):
+    """``POST /admin/debug``: the target turned on (again: its time starts over)."""
+
+    target: DebugTarget
+
+
+class DebugStopped(DebugState):
+    """``POST /admin/debug/stop``: the ids turned off."""
+
+    stopped: list[str]
 
 
 class HeapSite(TypedDict):

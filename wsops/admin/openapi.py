@@ -187,6 +187,21 @@ def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
                           "default": profiling.DEFAULT_LEASE,
                           "description": "Seconds the session lives unless renewed by a "
                                          f"sample (granted up to {profiling.MAX_LEASE:g})."}}}
+    debug_body = {"type": "object", "description": "Exactly one of user, room, connection; "
+                  "other fields are ignored.",
+                  "oneOf": [{"required": [kind]} for kind in contract.DEBUG_KINDS],
+                  "properties": {
+        **{kind: {"type": "string", "minLength": 1, "maxLength": 256,
+                  "description": f"The {kind} to watch."} for kind in contract.DEBUG_KINDS},
+        "seconds": {"type": "number", "minimum": 0.001,
+                    "maximum": contract.DEBUG_MAX_SECONDS, "default": 600,
+                    "description": "How long the switch stays on (then it turns itself "
+                                   "off)."}}}
+    debug_stop_body = {"type": "object", "description": "Other fields are ignored.",
+                       "properties": {"id": {
+                           "type": ["string", "null"],
+                           "description": "The target (kind:value, e.g. user:alice); left "
+                                          "out or null: every target."}}}
     stop_body = {"type": "object", "description": "Other fields are ignored.", "properties": {
         "session": {"type": ["string", "null"],
                     "description": "The session to end; left out or null: every session."}}}
@@ -272,6 +287,26 @@ def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
          "body": _body(stop_body, "The session (no body: every session)."),
          "responses": {200: _json(b.of(contract.ProfileStopped), "The state after."),
                        400: _bad_input("'session'")}},
+        {"path": "/admin/debug", "method": "get", "guard": READ, "tag": "debug",
+         "id": "debug_state", "summary": "What the node's debug switch watches now.",
+         "responses": {200: _json(b.of(contract.DebugState), "The targets."),
+                       404: _text("The node has no debug switch (a plain instrumented app).")}},
+        {"path": "/admin/debug", "method": "post", "guard": WRITE, "tag": "debug",
+         "id": "debug_start", "summary": "Watch one user, room or connection for a bounded "
+         "time: its frames logged at DEBUG, its publishes traced whatever the sample ratio.",
+         "body": {**_body(debug_body, "What to watch, and for how long."), "required": True},
+         "responses": {200: _json(b.of(contract.DebugStarted), "Watched (again: its time "
+                                  "starts over)."),
+                       400: _bad_input("A body field"),
+                       404: _text("The node has no debug switch (a plain instrumented app)."),
+                       409: _text(f"{contract.DEBUG_MAX_TARGETS} targets are on already: "
+                                  "stop one first.")}},
+        {"path": "/admin/debug/stop", "method": "post", "guard": WRITE, "tag": "debug",
+         "id": "debug_stop", "summary": "Turn a debug target off (or all of them).",
+         "body": _body(debug_stop_body, "The target (no body: every target)."),
+         "responses": {200: _json(b.of(contract.DebugStopped), "The targets left."),
+                       400: _bad_input("'id'"),
+                       404: _text("The node has no debug switch (a plain instrumented app).")}},
         {"path": "/admin/openapi.json", "method": "get", "guard": READ, "tag": "node",
          "id": "openapi", "summary": "This document.",
          "responses": {200: _json({"type": "object"}, "The OpenAPI document.")}},

@@ -12,13 +12,30 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from wsops.admin.contract import Connections, DrainOptions, DrainStatus, Stats
+from wsops.admin.contract import Connections, DebugTarget, DrainOptions, DrainStatus, Stats
 
 ReadinessCheck = Callable[[], str | None]
 """Returns a reason when the node must not receive traffic, else None."""
 
 PeerLister = Callable[[], Awaitable[list[dict[str, Any]]]]
 """The fleet registry: every live node (this one too) as ``{"id", "admin_url", ...}``."""
+
+
+class DebugControl(Protocol):
+    """A node's debug switch (``/admin/debug``): watched users, rooms or connections."""
+
+    @property
+    def traced(self) -> bool:
+        """Watched publishes get spans (the node exports traces)."""
+
+    def start(self, kind: str, value: str, seconds: float) -> DebugTarget:
+        """Watch ``kind`` ``value`` for ``seconds``; ``ValueError`` says why not (with
+        ``full`` true when the node keeps as many targets as it may)."""
+
+    def stop(self, target_id: str | None) -> list[str]:
+        """Turn one target off (None: every one); the ids turned off."""
+
+    def listing(self) -> list[DebugTarget]: ...
 
 
 class NodeSurface(Protocol):
@@ -39,6 +56,11 @@ class NodeSurface(Protocol):
     @property
     def peers(self) -> PeerLister | None:
         """The fleet's nodes (this one too) when the node is in a fleet registry, else None."""
+
+    @property
+    def debug_switch(self) -> DebugControl | None:
+        """The node's debug switch, or None where there is none (a plain instrumented app has
+        no users or rooms to watch)."""
 
     def stats(self) -> Stats:
         """The node's figures, without ``ready``/``not_ready_reasons``: those are the

@@ -13,7 +13,7 @@ from typing import cast
 
 from wsops.admin.contract import Connections, DrainOptions, DrainStatus, Stats
 from wsops.admin.fleetpage import default_node_id
-from wsops.admin.surface import PeerLister, ReadinessCheck
+from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.instrumentation.drainer import SERVICE_RESTART, Drainer
 from wsops.instrumentation.middleware import Instrumentation
 
@@ -69,6 +69,10 @@ class AppSurface:
 
     @property
     def peers(self) -> PeerLister | None:
+        return None
+
+    @property
+    def debug_switch(self) -> DebugControl | None:
         return None
 
     def _draining(self) -> str | None:

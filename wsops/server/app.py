@@ -30,6 +30,7 @@ from wsops.server.core.broker import Broker
 from wsops.server.core.hub import Hub
 from wsops.server.core.identity import Identity
 from wsops.server.core.protocol import Close
+from wsops.server.debug import DebugSwitch
 from wsops.server.endpoint import Endpoint
 from wsops.server.jwt_auth import AuthConfig, Authenticator, AuthError, token_from_request
 from wsops.server.node_surface import BundledSurface, NodeParts
@@ -93,12 +94,14 @@ class Node:
         self.handshake_failures: dict[str, int] = {}
         publish = (self.observer.wrap_publish(self.broker.publish)
                    if self.observer is not None else None)
+        self.debug = DebugSwitch(self.hub, self.observer.forced_publish
+                                 if self.observer is not None else None)
         self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
-                                                instrumentation, self.started_at))
+                                                instrumentation, self.started_at, self.debug))
         self.endpoint = Endpoint(
             settings, self.hub, self.broker, observer=self.observer, publish=publish,
             instrumentation=instrumentation, per_ip=self.per_ip,
-            stats=self.observer.stats if self.observer is not None else None)
+            stats=self.observer.stats if self.observer is not None else None, debug=self.debug)
         if instrumentation is not None:
             instrumentation.live.add_group(WS_PATH, self.endpoint.sockets.values())
 
@@ -167,6 +170,7 @@ class Node:
         await self.endpoint.close_all(code, reason)
 
     async def stop(self) -> None:
+        self.debug.close()
         await self.close_all()
         for task in list(self._tasks):
             task.cancel()

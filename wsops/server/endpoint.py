@@ -28,6 +28,7 @@ from wsops.server.core.identity import Identity
 from wsops.server.core.observer import Publish, SessionObserver
 from wsops.server.core.protocol import Close
 from wsops.server.core.session import Session
+from wsops.server.debug import DebugSwitch
 from wsops.server.handoff import Handoff, check_upgrade, hand_off
 from wsops.server.wsconn import CLOSE_TIMEOUT, WsConn, start_task
 
@@ -45,7 +46,7 @@ class Endpoint:
     def __init__(self, settings: Settings, hub: Hub, broker: Broker, *,
                  observer: SessionObserver | None = None, publish: Publish | None = None,
                  instrumentation: Instrumentation | None = None, stats: RouteStats | None = None,
-                 per_ip: PerAddressLimit | None = None) -> None:
+                 per_ip: PerAddressLimit | None = None, debug: DebugSwitch | None = None) -> None:
         self.settings = settings
         self.hub = hub
         self.broker = broker
@@ -54,6 +55,7 @@ class Endpoint:
         self.inst = instrumentation
         self.stats = stats
         self.per_ip = per_ip if per_ip is not None else PerAddressLimit(0)
+        self.debug = debug
         self.max_message_size = settings.max_message_size
         self.sockets: dict[int, WsConn] = {}  # by connection id, until its rooms are left
         self.tasks: set[asyncio.Task[None]] = set()
@@ -74,11 +76,14 @@ class Endpoint:
             conn, identity, hub, self.broker,
             max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
             strikes=s.rate_limit_strikes, observer=self.observer, publish=self.publish,
+            debug=self.debug,
         )
         ws = WsConn(self, transport, conn, session, self.per_ip.acquire(request.remote))
         if self.inst is not None:
             self.inst.adopt(request)
         hub.add(conn)
+        if self.debug is not None and self.debug.targets.active:
+            self.debug.attach(conn)
         self.sockets[conn.id] = ws
         self.wheel.add(ws)
         if self._ticker is None:
@@ -119,6 +124,8 @@ class Endpoint:
             self.sockets.pop(conn.id, None)
             hub = self.hub
             hub.remove(conn)
+            if self.debug is not None:
+                self.debug.detach(conn)
             code = conn.close_code or ws.peer_code or 1006
             hub.stats.close_codes[code] = hub.stats.close_codes.get(code, 0) + 1
             if ws.addr is not None:

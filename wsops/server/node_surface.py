@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from wsops.admin.contract import Connections, DrainOptions, DrainStatus, RoomCount, Stats
 from wsops.admin.fleetpage import default_node_id
-from wsops.admin.surface import PeerLister, ReadinessCheck
+from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.config import Settings
 from wsops.instrumentation.app_surface import drain_status, run_leak_checks, start_drain
 from wsops.instrumentation.drainer import Drainer
@@ -36,6 +36,7 @@ class NodeParts:
     drainer: Drainer
     instrumentation: Instrumentation | None
     started_at: float
+    debug: DebugControl | None = None
 
 
 class BundledSurface:
@@ -63,6 +64,10 @@ class BundledSurface:
 
     def broker_reason(self) -> str | None:
         return None if self.node.broker.healthy else "broker down"
+
+    @property
+    def debug_switch(self) -> DebugControl | None:
+        return self.node.debug
 
     @property
     def peers(self) -> PeerLister | None:

@@ -47,6 +47,7 @@ class NodeObserver:
         self.ops = {op: Histogram(metrics.latency_bounds) for op in (*sorted(OPS), INVALID)}
         self.op_errors: dict[tuple[str, str], int] = {}
         self.resumes = {True: 0, False: 0}
+        self.forced_publish: Publish | None = None  # set by wrap_publish when tracing
 
     # -- HubObserver -------------------------------------------------------------------------
 
@@ -175,4 +176,15 @@ class NodeObserver:
                 hist.observe(elapsed)
             return msg
 
+        async def forced(room: str, data: bytes, traceparent: str | None) -> Published:
+            """``wsops debug``: traced whatever the ratio. A sampled parent stays the parent;
+            an unsampled one gives way to a new root (its decision was the ratio's)."""
+            assert tracing is not None
+            parent = parse_traceparent(traceparent)
+            if parent is None or not parent.trace_flags.sampled:
+                traceparent = None
+            return await traced(room, data, traceparent, tracing)
+
+        if tracing is not None:
+            self.forced_publish = forced
         return timed

@@ -567,3 +567,24 @@ def test_distinct_users_and_subscriptions_follow_joins_leaves_and_closes() -> No
     assert hub.users == {"bob": 1} and hub.subscriptions == 1
     hub.remove(b)
     assert hub.users == {} and hub.subscriptions == 0 and hub.rooms == {}
+
+
+def test_every_fan_out_is_counted_in_the_flow_sketch_and_told_to_a_tap_while_one_is_set() -> None:
+    ticks, closes = Ticks(), Closes()
+    hub = Hub(schedule=ticks)
+    a, _ = connect(hub, closes)
+    b, _ = connect(hub, closes)
+    live(hub, a, "r")
+    live(hub, b, "r")
+    first = msg("r", 1)
+    hub.on_message(first)
+    hub.on_message(msg("nobody-here", 1))
+    flow = hub.flow.rooms["r"]
+    assert (flow.msgs_out, flow.bytes_out) == (2, 2 * len(first.frame))
+    assert "nobody-here" not in hub.flow.rooms
+    tapped: list[tuple[int, int]] = []
+    hub.tap = lambda m, n: tapped.append((m.offset, n))
+    hub.on_message(msg("r", 2))
+    hub.tap = None
+    hub.on_message(msg("r", 3))
+    assert tapped == [(2, 2)] and hub.flow.rooms["r"].msgs_out == 6

@@ -24,6 +24,7 @@ from tests.support.waits import until
 from wsops.server.broker.memory import MemoryBroker
 from wsops.server.core import session as session_module
 from wsops.server.core.broker import BrokerUnavailable, HistoryPage, Published, Recovery
+from wsops.server.core.debugtargets import DebugTargets
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.identity import Identity
 from wsops.server.core.observer import Publish
@@ -70,6 +71,9 @@ async def test_a_publish_is_acknowledged_with_its_offset_and_reaches_the_rooms_s
     assert (got["op"], got["room"], got["offset"], got["data"]) == ("message", "r", 1,
                                                                     {"text": "hi"})
     assert a_sink.frames == []  # not subscribed: the publisher gets its ack only
+    flow = w.hub.flow.rooms["r"]  # the flow view: alice's publish in, one delivery out
+    assert (flow.msgs_in, flow.bytes_in, flow.publishers) == (1, len(b'{"text":"hi"}'), {"alice"})
+    assert flow.msgs_out == 1
 
 
 async def test_subscribing_twice_answers_the_position_and_delivers_once() -> None:
@@ -697,3 +701,68 @@ async def test_the_observer_hears_resume_outcomes_and_broker_faults_as_unavailab
     await away.ask(s, sink, op="publish", id=1, room="r", data=1)
     await s.handle(json.dumps({"op": "history", "id": 2, "room": 5}))
     assert rec.calls[-2:] == [("publish", "unavailable"), ("invalid", "invalid_room")]
+
+
+class Tap:
+    """A debug switch that records what it is told, with a publish that marks what it saw."""
+
+    def __init__(self, w: World) -> None:
+        self.targets = DebugTargets()
+        self.logged: list[tuple[int, str, str]] = []
+        self.forced: list[str] = []
+
+        async def forced(room: str, data: bytes, traceparent: str | None) -> Published:
+            self.forced.append(room)
+            return await w.broker.publish(room, data, traceparent)
+
+        self.publish: Publish | None = forced
+
+    def received(self, conn_id: int, user: str, text: str) -> None:
+        self.logged.append((conn_id, user, text))
+
+
+async def test_a_watched_users_requests_are_logged_and_its_publishes_go_the_forced_way() -> None:
+    w = World()
+    tap = Tap(w)
+    alice, a_sink = w.session("alice", rooms=("r", "q"), debug=tap)
+    bob, b_sink = w.session("bob", debug=tap)
+    await w.ask(alice, a_sink, op="publish", id=1, room="r", data=1)
+    assert tap.logged == [] and tap.forced == []  # off: nothing
+    tap.targets.add("user", "alice", 60, now=0, wall=0)
+    [ack] = await w.ask(alice, a_sink, op="publish", id=2, room="r", data=2)
+    assert ack["ok"] and ack["offset"] == 2 and tap.forced == ["r"]
+    await w.ask(alice, a_sink, op="subscribe", id=3, room="q")
+    await w.ask(alice, a_sink, op="publish", id=4, room="nope", data=3)  # forbidden: logged
+    await alice.handle("{not json")
+    await w.ask(bob, b_sink, op="publish", id=5, room="r", data=4)  # not watched
+    await bob.handle("{not json")
+    assert [(user, json.loads(text)["id"] if text.startswith("{\"") else text)
+            for _, user, text in tap.logged] == [
+        ("alice", 2), ("alice", 3), ("alice", 4), ("alice", "{not json")]
+    assert tap.forced == ["r"] and all(cid == alice.conn.id for cid, _, _ in tap.logged)
+
+
+async def test_a_watched_room_is_logged_whoever_publishes_and_a_connection_by_its_id() -> None:
+    w = World()
+    tap = Tap(w)
+    s, sink = w.session("carol", debug=tap)
+    other, o_sink = w.session("dave", debug=tap)
+    tap.targets.add("room", "news", 60, now=0, wall=0)
+    await w.ask(s, sink, op="publish", id=1, room="news", data=1)
+    await w.ask(s, sink, op="publish", id=2, room="sports", data=1)
+    await s.handle("{not json")  # no room to match: not logged for a room target
+    assert [json.loads(t)["id"] for _, _, t in tap.logged] == [1] and tap.forced == ["news"]
+    tap.targets.add("connection", str(other.conn.id), 60, now=0, wall=0)
+    await w.ask(other, o_sink, op="history", id=3, room="sports")
+    assert tap.logged[-1][:2] == (other.conn.id, "dave") and tap.forced == ["news"]
+
+
+async def test_without_a_traced_publish_a_watched_publish_is_logged_and_published_as_usual(
+) -> None:
+    w = World()
+    tap = Tap(w)
+    tap.publish = None  # the node does not trace
+    s, sink = w.session("alice", debug=tap)
+    tap.targets.add("user", "alice", 60, now=0, wall=0)
+    [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data=1)
+    assert ack["ok"] and tap.forced == [] and len(tap.logged) == 1

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsops.server.core.broker import Published
+from wsops.server.core.flow import FlowSketch
 from wsops.server.core.observer import HubObserver, Sink
 from wsops.server.core.protocol import Close, presence_event, text_frame
 
@@ -206,6 +207,9 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self.users: dict[str, int] = {}  # user -> open connections (distinct users: len)
         self.subscriptions = 0  # (connection, room) pairs, syncing or live
+        self.flow = FlowSketch()  # the busiest rooms' traffic (the flow view)
+        # Told of every message fanned out here while a room is tapped (wsops tap), else None.
+        self.tap: Callable[[Published, int], None] | None = None
         self.stats = HubStats()
         self._dirty: list[Conn | None] = []
         self._next_id = 0
@@ -308,6 +312,9 @@ class Hub:
             conn.push(frame)
         n = len(conns)
         self.stats.deliveries += n
+        self.flow.fanned_out(msg.room, n, len(frame))
+        if self.tap is not None:
+            self.tap(msg, n)
         if r.syncing:
             for syncing, held in list(r.syncing.items()):
                 syncing.hold(held, msg)

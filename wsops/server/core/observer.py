@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from wsops.server.core.broker import Published
+from wsops.server.core.debugtargets import DebugTargets
 
 Publish = Callable[[str, bytes, "str | None"], Awaitable[Published]]
 """``Broker.publish``: (room, data, traceparent) -> the message as stored."""
@@ -58,3 +59,15 @@ class SessionObserver(Protocol):
 
     def wrap_publish(self, publish: Publish) -> Publish:
         """A publish that measures (and may trace) ``publish``; called once per node."""
+
+
+class DebugTap(Protocol):
+    """A node's debug switch as a session sees it (``wsops.server.debug``): while
+    ``targets.active``, each request is checked against the targets; a watched one is logged
+    and a watched publish goes through ``publish``, which traces it whatever the ratio."""
+
+    targets: DebugTargets
+    publish: Publish | None  # None when the node does not trace
+
+    def received(self, conn_id: int, user: str, text: str) -> None:
+        """A watched connection sent ``text``."""

@@ -12,7 +12,7 @@ from typing import Any
 from wsops.server.core.broker import Broker, BrokerUnavailable
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.identity import Identity
-from wsops.server.core.observer import Publish, SessionObserver
+from wsops.server.core.observer import DebugTap, Publish, SessionObserver
 from wsops.server.core.protocol import (
     Close,
     ErrorCode,
@@ -57,8 +57,8 @@ class Session:
     """Serves the ops of one connection, in the order they arrive."""
 
     __slots__ = (
-        "broker", "bucket", "conn", "hub", "identity", "max_rooms", "observer", "present",
-        "publish", "strikes",
+        "broker", "bucket", "conn", "debug", "hub", "identity", "max_rooms", "observer",
+        "present", "publish", "strikes",
     )
 
     def __init__(
@@ -74,10 +74,12 @@ class Session:
         strikes: int,
         observer: SessionObserver | None = None,
         publish: Publish | None = None,
+        debug: DebugTap | None = None,
     ) -> None:
         """``publish`` defaults to ``broker.publish`` (the node passes it wrapped by its
-        observer, once for all sessions)."""
+        observer, once for all sessions); ``debug``: the node's debug switch."""
         self.observer = observer
+        self.debug = debug
         self.publish = publish or broker.publish
         self.conn = conn
         self.identity = identity
@@ -104,17 +106,28 @@ class Session:
         started = _perf()
         op = INVALID
         code: str | None = None
+        debug, watched = self.debug, False
         try:
             req = parse(text)
             op = req.op
+            if debug is not None and debug.targets.active:  # wsops debug: one check when off
+                watched = debug.targets.watches(self.identity.user, conn.id, req.room)
+                if watched:
+                    debug.received(conn.id, self.identity.user, text)
             if not self.identity.may_use(req.room):
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN, f"token does not grant room {req.room!r}", req.id
                 )
-            await _OPS[op](self, req)
+            if watched and op == "publish" and debug is not None and debug.publish is not None:
+                await self._op_publish(req, debug.publish)  # traced whatever the ratio
+            else:
+                await _OPS[op](self, req)
         except ProtocolError as exc:
             code = exc.code
             conn.send_text(reply_error(exc.req_id, code, exc.message))
+            if (op == INVALID and debug is not None and debug.targets.active
+                    and debug.targets.watches(self.identity.user, conn.id)):
+                debug.received(conn.id, self.identity.user, text)  # a frame that did not parse
         except BrokerUnavailable as exc:
             code = ErrorCode.UNAVAILABLE
             conn.send_text(reply_error(_guess_id(text), code, str(exc)))
@@ -125,8 +138,9 @@ class Session:
         if self.observer is not None:
             self.observer.served(op, started, code)
 
-    async def _op_publish(self, req: Request) -> None:
-        msg = await self.publish(req.room, req.data, req.traceparent)
+    async def _op_publish(self, req: Request, publish: Publish | None = None) -> None:
+        msg = await (publish or self.publish)(req.room, req.data, req.traceparent)
+        self.hub.flow.published(req.room, len(req.data), self.identity.user)
         if msg.local:  # island mode: delivered on this node, stored in Redis once it is back
             self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
                                          epoch=msg.epoch, local=True))
