@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from wsops import __version__
 from wsops.cli import app
+from wsops.config import knobs
+from wsops.ops.serve import PANELS, SWITCHES, panel_of
 
 runner = CliRunner()
 
@@ -38,6 +40,31 @@ def test_serve_help_documents_flags_env_and_an_example() -> None:
         assert flag in out
     assert "WSOPS_PORT" in out and "WSOPS_ALLOW_ANONYMOUS" in out
     assert "Example: wsops serve" in out
+
+
+def test_serve_help_is_whole_at_80_columns() -> None:
+    """Every flag, its --no- form and its variable in full, nothing cut with an ellipsis."""
+    result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "80"})
+    out = plain(result.output)
+    assert result.exit_code == 0
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for k in knobs():
+        assert re.search(rf"(^|\s){re.escape(k.flag)}\s", out), k.flag
+        if k.cli_type is bool:
+            assert re.search(rf"\s--no-{re.escape(k.flag[2:])}\s", out), k.flag
+        assert re.search(rf"\s{k.env}\]", out), k.env
+    assert "--uvloop" in out and "--no-uvloop" in out and "--no-no-uvloop" not in out
+    panels = re.findall(r"╭─ (.+?) ─", out)
+    assert panels == ["Options", *PANELS, SWITCHES]
+
+
+def test_every_panel_names_knobs_and_switches_are_on_off_pairs() -> None:
+    names = {k.name for k in knobs()}
+    listed = [n for members in PANELS.values() for n in members]
+    assert set(listed) <= names and len(listed) == len(set(listed))
+    for k in knobs():
+        assert (panel_of(k) == SWITCHES) == (k.cli_type is bool), k.name
 
 
 def test_serve_refuses_to_start_without_any_auth() -> None:

@@ -89,6 +89,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, bool]]:
     monkeypatch.setattr(wsops.ops.serve, "supervise", capture)
     for k in KNOBS:  # none of the caller's WSOPS_* leak in
         monkeypatch.delenv(k.env, raising=False)
+    monkeypatch.delenv("WSOPS_UVLOOP", raising=False)
     return seen
 
 
@@ -176,6 +177,17 @@ def test_no_flag_and_no_env_var_give_the_settings_defaults(
 def test_no_uvloop_reaches_the_runner(served: list[tuple[Settings, bool]]) -> None:
     assert serve("--no-uvloop").exit_code == 0
     assert served == [(Settings(), False)]
+
+
+def test_uvloop_is_an_on_off_pair_with_its_env_var(served: list[tuple[Settings, bool]]) -> None:
+    """``--uvloop/--no-uvloop`` (was ``--no-uvloop/--no-no-uvloop``), on by default."""
+    assert serve("--uvloop").exit_code == 0
+    assert serve(env={"WSOPS_UVLOOP": "0"}).exit_code == 0
+    assert serve("--uvloop", env={"WSOPS_UVLOOP": "0"}).exit_code == 0
+    assert [use for _, use in served] == [True, False, True]
+    out = plain(serve("--help", env=WIDE).output)
+    assert re.search(r"--uvloop\s+--no-uvloop\s", out) and "--no-no-" not in out
+    assert "[env var: WSOPS_UVLOOP]" in out
 
 
 @pytest.mark.parametrize("k", KNOBS, ids=[k.name for k in KNOBS])

@@ -19,6 +19,7 @@ from tests.support.redisproc import RedisProc
 from tests.support.scrape import Scrape
 from tests.support.waits import until
 from tests.support.wsclient import RawClient
+from wsops.memory_per_connection import MIN_CONNECTIONS, NOT_SHOWN
 
 TOKEN = "page-token-for-tests"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -174,8 +175,8 @@ async def test_the_page_shows_what_metrics_says_and_follows_traffic(browser: Chr
             assert after["messages_out_total"] >= first["messages_out_total"] + 4 * 60
             delivery = await shown(page, "fleet", "delivery_p99_seconds", "rss_bytes",
                                    "memory_per_connection_bytes", "loop_lag_p99_seconds")
-            assert delivery["rss_bytes"] and delivery["memory_per_connection_bytes"]
-            assert delivery["loop_lag_p99_seconds"] is not None
+            assert delivery["rss_bytes"] and delivery["loop_lag_p99_seconds"] is not None
+            await expect_memory_per_connection(page, node, node_id)
 
             # Some traffic while the charts fill in, then the picture people look at.
             for _ in range(8):
@@ -188,6 +189,30 @@ async def test_the_page_shows_what_metrics_says_and_follows_traffic(browser: Chr
             assert not [line for line in page.console if line.startswith("exception")]
         finally:
             await asyncio.gather(*(c.close() for c in conns[:4]))
+
+
+async def expect_memory_per_connection(page: Page, node: ServeProcess, node_id: str) -> None:
+    """Not shown below MIN_CONNECTIONS connections (it says so), shown from there up: RSS
+    above the node's at start per connection, far below RSS / connections."""
+    mem = "[data-field=memory_per_connection_bytes]"
+    fleet, row = f"[data-node=fleet]{mem}", f"[data-node=\"{node_id}\"]{mem}"
+    assert await page.evaluate(f"document.querySelector('{fleet}').textContent") == NOT_SHOWN
+    assert await page.evaluate(f"document.querySelector('{row}').textContent") == "n/a"
+    assert (await shown(page, "fleet", "memory_per_connection_bytes")) == {
+        "memory_per_connection_bytes": None}
+    more = await asyncio.gather(*(RawClient.connect(node.url) for _ in range(MIN_CONNECTIONS)))
+    try:
+        await page.wait_for(f"document.querySelector('{fleet}').dataset.value !== ''"
+                            f" && document.querySelector('{row}').dataset.value !== ''",
+                            timeout=15)
+        got = await shown(page, "fleet", "memory_per_connection_bytes", "rss_bytes",
+                          "connections")
+        per_conn, rss, conns = (got["memory_per_connection_bytes"], got["rss_bytes"],
+                                got["connections"])
+        assert per_conn is not None and rss is not None and conns is not None
+        assert conns >= MIN_CONNECTIONS and 0 < per_conn < rss / conns / 2
+    finally:
+        await asyncio.gather(*(c.close() for c in more))
 
 
 async def test_one_nodes_page_lists_the_fleet_and_shows_a_drain(

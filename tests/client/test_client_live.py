@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 
 from tests.client.conftest import (
     SECRET,
@@ -19,7 +21,7 @@ from tests.client.conftest import (
     token,
 )
 from tests.conftest import LiveServer, ServerFactory
-from tests.support.ports import free_port
+from tests.support.ports import free_port, serving
 from tests.support.tokens import SECRET as TOKEN_SECRET
 from tests.support.tokens import claims, hs
 from tests.support.waits import until
@@ -27,8 +29,11 @@ from wsops.client import (
     AuthError,
     Client,
     ClientState,
+    CloseInfo,
+    ConnectTimeout,
     Message,
     PresenceEvent,
+    RequestTimeout,
     ServerError,
     SubscriptionLost,
 )
@@ -170,11 +175,82 @@ async def test_full_node_503_is_retried_until_a_slot_frees(
     assert second.close_codes == [1000]
 
 
-async def test_connect_timeout_closes_the_client() -> None:
+async def test_connect_timeout_closes_the_client_and_says_why_attempts_failed() -> None:
     client = Client(f"ws://127.0.0.1:{free_port()}/ws", backoff_base=0.01, backoff_cap=0.05)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(ConnectTimeout) as info:
         await client.connect(timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    assert str(info.value).startswith("no connection within 0.2 s; the last connection attempt "
+                                      "failed: ClientConnectorError: Cannot connect to host")
     assert client.state is ClientState.CLOSED
+
+
+@pytest.mark.parametrize(("full", "reason"), [(True, "node is full"),
+                                              (False, "node is draining")])
+async def test_a_refused_upgrade_says_what_the_server_said(
+        server_factory: ServerFactory, make_client: MakeClient, full: bool, reason: str) -> None:
+    # aiohttp's ws_connect closes a refused upgrade's body unread: the client reads it first.
+    server = await server_factory(max_connections=1)
+    if full:
+        await make_client(server.url)
+    else:
+        server.node.drain(deadline=0.1)
+    client = Client(server.url, backoff_base=0.01, backoff_cap=0.05)
+    with pytest.raises(ConnectTimeout) as info:
+        await client.connect(timeout=0.5)
+    assert info.value.refused == f"HTTP 503: {reason}"
+    assert str(info.value) == f"no connection within 0.5 s; the last connection attempt " \
+                              f"failed: HTTP 503: {reason}"
+
+
+async def test_a_session_passed_in_names_the_status_of_a_refusal(
+        server_factory: ServerFactory, make_client: MakeClient) -> None:
+    server = await server_factory(max_connections=1)
+    await make_client(server.url)
+    async with aiohttp.ClientSession() as session:  # no hook of ours: the body is not read
+        client = Client(server.url, session=session, backoff_base=0.01, backoff_cap=0.05)
+        with pytest.raises(ConnectTimeout, match=r"HTTP 503: Service Unavailable$"):
+            await client.connect(timeout=0.5)
+
+
+async def test_a_403_without_a_challenge_gives_the_body_as_the_reason() -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        raise web.HTTPForbidden(text="this service is closed to you")
+
+    app = web.Application()
+    app.router.add_get("/ws", refuse)
+    async with serving(app) as port:
+        client = Client(f"ws://127.0.0.1:{port}/ws", backoff_base=0.01, backoff_cap=0.05)
+        with pytest.raises(AuthError) as info:
+            await client.connect(timeout=5.0)
+    assert (info.value.status, info.value.reason) == (403, "this service is closed to you")
+    assert str(info.value) == "HTTP 403: this service is closed to you"
+
+
+async def test_a_request_the_server_closes_on_times_out_with_the_close_code_and_reason(
+        server_factory: ServerFactory, make_client: MakeClient) -> None:
+    server = await server_factory(max_message_size=1024)
+    client = await make_client(server.url)
+    with pytest.raises(RequestTimeout) as info:
+        # Closed with 1009 on every connection it is sent on, until its timeout.
+        await client.publish("big", "x" * 2000, timeout=1.0)
+    closed = CloseInfo(1009, "message bigger than 1024 bytes")
+    assert info.value.closed == closed
+    assert str(info.value).startswith(
+        "no reply within 1.0 s; the server closed the connection with 1009 (message bigger "
+        "than 1024 bytes)")
+    assert client.closes[0] == closed and client.close_codes[0] == 1009
+    await client.wait_for_state(ClientState.OPEN, 5.0)
+    assert (await client.publish("small", "x")).offset == 1
+
+
+async def test_a_request_on_a_healthy_connection_times_out_without_a_cause(
+        peer: Peer, make_client: MakeClient) -> None:
+    client = await make_client(peer.url)  # a peer that never answers
+    with pytest.raises(RequestTimeout) as info:
+        await client.publish("r", 1, timeout=0.2)
+    assert str(info.value) == "no reply within 0.2 s"
+    assert (info.value.closed, info.value.refused) == (None, None)
 
 
 async def test_context_manager_closes_with_1000(server: LiveServer) -> None:
@@ -213,7 +289,7 @@ async def test_token_callable_is_asked_on_every_connection_and_a_lost_grant_is_r
     assert c.rooms == ["chat:1"]
     events = await collect(stream, 1)
     assert events == lost
-    assert c.close_codes == [1008]
+    assert c.closes == [CloseInfo(1008, "token expired")]
 
 
 async def test_async_callbacks_are_run(server: LiveServer, make_client: MakeClient) -> None:

@@ -19,3 +19,12 @@ def test_without_a_description_the_status_is_named() -> None:
     assert refusal_reason(401, 'Bearer realm="x"') == "Unauthorized"
     assert refusal_reason(403, None) == "Forbidden"
     assert refusal_reason(499, None) == ""
+
+
+def test_without_a_description_the_first_line_of_the_body_is_the_reason() -> None:
+    assert refusal_reason(503, None, "node is full\n") == "node is full"
+    assert refusal_reason(403, 'Bearer realm="x"', "origin not allowed\nmore") == \
+        "origin not allowed"
+    assert refusal_reason(401, 'Bearer error_description="token expired"', "body") == \
+        "token expired"
+    assert refusal_reason(503, None, "  \n") == "Service Unavailable"

@@ -194,16 +194,35 @@ async def test_rss_cpu_and_fds_match_psutil(rig: Rig) -> None:
             os.close(w)
 
 
-async def test_memory_per_connection_follows_the_live_count(rig: Rig) -> None:
+async def test_memory_per_connection_is_rss_above_the_start_per_live_connection(
+        rig: Rig) -> None:
     assert rig.value("wsops_memory_per_connection_bytes") == 0.0
     assert rig.collector.snapshot()["memory_per_connection_bytes"] == 0.0
+    baseline = rig.collector.baseline_rss  # read by start(), before any "connection"
+    assert 0 < baseline <= psutil.Process().memory_info().rss * 1.1
+    grown = b"\x01" * (32 << 20)  # written pages: RSS grows by 32 MiB
     for live in (10, 20):
         rig.live = live
         snap = rig.collector.snapshot()
-        assert snap["rss_bytes"] is not None
-        assert snap["memory_per_connection_bytes"] == pytest.approx(snap["rss_bytes"] / live)
-        per_conn = rig.value("wsops_memory_per_connection_bytes")
-        assert per_conn == pytest.approx(psutil.Process().memory_info().rss / live, rel=0.05)
+        rss = snap["rss_bytes"]
+        assert rss is not None
+        per_conn = snap["memory_per_connection_bytes"]
+        assert per_conn == pytest.approx((rss - baseline) / live)
+        assert per_conn >= 0.9 * len(grown) / live  # what grew, not the process's fixed cost
+        assert per_conn < rss / live - baseline / live / 2
+        scraped = rig.value("wsops_memory_per_connection_bytes")
+        assert scraped == pytest.approx(
+            (psutil.Process().memory_info().rss - baseline) / live, rel=0.05)
+    del grown
+
+
+async def test_the_baseline_is_taken_by_the_first_start_only(rig: Rig) -> None:
+    first = rig.collector.baseline_rss
+    await rig.collector.stop()
+    kept = b"\x01" * (16 << 20)
+    await rig.collector.start()
+    assert rig.collector.baseline_rss == first
+    del kept
 
 
 async def test_tracemalloc_gauges_appear_only_while_tracing(rig: Rig) -> None:

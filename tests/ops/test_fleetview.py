@@ -6,15 +6,20 @@ import json
 import math
 
 import pytest
+from rich.console import Console
 
+from wsops.memory_per_connection import MIN_CONNECTIONS
 from wsops.ops.fleetview import (
+    MEM_PER_CONN_NOTE,
     as_json,
     failed,
     fmt_bytes,
+    fmt_mem_per_conn,
     fmt_rate,
     fmt_seconds,
     fmt_uptime,
     normalize_url,
+    render,
     sort_views,
     summary,
     targets,
@@ -87,3 +92,18 @@ def test_formats_and_json_stay_readable_and_valid() -> None:
     assert data["nodes"][0]["delivery_p99_seconds"] is None  # +Inf is not JSON
     assert data["nodes"][1]["status"] == "error"
     assert summary(views) == "2 nodes: 1 up, 1 down · 40 connections · 12 msg/s in, 2.5k msg/s out"
+
+
+def test_memory_per_connection_shows_from_min_connections_up_and_says_what_it_is() -> None:
+    few = view_of("http://a:1", STATS)  # 40 connections
+    many = view_of("http://b:1", {**STATS, "connections": MIN_CONNECTIONS})
+    silent = view_of("http://c:1", {k: v for k, v in STATS.items()
+                                    if k != "memory_per_connection_bytes"})
+    assert (few.mem_per_conn, many.mem_per_conn, silent.mem_per_conn) == (None, 2 * 2**20, None)
+    assert [fmt_mem_per_conn(v) for v in (few, many, silent)] == ["n/a", "2.0 MiB", "-"]
+    assert as_json([few])["nodes"][0]["memory_per_connection_bytes"] is None
+    console = Console(width=200, record=True)
+    console.print(render([few, many]))
+    text = console.export_text()
+    assert MEM_PER_CONN_NOTE in text
+    assert "divided by the connections; n/a below 100 connections" in text

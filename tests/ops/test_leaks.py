@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from tests.support.ports import free_port
 from tests.support.procs import start_serve
+from tests.support.redisproc import redis_server_binary
 from tests.support.waits import until, until_sync
 from tests.support.wsclient import RawClient
 from wsops.cli import app
@@ -288,6 +289,37 @@ async def test_bundled_server_under_churn_has_no_suspect() -> None:
         assert get(node.admin_url + "/admin/profile")["tracing"] is False
     finally:
         node.stop()
+
+
+@pytest.mark.slow  # a supervisor, two workers and a redis-server, then two profiling runs
+@pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")
+async def test_a_workers_nodes_admin_url_profiles_each_worker(tmp_path: Path) -> None:
+    node = await asyncio.to_thread(start_serve, "--workers", "2", "--allow-anonymous",
+                                   timeout=20)
+    try:
+        workers = get(node.admin_url + "/admin/stats")["workers"]
+        urls = {w["worker"]: w["admin_url"] for w in workers}
+        assert set(urls) == {0, 1}
+        saved = tmp_path / "s.json"
+        code, out = await wsops_leaks(node.admin_url, "--duration", "2", "--interval", "1",
+                                      "--json", "--save", str(saved))
+        assert code in (0, 3), out
+        report = json.loads(out)
+        assert report["node"] == node.admin_url and report["skipped"] == []
+        assert [(w["worker"], w["node"]) for w in report["workers"]] == [(0, urls[0]),
+                                                                          (1, urls[1])]
+        for w in report["workers"]:
+            assert w["samples"] >= 2 and w["tracing_started_by_run"]
+            assert w["tracing_after"] is False and w["error"] is None
+        names = await asyncio.to_thread(lambda: {p.name for p in tmp_path.iterdir()})
+        assert names == {"s.worker0.json", "s.worker1.json"}
+        code, out = await wsops_leaks(f"127.0.0.1:{node.admin_port}", "--worker", "1",
+                                      "--duration", "1", "--interval", "1")
+        assert code in (0, 3), out
+        assert f"{node.admin_url} · worker 1 ({urls[1]})" in out and "worker 0" not in out
+        assert all(get(u + "/admin/profile")["tracing"] is False for u in urls.values())
+    finally:
+        await asyncio.to_thread(node.stop)
 
 
 def test_usage_errors_and_an_unreachable_node() -> None:

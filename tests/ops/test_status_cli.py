@@ -100,8 +100,9 @@ async def test_status_json_parses_and_its_numbers_match_the_nodes_metrics(
         assert row["connections"] == expected == metrics.sum("wsops_connections_open")
         rss = metrics.get("process_resident_memory_bytes")
         assert 0.5 * rss < row["rss_bytes"] < 2 * rss
-        assert row["memory_per_connection_bytes"] == pytest.approx(row["rss_bytes"] / expected,
-                                                                   rel=0.5)
+        # Fewer than 100 connections: not shown (allocator noise would be most of it).
+        assert row["memory_per_connection_bytes"] is None
+        assert row["stats"]["memory_per_connection_bytes"] < row["rss_bytes"] / expected / 2
         assert row["version"] == __version__ and row["uptime_seconds"] > 0
         assert row["loop_lag_p99_seconds"] is not None
     a_row = by_url[a.admin_url]

@@ -15,6 +15,7 @@ from wsops.client.errors import (
     AuthError,
     ClientClosed,
     ClientError,
+    ConnectTimeout,
     ProtocolViolation,
     QueueFull,
     RequestTimeout,
@@ -22,6 +23,7 @@ from wsops.client.errors import (
 )
 from wsops.client.events import (
     ClientState,
+    CloseInfo,
     Event,
     Gap,
     Message,
@@ -40,6 +42,8 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "ClientState",
+    "CloseInfo",
+    "ConnectTimeout",
     "Event",
     "EventStream",
     "Gap",

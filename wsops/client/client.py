@@ -12,7 +12,13 @@ from types import TracebackType
 from typing import Any, Final
 
 from wsops.client import wire
-from wsops.client.errors import ClientClosed, ClientError, RequestTimeout, ServerError
+from wsops.client.errors import (
+    ClientClosed,
+    ClientError,
+    ConnectTimeout,
+    RequestTimeout,
+    ServerError,
+)
 from wsops.client.events import ClientState, Message, PublishAck, SubscribeResult
 from wsops.client.runloop import ClientCore
 from wsops.client.stream import EventStream
@@ -53,13 +59,18 @@ class Client(ClientCore):
     async def connect(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Start the run loop and return once the first connection is open.
 
-        Raises ``AuthError`` (401/403), or ``TimeoutError`` when no connection opened within
+        Raises ``AuthError`` (401/403, with the server's reason), or ``ConnectTimeout`` (a
+        ``TimeoutError`` saying why the last attempt failed) when no connection opened within
         ``timeout``; either way the client is closed. Other failures are retried with backoff.
         """
         self.start()
         assert self._first_open is not None
         try:
             await asyncio.wait_for(asyncio.shield(self._first_open), timeout)
+        except TimeoutError:
+            refused = self.last_refusal
+            await self.close()
+            raise ConnectTimeout(timeout, refused) from None
         except BaseException:
             await self.close()
             raise
@@ -176,8 +187,10 @@ class Client(ClientCore):
     async def _wait(self, awaitable: asyncio.Future[Any], limit: Timeout) -> Any:
         """Await a reply for at most ``limit`` seconds (the client's default when unset)."""
         seconds = self._request_timeout if isinstance(limit, _Unset) else limit
+        ended = len(self.closes)
         try:
             async with asyncio.timeout(seconds):
                 return await awaitable
         except TimeoutError:
-            raise RequestTimeout(f"no reply within {seconds} s") from None
+            closed = self.closes[-1] if len(self.closes) > ended else None
+            raise RequestTimeout(seconds, closed=closed, refused=self.last_refusal) from None

@@ -79,6 +79,18 @@ Event: TypeAlias = Message | Gap | PresenceEvent | SubscriptionLost
 
 
 @dataclass(frozen=True, slots=True)
+class CloseInfo:
+    """How a connection ended: the close code and reason the server sent (PROTOCOL.md, "Close
+    codes"), or 1006 and no reason when it ended without a close frame."""
+
+    code: int
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.reason})" if self.reason else str(self.code)
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribeResult:
     """The reply to ``subscribe``: the room's latest position when the subscription started.
 

@@ -20,10 +20,11 @@ import aiohttp
 
 from wsops.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, Uniform, full_jitter
 from wsops.client import wire
-from wsops.client.connection import ABNORMAL_CLOSE, RetryLater, open_socket
+from wsops.client.connection import ABNORMAL_CLOSE, RefusedBody, RetryLater, open_socket
 from wsops.client.errors import AuthError, ClientClosed, ProtocolViolation
 from wsops.client.events import (
     ClientState,
+    CloseInfo,
     Event,
     Gap,
     Message,
@@ -86,8 +87,10 @@ class ClientCore:
         self._closing = False
         self._connecting = False
         self._was_open = False
+        self._refused = RefusedBody()  # the body of a refused upgrade, on our own session
         self.error: BaseException | None = None
-        self.close_codes: list[int] = []
+        self.closes: list[CloseInfo] = []  # how each connection ended, oldest first
+        self.last_refusal: str | None = None  # why the last attempt failed, until one opens
         self.reconnects = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -95,6 +98,12 @@ class ClientCore:
     @property
     def state(self) -> ClientState:
         return self._state
+
+    @property
+    def close_codes(self) -> list[int]:
+        """The close code of each connection that ended, oldest first (``closes`` has the
+        reasons too)."""
+        return [c.code for c in self.closes]
 
     @property
     def rooms(self) -> list[str]:
@@ -151,7 +160,8 @@ class ClientCore:
                 retry_after: float | None = None
                 try:
                     if self._session is None:
-                        self._session = aiohttp.ClientSession()
+                        self._session = aiohttp.ClientSession(
+                            trace_configs=[self._refused.trace_config()])
                     self._connecting = True
                     try:
                         token = self._token() if callable(self._token) else self._token
@@ -161,6 +171,7 @@ class ClientCore:
                             token,
                             heartbeat=self._heartbeat,
                             connect_timeout=self._connect_timeout,
+                            refused=self._refused,
                         )
                     finally:
                         self._connecting = False
@@ -170,6 +181,7 @@ class ClientCore:
                     return
                 except RetryLater as exc:
                     log.info("wsops client: connecting to %s failed: %s", self.url, exc)
+                    self.last_refusal = str(exc)
                     retry_after = exc.retry_after
                 else:
                     await self._serve(ws)
@@ -195,6 +207,7 @@ class ClientCore:
         if self._was_open:
             self.reconnects += 1
         self._was_open = True
+        self.last_refusal = None
         for room, frame in self._rooms.resubscribe_frames():
             self._book.add(frame, urgent=True, resend=False).owner = room
         self._wake.set()
@@ -220,8 +233,14 @@ class ClientCore:
                     log.warning("wsops client: connection failed: %r", result)
             self._ws = None
             sent = results[0]
-            code = sent if isinstance(sent, int) else ws.close_code
-            self.close_codes.append(int(code) if code is not None else ABNORMAL_CLOSE)
+            if isinstance(sent, CloseInfo):
+                ended = sent
+            else:
+                code = ws.close_code
+                ended = CloseInfo(int(code) if code is not None else ABNORMAL_CLOSE)
+            self.closes.append(ended)
+            if not self._closing:
+                log.info("wsops client: connection to %s closed: %s", self.url, ended)
             self._book.connection_lost()
             self._rooms.disconnected()
             if loop.time() - opened_at >= self._stable_after:
@@ -229,8 +248,9 @@ class ClientCore:
             if not self._closing:
                 self._set_state(ClientState.RECONNECTING)
 
-    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
-        """Handle frames until the connection ends; returns the close code the server sent.
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> CloseInfo | None:
+        """Handle frames until the connection ends; returns the close code and reason the
+        server sent, if it sent a close frame.
 
         aiohttp reports 1006 when the server's close frame arrived but the server dropped the
         socket before our reply could be written; the code the server chose is the useful one.
@@ -241,7 +261,7 @@ class ClientCore:
             if kind is aiohttp.WSMsgType.TEXT:
                 self._on_text(msg.data)
             elif kind is aiohttp.WSMsgType.CLOSE:
-                return int(msg.data)
+                return CloseInfo(int(msg.data), str(msg.extra or ""))
             elif kind in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 return None
             elif kind is aiohttp.WSMsgType.ERROR:

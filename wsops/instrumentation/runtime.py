@@ -30,6 +30,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from wsops.memory_per_connection import memory_per_connection
+
 LAG_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
@@ -56,11 +58,11 @@ def open_fds(proc: Any) -> float:
 class RuntimeCollector:
     """Prometheus collector (``collect``/``describe``) plus a dict ``snapshot`` for JSON stats.
 
-    ``wsops_memory_per_connection_bytes`` is RSS / ``live_connections()``, and 0 when there are
-    no connections: a node with nothing connected has no per-connection cost, and 0 keeps the
-    series continuous (no NaN, no gaps) while never tripping a ``>`` threshold. The fixed baseline
-    of the process dominates at low counts, so a leak alert should also require a minimum number
-    of connections and compare against the value some hours ago rather than an absolute figure.
+    ``wsops_memory_per_connection_bytes`` is RSS above the process's RSS when the collector
+    started (before the app served connections), divided by ``live_connections()``; 0 when
+    there are no connections, which keeps the series continuous (no NaN, no gaps) while never
+    tripping a ``>`` threshold. ``wsops.memory_per_connection`` says why, and from how many
+    connections people are shown it (the gauge carries it from one up).
     """
 
     def __init__(
@@ -88,9 +90,17 @@ class RuntimeCollector:
         self._task: asyncio.Task[None] | None = None
         self._last_process = (0.0, 0.0, 0.0, math.inf, 0.0)
         self.process = ProcessFamilies(self._process, float(self._proc.create_time()))
+        # RSS before any connection: read again by the first start(), just before serving.
+        self.baseline_rss = float(self._proc.memory_info().rss)
+        self._started = False
 
     async def start(self) -> None:
-        """Start the lag sampler on the running loop and hook GC; sampling when this returns."""
+        """Start the lag sampler on the running loop and hook GC; sampling when this returns.
+
+        The first start takes the process's RSS as the baseline of memory per connection."""
+        if not self._started:
+            self._started = True
+            self.baseline_rss = float(self._proc.memory_info().rss)
         if self._task is None:
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._sample_lag(), name="wsops-loop-lag")
@@ -157,8 +167,7 @@ class RuntimeCollector:
         return self._last_process
 
     def _per_connection(self, rss: float) -> float:
-        live = self._live()
-        return rss / live if live > 0 else 0.0
+        return memory_per_connection(rss, self.baseline_rss, self._live())
 
     def describe(self) -> Iterable[Metric]:
         """Every family this collector may emit, without samples, so registering reads nothing."""
@@ -172,7 +181,8 @@ class RuntimeCollector:
         per_conn = self._per_connection(self._process()[0]) if sample else None
         yield GaugeMetricFamily(
             "wsops_memory_per_connection_bytes",
-            "Resident memory divided by live connections; 0 with no connections.",
+            "Resident memory above the process's at start (before it had connections), "
+            "divided by live connections; 0 with no connections.",
             per_conn,
         )
         lag = HistogramMetricFamily(

@@ -19,6 +19,7 @@ import psutil  # type: ignore[import-untyped]
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.plan import Plan, shards
 from wsops.loadtest.shard import run_shard
+from wsops.memory_per_connection import memory_per_connection
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -191,12 +192,14 @@ def _server_figures(server: dict[str, dict[str, Any] | None], opened: int,
         return {"error": next((s["error"] for s in (start, before, after)
                                if s and "error" in s), None)} if start else None
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
-    grown = before["rss_bytes"] - start["rss_bytes"]
+    # wsops.memory_per_connection's figure, the baseline being the RSS before the test's
+    # connections opened (people see it from MIN_CONNECTIONS opened up).
+    per_conn = memory_per_connection(before["rss_bytes"], start["rss_bytes"], opened)
     return {
         "cpu_seconds": round(cpu, 3),
         "cpu_us_per_delivery": round(cpu * 1e6 / received, 3) if received else None,
         "rss_bytes_before_connect": start["rss_bytes"], "rss_bytes_connected": before["rss_bytes"],
         "rss_bytes_end": after["rss_bytes"],
-        "rss_bytes_per_connection": round(grown / opened) if opened else None,
-        "connections_seen": before.get("connections"),
+        "rss_bytes_per_connection": round(per_conn) if opened else None,
+        "connections_opened": opened, "connections_seen": before.get("connections"),
     }

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wsops.admin.contract import finite
+from wsops.memory_per_connection import MIN_CONNECTIONS, shown
 
 NODES_ENV: Final = "WSOPS_NODES"
 SORT_KEYS: Final = ("connections", "rate", "p99", "lag", "rss")
@@ -86,7 +87,7 @@ class NodeView:
     delivery_p99: float | None = None
     lag_p99: float | None = None
     rss: float | None = None
-    mem_per_conn: float | None = None
+    mem_per_conn: float | None = None  # None also below MIN_CONNECTIONS (wsops.memory_per_...)
     uptime: float | None = None
     version: str | None = None
     raw: Mapping[str, Any] | None = None
@@ -120,7 +121,7 @@ def view_of(url: str, stats: Mapping[str, Any]) -> NodeView:
         delivery_p99=_num(stats, "delivery_p99_seconds"),
         lag_p99=_num(stats, "loop_lag_p99_seconds"),
         rss=_num(stats, "rss_bytes"),
-        mem_per_conn=per_conn if per_conn else None,  # 0 means "no connections"
+        mem_per_conn=shown(per_conn, connections),
         uptime=_num(stats, "uptime_seconds"),
         version=str(stats["version"]) if stats.get("version") is not None else None,
         raw=stats,
@@ -199,6 +200,17 @@ _STATE_STYLE: Final = {"ready": "green", "draining": "yellow", "drained": "yello
                        "not ready": "red", DOWN: "bold red", ERROR: "bold red"}
 COLUMNS: Final = ("NODE", "STATE", "CONNS", "IN/s", "OUT/s", "DELIVERY p99", "LOOP LAG p99",
                   "RSS", "MEM/CONN", "UPTIME", "VERSION")
+MEM_PER_CONN_NOTE: Final = (f"MEM/CONN: RSS above the process's RSS at its start, divided by "
+                            f"the connections; n/a below {MIN_CONNECTIONS} connections")
+
+
+def fmt_mem_per_conn(v: NodeView) -> str:
+    """The MEM/CONN cell: ``n/a`` for a node with fewer than ``MIN_CONNECTIONS`` connections,
+    ``-`` when it does not report the figure."""
+    if v.mem_per_conn is not None:
+        return fmt_bytes(v.mem_per_conn)
+    known = v.raw is not None and _num(v.raw, "memory_per_connection_bytes") is not None
+    return "n/a" if known and (v.connections or 0) < MIN_CONNECTIONS else "-"
 
 
 def summary(views: Sequence[NodeView]) -> str:
@@ -216,7 +228,8 @@ def summary(views: Sequence[NodeView]) -> str:
 
 def render(views: Sequence[NodeView], title: str | None = None) -> RenderableType:
     """The table, then one line per node that is not up saying why."""
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(title=title, title_justify="left", header_style="bold",
+                  caption=MEM_PER_CONN_NOTE, caption_justify="left")
     for name in COLUMNS:
         table.add_column(name, justify="left" if name in ("NODE", "STATE", "VERSION") else "right",
                          no_wrap=name == "NODE")
@@ -228,7 +241,7 @@ def render(views: Sequence[NodeView], title: str | None = None) -> RenderableTyp
         table.add_row(
             v.url, label, "-" if v.connections is None else f"{v.connections:,}",
             fmt_rate(v.in_rate), fmt_rate(v.out_rate), fmt_seconds(v.delivery_p99),
-            fmt_seconds(v.lag_p99), fmt_bytes(v.rss), fmt_bytes(v.mem_per_conn),
+            fmt_seconds(v.lag_p99), fmt_bytes(v.rss), fmt_mem_per_conn(v),
             fmt_uptime(v.uptime), v.version or "-",
         )
     notes = [Text(f"{v.status} {v.url}: {v.error}", style="red") for v in views if not v.up]

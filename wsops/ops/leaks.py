@@ -3,8 +3,9 @@ samples offline.
 
 ``wsops leaks ADMIN_URL`` starts tracemalloc on the node (if it is off), samples grouped heap
 statistics every interval, stops tracemalloc again if it started it (also on Ctrl-C and errors),
-and ranks what grew steadily (``leakcheck``). ``wsops leaks diff A B`` compares two samples saved
-with ``--save``. Works on any app wrapped with ``wsops.instrument(app)``.
+and ranks what grew steadily (``leakcheck``); on a ``--workers`` node it does so on every worker
+at once (``leaktargets``). ``wsops leaks diff A B`` compares two samples saved with ``--save``.
+Works on any app wrapped with ``wsops.instrument(app)``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Annotated, Any
 
 import aiohttp
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
@@ -31,6 +32,7 @@ from wsops.admin.apiclient import AdminClient, AdminError
 from wsops.ops.fleetview import normalize_url
 from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, site_of
 from wsops.ops.leakdiff import diff_sites
+from wsops.ops.leaktargets import NoTarget, Target, Targets, profile_targets
 from wsops.ops.leakview import diff_table, render_report
 
 SAVE_FORMAT = "wsops-leaks-sample/1"
@@ -147,7 +149,7 @@ def _save(path: Path, url: str, run: Collected, group: str) -> None:
 
 
 def _progress(err: Console) -> Progress:
-    return Progress(TextColumn("sampling"), BarColumn(),
+    return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                     TimeRemainingColumn(), console=err, transient=True,
                     disable=not err.is_terminal)
@@ -169,8 +171,10 @@ RUN_HELP = (
     "off), so churn and one-off spikes are not reported.\n\n"
     "tracemalloc is started if it is off and stopped again at the end, also on Ctrl-C or an "
     "error (then the samples so far are analysed); if it was already on, it stays on.\n\n"
-    "Exit codes: 0 no suspect, 3 suspects found, 1 node unreachable or refusing, "
-    "2 usage error.\n\n"
+    "On a --workers node (its admin URL, on the node's host) every worker is profiled at "
+    "once, each reported on its own; --worker N profiles one.\n\n"
+    "Exit codes: 0 no suspect, 3 suspects found, 1 node (or a worker) unreachable or "
+    "refusing, 2 usage error.\n\n"
     "Example: wsops leaks http://127.0.0.1:9765 --duration 60 --interval 5 --save after.json"
 )
 DIFF_HELP = (
@@ -206,7 +210,11 @@ def run(
         "--json", help="Print a machine-readable report instead of tables.")] = False,
     save: Annotated[Path | None, typer.Option(
         help="Save the last sample's grouped stats (and metadata) to this JSON file, for "
-             "'wsops leaks diff'.", show_default=False)] = None,
+             "'wsops leaks diff' (one file per worker of a --workers node: NAME.workerN.json).",
+        show_default=False)] = None,
+    worker: Annotated[int | None, typer.Option(
+        min=0, show_default=False,
+        help="On a --workers node: profile only this worker (default: every worker).")] = None,
     token: Annotated[str | None, typer.Option(
         envvar=ADMIN_TOKEN_ENV, show_envvar=True, show_default=False,
         help="Admin token, sent as 'Authorization: Bearer'.")] = None,
@@ -220,40 +228,86 @@ def run(
         raise typer.BadParameter("must not exceed --duration", param_hint="--interval")
     err = Console(stderr=True)
 
-    async def go() -> Collected:
+    async def go() -> tuple[Targets, list[Collected]]:
         timeout = max(60.0, 2 * interval)
         async with aiohttp.ClientSession() as http:
-            client = AdminClient(http, admin_url, token, timeout)
+            found = profile_targets(
+                admin_url, await AdminClient(http, admin_url, token, timeout).stats(), worker)
             with _progress(err) as bar:
-                task = bar.add_task("sampling", total=int(duration // interval) + 1, info="")
 
-                def shown(k: int, n: int, s: dict[str, Any]) -> None:
-                    bar.update(task, completed=k, info=(
-                        f"traced {fmt(s.get('traced_bytes') or 0, 'B')}, "
-                        f"rss {fmt(s.get('rss_bytes') or 0, 'B')}"))
+                async def one(target: Target) -> Collected:
+                    name = "sampling" if target.worker is None else f"worker {target.worker}"
+                    task = bar.add_task(name, total=int(duration // interval) + 1, info="")
 
-                return await collect(client, duration=duration, interval=interval,
-                                     frames=frames, group=group.value, warmup=warmup,
-                                     on_sample=shown)
+                    def shown(k: int, n: int, s: dict[str, Any]) -> None:
+                        bar.update(task, completed=k, info=(
+                            f"traced {fmt(s.get('traced_bytes') or 0, 'B')}, "
+                            f"rss {fmt(s.get('rss_bytes') or 0, 'B')}"))
+
+                    return await collect(AdminClient(http, target.url, token, timeout),
+                                         duration=duration, interval=interval, frames=frames,
+                                         group=group.value, warmup=warmup, on_sample=shown)
+
+                return found, await _all(one(t) for t in found.targets)
 
     try:
-        got = asyncio.run(go())
+        found, runs = asyncio.run(go())
     except AdminError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_ERROR) from None
-    if got.stop_error is not None:
-        err.print(f"[yellow]could not end the profiling session:[/] {got.stop_error} "
-                  "(the node stops tracing it started when the lease runs out)")
-    if got.error is not None:
-        err.print(f"[red]error:[/] {got.error}")
-    if save is not None and got.samples:
-        _save(save, admin_url, got, group.value)
-    code = _report(admin_url, got, top, warmup, min_growth, json_out)
-    raise typer.Exit(EXIT_ERROR if got.error is not None else code)
+    except NoTarget as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for note in found.skipped:
+        err.print(f"[red]error:[/] {note}")
+    outcomes = []
+    for target, got in zip(found.targets, runs, strict=True):
+        where = "" if target.worker is None else f"worker {target.worker}: "
+        if got.stop_error is not None:
+            err.print(f"[yellow]{where}could not end the profiling session:[/] "
+                      f"{got.stop_error} (the node stops tracing it started when the lease "
+                      "runs out)")
+        if got.error is not None:
+            err.print(f"[red]{where}error:[/] {got.error}")
+        if save is not None and got.samples:
+            _save(_save_path(save, target), target.url, got, group.value)
+        outcomes.append(_outcome(target.url, got, top, warmup, min_growth, json_out))
+    codes = [code for code, _, _ in outcomes]
+    failed = bool(found.skipped) or any(got.error is not None for got in runs)
+    code = EXIT_ERROR if failed else max(codes)  # EXIT_SUSPECTS (3) over EXIT_OK (0)
+    if found.targets[0].worker is None:
+        _show(*outcomes[0][1:], json_out)
+    else:
+        _show_workers(admin_url, found, outcomes, code, json_out)
+    raise typer.Exit(code)
 
 
-def _report(url: str, got: Collected, top: int, warmup: float, min_growth: float,
-            json_out: bool) -> int:
+async def _all(runs: Any) -> list[Collected]:
+    """Run profiling sessions at once; Ctrl-C (a cancel of this task) ends each early, each
+    reporting what it collected (``collect``)."""
+    tasks = [asyncio.ensure_future(r) for r in runs]
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks)
+    return [t.result() for t in tasks]
+
+
+def _save_path(path: Path, target: Target) -> Path:
+    """``--save`` as given for one node; NAME.workerN.SUFFIX for each worker of one."""
+    if target.worker is None:
+        return path
+    return path.with_name(f"{path.stem}.worker{target.worker}{path.suffix}")
+
+
+def _outcome(url: str, got: Collected, top: int, warmup: float, min_growth: float,
+             json_out: bool) -> tuple[int, dict[str, Any], RenderableType | None]:
+    """The exit code, the JSON report and (for people) the tables of one profiled heap."""
     meta: dict[str, Any] = {
         "node": url, "frames": got.samples[-1].get("frames") if got.samples else None,
         "tracing": _tracing_note(got), "caveats": _caveats(got, warmup),
@@ -263,21 +317,39 @@ def _report(url: str, got: Collected, top: int, warmup: float, min_growth: float
     }
     if len(got.samples) < 2:
         meta["suspects"] = 0
-        if json_out:
-            typer.echo(json.dumps({**meta, "samples": len(got.samples)}))
-        else:
-            Console(stderr=True).print("fewer than 2 samples: nothing to compare")
-        return EXIT_OK
+        return EXIT_OK, {**meta, "samples": len(got.samples)}, None
     samples = [parse_sample(s) for s in got.samples]
     th = Thresholds(site_min_rate=min_growth * KIB)
     report = analyze(samples, th, top=top)
     code = EXIT_SUSPECTS if report.suspects else EXIT_OK
+    view = None if json_out else render_report(
+        report, meta, [s.rss - s.overhead for s in samples], [s.traced for s in samples], top)
+    return code, {**meta, **report.as_dict(), "exit_code": code}, view
+
+
+def _show(data: dict[str, Any], view: RenderableType | None, json_out: bool) -> None:
     if json_out:
-        typer.echo(json.dumps({**meta, **report.as_dict(), "exit_code": code}))
+        typer.echo(json.dumps(data))
+    elif view is None:
+        Console(stderr=True).print("fewer than 2 samples: nothing to compare")
     else:
-        rss = [s.rss - s.overhead for s in samples]
-        _console().print(render_report(report, meta, rss, [s.traced for s in samples], top))
-    return code
+        _console().print(view)
+
+
+def _show_workers(url: str, found: Targets,
+                  outcomes: list[tuple[int, dict[str, Any], RenderableType | None]], code: int,
+                  json_out: bool) -> None:
+    """A --workers node: one report per worker, under the node's URL."""
+    if json_out:
+        typer.echo(json.dumps({
+            "node": url, "exit_code": code, "skipped": found.skipped,
+            "workers": [{"worker": t.worker, **data}
+                        for t, (_, data, _) in zip(found.targets, outcomes, strict=True)]}))
+        return
+    console = _console()
+    for target, (_, _, view) in zip(found.targets, outcomes, strict=True):
+        console.rule(f"{url} · {target.label}")
+        console.print(view if view is not None else "fewer than 2 samples: nothing to compare")
 
 
 def _load(path: Path, name: str) -> dict[str, Any]:

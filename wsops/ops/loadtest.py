@@ -11,6 +11,8 @@ import typer
 
 from wsops.loadtest.plan import Plan, PlanError, source_range, with_defaults
 from wsops.loadtest.runner import LoadTestError, execute
+from wsops.memory_per_connection import MIN_CONNECTIONS, NOT_SHOWN, shown
+from wsops.ops.fleetview import normalize_url
 
 loadtest_app = typer.Typer(
     help="Bounded WebSocket load tests against a wsops (protocol v1) server on this machine.\n\n"
@@ -24,7 +26,9 @@ SCENARIO_HELP = {
     "connect": "Connection storm: open --connections as fast as possible (or --connect-rate per "
                "second); reports connections/s and connect latency.",
     "idle": "Hold --connections open for --duration (answering pings); reports how many "
-            "stayed open and the server's memory per connection.",
+            "stayed open and the server's memory per connection (with --admin or --pid: its "
+            f"RSS growth while the connections opened, divided by them; shown from "
+            f"{MIN_CONNECTIONS} connections up).",
     "fanout": "--rooms rooms, one publisher each, the other connections subscribed; --rate "
               "publishes/s in all for --duration; reports losses, deliveries/s and "
               "publish-to-receive latency.",
@@ -53,7 +57,8 @@ def _command(scenario: str) -> Any:
         token: Annotated[str | None, typer.Option(
             envvar="WSOPS_LOADTEST_TOKEN", help="Bearer token for the target.")] = None,
         admin: Annotated[str | None, typer.Option(help=(
-            "The target's admin URL (http://127.0.0.1:9765) for its CPU and memory."))] = None,
+            "The target's admin URL (http://127.0.0.1:9765; HOST:PORT means http) for its CPU "
+            "and memory."))] = None,
         admin_token: Annotated[str | None, typer.Option(
             envvar="WSOPS_ADMIN_TOKEN", help="Token for the admin API.")] = None,
         pid: Annotated[int | None, typer.Option(help=(
@@ -70,14 +75,15 @@ def _command(scenario: str) -> Any:
             "--json", help="Write the full JSON report here ('-' for stdout).")] = None,
     ) -> None:
         try:
+            admin_url = normalize_url(admin) if admin else None  # as status, drain, leaks
             plan = with_defaults(Plan(  # (processes raised to what the connections need)
                 scenario, url, connections=connections, duration=duration, processes=processes,
                 rooms=rooms, rate=rate, size=size, connect_rate=connect_rate,
                 sources=tuple(source_range(sources)) if sources else (), token=token,
-                admin_url=admin, allow_remote=allow_remote, settle=settle,
+                admin_url=admin_url, allow_remote=allow_remote, settle=settle,
                 connect_timeout=connect_timeout, server_pid=pid))
             plan.check()
-        except PlanError as exc:
+        except (PlanError, ValueError) as exc:
             typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         typer.echo(f"{scenario}: {connections} connections over {plan.processes} processes "
@@ -119,17 +125,34 @@ def _progress(kind: str, body: dict[str, Any]) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _v(value: Any, unit: str = "") -> str:
-    """A figure for people: ``-`` when there is none (JSON keeps null)."""
-    return "-" if value is None else f"{value}{unit}"
+def _v(value: Any, unit: str, why: str) -> str:
+    """A figure for people: ``n/a (why)`` when there is none (JSON keeps null)."""
+    return f"n/a ({why})" if value is None else f"{value}{unit}"
+
+
+def _server_line(s: dict[str, Any] | None, scenario: str) -> str:
+    if s is None:
+        return "server: n/a (give --admin URL or --pid for its CPU and memory)"
+    if "cpu_seconds" not in s:
+        return f"server stats unavailable: {s.get('error') or 'a reading was missing'}"
+    deliveries = ("no message was delivered" if scenario in ("fanout", "echo")
+                  else f"{scenario} delivers no messages")
+    opened = s.get("connections_opened")
+    per_conn = shown(s["rss_bytes_per_connection"], opened)
+    memory = (f"{per_conn:.0f} bytes per connection (RSS growth while {opened} connections "
+              "opened)" if per_conn is not None else f"memory per connection {NOT_SHOWN}")
+    return (f"server: {s['cpu_seconds']} s CPU "
+            f"({_v(s['cpu_us_per_delivery'], ' us', deliveries)} per delivery), "
+            f"RSS {s['rss_bytes_end'] / 2**20:.1f} MiB, {memory}")
 
 
 def summary(r: dict[str, Any]) -> str:
     c = r["connections"]
+    none = "no connection opened"
     lines = [f"connections: {c['opened']}/{c['requested']} opened in {c['seconds_to_open']:.2f}s "
-             f"({c['per_second']}/s), {c['open_at_end']} open at the end; connect p50 "
-             f"{_v(c['connect_latency']['p50_ms'], ' ms')}, "
-             f"p99 {_v(c['connect_latency']['p99_ms'], ' ms')}"]
+             f"({_v(c['per_second'], '/s', none)}), {c['open_at_end']} open at the end; "
+             f"connect p50 {_v(c['connect_latency']['p50_ms'], ' ms', none)}, "
+             f"p99 {_v(c['connect_latency']['p99_ms'], ' ms', none)}"]
     if c["errors"]:
         lines.append("errors: " + ", ".join(f"{k} x{n}" for k, n in c["errors"].items()))
     if c["close_codes"]:
@@ -137,21 +160,16 @@ def summary(r: dict[str, Any]) -> str:
             f"{k} x{n}" for k, n in c["close_codes"].items()))
     m = r.get("messages")
     if m:
-        lat = m["latency"]
+        lat, missing = m["latency"], "no message received"
         lines.append(
             f"messages: {m['acked']}/{m['published']} publishes acked, {m['received']} of "
-            f"{m['expected_deliveries']} deliveries received ({m['deliveries_per_second']}/s), "
+            f"{m['expected_deliveries']} deliveries received "
+            f"({_v(m['deliveries_per_second'], '/s', 'no time elapsed')}), "
             f"lost {m['lost']}, sequence gaps {m['sequence_gaps']}, out of order "
             f"{m['sequence_out_of_order']}")
-        lines.append(f"latency (publish to receive): p50 {_v(lat['p50_ms'], ' ms')}, "
-                     f"p99 {_v(lat['p99_ms'], ' ms')}, p99.9 {_v(lat['p999_ms'], ' ms')}, "
-                     f"max {_v(lat['max_ms'], ' ms')}")
-    s = r.get("server")
-    if s and "cpu_seconds" in s:
-        lines.append(f"server: {_v(s['cpu_seconds'], ' s')} CPU "
-                     f"({_v(s['cpu_us_per_delivery'], ' us')} per delivery), "
-                     f"RSS {s['rss_bytes_end'] / 2**20:.1f} MiB, "
-                     f"{_v(s['rss_bytes_per_connection'], ' bytes')} per connection")
-    elif s and s.get("error"):
-        lines.append(f"server stats unavailable: {s['error']}")
+        lines.append(f"latency (publish to receive): p50 {_v(lat['p50_ms'], ' ms', missing)}, "
+                     f"p99 {_v(lat['p99_ms'], ' ms', missing)}, "
+                     f"p99.9 {_v(lat['p999_ms'], ' ms', missing)}, "
+                     f"max {_v(lat['max_ms'], ' ms', missing)}")
+    lines.append(_server_line(r.get("server"), r.get("plan", {}).get("scenario", "")))
     return "\n".join(lines)

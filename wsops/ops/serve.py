@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 
@@ -16,19 +16,55 @@ from wsops.config import Knob, from_cli, knobs
 from wsops.node.lifecycle import run
 from wsops.node.supervisor import supervise
 
+# The help's panels (one table each), in this order; a knob in none is under "Options", first.
+# Rich sizes each table's columns to its own longest flag and word, and gives a --x/--no-x pair
+# a column of its own: one table of every knob leaves the help text no room at 80 columns and
+# cuts flags short (--max-rooms-per-co…), so the pairs have a panel of their own (SWITCHES).
+SWITCHES: Final = "Switches"
+PANELS: Final[dict[str, tuple[str, ...]]] = {
+    "Authentication": ("jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer",
+                       "jwt_leeway", "jwt_rooms_claim", "allowed_origins"),
+    "Limits": ("heartbeat", "max_message_size", "max_rooms_per_connection", "max_connections",
+               "max_connections_per_ip", "rate_limit", "rate_burst", "rate_limit_strikes",
+               "send_queue_bytes"),
+    "Broker and history": ("broker", "history_size", "history_ttl", "history_room_bytes",
+                           "history_memory"),
+    "Drain": ("drain_batch", "drain_interval", "drain_deadline"),
+    "Process": ("workers", "gc_threshold", "gc_freeze_interval", "trace_sample_ratio",
+                "slo_seconds"),
+}
+
+
+def panel_of(k: Knob) -> str | None:
+    """The help panel of ``k``: on/off flags go to ``SWITCHES``; None is "Options"."""
+    if k.cli_type is bool:
+        return SWITCHES
+    return next((name for name, members in PANELS.items() if k.name in members), None)
+
 
 def _option(k: Knob) -> inspect.Parameter:
     """``k`` as a parameter Typer reads: ``name: Annotated[type, typer.Option(...)] = default``."""
     decl = f"{k.flag}/--no-{k.flag.removeprefix('--')}" if k.cli_type is bool else k.flag
-    option = typer.Option(decl, envvar=k.env, help=k.help, show_envvar=True)
+    option = typer.Option(decl, envvar=k.env, help=k.help, show_envvar=True,
+                          rich_help_panel=panel_of(k))
     return inspect.Parameter(k.name, inspect.Parameter.KEYWORD_ONLY,
                              annotation=Annotated[k.cli_type, option], default=k.cli_default)
 
 
-_NO_UVLOOP = inspect.Parameter(  # not a Settings knob: how this process runs its event loop
-    "no_uvloop", inspect.Parameter.KEYWORD_ONLY,
-    annotation=Annotated[bool, typer.Option("--no-uvloop", help="Use asyncio's own event loop.")],
-    default=False)
+_UVLOOP = inspect.Parameter(  # not a Settings knob: how this process runs its event loop
+    "uvloop", inspect.Parameter.KEYWORD_ONLY,
+    annotation=Annotated[bool, typer.Option(
+        "--uvloop/--no-uvloop", envvar="WSOPS_UVLOOP", show_envvar=True,
+        rich_help_panel=SWITCHES,
+        help="Run the event loop on uvloop (else asyncio's own loop).")],
+    default=True)
+
+
+def _ordered(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
+    """Grouped as the panels are shown (Typer draws a panel where its first option is)."""
+    order = [None, *PANELS, SWITCHES]
+    panel = {k.name: panel_of(k) for k in knobs()} | {_UVLOOP.name: SWITCHES}
+    return sorted(params, key=lambda p: order.index(panel[p.name]))
 
 
 def serve(**values: Any) -> None:
@@ -36,12 +72,12 @@ def serve(**values: Any) -> None:
 
     Example: wsops serve --allow-anonymous --port 8765 --workers 2
 
-    SIGTERM or Ctrl-C drains the node (readiness 503, connections closed with 1012 in batches;
-    with --workers, every worker) and exits. Every option can also be set with the WSOPS_*
-    variable shown.
+    SIGTERM or Ctrl-C drains the node (readiness 503, connections closed with
+    1012 in batches; with --workers, every worker) and exits. Every option can
+    also be set with the WSOPS_* variable shown.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    use_uvloop = not values.pop("no_uvloop", False)
+    use_uvloop = bool(values.pop("uvloop", True))
     try:
         settings = from_cli(values)
         if settings.workers > 1:
@@ -56,4 +92,4 @@ def serve(**values: Any) -> None:
 
 
 serve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [*(_option(k) for k in knobs()), _NO_UVLOOP], return_annotation=None)
+    _ordered([*(_option(k) for k in knobs()), _UVLOOP]), return_annotation=None)

@@ -156,7 +156,8 @@ def status(
     redis: RedisOption = None,
 ) -> None:
     """One table for many nodes: up, ready or draining, connections, messages/s in and out,
-    delivery p99, event-loop lag p99, RSS and memory per connection, uptime, version.
+    delivery p99, event-loop lag p99, RSS and memory per connection (RSS above the process's
+    at its start, per connection; n/a below 100 connections), uptime, version.
 
     Example: wsops status http://10.0.0.1:9765 http://10.0.0.2:9765 --token "$WSOPS_ADMIN_TOKEN"
 

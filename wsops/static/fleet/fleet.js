@@ -5,6 +5,11 @@
 const KEEP_SECONDS = 300;
 const MIN_INTERVAL = 0.5;
 const SVG = "http://www.w3.org/2000/svg";
+// Memory per connection (RSS above each process's RSS at its start, divided by connections) is
+// shown from this many connections up, as in wsops status (wsops/memory_per_connection.py:
+// MIN_CONNECTIONS); below, allocator noise would be most of the figure.
+const MEMORY_MIN_CONNECTIONS = 100;
+const MEMORY_NOT_SHOWN = `n/a (fewer than ${MEMORY_MIN_CONNECTIONS} connections)`;
 
 const state = {
   interval: null, // seconds; null until the server or ?interval= says
@@ -69,6 +74,27 @@ function setNumber(el, node, field, value) {
   const known = typeof value === "number" && Number.isFinite(value);
   el.dataset.value = known ? String(value) : "";
   el.textContent = known ? (FORMATS[field] || integer.format)(value) : "—";
+  el.removeAttribute("title");
+}
+
+// stats: a node's (or the fleet totals'); "n/a" below MEMORY_MIN_CONNECTIONS (`short`: in a
+// table cell, the reason in its tooltip).
+function setMemoryPerConnection(el, node, stats, short) {
+  const field = "memory_per_connection_bytes";
+  const value = stats ? stats[field] : null;
+  const conns = stats ? Number(stats.connections) || 0 : 0;
+  if (typeof value !== "number" || conns >= MEMORY_MIN_CONNECTIONS) {
+    setNumber(el, node, field, value);
+    return;
+  }
+  setNumber(el, node, field, null);
+  el.textContent = "n/a";
+  if (!short) {
+    const why = document.createElement("small");
+    why.textContent = ` ${MEMORY_NOT_SHOWN.slice("n/a ".length)}`;
+    el.append(why);
+  }
+  el.title = MEMORY_NOT_SHOWN;
 }
 
 // -- sparklines -------------------------------------------------------------------------------
@@ -223,7 +249,11 @@ function renderRow(tr, node, now) {
   }
   const nums = tr.querySelectorAll("span.num");
   COLUMNS.forEach((field, i) => {
-    setNumber(nums[i], node.id, field, node.stats ? node.stats[field] : null);
+    if (field === "memory_per_connection_bytes") {
+      setMemoryPerConnection(nums[i], node.id, node.stats, true);
+    } else {
+      setNumber(nums[i], node.id, field, node.stats ? node.stats[field] : null);
+    }
   });
   const history = (state.perNode.get(node.id) || []).filter((p) => p.t >= now - KEEP_SECONDS);
   if (node.stats) history.push({ t: now, v: Number(node.stats.connections) || 0 });
@@ -239,7 +269,11 @@ function render(data) {
   const nodes = data.nodes || [];
   const t = totals(nodes);
   for (const el of document.querySelectorAll('[data-node="fleet"][data-field]')) {
-    setNumber(el, "fleet", el.dataset.field, t[el.dataset.field]);
+    if (el.dataset.field === "memory_per_connection_bytes") {
+      setMemoryPerConnection(el, "fleet", t, false);
+    } else {
+      setNumber(el, "fleet", el.dataset.field, t[el.dataset.field]);
+    }
   }
   state.fleet.push({ t: now, connections: t.connections, in: t.messages_in_per_second,
     out: t.messages_out_per_second, delivery: t.delivery_p99_seconds, lag: t.loop_lag_p99_seconds });
