@@ -13,6 +13,7 @@ from wsops.ops.leaks import leaks_app
 from wsops.ops.loadtest import loadtest_app
 from wsops.ops.serve import serve
 from wsops.ops.status import status, top
+from wsops.ops.tap import tap
 from wsops.version import __version__
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.command(name="serve")(serve)
 app.command(name="drain")(drain)
 app.command(name="debug")(debug)
+app.command(name="tap")(tap)
 app.command(name="status")(status)
 app.command(name="top")(top)
 app.add_typer(dashboards_app, name="dashboards")

@@ -177,6 +177,7 @@ async def test_the_page_shows_what_metrics_says_and_follows_traffic(browser: Chr
                                    "memory_per_connection_bytes", "loop_lag_p99_seconds")
             assert delivery["rss_bytes"] and delivery["loop_lag_p99_seconds"] is not None
             await expect_memory_per_connection(page, node, node_id)
+            await expect_flow(page, node, conns[0])
 
             # Some traffic while the charts fill in, then the picture people look at.
             for _ in range(8):
@@ -189,6 +190,24 @@ async def test_the_page_shows_what_metrics_says_and_follows_traffic(browser: Chr
             assert not [line for line in page.console if line.startswith("exception")]
         finally:
             await asyncio.gather(*(c.close() for c in conns[:4]))
+
+
+async def expect_flow(page: Page, node: ServeProcess, publisher: RawClient) -> None:
+    """The flow view: the busy room's row, its rates while traffic runs, and its publishers
+    and subscribers as /admin/flow says."""
+    cell = f'#flow tr[data-room="{ROOM}"] [data-field=msgs_out_per_second]'
+    burst = asyncio.create_task(publish(publisher, 80))
+    await page.wait_for(f"Number(document.querySelector('{cell}')?.dataset.value) > 0",
+                        timeout=15)
+    await burst
+    flow = await admin_get(node.admin_url, "/admin/flow")
+    [room] = [r for r in flow["rooms"] if r["room"] == ROOM]
+    assert room["subscribers"] == 4 and room["publishers"] == 1 and room["msgs_in"] >= 150
+    row = f'#flow tr[data-room="{ROOM}"]'
+    await page.wait_for(f"Number(document.querySelector('{row} [data-field=subscribers]')"
+                        ".dataset.value) === 4", timeout=15)
+    assert await page.evaluate(
+        f"Number(document.querySelector('{row} [data-field=publishers]').dataset.value)") == 1
 
 
 async def expect_memory_per_connection(page: Page, node: ServeProcess, node_id: str) -> None:

@@ -30,7 +30,13 @@ from tests.support.prom import promtool_check_metrics
 from tests.support.redisproc import redis_server_binary
 from tests.support.waits import until
 from tests.support.wsclient import RawClient
-from wsops.admin.aggregate import merge_drain, merge_expositions, merge_stats
+from wsops.admin.aggregate import (
+    merge_debug,
+    merge_drain,
+    merge_expositions,
+    merge_flow,
+    merge_stats,
+)
 from wsops.cli import app
 
 needs_redis = pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")
@@ -62,6 +68,38 @@ def test_merged_metrics_label_each_worker_and_describe_each_family_once() -> Non
     buckets = [s for s in families["demo_latency_seconds"].samples if s.name.endswith("_bucket")]
     assert {(s.labels["worker"], s.labels["le"]) for s in buckets} == {
         (w, le) for w in "01" for le in ("0.1", "1.0", "+Inf")}
+
+
+def _room(room: str, n: int, since: float = 10.0, capped: bool = False) -> dict[str, Any]:
+    return {"room": room, "since": since, "msgs_in": n, "bytes_in": 10 * n, "msgs_out": 2 * n,
+            "bytes_out": 20 * n, "publishers": 1, "publishers_capped": capped,
+            "subscribers": 2}
+
+
+def test_merged_flow_sums_a_room_across_workers_and_keeps_the_busiest() -> None:
+    merged = merge_flow([
+        {"generated_at": 5.0, "tracked": 2, "forgotten": 1,
+         "rooms": [_room("a", 10, since=3.0), _room("b", 1)]},
+        {"generated_at": 7.0, "tracked": 2, "forgotten": 0,
+         "rooms": [_room("a", 5, capped=True), _room("c", 8)]},
+    ], top=2)
+    assert [r["room"] for r in merged["rooms"]] == ["a", "c"]
+    a = merged["rooms"][0]
+    assert (a["msgs_in"], a["bytes_out"], a["publishers"], a["subscribers"]) == (15, 300, 2, 4)
+    assert a["since"] == 3.0 and a["publishers_capped"] is True
+    assert (merged["generated_at"], merged["tracked"], merged["forgotten"]) == (7.0, 4, 1)
+    assert merge_flow([], top=5) == {"generated_at": 0.0, "tracked": 0, "forgotten": 0,
+                                     "rooms": []}
+
+
+def test_merged_debug_state_keeps_each_target_once_with_the_most_time_left() -> None:
+    t = {"id": "user:a", "kind": "user", "value": "a", "started_at": 1.0}
+    merged = merge_debug([
+        {"traced": True, "targets": [{**t, "seconds_left": 5.0}]},
+        {"traced": False, "targets": [{**t, "seconds_left": 9.0}]},
+    ])
+    assert merged["targets"] == [{**t, "seconds_left": 9.0}] and merged["traced"] is False
+    assert merge_debug([])["traced"] is False
 
 
 def test_merged_openmetrics_parses_strictly() -> None:
@@ -279,3 +317,5 @@ async def test_the_debug_switch_reaches_every_worker_and_turns_off_on_all(
         async with s.post(node.admin_url + "/admin/debug/stop", json={}) as r:
             stopped = await r.json()
         assert stopped["stopped"] == ["room:news"] and stopped["targets"] == []
+        async with s.get(node.admin_url + "/admin/flow") as r:  # the workers' flows, merged
+            assert r.status == 200 and (await r.json())["rooms"] == []

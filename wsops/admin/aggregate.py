@@ -91,6 +91,28 @@ def merge_expositions(
     return exposition.generate_latest(registry)
 
 
+def merge_flow(snapshots: Sequence[Mapping[str, Any]], top: int) -> dict[str, Any]:
+    """The node's busiest rooms from its workers' (``GET /admin/flow`` shape): a room spanning
+    workers is summed (its publishers too: a user publishing through two workers counts twice)."""
+    rooms: dict[str, dict[str, Any]] = {}
+    for snap in snapshots:
+        for r in snap.get("rooms", ()):
+            have = rooms.get(r["room"])
+            if have is None:
+                rooms[r["room"]] = dict(r)
+                continue
+            for key in ("msgs_in", "bytes_in", "msgs_out", "bytes_out", "publishers",
+                        "subscribers"):
+                have[key] += r[key]
+            have["since"] = min(have["since"], r["since"])
+            have["publishers_capped"] = have["publishers_capped"] or r["publishers_capped"]
+    busiest = sorted(rooms.values(), key=lambda r: -(r["msgs_in"] + r["msgs_out"]))[:top]
+    return {"generated_at": max((s.get("generated_at", 0.0) for s in snapshots), default=0.0),
+            "tracked": sum(int(s.get("tracked", 0)) for s in snapshots),
+            "forgotten": sum(int(s.get("forgotten", 0)) for s in snapshots),
+            "rooms": busiest}
+
+
 def merge_debug(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The node's debug switch from its workers' (``GET /admin/debug`` shape): a target on
     any worker, with the most time left on any."""
@@ -169,6 +191,7 @@ class WorkersAdmin(AdminListener):
         r.add_post("/admin/drain", self._drain_start)
         r.add_post("/admin/drain/cancel", self._drain_cancel)
         r.add_get("/admin/connections", self._connections)
+        r.add_get("/admin/flow", self._flow)
         r.add_get("/admin/debug", self._debug_state)
         r.add_post("/admin/debug", self._debug_start)
         r.add_post("/admin/debug/stop", self._debug_stop)
@@ -281,6 +304,11 @@ class WorkersAdmin(AdminListener):
         ok = self._ok(await self._each(lambda c: c.cancel_drain()))
         return json_response({**merge_drain([dict(a) for a in ok]),
                               "cancelled": any(a.get("cancelled") for a in ok)})
+
+    async def _flow(self, request: web.Request) -> web.Response:
+        top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
+        ok = self._ok(await self._each(lambda c: c.flow(top)))
+        return json_response(merge_flow([dict(a) for a in ok], top))
 
     # -- the debug switch: every worker gets the same target (named by what it watches) ------
 

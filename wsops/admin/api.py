@@ -85,7 +85,15 @@ def add_admin_api(admin: AdminListener, surface: NodeSurface) -> None:
         return json_response(surface.connections(
             int_query(request, "top", 20, 1, MAX_TOP_ROOMS)))
 
+    async def flow(request: web.Request) -> web.Response:
+        snapshot = surface.flow(int_query(request, "top", 20, 1, MAX_TOP_ROOMS))
+        if snapshot is None:
+            raise web.HTTPNotFound(text="this node has no rooms: it is a plain instrumented "
+                                        "app (the flow view is the bundled server's)\n")
+        return json_response(snapshot)
+
     r = admin.app.router
+    r.add_get("/admin/flow", flow)
     r.add_get("/admin/stats", stats)
     r.add_get("/admin/drain", drain_status)
     r.add_post("/admin/drain", drain_start)

@@ -25,6 +25,7 @@ from wsops.admin.contract import (
     DrainCancelled,
     DrainStarted,
     DrainStatus,
+    FlowSnapshot,
     Stats,
 )
 
@@ -48,7 +49,7 @@ class AdminError(Exception):
         self.body = body  # what the node said (its first 200 characters)
 
 
-def _refusal(url: str, path: str, status: int, text: str, has_token: bool) -> AdminError:
+def refusal(url: str, path: str, status: int, text: str, has_token: bool) -> AdminError:
     said = text.strip()[:200]
     if status == 401:
         hint = ("the admin token was refused: check --token / " + ADMIN_TOKEN_ENV
@@ -100,7 +101,7 @@ class AdminClient:
                                                 headers=headers) as resp:
                     text = await resp.text()
                     if resp.status not in ok:
-                        raise _refusal(self.url, path, resp.status, text, bool(self.token))
+                        raise refusal(self.url, path, resp.status, text, bool(self.token))
                     return text
         except TimeoutError:
             raise AdminError(self.url, DOWN, f"no answer within {self.timeout:g} s") from None
@@ -126,6 +127,10 @@ class AdminClient:
         return cast(DrainCancelled,
                     _object(self, await self.request("POST", "/admin/drain/cancel")))
 
+    async def flow(self, top: int = 20) -> FlowSnapshot:
+        return cast(FlowSnapshot, _object(self, await self.request(
+            "GET", f"/admin/flow?top={top}")))
+
     async def debug_state(self) -> DebugState:
         return cast(DebugState, await self._debug("GET", "/admin/debug", None))
 
@@ -146,7 +151,7 @@ class AdminClient:
         except (ValueError, AdminError):
             if "debug switch" in text:  # the node's own 404: a plain app has none
                 raise AdminError(self.url, FAILED, text.strip(), 404, text.strip()) from None
-            raise _refusal(self.url, path, 404, text, bool(self.token)) from None
+            raise refusal(self.url, path, 404, text, bool(self.token)) from None
 
     async def connections(self, top: int = 20) -> Connections:
         return cast(Connections, _object(self, await self.request(

@@ -31,6 +31,12 @@ DEBUG_MAX_SECONDS = 3600.0
 """``POST /admin/debug``: the longest a debug switch stays on (it turns itself off)."""
 DEBUG_MAX_TARGETS = 16
 """Debug targets a node keeps at once (one more: 409)."""
+TAP_MAX_RATE = 200.0
+"""``GET /admin/tap?rate=N``: events per second a tap may ask for (more are dropped, counted)."""
+TAP_MAX_SECONDS = 3600.0
+"""``GET /admin/tap?seconds=N``: the longest a tap streams."""
+TAP_STATS_SECONDS = 2.0
+"""A tap's stream sends a ``stats`` line this often (sent, dropped)."""
 
 
 class Health(TypedDict):
@@ -164,6 +170,33 @@ class ProfileStopped(ProfileState):
     """``POST /admin/profile/stop``: ``stopped`` when tracing wsops had started was stopped."""
 
     stopped: bool
+
+
+class RoomTraffic(TypedDict):
+    """One room's traffic on a node since ``since`` (cumulative: rates come from two readings).
+    ``msgs_in``: publishes by the node's clients; ``msgs_out``: frames written to its
+    subscribers; ``publishers``: distinct users who published (counted up to a cap, then
+    ``publishers_capped``); ``subscribers``: the room's connections on the node now."""
+
+    room: str
+    since: float
+    msgs_in: int
+    bytes_in: int
+    msgs_out: int
+    bytes_out: int
+    publishers: int
+    publishers_capped: bool
+    subscribers: int
+
+
+class FlowSnapshot(TypedDict):
+    """``GET /admin/flow``: the busiest rooms of the node (a bounded sketch: ``tracked`` rooms
+    are followed, ``forgotten`` were dropped to stay bounded since the node started)."""
+
+    generated_at: float
+    tracked: int
+    forgotten: int
+    rooms: list[RoomTraffic]
 
 
 class DebugTarget(TypedDict):

@@ -6,6 +6,8 @@ users or rooms) answers 404.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
@@ -13,13 +15,16 @@ from aiohttp import web
 from wsops.admin.contract import (
     DEBUG_KINDS,
     DEBUG_MAX_SECONDS,
+    TAP_MAX_RATE,
+    TAP_MAX_SECONDS,
+    TAP_STATS_SECONDS,
     DebugStarted,
     DebugState,
     DebugStopped,
 )
 from wsops.admin.http import json_response, number_field, read_body
 from wsops.admin.listener import AdminListener
-from wsops.admin.surface import DebugControl, NodeSurface
+from wsops.admin.surface import DebugControl, NodeSurface, TapStream
 
 DEFAULT_SECONDS = 600.0
 LOGGER = "wsops.debug"
@@ -72,7 +77,93 @@ def add_debug_routes(admin: AdminListener, surface: NodeSurface) -> None:
         stopped = control.stop(target_id)
         return json_response(DebugStopped(**state(control), stopped=stopped))
 
+    async def tap(request: web.Request) -> web.StreamResponse:
+        control = switch()
+        kind, value, payloads, rate, seconds = tap_query(request)
+        if payloads and not admin.token:
+            raise web.HTTPForbidden(text=(
+                "payloads=true needs an admin token on the node (WSOPS_ADMIN_TOKEN): without "
+                "one, whoever reaches loopback (a proxy's clients too) could read messages\n"))
+        try:
+            stream = control.open_tap(kind, value, payloads=payloads, rate=rate)
+        except ValueError as exc:
+            refusal = web.HTTPConflict if getattr(exc, "full", False) else web.HTTPBadRequest
+            raise refusal(text=f"{exc}\n") from None
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                               "Cache-Control": "no-store"})
+            await resp.prepare(request)
+            await resp.write(_line({"event": "tap", "watching": stream.id, "payloads": payloads,
+                                    "rate": rate, "seconds": seconds}))
+            await _pump(resp, stream, seconds)
+            return resp
+        except ConnectionResetError:  # the reader went away (aiohttp's own is a subclass)
+            return resp
+        finally:
+            control.close_tap(stream)
+
     r = admin.app.router
     r.add_get("/admin/debug", get)
     r.add_post("/admin/debug", start)
     r.add_post("/admin/debug/stop", stop)
+    r.add_get("/admin/tap", tap)
+
+
+def _line(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+async def _pump(resp: web.StreamResponse, stream: TapStream, seconds: float) -> None:
+    """Events as they come (every waiting one in one write), a ``stats`` line every
+    ``TAP_STATS_SECONDS``, until the tap's time is up or the node ends it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    stats_at = loop.time() + TAP_STATS_SECONDS
+    while True:
+        now = loop.time()
+        if now >= deadline:
+            await resp.write(_line({"event": "end", "reason": f"{seconds:g} s are up"}))
+            return
+        if now >= stats_at:
+            await resp.write(_line({"event": "stats", "sent": stream.sent,
+                                    "dropped": stream.dropped}))
+            stats_at = now + TAP_STATS_SECONDS
+        try:
+            event = await asyncio.wait_for(stream.queue.get(),
+                                           max(0.0, min(deadline, stats_at) - now))
+        except TimeoutError:
+            continue
+        batch = [event]
+        while not stream.queue.empty() and event.get("event") != "end":
+            event = stream.queue.get_nowait()
+            batch.append(event)
+        ended = batch[-1].get("event") == "end"
+        stream.sent += len(batch) - ended
+        await resp.write(b"".join(_line(e) for e in batch))
+        if ended:
+            return
+
+
+def tap_query(request: web.Request) -> tuple[str, str, bool, float, float]:
+    """``(kind, value, payloads, rate, seconds)`` of ``GET /admin/tap``, else HTTP 400."""
+    q = request.query
+    data: dict[str, Any] = {k: q[k] for k in DEBUG_KINDS if k in q}
+    given = list(data)
+    if len(given) != 1:
+        raise web.HTTPBadRequest(text=f"give exactly one of {', '.join(DEBUG_KINDS)}\n")
+    kind, value = given[0], data[given[0]]
+    if not 1 <= len(value) <= 256:
+        raise web.HTTPBadRequest(text=f"'{kind}' must be 1 to 256 characters\n")
+    flag = q.get("payloads", "false")
+    if flag not in ("true", "false"):
+        raise web.HTTPBadRequest(text="'payloads' must be true or false\n")
+    numbers = {}
+    for key, default, hi in (("rate", 20.0, TAP_MAX_RATE), ("seconds", TAP_MAX_SECONDS,
+                                                            TAP_MAX_SECONDS)):
+        try:
+            numbers[key] = float(q.get(key, default))
+        except ValueError:
+            numbers[key] = -1.0
+        if not 1 <= numbers[key] <= hi:
+            raise web.HTTPBadRequest(text=f"'{key}' must be a number in [1, {hi:g}]\n")
+    return kind, value, flag == "true", numbers["rate"], numbers["seconds"]

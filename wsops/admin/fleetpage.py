@@ -38,7 +38,8 @@ SHARED_FOR = 0.5
 """Seconds one snapshot answers every viewer: N open tabs cost one registry read."""
 MAX_PEERS = 1000
 """Rows the page lists besides this node (a registry bigger than that is cut, and says so)."""
-ASSETS = {"index.html": "text/html", "fleet.js": "text/javascript", "fleet.css": "text/css"}
+ASSETS = {"index.html": "text/html", "fleet.js": "text/javascript", "flow.js": "text/javascript",
+          "fleet.css": "text/css"}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 

@@ -245,6 +245,13 @@ def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
          "parameters": [_query("top", _int_range(1, MAX_TOP_ROOMS, 20), "Rooms listed.")],
          "responses": {200: _json(b.of(contract.Connections), "The connections."),
                        400: _bad_input("'top'")}},
+        {"path": "/admin/flow", "method": "get", "guard": READ, "tag": "node",
+         "id": "flow", "summary": "Where the node's messages go: the busiest rooms' traffic "
+         "in and out (cumulative counters; rates from two readings).",
+         "parameters": [_query("top", _int_range(1, MAX_TOP_ROOMS, 20), "Rooms listed.")],
+         "responses": {200: _json(b.of(contract.FlowSnapshot), "The busiest rooms."),
+                       400: _bad_input("'top'"),
+                       404: _text("The node has no rooms (a plain instrumented app).")}},
         {"path": "/admin/drain", "method": "get", "guard": READ, "tag": "drain",
          "id": "drain_status", "summary": "The drain's progress.",
          "responses": {200: _json(b.of(contract.DrainStatus), "The drain.")}},
@@ -307,6 +314,34 @@ def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
          "responses": {200: _json(b.of(contract.DebugStopped), "The targets left."),
                        400: _bad_input("'id'"),
                        404: _text("The node has no debug switch (a plain instrumented app).")}},
+        {"path": "/admin/tap", "method": "get", "guard": READ, "tag": "debug",
+         "id": "tap", "summary": "A live stream (one JSON object per line) of one user's, "
+         "room's or connection's requests, frames written to it, room messages and "
+         "connections opened and closed: rate-capped, payloads left out unless asked for.",
+         "parameters": [
+             *(_query(kind, {"type": "string", "minLength": 1, "maxLength": 256},
+                      f"The {kind} to watch (exactly one of user, room, connection).")
+               for kind in contract.DEBUG_KINDS),
+             _query("payloads", {"type": "string", "enum": ["true", "false"],
+                                 "default": "false"},
+                    "Include frames (cut to 1 KiB); needs an admin token set on the node."),
+             _query("rate", {"type": "number", "minimum": 1,
+                             "maximum": contract.TAP_MAX_RATE, "default": 20},
+                    "Events per second at most; more are dropped and counted."),
+             _query("seconds", {"type": "number", "minimum": 1,
+                                "maximum": contract.TAP_MAX_SECONDS,
+                                "default": contract.TAP_MAX_SECONDS},
+                    "How long the stream lasts.")],
+         "responses": {200: {"description": "The stream: a ``tap`` line, then events, a "
+                             "``stats`` line (sent, dropped) every "
+                             f"{contract.TAP_STATS_SECONDS:g} s, an ``end`` line.",
+                             "content": {"application/x-ndjson": {"schema": {
+                                 "type": "string"}}}},
+                       400: _bad_input("A query parameter"),
+                       403: _text("payloads=true on a node without an admin token, or no "
+                                  "token is set and the caller is not on loopback."),
+                       404: _text("The node has no debug switch (a plain instrumented app)."),
+                       409: _text("As many taps are open as the node serves.")}},
         {"path": "/admin/openapi.json", "method": "get", "guard": READ, "tag": "node",
          "id": "openapi", "summary": "This document.",
          "responses": {200: _json({"type": "object"}, "The OpenAPI document.")}},
@@ -326,7 +361,8 @@ def build_document() -> dict[str, Any]:
                               else _text(f"A token is set ({ADMIN_TOKEN_ENV}) and the request "
                                          "has none, a wrong one, or only the page cookie for "
                                          "a POST."))
-            responses[403] = _text("No token is set and the caller is not on loopback.")
+            responses.setdefault(403, _text("No token is set and the caller is not on "
+                                            "loopback."))
         if "body" in route:
             responses[413] = _text("Body over 1 MiB.")
         responses.setdefault(503, _ref("AtCapacity", "responses"))

@@ -9,16 +9,35 @@ on anything else. May import: ``wsops.admin.contract`` only.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from wsops.admin.contract import Connections, DebugTarget, DrainOptions, DrainStatus, Stats
+from wsops.admin.contract import (
+    Connections,
+    DebugTarget,
+    DrainOptions,
+    DrainStatus,
+    FlowSnapshot,
+    Stats,
+)
 
 ReadinessCheck = Callable[[], str | None]
 """Returns a reason when the node must not receive traffic, else None."""
 
 PeerLister = Callable[[], Awaitable[list[dict[str, Any]]]]
 """The fleet registry: every live node (this one too) as ``{"id", "admin_url", ...}``."""
+
+
+class TapStream(Protocol):
+    """One open tap: its events wait in ``queue`` (a ``{"event": "end"}`` one ends it)."""
+
+    queue: asyncio.Queue[dict[str, Any]]
+    sent: int
+    dropped: int
+
+    @property
+    def id(self) -> str: ...
 
 
 class DebugControl(Protocol):
@@ -36,6 +55,12 @@ class DebugControl(Protocol):
         """Turn one target off (None: every one); the ids turned off."""
 
     def listing(self) -> list[DebugTarget]: ...
+
+    def open_tap(self, kind: str, value: str, *, payloads: bool, rate: float) -> TapStream:
+        """Stream ``kind`` ``value``'s events; ``ValueError`` says why not (``full``: too many
+        taps open)."""
+
+    def close_tap(self, tap: TapStream) -> None: ...
 
 
 class NodeSurface(Protocol):
@@ -74,6 +99,10 @@ class NodeSurface(Protocol):
 
     def cancel_drain(self) -> bool:
         """Stop a drain (the node takes connections again); False if none was running."""
+
+    def flow(self, top: int) -> FlowSnapshot | None:
+        """The ``top`` busiest rooms' traffic, or None where there are no rooms (a plain
+        instrumented app)."""
 
     def connections(self, top: int) -> Connections:
         """Open connections, per route, and the ``top`` biggest rooms where there are rooms."""

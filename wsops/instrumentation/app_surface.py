@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
-from wsops.admin.contract import Connections, DrainOptions, DrainStatus, Stats
+from wsops.admin.contract import Connections, DrainOptions, DrainStatus, FlowSnapshot, Stats
 from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.instrumentation.drainer import SERVICE_RESTART, Drainer
@@ -73,6 +73,9 @@ class AppSurface:
 
     @property
     def debug_switch(self) -> DebugControl | None:
+        return None
+
+    def flow(self, top: int) -> FlowSnapshot | None:
         return None
 
     def _draining(self) -> str | None:

@@ -1,6 +1,7 @@
-"""A node's debug switch (``wsops debug``, ``/admin/debug``): for a bounded time, one user's,
-one room's or one connection's requests are logged and their publishes traced whatever the
-sample ratio; for a user or a connection, the frames the node writes to it are logged too.
+"""A node's debug switch (``wsops debug``, ``/admin/debug``) and taps (``wsops tap``): for a
+bounded time, one user's, one room's or one connection's requests are logged and their
+publishes traced whatever the sample ratio; for a user or a connection, the frames the node
+writes to it are logged too. A tap streams the same events (``wsops.server.tap``) instead.
 
 Frames go to the ``wsops.debug`` logger at DEBUG (turned on while a target is on, back to its
 level after), each cut to ``MAX_LOGGED`` characters. Nothing is paid while no target is on: a
@@ -11,14 +12,18 @@ writes are logged by swapping its transport for a logging one, not by a check on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
 
 from wsops.admin.contract import DebugTarget
-from wsops.server.core.debugtargets import DebugTargets, Target
+from wsops.admin.surface import TapStream
+from wsops.server.core.broker import Published
+from wsops.server.core.debugtargets import DebugTargets, Target, TargetRefused
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.observer import Publish, Sink
+from wsops.server.tap import END, MAX_TAPS, Tap
 
 log = logging.getLogger("wsops.debug")
 MAX_LOGGED = 2048
@@ -51,18 +56,29 @@ def _doc(t: Target, now: float) -> DebugTarget:
 
 
 class LoggedSink:
-    """A watched connection's transport: logs each text frame written, then writes it."""
+    """A watched connection's transport: logs each text frame written (a debug target) or
+    streams it (a tap), then writes it."""
 
-    def __init__(self, inner: Sink, conn_id: int, user: str) -> None:
+    def __init__(self, switch: DebugSwitch, inner: Sink, conn_id: int, user: str) -> None:
+        self.switch = switch
         self.inner = inner
         self.conn_id = conn_id
         self.user = user
 
     def _log(self, data: bytes) -> None:
+        switch, cid, user = self.switch, self.conn_id, self.user
+        logged = switch.targets.debugs(user, cid)
+        taps = [t for t in switch.taps if t.matches(user, cid, None)]
+        if not logged and not taps:
+            return
         for opcode, payload in server_frames(data):
-            if opcode == 1:
-                log.debug("connection %d user %s <- %s", self.conn_id, self.user,
+            if opcode != 1:
+                continue
+            if logged:
+                log.debug("connection %d user %s <- %s", cid, user,
                           _cut(payload.decode("utf-8", "replace")))
+            for tap in taps:
+                tap.written(cid, user, payload)
 
     def write(self, data: bytes) -> None:
         self._log(data)
@@ -93,21 +109,63 @@ class DebugSwitch:
         self._level: int | None = None  # the logger's own level while a target is on
         self._wrapped: dict[int, Sink] = {}  # connection id -> its own transport
         self._timer: asyncio.TimerHandle | None = None
+        self.taps: list[Tap] = []
 
     # -- what sessions and the endpoint call -------------------------------------------------
 
-    def received(self, conn_id: int, user: str, text: str) -> None:
-        log.debug("connection %d user %s -> %s", conn_id, user, _cut(text))
+    def received(self, conn_id: int, user: str, text: str, room: str | None, op: str) -> None:
+        if self.targets.debugs(user, conn_id, room):
+            log.debug("connection %d user %s -> %s", conn_id, user, _cut(text))
+        for tap in self.taps:
+            if tap.matches(user, conn_id, room):
+                tap.request(conn_id, user, text, room, op)
 
     def attach(self, conn: Conn) -> None:
-        """A connection opened (or a target was added): log its writes if it is watched."""
+        """A connection is watched (now, or since it opened): log or tap its writes."""
         if conn.id not in self._wrapped and self.targets.watches(conn.user, conn.id):
             self._wrapped[conn.id] = conn.transport
-            conn.transport = LoggedSink(conn.transport, conn.id, conn.user)
+            conn.transport = LoggedSink(self, conn.transport, conn.id, conn.user)
 
-    def detach(self, conn: Conn) -> None:
+    def opened(self, conn: Conn) -> None:
+        """A connection opened while something is watched."""
+        self.attach(conn)
+        for tap in self.taps:
+            if tap.matches(conn.user, conn.id, None):
+                tap.connection("connect", conn.id, conn.user)
+
+    def closed(self, conn: Conn, code: int) -> None:
         """A connection ended."""
-        self._wrapped.pop(conn.id, None)
+        if self._wrapped.pop(conn.id, None) is not None:
+            for tap in self.taps:
+                if tap.matches(conn.user, conn.id, None):
+                    tap.connection("disconnect", conn.id, conn.user, code)
+
+    # -- taps --------------------------------------------------------------------------------
+
+    def open_tap(self, kind: str, value: str, *, payloads: bool, rate: float) -> Tap:
+        """A new tap (``TargetRefused`` with ``full`` past ``MAX_TAPS``)."""
+        if len(self.taps) >= MAX_TAPS:
+            raise TargetRefused(f"{MAX_TAPS} taps are open on this node already, the most it "
+                                "serves: close one first", full=True)
+        self.targets.tap(kind, value)
+        tap = Tap(kind, value, payloads=payloads, rate=rate)
+        self.taps.append(tap)
+        for conn in list(self.hub.conns.values()):
+            self.attach(conn)
+        if kind == "room":
+            self.hub.tap = self._room_message
+        return tap
+
+    def close_tap(self, tap: TapStream) -> None:
+        if isinstance(tap, Tap) and tap in self.taps:
+            self.taps.remove(tap)
+            self.targets.untap(tap.kind, tap.value)
+            self._settle()
+
+    def _room_message(self, msg: Published, subscribers: int) -> None:
+        for tap in self.taps:
+            if tap.kind == "room" and tap.value == msg.room:
+                tap.message(msg.room, msg.offset, msg.frame, subscribers)
 
     # -- what the admin API calls ------------------------------------------------------------
 
@@ -142,8 +200,12 @@ class DebugSwitch:
         return [_doc(t, now) for t in sorted(self.targets.targets.values(), key=lambda t: t.id)]
 
     def close(self) -> None:
-        """The node stops."""
+        """The node stops: every target off, every tap ends (its stream sees ``None``)."""
         self.stop()
+        for tap in list(self.taps):
+            self.close_tap(tap)
+            with contextlib.suppress(asyncio.QueueFull):
+                tap.queue.put_nowait(END)
 
     # -- expiry ------------------------------------------------------------------------------
 
@@ -157,7 +219,9 @@ class DebugSwitch:
         """After targets changed: unwrap connections no longer watched, restore the logger's
         level when nothing is, arm the timer for the next expiry."""
         self._unwrap([cid for cid in self._wrapped if not self._still_watched(cid)])
-        if not self.targets.active and self._level is not None:
+        if not any(t.kind == "room" for t in self.taps):
+            self.hub.tap = None
+        if not self.targets.targets and self._level is not None:
             log.setLevel(self._level)
             self._level = None
         if self._timer is not None:

@@ -83,7 +83,7 @@ class Endpoint:
             self.inst.adopt(request)
         hub.add(conn)
         if self.debug is not None and self.debug.targets.active:
-            self.debug.attach(conn)
+            self.debug.opened(conn)
         self.sockets[conn.id] = ws
         self.wheel.add(ws)
         if self._ticker is None:
@@ -124,9 +124,9 @@ class Endpoint:
             self.sockets.pop(conn.id, None)
             hub = self.hub
             hub.remove(conn)
-            if self.debug is not None:
-                self.debug.detach(conn)
             code = conn.close_code or ws.peer_code or 1006
+            if self.debug is not None:
+                self.debug.closed(conn, code)
             hub.stats.close_codes[code] = hub.stats.close_codes.get(code, 0) + 1
             if ws.addr is not None:
                 self.per_ip.release(ws.addr)

@@ -9,11 +9,20 @@ instrumented.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from wsops.admin.contract import Connections, DrainOptions, DrainStatus, RoomCount, Stats
+from wsops.admin.contract import (
+    Connections,
+    DrainOptions,
+    DrainStatus,
+    FlowSnapshot,
+    RoomCount,
+    RoomTraffic,
+    Stats,
+)
 from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.config import Settings
@@ -21,6 +30,7 @@ from wsops.instrumentation.app_surface import drain_status, run_leak_checks, sta
 from wsops.instrumentation.drainer import Drainer
 from wsops.instrumentation.middleware import Instrumentation
 from wsops.server.core.broker import Broker
+from wsops.server.core.flow import MAX_PUBLISHERS
 from wsops.server.core.hub import Hub
 from wsops.server.core.protocol import Close
 from wsops.version import __version__
@@ -104,6 +114,19 @@ class BundledSurface:
             by_route=inst.live.counts() if inst is not None else {"/ws": total},
             top_rooms=[RoomCount(room=r, connections=n)
                        for r, n in self.node.hub.room_sizes(top)])
+
+    def flow(self, top: int) -> FlowSnapshot | None:
+        hub = self.node.hub
+        rooms = []
+        for name, f in hub.flow.top(top):
+            r = hub.rooms.get(name)
+            rooms.append(RoomTraffic(
+                room=name, since=f.since, msgs_in=f.msgs_in, bytes_in=f.bytes_in,
+                msgs_out=f.msgs_out, bytes_out=f.bytes_out, publishers=len(f.publishers),
+                publishers_capped=len(f.publishers) >= MAX_PUBLISHERS,
+                subscribers=len(r.conns) + len(r.syncing) if r is not None else 0))
+        return FlowSnapshot(generated_at=time.time(), tracked=len(hub.flow.rooms),
+                            forgotten=hub.flow.forgotten, rooms=rooms)
 
     def open_connections(self) -> int:
         inst = self.node.instrumentation

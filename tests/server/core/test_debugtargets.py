@@ -80,3 +80,33 @@ def test_the_admin_contract_states_the_same_bounds_and_kinds() -> None:
 
     assert contract.DEBUG_KINDS == debugtargets.KINDS
     assert (contract.DEBUG_MAX_SECONDS, contract.DEBUG_MAX_TARGETS) == (MAX_SECONDS, MAX_TARGETS)
+
+
+def test_taps_are_watched_but_not_debugged_and_counted_until_the_last_one_closes() -> None:
+    t = DebugTargets()
+    t.tap("room", "news")
+    t.tap("room", "news")
+    t.tap("user", "alice")
+    t.tap("connection", "7")
+    assert t.active and t.taps == {"room:news": 2, "user:alice": 1, "connection:7": 1}
+    assert t.watches("bob", 1, "news") and t.watches("alice", 1) and t.watches("bob", 7)
+    assert not t.debugs("bob", 1, "news") and not t.debugs("alice", 1)
+    assert not t.debugs("bob", 7)
+    t.add("user", "alice", 60, now=0, wall=0)
+    assert t.debugs("alice", 1) and not t.debugs("bob", 1, "news")
+    t.add("room", "sports", 60, now=0, wall=0)
+    t.add("connection", "9", 60, now=0, wall=0)
+    assert t.debugs("bob", 1, "sports") and t.debugs("bob", 9) and not t.debugs("bob", 1)
+    t.untap("room", "news")
+    assert t.watches("bob", 1, "news")  # one tap still open on it
+    t.untap("room", "news")
+    t.untap("room", "news")  # one close too many: nothing breaks
+    assert not t.watches("bob", 1, "news") and "room:news" not in t.taps
+    t.untap("user", "alice")
+    t.untap("connection", "7")
+    assert t.watches("alice", 1)  # still a debug target
+    for target in list(t.targets):
+        t.remove(target)
+    assert not t.active and t.taps == {}
+    with pytest.raises(TargetRefused, match="one of user, room, connection"):
+        t.tap("group", "x")

@@ -25,12 +25,13 @@ def test_a_room_counts_what_its_clients_published_and_what_was_written_to_subscr
     assert [room for room, _ in f.top(1)] == ["news"]
 
 
-def test_distinct_publishers_are_counted_up_to_a_cap() -> None:
+def test_distinct_publishers_are_counted_up_to_a_hundred_and_64_rooms_kept_by_default() -> None:
     f = FlowSketch()
-    for i in range(MAX_PUBLISHERS + 50):
+    for i in range(150):
         f.published("busy", 1, f"u{i}")
-    assert len(f.rooms["busy"].publishers) == MAX_PUBLISHERS
-    assert f.rooms["busy"].msgs_in == MAX_PUBLISHERS + 50
+    assert len(f.rooms["busy"].publishers) == MAX_PUBLISHERS == 100  # as documented
+    assert f.rooms["busy"].msgs_in == 150
+    assert f.capacity == 64
 
 
 def test_past_twice_its_capacity_the_busiest_rooms_stay_and_the_rest_are_forgotten() -> None:

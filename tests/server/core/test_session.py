@@ -709,6 +709,7 @@ class Tap:
     def __init__(self, w: World) -> None:
         self.targets = DebugTargets()
         self.logged: list[tuple[int, str, str]] = []
+        self.about: list[tuple[str | None, str]] = []
         self.forced: list[str] = []
 
         async def forced(room: str, data: bytes, traceparent: str | None) -> Published:
@@ -717,8 +718,9 @@ class Tap:
 
         self.publish: Publish | None = forced
 
-    def received(self, conn_id: int, user: str, text: str) -> None:
+    def received(self, conn_id: int, user: str, text: str, room: str | None, op: str) -> None:
         self.logged.append((conn_id, user, text))
+        self.about.append((room, op))
 
 
 async def test_a_watched_users_requests_are_logged_and_its_publishes_go_the_forced_way() -> None:
@@ -740,6 +742,24 @@ async def test_a_watched_users_requests_are_logged_and_its_publishes_go_the_forc
             for _, user, text in tap.logged] == [
         ("alice", 2), ("alice", 3), ("alice", 4), ("alice", "{not json")]
     assert tap.forced == ["r"] and all(cid == alice.conn.id for cid, _, _ in tap.logged)
+    assert tap.about == [("r", "publish"), ("q", "subscribe"), ("nope", "publish"),
+                         (None, "invalid")]
+
+
+async def test_a_tapped_users_requests_are_handed_over_but_not_traced() -> None:
+    w = World()
+    tap = Tap(w)
+    s, sink = w.session("alice", debug=tap)
+    tap.targets.tap("user", "alice")
+    [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data=1)
+    assert ack["ok"] and tap.about == [("r", "publish")] and tap.forced == []
+    tap.targets.add("user", "alice", 60, now=0, wall=0)  # and now a debug target too
+    await w.ask(s, sink, op="publish", id=2, room="r", data=2)
+    assert tap.forced == ["r"]
+    tap.targets.untap("user", "alice")
+    tap.targets.remove("user:alice")
+    await w.ask(s, sink, op="publish", id=3, room="r", data=3)
+    assert len(tap.about) == 2 and not tap.targets.active
 
 
 async def test_a_watched_room_is_logged_whoever_publishes_and_a_connection_by_its_id() -> None:

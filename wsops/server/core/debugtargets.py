@@ -1,5 +1,6 @@
-"""What a node's debug switch watches (``wsops debug``): users, rooms or connections, each for a
-bounded time. Pure bookkeeping; the asyncio layer (``wsops.server.debug``) logs and traces.
+"""What a node watches: users, rooms or connections under its debug switch (``wsops debug``),
+each for a bounded time, and those an open tap streams (``wsops tap``). Pure bookkeeping; the
+asyncio layer (``wsops.server.debug``) logs, traces and streams.
 
 A target is named by what it watches (``user:alice``, ``room:chat:1``, ``connection:42``), so
 asking again for the same one extends it rather than adding a second, and a ``--workers`` node
@@ -43,10 +44,12 @@ class DebugTargets:
 
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
-        self.active = False
+        self.taps: dict[str, int] = {}  # kind:value -> open taps
+        self.active = False  # anything watched at all (a debug target or a tap)
         self._users: set[str] = set()
         self._rooms: set[str] = set()
         self._conns: set[str] = set()
+        self._debugged: tuple[set[str], set[str], set[str]] = (set(), set(), set())
 
     def add(self, kind: str, value: str, seconds: float, now: float, wall: float) -> Target:
         """Watch ``kind`` ``value`` for ``seconds`` from ``now`` (again: until then)."""
@@ -81,15 +84,42 @@ class DebugTargets:
     def next_expiry(self) -> float | None:
         return min((t.until for t in self.targets.values()), default=None)
 
+    def tap(self, kind: str, value: str) -> None:
+        """A tap opened on ``kind`` ``value`` (taps are counted: several may watch one)."""
+        if kind not in KINDS:
+            raise TargetRefused(f"a tap watches one of {', '.join(KINDS)}, not {kind!r}")
+        key = f"{kind}:{value}"
+        self.taps[key] = self.taps.get(key, 0) + 1
+        self._index()
+
+    def untap(self, kind: str, value: str) -> None:
+        key = f"{kind}:{value}"
+        left = self.taps.pop(key, 0) - 1
+        if left > 0:
+            self.taps[key] = left
+        self._index()
+
     def watches(self, user: str, conn_id: int, room: str | None = None) -> bool:
-        """A frame of connection ``conn_id`` of ``user`` (about ``room``) is watched."""
+        """A frame of connection ``conn_id`` of ``user`` (about ``room``) is watched: by a debug
+        target or by a tap."""
         return (user in self._users or str(conn_id) in self._conns
                 or (room is not None and room in self._rooms))
 
+    def debugs(self, user: str, conn_id: int, room: str | None = None) -> bool:
+        """The same for debug targets only (logged, and traced whatever the ratio)."""
+        users, rooms, conns = self._debugged
+        return (user in users or str(conn_id) in conns
+                or (room is not None and room in rooms))
+
     def _index(self) -> None:
-        by_kind: dict[str, set[str]] = {k: set() for k in KINDS}
+        debugged: dict[str, set[str]] = {k: set() for k in KINDS}
         for t in self.targets.values():
-            by_kind[t.kind].add(t.value)
+            debugged[t.kind].add(t.value)
+        watched = {k: set(v) for k, v in debugged.items()}
+        for key in self.taps:
+            kind, _, value = key.partition(":")
+            watched[kind].add(value)
+        self._debugged = (debugged["user"], debugged["room"], debugged["connection"])
         self._users, self._rooms, self._conns = (
-            by_kind["user"], by_kind["room"], by_kind["connection"])
-        self.active = bool(self.targets)
+            watched["user"], watched["room"], watched["connection"])
+        self.active = bool(self.targets or self.taps)

@@ -66,7 +66,7 @@ class FlowSketch:
 
     def published(self, room: str, nbytes: int, user: str) -> None:
         """A client of this node published ``nbytes`` to ``room``."""
-        entry = self._entry(room)
+        entry = self.rooms.get(room) or self._entry(room)  # per publish: no call when tracked
         entry.msgs_in += 1
         entry.bytes_in += nbytes
         if len(entry.publishers) < MAX_PUBLISHERS:
@@ -74,7 +74,7 @@ class FlowSketch:
 
     def fanned_out(self, room: str, subscribers: int, frame_bytes: int) -> None:
         """A message of ``room`` was queued for ``subscribers`` connections of this node."""
-        entry = self._entry(room)
+        entry = self.rooms.get(room) or self._entry(room)
         entry.msgs_out += subscribers
         entry.bytes_out += subscribers * frame_bytes
 

@@ -62,12 +62,14 @@ class SessionObserver(Protocol):
 
 
 class DebugTap(Protocol):
-    """A node's debug switch as a session sees it (``wsops.server.debug``): while
-    ``targets.active``, each request is checked against the targets; a watched one is logged
-    and a watched publish goes through ``publish``, which traces it whatever the ratio."""
+    """A node's debug switch and taps as a session sees them (``wsops.server.debug``): while
+    ``targets.active``, each request is checked against what is watched; a watched one is
+    handed over (logged, streamed to taps), and a publish a debug target watches goes through
+    ``publish``, which traces it whatever the ratio."""
 
     targets: DebugTargets
     publish: Publish | None  # None when the node does not trace
 
-    def received(self, conn_id: int, user: str, text: str) -> None:
-        """A watched connection sent ``text``."""
+    def received(self, conn_id: int, user: str, text: str, room: str | None, op: str) -> None:
+        """A watched connection sent ``text`` (about ``room``; ``op`` "invalid" when it did
+        not parse)."""

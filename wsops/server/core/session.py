@@ -110,15 +110,16 @@ class Session:
         try:
             req = parse(text)
             op = req.op
-            if debug is not None and debug.targets.active:  # wsops debug: one check when off
+            if debug is not None and debug.targets.active:  # debug or tap: one check when off
                 watched = debug.targets.watches(self.identity.user, conn.id, req.room)
                 if watched:
-                    debug.received(conn.id, self.identity.user, text)
+                    debug.received(conn.id, self.identity.user, text, req.room, op)
             if not self.identity.may_use(req.room):
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN, f"token does not grant room {req.room!r}", req.id
                 )
-            if watched and op == "publish" and debug is not None and debug.publish is not None:
+            if (watched and op == "publish" and debug is not None and debug.publish is not None
+                    and debug.targets.debugs(self.identity.user, conn.id, req.room)):
                 await self._op_publish(req, debug.publish)  # traced whatever the ratio
             else:
                 await _OPS[op](self, req)
@@ -127,7 +128,7 @@ class Session:
             conn.send_text(reply_error(exc.req_id, code, exc.message))
             if (op == INVALID and debug is not None and debug.targets.active
                     and debug.targets.watches(self.identity.user, conn.id)):
-                debug.received(conn.id, self.identity.user, text)  # a frame that did not parse
+                debug.received(conn.id, self.identity.user, text, None, INVALID)
         except BrokerUnavailable as exc:
             code = ErrorCode.UNAVAILABLE
             conn.send_text(reply_error(_guess_id(text), code, str(exc)))

@@ -2,6 +2,8 @@
 // and draws per-node rows, fleet totals and SVG sparklines of the last five minutes.
 // Every number element carries data-node, data-field and data-value (the raw figure).
 
+import { pollFlow } from "./flow.js";
+
 const KEEP_SECONDS = 300;
 const MIN_INTERVAL = 0.5;
 const SVG = "http://www.w3.org/2000/svg";
@@ -16,6 +18,7 @@ const state = {
   timer: null,
   inFlight: false,
   updates: 0,
+  flow: true, // false once the node said it has no rooms (a plain instrumented app)
   lastOk: null, // Date of the last good snapshot
   fleet: [], // [{t, connections, in, out, delivery, lag}]
   perNode: new Map(), // id -> [{t, v}]
@@ -336,6 +339,7 @@ async function tick() {
     const data = await resp.json();
     if (state.interval === null) state.interval = requestedInterval() || data.interval || 2;
     render(data);
+    if (state.flow) state.flow = await pollFlow();
     state.updates += 1;
     state.lastOk = new Date();
     document.body.dataset.updates = String(state.updates);
