@@ -277,7 +277,8 @@ def _node(sel: str) -> list[Section]:
                 desc="Resident set size of the node's processes."),
             ts("Memory per connection", "bytes",
                 ("per connection", f"sum(wsops_memory_per_connection_bytes{sel})"),
-                desc="RSS divided by live connections (0 with none)."),
+                desc="RSS above the process's at start, divided by live connections (0 with "
+                "none); noisy below 100 connections."),
             ts("CPU", "percentunit",
                 ("all processes", rate("process_cpu_seconds_total", sel)),
                 ("busiest process", f"max(rate(process_cpu_seconds_total{sel}[{RI}]))"),
@@ -315,8 +316,8 @@ def _memory(sel: str) -> list[Section]:
                 desc="Resident set size per node."),
             ts("Memory per connection", "bytes",
                 ("{{instance}}", f"wsops_memory_per_connection_bytes{sel}"),
-                desc="RSS divided by live connections per node (0 with none); the process "
-                "baseline dominates at low connection counts."),
+                desc="RSS above each process's at start, divided by its live connections (0 with "
+                "none); allocator noise dominates below 100 connections."),
             ts("RSS growth", "Bps",
                 ("{{instance}}", f"deriv(process_resident_memory_bytes{sel}[1h])"),
                 desc="Linear trend of RSS over the last hour: steady growth at a steady load "
