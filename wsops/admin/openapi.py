@@ -26,30 +26,24 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import types
-from typing import (
-    Any,
-    Literal,
-    NotRequired,
-    Required,
-    Union,
-    get_args,
-    get_origin,
-    get_type_hints,
-    is_typeddict,
-)
+from typing import Any, get_type_hints
 
 from wsops.admin import contract, heap, profiling
 from wsops.admin.access import ADMIN_TOKEN_ENV, COOKIE_NAME
 from wsops.admin.contract import DRAIN_LIMITS, MAX_TOP_ROOMS, SENDABLE_CLOSE_CODES
 from wsops.admin.fleetpage import ASSETS
+from wsops.admin.openapi_parts import HTML, TEXT, SchemaBuilder
+from wsops.admin.openapi_parts import bad_input as _bad_input
+from wsops.admin.openapi_parts import body as _body
+from wsops.admin.openapi_parts import int_range as _int_range
+from wsops.admin.openapi_parts import json_content as _json
+from wsops.admin.openapi_parts import query as _query
+from wsops.admin.openapi_parts import ref as _ref
+from wsops.admin.openapi_parts import text_content as _text
 
 OPENAPI_VERSION = "3.1.0"
 DOCUMENT_VERSION = "1"
 """``info.version``: raise it when a document or a route changes incompatibly."""
-JSON = "application/json"
-TEXT = "text/plain"
-HTML = "text/html"
 
 def _range(key: str) -> dict[str, float]:
     low, high = DRAIN_LIMITS[key]
@@ -78,95 +72,6 @@ READ = "read"
 WRITE = "write"
 OPEN = "open"
 PAGE = "page"
-
-
-def _ref(name: str, kind: str = "schemas") -> dict[str, Any]:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-class SchemaBuilder:
-    """JSON Schemas of Python annotations; each TypedDict once, under ``schemas``."""
-
-    def __init__(self) -> None:
-        self.schemas: dict[str, dict[str, Any]] = {}
-
-    def of(self, tp: Any) -> dict[str, Any]:
-        if tp is Any:
-            return {}
-        if tp is None or tp is type(None):
-            return {"type": "null"}
-        simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
-        if tp in simple:
-            return {"type": simple[tp]}
-        if is_typeddict(tp):
-            return self.typed_dict(tp)
-        origin, args = get_origin(tp), get_args(tp)
-        if origin is Literal:
-            kinds = {simple[type(a)] for a in args}
-            return {"enum": list(args), **({"type": kinds.pop()} if len(kinds) == 1 else {})}
-        if origin in (Union, types.UnionType):
-            parts = [self.of(a) for a in args]
-            if all(p.keys() == {"type"} for p in parts):
-                return {"type": [p["type"] for p in parts]}
-            return {"anyOf": parts}
-        if origin is list:
-            return {"type": "array", "items": self.of(args[0])}
-        if origin is dict and args[0] is str:
-            values = self.of(args[1])
-            return {"type": "object", **({"additionalProperties": values} if values else {})}
-        if origin is tuple and Ellipsis not in args:
-            return {"type": "array", "prefixItems": [self.of(a) for a in args],
-                    "items": False, "minItems": len(args), "maxItems": len(args)}
-        raise TypeError(f"no JSON schema for {tp!r}")
-
-    def typed_dict(self, cls: Any) -> dict[str, Any]:
-        """A ``$ref`` to ``cls``'s schema: a closed object, ``NotRequired`` fields optional."""
-        name = cls.__name__
-        if name not in self.schemas:
-            self.schemas[name] = {}  # recursion guard; filled below
-            properties: dict[str, Any] = {}
-            required: list[str] = []
-            for field, hint in get_type_hints(cls, include_extras=True).items():
-                needed = bool(cls.__total__)
-                if get_origin(hint) in (NotRequired, Required):
-                    needed = get_origin(hint) is Required
-                    hint = get_args(hint)[0]
-                properties[field] = self.of(hint)
-                if needed:
-                    required.append(field)
-            schema: dict[str, Any] = {"type": "object", "properties": properties,
-                                      "required": sorted(required),
-                                      "additionalProperties": False}
-            if cls.__doc__:
-                schema["description"] = " ".join(cls.__doc__.split())
-            self.schemas[name] = schema
-        return _ref(name)
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _text(description: str, media: str = TEXT) -> dict[str, Any]:
-    return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
-def _int_range(lo: int, hi: int, default: int) -> dict[str, Any]:
-    return {"type": "integer", "minimum": lo, "maximum": hi, "default": default}
-
-
-def _bad_input(what: str) -> dict[str, Any]:
-    return _text(f"{what} out of range or malformed: the text names the field and its range.")
-
-
-def _body(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"required": False, "description": description,
-            "content": {JSON: {"schema": schema}}}
 
 
 def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
