@@ -319,3 +319,7 @@ async def test_the_debug_switch_reaches_every_worker_and_turns_off_on_all(
         assert stopped["stopped"] == ["room:news"] and stopped["targets"] == []
         async with s.get(node.admin_url + "/admin/flow") as r:  # the workers' flows, merged
             assert r.status == 200 and (await r.json())["rooms"] == []
+        async with s.get(node.admin_url + "/admin/tap", params={"room": "r"}) as r:
+            says = await r.text()
+        assert r.status == 501 and "tap each worker's own admin listener" in says
+        assert "worker 0: http://127.0.0.1:" in says and "worker 1: http://127.0.0.1:" in says

@@ -192,6 +192,7 @@ class WorkersAdmin(AdminListener):
         r.add_post("/admin/drain/cancel", self._drain_cancel)
         r.add_get("/admin/connections", self._connections)
         r.add_get("/admin/flow", self._flow)
+        r.add_get("/admin/tap", self._tap)
         r.add_get("/admin/debug", self._debug_state)
         r.add_post("/admin/debug", self._debug_start)
         r.add_post("/admin/debug/stop", self._debug_stop)
@@ -309,6 +310,14 @@ class WorkersAdmin(AdminListener):
         top = int_query(request, "top", 20, 1, MAX_TOP_ROOMS)
         ok = self._ok(await self._each(lambda c: c.flow(top)))
         return json_response(merge_flow([dict(a) for a in ok], top))
+
+    async def _tap(self, request: web.Request) -> web.Response:
+        """A tap streams one process's events: name the worker's own admin listener."""
+        urls = ", ".join(f"worker {r.index}: {r.admin_url}" for r in self.workers()
+                         if r.admin_url)
+        raise web.HTTPNotImplemented(text=(
+            "a --workers node is several processes: tap each worker's own admin listener "
+            f"(loopback, on the node's host): {urls or 'no worker is up'}\n"))
 
     # -- the debug switch: every worker gets the same target (named by what it watches) ------
 

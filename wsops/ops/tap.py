@@ -125,7 +125,7 @@ async def _stream(url: str, token: str | None, query: dict[str, str], json_out: 
                 url + "/admin/tap", params=query, headers=headers) as resp:
             if resp.status != 200:
                 text = await resp.text()
-                if resp.status in (400, 403, 404, 409) and text and "\n" in text[-1:]:
+                if resp.status in (400, 403, 404, 409, 501) and text.endswith("\n"):
                     raise AdminError(url, "error", text.strip(), resp.status, text)
                 raise refusal(url, "/admin/tap", resp.status, text, bool(token))
             async for raw in resp.content:
