@@ -22,7 +22,8 @@ from tests.support.tokens import SECRET, hs
 from tests.support.waits import until
 from wsops.admin.contract import DEBUG_MAX_TARGETS
 from wsops.instrumentation import INSTRUMENT_KEY
-from wsops.server.debug import LoggedSink, server_frames
+from wsops.server.debug import LoggedSink
+from wsops.server.tap import server_frames
 
 ROOM = "chat:1"
 

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from wsops.admin.apiclient import DOWN, AdminClient, AdminError
 from wsops.admin.contract import MAX_TOP_ROOMS
+from wsops.admin.debugapi import target_id
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.http import int_query, json_response, read_body
 from wsops.admin.listener import AdminListener
@@ -338,10 +339,8 @@ class WorkersAdmin(AdminListener):
                               "workers_reached": len(ok)})
 
     async def _debug_stop(self, request: web.Request) -> web.Response:
-        target_id = (await read_body(request)).get("id")
-        if target_id is not None and not isinstance(target_id, str):
-            raise web.HTTPBadRequest(text="'id' must be a string (kind:value) or null\n")
-        ok = self._ok(await self._each(lambda c: c.debug_stop(target_id)))
+        which = target_id(await read_body(request))
+        ok = self._ok(await self._each(lambda c: c.debug_stop(which)))
         stopped = sorted({i for a in ok for i in a["stopped"]})
         return json_response({**merge_debug(ok), "stopped": stopped})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -30,8 +31,9 @@ DEFAULT_SECONDS = 600.0
 LOGGER = "wsops.debug"
 
 
-def debug_target(data: dict[str, Any]) -> tuple[str, str, float]:
-    """``(kind, value, seconds)`` of a ``POST /admin/debug`` body, else HTTP 400 saying why."""
+def one_target(data: Mapping[str, Any]) -> tuple[str, str]:
+    """``(kind, value)``: the one user, room or connection ``data`` names (a body or a query),
+    else HTTP 400 saying why."""
     given = [k for k in DEBUG_KINDS if k in data]
     if len(given) != 1:
         raise web.HTTPBadRequest(text=f"give exactly one of {', '.join(DEBUG_KINDS)}\n")
@@ -39,6 +41,20 @@ def debug_target(data: dict[str, Any]) -> tuple[str, str, float]:
     value = data[kind]
     if not isinstance(value, str) or not 1 <= len(value) <= 256:
         raise web.HTTPBadRequest(text=f"'{kind}' must be a string of 1 to 256 characters\n")
+    return kind, value
+
+
+def target_id(data: Mapping[str, Any]) -> str | None:
+    """The ``id`` of a ``POST /admin/debug/stop`` body (None: every target), else HTTP 400."""
+    value = data.get("id")
+    if value is not None and not isinstance(value, str):
+        raise web.HTTPBadRequest(text="'id' must be a string (kind:value) or null\n")
+    return value
+
+
+def debug_target(data: dict[str, Any]) -> tuple[str, str, float]:
+    """``(kind, value, seconds)`` of a ``POST /admin/debug`` body, else HTTP 400 saying why."""
+    kind, value = one_target(data)
     seconds = number_field(data, "seconds", DEFAULT_SECONDS, 0.001, DEBUG_MAX_SECONDS)
     return kind, value, seconds
 
@@ -71,10 +87,7 @@ def add_debug_routes(admin: AdminListener, surface: NodeSurface) -> None:
 
     async def stop(request: web.Request) -> web.Response:
         control = switch()
-        target_id = (await read_body(request)).get("id")
-        if target_id is not None and not isinstance(target_id, str):
-            raise web.HTTPBadRequest(text="'id' must be a string (kind:value) or null\n")
-        stopped = control.stop(target_id)
+        stopped = control.stop(target_id(await read_body(request)))
         return json_response(DebugStopped(**state(control), stopped=stopped))
 
     async def tap(request: web.Request) -> web.StreamResponse:
@@ -147,13 +160,7 @@ async def _pump(resp: web.StreamResponse, stream: TapStream, seconds: float) -> 
 def tap_query(request: web.Request) -> tuple[str, str, bool, float, float]:
     """``(kind, value, payloads, rate, seconds)`` of ``GET /admin/tap``, else HTTP 400."""
     q = request.query
-    data: dict[str, Any] = {k: q[k] for k in DEBUG_KINDS if k in q}
-    given = list(data)
-    if len(given) != 1:
-        raise web.HTTPBadRequest(text=f"give exactly one of {', '.join(DEBUG_KINDS)}\n")
-    kind, value = given[0], data[given[0]]
-    if not 1 <= len(value) <= 256:
-        raise web.HTTPBadRequest(text=f"'{kind}' must be 1 to 256 characters\n")
+    kind, value = one_target(q)
     flag = q.get("payloads", "false")
     if flag not in ("true", "false"):
         raise web.HTTPBadRequest(text="'payloads' must be true or false\n")

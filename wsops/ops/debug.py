@@ -31,6 +31,15 @@ def parse_duration(text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def named_target(user: str | None, room: str | None, connection: str | None) -> dict[str, str]:
+    """``{kind: value}`` of the --user/--room/--connection given (none: {}); two: exit 2."""
+    given = {k: v for k, v in (("user", user), ("room", room), ("connection", connection))
+             if v is not None}
+    if len(given) > 1:
+        raise typer.BadParameter("give one of --user, --room, --connection")
+    return given
+
+
 def _fmt(seconds: float) -> str:
     seconds = round(seconds)
     return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
@@ -74,10 +83,7 @@ def debug(
         url = normalize_url(admin_url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="ADMIN_URL") from None
-    given = {k: v for k, v in (("user", user), ("room", room), ("connection", connection))
-             if v is not None}
-    if len(given) > 1:
-        raise typer.BadParameter("give one of --user, --room, --connection")
+    given = named_target(user, room, connection)
     if list_ and (given or off):
         raise typer.BadParameter("takes no target and no --off", param_hint="--list")
     if not list_ and not off and not given:

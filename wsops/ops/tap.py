@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from wsops.admin.apiclient import AdminError, refusal
 from wsops.admin.contract import TAP_MAX_RATE
-from wsops.ops.debug import parse_duration
+from wsops.ops.debug import named_target, parse_duration
 from wsops.ops.fleetview import normalize_url
 from wsops.ops.status import TokenOption
 
@@ -90,9 +90,8 @@ def tap(
         url = normalize_url(admin_url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="ADMIN_URL") from None
-    given = {k: v for k, v in (("room", room), ("user", user), ("connection", connection))
-             if v is not None}
-    if len(given) != 1:
+    given = named_target(user, room, connection)
+    if not given:
         raise typer.BadParameter("give one of --room, --user, --connection")
     if not 1 <= rate <= TAP_MAX_RATE:
         raise typer.BadParameter(f"must be within [1, {TAP_MAX_RATE:g}]", param_hint="--rate")

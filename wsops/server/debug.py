@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from wsops.admin.contract import DebugTarget
 from wsops.admin.surface import TapStream
@@ -23,7 +23,7 @@ from wsops.server.core.broker import Published
 from wsops.server.core.debugtargets import DebugTargets, Target, TargetRefused
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.observer import Publish, Sink
-from wsops.server.tap import END, MAX_TAPS, Tap
+from wsops.server.tap import END, MAX_TAPS, Tap, server_frames
 
 log = logging.getLogger("wsops.debug")
 MAX_LOGGED = 2048
@@ -34,20 +34,6 @@ def _cut(text: str) -> str:
     if len(text) <= MAX_LOGGED:
         return text
     return f"{text[:MAX_LOGGED]}... ({len(text) - MAX_LOGGED} more characters)"
-
-
-def server_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(opcode, payload) of each whole frame in ``data`` as a server writes them (unmasked)."""
-    i, end = 0, len(data)
-    while i + 2 <= end:
-        opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
-        head = 2
-        if n == 126:
-            n, head = int.from_bytes(data[i + 2:i + 4], "big"), 4
-        elif n == 127:
-            n, head = int.from_bytes(data[i + 2:i + 10], "big"), 10
-        yield opcode, data[i + head:i + head + n]
-        i += head + n
 
 
 def _doc(t: Target, now: float) -> DebugTarget:

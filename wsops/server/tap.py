@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any, Final
 
 from wsops.server.core.token_bucket import TokenBucket
@@ -25,6 +26,20 @@ MAX_TAPS: Final = 8
 MAX_SECONDS: Final = 3600.0
 END: Final[dict[str, Any]] = {"event": "end"}
 """Put on a tap's queue when the node stops: its stream ends."""
+
+
+def server_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(opcode, payload) of each whole frame in ``data`` as a server writes them (unmasked)."""
+    i, end = 0, len(data)
+    while i + 2 <= end:
+        opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
+        head = 2
+        if n == 126:
+            n, head = int.from_bytes(data[i + 2:i + 4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(data[i + 2:i + 10], "big"), 10
+        yield opcode, data[i + head:i + head + n]
+        i += head + n
 
 
 def _cut(text: str) -> str:
@@ -100,8 +115,8 @@ class Tap:
                                      "offset": offset, "subscribers": subscribers,
                                      "bytes": len(frame)}
             if self.payloads:
-                head = 2 if frame[1] & 0x7F < 126 else 4 if frame[1] & 0x7F == 126 else 10
-                event["frame"] = _cut(frame[head:].decode("utf-8", "replace"))
+                _, payload = next(server_frames(frame))
+                event["frame"] = _cut(payload.decode("utf-8", "replace"))
             self.put(event)
 
     def connection(self, what: str, conn_id: int, user: str, code: int | None = None) -> None:
