@@ -30,10 +30,13 @@ async def open_raw(
             f"{extra}\r\n"
         ).encode()
     )
-    status_line = await reader.readline()
-    status = int(status_line.split()[1])
-    while (await reader.readline()) not in (b"\r\n", b""):
-        pass
+    # Bounded: a server that never answers the upgrade fails the test instead of hanging it
+    # (a fresh-clone CI run once sat 20 minutes in a chaos test with the loop idle).
+    async with asyncio.timeout(10):
+        status_line = await reader.readline()
+        status = int(status_line.split()[1])
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
     return reader, writer, status
 
 
