@@ -8,19 +8,28 @@ The figure is (instructions for 3,000 frames - for 1,000) / 2,000, so start-up c
 one's, in the same run:
 
     python bench/corecost.py --tree /tmp/wsops-base
+
+``--trace-ratio R`` traces that share of the publishes with the tree's own provider from the
+environment, exporting over OTLP/HTTP to ``otlpsink.py`` (started here, outside callgrind): the
+spans' whole cost, their export thread included (flushed before the count ends; a queue large
+enough that nothing is dropped).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,7 +52,7 @@ class _Sink:
     def abort(self) -> None: ...
 
 
-async def serve_frames(n: int) -> None:
+async def serve_frames(n: int, ratio: float | None = None) -> None:
     """The measured work: ``n`` publish frames through one session (run in the child)."""
     from wsops.instrumentation.metrics import WsMetrics
     from wsops.server.broker.memory import MemoryBroker
@@ -53,10 +62,16 @@ async def serve_frames(n: int) -> None:
     from wsops.server.observe import NodeObserver
 
     metrics = WsMetrics()
-    observer = NodeObserver(metrics, metrics.route("/ws"), None)
+    tracing = None
+    if ratio is not None:
+        from wsops.instrumentation.tracing import Tracing, provider_from_env
+
+        tracing = Tracing(provider_from_env(), ratio)
+    observer = NodeObserver(metrics, metrics.route("/ws"), tracing)
     hub = Hub(observer=observer)
     broker = MemoryBroker()
     broker.listener = hub
+    await broker.watch("r")  # the node watches a room it has subscribers in: fan-out follows
     conns = []
     for i in range(10):
         conn = Conn(hub, hub.new_id(), f"u{i}", _Sink(), lambda *_: None, 1 << 20)
@@ -80,16 +95,21 @@ async def serve_frames(n: int) -> None:
         await session.handle(frame)
         if len(hub._dirty) > 50:  # end of a tick, every ~50 publishes as under load
             hub.flush()
+    hub.flush()
+    if tracing is not None:
+        tracing.shutdown()  # every span exported before the count ends
 
 
-def instructions(tree: Path, n: int) -> int:
+def instructions(tree: Path, n: int, ratio: float | None = None, sink: str = "") -> int:
     """Callgrind's total for a child serving ``n`` frames with ``tree``'s wsops."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{HERE / 'bench'}",
-               "PYTHONSAFEPATH": "1"}
+               "PYTHONSAFEPATH": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+               "OTEL_BSP_MAX_QUEUE_SIZE": str(4 * LARGE)}
+        traced = [] if ratio is None else ["--child-ratio", str(ratio)]
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        sys.executable, __file__, "--child", str(n)],
+                        sys.executable, __file__, "--child", str(n), *traced],
                        env=env, check=True, capture_output=True)
         text = subprocess.run(["callgrind_annotate", str(out)], capture_output=True,
                               text=True, check=True).stdout
@@ -100,29 +120,68 @@ def instructions(tree: Path, n: int) -> int:
     return int(m.group(1).replace(",", ""))
 
 
-def per_frame(tree: Path) -> int:
-    return (instructions(tree, LARGE) - instructions(tree, SMALL)) // (LARGE - SMALL)
+def per_frame(tree: Path, ratio: float | None = None, sink: str = "") -> int:
+    return (instructions(tree, LARGE, ratio, sink) - instructions(tree, SMALL, ratio, sink)) \
+        // (LARGE - SMALL)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--tree", type=Path, help="another checkout to count beside this one")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trace-ratio", type=float, metavar="R",
+                        help="trace this share of the publishes (0-1), exported to a sink")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-ratio", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(serve_frames(args.child))
+        asyncio.run(serve_frames(args.child, args.child_ratio))
         return
+    if args.trace_ratio is not None and not 0 <= args.trace_ratio <= 1:
+        parser.error("--trace-ratio must be within [0, 1]")
     trees = {"this": HERE, **({"other": args.tree.resolve()} if args.tree else {})}
-    with ThreadPoolExecutor(len(trees)) as pool:  # callgrind counts, whatever runs beside it
-        counted = dict(zip(trees, pool.map(per_frame, trees.values()), strict=True))
+    with contextlib.ExitStack() as stack:
+        sink = ""
+        if args.trace_ratio is not None:
+            sink = stack.enter_context(otlp_sink())
+        with ThreadPoolExecutor(len(trees)) as pool:  # callgrind counts, whatever runs beside
+            counted = dict(zip(trees, pool.map(
+                lambda tree: per_frame(tree, args.trace_ratio, sink), trees.values()),
+                strict=True))
     for name, tree in trees.items():
         print(f"{name:6s} {tree}: {counted[name]:,} instructions per publish frame")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "trees": {k: str(v) for k, v in trees.items()}, "per_frame": counted}, indent=2))
+            "trees": {k: str(v) for k, v in trees.items()}, "trace_ratio": args.trace_ratio,
+            "per_frame": counted}, indent=2))
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """``otlpsink.py`` on a free port for the run; yields its endpoint."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(HERE / "bench" / "otlpsink.py"), "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("otlpsink.py did not start")
+        yield endpoint
+        with urllib.request.urlopen(f"{endpoint}/stats", timeout=5) as r:
+            print(f"sink received: {r.read().decode()}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 if __name__ == "__main__":
