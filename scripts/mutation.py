@@ -49,6 +49,7 @@ TARGETS: dict[str, list[str]] = {
     "wsops/server/core/heartbeat.py": ["tests/server/core/test_heartbeat.py"],
     "wsops/server/core/debugtargets.py": ["tests/server/core/test_debugtargets.py"],
     "wsops/server/core/flow.py": ["tests/server/core/test_flow.py"],
+    "wsops/instrumentation/otlpwire.py": ["tests/instrumentation/test_otlpwire.py"],
     "wsops/backoff.py": ["tests/client/test_backoff.py"],
     "wsops/client/tracker.py": ["tests/client/test_tracker.py"],
     "wsops/client/wire.py": ["tests/client/test_wire.py"],

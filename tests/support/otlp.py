@@ -22,6 +22,8 @@ class Receiver:
     url: str = ""
     spans: list[Any] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
+    encodings: list[str] = field(default_factory=list)  # each request's Content-Encoding
+    scopes: list[str] = field(default_factory=list)  # each span's instrumentation scope
 
     def named(self, name: str) -> list[Any]:
         return [s for s in self.spans if s.name == name]
@@ -40,8 +42,9 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
 
     async def traces(request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.headers.get("Content-Encoding") == "gzip":
+        body = await request.read()  # aiohttp has inflated a gzip or deflate body already
+        rec.encodings.append(request.headers.get("Content-Encoding", ""))
+        if body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         req = ExportTraceServiceRequest()
         req.ParseFromString(body)
@@ -49,6 +52,7 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
             rec.resources.append(attrs(rs.resource.attributes))
             for ss in rs.scope_spans:
                 rec.spans.extend(ss.spans)
+                rec.scopes.extend(ss.scope.name for _ in ss.spans)
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
 

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from wsops.instrumentation.leanspans import LeanTracerProvider
 from wsops.instrumentation.middleware import Instrumentation, InstrumentConfig
 from wsops.instrumentation.tracing import (
     DEFAULT_RATIO,
@@ -106,8 +107,12 @@ def instrument(
 
     app.cleanup_ctx.append(sampler_ctx)
 
+    own = provider if tracer_provider is None and isinstance(provider, LeanTracerProvider) \
+        else None
+
     async def flush_traces(_: web.Application) -> None:
-        inst.tracing.shutdown()
+        # Blocking HTTP export: off the loop. A provider built here is ours to stop.
+        await asyncio.to_thread(own.shutdown if own is not None else inst.tracing.shutdown)
 
     app.on_cleanup.append(flush_traces)
     return inst

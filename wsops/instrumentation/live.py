@@ -13,7 +13,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from opentelemetry.trace import Span, SpanContext
 
 from wsops.instrumentation.metrics import RouteStats
-from wsops.instrumentation.tracing import Tracing, parse_traceparent
+from wsops.instrumentation.tracing import Tracing, parse_traceparent, trace_id_of
 
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _CLOSE, _CLOSED, _ERROR = WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR
@@ -73,7 +73,7 @@ class LiveConn:
                 hist.counts[bisect_left(hist.bounds, elapsed)] += 1
                 hist.sum += elapsed
             else:
-                self.latency.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
+                self.latency.observe_traced(elapsed, trace_id_of(span))
                 self.end_span()
 
     def after_receive(self, msg: WSMessage) -> None:

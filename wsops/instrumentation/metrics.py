@@ -71,7 +71,7 @@ class Histogram:
         self.first = self.bounds[0]
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
-        self.exemplars: dict[int, Exemplar] = {}
+        self.exemplars: dict[int, tuple[int | str, float, float]] = {}  # bucket: trace, value, at
 
     def index(self, value: float) -> int:
         """The bucket of ``value`` (bounds are inclusive upper bounds, ``le``)."""
@@ -95,12 +95,13 @@ class Histogram:
             total += elapsed
         self.sum += total
 
-    def observe_traced(self, value: float, trace_id: str) -> None:
-        """Observe and keep ``trace_id`` as the bucket's exemplar (sampled spans only)."""
+    def observe_traced(self, value: float, trace_id: int | str) -> None:
+        """Observe and keep ``trace_id`` (an int, or its 32 hex digits) as the bucket's
+        exemplar (sampled spans only; formatted when scraped, not per span)."""
         i = bisect_left(self.bounds, value)
         self.counts[i] += 1
         self.sum += value
-        self.exemplars[i] = Exemplar({"trace_id": trace_id}, value, time.time())
+        self.exemplars[i] = (trace_id, value, time.time())
 
     @property
     def count(self) -> int:
@@ -112,8 +113,13 @@ class Histogram:
         les = [*(_le(b) for b in self.bounds), "+Inf"]
         for i, (le, n) in enumerate(zip(les, self.counts, strict=True)):
             total += n
-            ex = self.exemplars.get(i)
-            out.append((le, float(total), ex) if ex is not None else (le, float(total)))
+            kept = self.exemplars.get(i)
+            if kept is None:
+                out.append((le, float(total)))
+                continue
+            tid, value, at = kept
+            ex = Exemplar({"trace_id": tid if isinstance(tid, str) else f"{tid:032x}"}, value, at)
+            out.append((le, float(total), ex))
         return out
 
     def quantile(self, q: float) -> float:

@@ -15,13 +15,12 @@ import os
 import random
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
@@ -36,6 +35,9 @@ from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 
+from wsops.instrumentation import otlpwire
+from wsops.instrumentation.leanspans import LeanSpan, LeanTracer, LeanTracerProvider, SpanQueue
+from wsops.instrumentation.otlphttp import OtlpConfig, OtlpHttp
 from wsops.version import __version__
 
 SYSTEM = "websocket"
@@ -105,27 +107,41 @@ def env_ratio(default: float, env: Mapping[str, str] = os.environ) -> float:
     return ratio
 
 
-def provider_from_env(env: Mapping[str, str] = os.environ) -> TracerProvider | None:
+def provider_from_env(env: Mapping[str, str] = os.environ) -> LeanTracerProvider | None:
     """A TracerProvider exporting over OTLP/HTTP when an OTLP endpoint is configured, else None.
 
-    Honours ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and the
-    ``OTEL_EXPORTER_OTLP_[TRACES_]*`` variables (read by the exporter itself).
+    Honours ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, the
+    ``OTEL_EXPORTER_OTLP_[TRACES_]*`` variables (``otlphttp.OtlpConfig``) and the batch
+    processor's ``OTEL_BSP_*``. The provider is wsops' own (``leanspans.py``): the SDK's costs
+    ~10x more per sampled span.
     """
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return None
-    if not any(env.get(k) for k in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                                     "OTEL_EXPORTER_OTLP_ENDPOINT")):
+    config = OtlpConfig.from_env(env)
+    if config is None:
         return None
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
     created = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "wsops"),
                                "service.version": __version__})
-    # wsops decides before any span exists (``Tracing.decide``); the SDK must keep every span
-    # it is given, or a ratio in OTEL_TRACES_SAMPLER would apply a second time.
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON),
-                              resource=HashedResource(created.attributes, created.schema_url))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider
+    # wsops decides before any span exists (``Tracing.decide``) and the lean provider keeps
+    # every span it is given (a ratio in OTEL_TRACES_SAMPLER must not apply a second time).
+    queue = SpanQueue(OtlpHttp(config), otlpwire.resource(created.attributes),
+                      created.schema_url, max_queue=_env_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+                      batch=_env_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+                      delay=_env_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000)
+    return LeanTracerProvider(queue)
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive")
+    return value
 
 
 KEEPS_ALL = {ALWAYS_ON.get_description(),
@@ -139,23 +155,12 @@ def resamples(provider: Any) -> bool:
     return sampler is not None and sampler.get_description() not in KEEPS_ALL
 
 
-class HashedResource(Resource):
-    """A Resource whose hash is computed once: the OTLP encoder groups spans by resource and
-    ``Resource.__hash__`` runs a ``json.dumps`` per span (5% of a traced node's CPU)."""
-
-    def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
-        super().__init__(attributes, schema_url)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
-
-
 class Tracing:
-    """Creates wsops spans on ``provider``, sampling at ``ratio`` unless a parent decided."""
+    """Creates wsops spans on ``provider``, sampling at ``ratio`` unless a parent decided.
+
+    What a span of an operation on a room looks like (name, kind, attributes and, on the lean
+    provider, their encoding) is worked out once per (operation, room) and kept, up to
+    ``SHAPES`` of them: a sampled publish then costs ids, clock reads and one encoding."""
 
     def __init__(self, provider: trace.TracerProvider | None, ratio: float = DEFAULT_RATIO,
                  rand: Any = None) -> None:
@@ -166,6 +171,9 @@ class Tracing:
         self.ratio = ratio
         self._random = rand or random.random
         self.tracer = provider.get_tracer("wsops", __version__) if provider is not None else None
+        # The lean provider's spans start without a Context (``LeanTracer.start``).
+        self._lean = self.tracer if isinstance(self.tracer, LeanTracer) else None
+        self._shapes: dict[tuple[str, str, int], Shape] = {}
 
     def decide(self, parent: SpanContext | None) -> bool:
         """Head sampling: follow a parent's flag, else sample ``ratio`` of root traces."""
@@ -183,8 +191,32 @@ class Tracing:
         again)."""
         return self.enabled and self._random() < self.ratio
 
+    def _shape(self, op: str, where: str, subscribers: int = -1) -> Shape:
+        """The name, kind, attributes (and lean encoding) of ``op`` spans on ``where``."""
+        key = (op, where, subscribers)
+        shape = self._shapes.get(key)
+        if shape is None:
+            template = room_template(where) if op != OP_RECEIVE else where
+            kind = SpanKind.PRODUCER if op == OP_PUBLISH else SpanKind.CONSUMER
+            attrs: dict[str, Any] = {
+                MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: SEND if op == OP_PUBLISH
+                else PROCESS, MESSAGING_OPERATION_NAME: op, MESSAGING_DESTINATION_NAME: where,
+                MESSAGING_DESTINATION_TEMPLATE: template}
+            if subscribers >= 0:
+                attrs["wsops.subscribers"] = subscribers
+            name = f"{op} {template}"
+            static = self._lean.static_part(name, kind, attrs) if self._lean is not None \
+                else None
+            if len(self._shapes) >= SHAPES:
+                self._shapes.clear()
+            shape = self._shapes[key] = Shape(name, kind, attrs, static)
+        return shape
+
     def _start(self, name: str, kind: SpanKind, parent: SpanContext | None,
-               attributes: dict[str, Any], links: list[Link] | None = None) -> Span:
+               attributes: dict[str, Any], links: list[Link] | None = None,
+               static: bytes | None = None) -> Span:
+        if self._lean is not None:
+            return self._lean.start(name, kind, parent, attributes, links, static=static)
         assert self.tracer is not None
         ctx: Context | None = None
         if parent is not None:
@@ -209,11 +241,8 @@ class Tracing:
         processes what a client sent on ``route``."""
         if not self.decide(parent):
             return None
-        return self._start(f"{OP_RECEIVE} {route}", SpanKind.CONSUMER, parent, {
-            MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: PROCESS,
-            MESSAGING_OPERATION_NAME: OP_RECEIVE, MESSAGING_DESTINATION_NAME: route,
-            MESSAGING_DESTINATION_TEMPLATE: route,
-        })
+        shape = self._shape(OP_RECEIVE, route)
+        return self._start(shape.name, shape.kind, parent, shape.attrs, static=shape.static)
 
     def publish(self, room: str, parent: SpanContext | None) -> Span | None:
         """A PRODUCER span for a client's publish to ``room``, when sampled."""
@@ -223,12 +252,8 @@ class Tracing:
 
     def start_publish(self, room: str, parent: SpanContext | None) -> Span:
         """The PRODUCER span of a publish already decided to be sampled."""
-        template = room_template(room)
-        return self._start(f"{OP_PUBLISH} {template}", SpanKind.PRODUCER, parent, {
-            MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: SEND,
-            MESSAGING_OPERATION_NAME: OP_PUBLISH, MESSAGING_DESTINATION_NAME: room,
-            MESSAGING_DESTINATION_TEMPLATE: template,
-        })
+        shape = self._shape(OP_PUBLISH, room)
+        return self._start(shape.name, shape.kind, parent, shape.attrs, static=shape.static)
 
     def deliver(self, room: str, publish: SpanContext, subscribers: int) -> Span | None:
         """A CONSUMER span for a node's fan-out of a sampled message to its ``subscribers``
@@ -236,13 +261,60 @@ class Tracing:
         sampled; none otherwise: the publish decided)."""
         if not self.enabled or not publish.trace_flags.sampled:
             return None
-        template = room_template(room)
-        return self._start(f"{OP_DELIVER} {template}", SpanKind.CONSUMER, None, {
-            MESSAGING_SYSTEM: SYSTEM, MESSAGING_OPERATION_TYPE: PROCESS,
-            MESSAGING_OPERATION_NAME: OP_DELIVER, MESSAGING_DESTINATION_NAME: room,
-            MESSAGING_DESTINATION_TEMPLATE: template, "wsops.subscribers": subscribers,
-        }, links=[Link(publish)])
+        shape = self._shape(OP_DELIVER, room, subscribers)
+        if self._lean is not None:
+            return self._lean.start_linked(shape.name, shape.kind, shape.static, publish.trace_id,
+                                           publish.span_id, int(publish.trace_flags))
+        return self._start(shape.name, shape.kind, None, shape.attrs, links=[Link(publish)])
+
+    def deliver_after(self, room: str, publish: Span, subscribers: int) -> Span | None:
+        """``deliver`` for the sampled ``publish`` span, still open."""
+        if type(publish) is LeanSpan and self._lean is not None:
+            shape = self._shape(OP_DELIVER, room, subscribers)
+            return self._lean.start_linked(shape.name, shape.kind, shape.static,
+                                           publish.trace_id, publish.span_id, 0x01)
+        return self.deliver(room, publish.get_span_context(), subscribers)
+
+    def deliver_traceparent(self, room: str, traceparent: str, subscribers: int) -> Span | None:
+        """``deliver`` for the publish that ``traceparent`` names (None if malformed)."""
+        m = TRACEPARENT_RE.fullmatch(traceparent)
+        if m is None or not self.enabled:
+            return None
+        trace_id, span_id, flags = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
+        if not trace_id or not span_id or not flags & 1:
+            return None
+        shape = self._shape(OP_DELIVER, room, subscribers)
+        if self._lean is not None:
+            return self._lean.start_linked(shape.name, shape.kind, shape.static, trace_id,
+                                           span_id, flags)
+        publish = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+        return self._start(shape.name, shape.kind, None, shape.attrs, links=[Link(publish)])
 
     def shutdown(self) -> None:
-        if isinstance(self.provider, TracerProvider):
+        if isinstance(self.provider, (TracerProvider, LeanTracerProvider)):
             self.provider.force_flush(5000)
+
+
+SHAPES = 4096
+"""Span shapes kept per ``Tracing`` (rooms are client input: the cache is bounded)."""
+
+
+class Shape(NamedTuple):
+    name: str
+    kind: SpanKind
+    attrs: dict[str, Any]
+    static: bytes | None  # the lean provider's encoding of the three
+
+
+def traceparent_of(span: Span) -> str:
+    """The W3C traceparent naming ``span`` (for the message envelope)."""
+    if type(span) is LeanSpan:
+        return span.traceparent()
+    return format_traceparent(span.get_span_context())
+
+
+def trace_id_of(span: Span) -> int:
+    """``span``'s trace id (for exemplars)."""
+    if type(span) is LeanSpan:
+        return span.trace_id
+    return span.get_span_context().trace_id

@@ -19,7 +19,12 @@ from opentelemetry.trace import Span
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from wsops.instrumentation.metrics import Histogram, RouteStats, WsMetrics
-from wsops.instrumentation.tracing import Tracing, format_traceparent, parse_traceparent
+from wsops.instrumentation.tracing import (
+    Tracing,
+    parse_traceparent,
+    trace_id_of,
+    traceparent_of,
+)
 from wsops.server.core.broker import Published
 from wsops.server.core.hub import HubStats
 from wsops.server.core.observer import Publish
@@ -48,6 +53,8 @@ class NodeObserver:
         self.op_errors: dict[tuple[str, str], int] = {}
         self.resumes = {True: 0, False: 0}
         self.forced_publish: Publish | None = None  # set by wrap_publish when tracing
+        # The traced publish in progress: its envelope's traceparent and its span.
+        self._publishing: tuple[str, Span] | None = None
 
     # -- HubObserver -------------------------------------------------------------------------
 
@@ -64,8 +71,12 @@ class NodeObserver:
     def _deliver_span(self, msg: Published, n: int) -> Any:
         """The fan-out span of a message that carries a sampled traceparent, else None."""
         assert self.tracing is not None and msg.traceparent is not None
-        parent = parse_traceparent(msg.traceparent)
-        return self.tracing.deliver(msg.room, parent, n) if parent is not None else None
+        publishing = self._publishing
+        if publishing is not None and msg.traceparent is publishing[0]:
+            # Fanned out while its publish span is open (the memory broker): the very string
+            # made from that span, so its ids need no parsing.
+            return self.tracing.deliver_after(msg.room, publishing[1], n)
+        return self.tracing.deliver_traceparent(msg.room, msg.traceparent, n)
 
     def flushed(self) -> None:
         """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
@@ -79,8 +90,7 @@ class NodeObserver:
         if self._delivered_traced:
             for accepted_at, span in self._delivered_traced:
                 if span is not None:
-                    hist.observe_traced(now - accepted_at,
-                                        f"{span.get_span_context().trace_id:032x}")
+                    hist.observe_traced(now - accepted_at, trace_id_of(span))
                     span.end()
                 else:
                     hist.observe(now - accepted_at)
@@ -157,7 +167,8 @@ class NodeObserver:
                 span = tracing.publish(room, parse_traceparent(traceparent))
             if span is not None:
                 # Subscribers' deliveries link to this span through the envelope.
-                traceparent = format_traceparent(span.get_span_context())
+                traceparent = traceparent_of(span)
+                self._publishing = (traceparent, span)
             started = _perf()
             try:
                 msg = await publish(room, data, traceparent)
@@ -167,10 +178,12 @@ class NodeObserver:
                     span.record_exception(exc)
                     span.end()
                 raise
+            finally:
+                self._publishing = None
             elapsed = _perf() - started
             if span is not None:
                 span.set_attribute(MESSAGING_MESSAGE_ID, f"{msg.epoch}:{msg.offset}")
-                hist.observe_traced(elapsed, f"{span.get_span_context().trace_id:032x}")
+                hist.observe_traced(elapsed, trace_id_of(span))
                 span.end()
             else:
                 hist.observe(elapsed)

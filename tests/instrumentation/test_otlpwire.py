@@ -1,0 +1,146 @@
+"""The hand-written OTLP encoding decodes, with the ``opentelemetry-proto`` classes a collector
+uses, into exactly the span that was described: every field wsops writes, every value type."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
+from opentelemetry.trace import SpanKind
+
+from tests.support.otlp import attrs
+from wsops.instrumentation import otlpwire as wire
+
+TRACE, SPAN, PARENT = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 0x1122334455667788
+
+
+def decode(body: bytes) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    return req
+
+
+def test_varints_match_protobuf_for_small_large_and_negative_numbers() -> None:
+    known = {0: b"\x00", 1: b"\x01", 127: b"\x7f", 128: b"\x80\x01", 300: b"\xac\x02",
+             16383: b"\xff\x7f", 16384: b"\x80\x80\x01", 2**63 - 1: b"\xff" * 8 + b"\x7f",
+             -1: b"\xff" * 9 + b"\x01"}  # int64 -1: ten bytes, as protobuf writes it
+    for n, expected in known.items():
+        assert wire.varint(n) == wire._varint(n) == expected, n
+    # One- and two-byte varints come from the table, the same objects each time.
+    assert len(wire.SMALL_VARINTS) == 16384
+    assert wire.varint(0) is wire.SMALL_VARINTS[0]
+    assert wire.varint(16383) is wire.SMALL_VARINTS[16383]
+
+
+def test_a_string_attribute_is_the_general_encoding_and_its_key_is_kept() -> None:
+    wire._KEYS.clear()
+    for key, value in [("messaging.message.id", "3:9"), ("k", ""), ("k", "é" * 70),
+                       ("long", "x" * 20_000), ("k" * 300, "v" * 16_000)]:
+        assert wire.str_attribute(key, value) == wire.field(wire.ATTRIBUTE,
+                                                            wire.key_value(key, value))
+        assert wire._KEYS[key] == wire.field(b"\x0a", key.encode())
+    wire._KEYS.clear()
+    for i in range(wire.MAX_KEYS + 10):
+        wire.str_attribute(f"key{i}", "v")
+    assert len(wire._KEYS) == wire.MAX_KEYS == 256
+    assert wire.str_attribute("key300", "v") == wire.field(wire.ATTRIBUTE,
+                                                           wire.key_value("key300", "v"))
+    wire._KEYS.clear()
+
+
+def test_an_unknown_value_type_is_sent_as_its_text() -> None:
+    class Odd:
+        def __str__(self) -> str:
+            return "odd"
+
+    assert wire.any_value(Odd()) == wire.any_value("odd") == b"\x0a\x03odd"
+
+
+def test_a_span_with_every_field_decodes_to_what_was_described() -> None:
+    static = wire.static_part("publish chat:*", SpanKind.PRODUCER.value, {
+        "s": "chat:42", "yes": True, "no": False, "n": 7, "neg": -3, "f": 0.5, "b": b"\x00\x01",
+        "list": ["a", "b"], "skipped": None})
+    ids = wire.span_ids(TRACE, SPAN, PARENT, "vendor=1,other=2", parent_remote=True)
+    extra = b"".join((
+        wire.field(wire.ATTRIBUTE, wire.key_value("messaging.message.id", "3:9")),
+        wire.event("exception", 1_700_000_000_500_000_000, {"exception.type": "ValueError"}),
+        wire.link(0xAB, 0xCD, 0x01, "k=v"),
+        wire.status_error("broker down"),
+    ))
+    scope = wire.scope("wsops", "1.2.3")
+    body = wire.request(wire.resource({"service.name": "svc"}), "https://schema/1", [
+        (scope, [wire.span(ids, static, 1_700_000_000_000_000_000, 1_700_000_001_000_000_000,
+                           extra)])])
+    [rs] = decode(body).resource_spans
+    assert attrs(rs.resource.attributes) == {"service.name": "svc"}
+    assert rs.schema_url == "https://schema/1"
+    [ss] = rs.scope_spans
+    assert (ss.scope.name, ss.scope.version) == ("wsops", "1.2.3")
+    [s] = ss.spans
+    assert s.trace_id == TRACE.to_bytes(16, "big") and s.span_id == SPAN.to_bytes(8, "big")
+    assert s.parent_span_id == PARENT.to_bytes(8, "big")
+    assert s.trace_state == "vendor=1,other=2"
+    assert s.name == "publish chat:*" and s.kind == PbSpan.SPAN_KIND_PRODUCER
+    assert (s.start_time_unix_nano, s.end_time_unix_nano) == (1_700_000_000_000_000_000,
+                                                              1_700_000_001_000_000_000)
+    # sampled, and the parent's remoteness is known and true
+    assert s.flags == 0x01 | 0x100 | 0x200
+    a = attrs(s.attributes)
+    assert a.pop("list").values[1].string_value == "b"
+    assert a == {"s": "chat:42", "yes": True, "no": False, "n": 7, "neg": -3, "f": 0.5,
+                 "b": b"\x00\x01", "messaging.message.id": "3:9"}
+    [ev] = s.events
+    assert (ev.name, ev.time_unix_nano) == ("exception", 1_700_000_000_500_000_000)
+    assert attrs(ev.attributes) == {"exception.type": "ValueError"}
+    [ln] = s.links
+    assert ln.trace_id == (0xAB).to_bytes(16, "big") and ln.span_id == (0xCD).to_bytes(8, "big")
+    assert (ln.trace_state, ln.flags) == ("k=v", 0x01)
+    assert s.status.code == PbStatus.STATUS_CODE_ERROR and s.status.message == "broker down"
+
+
+def test_a_local_parent_is_flagged_known_and_not_remote() -> None:
+    ids = wire.span_ids(TRACE, SPAN, PARENT, "", parent_remote=False)
+    body = wire.request(wire.resource({}), "", [
+        (wire.scope("wsops", None), [wire.span(ids, wire.static_part("x", 0, {}), 1, 2)])])
+    [s] = decode(body).resource_spans[0].scope_spans[0].spans
+    assert s.flags == 0x01 | 0x100
+
+
+def test_a_root_span_has_no_parent_and_says_nothing_of_remoteness() -> None:
+    ids = wire.span_ids(TRACE, SPAN, 0, "", parent_remote=None)
+    assert ids.endswith(wire.ROOT_FLAGS) and wire.ROOT_FLAGS == wire.FLAGS + b"\x01\x00\x00\x00"
+    body = wire.request(wire.resource({}), "", [
+        (wire.scope("wsops", None), [wire.span(ids, wire.static_part("x", 0, {}), 1, 2)])])
+    [s] = decode(body).resource_spans[0].scope_spans[0].spans
+    assert s.parent_span_id == b"" and s.trace_state == "" and s.flags == 0x01
+    assert s.kind == PbSpan.SPAN_KIND_INTERNAL and list(s.attributes) == []
+
+
+def test_spans_are_grouped_under_their_scopes_and_empty_scopes_left_out() -> None:
+    ids = wire.span_ids(TRACE, SPAN, 0, "", None)
+    one = wire.span(ids, wire.static_part("a", SpanKind.SERVER.value, {}), 1, 2)
+    two = wire.span(ids, wire.static_part("b", SpanKind.CONSUMER.value, {}), 1, 2)
+    body = wire.request(wire.resource({"k": 1}), "", [
+        (wire.scope("first", "1"), [one, two]), (wire.scope("empty", None), []),
+        (wire.scope("second", None), [two])])
+    [rs] = decode(body).resource_spans
+    assert [(ss.scope.name, [s.name for s in ss.spans]) for ss in rs.scope_spans] == [
+        ("first", ["a", "b"]), ("second", ["b"])]
+    assert rs.scope_spans[0].spans[0].kind == PbSpan.SPAN_KIND_SERVER
+    assert rs.scope_spans[0].spans[1].kind == PbSpan.SPAN_KIND_CONSUMER
+
+
+def test_spans_around_the_two_byte_length_limit_decode() -> None:
+    ids = wire.span_ids(TRACE, SPAN, 0, "", None)
+
+    def encoded(n: int, name: str = "big") -> bytes:
+        return wire.span(ids, wire.static_part(name, 0, {"payload": "x" * n}), 1, 2)
+
+    for target in (16383, 16384):  # the largest two-byte length, the smallest three-byte one
+        n = next(n for n in range(16_200, 16_400)
+                 for e in [encoded(n)] if len(e) - 1 - len(wire.varint(target)) == target)
+        span = encoded(n)
+        assert span[1:].startswith(wire.varint(target))
+        body = wire.request(wire.resource({}), "", [(wire.scope("s", None), [span])])
+        [s] = decode(body).resource_spans[0].scope_spans[0].spans
+        assert attrs(s.attributes)["payload"] == "x" * n

@@ -1,0 +1,180 @@
+"""OTLP trace protobuf, encoded by hand: the bytes of an ``ExportTraceServiceRequest``.
+
+Pure functions, no I/O. A span is encoded once, when it ends, into the bytes of its ``Span``
+message (field 2 of ``ScopeSpans``, length prefix included); a request is the concatenation of
+those under the resource's and the scope's bytes, which are encoded once per process. The field
+numbers are those of ``opentelemetry/proto/trace/v1/trace.proto`` and ``common.proto``; the tests
+decode what this writes with the ``opentelemetry-proto`` classes a collector uses.
+
+What a span carries that depends on its room (name, kind, the messaging attributes) is encoded
+once per distinct set and cached by the caller (``static_part``): a sampled span then costs two
+random ids, two clock reads and one ``bytes.join``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+_DOUBLE = struct.Struct("<d").pack
+_FIXED64 = struct.Struct("<Q").pack
+_FIXED32 = struct.Struct("<I").pack
+
+# Span fields (trace.proto), as tag bytes: (field << 3) | wire type.
+TRACE_ID, SPAN_ID, TRACE_STATE, PARENT_SPAN_ID = b"\x0a\x10", b"\x12\x08", b"\x1a", b"\x22\x08"
+NAME, KIND, START, END, ATTRIBUTE = b"\x2a", b"\x30", b"\x39", b"\x41", b"\x4a"
+EVENT, LINK, STATUS, FLAGS = b"\x5a", b"\x6a", b"\x7a", b"\x85\x01"
+SPAN_IN_SCOPE = b"\x12"  # ScopeSpans.spans
+# Span.flags: bit 8 says whether the parent's remoteness is known, bit 9 that it is remote.
+HAS_IS_REMOTE, IS_REMOTE = 0x100, 0x200
+STATUS_ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
+
+
+def _varint(n: int) -> bytes:
+    """``n`` (>= 0, or a negative int64 as two's complement) as a protobuf varint."""
+    if n < 0:
+        n += 1 << 64
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+SMALL_VARINTS = [_varint(n) for n in range(1 << 14)]  # one- and two-byte varints, looked up
+
+
+def varint(n: int) -> bytes:
+    """``n`` (>= 0, or a negative int64 as two's complement) as a protobuf varint."""
+    return SMALL_VARINTS[n] if 0 <= n < 16384 else _varint(n)
+
+
+def field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: its tag, the payload's length, the payload."""
+    return tag + varint(len(payload)) + payload
+
+
+def any_value(value: Any) -> bytes:
+    """An ``AnyValue`` message (str, bool, int, float, bytes, or a sequence of those)."""
+    if isinstance(value, str):
+        return field(b"\x0a", value.encode("utf-8", "replace"))
+    if isinstance(value, bool):  # before int: bool is an int
+        return b"\x10" + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        return b"\x18" + varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _DOUBLE(value)
+    if isinstance(value, (bytes, bytearray)):
+        return field(b"\x3a", bytes(value))
+    if isinstance(value, Sequence):
+        return field(b"\x2a", b"".join(field(b"\x0a", any_value(v)) for v in value))
+    return field(b"\x0a", str(value).encode("utf-8", "replace"))
+
+
+_KEYS: dict[str, bytes] = {}  # attribute keys' encodings (bounded: keys are mostly constants)
+MAX_KEYS = 256
+
+
+def str_attribute(key: str, value: str) -> bytes:
+    """``field(ATTRIBUTE, key_value(key, value))`` for a string value, in fewer steps (the
+    message id of every traced publish): the key's encoding is kept."""
+    head = _KEYS.get(key)
+    if head is None:
+        head = field(b"\x0a", key.encode())
+        if len(_KEYS) < MAX_KEYS:
+            _KEYS[key] = head
+    raw = value.encode("utf-8", "replace")
+    any_v = b"\x0a" + varint(len(raw)) + raw
+    kv = head + b"\x12" + varint(len(any_v)) + any_v
+    return ATTRIBUTE + varint(len(kv)) + kv
+
+
+def key_value(key: str, value: Any) -> bytes:
+    """A ``KeyValue`` message (not yet wrapped as a field)."""
+    return field(b"\x0a", key.encode()) + field(b"\x12", any_value(value))
+
+
+def attributes(tag: bytes, attrs: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> bytes:
+    """Each attribute as a ``KeyValue`` field with ``tag`` (``None`` values are left out)."""
+    items = attrs.items() if isinstance(attrs, Mapping) else attrs
+    return b"".join(field(tag, key_value(k, v)) for k, v in items if v is not None)
+
+
+def static_part(name: str, kind: int, attrs: Mapping[str, Any]) -> bytes:
+    """A span's name, kind (``opentelemetry.trace.SpanKind`` value) and attributes: the part
+    of a span that spans of the same operation on the same room share."""
+    return field(NAME, name.encode("utf-8", "replace")) + KIND + varint(kind + 1) + \
+        attributes(ATTRIBUTE, attrs)
+
+
+def link(trace_id: int, span_id: int, flags: int, trace_state: str = "") -> bytes:
+    """A ``Span.Link`` field."""
+    body = TRACE_ID + trace_id.to_bytes(16, "big") + SPAN_ID + span_id.to_bytes(8, "big")
+    if trace_state:
+        body += field(TRACE_STATE, trace_state.encode())
+    return field(LINK, body + b"\x35" + _FIXED32(flags & 0xFF))
+
+
+def event(name: str, at_ns: int, attrs: Mapping[str, Any]) -> bytes:
+    """A ``Span.Event`` field."""
+    return field(EVENT, b"\x09" + _FIXED64(at_ns) + field(b"\x12", name.encode()) +
+                 attributes(b"\x1a", attrs))
+
+
+def status_error(message: str) -> bytes:
+    """A ``Status`` field with code ERROR and ``message``."""
+    return field(STATUS, field(b"\x12", message.encode("utf-8", "replace")) +
+                 b"\x18" + varint(STATUS_ERROR))
+
+
+def span(ids: bytes, static: bytes, start_ns: int, end_ns: int, extra: bytes = b"") -> bytes:
+    """A whole ``Span`` as a ``ScopeSpans.spans`` field: ``ids`` (trace, span, parent ids and
+    trace state, encoded), ``static`` (``static_part``), times, ``extra`` (other fields)."""
+    body = b"".join((ids, static, START, _FIXED64(start_ns), END, _FIXED64(end_ns), extra))
+    return SPAN_IN_SCOPE + varint(len(body)) + body
+
+
+ROOT_FLAGS = FLAGS + _FIXED32(0x01)  # sampled; no parent
+pack_fixed64 = _FIXED64
+
+
+def span_ids(trace_id: int, span_id: int, parent_id: int, trace_state: str,
+             parent_remote: bool | None) -> bytes:
+    """The identity fields of a span: ids, trace state, and whether its parent is remote."""
+    out = TRACE_ID + trace_id.to_bytes(16, "big") + SPAN_ID + span_id.to_bytes(8, "big")
+    if parent_id:
+        out += PARENT_SPAN_ID + parent_id.to_bytes(8, "big")
+    if trace_state:
+        out += field(TRACE_STATE, trace_state.encode())
+    flags = 0x01  # sampled: wsops makes spans only for sampled traces
+    if parent_remote is not None:  # the bits are distinct: sums are ORs
+        flags += HAS_IS_REMOTE + (IS_REMOTE if parent_remote else 0)
+    return out + FLAGS + _FIXED32(flags)
+
+
+def resource(attrs: Mapping[str, Any]) -> bytes:
+    """A ``ResourceSpans.resource`` field."""
+    return field(b"\x0a", attributes(b"\x0a", attrs))
+
+
+def scope(name: str, version: str | None) -> bytes:
+    """A ``ScopeSpans.scope`` field."""
+    body = field(b"\x0a", name.encode())
+    if version:
+        body += field(b"\x12", version.encode())
+    return field(b"\x0a", body)
+
+
+def request(resource_field: bytes, resource_schema: str,
+            scopes: Iterable[tuple[bytes, Sequence[bytes]]]) -> bytes:
+    """An ``ExportTraceServiceRequest`` of one resource: for each scope, its ``scope`` field
+    and its spans (each from ``span``)."""
+    body = resource_field + b"".join(
+        field(b"\x12", scope_field + b"".join(spans)) for scope_field, spans in scopes if spans)
+    if resource_schema:
+        body += field(b"\x1a", resource_schema.encode())
+    return field(b"\x0a", body)
