@@ -199,8 +199,9 @@ async function send(event) {
   if (!text || !client || !view) return;
   input.value = "";
   try {
-    // Our own message comes back as a room message like everyone else's: no local echo.
-    await client.publish(view.room, { from: me, text });
+    // Our own message comes back as a room message like everyone else's: no local echo. Who
+    // sent it is the message's `from`, set by the server from our token: not in the data.
+    await client.publish(view.room, { text });
   } catch (err) {
     addLine("error", `Not sent: ${describe(err)}`);
     if (!input.value) input.value = text;
@@ -222,7 +223,7 @@ function addMessage(v, m) {
   if (v.seen.has(key)) return;
   v.seen.add(key);
   const data = m.data && typeof m.data === "object" ? m.data : {};
-  const from = typeof data.from === "string" ? data.from : "?";
+  const from = m.from ?? "?"; // attested by the server: a `from` inside data is only data
   const text = typeof data.text === "string" ? data.text : JSON.stringify(m.data);
   const li = document.createElement("li");
   li.className = from === me ? "msg mine" : "msg";

@@ -108,8 +108,10 @@ async def test_unrecoverable_resume_emits_a_gap_then_continues(
     events += await collect(stream, 1)
     assert events == [
         Gap("g", 1, first.epoch, 6, acks[-1].epoch),
-        Message("g", 7, first.epoch, 7, events[1].ts),  # type: ignore[union-attr]
+        Message("g", 7, first.epoch, 7, events[1].ts,  # type: ignore[union-attr]
+                first.sender),
     ]
+    assert first.sender is not None and first.sender.startswith("anon-")  # one publisher
     assert sub.close_codes == [4000]
 
 

@@ -16,6 +16,10 @@ def test_message_frame_decodes_to_a_message() -> None:
         {"op": "message", "room": "r", "offset": 3, "epoch": "e", "data": [1], "ts": 99}
     )
     assert wire.decode(text) == Message("r", 3, "e", [1], 99)
+    signed = {"op": "message", "room": "r", "offset": 3, "epoch": "e", "data": 1, "ts": 9,
+              "from": "ann"}
+    assert wire.decode(json.dumps(signed)) == Message("r", 3, "e", 1, 9, "ann")
+    assert wire.decode(json.dumps({**signed, "from": 7})) == Message("r", 3, "e", 1, 9, None)
 
 
 def test_presence_frames_decode_to_events() -> None:
@@ -61,8 +65,11 @@ def test_typed_results_of_successful_replies() -> None:
         "r", 6, "e"
     )
     assert wire.presence_users(wire.Reply(3, True, {"users": ["a", "b"]})) == ["a", "b"]
-    hist = wire.Reply(4, True, {"messages": [{"offset": 1, "epoch": "e", "data": "x", "ts": 5}]})
-    assert wire.history_messages("r", hist) == [Message("r", 1, "e", "x", 5)]
+    hist = wire.Reply(4, True, {"messages": [{"offset": 1, "epoch": "e", "data": "x", "ts": 5},
+                                             {"offset": 2, "epoch": "e", "data": "y", "ts": 6,
+                                              "from": "ann"}]})
+    assert wire.history_messages("r", hist) == [Message("r", 1, "e", "x", 5),
+                                                Message("r", 2, "e", "y", 6, "ann")]
 
 
 def test_reply_without_a_position_is_a_violation() -> None:

@@ -213,3 +213,19 @@ test("a listener that unsubscribes sees no more of that room, even from the same
   assert.deepEqual(log.messages, []);
   await closed(client);
 });
+
+test("a message carries its server-attested sender; a non-string from is left out", async () => {
+  const { client, ws } = await connected();
+  await subscribed(client, ws, "r", 0, "e");
+  const got = [];
+  client.on("message", (m) => got.push(m));
+  ws.receive({ op: "message", room: "r", offset: 1, epoch: "e", data: { from: "x" }, ts: 1, from: "ann" });
+  ws.receive({ op: "message", room: "r", offset: 2, epoch: "e", data: 2, ts: 1, from: 7 });
+  assert.deepEqual(got.map((m) => [m.from, m.data]), [["ann", { from: "x" }], [undefined, 2]]);
+  assert.ok(!("from" in got[1]));
+  const history = client.history("r", 5);
+  ws.reply(ws.sent.at(-1), { room: "r", offset: 2, epoch: "e",
+    messages: [{ offset: 1, epoch: "e", data: 1, ts: 1, from: "ann" }] });
+  assert.equal((await history)[0].from, "ann");
+  await closed(client);
+});

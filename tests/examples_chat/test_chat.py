@@ -161,10 +161,24 @@ async def test_two_users_see_presence_messages_and_history(browser: Chromium) ->
         await page_until(bob, "document.querySelector('#messages li.msg').dataset.from", "alice")
         await page_until(alice, TEXTS, ["hello from alice"])  # one's own message comes back once
 
+        # Mallory claims to be alice, in the frame and in the data: the page shows who sent it.
+        async with aiohttp.ClientSession() as http, http.get(
+                url + "token", params={"user": "mallory"}) as resp:
+            mallory = (await resp.json())["token"]
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                url.replace("http", "ws", 1) + "ws", params={"token": mallory}) as ws:
+            await ws.send_json({"op": "publish", "id": 1, "room": "chat:lobby", "from": "alice",
+                                "data": {"from": "alice", "text": "it is me, alice"}})
+            reply = await ws.receive_json(timeout=5)
+            assert reply["ok"] is True, reply
+        await page_until(bob, "[...document.querySelectorAll('#messages li.msg')]"
+                              ".map(e => e.dataset.from)", ["alice", "mallory"])
+        await page_until(alice, TEXTS, ["hello from alice", "it is me, alice"])
+
         # Markup in a message is text, not HTML.
         sneaky = '<img src=x onerror="window.pwned = 1"><b>bold?</b>'
         await say(bob, sneaky)
-        await page_until(alice, TEXTS, ["hello from alice", sneaky])
+        await page_until(alice, TEXTS, ["hello from alice", "it is me, alice", sneaky])
         assert await alice.evaluate(
             "document.querySelector('#messages img, #messages b') === null && !window.pwned")
 
@@ -178,11 +192,14 @@ async def test_two_users_see_presence_messages_and_history(browser: Chromium) ->
 
         # Carol joins later: the earlier messages come from history, in order.
         carol = await open_chat(browser, url, "carol")
-        await page_until(carol, TEXTS, ["hello from alice", sneaky])
+        await page_until(carol, TEXTS, ["hello from alice", "it is me, alice", sneaky])
+        # History keeps the attested senders.
+        await page_until(carol, "[...document.querySelectorAll('#messages li.msg')]"
+                                ".map(e => e.dataset.from)", ["alice", "mallory", "bob"])
         await page_until(carol, USERS, ["alice", "carol"])
         await page_until(alice, USERS, ["alice", "carol"])
         await say(carol, "hi both, I just read the backlog")
-        await page_until(alice, f"{TEXTS}.length", 3)
+        await page_until(alice, f"{TEXTS}.length", 4)
         await alice.screenshot(artifact("chat-example.png"))
 
         # Another room: its own (empty) history and presence; the lobby's events stop.
@@ -195,7 +212,7 @@ async def test_two_users_see_presence_messages_and_history(browser: Chromium) ->
         await say(alice, "anyone?")
         await say(carol, "over here")
         await page_until(carol, TEXTS, ["over here"])
-        await page_until(alice, f"{TEXTS}.length", 4)  # "anyone?", not carol's
+        await page_until(alice, f"{TEXTS}.length", 5)  # "anyone?", not carol's
         await alice.evaluate("document.querySelector('#rooms [data-room=\"chat:random\"]')"
                              ".click()")
         await page_until(alice, TEXTS, ["over here"])

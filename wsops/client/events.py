@@ -34,6 +34,9 @@ class Message:
     epoch: str
     data: Any
     ts: int
+    sender: str | None = None
+    """The publishing connection's user, attested by the server (the frame's ``from``; None
+    from a server that predates it)."""
 
 
 @dataclass(frozen=True, slots=True)

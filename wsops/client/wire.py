@@ -65,7 +65,8 @@ def decode(text: str | bytes) -> ServerFrame | None:
         room, offset, epoch = obj.get("room"), obj.get("offset"), obj.get("epoch")
         if not (isinstance(room, str) and isinstance(offset, int) and isinstance(epoch, str)):
             raise ProtocolViolation("message needs 'room', 'offset' and 'epoch'")
-        return Message(room, offset, epoch, obj.get("data"), _ts(obj.get("ts")))
+        return Message(room, offset, epoch, obj.get("data"), _ts(obj.get("ts")),
+                       _sender(obj.get("from")))
     if op == "reply":
         req_id = obj.get("id")
         ok = obj.get("ok")
@@ -79,6 +80,11 @@ def decode(text: str | bytes) -> ServerFrame | None:
             raise ProtocolViolation(f"{op} needs 'room' and 'user'")
         return PresenceEvent("join" if op == "join" else "leave", room, user)
     return None
+
+
+def _sender(value: Any) -> str | None:
+    """A message's ``from``: the server-attested sender, when it is a string."""
+    return value if isinstance(value, str) else None
 
 
 def _ts(value: object) -> int:
@@ -123,5 +129,6 @@ def history_messages(room: str, reply: Reply) -> list[Message]:
         if not isinstance(item, dict):
             raise ProtocolViolation("history entries must be objects")
         offset, epoch = _position(item)
-        out.append(Message(room, offset, epoch, item.get("data"), _ts(item.get("ts"))))
+        out.append(Message(room, offset, epoch, item.get("data"), _ts(item.get("ts")),
+                           _sender(item.get("from"))))
     return out

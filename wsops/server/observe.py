@@ -144,20 +144,21 @@ class NodeObserver:
         metrics, tracing = self.metrics, self.tracing
         hist = metrics.broker_publish_latency
 
-        async def timed(room: str, data: bytes, traceparent: str | None) -> Published:
+        async def timed(room: str, data: bytes, traceparent: str | None,
+                        sender: str | None) -> Published:
             if tracing is not None and (traceparent is not None or tracing.sample_root()):
                 # A parent decides in traced(); without one the ratio just said yes.
-                return await traced(room, data, traceparent, tracing)
+                return await traced(room, data, traceparent, sender, tracing)
             started = _perf()
             try:
-                msg = await publish(room, data, traceparent)
+                msg = await publish(room, data, traceparent, sender)
             except Exception:
                 metrics.broker_errors += 1
                 raise
             hist.observe(_perf() - started)
             return msg
 
-        async def traced(room: str, data: bytes, traceparent: str | None,
+        async def traced(room: str, data: bytes, traceparent: str | None, sender: str | None,
                          tracing: Tracing) -> Published:
             """A sampled root publish, or one with a traceparent (its sampled flag decides)."""
             span: Span | None
@@ -171,7 +172,7 @@ class NodeObserver:
                 self._publishing = (traceparent, span)
             started = _perf()
             try:
-                msg = await publish(room, data, traceparent)
+                msg = await publish(room, data, traceparent, sender)
             except Exception as exc:
                 metrics.broker_errors += 1
                 if span is not None:
@@ -189,14 +190,15 @@ class NodeObserver:
                 hist.observe(elapsed)
             return msg
 
-        async def forced(room: str, data: bytes, traceparent: str | None) -> Published:
+        async def forced(room: str, data: bytes, traceparent: str | None,
+                         sender: str | None) -> Published:
             """``wsops debug``: traced whatever the ratio. A sampled parent stays the parent;
             an unsampled one gives way to a new root (its decision was the ratio's)."""
             assert tracing is not None
             parent = parse_traceparent(traceparent)
             if parent is None or not parent.trace_flags.sampled:
                 traceparent = None
-            return await traced(room, data, traceparent, tracing)
+            return await traced(room, data, traceparent, sender, tracing)
 
         if tracing is not None:
             self.forced_publish = forced

@@ -12,6 +12,9 @@ export interface Message<T = unknown> {
   readonly data: T;
   /** The server's time of the publish, milliseconds since the Unix epoch. */
   readonly ts: number;
+  /** Who published it: the publishing connection's user, set by the server (a client cannot
+   * forge it): the token's `sub`, or `anon-...` for an anonymous connection. */
+  readonly from?: string;
   /** W3C trace context of the publish, when the server sent one. */
   readonly traceparent?: string;
 }

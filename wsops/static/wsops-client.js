@@ -217,6 +217,7 @@ function toMessage(f) {
   if (!isStr(f.room) || !isInt(f.offset) || !isStr(f.epoch)) return null;
   const msg = { room: f.room, offset: f.offset, epoch: f.epoch, data: f.data,
     ts: isInt(f.ts) ? f.ts : 0 };
+  if (isStr(f.from)) msg.from = f.from;
   if (isStr(f.traceparent)) msg.traceparent = f.traceparent;
   return Object.freeze(msg);
 }

@@ -218,7 +218,9 @@ async def test_the_python_client_sees_an_explicit_gap_when_redis_lost_its_data(
 
         await until(lambda: len(events) == 3, 10.0, what=seen)
         assert sub.close_codes == [4001]
-    assert events[0] == Message("c", 1, first.epoch, 1, events[0].ts)  # type: ignore[union-attr]
+    assert events[0] == Message("c", 1, first.epoch, 1, events[0].ts,  # type: ignore[union-attr]
+                                events[0].sender)  # type: ignore[union-attr]
+    assert events[0].sender.startswith("anon-")  # type: ignore[union-attr]
     assert isinstance(events[1], Gap) and events[1].last_offset == 1
     assert (events[1].last_epoch, events[1].new_epoch) == (first.epoch, later.epoch)
     assert isinstance(events[2], Message) and (events[2].offset, events[2].data) == (1, 2)

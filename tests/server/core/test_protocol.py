@@ -21,6 +21,7 @@ from wsops.server.core.protocol import (
     history_items,
     history_reply,
     message_payload,
+    message_payload_parts,
     parse,
     presence_event,
     reply_error,
@@ -102,6 +103,12 @@ def test_message_payload_is_compact_json() -> None:
                        '"ts":12,"traceparent":"00-abc"}').encode()
     assert message_payload("r", 1, "e", b"[]", 5) == (
         b'{"op":"message","room":"r","offset":1,"epoch":"e","data":[],"ts":5}')
+    # The sender goes before ts, JSON-escaped: a history item keeps it (cut up to ts).
+    assert message_payload("r", 2, "e", b"1", 5, "00-x", 'al"ice') == (
+        b'{"op":"message","room":"r","offset":2,"epoch":"e","data":1,"from":"al\\"ice","ts":5,'
+        b'"traceparent":"00-x"}')
+    assert message_payload_parts("r", b"1", 5, None, "bob") == (
+        b'{"op":"message","room":"r","offset":', b',"data":1,"from":"bob","ts":5}')
 
 
 def test_history_item_is_cut_from_the_stored_message() -> None:
@@ -292,6 +299,10 @@ def test_frame_payload_is_what_text_frame_wrapped(size: int) -> None:
 def test_history_item_of_a_message_not_built_here_is_decoded() -> None:
     odd = b'{"offset":4,"op":"message","room":"r","epoch":"e","data":[1],"ts":9,"x":0}'
     assert history_item(odd, "r") == b'{"offset":4,"epoch":"e","data":[1],"ts":9}'
+    sent = b'{"offset":4,"op":"message","from":"ann","room":"r","epoch":"e","data":1,"ts":9}'
+    assert history_item(sent, "r") == b'{"offset":4,"epoch":"e","data":1,"from":"ann","ts":9}'
+    assert history_item(message_payload("a", 1, "e", b"2", 3, None, "ann"), "b") == (
+        b'{"offset":1,"epoch":"e","data":2,"from":"ann","ts":3}')
     # Ours, but for another room name: not cut blindly.
     ours = message_payload("a", 1, "e", b"2", 3)
     assert history_item(ours, "b") == b'{"offset":1,"epoch":"e","data":2,"ts":3}'
@@ -304,6 +315,8 @@ def test_history_items_cut_each_stored_message_of_the_room() -> None:
     stored = [message_payload("r", n, "e", b"%d" % n, 10 + n, "00-x") for n in (1, 2)]
     assert history_items(stored, "r") == [
         b'{"offset":1,"epoch":"e","data":1,"ts":11}', b'{"offset":2,"epoch":"e","data":2,"ts":12}']
+    sent = [message_payload("r", 3, "e", b"3", 13, "00-x", "ann")]
+    assert history_items(sent, "r") == [b'{"offset":3,"epoch":"e","data":3,"from":"ann","ts":13}']
     assert history_items([], "r") == []
 
 

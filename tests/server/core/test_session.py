@@ -68,8 +68,8 @@ async def test_a_publish_is_acknowledged_with_its_offset_and_reaches_the_rooms_s
     assert ack == {"op": "reply", "id": 2, "ok": True, "room": "r", "offset": 1,
                    "epoch": sub["epoch"]}
     [got] = b_sink.take()
-    assert (got["op"], got["room"], got["offset"], got["data"]) == ("message", "r", 1,
-                                                                    {"text": "hi"})
+    assert (got["op"], got["room"], got["offset"], got["data"], got["from"]) == (
+        "message", "r", 1, {"text": "hi"}, "alice")
     assert a_sink.frames == []  # not subscribed: the publisher gets its ack only
     flow = w.hub.flow.rooms["r"]  # the flow view: alice's publish in, one delivery out
     assert (flow.msgs_in, flow.bytes_in, flow.publishers) == (1, len(b'{"text":"hi"}'), {"alice"})
@@ -226,9 +226,23 @@ async def test_a_bad_frame_gets_an_error_reply_and_the_session_goes_on() -> None
     assert ok["ok"] and w.closes.calls == []
 
 
+async def test_the_sender_is_the_connections_user_whatever_the_frame_says() -> None:
+    w = World()
+    alice, a_sink = w.session("alice")
+    bob, b_sink = w.session("bob")
+    await w.ask(bob, b_sink, op="subscribe", id=1, room="r")
+    await w.ask(alice, a_sink, op="publish", id=2, room="r", data={"from": "bob"},
+                **{"from": "bob"})
+    [forged] = b_sink.take()
+    assert (forged["from"], forged["data"]) == ("alice", {"from": "bob"})
+    [item] = (await w.ask(bob, b_sink, op="history", id=3, room="r"))[0]["messages"]
+    assert item == {"offset": 1, "epoch": forged["epoch"], "data": {"from": "bob"},
+                    "from": "alice", "ts": forged["ts"]}
+
+
 class AwayBroker(MemoryBroker):
-    async def publish(self, room: str, data: bytes,
-                      traceparent: str | None = None) -> Published:
+    async def publish(self, room: str, data: bytes, traceparent: str | None = None,
+                      sender: str | None = None) -> Published:
         raise BrokerUnavailable("redis is away")
 
     async def watch(self, room: str) -> None:
@@ -248,16 +262,17 @@ async def test_a_broker_that_is_away_is_an_unavailable_reply_and_the_room_is_not
 
 async def test_the_publish_the_node_passes_in_is_the_one_sessions_use() -> None:
     w = World()
-    seen: list[tuple[str, bytes, str | None]] = []
+    seen: list[tuple[str, bytes, str | None, str | None]] = []
 
-    async def publish(room: str, data: bytes, traceparent: str | None) -> Published:
-        seen.append((room, data, traceparent))
-        return await w.broker.publish(room, data, traceparent)
+    async def publish(room: str, data: bytes, traceparent: str | None,
+                      sender: str | None) -> Published:
+        seen.append((room, data, traceparent, sender))
+        return await w.broker.publish(room, data, traceparent, sender)
 
-    s, sink = w.session(publish=publish)
+    s, sink = w.session("carol", publish=publish)
     tp = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
     [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data=[1, 2], traceparent=tp)
-    assert ack["ok"] and seen == [("r", b"[1,2]", tp)]
+    assert ack["ok"] and seen == [("r", b"[1,2]", tp, "carol")]
 
 
 class PagingBroker(MemoryBroker):
@@ -349,8 +364,9 @@ def messages_of(frames: list[dict[str, Any]]) -> list[int]:
 async def test_a_publish_stored_on_this_node_only_is_acknowledged_with_local_true() -> None:
     w = World()
 
-    async def island_publish(room: str, data: bytes, traceparent: str | None) -> Published:
-        msg = await w.broker.publish(room, data, traceparent)
+    async def island_publish(room: str, data: bytes, traceparent: str | None,
+                             sender: str | None) -> Published:
+        msg = await w.broker.publish(room, data, traceparent, sender)
         return dataclasses.replace(msg, local=True)
 
     s, sink = w.session(publish=island_publish)
@@ -712,9 +728,10 @@ class Tap:
         self.about: list[tuple[str | None, str]] = []
         self.forced: list[str] = []
 
-        async def forced(room: str, data: bytes, traceparent: str | None) -> Published:
+        async def forced(room: str, data: bytes, traceparent: str | None,
+                         sender: str | None) -> Published:
             self.forced.append(room)
-            return await w.broker.publish(room, data, traceparent)
+            return await w.broker.publish(room, data, traceparent, sender)
 
         self.publish: Publish | None = forced
 

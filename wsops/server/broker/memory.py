@@ -50,14 +50,15 @@ class MemoryBroker(Broker):
         }
 
     async def publish(
-        self, room: str, data: bytes, traceparent: str | None = None
+        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
     ) -> Published:
         now = time.monotonic()
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
         hist, offset, frame = self.store.append(
             room, now,
-            lambda off, ep: text_frame(message_payload(room, off, ep, data, ts, traceparent)))
+            lambda off, ep: text_frame(message_payload(room, off, ep, data, ts, traceparent,
+                                                       sender)))
         msg = Published(room, offset, hist.epoch, frame, traceparent, accepted_at)
         self._published += 1
         if hist.watched and self.listener is not None:

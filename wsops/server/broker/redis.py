@@ -146,22 +146,22 @@ class RedisBroker(Broker):
     # -- messages ----------------------------------------------------------------------------
 
     async def publish(
-        self, room: str, data: bytes, traceparent: str | None = None
+        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
     ) -> Published:
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
         if not self.link.up or self.islands.has(room):  # behind earlier island messages
             feed = self.feeds.feeds.get(room)
             after = feed.last.offset if feed is not None and feed.last is not None else 0
-            msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after)
+            msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after, sender)
             if self.listener is not None:
                 self.listener.on_message(msg)
             return msg
-        return await self._store(room, data, ts, accepted_at, traceparent)
+        return await self._store(room, data, ts, accepted_at, traceparent, sender)
 
     async def _store(self, room: str, data: bytes, ts: int, accepted_at: float,
-                     traceparent: str | None) -> Published:
-        head, tail = message_payload_parts(room, data, ts, traceparent)
+                     traceparent: str | None, sender: str | None) -> Published:
+        head, tail = message_payload_parts(room, data, ts, traceparent, sender)
         k = self.keys
         # A script still queued in Redis after we gave up must not run: half the timeout of
         # margin, on Redis' clock (skew measured by the heartbeat).
@@ -202,7 +202,7 @@ class RedisBroker(Broker):
                 continue
             while island.pending:
                 p = island.pending[0]
-                await self._store(room, p.data, p.ts, p.accepted_at, p.traceparent)
+                await self._store(room, p.data, p.ts, p.accepted_at, p.traceparent, p.sender)
                 self.islands.forwarded_one(island)
             if self.listener is not None:
                 self.listener.on_resync(room)

@@ -37,6 +37,7 @@ class Pending:
     ts: int
     accepted_at: float
     traceparent: str | None
+    sender: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -66,7 +67,7 @@ class Islands:
         return room in self.rooms
 
     def publish(self, room: str, data: bytes, ts: int, accepted_at: float,
-                traceparent: str | None, after: int = 0) -> Published:
+                traceparent: str | None, after: int = 0, sender: str | None = None) -> Published:
         """Keep the message for Redis and return it as delivered locally (``local=True``);
         a new island's offsets start after ``after`` (the room's last offset seen here)."""
         if self.pending >= self.max_pending or self.pending_bytes + len(data) > self.max_bytes:
@@ -77,12 +78,12 @@ class Islands:
         if island is None:
             island = self.rooms[room] = Island(new_epoch(), after)
         island.offset += 1
-        island.pending.append(Pending(data, ts, accepted_at, traceparent))
+        island.pending.append(Pending(data, ts, accepted_at, traceparent, sender))
         self.pending += 1
         self.pending_bytes += len(data)
         self.published += 1
         frame = text_frame(message_payload(room, island.offset, island.epoch, data, ts,
-                                           traceparent))
+                                           traceparent, sender))
         return Published(room, island.offset, island.epoch, frame, traceparent, accepted_at,
                          local=True)
 

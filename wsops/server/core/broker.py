@@ -99,10 +99,11 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def publish(
-        self, room: str, data: bytes, traceparent: str | None = None
+        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
     ) -> Published:
         """Append to history (assigning the offset) and deliver to every watching node.
-        ``data`` is the message's data as compact JSON (``Request.data``)."""
+        ``data`` is the message's data as compact JSON (``Request.data``); ``sender`` is the
+        publishing connection's user, sent as the message's ``from``."""
 
     @abc.abstractmethod
     async def watch(self, room: str) -> None:

@@ -234,21 +234,26 @@ def reply_error(req_id: int | None, code: str, message: str) -> str:
 
 
 def message_payload(
-    room: str, offset: int, epoch: str, data: bytes, ts: int, traceparent: str | None = None
+    room: str, offset: int, epoch: str, data: bytes, ts: int, traceparent: str | None = None,
+    sender: str | None = None,
 ) -> bytes:
-    """UTF-8 JSON of a room message (``data`` already JSON), built once per publish."""
-    head, tail = message_payload_parts(room, data, ts, traceparent)
+    """UTF-8 JSON of a room message (``data`` already JSON), built once per publish;
+    ``sender`` (the publishing connection's user, attested by the server) goes in ``from``."""
+    head, tail = message_payload_parts(room, data, ts, traceparent, sender)
     return b'%s%d,"epoch":%s%s' % (head, offset, _dumps(epoch).encode(), tail)
 
 
 def message_payload_parts(
-    room: str, data: bytes, ts: int, traceparent: str | None = None
+    room: str, data: bytes, ts: int, traceparent: str | None = None, sender: str | None = None
 ) -> tuple[bytes, bytes]:
     """A room message's JSON around its offset and epoch: ``head + offset + ',"epoch":' +
     JSON(epoch) + tail`` equals ``message_payload``. A broker that assigns the offset elsewhere
     (in a Redis script) joins the parts there: the message is still encoded once."""
     head = _message_head(room)
-    tail = b',"data":%s,"ts":%d' % (data, ts)
+    # ``from`` before ``ts``: a history item is cut up to ``ts`` (``_TAIL``), so it keeps the
+    # sender, and nodes that predate ``from`` cut these messages as before.
+    sender_part = b',"from":%s' % _dumps(sender).encode() if sender is not None else b""
+    tail = b',"data":%s%s,"ts":%d' % (data, sender_part, ts)
     if traceparent is not None:
         tail += b',"traceparent":%s' % _dumps(traceparent).encode()
     return head, tail + b"}"
@@ -270,8 +275,9 @@ def history_items(payloads: Iterable[bytes | memoryview], room: str) -> list[byt
 
 
 def history_item(payload: bytes | memoryview, room: str) -> bytes:
-    """A ``history`` reply item, ``{"offset","epoch","data","ts"}``, cut from a stored message's
-    JSON (``message_payload``) without decoding its data."""
+    """A ``history`` reply item, ``{"offset","epoch","data","from","ts"}`` (``from`` when the
+    message has one), cut from a stored message's JSON (``message_payload``) without decoding
+    its data."""
     return _history_item(payload, _message_head(room))
 
 
@@ -280,7 +286,8 @@ def _history_item(payload: bytes | memoryview, head: bytes) -> bytes:
     tail = _TAIL.search(raw, len(head)) if raw.startswith(head) else None
     if tail is None:  # not built here: decode this one
         obj = _loads_lax(raw.decode())
-        return _dumps({k: obj[k] for k in ("offset", "epoch", "data", "ts")}).encode()
+        return _dumps({k: obj[k] for k in ("offset", "epoch", "data", "from", "ts")
+                       if k in obj or k != "from"}).encode()
     return b'{"offset":%s}' % raw[len(head):tail.end()]
 
 
