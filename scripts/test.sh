@@ -20,11 +20,18 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# TypeScript (and React's types) for the client's type check, from tests/client_js/package-lock.json.
+# TypeScript (and React's types) for the client's type check, from tests/client_js/package-lock.json;
+# then the framework packages (clients/react, clients/vue, clients/angular), each from its own lock:
+# tests/client_js/frameworks/ type-checks them and builds their example pages (Vite; Analog's
+# Angular plugin) once per session, offline, before driving the pages in headless Chromium.
 if command -v npm >/dev/null; then
   npm ci --prefix tests/client_js --no-audit --no-fund --loglevel=error
+  for pkg in clients/react clients/vue clients/angular; do
+    npm ci --prefix "$pkg" --no-audit --no-fund --loglevel=error
+  done
 else
-  echo "npm not found: the TypeScript check of the browser client is skipped" >&2
+  echo "npm not found: the TypeScript checks of the browser client and of clients/ are skipped," \
+    "and so are the framework example pages" >&2
 fi
 
 python3 -m venv .venv

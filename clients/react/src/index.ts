@@ -1,0 +1,2 @@
+export { type Room, useRoom } from "./useRoom.js";
+export { type RoomOptions, type RoomSnapshot } from "../../shared/roomFeed.js";
