@@ -52,7 +52,10 @@ async def main() -> None:
             async def show() -> None:
                 async for event in alice.events():
                     if isinstance(event, Message):
-                        print(f"alice <- {event.room}#{event.offset}: {event.data}")
+                        # sender: who published it, as the server knows them (an anonymous
+                        # connection's id here; a token's sub with tokens): no client can forge it
+                        print(f"alice <- {event.room}#{event.offset} from {event.sender}: "
+                              f"{event.data}")
                     elif isinstance(event, Gap):
                         print(f"alice !! gap in {event.room}: history restarted (epoch changed)")
                     elif isinstance(event, PresenceEvent):
@@ -61,7 +64,7 @@ async def main() -> None:
             printer = asyncio.create_task(show())
             await alice.subscribe("chat:lobby", presence=True)
             for text in ("hello", "how is the fleet?", "all green"):
-                ack = await bob.publish("chat:lobby", {"from": "bob", "text": text})
+                ack = await bob.publish("chat:lobby", {"text": text})
                 print(f"bob   -> published at offset {ack.offset}")
             await asyncio.sleep(0.2)
             print("presence:", await alice.presence("chat:lobby"))
@@ -76,7 +79,7 @@ async def main() -> None:
             await alice.wait_for_state(ClientState.OPEN, 10)
             await bob.wait_for_state(ClientState.OPEN, 10)
             await asyncio.sleep(0.3)
-            ack = await bob.publish("chat:lobby", {"from": "bob", "text": "back again"})
+            ack = await bob.publish("chat:lobby", {"text": "back again"})
             print(f"bob   -> published at offset {ack.offset}")
             await asyncio.sleep(0.3)
             print("alice's connections ended with close codes", alice.close_codes)

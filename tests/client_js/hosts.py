@@ -24,6 +24,8 @@ from tests.support.ports import serving
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
+TSC = HERE / "node_modules" / ".bin" / "tsc"  # from tests/client_js/package.json (npm ci)
+CLIENT = HERE.parents[1] / "wsops" / "static" / "wsops-client.js"
 # The page's <meta name="traceparent">; Node gets it as the client's `traceparent` option.
 PAGE_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -24,14 +23,13 @@ import jwt
 import pytest
 
 from tests.client_js.hosts import NODE, PAGE_TRACEPARENT, ChromiumHost, JsError, NodeHost, js_host
+from tests.client_js.servers import Server, fleet_example
 from tests.support.artifacts import record
 from tests.support.chromium import CHROMIUM
-from tests.support.examples import BROKER_OPTIONS, FLEET_EXAMPLE, load_example, need_binaries
-from tests.support.ports import free_port
+from tests.support.examples import BROKER_OPTIONS, need_binaries
 from tests.support.waits import until
 from wsops.client import Client, Message
 
-fleet_example = load_example(FLEET_EXAMPLE)
 KINDS = ["node", "chromium"]
 JS_WAIT = 20.0  # seconds: the JS hosts take their time
 Host = NodeHost | ChromiumHost
@@ -42,32 +40,6 @@ def need(kind: str) -> None:
         pytest.skip("node is not installed")
     if kind == "chromium" and CHROMIUM is None:
         pytest.skip("chromium is not installed (scripts/test.sh installs it)")
-
-
-class Server:
-    """One ``wsops serve`` on fixed ports, so it can be stopped and started again."""
-
-    def __init__(self, workdir: Path, *args: str) -> None:
-        port, admin = free_port(), free_port()
-        argv = [sys.executable, "-m", "wsops", "serve", "--port", str(port),
-                "--admin-port", str(admin), *args]
-        self.node = fleet_example.Node(0, port, admin,
-                                       fleet_example.Proc("wsops", argv, workdir / "wsops.log"))
-
-    @property
-    def url(self) -> str:
-        return str(self.node.url)
-
-    @property
-    def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.node.port}/static/wsops-client.js"
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.node.proc.start()
-        fleet_example.Fleet.wait_ready(self.node, timeout)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.node.proc.stop(sig)
 
 
 @pytest.fixture

@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client_js.hosts import HERE, NODE
-
-TSC = HERE / "node_modules" / ".bin" / "tsc"
-CLIENT = HERE.parents[1] / "wsops" / "static" / "wsops-client.js"
+from tests.client_js.hosts import CLIENT, HERE, NODE, TSC
 
 
 def tsc(project: Path) -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,7 @@ import pytest
 from aiohttp import web
 
 from tests.client_js.frameworks.packages import FRAMEWORKS, ExamplePages
-from tests.client_js.test_client_js import Server
+from tests.client_js.servers import Server
 from tests.support.artifacts import record
 from tests.support.chromium import CHROMIUM, Chromium, Page
 from tests.support.ports import serving

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.client_js.frameworks.packages import CLIENTS
-from tests.client_js.hosts import NODE
-from tests.client_js.test_types import CLIENT, TSC
+from tests.client_js.hosts import CLIENT, NODE, TSC
 
 HERE = Path(__file__).resolve().parent
 
