@@ -17,10 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from tests.support.chromium import CHROMIUM, Chromium, Page
-from tests.support.ports import serving
+from tests.support.chromium import CHROMIUM, Page, static_page
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -145,19 +142,9 @@ async def chromium_host(client_url: str) -> AsyncIterator[ChromiumHost]:
     """A page that imported ``client_url`` (the node's /static/wsops-client.js) and probe.mjs."""
     if CHROMIUM is None:
         raise RuntimeError("chromium is not installed")
-    app = web.Application()
-    app.router.add_static("/", HERE)
-    async with serving(app, access_log=None) as port:
-        browser = Chromium()
-        try:
-            await browser.start()
-            page = await browser.new_page()
-            await page.goto(f"http://127.0.0.1:{port}/page.html?client={client_url}")
-            await page.wait_for("window.probe !== undefined", timeout=15)
-            yield ChromiumHost(page)
-            await page.close()
-        finally:
-            await browser.stop()
+    async with static_page(HERE, f"page.html?client={client_url}") as page:
+        await page.wait_for("window.probe !== undefined", timeout=15)
+        yield ChromiumHost(page)
 
 
 @contextlib.asynccontextmanager

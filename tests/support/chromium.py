@@ -19,11 +19,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from tests.support.ports import serving
 from tests.support.waits import until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -178,3 +181,21 @@ class Chromium:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
         self._dir.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def static_page(directory: Path, path: str) -> AsyncIterator[Page]:
+    """``directory`` served on a free loopback port, and ``path`` (with its query) of it open in
+    a fresh headless Chromium for the block."""
+    app = web.Application()
+    app.router.add_static("/", directory)
+    async with serving(app, access_log=None) as port:
+        browser = Chromium()
+        try:
+            await browser.start()
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/{path}")
+            yield page
+            await page.close()
+        finally:
+            await browser.stop()

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from tests.client_js.frameworks.packages import FRAMEWORKS, ExamplePages
 from tests.client_js.servers import Server
 from tests.support.artifacts import record
-from tests.support.chromium import CHROMIUM, Chromium, Page
-from tests.support.ports import serving
+from tests.support.chromium import CHROMIUM, Page, static_page
 from tests.support.redisproc import RedisProc, broker_url, redis_server_binary
 from tests.support.tokens import SECRET, hs
 from tests.support.waits import until
@@ -107,19 +105,9 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
 @contextlib.asynccontextmanager
 async def open_page(example: Path, ws_url: str, user: str, room: str) -> AsyncIterator[Page]:
     """The built example page in headless Chromium, signed in as ``user``, following ``room``."""
-    app = web.Application()
-    app.router.add_static("/", example)
-    async with serving(app, access_log=None) as port:
-        browser = Chromium()
-        try:
-            await browser.start()
-            page = await browser.new_page()
-            query = urllib.parse.urlencode({"ws": ws_url, "token": hs(sub=user), "room": room})
-            await page.goto(f"http://127.0.0.1:{port}/index.html?{query}")
-            yield page
-            await page.close()
-        finally:
-            await browser.stop()
+    query = urllib.parse.urlencode({"ws": ws_url, "token": hs(sub=user), "room": room})
+    async with static_page(example, f"index.html?{query}") as page:
+        yield page
 
 
 async def shows(page: Page, **expected: Any) -> dict[str, Any]:
