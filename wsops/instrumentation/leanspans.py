@@ -7,7 +7,7 @@ others of its operation and room (name, kind, messaging attributes) is encoded o
 (``otlpwire.static_part``) and cached; the rest is encoded when the span ends, on the caller's
 thread, so the exporting thread only joins bytes and sends them: it holds the GIL briefly, and
 the event loop does not wait behind a batch being encoded. Measured (BENCHMARKS.md, callgrind):
-a sampled publish and its fan-out span cost ~93K instructions here against ~957K with the
+a sampled publish and its fan-out span cost ~93-110K instructions here against ~957K with the
 SDK's provider, processor and exporter.
 
 It implements the OpenTelemetry API (``start_span``, ``start_as_current_span``, the ``Span``
@@ -41,8 +41,6 @@ log = logging.getLogger("wsops.tracing")
 STATIC_CACHE = 1024  # distinct (name, kind, attributes) encodings kept per tracer
 _time_ns = time.time_ns
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_pack64 = wire.pack_fixed64
-_varint = wire.varint
 
 
 class LeanSpan(trace.Span):
@@ -126,16 +124,11 @@ class LeanSpan(trace.Span):
         static = self._static
         if static is None:
             static = wire.static_part(self._name, self._kind.value, {})
-        if self._parent_id or self._trace_state:
-            ids = wire.span_ids(self.trace_id, self.span_id, self._parent_id,
-                                self._trace_state, self._parent_remote)
-        else:  # a root span (most: a publish without a client trace, every fan-out)
-            ids = b"".join((wire.TRACE_ID, self.trace_id.to_bytes(16, "big"), wire.SPAN_ID,
-                            self.span_id.to_bytes(8, "big"), wire.ROOT_FLAGS))
-        body = b"".join((ids, static, wire.START, _pack64(self._start), wire.END,
-                         _pack64(end_time or _time_ns()), *self._extra))
+        ids = wire.span_ids(self.trace_id, self.span_id, self._parent_id, self._trace_state,
+                            self._parent_remote)
         tracer = self._tracer
-        tracer.queue.put(tracer.scope, wire.SPAN_IN_SCOPE + _varint(len(body)) + body)
+        tracer.queue.put(tracer.scope, wire.span(ids, static, self._start,
+                                                 end_time or _time_ns(), b"".join(self._extra)))
 
 
 class LeanTracer(trace.Tracer):

@@ -138,22 +138,24 @@ def span(ids: bytes, static: bytes, start_ns: int, end_ns: int, extra: bytes = b
     return SPAN_IN_SCOPE + varint(len(body)) + body
 
 
-ROOT_FLAGS = FLAGS + _FIXED32(0x01)  # sampled; no parent
-pack_fixed64 = _FIXED64
+
+
+ROOT_FLAGS = FLAGS + _FIXED32(0x01)  # sampled; nothing known of a parent (a root span)
 
 
 def span_ids(trace_id: int, span_id: int, parent_id: int, trace_state: str,
              parent_remote: bool | None) -> bytes:
-    """The identity fields of a span: ids, trace state, and whether its parent is remote."""
+    """The identity fields of a span: ids, trace state, and whether its parent is remote.
+    Every span wsops makes is sampled (it decides before making one)."""
     out = TRACE_ID + trace_id.to_bytes(16, "big") + SPAN_ID + span_id.to_bytes(8, "big")
     if parent_id:
         out += PARENT_SPAN_ID + parent_id.to_bytes(8, "big")
     if trace_state:
         out += field(TRACE_STATE, trace_state.encode())
-    flags = 0x01  # sampled: wsops makes spans only for sampled traces
-    if parent_remote is not None:  # the bits are distinct: sums are ORs
-        flags += HAS_IS_REMOTE + (IS_REMOTE if parent_remote else 0)
-    return out + FLAGS + _FIXED32(flags)
+    if parent_remote is None:
+        return out + ROOT_FLAGS
+    # The bits are distinct: sums are ORs.
+    return out + FLAGS + _FIXED32(0x01 + HAS_IS_REMOTE + (IS_REMOTE if parent_remote else 0))
 
 
 def resource(attrs: Mapping[str, Any]) -> bytes:

@@ -261,18 +261,13 @@ class Tracing:
         sampled; none otherwise: the publish decided)."""
         if not self.enabled or not publish.trace_flags.sampled:
             return None
-        shape = self._shape(OP_DELIVER, room, subscribers)
-        if self._lean is not None:
-            return self._lean.start_linked(shape.name, shape.kind, shape.static, publish.trace_id,
-                                           publish.span_id, int(publish.trace_flags))
-        return self._start(shape.name, shape.kind, None, shape.attrs, links=[Link(publish)])
+        return self._linked(room, subscribers, publish.trace_id, publish.span_id,
+                            int(publish.trace_flags))
 
     def deliver_after(self, room: str, publish: Span, subscribers: int) -> Span | None:
         """``deliver`` for the sampled ``publish`` span, still open."""
-        if type(publish) is LeanSpan and self._lean is not None:
-            shape = self._shape(OP_DELIVER, room, subscribers)
-            return self._lean.start_linked(shape.name, shape.kind, shape.static,
-                                           publish.trace_id, publish.span_id, 0x01)
+        if type(publish) is LeanSpan:  # its ids without a SpanContext
+            return self._linked(room, subscribers, publish.trace_id, publish.span_id, 0x01)
         return self.deliver(room, publish.get_span_context(), subscribers)
 
     def deliver_traceparent(self, room: str, traceparent: str, subscribers: int) -> Span | None:
@@ -283,6 +278,11 @@ class Tracing:
         trace_id, span_id, flags = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
         if not trace_id or not span_id or not flags & 1:
             return None
+        return self._linked(room, subscribers, trace_id, span_id, flags)
+
+    def _linked(self, room: str, subscribers: int, trace_id: int, span_id: int,
+                flags: int) -> Span:
+        """The fan-out span, a new root linked to span ``span_id`` of trace ``trace_id``."""
         shape = self._shape(OP_DELIVER, room, subscribers)
         if self._lean is not None:
             return self._lean.start_linked(shape.name, shape.kind, shape.static, trace_id,
