@@ -51,11 +51,13 @@ def _special(name: str, tmp_path: Path) -> Sample | None:
         return Sample(["--admin-advertise-url", url], url, url)
     if name == "trace_sample_ratio":
         return Sample(["--trace-sample-ratio", "0.5"], "0.5", 0.5)
+    if name == "broker_ack":  # checked: master or replica
+        return Sample(["--broker-ack", "replica"], "replica", "replica")
     return None
 
 
 SPECIAL = ("admin_port", "jwt_public_key", "allowed_origins", "admin_advertise_url",
-           "trace_sample_ratio")
+           "trace_sample_ratio", "broker_ack")
 
 
 def sample(k: Knob, tmp_path: Path) -> Sample:

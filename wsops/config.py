@@ -70,6 +70,12 @@ def _read_pem(path: Path | None) -> str | None:
     return path.read_text() if path is not None else None
 
 
+def _broker_ack(value: str) -> str:
+    if value not in ("master", "replica"):
+        raise ValueError(f"--broker-ack must be 'master' or 'replica', not {value!r}")
+    return value
+
+
 def _origins(origins: list[str] | None) -> tuple[str, ...]:
     return tuple(origins or ())
 
@@ -94,8 +100,15 @@ class Settings:
         "address of this host).")
     allow_anonymous: bool = knob(False, "Accept connections without a token (demos only).")
     broker: str = knob(
-        "memory", "Broker: 'memory' (embedded default) or redis://HOST:PORT/DB for a fleet "
-        "(options: ?prefix=wsops&heartbeat=2&timeout=2).")
+        "memory", "Broker: 'memory' (embedded default), redis://HOST:PORT/DB for a fleet, or "
+        "redis+sentinel://SENTINELS/MASTER to follow Sentinel failovers (SENTINELS: HOST:PORT, "
+        "comma-separated; MASTER: the name they watch) (options: "
+        "?prefix=wsops&heartbeat=2&timeout=2; sentinel_password=...).")
+    broker_ack: str = knob(
+        "master", "When a publish is acknowledged: 'master' (stored in Redis; a master that "
+        "dies before replicating loses it) or 'replica' (also on a replica, WAIT 1: slower, "
+        "and refused while Redis is down instead of held in island mode).",
+        parse=_broker_ack)
     jwt_secret: str | None = knob(None, "HS256 shared secret for tokens.")
     jwt_public_key: str | None = knob(  # the PEM text; the CLI takes the file
         None, "PEM file with the RS256 public key for tokens.",

@@ -30,8 +30,9 @@ def redis_server_binary() -> str | None:
 class RedisProc:
     """One redis-server process on a fixed port (kept across restarts)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra: list[str] | None = None) -> None:
         self.port = port or free_port()
+        self.extra = extra or []  # more redis-server arguments (``--replicaof H P``)
         self.dir = Path(tempfile.mkdtemp(prefix="wsops-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
@@ -46,7 +47,7 @@ class RedisProc:
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-             "--loglevel", "warning"],
+             "--loglevel", "warning", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         proc = self.proc

@@ -256,8 +256,12 @@ async def test_wsops_serve_runs_on_the_redis_broker_from_the_flag(redis_proc: Re
         proc.stop()
     with pytest.raises(ValueError, match="unknown broker"):
         make_broker(Settings(broker="postgres://x"))
-    with pytest.raises(ValueError, match="options"):
+    with pytest.raises(ValueError, match="heartbeat and timeout are seconds"):
         make_broker(Settings(broker="redis://h?heartbeat=no"))
+    with pytest.raises(ValueError, match="needs a Redis broker"):
+        make_broker(Settings(broker_ack="replica"))
+    with pytest.raises(ValueError, match="broker ack must be one of master, replica"):
+        make_broker(Settings(broker="redis://h", broker_ack="all"))
 
 
 async def test_wsops_status_finds_the_fleet_in_the_redis_registry(
@@ -297,3 +301,41 @@ async def test_wsops_status_with_redis_sends_no_token_to_registry_addresses(
     assert rows[a.admin_url]["status"] == "up", rows
     assert rows[trap.url]["status"] == "error", rows
     assert trap.requests == []
+
+
+async def test_a_room_takes_a_new_epoch_when_its_master_changed(
+    node_factory: NodeFactory, redis_proc: RedisProc, connect: Connect
+) -> None:
+    """A room remembers the replication id of the master that last wrote it; under another one
+    (a failover or a restart: writes may have been lost) its epoch changes, so resuming across
+    it is explicit, while offsets go on and history stays. A room written by an older node (no
+    id) keeps its epoch."""
+    import redis.asyncio as aioredis
+
+    a = await node_factory()
+    c = await connect(a.url)
+    first = await c.call("publish", "lin", data=1)
+    r = aioredis.Redis(port=redis_proc.port)
+    try:
+        meta = "wsops:{lin}:meta"
+        info = await r.info("replication")
+        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
+        same = await c.call("publish", "lin", data=2)
+        assert same["epoch"] == first["epoch"] and same["offset"] == 2
+        await r.hset(meta, "r", "0" * 40)  # as if written under another master
+        moved = await c.call("publish", "lin", data=3)
+        assert moved["epoch"] != first["epoch"] and moved["offset"] == 3
+        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
+        hist = await c.call("history", "lin")
+        assert [m["data"] for m in hist["messages"]] == [1, 2, 3]
+        resumed = await (await connect(a.url)).call(
+            "subscribe", "lin", since={"offset": 2, "epoch": first["epoch"]})
+        assert resumed["recovered"] is False and resumed["epoch"] == moved["epoch"]
+        await r.hset(meta, "r", "1" * 40)  # reads notice too
+        read = await c.call("history", "lin")
+        assert read["epoch"] not in (first["epoch"], moved["epoch"])
+        await r.hdel(meta, "r")  # last written by a node from before this check
+        kept = await c.call("publish", "lin", data=4)
+        assert kept["epoch"] == read["epoch"] and kept["offset"] == 4
+    finally:
+        await r.aclose()

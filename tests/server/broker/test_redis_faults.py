@@ -141,9 +141,10 @@ async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_late
 async def _cut_feed(server: LiveServer) -> Endpoint:
     """Drop a node's pub/sub connection and keep it from reconnecting; returns the endpoint
     to restore."""
+    locate = _broker(server).feeds.locate
+    endpoint = await locate()
+    locate.endpoint = dataclasses.replace(endpoint, port=free_port())
     feeds = _broker(server).feeds
-    endpoint = feeds.endpoint
-    feeds.endpoint = dataclasses.replace(endpoint, port=free_port())
     assert feeds.conn is not None
     feeds.conn.close()
     await until(lambda: not server.node.broker.healthy, 10.0)
@@ -164,7 +165,7 @@ async def test_messages_missed_by_a_node_are_filled_from_the_log_after_it_reconn
     for i in range(1, 6):  # Redis is fine: these are accepted, a's feed misses them
         assert (await pub.call("publish", "f", data=i))["ok"]
     assert [m["data"] for m in await sub_b.messages(5)] == [1, 2, 3, 4, 5]
-    _broker(a).feeds.endpoint = endpoint
+    _broker(a).feeds.locate.endpoint = endpoint
     await _healthy(a)
     await pub.call("publish", "f", data=6)  # the marker: what sub_a got up to it is all it got
     got = await sub_a.events_until(lambda e: e.get("data") == 6)
@@ -185,7 +186,7 @@ async def test_messages_missed_beyond_the_log_close_subscribers_with_4001(
     endpoint = await _cut_feed(a)
     for i in range(1, 4):
         await pub.call("publish", "g", data=i)
-    _broker(a).feeds.endpoint = endpoint
+    _broker(a).feeds.locate.endpoint = endpoint
     await _healthy(a)
     assert await sub_a.wait_closed() == 4001
     assert _messages(sub_a) == []  # nothing after the gap was delivered before the close

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_fleet import node_record
 from wsops.server.broker.redis_island import Islands
-from wsops.server.broker.redis_link import RedisOptions, parse_broker_url
+from wsops.server.broker.redis_url import (
+    RedisOptions,
+    SentinelTarget,
+    is_redis_url,
+    parse_broker_url,
+)
 from wsops.server.broker.resp import Endpoint, RespError, encode_command, parse
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.protocol import Position, message_payload, message_payload_parts
@@ -97,13 +102,46 @@ def test_resp_parser_handles_every_split_point() -> None:
 
 
 def test_broker_url_options_are_split_from_the_redis_url() -> None:
-    url, opts = parse_broker_url("redis://h:7000/2?heartbeat=0.5&prefix=blue&db=2")
-    assert url == "redis://h:7000/2?db=2"
+    target, opts = parse_broker_url("redis://:pw@h:7000/2?heartbeat=0.5&prefix=blue&db=2")
+    assert target.url == "redis://:pw@h:7000/2?db=2" and target.sentinel is None
+    assert target.shown == "redis://h:7000/2"
     assert (opts.prefix, opts.heartbeat, opts.timeout) == ("blue", 0.5, 2.0)
     assert parse_broker_url("redis://h")[1] == RedisOptions()
-    for bad in ("memory", "http://h", "redis://h?heartbeat=x", "redis://h?timeout=0"):
+    assert parse_broker_url("rediss://h/0")[0].shown == "rediss://h/0"
+    for bad in ("memory", "http://h", "redis://h?heartbeat=x", "redis://h?timeout=0",
+                "redis://h?heartbeat=-1", "redis://h?prefix=", "redis://h?timeout=nan"):
         with pytest.raises(ValueError):
             parse_broker_url(bad)
+
+
+def test_sentinel_urls_name_the_sentinels_the_master_and_its_credentials() -> None:
+    target, opts = parse_broker_url(
+        "redis+sentinel://app:s%40cret@10.0.0.1:26379,[::1]:26380,s3/mymaster/2"
+        "?prefix=blue&timeout=1&sentinel_password=sp&sentinel_username=su")
+    assert target.url is None
+    assert target.sentinel == SentinelTarget(
+        (("10.0.0.1", 26379), ("::1", 26380), ("s3", 26379)), "mymaster", 2, "app", "s@cret",
+        False, "su", "sp")
+    assert target.shown == "redis+sentinel://10.0.0.1:26379,[::1]:26380,s3/mymaster/2"
+    assert (opts.prefix, opts.timeout) == ("blue", 1.0)
+    plain = parse_broker_url("rediss+sentinel://:pw@h:1/m")[0].sentinel
+    assert plain == SentinelTarget((("h", 1),), "m", 0, None, "pw", True, None, None)
+    # The sentinels' credentials are only options of a sentinel URL.
+    assert parse_broker_url("redis://h?sentinel_password=x")[0].url == (
+        "redis://h?sentinel_password=x")
+    for bad, why in (("redis+sentinel://h:1", "MASTER_NAME"),
+                     ("redis+sentinel://h:1/m/x", "MASTER_NAME/DB"),
+                     ("redis+sentinel://h:1/m/0/1", "MASTER_NAME/DB"),
+                     ("redis+sentinel://h:x/m", "HOST:PORT"),
+                     ("redis+sentinel://h:0/m", "HOST:PORT"),
+                     ("redis+sentinel://h:1,/m", "HOST:PORT"),
+                     ("redis+sentinel://:pw@h:1/m?db=2", "unknown option 'db'")):
+        with pytest.raises(ValueError, match=why) as err:
+            parse_broker_url(bad)
+        assert "pw" not in str(err.value)
+    assert [is_redis_url(u) for u in ("redis://h", "rediss+sentinel://h/m", "memory",
+                                      "redis+cluster://h", "redis:/h")] == [
+        True, True, False, False, False]
     ep = Endpoint.from_url("rediss://user:p%40ss@host:6380/0")
     assert ep == Endpoint("host", 6380, "user", "p@ss", True)
 

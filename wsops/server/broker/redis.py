@@ -1,7 +1,8 @@
 """The fleet broker: rooms' offsets, history, presence and fan-out shared through Redis.
 
-``--broker redis://HOST:PORT/DB`` (optional ``?prefix=wsops&heartbeat=2&timeout=2``). Every
-node that runs it agrees on each room's offsets and epoch, so a client resumes on any node.
+``--broker redis://HOST:PORT/DB`` or ``redis+sentinel://HOST:PORT[,...]/MASTER_NAME``
+(``redis_target``; optional ``?prefix=wsops&heartbeat=2&timeout=2``). Every node that runs it
+agrees on each room's offsets and epoch, so a client resumes on any node.
 
 - Publish is one Lua script (``redis_scripts.PUBLISH``): take the room's next offset, append the
   message to the room's stream (bounded, with a TTL refreshed on publish) and PUBLISH it on the
@@ -14,9 +15,10 @@ Faults (documented in PROTOCOL.md and README): offsets come from Redis, so while
 unreachable the node refuses what needs the fleet (subscribe, presence, history fail with
 ``unavailable``) and reports itself down (``wsops_broker_up`` 0, ``/readyz`` 503) while it keeps
 its connections; publishes go on locally in island mode (``redis_island``) and are stored in
-Redis once it is back. After reconnecting, the feed fetches what its rooms missed from their
-logs, or closes the rooms' subscribers with 4001 so they resume with ``since`` (``recovered``
-true or false, never a silent gap).
+Redis once it is back (not with ``ack="replica"``: then a publish is acknowledged only once a
+replica has it too, ``WAIT``, and refused while Redis is down). After reconnecting, the feed
+fetches what its rooms missed from their logs, or closes the rooms' subscribers with 4001 so
+they resume with ``since`` (``recovered`` true or false, never a silent gap).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_feed import Feeds, rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
-from wsops.server.broker.redis_link import Link, parse_broker_url
-from wsops.server.broker.resp import Endpoint, describe
+from wsops.server.broker.redis_link import Link, Locator
+from wsops.server.broker.redis_url import parse_broker_url
 from wsops.server.core.broker import (
     Broker,
     BrokerUnavailable,
@@ -46,7 +48,8 @@ from wsops.server.core.broker import (
 from wsops.server.core.history import new_epoch
 from wsops.server.core.protocol import Position, history_items, message_payload_parts, text_frame
 
-__all__ = ["RedisBroker", "list_nodes"]
+__all__ = ["ACKS", "RedisBroker", "list_nodes"]
+ACKS = ("master", "replica")
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +73,23 @@ class RedisBroker(Broker):
         heartbeat: float | None = None,
         timeout: float | None = None,
         island_bytes: int = 64 << 20,
+        ack: str = "master",
     ) -> None:
         super().__init__()
-        redis_url, opts = parse_broker_url(url)
+        if ack not in ACKS:
+            raise ValueError(f"broker ack must be one of {', '.join(ACKS)}, not {ack!r}")
+        target, opts = parse_broker_url(url)
         self.url = url
+        self.shown = target.shown
+        self.ack = ack
         self.history_size = history_size
         self.ttl_ms = max(1, int(history_ttl * 1000))
         self.timeout = timeout if timeout is not None else opts.timeout
         self.node_id = node_id or _node_id()
         self.keys = lua.Keys(opts.prefix)
-        self.link = Link(redis_url, self.timeout)
-        self.feeds = Feeds(self, self.link, self.keys, Endpoint.from_url(redis_url), self.ttl_ms,
-                           self.node_id)
+        self.link = Link(target, self.timeout)
+        self.locator = Locator(target, self.timeout)
+        self.feeds = Feeds(self, self.link, self.keys, self.locator, self.ttl_ms, self.node_id)
         self.fleet = Fleet(self.link, self.keys, self.node_id,
                            heartbeat if heartbeat is not None else opts.heartbeat)
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,6 +98,7 @@ class RedisBroker(Broker):
         self.feeds.hold = self.islands.has
         self._published = 0
         self._refused = 0
+        self._unreplicated = 0
 
     # The node's leak check looks for per-room state under these names.
     @property
@@ -114,8 +123,7 @@ class RedisBroker(Broker):
                        asyncio.create_task(self.fleet.flush_loop()),
                        asyncio.create_task(self._island_loop())]
         if not await self.feeds.wait_live(self.timeout) or not self.link.up:
-            log.warning("redis broker %s not reachable yet: starting degraded",
-                        describe(self.url)["url"])
+            log.warning("redis broker %s not reachable yet: starting degraded", self.shown)
 
     async def close(self) -> None:
         """Write the last presence changes, leave the registry, stop (all bounded)."""
@@ -142,6 +150,8 @@ class RedisBroker(Broker):
         await self.feeds.close()
         with contextlib.suppress(Exception):
             await self.link.close()
+        with contextlib.suppress(Exception):
+            await self.locator.close()
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -150,6 +160,8 @@ class RedisBroker(Broker):
     ) -> Published:
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
+        if self.ack == "replica" and not self.link.up:
+            raise BrokerUnavailable("broker down: publishes wait for a replica (ack replica)")
         if not self.link.up or self.islands.has(room):  # behind earlier island messages
             feed = self.feeds.feeds.get(room)
             after = feed.last.offset if feed is not None and feed.last is not None else 0
@@ -166,10 +178,18 @@ class RedisBroker(Broker):
         # A script still queued in Redis after we gave up must not run: half the timeout of
         # margin, on Redis' clock (skew measured by the heartbeat).
         deadline = self.link.redis_ms() + int(self.timeout * 500)
-        res = await self.link.run(
-            "publish", [k.meta(room), k.log(room)],
-            [k.channel(room), new_epoch(), self.history_size, self.ttl_ms, deadline, head, tail,
-             lua.header_rest(ts, accepted_at, traceparent)])
+        keys = [k.meta(room), k.log(room)]
+        args = [k.channel(room), new_epoch(), self.history_size, self.ttl_ms, deadline, head,
+                tail, lua.header_rest(ts, accepted_at, traceparent)]
+        if self.ack == "replica":
+            res, replicas = await self.link.run_replicated(
+                "publish", keys, args, 1, int(self.timeout * 500))
+            if res is not None and replicas < 1:
+                self._unreplicated += 1
+                raise BrokerUnavailable(
+                    "publish not confirmed by a replica in time (it may still be delivered)")
+        else:
+            res = await self.link.run("publish", keys, args)
         if res is None:
             self._refused += 1
             raise BrokerUnavailable("broker too slow: publish not done")
@@ -272,6 +292,7 @@ class RedisBroker(Broker):
         return {"reconnects": c.get("reconnects", 0), "resyncs": c.get("resyncs", 0),
                 "filled": c.get("filled", 0), "gaps": c.get("gaps", 0),
                 "duplicates": c.get("duplicates", 0), "publish_refused": self._refused,
+                "publish_unreplicated": self._unreplicated,
                 "island_published": self.islands.published,
                 "island_forwarded": self.islands.forwarded,
                 "nodes_reaped": self.fleet.reaped}
@@ -279,7 +300,8 @@ class RedisBroker(Broker):
     def stats(self) -> dict[str, Any]:
         return {
             **super().stats(),
-            **describe(self.url),
+            "url": self.shown,
+            "ack": self.ack,
             "node_id": self.node_id,
             "redis_up": self.link.up,
             "pubsub_up": self.feeds.live,
@@ -289,6 +311,7 @@ class RedisBroker(Broker):
             "presence_rooms": len(self.fleet.presence),
             "published": self._published,
             "publish_refused": self._refused,
+            "publish_unreplicated": self._unreplicated,
             "island_pending": self.islands.pending,
             "island_published": self.islands.published,
             "island_forwarded": self.islands.forwarded,

@@ -24,7 +24,7 @@ from typing import Any
 
 from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.redis_link import Link
+from wsops.server.broker.redis_link import Link, Locator
 from wsops.server.broker.resp import Endpoint, PubSubConnection, Push, RespError
 from wsops.server.core.broker import Broker, BrokerUnavailable, Published
 from wsops.server.core.history import new_epoch
@@ -62,14 +62,14 @@ class Feeds:
     """Subscriptions, the reader and reconnection of the live feed (see the module doc)."""
 
     def __init__(
-        self, broker: Broker, link: Link, keys: lua.Keys, endpoint: Endpoint, ttl_ms: int,
+        self, broker: Broker, link: Link, keys: lua.Keys, locate: Locator, ttl_ms: int,
         name: str = "",
     ) -> None:
         self.name = name
         self.broker = broker
         self.link = link
         self.keys = keys
-        self.endpoint = endpoint
+        self.locate = locate
         self.ttl_ms = ttl_ms
         self.timeout = link.timeout
         self.feeds: dict[str, Feed] = {}
@@ -167,7 +167,8 @@ class Feeds:
         attempt = 0
         while True:
             try:
-                conn = await PubSubConnection.open(self.endpoint, self._on_push, self.timeout,
+                endpoint = await self.locate()
+                conn = await PubSubConnection.open(endpoint, self._on_push, self.timeout,
                                                    f"wsops-feed-{self.name}")
             except (OSError, RespError, TimeoutError) as exc:
                 log.debug("redis pub/sub connect failed: %r", exc)
@@ -175,7 +176,7 @@ class Feeds:
                 log.exception("redis pub/sub connect failed")
             else:
                 self.conn = conn
-                dog = asyncio.create_task(self._watchdog(conn))
+                dog = asyncio.create_task(self._watchdog(conn, endpoint))
                 try:
                     await self._resubscribe(conn)
                     attempt = 0
@@ -193,8 +194,10 @@ class Feeds:
             await asyncio.sleep(full_jitter(attempt, 0.05, 5.0))
             attempt += 1
 
-    async def _watchdog(self, conn: PubSubConnection) -> None:
-        """PING an idle connection; one silent for 1.5x the timeout is dead (a paused Redis)."""
+    async def _watchdog(self, conn: PubSubConnection, endpoint: Endpoint) -> None:
+        """PING an idle connection; one silent for 1.5x the timeout is dead (a paused Redis).
+        Under Sentinel, also leave a master the sentinels no longer name (a failover that kept
+        it running, now a replica)."""
         loop = asyncio.get_running_loop()
         interval = self.timeout / 2
         while conn.is_open:
@@ -204,6 +207,14 @@ class Feeds:
                 conn.close()
                 return
             conn.ping()
+            if self.locate.follows:
+                with contextlib.suppress(OSError, TimeoutError):  # keep it while none answers
+                    now = await asyncio.wait_for(self.locate(), self.timeout)
+                    if (now.host, now.port) != (endpoint.host, endpoint.port):
+                        log.warning("redis master moved to %s:%d: reconnecting the feed",
+                                    now.host, now.port)
+                        conn.close()
+                        return
 
     def _subscribe(self, rooms: list[str]) -> None:
         assert self.conn is not None

@@ -26,7 +26,8 @@ from redis.asyncio import Redis
 
 from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.redis_link import Link, connect, parse_broker_url
+from wsops.server.broker.redis_link import Link, connect
+from wsops.server.broker.redis_url import parse_broker_url
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.presence import PresenceCounts
 
@@ -68,8 +69,8 @@ async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any
     """Live nodes of the fleet using ``redis_url`` (same URL as ``--broker``), by id:
     ``id``, ``admin_url``, ``version``, ``started_at``, ``draining``, ``connections``,
     ``heartbeat_at`` (Unix seconds)."""
-    url, opts = parse_broker_url(redis_url)
-    client = connect(url, timeout, max_connections=4)
+    target, opts = parse_broker_url(redis_url)
+    client = connect(target, timeout, max_connections=4)
     try:
         return await read_registry(client, lua.Keys(opts.prefix))
     finally:

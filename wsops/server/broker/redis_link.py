@@ -1,4 +1,5 @@
-"""The Redis broker's command side: one redis-py client, its Lua scripts and a health flag.
+"""The Redis broker's command side: one redis-py client, its Lua scripts and a health flag;
+and where its hand-made pub/sub connection goes (``Locator``).
 
 Commands have short timeouts and are never retried by redis-py: a retried script could run
 twice (a message stored twice). Any connection error or timeout marks the link down; while it
@@ -11,16 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from wsops.server.broker import redis_scripts as lua
+from wsops.server.broker.redis_url import SentinelTarget, Target
+from wsops.server.broker.resp import Endpoint
 from wsops.server.core.broker import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,65 +37,101 @@ SCRIPTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """wsops' own query parameters of the broker URL (removed before redis-py sees it)."""
-
-    prefix: str = "wsops"
-    heartbeat: float = 2.0  # seconds between node heartbeats; a node is dead after 3
-    timeout: float = 2.0  # command timeout; the pub/sub link is dead after 1.5x this silent
+def brief(exc: BaseException) -> str:
+    """An error for a log line or a client: redis-py's sentinel errors repr every client."""
+    if isinstance(exc, MasterNotFoundError):
+        return f"no sentinel names a healthy master ({str(exc).split(' : ')[0]})"
+    return str(exc) or type(exc).__name__
 
 
-def parse_broker_url(url: str) -> tuple[str, RedisOptions]:
-    """Split ``redis://HOST:PORT/DB?prefix=P&heartbeat=S&timeout=S`` into the URL for
-    redis-py and the options; raises ValueError on a bad value."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"broker URL must start with redis:// or rediss://, not {url!r}")
-    ours: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query):
-        if key in ("prefix", "heartbeat", "timeout"):
-            ours[key] = value
+class _SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's master-following connections, waiting for a free one like the plain pool."""
+
+
+def _sentinel(target: SentinelTarget, timeout: float) -> Sentinel:
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": timeout, "socket_connect_timeout": timeout, "protocol": 2,
+        "username": target.sentinel_username, "password": target.sentinel_password,
+        "ssl": target.tls,
+    }
+    return Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+
+
+def connect(target: Target, timeout: float, max_connections: int = 64) -> Redis:
+    """A redis-py client with short timeouts and no retries (RESP2): a retried script could
+    run twice."""
+    common: dict[str, Any] = {
+        "max_connections": max_connections, "timeout": timeout, "socket_timeout": timeout,
+        "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0), "protocol": 2,
+    }
+    if target.url is not None:
+        return Redis.from_pool(BlockingConnectionPool.from_url(target.url, **common))
+    s = target.sentinel
+    assert s is not None
+    manager = _sentinel(s, timeout)
+    return manager.master_for(  # type: ignore[no-any-return]
+        s.master, connection_pool_class=_SentinelBlockingPool, db=s.db, username=s.username,
+        password=s.password, ssl=s.tls, **common)
+
+
+class Locator:
+    """The current master's address for a hand-made connection (the pub/sub feed): fixed for
+    ``redis://``, asked of the sentinels for ``redis+sentinel://``. ``follows`` says whether
+    the answer can change while a connection is open."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        self.target = target
+        self.endpoint: Endpoint | None = None
+        self._manager: Sentinel | None = None
+        if target.url is not None:
+            self.endpoint = Endpoint.from_url(target.url)
         else:
-            rest.append((key, value))
-    opts = RedisOptions()
-    try:
-        opts = RedisOptions(ours.get("prefix", opts.prefix),
-                            float(ours.get("heartbeat", opts.heartbeat)),
-                            float(ours.get("timeout", opts.timeout)))
-    except ValueError:
-        raise ValueError(f"bad broker URL options in {url!r}") from None
-    if not opts.prefix or opts.heartbeat <= 0 or opts.timeout <= 0:
-        raise ValueError(f"bad broker URL options in {url!r}")
-    return urlunsplit(parts._replace(query=urlencode(rest))), opts
+            assert target.sentinel is not None
+            self._manager = _sentinel(target.sentinel, timeout)
 
+    @property
+    def follows(self) -> bool:
+        return self._manager is not None
 
-def connect(url: str, timeout: float, max_connections: int = 64) -> Redis:
-    """A redis-py client with short timeouts and no retries (RESP2)."""
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
-        socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), protocol=2,
-    )
-    return Redis.from_pool(pool)
+    async def __call__(self) -> Endpoint:
+        """Where to connect now; raises OSError (redis-py's ConnectionError is one) when no
+        sentinel names a healthy master."""
+        if self._manager is None:
+            assert self.endpoint is not None
+            return self.endpoint
+        s = self.target.sentinel
+        assert s is not None
+        try:
+            host, port = await self._manager.discover_master(s.master)
+        except rexc.RedisError as exc:
+            raise OSError(brief(exc)) from exc
+        self.endpoint = Endpoint(host, int(port), s.username, s.password, s.tls)
+        return self.endpoint
+
+    async def close(self) -> None:
+        if self._manager is not None:
+            for client in self._manager.sentinels:
+                await client.aclose()
 
 
 class Link:
     """Commands and scripts, with the broker's view of whether Redis answers."""
 
-    def __init__(self, url: str, timeout: float) -> None:
-        self.redis = connect(url, timeout)
+    def __init__(self, target: Target, timeout: float) -> None:
+        self.redis = connect(target, timeout)
         self.timeout = timeout
         self.up = False
         self.down_since: float | None = time.time()
         self.errors = 0
         self.skew_ms = 0.0  # Redis clock minus ours, from the heartbeat
         self.scripts = {name: self.redis.register_script(src) for name, src in SCRIPTS.items()}
+        self._loaded: set[str] = set()  # scripts run_replicated has loaded on this master
 
     def mark_down(self, exc: BaseException) -> None:
         self.errors += 1
+        self._loaded.clear()  # maybe another master next time, without our scripts
         if self.up:
-            log.warning("redis broker down: %r", exc)
+            log.warning("redis broker down: %s", brief(exc))
             self.down_since = time.time()
         self.up = False
 
@@ -117,9 +155,39 @@ class Link:
             result = await self.scripts[script](keys=list(keys), args=list(args))
         except DOWN_ERRORS as exc:
             self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
+            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return result
+
+    async def run_replicated(
+        self, script: str, keys: Sequence[str], args: Sequence[Any], replicas: int,
+        wait_ms: int,
+    ) -> tuple[Any, int]:
+        """Run a script, then ``WAIT`` on the same connection until ``replicas`` replicas have
+        its writes (at most ``wait_ms``): the script's result and how many replicas did."""
+        self.check()
+        s = self.scripts[script]
+        try:
+            if script not in self._loaded:  # a NOSCRIPT round would also wait for replicas
+                await self.redis.script_load(s.script)
+                self._loaded.add(script)
+            for attempt in (0, 1):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.execute_command("EVALSHA", s.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", replicas, wait_ms)
+                result, acked = await pipe.execute(raise_on_error=False)
+                if isinstance(result, rexc.NoScriptError) and attempt == 0:
+                    await self.redis.script_load(s.script)  # not run: safe to send again
+                    continue
+                for answer in (result, acked):
+                    if isinstance(answer, BaseException):
+                        raise answer
+                break
+        except DOWN_ERRORS as exc:
+            self.mark_down(exc)
+            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
+        self.mark_up()
+        return result, int(acked)
 
     async def run_many(
         self, script: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
@@ -137,7 +205,7 @@ class Link:
                 out.extend(await pipe.execute())
         except DOWN_ERRORS as exc:
             self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
+            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return out
 
@@ -149,7 +217,7 @@ class Link:
             result = await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except DOWN_ERRORS as exc:
             self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
+            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return result
 

@@ -142,18 +142,37 @@ local function now_ms()
 end
 """
 
-PUBLISH: Final = _NOW_MS + """
+_LINEAGE: Final = """
+-- The master's replication id: a new one after a failover (or a restart). A room last written
+-- under another one may have lost messages its subscribers already got (replication is
+-- asynchronous): it takes a new epoch, so every resume across the change is explicit
+-- (recovered false), while its offsets go on and its log stays.
+local function lineage()
+  return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+end
+local function epoch_of(meta, log, new)
+  local epoch, was = unpack(redis.call('HMGET', meta, 'epoch', 'r'))
+  local now = lineage()
+  if not epoch then
+    redis.call('HSET', meta, 'epoch', new, 'r', now)
+    redis.call('DEL', log)
+    return new, true
+  end
+  if was ~= now then
+    if was then epoch = new end
+    redis.call('HSET', meta, 'epoch', epoch, 'r', now)
+  end
+  return epoch, false
+end
+"""
+
+PUBLISH: Final = _NOW_MS + _LINEAGE + """
 -- KEYS: meta, log. ARGV: channel, new epoch, maxlen, ttl ms, deadline ms (0: none),
 -- payload head, payload tail, header rest.
 -- Refusing past the deadline means a publish the node reported as timed out is never applied
 -- later (a Redis that was paused with the command in its socket buffer).
 if ARGV[5] ~= '0' and now_ms() > tonumber(ARGV[5]) then return false end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-  redis.call('DEL', KEYS[2])
-end
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[2])
 local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'top', 1))
 local payload = ARGV[6] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[7]
 if tonumber(ARGV[3]) > 0 then
@@ -165,16 +184,14 @@ redis.call('PUBLISH', ARGV[1], offset .. '|' .. epoch .. ARGV[8] .. payload)
 return {offset, epoch}
 """
 
-READ: Final = """
+READ: Final = _LINEAGE + """
 -- KEYS: meta, log. ARGV: new epoch, ttl ms, mode ('p' position, 'r' recover, 'h' history),
 -- since offset or history limit, since epoch, history byte budget.
 -- A room without meta gets its epoch now, so the position a subscriber is told stays valid.
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+local epoch, made = epoch_of(KEYS[1], KEYS[2], ARGV[1])
+if made then
+  redis.call('HSET', KEYS[1], 'top', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('DEL', KEYS[2])
 end
 local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')
 local mode = ARGV[3]

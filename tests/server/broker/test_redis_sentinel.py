@@ -1,0 +1,214 @@
+"""Redis Sentinel: nodes on ``redis+sentinel://`` follow a failover to the new master, and with
+``--broker-ack replica`` no acknowledged publish is lost when the master is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.conftest import LiveServer, ServerFactory
+from tests.support.redisproc import BEAT, TIMEOUT, redis_server_binary
+from tests.support.sentinel import SentinelSet
+from tests.support.waits import until
+from wsops.client import Client, ClientError, Event, Gap, Message
+from wsops.server.broker.redis import RedisBroker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def sentinels() -> AsyncIterator[SentinelSet]:
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    s = SentinelSet()
+    try:
+        await asyncio.to_thread(s.start)
+        yield s
+    finally:
+        await asyncio.to_thread(s.close)
+
+
+@dataclass
+class Publisher:
+    """Publishes 0, 1, 2, ... into one room as fast as acks come back; records every ack."""
+
+    client: Client
+    room: str
+    acked: dict[int, int] = field(default_factory=dict)  # data -> offset
+    island: set[int] = field(default_factory=set)  # acked by a node cut off from Redis
+    refused: int = 0
+    sent: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # why publishes were refused
+
+    def __repr__(self) -> str:
+        return (f"Publisher({len(self.acked)} acked of {self.sent} sent, {self.refused} "
+                f"refused: {self.errors})")
+
+    async def run(self, until_acked: int, within: float) -> None:
+        end = time.monotonic() + within
+        while len(self.acked) < until_acked and time.monotonic() < end:
+            n, self.sent = self.sent, self.sent + 1
+            try:
+                ack = await self.client.publish(self.room, n, timeout=2 * TIMEOUT)
+            except (ClientError, TimeoutError) as exc:
+                self.refused += 1
+                why = str(exc)[:80]
+                self.errors[why] = self.errors.get(why, 0) + 1
+                await asyncio.sleep(0.02)
+            else:
+                self.acked[n] = ack.offset
+                if ack.local:
+                    self.island.add(n)
+
+
+async def _nodes(server_factory: ServerFactory, s: SentinelSet, ack: str) -> list[LiveServer]:
+    url = f"{s.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
+    return [await server_factory(broker=url, broker_ack=ack, rate_limit=10_000.0,
+                                 rate_burst=10_000) for _ in range(2)]
+
+
+def _stored(events: list[Event]) -> set[int]:
+    return {e.data for e in events if isinstance(e, Message)}
+
+
+async def _kill_master_under_load(
+    server_factory: ServerFactory, sentinels: SentinelSet, ack: str
+) -> tuple[Publisher, list[Event], list[int]]:
+    """Two nodes; a subscriber on one, a publisher on the other; the master killed (SIGKILL)
+    after 200 acks and the publisher going on until 200 more. Returns the publisher, what the
+    subscriber saw, and the data of every message history holds afterwards."""
+    a, b = await _nodes(server_factory, sentinels, ack)
+    events: list[Event] = []
+    async with Client(a.url, backoff_base=0.02, backoff_cap=0.2, on_message=events.append,
+                      on_gap=events.append) as sub, \
+            Client(b.url, backoff_base=0.02, backoff_cap=0.2) as pub_client:
+        await sub.subscribe("r")
+        pub = Publisher(pub_client, "r")
+        await pub.run(200, 20.0)
+        assert len(pub.acked) == 200, pub
+        sentinels.master.stop()  # kill -9: whatever it had not sent its replica is gone
+        await pub.run(400, 60.0)
+        assert len(pub.acked) == 400, f"publishes did not resume after the failover: {pub}"
+        new_master = await asyncio.to_thread(sentinels.wait_failover)
+        await until(lambda: _stored(events) >= set(pub.acked) or any(
+            isinstance(e, Gap) for e in events), 20.0, what="the subscriber to catch up")
+        island = b.node.broker
+        assert isinstance(island, RedisBroker)
+        await until(lambda: not island.islands.pending, 20.0,
+                    what="island messages stored in Redis")
+        history = await pub_client.history("r", 1000)
+    brokers = [node.node.broker for node in (a, b)]
+    assert all(isinstance(broker, RedisBroker) for broker in brokers)
+
+    def followed() -> bool:  # both healthy, their feeds on the master the sentinels name now
+        now = sentinels.master_port()  # (on a loaded machine, maybe a second failover's)
+        return now is not None and now != sentinels.master.port and all(
+            broker.healthy and broker.locator.endpoint is not None  # type: ignore[attr-defined]
+            and broker.locator.endpoint.port == now  # type: ignore[attr-defined]
+            for broker in brokers)
+
+    await until(followed, 15.0, what=lambda: (
+        f"both nodes on the master the sentinels name ({sentinels.master_port()}; first "
+        f"promoted {new_master.port}, old {sentinels.master.port}): "
+        f"{[(b.healthy, b.locator.endpoint) for b in brokers]}"))  # type: ignore[attr-defined]
+    return pub, events, [m.data for m in history]
+
+
+def _runs(events: list[Event]) -> list[str]:
+    """What a subscriber saw, in runs: ``epoch:first-last (data of the first)`` and gaps."""
+    runs: list[list[object]] = []
+    for e in events:
+        if isinstance(e, Gap):
+            runs.append([f"Gap({e.last_epoch}:{e.last_offset} -> {e.new_epoch}:{e.new_offset})"])
+        elif isinstance(e, Message):
+            last = runs[-1] if runs else []
+            if len(last) == 4 and last[0] == e.epoch and last[2] == e.offset - 1:
+                last[2] = e.offset
+            else:
+                runs.append([e.epoch, e.offset, e.offset, e.data])
+    return [str(r[0]) if len(r) == 1 else f"{r[0]}:{r[1]}-{r[2]} (data {r[3]})" for r in runs]
+
+
+def _never_silent(pub: Publisher, events: list[Event]) -> list[Gap]:
+    """Every acked message the subscriber lacks lies behind a Gap it was told of; nothing came
+    twice; offsets only grew. Returns the gaps."""
+    got = [e for e in events if isinstance(e, Message)]
+    gaps = [e for e in events if isinstance(e, Gap)]
+    seen = {m.data for m in got}
+    covered = max((g.new_offset for g in gaps), default=0)
+    unexplained = [n for n, offset in pub.acked.items()
+                   if n not in seen and n not in pub.island and offset > covered]
+    assert not unexplained, f"acked, never delivered and behind no Gap: {unexplained[:20]}"
+    offsets = [m.offset for m in got]
+    summary = _runs(events)
+    assert offsets == sorted(set(offsets)), f"a message twice or out of order: {summary}"
+    # Offsets go on across the failover (a new epoch, the same counter), never reused.
+    in_order = [pub.acked[n] for n in sorted(pub.acked) if n not in pub.island]
+    assert in_order == sorted(set(in_order))
+    return gaps
+
+
+async def test_with_replica_acks_no_acknowledged_publish_is_lost_when_the_master_dies(
+    sentinels: SentinelSet, server_factory: ServerFactory
+) -> None:
+    pub, events, history = await _kill_master_under_load(server_factory, sentinels, "replica")
+    lost = set(pub.acked) - set(history)
+    assert not lost, f"{len(lost)} acknowledged publishes lost: {sorted(lost)[:20]}"
+    # The new master may lack messages the old one sent subscribers without acking them: the
+    # room took a new epoch, so the subscriber was told (a Gap) instead of getting other
+    # messages under offsets it had seen.
+    gaps = _never_silent(pub, events)
+    assert len(gaps) == 1 and gaps[0].last_epoch != gaps[0].new_epoch
+
+
+async def test_with_master_acks_a_failover_is_followed_and_never_silent(
+    sentinels: SentinelSet, server_factory: ServerFactory
+) -> None:
+    """The default: acks do not wait for a replica, so a kill may lose a few (counted in
+    RELIABILITY.md), but never silently."""
+    pub, events, history = await _kill_master_under_load(server_factory, sentinels, "master")
+    gaps = _never_silent(pub, events)
+    assert gaps and all(g.last_epoch != g.new_epoch for g in gaps)
+    # What the publisher's node acked on its own while it had no master (island mode) was
+    # stored once it had one again.
+    assert pub.island and pub.island <= set(history)
+
+
+async def test_sentinel_broker_stats_name_the_sentinels_and_the_ack(
+    sentinels: SentinelSet, server_factory: ServerFactory
+) -> None:
+    (a, _) = await _nodes(server_factory, sentinels, "replica")
+    stats = a.node.broker.stats()
+    assert stats["url"] == sentinels.url and stats["ack"] == "replica"
+    assert "publish_unreplicated" in a.node.broker.counters()
+
+
+async def test_a_replica_ack_waits_for_a_replica_and_a_master_ack_does_not(
+    sentinels: SentinelSet, server_factory: ServerFactory
+) -> None:
+    """With both replicas stopped (SIGSTOP), ``replica`` refuses the publish once WAIT runs out
+    (it was stored on the master: it may still be delivered) and counts it; ``master`` acks."""
+    url = f"{sentinels.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
+    strict = await server_factory(broker=url, broker_ack="replica")
+    loose = await server_factory(broker=url)
+    async with Client(strict.url) as c_strict, Client(loose.url) as c_loose:
+        assert (await c_strict.publish("w", "before")).offset == 1
+        for replica in sentinels.replicas:
+            replica.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(ClientError, match="not confirmed by a replica"):
+                await c_strict.publish("w", "unconfirmed")
+            waited = time.monotonic() - started
+            assert (await c_loose.publish("w", "loose")).offset == 3
+        finally:
+            for replica in sentinels.replicas:
+                replica.resume()
+        assert (await c_strict.publish("w", "after")).offset == 4
+    assert waited >= TIMEOUT / 2 * 0.9  # WAIT's own bound: half the broker timeout
+    assert strict.node.broker.counters()["publish_unreplicated"] == 1
+    assert loose.node.broker.counters()["publish_unreplicated"] == 0

@@ -1,0 +1,135 @@
+"""Where a node's Redis is: one server, or the master that Redis Sentinel names.
+
+- ``redis://[[USER]:PASSWORD@]HOST:PORT/DB`` (``rediss://`` for TLS): one Redis.
+- ``redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]``
+  (``rediss+sentinel://`` for TLS): the sentinels to ask and the name of the master they
+  watch; the password is the master's (``sentinel_password=`` / ``sentinel_username=`` in the
+  query when the sentinels have their own). Commands follow a failover through redis-py's
+  Sentinel pool (every new connection asks the sentinels); the pub/sub feed asks through
+  ``redis_link.Locator`` whenever it connects and while it is connected.
+
+wsops' own options ride in the query (``prefix``, ``heartbeat``, ``timeout``) and are taken out
+before redis-py sees the URL. Pure: ``redis_link`` connects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+FORMS = ("redis://HOST:PORT/DB or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME")
+_OURS = ("prefix", "heartbeat", "timeout")
+_SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
+
+
+def is_redis_url(url: str) -> bool:
+    return url.split("://", 1)[0] in SCHEMES and "://" in url
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """wsops' own query parameters of the broker URL (removed before redis-py sees it)."""
+
+    prefix: str = "wsops"
+    heartbeat: float = 2.0  # seconds between node heartbeats; a node is dead after 3
+    timeout: float = 2.0  # command timeout; the pub/sub link is dead after 1.5x this silent
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """The master named ``master`` by the sentinels at ``sentinels``."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed broker URL: ``url`` for one Redis (redis-py's form, without wsops' options) or
+    ``sentinel``; ``shown`` is the URL without passwords, for stats and logs."""
+
+    url: str | None
+    sentinel: SentinelTarget | None
+    shown: str
+
+
+def _bad(url: str, why: str) -> ValueError:
+    return ValueError(f"bad broker URL {_redacted(url)!r}: {why}")
+
+
+def _redacted(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + ':***' if ':' in userinfo else user}@{hostpart}"
+
+
+def _hostport(text: str, url: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, "26379"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _bad(url, f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def parse_broker_url(url: str) -> tuple[Target, RedisOptions]:
+    """Split a broker URL (the module doc's forms) into where Redis is and wsops' options;
+    raises ValueError, naming the problem, on anything else."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ValueError(f"broker URL must be {FORMS}, not {_redacted(url)!r}")
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    auth: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _OURS:
+            ours[key] = value
+        elif key in _SENTINEL_AUTH and scheme.endswith("+sentinel"):
+            auth[key] = value
+        else:
+            rest.append((key, value))
+    opts = RedisOptions()
+    try:
+        opts = RedisOptions(ours.get("prefix", opts.prefix),
+                            float(ours.get("heartbeat", opts.heartbeat)),
+                            float(ours.get("timeout", opts.timeout)))
+    except ValueError:
+        raise _bad(url, "heartbeat and timeout are seconds") from None
+    if not opts.prefix or not opts.heartbeat > 0 or not opts.timeout > 0:
+        raise _bad(url, "prefix must be set, heartbeat and timeout above 0")
+    if not scheme.endswith("+sentinel"):
+        target = Target(urlunsplit(parts._replace(query=urlencode(rest))), None,
+                        _shown(scheme, parts.hostname or "", parts.port, parts.path))
+        return target, opts
+    if rest:
+        raise _bad(url, f"unknown option {rest[0][0]!r} (a sentinel URL takes prefix, "
+                        "heartbeat, timeout, sentinel_username, sentinel_password)")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    sentinels = tuple(_hostport(h, url) for h in hosts.split(","))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise _bad(url, "the path must be /MASTER_NAME or /MASTER_NAME/DB")
+    sentinel = SentinelTarget(
+        sentinels, unquote(path[0]), int(path[1]) if len(path) == 2 else 0,
+        unquote(user) or None, unquote(password) if userinfo and ":" in userinfo else None,
+        scheme.startswith("rediss"), auth.get("sentinel_username") or None,
+        auth.get("sentinel_password"))
+    return Target(None, sentinel, f"{scheme}://{hosts}{parts.path}"), opts
+
+
+def _shown(scheme: str, host: str, port: int | None, path: str) -> str:
+    return f"{scheme}://{host}:{port}{path}" if port else f"{scheme}://{host}{path}"
