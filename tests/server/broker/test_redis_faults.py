@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -274,3 +275,24 @@ async def test_while_redis_is_down_publishes_reach_local_subscribers_and_redis_l
     metrics = await scrape(a.admin_url)
     assert metrics.get("wsops_broker_events_total", event="island_published") == 3
     assert metrics.get("wsops_broker_events_total", event="island_forwarded") == 3
+
+
+async def test_island_messages_are_stored_once_when_settles_overlap(
+    node_factory: NodeFactory, redis_proc: RedisProc, connect: Connect
+) -> None:
+    """``close`` settles while the island loop may be settling: each message stored once."""
+    a = await node_factory()
+    pub = await connect(a.url)
+    redis_proc.pause()
+    try:
+        await until(lambda: not _broker(a).link.up, TIMEOUT * 6)
+        for n in range(50):
+            assert (await pub.call("publish", "o", data=n))["local"] is True
+    finally:
+        redis_proc.resume()
+    broker = _broker(a)
+    await until(lambda: broker.link.up and broker.feeds.live, 15.0)
+    await asyncio.gather(broker.settle(), broker.settle(), broker.settle())
+    assert broker.islands.pending == 0 and broker.islands.forwarded == 50
+    hist = await (await connect(a.url)).call("history", "o")
+    assert [m["data"] for m in hist["messages"]] == list(range(50))

@@ -99,6 +99,7 @@ class RedisBroker(Broker):
         self._published = 0
         self._refused = 0
         self._unreplicated = 0
+        self._settling = asyncio.Lock()
 
     # The node's leak check looks for per-room state under these names.
     @property
@@ -215,7 +216,12 @@ class RedisBroker(Broker):
         """Store every island message in Redis, in order, room by room. Meanwhile the feed
         holds the room's messages back from its local subscribers (who already have the
         island's), and a ``subscribe`` of it waits; then those subscribers are closed with 4001
-        so they resume after the stored messages: nobody gets one twice."""
+        so they resume after the stored messages: nobody gets one twice. One at a time (the
+        island loop and ``close`` both call it): two would store a message twice."""
+        async with self._settling:
+            await self._settle()
+
+    async def _settle(self) -> None:
         for room in list(self.islands.rooms):
             island = self.islands.rooms.get(room)
             if island is None:
