@@ -206,17 +206,10 @@ class Supervisor:
 def _check(settings: Settings) -> None:
     """Refuse here what every worker would refuse (auth, broker URL), with the same message."""
     from wsops.server.app import Node
+    from wsops.server.broker.redis_url import check_broker
 
+    check_broker(settings.broker, settings.broker_ack)
     Node(settings.replace(broker="memory", broker_ack="master"))
-    from wsops.server.broker.redis_url import FORMS, is_redis_url, parse_broker_url
-
-    if settings.broker not in ("memory", ""):
-        if not is_redis_url(settings.broker):
-            raise ValueError(f"unknown broker {settings.broker!r}: use 'memory' or {FORMS}")
-        parse_broker_url(settings.broker)
-    elif settings.broker_ack != "master":  # the workers' private Redis has no replica
-        raise ValueError("--broker-ack replica needs a Redis broker (there is no replica "
-                         "of the embedded memory broker)")
 
 
 def supervise(settings: Settings, *, use_uvloop: bool = True) -> int:

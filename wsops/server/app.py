@@ -25,7 +25,7 @@ from wsops.instrumentation.drainer import Drainer, DrainStatus
 from wsops.instrumentation.instrument import instrument, new_registry
 from wsops.instrumentation.middleware import REFUSAL_KEY, Instrumentation, InstrumentConfig
 from wsops.server.broker.memory import MemoryBroker
-from wsops.server.broker.redis_url import FORMS, is_redis_url
+from wsops.server.broker.redis_url import check_broker, is_redis_url
 from wsops.server.core.address_limit import PerAddressLimit
 from wsops.server.core.broker import Broker
 from wsops.server.core.hub import Hub
@@ -44,22 +44,16 @@ WS_PATH = "/ws"
 
 
 def make_broker(settings: Settings) -> Broker:
-    """``memory`` (the embedded default) or a Redis URL (a fleet: ``redis_target``)."""
-    if settings.broker in ("memory", "", None):
-        if settings.broker_ack != "master":
-            raise ValueError("--broker-ack replica needs a Redis broker (there is no replica "
-                             "of the embedded memory broker)")
+    """``memory`` (the embedded default) or a Redis URL (a fleet: ``redis_url``)."""
+    check_broker(settings.broker, settings.broker_ack)
+    if not is_redis_url(settings.broker):
         return MemoryBroker(settings.history_size, settings.history_ttl,
                             room_bytes=settings.history_room_bytes,
                             max_bytes=settings.history_memory)
-    if is_redis_url(settings.broker):
-        from wsops.server.broker.redis import RedisBroker  # redis-py only when used
+    from wsops.server.broker.redis import RedisBroker  # redis-py only when used
 
-        return RedisBroker(settings.broker, settings.history_size, settings.history_ttl,
-                           island_bytes=settings.history_memory, ack=settings.broker_ack)
-    if settings.broker_ack != "master":
-        raise ValueError("--broker-ack replica needs a Redis broker")
-    raise ValueError(f"unknown broker {settings.broker!r}: use 'memory' or {FORMS}")
+    return RedisBroker(settings.broker, settings.history_size, settings.history_ttl,
+                       island_bytes=settings.history_memory, ack=settings.broker_ack)
 
 
 class Node:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -303,39 +304,18 @@ async def test_wsops_status_with_redis_sends_no_token_to_registry_addresses(
     assert trap.requests == []
 
 
-async def test_a_room_takes_a_new_epoch_when_its_master_changed(
+
+async def test_a_plain_redis_url_does_not_track_the_master(
     node_factory: NodeFactory, redis_proc: RedisProc, connect: Connect
 ) -> None:
-    """A room remembers the replication id of the master that last wrote it; under another one
-    (a failover or a restart: writes may have been lost) its epoch changes, so resuming across
-    it is explicit, while offsets go on and history stays. A room written by an older node (no
-    id) keeps its epoch."""
+    """No Sentinel, no failover to follow: the publish script skips INFO (~2 us of Redis CPU
+    per publish) and keeps no master id (test_redis_sentinel checks the other side)."""
     import redis.asyncio as aioredis
 
     a = await node_factory()
-    c = await connect(a.url)
-    first = await c.call("publish", "lin", data=1)
+    await (await connect(a.url)).call("publish", "plain", data=1)
     r = aioredis.Redis(port=redis_proc.port)
     try:
-        meta = "wsops:{lin}:meta"
-        info = await r.info("replication")
-        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
-        same = await c.call("publish", "lin", data=2)
-        assert same["epoch"] == first["epoch"] and same["offset"] == 2
-        await r.hset(meta, "r", "0" * 40)  # as if written under another master
-        moved = await c.call("publish", "lin", data=3)
-        assert moved["epoch"] != first["epoch"] and moved["offset"] == 3
-        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
-        hist = await c.call("history", "lin")
-        assert [m["data"] for m in hist["messages"]] == [1, 2, 3]
-        resumed = await (await connect(a.url)).call(
-            "subscribe", "lin", since={"offset": 2, "epoch": first["epoch"]})
-        assert resumed["recovered"] is False and resumed["epoch"] == moved["epoch"]
-        await r.hset(meta, "r", "1" * 40)  # reads notice too
-        read = await c.call("history", "lin")
-        assert read["epoch"] not in (first["epoch"], moved["epoch"])
-        await r.hdel(meta, "r")  # last written by a node from before this check
-        kept = await c.call("publish", "lin", data=4)
-        assert kept["epoch"] == read["epoch"] and kept["offset"] == 4
+        assert await r.hgetall("wsops:{plain}:meta") == {b"epoch": ANY, b"top": b"1"}
     finally:
         await r.aclose()

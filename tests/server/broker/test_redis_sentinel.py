@@ -14,6 +14,7 @@ from tests.conftest import LiveServer, ServerFactory
 from tests.support.redisproc import BEAT, TIMEOUT, redis_server_binary
 from tests.support.sentinel import SentinelSet
 from tests.support.waits import until
+from tests.support.wsclient import RawClient
 from wsops.client import Client, ClientError, Event, Gap, Message
 from wsops.server.broker.redis import RedisBroker
 
@@ -192,7 +193,10 @@ async def test_a_replica_ack_waits_for_a_replica_and_a_master_ack_does_not(
 ) -> None:
     """With both replicas stopped (SIGSTOP), ``replica`` refuses the publish once WAIT runs out
     (it was stored on the master: it may still be delivered) and counts it; ``master`` acks."""
-    url = f"{sentinels.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
+    # A broker timeout of 3 s (WAIT's bound 1.5 s): the first publish's WAIT once took over
+    # the quick tests' 0.5 s on a loaded machine.
+    timeout = 3.0
+    url = f"{sentinels.url}?heartbeat={BEAT}&timeout={timeout}"
     strict = await server_factory(broker=url, broker_ack="replica")
     loose = await server_factory(broker=url)
     async with Client(strict.url) as c_strict, Client(loose.url) as c_loose:
@@ -209,6 +213,47 @@ async def test_a_replica_ack_waits_for_a_replica_and_a_master_ack_does_not(
             for replica in sentinels.replicas:
                 replica.resume()
         assert (await c_strict.publish("w", "after")).offset == 4
-    assert waited >= TIMEOUT / 2 * 0.9  # WAIT's own bound: half the broker timeout
+    assert waited >= timeout / 2 * 0.9  # WAIT's own bound: half the broker timeout
     assert strict.node.broker.counters()["publish_unreplicated"] == 1
     assert loose.node.broker.counters()["publish_unreplicated"] == 0
+
+
+async def test_a_room_takes_a_new_epoch_when_its_master_changed(
+    sentinels: SentinelSet, server_factory: ServerFactory
+) -> None:
+    """A room remembers the replication id of the master that last wrote it; under another one
+    (a failover or a restart: writes may have been lost) its epoch changes, so resuming across
+    it is explicit, while offsets go on and history stays. A room written by an older node (no
+    id) keeps its epoch."""
+    import redis.asyncio as aioredis
+
+    a = await server_factory(broker=f"{sentinels.url}?heartbeat={BEAT}&timeout={TIMEOUT}")
+    c = await RawClient.connect(a.url)
+    first = await c.call("publish", "lin", data=1)
+    r = aioredis.Redis(port=sentinels.master.port)
+    try:
+        meta = "wsops:{lin}:meta"
+        info = await r.info("replication")
+        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
+        same = await c.call("publish", "lin", data=2)
+        assert same["epoch"] == first["epoch"] and same["offset"] == 2
+        await r.hset(meta, "r", "0" * 40)  # as if written under another master
+        moved = await c.call("publish", "lin", data=3)
+        assert moved["epoch"] != first["epoch"] and moved["offset"] == 3
+        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
+        hist = await c.call("history", "lin")
+        assert [m["data"] for m in hist["messages"]] == [1, 2, 3]
+        other = await RawClient.connect(a.url)
+        resumed = await other.call(
+            "subscribe", "lin", since={"offset": 2, "epoch": first["epoch"]})
+        await other.close()
+        assert resumed["recovered"] is False and resumed["epoch"] == moved["epoch"]
+        await r.hset(meta, "r", "1" * 40)  # reads notice too
+        read = await c.call("history", "lin")
+        assert read["epoch"] not in (first["epoch"], moved["epoch"])
+        await r.hdel(meta, "r")  # last written by a node from before this check
+        kept = await c.call("publish", "lin", data=4)
+        assert kept["epoch"] == read["epoch"] and kept["offset"] == 4
+    finally:
+        await r.aclose()
+        await c.close()

@@ -1,7 +1,7 @@
 """The fleet broker: rooms' offsets, history, presence and fan-out shared through Redis.
 
 ``--broker redis://HOST:PORT/DB`` or ``redis+sentinel://HOST:PORT[,...]/MASTER_NAME``
-(``redis_target``; optional ``?prefix=wsops&heartbeat=2&timeout=2``). Every node that runs it
+(``redis_url``; optional ``?prefix=wsops&heartbeat=2&timeout=2``). Every node that runs it
 agrees on each room's offsets and epoch, so a client resumes on any node.
 
 - Publish is one Lua script (``redis_scripts.PUBLISH``): take the room's next offset, append the
@@ -37,7 +37,7 @@ from wsops.server.broker.redis_feed import Feeds, rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, Locator
-from wsops.server.broker.redis_url import parse_broker_url
+from wsops.server.broker.redis_url import ACKS, parse_broker_url
 from wsops.server.core.broker import (
     Broker,
     BrokerUnavailable,
@@ -48,8 +48,7 @@ from wsops.server.core.broker import (
 from wsops.server.core.history import new_epoch
 from wsops.server.core.protocol import Position, history_items, message_payload_parts, text_frame
 
-__all__ = ["ACKS", "RedisBroker", "list_nodes"]
-ACKS = ("master", "replica")
+__all__ = ["RedisBroker", "list_nodes"]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,8 @@ class RedisBroker(Broker):
         self.timeout = timeout if timeout is not None else opts.timeout
         self.node_id = node_id or _node_id()
         self.keys = lua.Keys(opts.prefix)
-        self.link = Link(target, self.timeout)
         self.locator = Locator(target, self.timeout)
+        self.link = Link(target, self.timeout, self.locator)
         self.feeds = Feeds(self, self.link, self.keys, self.locator, self.ttl_ms, self.node_id)
         self.fleet = Fleet(self.link, self.keys, self.node_id,
                            heartbeat if heartbeat is not None else opts.heartbeat)
@@ -181,7 +180,7 @@ class RedisBroker(Broker):
         deadline = self.link.redis_ms() + int(self.timeout * 500)
         keys = [k.meta(room), k.log(room)]
         args = [k.channel(room), new_epoch(), self.history_size, self.ttl_ms, deadline, head,
-                tail, lua.header_rest(ts, accepted_at, traceparent)]
+                tail, lua.header_rest(ts, accepted_at, traceparent), self.link.lineage]
         if self.ack == "replica":
             res, replicas = await self.link.run_replicated(
                 "publish", keys, args, 1, int(self.timeout * 500))
@@ -245,7 +244,8 @@ class RedisBroker(Broker):
                     budget: int = 0) -> Any:
         k = self.keys
         return await self.link.run("read", [k.meta(room), k.log(room)],
-                                   [new_epoch(), self.ttl_ms, mode, arg, epoch, budget])
+                                   [new_epoch(), self.ttl_ms, mode, arg, epoch, budget,
+                                    self.link.lineage])
 
     async def recover(
         self, room: str, since: Position | None, budget: int = 0

@@ -301,7 +301,8 @@ class Feeds:
         """The rooms' positions in Redis (an epoch is made for a room that has none)."""
         k, ttl = self.keys, self.ttl_ms
         rows = await self.link.run_many(
-            "read", [((k.meta(r), k.log(r)), (new_epoch(), ttl, "p")) for r in rooms],
+            "read", [((k.meta(r), k.log(r)), (new_epoch(), ttl, "p", 0, "", 0,
+                                               self.link.lineage)) for r in rooms],
             probe=True)
         return [Position(int(row[1]), row[0].decode()) for row in rows]
 
@@ -312,8 +313,8 @@ class Feeds:
         longer has them all (or the epoch changed)."""
         k = self.keys
         res = await self.link.run("read", [k.meta(room), k.log(room)],
-                                  [new_epoch(), self.ttl_ms, "r", since.offset, since.epoch],
-                                  probe=True)
+                                  [new_epoch(), self.ttl_ms, "r", since.offset, since.epoch, 0,
+                                   self.link.lineage], probe=True)
         if not res[2]:
             return None
         pos = Position(int(res[1]), res[0].decode())

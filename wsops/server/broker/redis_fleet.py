@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.redis_link import Link, connect
+from wsops.server.broker.redis_link import Link, Locator, connect
 from wsops.server.broker.redis_url import parse_broker_url
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.presence import PresenceCounts
@@ -70,11 +70,13 @@ async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any
     ``id``, ``admin_url``, ``version``, ``started_at``, ``draining``, ``connections``,
     ``heartbeat_at`` (Unix seconds)."""
     target, opts = parse_broker_url(redis_url)
-    client = connect(target, timeout, max_connections=4)
+    locator = Locator(target, timeout)
+    client = connect(target, timeout, locator, max_connections=4)
     try:
         return await read_registry(client, lua.Keys(opts.prefix))
     finally:
         await client.aclose()
+        await locator.close()
 
 
 async def read_registry(client: Redis, keys: lua.Keys) -> list[dict[str, Any]]:

@@ -57,9 +57,10 @@ def _sentinel(target: SentinelTarget, timeout: float) -> Sentinel:
     return Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
 
 
-def connect(target: Target, timeout: float, max_connections: int = 64) -> Redis:
+def connect(target: Target, timeout: float, locator: Locator, max_connections: int = 64
+            ) -> Redis:
     """A redis-py client with short timeouts and no retries (RESP2): a retried script could
-    run twice."""
+    run twice. Under Sentinel it asks ``locator``'s sentinels (closed with the locator)."""
     common: dict[str, Any] = {
         "max_connections": max_connections, "timeout": timeout, "socket_timeout": timeout,
         "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0), "protocol": 2,
@@ -67,9 +68,8 @@ def connect(target: Target, timeout: float, max_connections: int = 64) -> Redis:
     if target.url is not None:
         return Redis.from_pool(BlockingConnectionPool.from_url(target.url, **common))
     s = target.sentinel
-    assert s is not None
-    manager = _sentinel(s, timeout)
-    return manager.master_for(  # type: ignore[no-any-return]
+    assert s is not None and locator.manager is not None
+    return locator.manager.master_for(  # type: ignore[no-any-return]
         s.master, connection_pool_class=_SentinelBlockingPool, db=s.db, username=s.username,
         password=s.password, ssl=s.tls, **common)
 
@@ -82,43 +82,46 @@ class Locator:
     def __init__(self, target: Target, timeout: float) -> None:
         self.target = target
         self.endpoint: Endpoint | None = None
-        self._manager: Sentinel | None = None
+        self.manager: Sentinel | None = None
         if target.url is not None:
             self.endpoint = Endpoint.from_url(target.url)
         else:
             assert target.sentinel is not None
-            self._manager = _sentinel(target.sentinel, timeout)
+            self.manager = _sentinel(target.sentinel, timeout)
 
     @property
     def follows(self) -> bool:
-        return self._manager is not None
+        return self.manager is not None
 
     async def __call__(self) -> Endpoint:
         """Where to connect now; raises OSError (redis-py's ConnectionError is one) when no
         sentinel names a healthy master."""
-        if self._manager is None:
+        if self.manager is None:
             assert self.endpoint is not None
             return self.endpoint
         s = self.target.sentinel
         assert s is not None
         try:
-            host, port = await self._manager.discover_master(s.master)
+            host, port = await self.manager.discover_master(s.master)
         except rexc.RedisError as exc:
             raise OSError(brief(exc)) from exc
         self.endpoint = Endpoint(host, int(port), s.username, s.password, s.tls)
         return self.endpoint
 
     async def close(self) -> None:
-        if self._manager is not None:
-            for client in self._manager.sentinels:
+        if self.manager is not None:
+            for client in self.manager.sentinels:
                 await client.aclose()
 
 
 class Link:
     """Commands and scripts, with the broker's view of whether Redis answers."""
 
-    def __init__(self, target: Target, timeout: float) -> None:
-        self.redis = connect(target, timeout)
+    def __init__(self, target: Target, timeout: float, locator: Locator) -> None:
+        self.redis = connect(target, timeout, locator)
+        # The scripts' last argument: check each room's master (redis_scripts._LINEAGE) where
+        # the master can change under us.
+        self.lineage = "1" if locator.follows else "0"
         self.timeout = timeout
         self.up = False
         self.down_since: float | None = time.time()

@@ -143,16 +143,23 @@ end
 """
 
 _LINEAGE: Final = """
--- The master's replication id: a new one after a failover (or a restart). A room last written
--- under another one may have lost messages its subscribers already got (replication is
--- asynchronous): it takes a new epoch, so every resume across the change is explicit
--- (recovered false), while its offsets go on and its log stays.
-local function lineage()
-  return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
-end
-local function epoch_of(meta, log, new)
+-- With check '1' (a fleet whose master can change: Sentinel), the master's replication id, new
+-- after a failover (or a restart): a room last written under another one may have lost
+-- messages its subscribers already got (replication is asynchronous), so it takes a new epoch
+-- and every resume across the change is explicit (recovered false), while its offsets go on
+-- and its log stays. ~2 us of Redis CPU per call (INFO), so only where a master can change.
+local function epoch_of(meta, log, new, check)
+  if check ~= '1' then
+    local epoch = redis.call('HGET', meta, 'epoch')
+    if epoch then return epoch, false end
+    redis.call('HSET', meta, 'epoch', new)
+    redis.call('DEL', log)
+    return new, true
+  end
+  local info = redis.call('INFO', 'replication')
+  local at = string.find(info, 'master_replid:', 1, true)
+  local now = at and string.sub(info, at + 14, at + 53) or ''
   local epoch, was = unpack(redis.call('HMGET', meta, 'epoch', 'r'))
-  local now = lineage()
   if not epoch then
     redis.call('HSET', meta, 'epoch', new, 'r', now)
     redis.call('DEL', log)
@@ -168,11 +175,11 @@ end
 
 PUBLISH: Final = _NOW_MS + _LINEAGE + """
 -- KEYS: meta, log. ARGV: channel, new epoch, maxlen, ttl ms, deadline ms (0: none),
--- payload head, payload tail, header rest.
+-- payload head, payload tail, header rest, check lineage ('1' or '0').
 -- Refusing past the deadline means a publish the node reported as timed out is never applied
 -- later (a Redis that was paused with the command in its socket buffer).
 if ARGV[5] ~= '0' and now_ms() > tonumber(ARGV[5]) then return false end
-local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[2])
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[2], ARGV[9])
 local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'top', 1))
 local payload = ARGV[6] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[7]
 if tonumber(ARGV[3]) > 0 then
@@ -186,9 +193,9 @@ return {offset, epoch}
 
 READ: Final = _LINEAGE + """
 -- KEYS: meta, log. ARGV: new epoch, ttl ms, mode ('p' position, 'r' recover, 'h' history),
--- since offset or history limit, since epoch, history byte budget.
+-- since offset or history limit, since epoch, history byte budget, check lineage.
 -- A room without meta gets its epoch now, so the position a subscriber is told stays valid.
-local epoch, made = epoch_of(KEYS[1], KEYS[2], ARGV[1])
+local epoch, made = epoch_of(KEYS[1], KEYS[2], ARGV[1], ARGV[7])
 if made then
   redis.call('HSET', KEYS[1], 'top', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])

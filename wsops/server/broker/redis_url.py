@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+ACKS = ("master", "replica")  # --broker-ack
 FORMS = ("redis://HOST:PORT/DB or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME")
 _OURS = ("prefix", "heartbeat", "timeout")
 _SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
@@ -25,6 +26,20 @@ _SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
 
 def is_redis_url(url: str) -> bool:
     return url.split("://", 1)[0] in SCHEMES and "://" in url
+
+
+def check_broker(broker: str, ack: str) -> None:
+    """Refuse, with a message naming the problem, a ``--broker`` that is neither ``memory`` nor
+    a valid Redis URL, and ``--broker-ack replica`` without Redis (the embedded broker and the
+    workers' private Redis have no replica)."""
+    if broker in ("memory", ""):
+        if ack != "master":
+            raise ValueError("--broker-ack replica needs a Redis broker (there is no replica "
+                             "of the embedded memory broker)")
+        return
+    if not is_redis_url(broker):
+        raise ValueError(f"unknown broker {broker!r}: use 'memory' or {FORMS}")
+    parse_broker_url(broker)
 
 
 @dataclass(frozen=True, slots=True)
