@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_url import (
     RedisOptions,
     SentinelTarget,
+    check_broker,
     is_redis_url,
     parse_broker_url,
 )
@@ -109,7 +111,8 @@ def test_broker_url_options_are_split_from_the_redis_url() -> None:
     assert parse_broker_url("redis://h")[1] == RedisOptions()
     assert parse_broker_url("rediss://h/0")[0].shown == "rediss://h/0"
     for bad in ("memory", "http://h", "redis://h?heartbeat=x", "redis://h?timeout=0",
-                "redis://h?heartbeat=-1", "redis://h?prefix=", "redis://h?timeout=nan"):
+                "redis://h?heartbeat=0", "redis://h?heartbeat=-0.5", "redis://h?prefix=",
+                "redis://h?timeout=nan"):
         with pytest.raises(ValueError):
             parse_broker_url(bad)
 
@@ -139,9 +142,32 @@ def test_sentinel_urls_name_the_sentinels_the_master_and_its_credentials() -> No
         with pytest.raises(ValueError, match=why) as err:
             parse_broker_url(bad)
         assert "pw" not in str(err.value)
+    # Hosts and credentials at their edges; what an error shows of the URL.
+    edge = parse_broker_url("redis+sentinel://app@h:65535,[fe80::1]:1/m")[0].sentinel
+    assert edge is not None and edge.sentinels == (("h", 65535), ("fe80::1", 1))
+    assert (edge.username, edge.password) == ("app", None)
+    for bad, shown in (("redis+sentinel://h:65536/m", "'redis+sentinel://h:65536/m'"),
+                       ("redis+sentinel://app@h:0/m", "'redis+sentinel://app@h:0/m'"),
+                       ("redis+sentinel://app:pw@h:0/m", "'redis+sentinel://app:***@h:0/m'"),
+                       ("redis+sentinel://h:1/m?a=1&b=2", "unknown option 'a'"),
+                       ("redis+sentinel://x]:1/m", "Invalid IPv6 URL")):
+        with pytest.raises(ValueError, match=re.escape(shown)):
+            parse_broker_url(bad)
     assert [is_redis_url(u) for u in ("redis://h", "rediss+sentinel://h/m", "memory",
                                       "redis+cluster://h", "redis:/h")] == [
         True, True, False, False, False]
+
+
+def test_check_broker_refuses_unknown_brokers_and_replica_acks_without_redis() -> None:
+    for broker in ("memory", "", "redis://h", "redis+sentinel://h:1/m"):
+        check_broker(broker, "master")
+    check_broker("redis://h", "replica")
+    for broker, ack, why in (("memory", "replica", "needs a Redis broker"),
+                             ("", "replica", "needs a Redis broker"),
+                             ("postgres://x", "master", "unknown broker 'postgres://x'"),
+                             ("redis://h?timeout=0", "master", "above 0")):
+        with pytest.raises(ValueError, match=why):
+            check_broker(broker, ack)
     ep = Endpoint.from_url("rediss://user:p%40ss@host:6380/0")
     assert ep == Endpoint("host", 6380, "user", "p@ss", True)
 

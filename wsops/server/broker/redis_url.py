@@ -57,12 +57,12 @@ class SentinelTarget:
 
     sentinels: tuple[tuple[str, int], ...]
     master: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    sentinel_username: str | None = None
-    sentinel_password: str | None = None
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+    sentinel_username: str | None
+    sentinel_password: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +92,7 @@ def _hostport(text: str, url: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = text, "26379"
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    host = host.strip("[]")  # an IPv6 address (urlsplit refused unbalanced brackets)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise _bad(url, f"{text!r} is not HOST:PORT")
     return host, int(port)
@@ -105,7 +104,10 @@ def parse_broker_url(url: str) -> tuple[Target, RedisOptions]:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
         raise ValueError(f"broker URL must be {FORMS}, not {_redacted(url)!r}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise _bad(url, str(exc)) from None
     ours: dict[str, str] = {}
     auth: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
