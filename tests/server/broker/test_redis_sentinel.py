@@ -40,6 +40,7 @@ class Publisher:
     client: Client
     room: str
     acked: dict[int, int] = field(default_factory=dict)  # data -> offset
+    epochs: dict[int, str] = field(default_factory=dict)  # data -> epoch
     island: set[int] = field(default_factory=set)  # acked by a node cut off from Redis
     refused: int = 0
     sent: int = 0
@@ -62,6 +63,7 @@ class Publisher:
                 await asyncio.sleep(0.02)
             else:
                 self.acked[n] = ack.offset
+                self.epochs[n] = ack.epoch
                 if ack.local:
                     self.island.add(n)
 
@@ -134,22 +136,36 @@ def _runs(events: list[Event]) -> list[str]:
     return [str(r[0]) if len(r) == 1 else f"{r[0]}:{r[1]}-{r[2]} (data {r[3]})" for r in runs]
 
 
-def _never_silent(pub: Publisher, events: list[Event]) -> list[Gap]:
-    """Every acked message the subscriber lacks lies behind a Gap it was told of; nothing came
-    twice; offsets only grew. Returns the gaps."""
+def _never_silent(pub: Publisher, events: list[Event], *, continuous: bool) -> list[Gap]:
+    """Every acked message the subscriber lacks lies behind a Gap it was told of (one that
+    left the message's epoch before its offset, or resumed in it at or past the offset); no
+    (epoch, offset) came twice and offsets grew within each epoch. ``continuous``: offsets
+    also went on across epochs (the new master had the room: with replica acks it must).
+    Returns the gaps."""
     got = [e for e in events if isinstance(e, Message)]
     gaps = [e for e in events if isinstance(e, Gap)]
     seen = {m.data for m in got}
-    covered = max((g.new_offset for g in gaps), default=0)
-    unexplained = [n for n, offset in pub.acked.items()
-                   if n not in seen and n not in pub.island and offset > covered]
+
+    def explained(n: int) -> bool:
+        epoch, offset = pub.epochs[n], pub.acked[n]
+        return any((g.last_epoch == epoch and g.last_offset < offset)  # left the epoch
+                   or (g.new_epoch == epoch and g.new_offset >= offset)  # resumed past it
+                   for g in gaps)
+
+    unexplained = [n for n in pub.acked
+                   if n not in seen and n not in pub.island and not explained(n)]
     assert not unexplained, f"acked, never delivered and behind no Gap: {unexplained[:20]}"
-    offsets = [m.offset for m in got]
     summary = _runs(events)
-    assert offsets == sorted(set(offsets)), f"a message twice or out of order: {summary}"
-    # Offsets go on across the failover (a new epoch, the same counter), never reused.
-    in_order = [pub.acked[n] for n in sorted(pub.acked) if n not in pub.island]
-    assert in_order == sorted(set(in_order))
+    keys = [(m.epoch, m.offset) for m in got]
+    assert len(keys) == len(set(keys)), f"a message twice: {summary}"
+    for epoch in {m.epoch for m in got}:
+        offsets = [m.offset for m in got if m.epoch == epoch]
+        assert offsets == sorted(offsets), f"out of order in {epoch}: {summary}"
+    if continuous:  # a new epoch, the same counter: never an offset again
+        offsets = [m.offset for m in got]
+        assert offsets == sorted(set(offsets)), f"offsets reused: {summary}"
+        in_order = [pub.acked[n] for n in sorted(pub.acked) if n not in pub.island]
+        assert in_order == sorted(set(in_order))
     return gaps
 
 
@@ -162,7 +178,7 @@ async def test_with_replica_acks_no_acknowledged_publish_is_lost_when_the_master
     # The new master may lack messages the old one sent subscribers without acking them: the
     # room took a new epoch, so the subscriber was told (a Gap) instead of getting other
     # messages under offsets it had seen.
-    gaps = _never_silent(pub, events)
+    gaps = _never_silent(pub, events, continuous=True)
     assert len(gaps) == 1 and gaps[0].last_epoch != gaps[0].new_epoch
 
 
@@ -172,7 +188,9 @@ async def test_with_master_acks_a_failover_is_followed_and_never_silent(
     """The default: acks do not wait for a replica, so a kill may lose a few (counted in
     RELIABILITY.md), but never silently."""
     pub, events, history = await _kill_master_under_load(server_factory, sentinels, "master")
-    gaps = _never_silent(pub, events)
+    # The new master may even lack the room (seen once in CI on a loaded machine: the 200
+    # acked messages gone, the room new at offset 1): the subscriber is told all the same.
+    gaps = _never_silent(pub, events, continuous=False)
     assert gaps and all(g.last_epoch != g.new_epoch for g in gaps)
     # What the publisher's node acked on its own while it had no master (island mode) was
     # stored once it had one again.
