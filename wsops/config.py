@@ -100,9 +100,10 @@ class Settings:
         "address of this host).")
     allow_anonymous: bool = knob(False, "Accept connections without a token (demos only).")
     broker: str = knob(
-        "memory", "Broker: 'memory' (embedded default), redis://HOST:PORT/DB for a fleet, or "
+        "memory", "Broker: 'memory' (embedded default), redis://HOST:PORT/DB for a fleet, "
         "redis+sentinel://SENTINELS/MASTER to follow Sentinel failovers (SENTINELS: HOST:PORT, "
-        "comma-separated; MASTER: the name they watch) (options: "
+        "comma-separated; MASTER: the name they watch), or redis+cluster://HOST:PORT[,...] "
+        "for a Redis Cluster (seed nodes; rooms spread over its shards) (options: "
         "?prefix=wsops&heartbeat=2&timeout=2; sentinel_password=...).")
     broker_ack: str = knob(
         "master", "When a publish is acknowledged: 'master' (stored in Redis; a master that "

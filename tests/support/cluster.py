@@ -85,6 +85,21 @@ class ClusterSet:
         return [n for n in self.nodes if n.proc is not None and not n.paused
                 and b"role:master" in _info(n.port, "INFO", "replication")]
 
+    def failover(self, replica: RedisProc) -> None:
+        """``CLUSTER FAILOVER`` on ``replica``: it catches up with its master, then takes
+        over; returns once it is a master."""
+        assert b"+OK" in _info(replica.port, "CLUSTER", "FAILOVER")
+        until_sync(lambda: replica in self.masters(), 20.0, what="the replica to take over")
+
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+def replica_of(cluster: ClusterSet, master: RedisProc) -> RedisProc:
+    """The node replicating ``master`` now."""
+    for node in cluster.nodes:
+        if node is not master and node.proc is not None and (
+                b"master_port:%d\r\n" % master.port in _info(node.port, "INFO", "replication")):
+            return node
+    raise AssertionError(f"no replica of {master.port}")

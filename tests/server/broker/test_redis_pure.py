@@ -155,7 +155,7 @@ def test_sentinel_urls_name_the_sentinels_the_master_and_its_credentials() -> No
             parse_broker_url(bad)
     assert [is_redis_url(u) for u in ("redis://h", "rediss+sentinel://h/m", "memory",
                                       "redis+cluster://h", "redis:/h")] == [
-        True, True, False, False, False]
+        True, True, False, True, False]
 
 
 def test_check_broker_refuses_unknown_brokers_and_replica_acks_without_redis() -> None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from tests.conftest import LiveServer, ServerFactory
+from tests.support.acks import Publisher, never_silent, stored
 from tests.support.redisproc import BEAT, TIMEOUT, redis_server_binary
 from tests.support.sentinel import SentinelSet
 from tests.support.waits import until
 from tests.support.wsclient import RawClient
-from wsops.client import Client, ClientError, Event, Gap, Message
+from wsops.client import Client, ClientError, Event, Gap
 from wsops.server.broker.redis import RedisBroker
 
 pytestmark = pytest.mark.slow
@@ -33,49 +33,10 @@ async def sentinels() -> AsyncIterator[SentinelSet]:
         await asyncio.to_thread(s.close)
 
 
-@dataclass
-class Publisher:
-    """Publishes 0, 1, 2, ... into one room as fast as acks come back; records every ack."""
-
-    client: Client
-    room: str
-    acked: dict[int, int] = field(default_factory=dict)  # data -> offset
-    epochs: dict[int, str] = field(default_factory=dict)  # data -> epoch
-    island: set[int] = field(default_factory=set)  # acked by a node cut off from Redis
-    refused: int = 0
-    sent: int = 0
-    errors: dict[str, int] = field(default_factory=dict)  # why publishes were refused
-
-    def __repr__(self) -> str:
-        return (f"Publisher({len(self.acked)} acked of {self.sent} sent, {self.refused} "
-                f"refused: {self.errors})")
-
-    async def run(self, until_acked: int, within: float) -> None:
-        end = time.monotonic() + within
-        while len(self.acked) < until_acked and time.monotonic() < end:
-            n, self.sent = self.sent, self.sent + 1
-            try:
-                ack = await self.client.publish(self.room, n, timeout=2 * TIMEOUT)
-            except (ClientError, TimeoutError) as exc:
-                self.refused += 1
-                why = str(exc)[:80]
-                self.errors[why] = self.errors.get(why, 0) + 1
-                await asyncio.sleep(0.02)
-            else:
-                self.acked[n] = ack.offset
-                self.epochs[n] = ack.epoch
-                if ack.local:
-                    self.island.add(n)
-
-
 async def _nodes(server_factory: ServerFactory, s: SentinelSet, ack: str) -> list[LiveServer]:
     url = f"{s.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
     return [await server_factory(broker=url, broker_ack=ack, rate_limit=10_000.0,
                                  rate_burst=10_000) for _ in range(2)]
-
-
-def _stored(events: list[Event]) -> set[int]:
-    return {e.data for e in events if isinstance(e, Message)}
 
 
 async def _kill_master_under_load(
@@ -97,7 +58,7 @@ async def _kill_master_under_load(
         await pub.run(400, 60.0)
         assert len(pub.acked) == 400, f"publishes did not resume after the failover: {pub}"
         new_master = await asyncio.to_thread(sentinels.wait_failover)
-        await until(lambda: _stored(events) >= set(pub.acked) or any(
+        await until(lambda: stored(events) >= set(pub.acked) or any(
             isinstance(e, Gap) for e in events), 20.0, what="the subscriber to catch up")
         island = b.node.broker
         assert isinstance(island, RedisBroker)
@@ -121,54 +82,6 @@ async def _kill_master_under_load(
     return pub, events, [m.data for m in history]
 
 
-def _runs(events: list[Event]) -> list[str]:
-    """What a subscriber saw, in runs: ``epoch:first-last (data of the first)`` and gaps."""
-    runs: list[list[object]] = []
-    for e in events:
-        if isinstance(e, Gap):
-            runs.append([f"Gap({e.last_epoch}:{e.last_offset} -> {e.new_epoch}:{e.new_offset})"])
-        elif isinstance(e, Message):
-            last = runs[-1] if runs else []
-            if len(last) == 4 and last[0] == e.epoch and last[2] == e.offset - 1:
-                last[2] = e.offset
-            else:
-                runs.append([e.epoch, e.offset, e.offset, e.data])
-    return [str(r[0]) if len(r) == 1 else f"{r[0]}:{r[1]}-{r[2]} (data {r[3]})" for r in runs]
-
-
-def _never_silent(pub: Publisher, events: list[Event], *, continuous: bool) -> list[Gap]:
-    """Every acked message the subscriber lacks lies behind a Gap it was told of (one that
-    left the message's epoch before its offset, or resumed in it at or past the offset); no
-    (epoch, offset) came twice and offsets grew within each epoch. ``continuous``: offsets
-    also went on across epochs (the new master had the room: with replica acks it must).
-    Returns the gaps."""
-    got = [e for e in events if isinstance(e, Message)]
-    gaps = [e for e in events if isinstance(e, Gap)]
-    seen = {m.data for m in got}
-
-    def explained(n: int) -> bool:
-        epoch, offset = pub.epochs[n], pub.acked[n]
-        return any((g.last_epoch == epoch and g.last_offset < offset)  # left the epoch
-                   or (g.new_epoch == epoch and g.new_offset >= offset)  # resumed past it
-                   for g in gaps)
-
-    unexplained = [n for n in pub.acked
-                   if n not in seen and n not in pub.island and not explained(n)]
-    assert not unexplained, f"acked, never delivered and behind no Gap: {unexplained[:20]}"
-    summary = _runs(events)
-    keys = [(m.epoch, m.offset) for m in got]
-    assert len(keys) == len(set(keys)), f"a message twice: {summary}"
-    for epoch in {m.epoch for m in got}:
-        offsets = [m.offset for m in got if m.epoch == epoch]
-        assert offsets == sorted(offsets), f"out of order in {epoch}: {summary}"
-    if continuous:  # a new epoch, the same counter: never an offset again
-        offsets = [m.offset for m in got]
-        assert offsets == sorted(set(offsets)), f"offsets reused: {summary}"
-        in_order = [pub.acked[n] for n in sorted(pub.acked) if n not in pub.island]
-        assert in_order == sorted(set(in_order))
-    return gaps
-
-
 async def test_with_replica_acks_no_acknowledged_publish_is_lost_when_the_master_dies(
     sentinels: SentinelSet, server_factory: ServerFactory
 ) -> None:
@@ -178,11 +91,11 @@ async def test_with_replica_acks_no_acknowledged_publish_is_lost_when_the_master
     # The new master may lack messages the old one sent subscribers without acking them: the
     # room took a new epoch, so the subscriber was told (a Gap) instead of getting other
     # messages under offsets it had seen.
-    gaps = _never_silent(pub, events, continuous=True)
+    gaps = never_silent(pub, events, continuous=True)
     assert len(gaps) == 1 and gaps[0].last_epoch != gaps[0].new_epoch
 
 
-async def test_with_master_acks_a_failover_is_followed_and_never_silent(
+async def test_with_master_acks_a_failover_is_followed_andnever_silent(
     sentinels: SentinelSet, server_factory: ServerFactory
 ) -> None:
     """The default: acks do not wait for a replica, so a kill may lose a few (counted in
@@ -190,7 +103,7 @@ async def test_with_master_acks_a_failover_is_followed_and_never_silent(
     pub, events, history = await _kill_master_under_load(server_factory, sentinels, "master")
     # The new master may even lack the room (seen once in CI on a loaded machine: the 200
     # acked messages gone, the room new at offset 1): the subscriber is told all the same.
-    gaps = _never_silent(pub, events, continuous=False)
+    gaps = never_silent(pub, events, continuous=False)
     assert gaps and all(g.last_epoch != g.new_epoch for g in gaps)
     # What the publisher's node acked on its own while it had no master (island mode) was
     # stored once it had one again.

@@ -1,8 +1,11 @@
 """The fleet broker: rooms' offsets, history, presence and fan-out shared through Redis.
 
-``--broker redis://HOST:PORT/DB`` or ``redis+sentinel://HOST:PORT[,...]/MASTER_NAME``
-(``redis_url``; optional ``?prefix=wsops&heartbeat=2&timeout=2``). Every node that runs it
-agrees on each room's offsets and epoch, so a client resumes on any node.
+``--broker redis://HOST:PORT/DB``, ``redis+sentinel://HOST:PORT[,...]/MASTER_NAME`` or
+``redis+cluster://HOST:PORT[,...]`` (``redis_url``; optional
+``?prefix=wsops&heartbeat=2&timeout=2``). Every node that runs it agrees on each room's offsets
+and epoch, so a client resumes on any node. On a Redis Cluster each room lives on the shard of
+its slot (``redis_cluster``, ``redis_cluster_feed``); a shard that is down makes only its own
+rooms ``unavailable``.
 
 - Publish is one Lua script (``redis_scripts.PUBLISH``): take the room's next offset, append the
   message to the room's stream (bounded, with a TTL refreshed on publish) and PUBLISH it on the
@@ -33,10 +36,12 @@ import time
 from typing import Any
 
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.redis_feed import Feeds, rows_to_messages
+from wsops.server.broker.redis_cluster import Shards
+from wsops.server.broker.redis_cluster_feed import ClusterFeeds
+from wsops.server.broker.redis_feed import Feed, Feeds, rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
-from wsops.server.broker.redis_link import Link, Locator
+from wsops.server.broker.redis_link import Link, Links, Locator, OneLink
 from wsops.server.broker.redis_url import ACKS, parse_broker_url
 from wsops.server.core.broker import (
     Broker,
@@ -85,11 +90,20 @@ class RedisBroker(Broker):
         self.ttl_ms = max(1, int(history_ttl * 1000))
         self.timeout = timeout if timeout is not None else opts.timeout
         self.node_id = node_id or _node_id()
-        self.keys = lua.Keys(opts.prefix)
-        self.locator = Locator(target, self.timeout)
-        self.link = Link(target, self.timeout, self.locator)
-        self.feeds = Feeds(self, self.link, self.keys, self.locator, self.ttl_ms, self.node_id)
-        self.fleet = Fleet(self.link, self.keys, self.node_id,
+        self.keys = lua.Keys(opts.prefix, cluster=target.cluster is not None)
+        self.shards: Shards | None = None
+        self.feeds: Feeds | ClusterFeeds
+        self.links: Links
+        if target.cluster is not None:
+            self.locator: Locator | None = None
+            self.shards = self.links = Shards(target, self.timeout, self.keys)
+            self.feeds = ClusterFeeds(self, self.shards, self.keys, self.ttl_ms, self.node_id)
+        else:
+            self.locator = Locator(target, self.timeout)
+            link = Link(target, self.timeout, self.locator)
+            self.links = OneLink(link)
+            self.feeds = Feeds(self, link, self.keys, self.locator, self.ttl_ms, self.node_id)
+        self.fleet = Fleet(self.links, self.keys, self.node_id,
                            heartbeat if heartbeat is not None else opts.heartbeat)
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
@@ -99,6 +113,11 @@ class RedisBroker(Broker):
         self._refused = 0
         self._unreplicated = 0
         self._settling = asyncio.Lock()
+
+    @property
+    def link(self) -> Link:
+        """The link to the registry's Redis (the only one but on a cluster)."""
+        return self.links.registry()
 
     # The node's leak check looks for per-room state under these names.
     @property
@@ -111,31 +130,40 @@ class RedisBroker(Broker):
 
     @property
     def healthy(self) -> bool:
-        return self.link.up and self.feeds.live
+        links = self.links.all()
+        return bool(links) and all(link.up for link in links) and self.feeds.live
+
+    def _room_up(self, room: str) -> bool:
+        try:
+            return self.links.room(room).up
+        except BrokerUnavailable:  # no master known for the room's slot
+            return False
 
     async def start(self) -> None:
         """Connect in the background; wait (bounded) for the first heartbeat and the feed, and
         start degraded (unhealthy, retrying) when Redis is not there yet."""
         self.fleet.info = self.node_info
+        if self.shards is not None:
+            await self.shards.refresh()
         await self.fleet.beat()
         self._heartbeat = asyncio.create_task(self.fleet.heartbeat_loop())
         self._tasks = [self._heartbeat, asyncio.create_task(self.feeds.run()),
                        asyncio.create_task(self.fleet.flush_loop()),
                        asyncio.create_task(self._island_loop())]
-        if not await self.feeds.wait_live(self.timeout) or not self.link.up:
+        if not await self.feeds.wait_live(self.timeout) or not self.healthy:
             log.warning("redis broker %s not reachable yet: starting degraded", self.shown)
 
     async def close(self) -> None:
         """Write the last presence changes, leave the registry, stop (all bounded)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        if self.islands.rooms and self.link.up:
+        if self.islands.rooms and self.healthy:
             with contextlib.suppress(BrokerUnavailable, TimeoutError):
                 await asyncio.wait_for(self.settle(), self.timeout * 4)
         if self.islands.pending:
             log.warning("stopping with %d island messages not stored in Redis",
                         self.islands.pending)
-        if self.link.up:
+        if self.fleet.registry_up():
             try:
                 await self.fleet.flushed(self.timeout)
                 await asyncio.wait_for(self.fleet.leave_fleet(), self.timeout * 2)
@@ -145,13 +173,15 @@ class RedisBroker(Broker):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.feeds.conn is not None:
-            self.feeds.conn.close()
         await self.feeds.close()
-        with contextlib.suppress(Exception):
-            await self.link.close()
-        with contextlib.suppress(Exception):
-            await self.locator.close()
+        if self.shards is not None:
+            await self.shards.close()
+        else:
+            with contextlib.suppress(Exception):
+                await self.link.close()
+        if self.locator is not None:
+            with contextlib.suppress(Exception):
+                await self.locator.close()
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -160,10 +190,11 @@ class RedisBroker(Broker):
     ) -> Published:
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
-        if self.ack == "replica" and not self.link.up:
+        up = self._room_up(room)
+        if self.ack == "replica" and not up:
             raise BrokerUnavailable("broker down: publishes wait for a replica (ack replica)")
-        if not self.link.up or self.islands.has(room):  # behind earlier island messages
-            feed = self.feeds.feeds.get(room)
+        if not up or self.islands.has(room):  # behind earlier island messages
+            feed = self._feed(room)
             after = feed.last.offset if feed is not None and feed.last is not None else 0
             msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after, sender)
             if self.listener is not None:
@@ -171,25 +202,30 @@ class RedisBroker(Broker):
             return msg
         return await self._store(room, data, ts, accepted_at, traceparent, sender)
 
+    def _feed(self, room: str) -> Feed | None:
+        feeds = self.feeds
+        return feeds.feed(room) if isinstance(feeds, ClusterFeeds) else feeds.feeds.get(room)
+
     async def _store(self, room: str, data: bytes, ts: int, accepted_at: float,
                      traceparent: str | None, sender: str | None) -> Published:
         head, tail = message_payload_parts(room, data, ts, traceparent, sender)
         k = self.keys
+        link = self.links.room(room)
         # A script still queued in Redis after we gave up must not run: half the timeout of
         # margin, on Redis' clock (skew measured by the heartbeat).
-        deadline = self.link.redis_ms() + int(self.timeout * 500)
+        deadline = link.redis_ms() + int(self.timeout * 500)
         keys = [k.meta(room), k.log(room)]
         args = [k.channel(room), new_epoch(), self.history_size, self.ttl_ms, deadline, head,
-                tail, lua.header_rest(ts, accepted_at, traceparent), self.link.lineage]
+                tail, lua.header_rest(ts, accepted_at, traceparent), link.lineage]
         if self.ack == "replica":
-            res, replicas = await self.link.run_replicated(
+            res, replicas = await link.run_replicated(
                 "publish", keys, args, 1, int(self.timeout * 500))
             if res is not None and replicas < 1:
                 self._unreplicated += 1
                 raise BrokerUnavailable(
                     "publish not confirmed by a replica in time (it may still be delivered)")
         else:
-            res = await self.link.run("publish", keys, args)
+            res = await link.run("publish", keys, args)
         if res is None:
             self._refused += 1
             raise BrokerUnavailable("broker too slow: publish not done")
@@ -203,7 +239,7 @@ class RedisBroker(Broker):
         every = min(0.1, self.timeout / 4)
         while True:
             await asyncio.sleep(every)
-            if self.islands.rooms and self.link.up and self.feeds.live:
+            if self.islands.rooms:
                 try:
                     await self.settle()
                 except BrokerUnavailable:
@@ -223,7 +259,7 @@ class RedisBroker(Broker):
     async def _settle(self) -> None:
         for room in list(self.islands.rooms):
             island = self.islands.rooms.get(room)
-            if island is None:
+            if island is None or not self._room_up(room) or not self.feeds.live_for(room):
                 continue
             while island.pending:
                 p = island.pending[0]
@@ -243,9 +279,9 @@ class RedisBroker(Broker):
     async def _read(self, room: str, mode: str, arg: int = 0, epoch: str = "",
                     budget: int = 0) -> Any:
         k = self.keys
-        return await self.link.run("read", [k.meta(room), k.log(room)],
-                                   [new_epoch(), self.ttl_ms, mode, arg, epoch, budget,
-                                    self.link.lineage])
+        link = self.links.room(room)
+        return await link.run("read", [k.meta(room), k.log(room)],
+                              [new_epoch(), self.ttl_ms, mode, arg, epoch, budget, link.lineage])
 
     async def recover(
         self, room: str, since: Position | None, budget: int = 0
@@ -289,7 +325,8 @@ class RedisBroker(Broker):
     async def fleet_nodes(self) -> list[dict[str, Any]]:
         """The registry (``list_nodes``) over this broker's own connection, bounded by its
         timeout; read-only, so a failure here does not mark the broker down."""
-        return await asyncio.wait_for(read_registry(self.link.redis, self.keys), self.timeout)
+        return await asyncio.wait_for(read_registry(self.links.registry().redis, self.keys),
+                                      self.timeout)
 
     # -- figures -----------------------------------------------------------------------------
 
@@ -309,10 +346,11 @@ class RedisBroker(Broker):
             "url": self.shown,
             "ack": self.ack,
             "node_id": self.node_id,
-            "redis_up": self.link.up,
+            "redis_up": bool(self.links.all()) and all(x.up for x in self.links.all()),
             "pubsub_up": self.feeds.live,
-            "down_since": self.link.down_since,
-            "errors": self.link.errors,
+            "down_since": min((x.down_since for x in self.links.all()
+                               if x.down_since is not None), default=None),
+            "errors": sum(x.errors for x in self.links.all()),
             "rooms": len(self.feeds.feeds),
             "presence_rooms": len(self.fleet.presence),
             "published": self._published,
@@ -323,4 +361,5 @@ class RedisBroker(Broker):
             "island_forwarded": self.islands.forwarded,
             "nodes_reaped": self.fleet.reaped,
             **self.feeds.counts,
+            **({"shards": self.shards.describe()} if self.shards is not None else {}),
         }

@@ -45,6 +45,8 @@ class Feed:
     ready: asyncio.Future[bool]  # True once subscribed and positioned; False if the link broke
     last: Position | None = None
     waiters: list[tuple[Position, asyncio.Future[bool]]] = field(default_factory=list)
+    # Messages held while the room, moved here from another shard's feed, is levelled.
+    held: list[tuple[bytes, bytes]] | None = None
 
 
 def rows_to_messages(room: str, epoch: str, rows: list[Any]) -> list[Published]:
@@ -63,9 +65,11 @@ class Feeds:
 
     def __init__(
         self, broker: Broker, link: Link, keys: lua.Keys, locate: Locator, ttl_ms: int,
-        name: str = "",
+        name: str = "", *, sharded: bool = False, on_moved: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self.sharded = sharded  # one master of a cluster: SSUBSCRIBE (redis_cluster_feed)
+        self.on_moved = on_moved  # the server says a room's slot left this master
         self.broker = broker
         self.link = link
         self.keys = keys
@@ -76,6 +80,7 @@ class Feeds:
         self.conn: PubSubConnection | None = None
         self.live = False
         self._prefix_len = len(keys.channel_prefix)
+        self._room_end = -len(keys.channel_suffix) or None
         self._subscribed: set[str] = set()  # SUBSCRIBE sent on this connection
         self._pending: dict[str, int] = {}  # SUBSCRIBE confirmations still to come
         self._confirmed = asyncio.Event()
@@ -106,7 +111,31 @@ class Feeds:
             self._release(feed)
         if self.live and room in self._subscribed and self.conn is not None:
             self._subscribed.discard(room)
-            self.conn.unsubscribe([self.keys.channel(room)])
+            self.conn.unsubscribe([self.keys.channel(room)], self.sharded)
+
+    def give(self, room: str) -> Feed | None:
+        """Hand ``room``'s feed over to another shard's (its slot moved): unsubscribed here,
+        its waiters and position kept for ``adopt``."""
+        feed = self.feeds.pop(room, None)
+        if feed is not None:
+            feed.held = None
+        if feed is not None and room in self._subscribed and self.conn is not None:
+            self._subscribed.discard(room)
+            self.conn.unsubscribe([self.keys.channel(room)], self.sharded)
+        return feed
+
+    def adopt(self, room: str, feed: Feed) -> None:
+        """Take over a room's feed from another shard's: subscribe, then deliver what it
+        missed from the log (or resync the room) before what arrives here."""
+        self.feeds[room] = feed
+        if feed.ready.done():
+            feed.ready = _settled()
+        if self.live and self.conn is not None:
+            feed.held = [] if feed.last is not None else None
+            self._subscribe([room])
+
+    def live_for(self, room: str) -> bool:
+        return self.live
 
     async def wait_live(self, within: float) -> bool:
         """Wait (at most ``within`` seconds) for the connection to be up and checked."""
@@ -223,7 +252,7 @@ class Feeds:
             self._pending[room] = self._pending.get(room, 0) + 1
         if rooms:
             self._confirmed.clear()
-            self.conn.subscribe(self.keys.channel(room) for room in rooms)
+            self.conn.subscribe((self.keys.channel(room) for room in rooms), self.sharded)
 
     async def _resubscribe(self, conn: PubSubConnection) -> None:
         """Subscribe every watched room, then bring each feed level with Redis."""
@@ -248,7 +277,7 @@ class Feeds:
         self._subscribe(extra)
         if stale:
             self._subscribed.difference_update(stale)
-            conn.unsubscribe(self.keys.channel(room) for room in stale)
+            conn.unsubscribe((self.keys.channel(room) for room in stale), self.sharded)
         for room, feed in self.feeds.items():
             if room in extra:
                 continue
@@ -294,6 +323,7 @@ class Feeds:
         for feed in self.feeds.values():
             self._release(feed)
             feed.ready = _settled()
+            feed.held = None  # levelled with the others on the next connection
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -323,18 +353,31 @@ class Feeds:
     def _on_push(self, push: Push) -> None:
         if type(push) is list and len(push) == 3:
             kind = push[0]
-            if kind == b"message":
+            if kind == b"message" or kind == b"smessage":
                 if self._held is not None:
                     self._held.append(push)
                 else:
                     self._message(push[1], push[2])  # type: ignore[arg-type]
-            elif kind == b"subscribe":
+            elif kind == b"subscribe" or kind == b"ssubscribe":
                 self._confirm(push[1])  # type: ignore[arg-type]
+            elif kind == b"sunsubscribe":
+                self._unsubscribed(push[1])  # type: ignore[arg-type]
         elif isinstance(push, RespError):
             log.warning("redis pub/sub error: %s", push)
+            if str(push).startswith("MOVED") and self.on_moved is not None:
+                self.on_moved()
+
+    def _unsubscribed(self, channel: bytes) -> None:
+        """One we did not ask for: the room's slot left this master (a resharding)."""
+        room = channel[self._prefix_len:self._room_end].decode()
+        if room in self._subscribed:
+            self._subscribed.discard(room)
+            log.warning("room %r left this shard's pub/sub: following the slot map", room)
+            if self.on_moved is not None:
+                self.on_moved()
 
     def _confirm(self, channel: bytes) -> None:
-        room = channel[self._prefix_len:].decode()
+        room = channel[self._prefix_len:self._room_end].decode()
         left = self._pending.get(room, 0) - 1
         if left > 0:
             self._pending[room] = left
@@ -368,17 +411,29 @@ class Feeds:
         if self.conn is not conn or self.feeds.get(room) is not feed:
             return
         last = feed.last
-        if last is None or (last.epoch == now.epoch and last.offset < now.offset):
+        if feed.held is not None:  # adopted from another shard's feed: fill or resync
+            try:
+                await self._level(room, feed, now)
+            except BrokerUnavailable:
+                self._resync(room)
+                feed.last = now
+            held, feed.held = feed.held, None
+            for channel, data in held:
+                self._message(channel, data)
+        elif last is None or (last.epoch == now.epoch and last.offset < now.offset):
             feed.last = now
         if not feed.ready.done():
             feed.ready.set_result(True)
         self._wake(feed)
 
     def _message(self, channel: bytes, data: bytes) -> None:
-        room = channel[self._prefix_len:].decode()
+        room = channel[self._prefix_len:self._room_end].decode()
         feed = self.feeds.get(room)
         listener = self.broker.listener
         if feed is None or listener is None or not data:
+            return
+        if feed.held is not None:
+            feed.held.append((channel, data))
             return
         first = data[0]
         if first == 74 or first == 76:  # J, L: presence events
@@ -406,6 +461,8 @@ class Feeds:
             self._wake(feed)
 
     async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):

@@ -11,6 +11,9 @@
   publishing ``leave`` for users no live node still has.
 - When the node finds its own key gone (Redis restarted or the fleet declared it dead), it
   writes all its presence again.
+
+On a Redis Cluster (``Links.sharded``) each room's presence goes to its own shard, the registry
+to the shard of its slot, and the node keeps its rooms set itself (``redis_scripts``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from redis.asyncio import Redis
 
 from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.redis_link import Link, Locator, connect
+from wsops.server.broker.redis_cluster import Shards
+from wsops.server.broker.redis_link import Link, Links, Locator, connect
 from wsops.server.broker.redis_url import parse_broker_url
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.presence import PresenceCounts
@@ -70,10 +74,19 @@ async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any
     ``id``, ``admin_url``, ``version``, ``started_at``, ``draining``, ``connections``,
     ``heartbeat_at`` (Unix seconds)."""
     target, opts = parse_broker_url(redis_url)
+    keys = lua.Keys(opts.prefix, cluster=target.cluster is not None)
+    if target.cluster is not None:
+        shards = Shards(target, timeout, keys)
+        try:
+            if not await shards.refresh():
+                raise BrokerUnavailable(f"no node of {target.shown} answered with its slot map")
+            return await read_registry(shards.registry().redis, keys)
+        finally:
+            await shards.close()
     locator = Locator(target, timeout)
     client = connect(target, timeout, locator, max_connections=4)
     try:
-        return await read_registry(client, lua.Keys(opts.prefix))
+        return await read_registry(client, keys)
     finally:
         await client.aclose()
         await locator.close()
@@ -95,8 +108,8 @@ async def read_registry(client: Redis, keys: lua.Keys) -> list[dict[str, Any]]:
 class Fleet:
     """Heartbeat, registry, presence and reaping for one node (see the module doc)."""
 
-    def __init__(self, link: Link, keys: lua.Keys, node_id: str, heartbeat: float) -> None:
-        self.link = link
+    def __init__(self, links: Links, keys: lua.Keys, node_id: str, heartbeat: float) -> None:
+        self.links = links
         self.keys = keys
         self.node_id = node_id
         self.heartbeat = heartbeat
@@ -127,10 +140,16 @@ class Fleet:
         self._idle.clear()
         self._wake.set()
 
+    @property
+    def _node_prefix(self) -> str:
+        """What the presence scripts check liveness with ('' on a cluster: the reaper does)."""
+        return "" if self.links.sharded else self.keys.node_prefix
+
     async def members(self, room: str) -> list[str]:
         k = self.keys
-        others = await self.link.run(
-            "presence_read", [k.pnodes(room)], [self.node_id, k.node_prefix, k.pres_prefix(room)])
+        others = await self.links.room(room).run(
+            "presence_read", [k.pnodes(room)], [self.node_id, self._node_prefix,
+                                                k.pres_prefix(room)])
         users = {raw.decode() for raw in others}
         users.update(self.presence.get(room, ()))
         return sorted(users)
@@ -139,18 +158,47 @@ class Fleet:
         self, room: str, users: Mapping[str, int], replace: bool
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
-        args: list[Any] = [self.node_id, k.node_prefix, k.pres_prefix(room), k.channel(room),
-                           room, "1" if replace else "0"]
+        args: list[Any] = [self.node_id, self._node_prefix, k.pres_prefix(room),
+                           k.channel(room), room, "1" if replace else "0"]
         for user, count in users.items():
             args += [user, count]
-        return [k.pres(room, self.node_id), k.pnodes(room), k.node_rooms(self.node_id)], args
+        keys = [k.pres(room, self.node_id), k.pnodes(room)]
+        if not self.links.sharded:
+            keys.append(k.node_rooms(self.node_id))
+        return keys, args
+
+    async def _write(self, rooms: list[str], calls: list[tuple[list[str], list[Any]]]) -> None:
+        """Run the presence scripts, each on its room's shard. On a cluster the room joins the
+        node's rooms set first (so the reaper finds it) and leaves it once empty."""
+        if not rooms:
+            return
+        sharded = self.links.sharded
+        mine = self.keys.node_rooms(self.node_id)
+        if sharded:
+            await self.links.registry().call("SADD", mine, *rooms)
+        groups: dict[int, tuple[Link, list[int]]] = {}
+        for i, room in enumerate(rooms):
+            link = self.links.room(room)
+            groups.setdefault(id(link), (link, []))[1].append(i)
+        empty: list[str] = []
+        for link, idx in groups.values():
+            results = await link.run_many("presence_set", [calls[i] for i in idx])
+            empty += [rooms[i] for i, res in zip(idx, results, strict=True) if not res]
+        if sharded and empty:
+            await self.links.registry().call("SREM", mine, *empty)
+
+    def registry_up(self) -> bool:
+        try:
+            return self.links.registry().up
+        except BrokerUnavailable:
+            return False
 
     async def flush_loop(self) -> None:
         """Write presence changes as they come, in order; everything again after a failure."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self.link.up:
+            if not self.registry_up():
                 continue  # the heartbeat wakes us when Redis is back
             try:
                 if self._full:
@@ -162,7 +210,7 @@ class Fleet:
                     calls = [self._call(room, {u: self.presence.get(room, Counter())[u]
                                                for u in users}, False)
                              for room, users in dirty.items()]
-                    await self.link.run_many("presence_set", calls)
+                    await self._write(list(dirty), calls)
             except BrokerUnavailable:
                 self._full = True
                 continue
@@ -175,10 +223,10 @@ class Fleet:
 
     async def _write_all(self) -> None:
         k = self.keys
-        known = await self.link.call("SMEMBERS", k.node_rooms(self.node_id))
-        rooms = set(self.presence) | {raw.decode() for raw in known}
+        known = await self.links.registry().call("SMEMBERS", k.node_rooms(self.node_id))
+        rooms = sorted(set(self.presence) | {raw.decode() for raw in known})
         calls = [self._call(room, dict(self.presence.get(room, {})), True) for room in rooms]
-        await self.link.run_many("presence_set", calls)
+        await self._write(rooms, calls)
 
     async def flushed(self, within: float) -> bool:
         """Wait (at most ``within`` seconds) until every presence change is written."""
@@ -197,12 +245,13 @@ class Fleet:
             fields += [name, _field(value)]
         sent = time.time()
         try:
-            existed, now_ms = await self.link.run(
+            link = self.links.registry()
+            existed, now_ms = await link.run(
                 "heartbeat", [self.keys.node(self.node_id), self.keys.nodes],
                 [self.node_id, self.ttl_ms, *fields], probe=True)
         except BrokerUnavailable:
             return False
-        self.link.skew_ms = int(now_ms) - (sent + time.time()) * 500
+        link.skew_ms = int(now_ms) - (sent + time.time()) * 500
         if not existed:
             self._full = True  # Redis restarted empty, or the fleet took us for dead
         if self._full or self._dirty:  # including writes that failed while Redis was away
@@ -234,20 +283,29 @@ class Fleet:
     async def reap(self) -> None:
         """Remove the presence of nodes whose heartbeat key expired."""
         k = self.keys
-        cutoff = self.link.redis_ms() - self.ttl_ms
-        for raw in await self.link.call("ZRANGEBYSCORE", k.nodes, "-inf", cutoff):
+        link = self.links.registry()
+        cutoff = link.redis_ms() - self.ttl_ms
+        for raw in await link.call("ZRANGEBYSCORE", k.nodes, "-inf", cutoff):
             node_id = raw.decode()
-            if node_id != self.node_id and not await self.link.call("EXISTS", k.node(node_id)):
+            if node_id != self.node_id and not await link.call("EXISTS", k.node(node_id)):
                 await self.reap_node(node_id)
 
     async def reap_node(self, node_id: str) -> None:
         k = self.keys
-        rooms = [raw.decode() for raw in await self.link.call("SMEMBERS", k.node_rooms(node_id))]
-        calls = [([k.pres(room, node_id), k.pnodes(room), k.node_rooms(node_id)],
-                  [node_id, k.node_prefix, k.pres_prefix(room), k.channel(room), room])
-                 for room in rooms]
-        await self.link.run_many("reap_room", calls)
-        done = await self.link.run(
+        registry = self.links.registry()
+        rooms = [raw.decode() for raw in await registry.call("SMEMBERS", k.node_rooms(node_id))]
+        if self.links.sharded:
+            for room in rooms:  # each on its shard; the caller checked the node is dead
+                await self.links.room(room).run(
+                    "reap_room", [k.pres(room, node_id), k.pnodes(room)],
+                    [node_id, "", k.pres_prefix(room), k.channel(room), room])
+                await registry.call("SREM", k.node_rooms(node_id), room)
+        else:
+            calls = [([k.pres(room, node_id), k.pnodes(room), k.node_rooms(node_id)],
+                      [node_id, k.node_prefix, k.pres_prefix(room), k.channel(room), room])
+                     for room in rooms]
+            await registry.run_many("reap_room", calls)
+        done = await registry.run(
             "reap_node", [k.node(node_id), k.node_rooms(node_id), k.nodes], [node_id])
         if done and node_id != self.node_id:
             self.reaped += 1
@@ -255,5 +313,5 @@ class Fleet:
 
     async def leave_fleet(self) -> None:
         """On shutdown: drop this node from the registry and its members from presence."""
-        await self.link.call("DEL", self.keys.node(self.node_id))
+        await self.links.registry().call("DEL", self.keys.node(self.node_id))
         await self.reap_node(self.node_id)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -29,7 +30,11 @@ log = logging.getLogger(__name__)
 
 DOWN_ERRORS: tuple[type[BaseException], ...] = (
     rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError, TimeoutError,
+    rexc.ClusterDownError,  # a cluster that lost a master and has not promoted a replica yet
 )
+# A cluster node that no longer serves the slot (a failover or resharding): the command did not
+# run; the topology is asked again and the caller told ``unavailable``.
+REDIRECTS: tuple[type[BaseException], ...] = (rexc.AskError, rexc.TryAgainError)
 SCRIPTS = {
     "publish": lua.PUBLISH, "read": lua.READ, "presence_set": lua.PRESENCE_SET,
     "presence_read": lua.PRESENCE_READ, "reap_room": lua.REAP_ROOM, "reap_node": lua.REAP_NODE,
@@ -115,34 +120,54 @@ class Locator:
 
 
 class Link:
-    """Commands and scripts, with the broker's view of whether Redis answers."""
+    """Commands and scripts, with the broker's view of whether Redis answers: to one Redis, the
+    master Sentinel names, or (``sharded``) one master of a cluster, whose pub/sub is sharded
+    and whose master can change (``redis_cluster``); ``on_moved`` hears of redirections."""
 
-    def __init__(self, target: Target, timeout: float, locator: Locator) -> None:
+    def __init__(self, target: Target, timeout: float, locator: Locator, *,
+                 sharded: bool = False, on_moved: Callable[[], None] | None = None) -> None:
         self.redis = connect(target, timeout, locator)
+        self.locator = locator
+        self.shown = target.shown
         # The scripts' last argument: check each room's master (redis_scripts._LINEAGE) where
         # the master can change under us.
-        self.lineage = "1" if locator.follows else "0"
+        self.lineage = "1" if locator.follows or sharded else "0"
+        self.on_moved = on_moved
         self.timeout = timeout
         self.up = False
         self.down_since: float | None = time.time()
         self.errors = 0
         self.skew_ms = 0.0  # Redis clock minus ours, from the heartbeat
-        self.scripts = {name: self.redis.register_script(src) for name, src in SCRIPTS.items()}
+        self.scripts = {name: self.redis.register_script(lua.sharded(src) if sharded else src)
+                        for name, src in SCRIPTS.items()}
         self._loaded: set[str] = set()  # scripts run_replicated has loaded on this master
 
     def mark_down(self, exc: BaseException) -> None:
         self.errors += 1
         self._loaded.clear()  # maybe another master next time, without our scripts
         if self.up:
-            log.warning("redis broker down: %s", brief(exc))
+            log.warning("redis broker down (%s): %s", self.shown, brief(exc))
             self.down_since = time.time()
         self.up = False
 
     def mark_up(self) -> None:
         if not self.up:
-            log.info("redis broker up")
+            log.info("redis broker up (%s)", self.shown)
         self.up = True
         self.down_since = None
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Redis' errors as ``BrokerUnavailable``, the link marked down when Redis is."""
+        try:
+            yield
+        except REDIRECTS as exc:
+            if self.on_moved is not None:
+                self.on_moved()
+            raise BrokerUnavailable(f"broker unavailable: the slot moved ({exc})") from exc
+        except DOWN_ERRORS as exc:
+            self.mark_down(exc)
+            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
 
     def check(self) -> None:
         if not self.up:
@@ -154,11 +179,8 @@ class Link:
         """Run a script; ``probe`` tries even while the link is marked down."""
         if not probe:
             self.check()
-        try:
+        with self._guard():
             result = await self.scripts[script](keys=list(keys), args=list(args))
-        except DOWN_ERRORS as exc:
-            self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return result
 
@@ -170,7 +192,7 @@ class Link:
         its writes (at most ``wait_ms``): the script's result and how many replicas did."""
         self.check()
         s = self.scripts[script]
-        try:
+        with self._guard():
             if script not in self._loaded:  # a NOSCRIPT round would also wait for replicas
                 await self.redis.script_load(s.script)
                 self._loaded.add(script)
@@ -186,9 +208,6 @@ class Link:
                     if isinstance(answer, BaseException):
                         raise answer
                 break
-        except DOWN_ERRORS as exc:
-            self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return result, int(acked)
 
@@ -200,15 +219,12 @@ class Link:
         if not probe:
             self.check()
         out: list[Any] = []
-        try:
+        with self._guard():
             for start in range(0, len(calls), chunk):
                 pipe = self.redis.pipeline(transaction=False)
                 for keys, args in calls[start:start + chunk]:
                     await self.scripts[script](keys=list(keys), args=list(args), client=pipe)
                 out.extend(await pipe.execute())
-        except DOWN_ERRORS as exc:
-            self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return out
 
@@ -216,11 +232,8 @@ class Link:
         """One plain command."""
         if not probe:
             self.check()
-        try:
+        with self._guard():
             result = await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
-        except DOWN_ERRORS as exc:
-            self.mark_down(exc)
-            raise BrokerUnavailable(f"broker unavailable: {brief(exc)}") from exc
         self.mark_up()
         return result
 
@@ -230,3 +243,34 @@ class Link:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+class Links(Protocol):
+    """Which link serves a room and the node registry: one (``OneLink``) or a cluster's
+    (``redis_cluster.Shards``)."""
+
+    sharded: bool
+
+    def room(self, room: str) -> Link: ...
+
+    def registry(self) -> Link: ...
+
+    def all(self) -> list[Link]: ...
+
+
+class OneLink:
+    """Every room and the registry on one link (one Redis, or the master Sentinel names)."""
+
+    sharded = False
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    def room(self, room: str) -> Link:
+        return self.link
+
+    def registry(self) -> Link:
+        return self.link
+
+    def all(self) -> list[Link]:
+        return [self.link]

@@ -16,8 +16,12 @@ Channel ``P:room:<room>`` carries the room's messages as
 header without parsing JSON and frames the JSON as is), and presence events as ``J<user>`` or
 ``L<user>``. Pub/sub ignores the database number: fleets sharing one Redis need distinct prefixes.
 
-Presence scripts read other nodes' keys by name, so the broker needs a single Redis primary
-(optionally behind Sentinel), not Redis Cluster.
+On a Redis Cluster (``Keys(cluster=True)``) every script stays in one slot: the room's channel
+is ``P:{room}:ch`` (sharded pub/sub, ``SPUBLISH`` from the scripts: ``sharded``), the registry's
+keys share the tag ``{~nodes}`` (no room can be named so), and the presence scripts take no
+node key (they cannot read another slot): they count every node in the room's ``pnodes`` as
+live, and the reaper removes a dead node's members once its registry key expired; the node
+adds a room to its ``rooms`` set before writing the room's presence and removes it after.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Keys:
     """Names of everything the broker keeps in Redis, under one prefix."""
 
     prefix: str = "wsops"
+    cluster: bool = False
 
     def meta(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:meta"
@@ -51,7 +56,7 @@ class Keys:
 
     @property
     def node_prefix(self) -> str:
-        return f"{self.prefix}:node:"
+        return f"{self.prefix}:{{~nodes}}:node:" if self.cluster else f"{self.prefix}:node:"
 
     def node(self, node: str) -> str:
         return self.node_prefix + node
@@ -61,14 +66,23 @@ class Keys:
 
     @property
     def nodes(self) -> str:
-        return f"{self.prefix}:nodes"
+        return f"{self.prefix}:{{~nodes}}:nodes" if self.cluster else f"{self.prefix}:nodes"
 
     @property
     def channel_prefix(self) -> bytes:
-        return f"{self.prefix}:room:".encode()
+        return f"{self.prefix}:{{".encode() if self.cluster else f"{self.prefix}:room:".encode()
+
+    @property
+    def channel_suffix(self) -> bytes:
+        return b"}:ch" if self.cluster else b""
 
     def channel(self, room: str) -> bytes:
-        return self.channel_prefix + room.encode()
+        return self.channel_prefix + room.encode() + self.channel_suffix
+
+
+def sharded(script: str) -> str:
+    """A script publishing with ``SPUBLISH`` (a cluster's sharded pub/sub) instead."""
+    return script.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
 
 
 # -- the channel payload ----------------------------------------------------------------------
@@ -246,10 +260,14 @@ return {epoch, top}
 
 _ELSEWHERE: Final = """
 -- Is user a member through another live node? KEYS[2] is the room's pnodes set;
--- ARGV[1] this node, ARGV[2] node key prefix, ARGV[3] presence hash prefix.
+-- ARGV[1] this node, ARGV[2] node key prefix ('' on a cluster: every node listed counts),
+-- ARGV[3] presence hash prefix.
+local function live(other)
+  return ARGV[2] == '' or redis.call('EXISTS', ARGV[2] .. other) == 1
+end
 local function elsewhere(user)
   for _, other in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if other ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. other) == 1
+    if other ~= ARGV[1] and live(other)
         and redis.call('HEXISTS', ARGV[3] .. other, user) == 1 then
       return true
     end
@@ -259,10 +277,11 @@ end
 """
 
 PRESENCE_SET: Final = _ELSEWHERE + """
--- KEYS: this node's presence hash, pnodes, this node's rooms set.
--- ARGV: node, node prefix, presence prefix, channel, room, replace ('1': users not listed
--- leave), then user, count pairs (count 0: the user has no connection here any more).
+-- KEYS: this node's presence hash, pnodes, this node's rooms set (not on a cluster: the node
+-- keeps it). ARGV: node, node prefix, presence prefix, channel, room, replace ('1': users not
+-- listed leave), then user, count pairs (count 0: the user has no connection here any more).
 -- join is published when a user becomes a member fleet-wide, leave when they stop being one.
+-- Returns whether the node still has members in the room.
 local want = {}
 for i = 7, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end
 if ARGV[6] == '1' then
@@ -282,20 +301,21 @@ for user, count in pairs(want) do
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1])
-  redis.call('SADD', KEYS[3], ARGV[5])
-else
-  redis.call('SREM', KEYS[2], ARGV[1])
-  redis.call('SREM', KEYS[3], ARGV[5])
+  if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[5]) end
+  return 1
 end
-return 1
+redis.call('SREM', KEYS[2], ARGV[1])
+if KEYS[3] then redis.call('SREM', KEYS[3], ARGV[5]) end
+return 0
 """
 
 PRESENCE_READ: Final = """
 -- KEYS: the room's pnodes set. ARGV: this node (its members are known locally), node key
--- prefix, presence hash prefix. Members through live nodes only.
+-- prefix ('' on a cluster: every node listed), presence hash prefix. Members through live
+-- nodes only.
 local out = {}
 for _, other in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if other ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. other) == 1 then
+  if other ~= ARGV[1] and (ARGV[2] == '' or redis.call('EXISTS', ARGV[2] .. other) == 1) then
     for _, user in ipairs(redis.call('HKEYS', ARGV[3] .. other)) do out[#out + 1] = user end
   end
 end
@@ -303,14 +323,14 @@ return out
 """
 
 REAP_ROOM: Final = _ELSEWHERE + """
--- KEYS: the dead node's presence hash, pnodes, the dead node's rooms set.
--- ARGV: dead node, node prefix, presence prefix, channel, room.
--- A node whose key came back (it was only slow) is left alone.
-if redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 1 then return -1 end
+-- KEYS: the dead node's presence hash, pnodes, the dead node's rooms set (not on a cluster).
+-- ARGV: dead node, node prefix ('' on a cluster: the caller checked), presence prefix,
+-- channel, room. A node whose key came back (it was only slow) is left alone.
+if ARGV[2] ~= '' and redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 1 then return -1 end
 local users = redis.call('HKEYS', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[5])
+if KEYS[3] then redis.call('SREM', KEYS[3], ARGV[5]) end
 for _, user in ipairs(users) do
   if not elsewhere(user) then redis.call('PUBLISH', ARGV[4], 'L' .. user) end
 end

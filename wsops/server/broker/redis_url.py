@@ -7,6 +7,8 @@
   query when the sentinels have their own). Commands follow a failover through redis-py's
   Sentinel pool (every new connection asks the sentinels); the pub/sub feed asks through
   ``redis_link.Locator`` whenever it connects and while it is connected.
+- ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]`` (``rediss+cluster://`` for
+  TLS): seed nodes of a Redis Cluster (any reachable one tells the rest; ``redis_cluster``).
 
 wsops' own options ride in the query (``prefix``, ``heartbeat``, ``timeout``) and are taken out
 before redis-py sees the URL. Pure: ``redis_link`` connects.
@@ -17,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+           "rediss+cluster")
 ACKS = ("master", "replica")  # --broker-ack
-FORMS = ("redis://HOST:PORT/DB or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME")
+FORMS = ("redis://HOST:PORT/DB, redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME or "
+         "redis+cluster://HOST:PORT[,HOST:PORT...]")
 _OURS = ("prefix", "heartbeat", "timeout")
 _SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
 
@@ -66,13 +70,24 @@ class SentinelTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterTarget:
+    """A Redis Cluster, found through any of its ``seeds``."""
+
+    seeds: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
-    """A parsed broker URL: ``url`` for one Redis (redis-py's form, without wsops' options) or
-    ``sentinel``; ``shown`` is the URL without passwords, for stats and logs."""
+    """A parsed broker URL: ``url`` for one Redis (redis-py's form, without wsops' options),
+    ``sentinel`` or ``cluster``; ``shown`` is the URL without passwords, for stats and logs."""
 
     url: str | None
     sentinel: SentinelTarget | None
     shown: str
+    cluster: ClusterTarget | None = None
 
 
 def _bad(url: str, why: str) -> ValueError:
@@ -88,10 +103,10 @@ def _redacted(url: str) -> str:
     return f"{scheme}://{user + ':***' if ':' in userinfo else user}@{hostpart}"
 
 
-def _hostport(text: str, url: str) -> tuple[str, int]:
+def _hostport(text: str, url: str, default: str = "26379") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
-        host, port = text, "26379"
+        host, port = text, default
     host = host.strip("[]")  # an IPv6 address (urlsplit refused unbalanced brackets)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise _bad(url, f"{text!r} is not HOST:PORT")
@@ -127,6 +142,10 @@ def parse_broker_url(url: str) -> tuple[Target, RedisOptions]:
         raise _bad(url, "heartbeat and timeout are seconds") from None
     if not opts.prefix or not opts.heartbeat > 0 or not opts.timeout > 0:
         raise _bad(url, "prefix must be set, heartbeat and timeout above 0")
+    if scheme.endswith("+cluster"):
+        if "{" in opts.prefix or "}" in opts.prefix:
+            raise _bad(url, "a cluster prefix cannot hold { or } (the rooms' hash tags)")
+        return _cluster(url, scheme, parts.netloc, parts.path, rest), opts
     if not scheme.endswith("+sentinel"):
         target = Target(urlunsplit(parts._replace(query=urlencode(rest))), None,
                         _shown(scheme, parts.hostname or "", parts.port, parts.path))
@@ -146,6 +165,22 @@ def parse_broker_url(url: str) -> tuple[Target, RedisOptions]:
         scheme.startswith("rediss"), auth.get("sentinel_username") or None,
         auth.get("sentinel_password"))
     return Target(None, sentinel, f"{scheme}://{hosts}{parts.path}"), opts
+
+
+def _cluster(url: str, scheme: str, netloc: str, path: str, rest: list[tuple[str, str]]
+             ) -> Target:
+    if rest:
+        raise _bad(url, f"unknown option {rest[0][0]!r} (a cluster URL takes prefix, "
+                        "heartbeat, timeout)")
+    if path.strip("/"):
+        raise _bad(url, "a cluster has no database number or name: no path after the seeds")
+    userinfo, _, hosts = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    seeds = tuple(_hostport(h, url, "6379") for h in hosts.split(","))
+    cluster = ClusterTarget(seeds, unquote(user) or None,
+                            unquote(password) if ":" in userinfo else None,
+                            scheme.startswith("rediss"))
+    return Target(None, None, f"{scheme}://{hosts}", cluster)
 
 
 def _shown(scheme: str, host: str, port: int | None, path: str) -> str:
