@@ -2,6 +2,7 @@
 
     python examples/fleet/fleet.py                  # needs redis-server and haproxy (Debian)
     python examples/fleet/fleet.py --nodes 3 --port 8765
+    python examples/fleet/fleet.py --cluster        # on a Redis Cluster: 3 masters, 3 replicas
 
 Clients connect to HAProxy (``ws://127.0.0.1:8765/ws``), which spreads them over the nodes and
 health-checks each node's ``/readyz`` on its admin port, so a draining node (or one that lost
@@ -9,6 +10,7 @@ Redis) gets no new connections. Every process runs in a temp dir and logs there;
 them all. While it runs, try from another shell::
 
     wsops status --redis redis://127.0.0.1:<redis port>/0     # the fleet, found through Redis
+    wsops status --redis redis+cluster://127.0.0.1:<port>     # with --cluster: and its shards
     wsops drain http://127.0.0.1:<admin port>                 # drain one node, clients move
 
 The ``Fleet`` class is what the end-to-end tests drive (kill a node, stop or pause Redis).
@@ -21,6 +23,7 @@ import contextlib
 import csv
 import io
 import os
+import random
 import shutil
 import signal
 import socket
@@ -69,6 +72,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too and below 65536."""
+    for _ in range(1000):
+        port = random.randint(20000, 50000)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port pair for a cluster node")
 
 
 def need(binary: str, package: str) -> str:
@@ -152,6 +169,7 @@ class Fleet:
 
     ``broker_options`` go on the broker URL (``heartbeat=0.5&timeout=1`` makes fault detection
     quick for tests); ``node_args`` are extra ``wsops serve`` options for every node.
+    ``cluster``: a Redis Cluster of three masters and three replicas instead of one Redis.
     """
 
     nodes_count: int = 3
@@ -164,6 +182,9 @@ class Fleet:
     redis_port: int = 0
     redis: Proc | None = None
     haproxy: Proc | None = None
+    cluster: bool = False
+    cluster_nodes: list[Proc] = field(default_factory=list)
+    cluster_ports: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -172,6 +193,8 @@ class Fleet:
 
     @property
     def redis_url(self) -> str:
+        if self.cluster:
+            return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.cluster_ports)
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -187,8 +210,11 @@ class Fleet:
     def start(self, timeout: float = 30.0) -> Fleet:
         haproxy = need("haproxy", "haproxy")
         self.port = self.port or free_port()
-        self.redis_port = self.redis_port or free_port()
-        self.start_redis(timeout)
+        if self.cluster:
+            self.start_cluster(timeout)
+        else:
+            self.redis_port = self.redis_port or free_port()
+            self.start_redis(timeout)
         for i in range(self.nodes_count):
             port, admin = free_port(), free_port()
             argv = [sys.executable, "-m", "wsops", "serve", "--port", str(port),
@@ -225,6 +251,8 @@ class Fleet:
             node.proc.stop(signal.SIGTERM, 10.0)
         if self.redis:
             self.redis.stop(signal.SIGKILL)
+        for proc in self.cluster_nodes:
+            proc.stop(signal.SIGKILL)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Fleet:
@@ -257,6 +285,49 @@ class Fleet:
                 raise RuntimeError(f"redis-server did not start:\n{self.redis.tail()}")
             time.sleep(0.02)
 
+    def start_cluster(self, timeout: float = 30.0) -> None:
+        """Six ``redis-server --cluster-enabled yes`` joined by ``redis-cli --cluster create``
+        into three masters with a replica each."""
+        binary = need("redis-server", "redis-server")
+        cli = need("redis-cli", "redis-tools")
+        self.cluster_ports = [cluster_port() for _ in range(6)]
+        for i, port in enumerate(self.cluster_ports):
+            home = self.workdir / f"cluster{i}"
+            home.mkdir()
+            proc = Proc(f"redis{i}", [binary, "--port", str(port), "--bind", "127.0.0.1",
+                                      "--cluster-enabled", "yes", "--cluster-node-timeout",
+                                      "2000", "--save", "", "--appendonly", "no", "--dir",
+                                      str(home), "--loglevel", "warning"],
+                        self.workdir / f"redis{i}.log")
+            self.cluster_nodes.append(proc)
+            proc.start()
+        end = time.monotonic() + timeout
+        while not all(self.redis_ping(p) for p in self.cluster_ports):
+            if time.monotonic() > end:
+                raise RuntimeError("the cluster's redis-servers did not start")
+            time.sleep(0.02)
+        create = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.cluster_ports),
+             "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True,
+            timeout=timeout)
+        if create.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout}"
+                               f"{create.stderr}")
+        while not all(b"cluster_state:ok" in self.redis_info(p, "CLUSTER", "INFO")
+                      for p in self.cluster_ports):
+            if time.monotonic() > end:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    def redis_info(self, port: int, *args: str) -> bytes:
+        wire = b"".join(b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+                s.sendall(b"*%d\r\n" % len(args) + wire)
+                return s.recv(65536)
+        except OSError:
+            return b""
+
     def stop_redis(self) -> None:
         """Kill Redis: every room's offsets, history and presence are gone with it."""
         if self.redis:
@@ -270,9 +341,10 @@ class Fleet:
         assert self.redis is not None
         self.redis.send(signal.SIGCONT)
 
-    def redis_ping(self) -> bool:
+    def redis_ping(self, port: int | None = None) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", port or self.redis_port),
+                                          timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
@@ -335,15 +407,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=3, help="wsops nodes (default 3)")
     parser.add_argument("--port", type=int, default=8765,
                         help="HAProxy's WebSocket port (default 8765; 0 = any free port)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="a Redis Cluster (3 masters + 3 replicas) instead of one Redis")
     args = parser.parse_args(argv)
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
-    fleet = Fleet(nodes_count=args.nodes, port=args.port)
-    print(f"starting Redis, {args.nodes} nodes and HAProxy in {fleet.workdir} ...", flush=True)
+    fleet = Fleet(nodes_count=args.nodes, port=args.port, cluster=args.cluster)
+    what = "a Redis Cluster (3+3)" if args.cluster else "Redis"
+    print(f"starting {what}, {args.nodes} nodes and HAProxy in {fleet.workdir} ...", flush=True)
     try:
         fleet.start()
     except BaseException:
-        for proc in [fleet.redis, fleet.haproxy, *(n.proc for n in fleet.nodes)]:
+        for proc in [fleet.redis, fleet.haproxy, *fleet.cluster_nodes,
+                     *(n.proc for n in fleet.nodes)]:
             if proc is not None and proc.log.exists():
                 print(f"--- {proc.name} log ---\n{proc.tail()}", file=sys.stderr)
         fleet.close()
@@ -369,7 +445,9 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(0.5)
             if stop:
                 break
-            dead = [p.name for p in [fleet.redis, fleet.haproxy, *(n.proc for n in fleet.nodes)]
+            procs = [fleet.redis, fleet.haproxy, *fleet.cluster_nodes,
+                     *(n.proc for n in fleet.nodes)]
+            dead = [p.name for p in procs
                     if p is not None and not p.alive and p.name not in reported]
             if dead:
                 reported.update(dead)

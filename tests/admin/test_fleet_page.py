@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.artifacts import artifact, record
 from tests.support.chromium import CHROMIUM, Chromium, Page
+from tests.support.cluster import ClusterSet
 from tests.support.procs import ServeProcess, start_serve
 from tests.support.redisproc import RedisProc
 from tests.support.scrape import Scrape
@@ -268,6 +269,41 @@ async def test_one_nodes_page_lists_the_fleet_and_shows_a_drain(
             await page.screenshot(artifact("fleet-page-redis.png"))
         finally:
             await asyncio.gather(*(c.close() for c in on_a + on_b), return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_a_node_on_a_redis_cluster_shows_its_shards(browser: Chromium) -> None:
+    """The broker section: one row per shard (slots, master, state, the rooms this node
+    follows there), as the node's /admin/stats says."""
+    cluster = ClusterSet()
+    await asyncio.to_thread(cluster.start)
+    try:
+        with serving("--broker", f"{cluster.url}?heartbeat=0.5&timeout=1") as node:
+            sub = await RawClient.connect(node.url)
+            try:
+                for i in range(9):
+                    await sub.call("subscribe", f"room-{i}")
+                page = await browser.new_page()
+                await login(page, node.admin_url)
+                shards = (await admin_get(node.admin_url, "/admin/stats"))["broker"]["shards"]
+                assert len(shards) == 3 and sum(s["rooms"] for s in shards) == 9
+                want = {s["master"]: str(s["rooms"]) for s in shards}
+                await page.wait_for(f"""(() => {{
+                    const rows = [...document.querySelectorAll('#broker tbody tr')];
+                    const got = Object.fromEntries(rows.map((r) => [r.dataset.shard,
+                        r.querySelector('[data-field=rooms]').dataset.value]));
+                    return JSON.stringify(got, Object.keys(got).sort())
+                        === JSON.stringify({want!r}, Object.keys({want!r}).sort())
+                        && rows.every((r) => r.querySelector('[data-field=state]')
+                            .dataset.value === 'up');
+                }})()""", timeout=20)
+                what = await page.evaluate("document.querySelector('#broker-what').textContent")
+                assert what.startswith("Redis Cluster · 3 shards")
+                await page.screenshot(artifact("fleet-page-cluster.png"))
+            finally:
+                await sub.close()
+    finally:
+        await asyncio.to_thread(cluster.close)
 
 
 async def test_the_page_of_a_node_with_workers_shows_the_node_summed(browser: Chromium) -> None:

@@ -266,3 +266,24 @@ def as_json(views: Sequence[NodeView]) -> dict[str, Any]:
         "connections": sum(v.connections or 0 for v in up),
     })
     return out
+
+
+_SHARD_STYLE: Final = {"up": "green", "failing": "yellow", "down": "bold red"}
+
+
+def render_broker(shards: Sequence[dict[str, Any]] | str) -> RenderableType:
+    """The broker's shards (``redis_fleet.broker_topology``), or why they could not be read."""
+    if isinstance(shards, str):
+        return Text(f"broker: {shards}", style="red")
+    table = Table(title=f"broker: {len(shards)} shard{'s' * (len(shards) != 1)}",
+                  title_justify="left", header_style="bold")
+    for name in ("SLOTS", "MASTER", "STATE", "KEYS", "REPLICAS"):
+        table.add_column(name, justify="right" if name == "KEYS" else "left")
+    for shard in shards:
+        slots = ", ".join(f"{a}-{b}" for a, b in shard["slots"])
+        state = ("up" if shard["healthy"] else "failing") if shard["up"] else "down"
+        keys = shard.get("keys")
+        table.add_row(slots, shard["master"] or "-",
+                      Text(state, style=_SHARD_STYLE[state]),
+                      "-" if keys is None else f"{keys:,}", ", ".join(shard["replicas"]) or "-")
+    return table

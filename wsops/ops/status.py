@@ -38,6 +38,7 @@ from wsops.ops.fleetview import (
     as_json,
     failed,
     render,
+    render_broker,
     sort_views,
     summary,
     targets,
@@ -84,6 +85,16 @@ async def _registry(redis_url: str, patience: float) -> list[dict[str, Any]]:
     from wsops.server.broker.redis_fleet import list_nodes
 
     return await list_nodes(redis_url, timeout=patience)
+
+
+async def _topology(redis_url: str, patience: float) -> list[dict[str, Any]] | str:
+    """The broker's shards, or why they could not be read."""
+    from wsops.server.broker.redis_fleet import broker_topology
+
+    try:
+        return await broker_topology(redis_url, timeout=patience)
+    except Exception as exc:
+        return f"cannot read the broker's topology: {exc}"
 
 
 def _nodes(urls: Sequence[str] | None, file: Path | None, redis_url: str | None = None
@@ -165,25 +176,38 @@ def status(
 
     Example: wsops status --redis redis://10.0.0.5:6379/0   (a fleet on the Redis broker)
 
+    Example: wsops status --redis redis+cluster://10.0.0.5:7000   (and the cluster's shards)
+
     Nodes are asked in parallel; one that does not answer within --timeout is a 'down' row, one
     that refuses (token) or is not a wsops admin API an 'error' row. Nodes found with --redis
     are read from the summaries they write to the registry at every heartbeat (2 s): no request
-    goes to an address a registry entry names, so the token is never sent there. Exit codes: 0
+    goes to an address a registry entry names, so the token is never sent there. With --redis a
+    second table shows the broker: its shards (one for one Redis or Sentinel's master), the
+    slots each serves, its master, state, key count and replicas. Exit codes: 0
     every node up; 1 any node down or in error; 2 bad usage.
     """
     nodes = _nodes(urls, file, redis)
     if timeout <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--timeout")
 
-    async def ask() -> list[NodeView]:
+    async def ask() -> tuple[list[NodeView], list[dict[str, Any]] | str | None]:
         async with aiohttp.ClientSession() as session:
-            return await _views(session, nodes, token, timeout)
+            views = await _views(session, nodes, token, timeout)
+        shards = await _topology(nodes.redis, timeout) if nodes.redis is not None else None
+        return views, shards
 
-    views = asyncio.run(ask())
+    views, shards = asyncio.run(ask())
     if json_out:
-        typer.echo(json.dumps(as_json(views), indent=2))
+        out = as_json(views)
+        if shards is not None:
+            out["broker"] = ({"error": shards} if isinstance(shards, str)
+                             else {"shards": shards})
+        typer.echo(json.dumps(out, indent=2))
     else:
-        _console().print(render(views, title=summary(views)))
+        console = _console()
+        console.print(render(views, title=summary(views)))
+        if shards is not None:
+            console.print(render_broker(shards))
     raise typer.Exit(0 if all(v.up for v in views) else 1)
 
 

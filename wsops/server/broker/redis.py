@@ -340,6 +340,13 @@ class RedisBroker(Broker):
                 "island_forwarded": self.islands.forwarded,
                 "nodes_reaped": self.fleet.reaped}
 
+    def _shards(self) -> list[dict[str, Any]]:
+        """The cluster's shards (``Shards.describe``) with the rooms this node watches on
+        each."""
+        assert self.shards is not None and isinstance(self.feeds, ClusterFeeds)
+        rooms = {f"{h}:{p}": len(f.feeds) for (h, p), f in self.feeds.by_master.items()}
+        return [{**row, "rooms": rooms.get(row["master"], 0)} for row in self.shards.describe()]
+
     def stats(self) -> dict[str, Any]:
         return {
             **super().stats(),
@@ -361,5 +368,5 @@ class RedisBroker(Broker):
             "island_forwarded": self.islands.forwarded,
             "nodes_reaped": self.fleet.reaped,
             **self.feeds.counts,
-            **({"shards": self.shards.describe()} if self.shards is not None else {}),
+            **({"shards": self._shards()} if self.shards is not None else {}),
         }

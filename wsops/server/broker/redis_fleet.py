@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
@@ -90,6 +91,47 @@ async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any
     finally:
         await client.aclose()
         await locator.close()
+
+
+async def broker_topology(redis_url: str, timeout: float = 2.0  # noqa: ASYNC109
+                          ) -> list[dict[str, Any]]:
+    """The broker's shards, as ``wsops status --redis`` shows them: one for ``redis://`` and
+    Sentinel (the master now), one per master of a cluster. Each: ``slots`` (ranges),
+    ``master``, ``up`` (it answered), ``keys`` (DBSIZE), ``replicas``."""
+    target, opts = parse_broker_url(redis_url)
+    keys = lua.Keys(opts.prefix, cluster=target.cluster is not None)
+    if target.cluster is not None:
+        shards = Shards(target, timeout, keys)
+        try:
+            if not await shards.refresh():
+                raise BrokerUnavailable(f"no node of {target.shown} answered with its slot map")
+            rows = shards.describe()
+            for row, link in zip(rows, shards.all(), strict=True):
+                row["keys"] = await _dbsize(link.redis, timeout)
+                row["up"] = row["keys"] is not None
+            return rows
+        finally:
+            await shards.close()
+    locator = Locator(target, timeout)
+    client = connect(target, timeout, locator, max_connections=2)
+    try:
+        endpoint = await locator()
+        info = await asyncio.wait_for(client.info("replication"), timeout)
+        replicas = [f"{v['ip']}:{v['port']}" for k, v in info.items()
+                    if k.startswith("slave") and isinstance(v, dict)]
+        size = await _dbsize(client, timeout)
+        return [{"slots": [[0, 16383]], "master": f"{endpoint.host}:{endpoint.port}",
+                 "healthy": True, "up": size is not None, "keys": size, "replicas": replicas}]
+    finally:
+        await client.aclose()
+        await locator.close()
+
+
+async def _dbsize(client: Redis, timeout: float) -> int | None:  # noqa: ASYNC109
+    try:
+        return int(await asyncio.wait_for(client.dbsize(), timeout))
+    except (OSError, TimeoutError, RedisError):
+        return None
 
 
 async def read_registry(client: Redis, keys: lua.Keys) -> list[dict[str, Any]]:

@@ -267,6 +267,49 @@ function renderRow(tr, node, now) {
   tr.classList.toggle("down", !node.stats);
 }
 
+// The broker as this node sees it: one row per Redis Cluster shard (slots, master, state, the
+// rooms this node follows there), or one row for a single Redis; hidden with the memory broker.
+function renderBroker(own) {
+  const broker = own && own.stats && own.stats.broker;
+  const section = $("#broker");
+  if (!broker || broker.name !== "redis") { section.hidden = true; return; }
+  const shards = broker.shards || [{ slots: [[0, 16383]], master: broker.url, healthy: true,
+    up: broker.redis_up, rooms: broker.rooms, replicas: [] }];
+  $("#broker-what").textContent = broker.shards
+    ? `Redis Cluster · ${shards.length} shard${shards.length === 1 ? "" : "s"} · ${broker.url}`
+    : `Redis · ${broker.url}`;
+  const rows = shards.map((shard) => {
+    const tr = document.createElement("tr");
+    tr.dataset.shard = shard.master || "";
+    const state = shard.up ? (shard.healthy ? "up" : "failing") : "down";
+    const cells = [
+      ["slots", shard.slots.map(([a, b]) => `${a}-${b}`).join(", ")],
+      ["master", shard.master || "—"],
+      ["state", state],
+      ["rooms", String(shard.rooms ?? "")],
+      ["replicas", (shard.replicas || []).join(", ") || "—"],
+    ];
+    for (const [field, text] of cells) {
+      const td = document.createElement("td");
+      if (field === "rooms") td.className = "r";
+      td.dataset.field = field;
+      td.dataset.value = text;
+      if (field === "state") {
+        const badge = document.createElement("span");
+        badge.className = `badge ${{ up: "ready", failing: "draining", down: "not-ready" }[state]}`;
+        badge.textContent = text;
+        td.append(badge);
+      } else {
+        td.textContent = text;
+      }
+      tr.append(td);
+    }
+    return tr;
+  });
+  section.querySelector("tbody").replaceChildren(...rows);
+  section.hidden = false;
+}
+
 function render(data) {
   const now = (data.generated_at || Date.now() / 1000);
   const nodes = data.nodes || [];
@@ -308,6 +351,7 @@ function render(data) {
     : `node ${data.node_id}`;
   document.title = `wsops ${$("#title").textContent}`;
   $("#seen-from").textContent = data.fleet ? `seen from ${data.node_id}` : "";
+  renderBroker(nodes.find((n) => n.self));
   const note = $("#note");
   note.hidden = !data.registry_error;
   note.textContent = data.registry_error || "";
