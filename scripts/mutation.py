@@ -53,7 +53,8 @@ TARGETS: dict[str, list[str]] = {
     "wsops/backoff.py": ["tests/client/test_backoff.py"],
     "wsops/client/tracker.py": ["tests/client/test_tracker.py"],
     "wsops/client/wire.py": ["tests/client/test_wire.py"],
-    "wsops/server/broker/redis_url.py": ["tests/server/broker/test_redis_pure.py"],
+    "wsops/server/broker/redis_url.py": ["tests/server/broker/test_redis_pure.py",
+                                         "tests/server/broker/test_redis_cluster_pure.py"],
 }
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {

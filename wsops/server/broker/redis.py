@@ -38,7 +38,8 @@ from typing import Any
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_cluster import Shards
 from wsops.server.broker.redis_cluster_feed import ClusterFeeds
-from wsops.server.broker.redis_feed import Feed, Feeds, rows_to_messages
+from wsops.server.broker.redis_feed import Feeds
+from wsops.server.broker.redis_feed_room import Feed, rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, Links, Locator, OneLink

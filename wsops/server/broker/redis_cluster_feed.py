@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_cluster import Addr, Shards, Topology
-from wsops.server.broker.redis_feed import Feed, Feeds
+from wsops.server.broker.redis_feed import Feeds
+from wsops.server.broker.redis_feed_room import Feed
 from wsops.server.core.broker import Broker, BrokerUnavailable
 from wsops.server.core.protocol import Position
 

@@ -19,45 +19,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
+from wsops.server.broker.redis_feed_room import Feed, caught_up, fetch, positions, settled
 from wsops.server.broker.redis_link import Link, Locator
 from wsops.server.broker.resp import Endpoint, PubSubConnection, Push, RespError
 from wsops.server.core.broker import Broker, BrokerUnavailable, Published
-from wsops.server.core.history import new_epoch
 from wsops.server.core.protocol import Position, text_frame
 
 log = logging.getLogger(__name__)
-
-
-def _settled() -> asyncio.Future[bool]:
-    fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-    return fut
-
-
-@dataclass(eq=False, slots=True)
-class Feed:
-    """One watched room: where its feed is and who waits for it."""
-
-    ready: asyncio.Future[bool]  # True once subscribed and positioned; False if the link broke
-    last: Position | None = None
-    waiters: list[tuple[Position, asyncio.Future[bool]]] = field(default_factory=list)
-    # Messages held while the room, moved here from another shard's feed, is levelled.
-    held: list[tuple[bytes, bytes]] | None = None
-
-
-def rows_to_messages(room: str, epoch: str, rows: list[Any]) -> list[Published]:
-    """Stream entries (``[b"<offset>-0", [b"p", payload]]``) as replayable messages."""
-    return [Published(room, int(entry_id.split(b"-", 1)[0]), epoch, text_frame(fields[1]))
-            for entry_id, fields in rows]
-
-
-def caught_up(last: Position | None, pos: Position) -> bool:
-    return pos.offset == 0 or (
-        last is not None and last.epoch == pos.epoch and last.offset >= pos.offset)
 
 
 class Feeds:
@@ -98,7 +70,7 @@ class Feeds:
     async def watch(self, room: str) -> None:
         feed = self.feeds.get(room)
         if feed is None:
-            feed = self.feeds[room] = Feed(_settled())
+            feed = self.feeds[room] = Feed(settled())
         if self.conn is None:
             raise BrokerUnavailable("broker down (no pub/sub connection)")
         if self.live and room not in self._subscribed:
@@ -108,7 +80,7 @@ class Feeds:
     def unwatch(self, room: str) -> None:
         feed = self.feeds.pop(room, None)
         if feed is not None:
-            self._release(feed)
+            feed.release()
         if self.live and room in self._subscribed and self.conn is not None:
             self._subscribed.discard(room)
             self.conn.unsubscribe([self.keys.channel(room)], self.sharded)
@@ -129,7 +101,7 @@ class Feeds:
         missed from the log (or resync the room) before what arrives here."""
         self.feeds[room] = feed
         if feed.ready.done():
-            feed.ready = _settled()
+            feed.ready = settled()
         if self.live and self.conn is not None:
             feed.held = [] if feed.last is not None else None
             self._subscribe([room])
@@ -160,7 +132,7 @@ class Feeds:
         feed = self.feeds.get(room)
         if feed is None or caught_up(feed.last, pos):
             return
-        fut = _settled()
+        fut = settled()
         feed.waiters.append((pos, fut))
         if not await self._wait(fut):
             raise BrokerUnavailable("broker link lost")
@@ -170,24 +142,6 @@ class Feeds:
             return await asyncio.wait_for(asyncio.shield(fut), self.timeout)
         except TimeoutError:
             raise BrokerUnavailable("broker too slow") from None
-
-    def _release(self, feed: Feed, ok: bool = False) -> None:
-        if not feed.ready.done():
-            feed.ready.set_result(ok)
-        for _, fut in feed.waiters:
-            if not fut.done():
-                fut.set_result(ok)
-        feed.waiters.clear()
-
-    def _wake(self, feed: Feed) -> None:
-        keep = []
-        for pos, fut in feed.waiters:
-            if caught_up(feed.last, pos):
-                if not fut.done():
-                    fut.set_result(True)
-            else:
-                keep.append((pos, fut))
-        feed.waiters = keep
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -262,7 +216,7 @@ class Feeds:
         self._subscribe(rooms)
         await asyncio.wait_for(self._confirmed.wait(), self.timeout * 2)
         rooms = [room for room in rooms if room in self.feeds]
-        tops = await self.positions(rooms)
+        tops = await positions(self.link, self.keys, self.ttl_ms, rooms)
         for room, now in zip(rooms, tops, strict=True):
             feed = self.feeds.get(room)
             if feed is not None:
@@ -284,7 +238,7 @@ class Feeds:
             if feed.last is None:  # watched again while the rooms were checked
                 self._start_baseline(room, feed)
             else:
-                self._release(feed, True)
+                feed.release(True)
 
     async def _level(self, room: str, feed: Feed, now: Position) -> None:
         """Deliver what the feed missed while it was down, or resync the room."""
@@ -293,7 +247,7 @@ class Feeds:
         if plan is None:
             self._resync(room)
         elif plan != (0, 0) and last is not None:
-            got = await self.fetch(room, last)
+            got = await fetch(self.link, self.keys, self.ttl_ms, room, last)
             if got is None:
                 self._resync(room)
             else:
@@ -321,34 +275,11 @@ class Feeds:
         self._pending.clear()
         self._confirmed.set()
         for feed in self.feeds.values():
-            self._release(feed)
-            feed.ready = _settled()
+            feed.release()
+            feed.ready = settled()
             feed.held = None  # levelled with the others on the next connection
 
     # -- reading -----------------------------------------------------------------------------
-
-    async def positions(self, rooms: list[str]) -> list[Position]:
-        """The rooms' positions in Redis (an epoch is made for a room that has none)."""
-        k, ttl = self.keys, self.ttl_ms
-        rows = await self.link.run_many(
-            "read", [((k.meta(r), k.log(r)), (new_epoch(), ttl, "p", 0, "", 0,
-                                               self.link.lineage)) for r in rooms],
-            probe=True)
-        return [Position(int(row[1]), row[0].decode()) for row in rows]
-
-    async def fetch(
-        self, room: str, since: Position
-    ) -> tuple[Position, list[Published]] | None:
-        """The room's position and every message after ``since``, or None if its log no
-        longer has them all (or the epoch changed)."""
-        k = self.keys
-        res = await self.link.run("read", [k.meta(room), k.log(room)],
-                                  [new_epoch(), self.ttl_ms, "r", since.offset, since.epoch, 0,
-                                   self.link.lineage], probe=True)
-        if not res[2]:
-            return None
-        pos = Position(int(res[1]), res[0].decode())
-        return pos, rows_to_messages(room, pos.epoch, res[3])
 
     def _on_push(self, push: Push) -> None:
         if type(push) is list and len(push) == 3:
@@ -401,7 +332,7 @@ class Feeds:
             if self.conn is not conn or self.feeds.get(room) is not feed:
                 return
             try:
-                (now,) = await self.positions([room])
+                (now,) = await positions(self.link, self.keys, self.ttl_ms, [room])
                 break
             except BrokerUnavailable:
                 await asyncio.sleep(self.timeout / 4)
@@ -424,7 +355,7 @@ class Feeds:
             feed.last = now
         if not feed.ready.done():
             feed.ready.set_result(True)
-        self._wake(feed)
+        feed.wake()
 
     def _message(self, channel: bytes, data: bytes) -> None:
         room = channel[self._prefix_len:self._room_end].decode()
@@ -458,7 +389,7 @@ class Feeds:
         listener.on_message(Published(room, h.offset, h.epoch, text_frame(h.payload),
                                       h.traceparent, h.accepted_at))
         if feed.waiters:
-            self._wake(feed)
+            feed.wake()
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -468,4 +399,4 @@ class Feeds:
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for feed in self.feeds.values():
-            self._release(feed)
+            feed.release()
