@@ -454,7 +454,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"stopped by itself: {', '.join(dead)} (logs in {fleet.workdir})",
                       file=sys.stderr)
     finally:
-        print("stopping the fleet ...", flush=True)
+        with contextlib.suppress(OSError):  # stdout may be a closed pipe (| head)
+            print("stopping the fleet ...", flush=True)
         fleet.close()
 
 

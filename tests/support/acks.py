@@ -28,9 +28,13 @@ class Publisher:
         return (f"Publisher({len(self.acked)} acked of {self.sent} sent, {self.refused} "
                 f"refused: {self.errors})")
 
-    async def run(self, until_acked: int, within: float) -> None:
+    async def run(self, until_acked: int, within: float, pace: float = 0.0) -> None:
+        """Until ``until_acked`` acks or ``within`` seconds; ``pace`` seconds between
+        publishes (0: as fast as acks come back)."""
         end = time.monotonic() + within
         while len(self.acked) < until_acked and time.monotonic() < end:
+            if pace:
+                await asyncio.sleep(pace)
             n, self.sent = self.sent, self.sent + 1
             try:
                 ack = await self.client.publish(self.room, n, timeout=2 * TIMEOUT)
@@ -44,6 +48,10 @@ class Publisher:
                 self.epochs[n] = ack.epoch
                 if ack.local:
                     self.island.add(n)
+
+
+def in_room(events: list[Event], room: str) -> list[Event]:
+    return [e for e in events if isinstance(e, Message | Gap) and e.room == room]
 
 
 def stored(events: list[Event]) -> set[int]:

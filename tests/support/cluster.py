@@ -9,14 +9,15 @@ import shutil
 import socket
 import subprocess
 
+from tests.support.netns import Host
 from tests.support.redisproc import RedisProc, redis_server_binary
 from tests.support.waits import until_sync
 
 
-def _info(port: int, *args: str) -> bytes:
+def node_info(node: RedisProc, *args: str) -> bytes:
     wire = b"".join(b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+        with socket.create_connection((node.address, node.port), timeout=1.0) as s:
             s.sendall(b"*%d\r\n" % len(args) + wire)
             return s.recv(65536)
     except OSError:
@@ -46,16 +47,19 @@ class ClusterSet:
     """``nodes``: six RedisProc, the first three masters after ``start`` (``masters()`` says
     which are now)."""
 
-    def __init__(self, size: int = 6) -> None:
+    def __init__(self, size: int = 6, hosts: list[Host] | None = None) -> None:
+        """``hosts``: one network namespace per node (``tests.support.netns``), each on port
+        7000 of its own address."""
         # Each node keeps its nodes.conf in its own temp dir (RedisProc's --dir).
-        self.nodes = [RedisProc(cluster_port(), extra=[
-            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
-            "--repl-diskless-sync-delay", "0"]) for _ in range(size)]
+        extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+                 "--repl-diskless-sync-delay", "0"]
+        self.nodes = ([RedisProc(7000, extra=list(extra), host=h) for h in hosts] if hosts
+                      else [RedisProc(cluster_port(), extra=list(extra)) for _ in range(size)])
 
     @property
     def url(self) -> str:
         """The broker URL naming every node as a seed (without wsops' options)."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        return "redis+cluster://" + ",".join(f"{n.address}:{n.port}" for n in self.nodes)
 
     def start(self) -> None:
         binary = redis_server_binary()
@@ -64,7 +68,7 @@ class ClusterSet:
         for node in self.nodes:
             node.start()
         subprocess.run([cli, "--cluster", "create",
-                        *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        *(f"{n.address}:{n.port}" for n in self.nodes),
                         "--cluster-replicas", "1", "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
         until_sync(self.ok, 30.0, what="the cluster to be ok on every node")
@@ -74,22 +78,42 @@ class ClusterSet:
         for node in self.nodes:
             if node.proc is None or node.paused:
                 continue
-            info = _info(node.port, "CLUSTER", "INFO")
+            info = node_info(node, "CLUSTER", "INFO")
             if b"cluster_state:ok" not in info or b"cluster_size:3" not in info:
                 return False
         return len(self.masters()) == 3 and all(
-            b"master_link_status:up" in _info(n.port, "INFO", "replication")
+            b"master_link_status:up" in node_info(n, "INFO", "replication")
             for n in self.nodes if n.proc is not None and not n.paused and n not in self.masters())
 
     def masters(self) -> list[RedisProc]:
         return [n for n in self.nodes if n.proc is not None and not n.paused
-                and b"role:master" in _info(n.port, "INFO", "replication")]
+                and b"role:master" in node_info(n, "INFO", "replication")]
 
     def failover(self, replica: RedisProc) -> None:
         """``CLUSTER FAILOVER`` on ``replica``: it catches up with its master, then takes
         over; returns once it is a master."""
-        assert b"+OK" in _info(replica.port, "CLUSTER", "FAILOVER")
+        assert b"+OK" in node_info(replica, "CLUSTER", "FAILOVER")
         until_sync(lambda: replica in self.masters(), 20.0, what="the replica to take over")
+
+    def move_slot(self, slot: int, source: RedisProc, target: RedisProc) -> None:
+        """Reshard one slot: mark it importing on ``target`` and migrating on ``source``,
+        MIGRATE its keys, then give it to ``target`` on every master."""
+        def myid(node: RedisProc) -> str:
+            return node_info(node, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+
+        src, dst = myid(source), myid(target)
+        assert b"+OK" in node_info(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src)
+        assert b"+OK" in node_info(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst)
+        while True:
+            reply = node_info(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100")
+            keys = [line.decode() for line in reply.split(b"\r\n")[2::2] if line]
+            if not keys:
+                break
+            moved = node_info(source, "MIGRATE", target.address, str(target.port), "", "0",
+                              "5000", "KEYS", *keys)
+            assert moved.startswith((b"+OK", b"+NOKEY")), moved
+        for node in [target, source, *(m for m in self.masters() if m not in (source, target))]:
+            assert b"+OK" in node_info(node, "CLUSTER", "SETSLOT", str(slot), "NODE", dst)
 
     def close(self) -> None:
         for node in self.nodes:
@@ -100,6 +124,26 @@ def replica_of(cluster: ClusterSet, master: RedisProc) -> RedisProc:
     """The node replicating ``master`` now."""
     for node in cluster.nodes:
         if node is not master and node.proc is not None and (
-                b"master_port:%d\r\n" % master.port in _info(node.port, "INFO", "replication")):
+                b"master_host:%s\r\nmaster_port:%d\r\n" % (master.address.encode(), master.port)
+                in node_info(node, "INFO", "replication")):
             return node
     raise AssertionError(f"no replica of {master.port}")
+
+
+def masters_only(shards: int) -> list[RedisProc]:
+    """A cluster of ``shards`` masters and no replica, slots split evenly (``CLUSTER
+    ADDSLOTSRANGE`` and ``MEET``: ``redis-cli --cluster create`` wants three masters at least):
+    for benchmarks of the sharded path. The caller closes the nodes."""
+    nodes = [RedisProc(cluster_port(), extra=["--cluster-enabled", "yes"])
+             for _ in range(shards)]
+    for node in nodes:
+        node.start()
+    per = 16384 // shards
+    for i, node in enumerate(nodes):
+        last = 16383 if i == shards - 1 else (i + 1) * per - 1
+        assert b"+OK" in node_info(node, "CLUSTER", "ADDSLOTSRANGE", str(i * per), str(last))
+        if i:
+            assert b"+OK" in node_info(node, "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port))
+    until_sync(lambda: all(b"cluster_state:ok" in node_info(n, "CLUSTER", "INFO")
+                           for n in nodes), 30.0, what="the cluster to be ok")
+    return nodes

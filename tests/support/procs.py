@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from tests.support.netns import Host
 from tests.support.ports import free_port
 from tests.support.waits import until_sync
 
@@ -18,14 +19,15 @@ class ServeProcess:
     proc: subprocess.Popen[bytes]
     port: int
     admin_port: int
+    address: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://{self.address}:{self.port}/ws"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.address}:{self.admin_port}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -34,17 +36,22 @@ class ServeProcess:
 
 
 def start_serve(*args: str, timeout: float = 15.0,
-                env: Mapping[str, str] | None = None) -> ServeProcess:
+                env: Mapping[str, str] | None = None, host: Host | None = None) -> ServeProcess:
     """``wsops serve`` with ``args`` (and ``env`` over this process' environment); returns
-    once /readyz answers 200."""
-    port, admin = free_port(), free_port()
+    once /readyz answers 200. On ``host`` (a network namespace, ``tests.support.netns``) it
+    listens on the host's address, its admin listener too (give it a token)."""
+    if host is None:
+        port, admin, address, wrap = free_port(), free_port(), "127.0.0.1", []
+    else:
+        port, admin, address, wrap = 8765, 9765, host.ip, host.argv()
+        args = ("--host", address, "--admin-host", address, *args)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wsops", "serve", "--port", str(port), "--admin-port", str(admin),
-         *args],
+        [*wrap, sys.executable, "-m", "wsops", "serve", "--port", str(port), "--admin-port",
+         str(admin), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
-    sp = ServeProcess(proc, port, admin)
+    sp = ServeProcess(proc, port, admin, address)
     try:
         wait_ready(sp, timeout)
     except BaseException:

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.netns import Host
 from tests.support.ports import free_port
 from tests.support.waits import until_sync
 
@@ -30,24 +31,30 @@ def redis_server_binary() -> str | None:
 class RedisProc:
     """One redis-server process on a fixed port (kept across restarts)."""
 
-    def __init__(self, port: int | None = None, extra: list[str] | None = None) -> None:
+    def __init__(self, port: int | None = None, extra: list[str] | None = None,
+                 host: Host | None = None) -> None:
         self.port = port or free_port()
         self.extra = extra or []  # more redis-server arguments (``--replicaof H P``)
+        self.host = host  # a network namespace to run in (``tests.support.netns``)
+        self.address = host.ip if host is not None else "127.0.0.1"
         self.dir = Path(tempfile.mkdtemp(prefix="wsops-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.address}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         binary = redis_server_binary()
         assert binary is not None, "redis-server is not installed"
+        # On a host of its own, clients come from other addresses: no protected mode.
+        wrap = self.host.argv() if self.host is not None else []
+        open_to = ["--protected-mode", "no"] if self.host is not None else []
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [*wrap, binary, "--port", str(self.port), "--bind", self.address, "--save", "",
              "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-             "--loglevel", "warning", *self.extra],
+             "--loglevel", "warning", *open_to, *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         proc = self.proc
@@ -65,7 +72,7 @@ class RedisProc:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection((self.address, self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:

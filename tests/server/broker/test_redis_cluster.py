@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from tests.conftest import Connect, LiveServer, ServerFactory
@@ -228,3 +229,38 @@ async def test_spublish_from_a_script_needs_the_rooms_slot_hence_the_tagged_chan
             await spub(keys=keys, args=[one.channel(room), *args])
     finally:
         await rc.aclose()
+
+
+async def test_a_rooms_slot_resharded_under_load_is_followed_and_never_silent(
+    own_cluster: ClusterSet, server_factory: ServerFactory
+) -> None:
+    """The room's slot migrates to another master (keys moved with MIGRATE) while a publisher
+    goes on: both nodes follow it (the feed moves the room, the scripts run on the new
+    master), nothing acknowledged is lost, and the subscriber misses nothing silently."""
+    url = f"{own_cluster.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
+    a, b = [await server_factory(broker=url, rate_limit=10_000.0, rate_burst=10_000)
+            for _ in range(2)]
+    shards = _broker(a).shards
+    assert shards is not None
+    source = next(n for n in own_cluster.nodes if n.port == shards.owner("r")[1])
+    target = next(m for m in own_cluster.masters() if m is not source)
+    slot = key_slot(_broker(a).keys.meta("r").encode())
+    events: list[Event] = []
+    async with Client(a.url, backoff_base=0.02, backoff_cap=0.2, on_message=events.append,
+                      on_gap=events.append) as sub, \
+            Client(b.url, backoff_base=0.02, backoff_cap=0.2) as pub_client:
+        await sub.subscribe("r")
+        pub = Publisher(pub_client, "r")
+        await pub.run(200, 20.0)
+        await asyncio.to_thread(own_cluster.move_slot, slot, source, target)
+        await pub.run(400, 30.0)
+        assert len(pub.acked) == 400, pub
+        await until(lambda: stored(events) >= set(pub.acked) or any(
+            isinstance(e, Gap) for e in events), 20.0, what="the subscriber to catch up")
+        history = [m.data for m in await pub_client.history("r", 1000)]
+    brokers = [_broker(node) for node in (a, b)]
+    await until(lambda: all(x.shards is not None and x.shards.owner("r")[1] == target.port
+                            and x.healthy for x in brokers), 15.0, what="both nodes follow")
+    assert not set(pub.acked) - set(history) - pub.island
+    never_silent(pub, events, continuous=True)
+    assert brokers[0].feeds.counts["moved"] >= 1

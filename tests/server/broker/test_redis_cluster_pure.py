@@ -37,7 +37,9 @@ def test_cluster_urls_name_the_seeds_and_credentials() -> None:
     check_broker("redis+cluster://h:1", "replica")
     for bad, why in (("redis+cluster://h:1/0", "no path after the seeds"),
                      ("redis+cluster://:pw@h:1?db=1", "unknown option 'db'"),
-                     ("redis+cluster://h:1?prefix=a{b}", "cannot hold"),
+                     ("redis+cluster://h:1?prefix=a{b", "cannot hold"),
+                     ("redis+cluster://h:1?prefix=a}b", "cannot hold"),
+                     ("redis+cluster://h:1?a=1&b=2", "unknown option 'a'"),
                      ("redis+cluster://h:x", "HOST:PORT")):
         with pytest.raises(ValueError, match=why) as err:
             parse_broker_url(bad)

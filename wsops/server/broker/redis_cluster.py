@@ -138,6 +138,7 @@ class Shards:
         self.changes = 0  # slot map changes seen
         self._asked = asyncio.Event()
         self._slots: list[Addr | None] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -227,8 +228,9 @@ class Shards:
         for listener in self.listeners:
             listener(topo)
         for addr in [a for a in self.links if a not in topo.masters]:
-            link = self.links.pop(addr)
-            asyncio.get_running_loop().create_task(link.close())
+            task = asyncio.get_running_loop().create_task(self.links.pop(addr).close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def run(self) -> None:
         """Follow the slot map (every half timeout, at once when asked) and probe every
@@ -252,11 +254,14 @@ class Shards:
             link.skew_ms = int(secs) * 1000 + int(usecs) / 1000 - (sent + time.time()) * 500
 
     def describe(self) -> list[dict[str, Any]]:
-        """The shards for stats: slot ranges, master, health, the link's view."""
+        """The shards serving slots, for stats: slot ranges, master, health, the link's
+        view."""
         if self.topology is None:
             return []
         out = []
         for s in self.topology.shards:
+            if not s.slots:  # a failed master whose replica took its slots over
+                continue
             link = self.links.get(s.master) if s.master else None
             out.append({"slots": [list(r) for r in s.slots],
                         "master": f"{s.master[0]}:{s.master[1]}" if s.master else None,

@@ -39,6 +39,7 @@ class ClusterFeeds:
         self._runs: dict[Addr, asyncio.Task[None]] = {}
         self.home: dict[str, Addr] = {}  # watched room -> the master whose feed has it
         self.moved = 0
+        self._closing: set[asyncio.Task[None]] = set()
         self.hold: Callable[[str], bool] = lambda room: False
         shards.listeners.append(self.follow)
 
@@ -66,7 +67,9 @@ class ClusterFeeds:
         for addr in [a for a in self.by_master if a not in topo.masters]:
             feeds = self.by_master.pop(addr)
             self._runs.pop(addr).cancel()
-            asyncio.get_running_loop().create_task(feeds.close())
+            task = asyncio.get_running_loop().create_task(feeds.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _held(self, room: str) -> bool:
         return self.hold(room)

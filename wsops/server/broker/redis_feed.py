@@ -102,8 +102,10 @@ class Feeds:
         self.feeds[room] = feed
         if feed.ready.done():
             feed.ready = settled()
+        # Levelled once subscribed (``_baseline``), or with every room when this feed
+        # (re)connects (``_resubscribe``); never positioned anew, which could skip messages.
+        feed.held = [] if feed.last is not None else None
         if self.live and self.conn is not None:
-            feed.held = [] if feed.last is not None else None
             self._subscribe([room])
 
     def live_for(self, room: str) -> bool:
@@ -220,6 +222,7 @@ class Feeds:
         for room, now in zip(rooms, tops, strict=True):
             feed = self.feeds.get(room)
             if feed is not None:
+                feed.held = None  # held with the others, in ``self._held``
                 await self._level(room, feed, now)
         held, self._held = self._held, None
         self.live = True

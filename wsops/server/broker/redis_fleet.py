@@ -106,8 +106,10 @@ async def broker_topology(redis_url: str, timeout: float = 2.0  # noqa: ASYNC109
             if not await shards.refresh():
                 raise BrokerUnavailable(f"no node of {target.shown} answered with its slot map")
             rows = shards.describe()
-            for row, link in zip(rows, shards.all(), strict=True):
-                row["keys"] = await _dbsize(link.redis, timeout)
+            for row in rows:
+                host, _, port = (row["master"] or "").rpartition(":")
+                link = shards.links.get((host, int(port))) if port else None
+                row["keys"] = await _dbsize(link.redis, timeout) if link is not None else None
                 row["up"] = row["keys"] is not None
             return rows
         finally:
