@@ -56,7 +56,7 @@ async def _measure(url_a: str, url_b: str, rooms: int, rate: float, seconds: flo
                    ) -> dict[str, Any]:
     latencies: list[float] = []
     acked = 0
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         subs = [await session.ws_connect(url_b, max_msg_size=0) for _ in range(rooms)]
         for i, ws in enumerate(subs):
             await ws.send_str(json.dumps({"op": "subscribe", "room": f"r{i}", "id": 1}))
