@@ -5,7 +5,9 @@ address (``tests.support.netns``), so a fault is the network's, not a process st
   else) for four seconds, then restored;
 - one shard of a Redis Cluster cut from the rest (its master's link down): the cluster fails
   over to the replica, the nodes follow; the link comes back and the old master rejoins as a
-  replica.
+  replica;
+- a node in another region: its link to Redis through a TCP proxy adding 40 ms each way
+  (``tests.support.delayproxy``; the kernel here has no netem).
 
 Two publishers (one per node, one room each, ~50/s) record every ack; subscribers on both nodes
 must see every acknowledged message or an explicit gap, never a silent loss and never one twice.
@@ -16,6 +18,7 @@ them."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -28,11 +31,12 @@ from redis.crc import key_slot
 from tests.support.acks import Publisher, in_room, never_silent, stored
 from tests.support.artifacts import record
 from tests.support.cluster import ClusterSet
+from tests.support.delayproxy import DelayProxy
 from tests.support.netns import Net, available
 from tests.support.procs import ServeProcess, start_serve
 from tests.support.redisproc import RedisProc, redis_server_binary
 from tests.support.waits import until
-from wsops.client import Client, Event, Gap
+from wsops.client import Client, Event, Gap, Message
 from wsops.server.broker.redis_cluster import Topology
 
 pytestmark = [
@@ -215,3 +219,58 @@ async def test_a_redis_cluster_shard_cut_from_the_rest_fails_over_and_never_sile
     record("partition-cluster-shard.json", figures)
     print("cluster shard cut from the rest:", figures)
     assert figures["rb"]["lost_from_history"] == 0  # the other shard's room went on
+
+
+async def test_a_node_in_another_region_gets_everything_at_the_links_latency(net: Net) -> None:
+    """Node b reaches Redis through a link of 40 ms each way (a TCP delay proxy): publishes
+    and deliveries both ways, every message once and in order, no gap; what the link adds to
+    acknowledgements and deliveries."""
+    h_redis, h_a, h_b = net.host(), net.host(), net.host()
+    store = RedisProc(6379, host=h_redis)
+    await asyncio.to_thread(store.start)
+    proxy = await DelayProxy(net.gateway, (h_redis.ip, 6379), 0.04).start()
+    try:
+        a, = await _start(f"{store.url}?{OPTIONS}", h_a)
+        b, = await _start(f"redis://{net.gateway}:{proxy.port}/0?{OPTIONS}", h_b)
+        try:
+            figures = await _regions(a, b)
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        await proxy.close()
+        store.close()
+    record("partition-region.json", figures)
+    print("a node 40 ms from Redis:", figures)
+    assert figures["ack_p50_ms"]["far"] >= 80  # the round trip through the link
+
+
+async def _regions(a: ServeProcess, b: ServeProcess) -> dict[str, Any]:
+    got: dict[str, list[tuple[float, Message]]] = {"a": [], "b": []}
+    opts: dict[str, Any] = {"backoff_base": 0.05, "backoff_cap": 0.5}
+    async with Client(a.url, on_message=lambda m: got["a"].append((time.time(), m)),
+                      **opts) as sub_a, \
+            Client(b.url, on_message=lambda m: got["b"].append((time.time(), m)),
+                   **opts) as sub_b, \
+            Client(a.url, **opts) as near, Client(b.url, **opts) as far:
+        for sub in (sub_a, sub_b):
+            await sub.subscribe("ra")
+            await sub.subscribe("rb")
+        acks: dict[str, list[float]] = {"near": [], "far": []}
+        for i in range(100):
+            for name, client, room in (("near", near, "ra"), ("far", far, "rb")):
+                start = time.monotonic()
+                await client.publish(room, i)
+                acks[name].append((time.monotonic() - start) * 1000)
+        await until(lambda: all(len(v) == 200 for v in got.values()), 10.0,
+                    what="every message delivered on both nodes")
+    figures: dict[str, Any] = {"ack_p50_ms": {k: round(statistics.median(v), 1)
+                                              for k, v in acks.items()}}
+    for sub, seen in got.items():
+        for room, source in (("ra", "a"), ("rb", "b")):
+            msgs = [(t, m) for t, m in seen if m.room == room]
+            assert [m.data for _, m in msgs] == list(range(100)), (sub, room)
+            late = sorted((t - m.ts / 1000) * 1000 for t, m in msgs)
+            figures[f"delivery_{source}_to_{sub}_ms"] = {
+                "p50": round(late[len(late) // 2], 1), "p99": round(late[98], 1)}
+    return figures

@@ -62,6 +62,12 @@ class Net:
         _ip("addr", "add", f"10.213.{self.subnet}.1/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
 
+    @property
+    def gateway(self) -> str:
+        """The root namespace's address on the bridge (where the test's own servers listen
+        for the hosts)."""
+        return f"10.213.{self.subnet}.1"
+
     def host(self) -> Host:
         i = len(self.hosts) + 2
         host = Host(f"ws{self.tag}h{i}", f"10.213.{self.subnet}.{i}", f"ws{self.tag}v{i}")
