@@ -15,20 +15,30 @@ from tests.support.examples import FLEET_EXAMPLE, need_binaries
 from wsops.client import Client
 
 
-async def test_the_fleet_script_starts_a_usable_fleet_and_ctrl_c_stops_every_process() -> None:
+async def _started(*args: str, within: float) -> tuple[asyncio.subprocess.Process, str]:
+    """The fleet script with ``args``, and what it printed until it said it is up."""
     need_binaries()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(FLEET_EXAMPLE), "--port", "0", stdout=subprocess.PIPE,
+        sys.executable, str(FLEET_EXAMPLE), "--port", "0", *args, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     lines: list[str] = []
     try:
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(within):
             while not any(line.startswith("Ctrl-C") for line in lines):
                 line = (await proc.stdout.readline()).decode()
                 assert line, "".join(lines)
                 lines.append(line)
-        text = "".join(lines)
+    except BaseException:
+        proc.send_signal(signal.SIGINT)  # the script stops what it started
+        await asyncio.wait_for(proc.wait(), 30)
+        raise
+    return proc, "".join(lines)
+
+
+async def test_the_fleet_script_starts_a_usable_fleet_and_ctrl_c_stops_every_process() -> None:
+    proc, text = await _started(within=60)
+    try:
         [url] = re.findall(r"clients connect to (ws://\S+)", text)
         assert len(re.findall(r"node\d\s+ws://", text)) == 3 and "wsops status --redis" in text
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -49,19 +59,8 @@ async def test_the_fleet_script_on_a_redis_cluster_and_status_shows_its_shards()
     ``wsops status --redis`` lists the nodes and the shards (slots, master, state, keys)."""
     from tests.support.runcli import cli
 
-    need_binaries()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(FLEET_EXAMPLE), "--port", "0", "--nodes", "2", "--cluster",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    lines: list[str] = []
+    proc, text = await _started("--nodes", "2", "--cluster", within=90)
     try:
-        async with asyncio.timeout(90):
-            while not any(line.startswith("Ctrl-C") for line in lines):
-                line = (await proc.stdout.readline()).decode()
-                assert line, "".join(lines)
-                lines.append(line)
-        text = "".join(lines)
         [url] = re.findall(r"clients connect to (ws://\S+)", text)
         redis_url = re.findall(r"redis\s+(redis\+cluster://\S+)", text)[0]
         children = psutil.Process(proc.pid).children(recursive=True)

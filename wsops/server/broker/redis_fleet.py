@@ -19,10 +19,11 @@ to the shard of its slot, and the node keeps its rooms set itself (``redis_scrip
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,7 +33,7 @@ from wsops.backoff import full_jitter
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_cluster import Shards
 from wsops.server.broker.redis_link import Link, Links, Locator, connect
-from wsops.server.broker.redis_url import parse_broker_url
+from wsops.server.broker.redis_url import Target, parse_broker_url
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.presence import PresenceCounts
 
@@ -70,6 +71,19 @@ def _parsed(kind: Callable[[str], Any], text: str) -> Any:
         return None
 
 
+@contextlib.asynccontextmanager
+async def _slot_map(target: Target, timeout: float, keys: lua.Keys  # noqa: ASYNC109
+                    ) -> AsyncIterator[Shards]:
+    """A cluster's links with its slot map read (BrokerUnavailable when no node answers)."""
+    shards = Shards(target, timeout, keys)
+    try:
+        if not await shards.refresh():
+            raise BrokerUnavailable(f"no node of {target.shown} answered with its slot map")
+        yield shards
+    finally:
+        await shards.close()
+
+
 async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
     """Live nodes of the fleet using ``redis_url`` (same URL as ``--broker``), by id:
     ``id``, ``admin_url``, ``version``, ``started_at``, ``draining``, ``connections``,
@@ -77,13 +91,8 @@ async def list_nodes(redis_url: str, timeout: float = 2.0) -> list[dict[str, Any
     target, opts = parse_broker_url(redis_url)
     keys = lua.Keys(opts.prefix, cluster=target.cluster is not None)
     if target.cluster is not None:
-        shards = Shards(target, timeout, keys)
-        try:
-            if not await shards.refresh():
-                raise BrokerUnavailable(f"no node of {target.shown} answered with its slot map")
+        async with _slot_map(target, timeout, keys) as shards:
             return await read_registry(shards.registry().redis, keys)
-        finally:
-            await shards.close()
     locator = Locator(target, timeout)
     client = connect(target, timeout, locator, max_connections=4)
     try:
@@ -101,10 +110,7 @@ async def broker_topology(redis_url: str, timeout: float = 2.0  # noqa: ASYNC109
     target, opts = parse_broker_url(redis_url)
     keys = lua.Keys(opts.prefix, cluster=target.cluster is not None)
     if target.cluster is not None:
-        shards = Shards(target, timeout, keys)
-        try:
-            if not await shards.refresh():
-                raise BrokerUnavailable(f"no node of {target.shown} answered with its slot map")
+        async with _slot_map(target, timeout, keys) as shards:
             rows = shards.describe()
             for row in rows:
                 host, _, port = (row["master"] or "").rpartition(":")
@@ -112,8 +118,6 @@ async def broker_topology(redis_url: str, timeout: float = 2.0  # noqa: ASYNC109
                 row["keys"] = await _dbsize(link.redis, timeout) if link is not None else None
                 row["up"] = row["keys"] is not None
             return rows
-        finally:
-            await shards.close()
     locator = Locator(target, timeout)
     client = connect(target, timeout, locator, max_connections=2)
     try:
