@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import psutil  # type: ignore[import-untyped]
+import pytest
 
 from tests.support.examples import FLEET_EXAMPLE, need_binaries
 from wsops.client import Client
@@ -54,6 +55,7 @@ async def test_the_fleet_script_starts_a_usable_fleet_and_ctrl_c_stops_every_pro
     assert not [c for c in children if c.is_running() and c.status() != "zombie"]
 
 
+@pytest.mark.slow
 async def test_the_fleet_script_on_a_redis_cluster_and_status_shows_its_shards() -> None:
     """``--cluster``: six redis-servers as 3 masters + 3 replicas; rooms spread over the shards;
     ``wsops status --redis`` lists the nodes and the shards (slots, master, state, keys)."""
