@@ -147,6 +147,7 @@ def leaky_traffic(node: Node) -> list[Any]:
     ]
 
 
+@pytest.mark.slow  # a node and two profiling runs, ~10 s
 async def test_finds_the_planted_leak_to_the_line_and_turns_tracemalloc_off_again(
         tmp_path: Path) -> None:
     saved = tmp_path / "last.json"
@@ -171,6 +172,7 @@ async def test_finds_the_planted_leak_to_the_line_and_turns_tracemalloc_off_agai
     assert any(s["key"] == f"{LEAKY}:{PLANTED_LINE}" for s in data["sample"]["sites"])
 
 
+@pytest.mark.slow  # a node and two profiling runs, ~10 s
 async def test_tracing_already_on_stays_on_and_diff_shows_the_planted_site_first(
         tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"

@@ -136,6 +136,7 @@ async def _throw(port: int, batch: list[tuple[int, bytes, bool]]) -> None:
         writer.close()
 
 
+@pytest.mark.slow  # 150 examples against a live server, ~13 s
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(frames, min_size=1, max_size=6))
