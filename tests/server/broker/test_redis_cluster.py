@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -36,7 +36,7 @@ from tests.server.broker.test_redis_broker import (
 )
 from tests.support.acks import Publisher, never_silent, stored
 from tests.support.cluster import ClusterSet, replica_of
-from tests.support.redisproc import BEAT, TIMEOUT, redis_server_binary
+from tests.support.redisproc import BEAT, TIMEOUT, RedisProc, redis_server_binary
 from tests.support.waits import until
 from wsops.client import Client, Event, Gap
 from wsops.server.broker import redis_scripts as lua
@@ -128,21 +128,22 @@ async def own_cluster() -> AsyncIterator[ClusterSet]:
         await asyncio.to_thread(c.close)
 
 
-async def _fail_shard_under_load(
-    server_factory: ServerFactory, cluster: ClusterSet, ack: str, how: str
-) -> tuple[Publisher, list[Event], list[int]]:
-    """Two nodes; a subscriber on one, a publisher on the other, in a room; after 200 acks the
-    room's master is failed (``kill``: SIGKILL, restarted once its replica took over, so it
-    comes back as the new master's replica; ``failover``: CLUSTER FAILOVER on its replica) and
-    the publisher goes on until 200 more. Returns the publisher, what the subscriber saw, and
-    the data of every message history holds afterwards."""
+Change = Callable[[ClusterSet, RedisProc], Awaitable[RedisProc]]
+
+
+async def _change_under_load(
+    server_factory: ServerFactory, cluster: ClusterSet, ack: str, change: Change
+) -> tuple[Publisher, list[Event], list[int], list[RedisBroker]]:
+    """Two nodes; a subscriber on one, a publisher on the other, in room "r"; after 200 acks
+    ``change`` moves the room off its master (and returns the node serving it then) and the
+    publisher goes on until 200 more. Returns the publisher, what the subscriber saw, the data
+    of every message history holds afterwards, and the two brokers (both on the new node)."""
     url = f"{cluster.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
     a, b = [await server_factory(broker=url, broker_ack=ack, rate_limit=10_000.0,
                                  rate_burst=10_000) for _ in range(2)]
     shards = _broker(a).shards
     assert shards is not None
     master = next(n for n in cluster.nodes if n.port == shards.owner("r")[1])
-    replica = replica_of(cluster, master)
     events: list[Event] = []
     async with Client(a.url, backoff_base=0.02, backoff_cap=0.2, on_message=events.append,
                       on_gap=events.append) as sub, \
@@ -151,15 +152,9 @@ async def _fail_shard_under_load(
         pub = Publisher(pub_client, "r")
         await pub.run(200, 20.0)
         assert len(pub.acked) == 200, pub
-        if how == "kill":
-            master.stop()
-            await until(lambda: replica in cluster.masters(), 20.0,
-                        what="the replica promoted")
-            await asyncio.to_thread(master.start)  # back, as the new master's replica
-        else:
-            await asyncio.to_thread(cluster.failover, replica)
+        now = await change(cluster, master)
         await pub.run(400, 60.0)
-        assert len(pub.acked) == 400, f"publishes did not resume after the failover: {pub}"
+        assert len(pub.acked) == 400, f"publishes did not resume after the change: {pub}"
         await until(lambda: stored(events) >= set(pub.acked) or any(
             isinstance(e, Gap) for e in events), 20.0, what="the subscriber to catch up")
         await until(lambda: not _broker(b).islands.pending, 20.0,
@@ -168,12 +163,36 @@ async def _fail_shard_under_load(
     brokers = [_broker(node) for node in (a, b)]
 
     def followed() -> bool:
-        return all(x.healthy and x.shards is not None and x.shards.owner("r")[1] == replica.port
+        return all(x.healthy and x.shards is not None and x.shards.owner("r")[1] == now.port
                    for x in brokers)
 
-    await until(followed, 15.0, what=lambda: f"both nodes on the promoted replica "
-                f"{replica.port}: {[x.stats()['shards'] for x in brokers]}")
-    return pub, events, [m.data for m in history]
+    await until(followed, 15.0, what=lambda: f"both nodes on {now.port}: "
+                f"{[x.stats()['shards'] for x in brokers]}")
+    return pub, events, [m.data for m in history], brokers
+
+
+async def _kill(cluster: ClusterSet, master: RedisProc) -> RedisProc:
+    """SIGKILL the master; once its replica took over, start it again (it comes back as the
+    new master's replica)."""
+    replica = replica_of(cluster, master)
+    master.stop()
+    await until(lambda: replica in cluster.masters(), 20.0, what="the replica promoted")
+    await asyncio.to_thread(master.start)
+    return replica
+
+
+async def _failover(cluster: ClusterSet, master: RedisProc) -> RedisProc:
+    replica = replica_of(cluster, master)
+    await asyncio.to_thread(cluster.failover, replica)
+    return replica
+
+
+async def _reshard(cluster: ClusterSet, master: RedisProc) -> RedisProc:
+    """Move the room's slot to another master (``CLUSTER SETSLOT`` + ``MIGRATE``)."""
+    target = next(m for m in cluster.masters() if m is not master)
+    slot = key_slot(lua.Keys("wsops", cluster=True).meta("r").encode())
+    await asyncio.to_thread(cluster.move_slot, slot, master, target)
+    return target
 
 
 async def test_a_graceful_failover_of_a_rooms_shard_loses_nothing(
@@ -182,8 +201,8 @@ async def test_a_graceful_failover_of_a_rooms_shard_loses_nothing(
     """CLUSTER FAILOVER: the replica catches up before it takes over, so every acknowledged
     message is kept; the room still takes a new epoch under its new master (a resume across
     the change says so)."""
-    pub, events, history = await _fail_shard_under_load(server_factory, own_cluster, "master",
-                                                        "failover")
+    pub, events, history, _ = await _change_under_load(server_factory, own_cluster, "master",
+                                                       _failover)
     assert not set(pub.acked) - set(history) - pub.island
     never_silent(pub, events, continuous=True)
 
@@ -191,8 +210,8 @@ async def test_a_graceful_failover_of_a_rooms_shard_loses_nothing(
 async def test_with_master_acks_a_killed_shard_master_is_followed_and_never_silent(
     own_cluster: ClusterSet, server_factory: ServerFactory
 ) -> None:
-    pub, events, history = await _fail_shard_under_load(server_factory, own_cluster, "master",
-                                                        "kill")
+    pub, events, history, _ = await _change_under_load(server_factory, own_cluster, "master",
+                                                       _kill)
     gaps = never_silent(pub, events, continuous=False)
     assert gaps and all(g.last_epoch != g.new_epoch for g in gaps)
     assert pub.island <= set(history)
@@ -201,8 +220,8 @@ async def test_with_master_acks_a_killed_shard_master_is_followed_and_never_sile
 async def test_with_replica_acks_no_acknowledged_publish_is_lost_when_a_shard_master_dies(
     own_cluster: ClusterSet, server_factory: ServerFactory
 ) -> None:
-    pub, events, history = await _fail_shard_under_load(server_factory, own_cluster, "replica",
-                                                        "kill")
+    pub, events, history, _ = await _change_under_load(server_factory, own_cluster, "replica",
+                                                       _kill)
     lost = set(pub.acked) - set(history)
     assert not lost, f"{len(lost)} acknowledged publishes lost: {sorted(lost)[:20]}"
     gaps = never_silent(pub, events, continuous=True)
@@ -237,30 +256,8 @@ async def test_a_rooms_slot_resharded_under_load_is_followed_and_never_silent(
     """The room's slot migrates to another master (keys moved with MIGRATE) while a publisher
     goes on: both nodes follow it (the feed moves the room, the scripts run on the new
     master), nothing acknowledged is lost, and the subscriber misses nothing silently."""
-    url = f"{own_cluster.url}?heartbeat={BEAT}&timeout={TIMEOUT}"
-    a, b = [await server_factory(broker=url, rate_limit=10_000.0, rate_burst=10_000)
-            for _ in range(2)]
-    shards = _broker(a).shards
-    assert shards is not None
-    source = next(n for n in own_cluster.nodes if n.port == shards.owner("r")[1])
-    target = next(m for m in own_cluster.masters() if m is not source)
-    slot = key_slot(_broker(a).keys.meta("r").encode())
-    events: list[Event] = []
-    async with Client(a.url, backoff_base=0.02, backoff_cap=0.2, on_message=events.append,
-                      on_gap=events.append) as sub, \
-            Client(b.url, backoff_base=0.02, backoff_cap=0.2) as pub_client:
-        await sub.subscribe("r")
-        pub = Publisher(pub_client, "r")
-        await pub.run(200, 20.0)
-        await asyncio.to_thread(own_cluster.move_slot, slot, source, target)
-        await pub.run(400, 30.0)
-        assert len(pub.acked) == 400, pub
-        await until(lambda: stored(events) >= set(pub.acked) or any(
-            isinstance(e, Gap) for e in events), 20.0, what="the subscriber to catch up")
-        history = [m.data for m in await pub_client.history("r", 1000)]
-    brokers = [_broker(node) for node in (a, b)]
-    await until(lambda: all(x.shards is not None and x.shards.owner("r")[1] == target.port
-                            and x.healthy for x in brokers), 15.0, what="both nodes follow")
+    pub, events, history, brokers = await _change_under_load(
+        server_factory, own_cluster, "master", _reshard)
     assert not set(pub.acked) - set(history) - pub.island
     never_silent(pub, events, continuous=True)
     assert brokers[0].feeds.counts["moved"] >= 1

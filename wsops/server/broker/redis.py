@@ -39,7 +39,7 @@ from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_cluster import Shards
 from wsops.server.broker.redis_cluster_feed import ClusterFeeds
 from wsops.server.broker.redis_feed import Feeds
-from wsops.server.broker.redis_feed_room import Feed, rows_to_messages
+from wsops.server.broker.redis_feed_room import rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, Links, Locator, OneLink
@@ -131,14 +131,18 @@ class RedisBroker(Broker):
 
     @property
     def healthy(self) -> bool:
-        links = self.links.all()
-        return bool(links) and all(link.up for link in links) and self.feeds.live
+        return self._redis_up() and self.feeds.live
 
-    def _room_up(self, room: str) -> bool:
+    def _redis_up(self) -> bool:
+        links = self.links.all()
+        return bool(links) and all(link.up for link in links)
+
+    def _room_link(self, room: str) -> Link | None:
+        """The link serving ``room``, None when no master is known for its slot."""
         try:
-            return self.links.room(room).up
-        except BrokerUnavailable:  # no master known for the room's slot
-            return False
+            return self.links.room(room)
+        except BrokerUnavailable:
+            return None
 
     async def start(self) -> None:
         """Connect in the background; wait (bounded) for the first heartbeat and the feed, and
@@ -175,11 +179,8 @@ class RedisBroker(Broker):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.feeds.close()
-        if self.shards is not None:
-            await self.shards.close()
-        else:
-            with contextlib.suppress(Exception):
-                await self.link.close()
+        with contextlib.suppress(Exception):
+            await self.links.close()
         if self.locator is not None:
             with contextlib.suppress(Exception):
                 await self.locator.close()
@@ -191,27 +192,25 @@ class RedisBroker(Broker):
     ) -> Published:
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
-        up = self._room_up(room)
+        link = self._room_link(room)
+        up = link is not None and link.up
         if self.ack == "replica" and not up:
             raise BrokerUnavailable("broker down: publishes wait for a replica (ack replica)")
         if not up or self.islands.has(room):  # behind earlier island messages
-            feed = self._feed(room)
+            feed = self.feeds.feed(room)
             after = feed.last.offset if feed is not None and feed.last is not None else 0
             msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after, sender)
             if self.listener is not None:
                 self.listener.on_message(msg)
             return msg
-        return await self._store(room, data, ts, accepted_at, traceparent, sender)
-
-    def _feed(self, room: str) -> Feed | None:
-        feeds = self.feeds
-        return feeds.feed(room) if isinstance(feeds, ClusterFeeds) else feeds.feeds.get(room)
+        return await self._store(room, data, ts, accepted_at, traceparent, sender, link)
 
     async def _store(self, room: str, data: bytes, ts: int, accepted_at: float,
-                     traceparent: str | None, sender: str | None) -> Published:
+                     traceparent: str | None, sender: str | None, link: Link | None = None
+                     ) -> Published:
         head, tail = message_payload_parts(room, data, ts, traceparent, sender)
         k = self.keys
-        link = self.links.room(room)
+        link = link or self.links.room(room)
         # A script still queued in Redis after we gave up must not run: half the timeout of
         # margin, on Redis' clock (skew measured by the heartbeat).
         deadline = link.redis_ms() + int(self.timeout * 500)
@@ -260,7 +259,8 @@ class RedisBroker(Broker):
     async def _settle(self) -> None:
         for room in list(self.islands.rooms):
             island = self.islands.rooms.get(room)
-            if island is None or not self._room_up(room) or not self.feeds.live_for(room):
+            link = self._room_link(room)
+            if island is None or link is None or not link.up or not self.feeds.live_for(room):
                 continue
             while island.pending:
                 p = island.pending[0]
@@ -354,7 +354,7 @@ class RedisBroker(Broker):
             "url": self.shown,
             "ack": self.ack,
             "node_id": self.node_id,
-            "redis_up": bool(self.links.all()) and all(x.up for x in self.links.all()),
+            "redis_up": self._redis_up(),
             "pubsub_up": self.feeds.live,
             "down_since": min((x.down_since for x in self.links.all()
                                if x.down_since is not None), default=None),

@@ -111,6 +111,9 @@ class Feeds:
     def live_for(self, room: str) -> bool:
         return self.live
 
+    def feed(self, room: str) -> Feed | None:
+        return self.feeds.get(room)
+
     async def wait_live(self, within: float) -> bool:
         """Wait (at most ``within`` seconds) for the connection to be up and checked."""
         try:

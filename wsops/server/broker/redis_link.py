@@ -257,6 +257,8 @@ class Links(Protocol):
 
     def all(self) -> list[Link]: ...
 
+    async def close(self) -> None: ...
+
 
 class OneLink:
     """Every room and the registry on one link (one Redis, or the master Sentinel names)."""
@@ -274,3 +276,6 @@ class OneLink:
 
     def all(self) -> list[Link]:
         return [self.link]
+
+    async def close(self) -> None:
+        await self.link.close()
