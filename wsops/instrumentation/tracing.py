@@ -169,7 +169,7 @@ class Tracing:
         self.provider = provider
         self.enabled = provider is not None
         self.ratio = ratio
-        self._random = rand or random.random
+        self.random = rand or random.random
         self.tracer = provider.get_tracer("wsops", __version__) if provider is not None else None
         # The lean provider's spans start without a Context (``LeanTracer.start``).
         self._lean = self.tracer if isinstance(self.tracer, LeanTracer) else None
@@ -181,7 +181,7 @@ class Tracing:
             return False
         if parent is not None:
             return parent.trace_flags.sampled
-        return self._random() < self.ratio
+        return self.random() < self.ratio
 
     def sample_root(self) -> bool:
         """``decide(None)``: the ratio's decision for a message that carries no traceparent.
@@ -189,7 +189,7 @@ class Tracing:
         One ``random()`` and a compare, for callers that check this before parsing anything;
         they then start the span with ``start_publish`` (not ``publish``, which would decide
         again)."""
-        return self.enabled and self._random() < self.ratio
+        return self.enabled and self.random() < self.ratio
 
     def _shape(self, op: str, where: str, subscribers: int = -1) -> Shape:
         """The name, kind, attributes (and lean encoding) of ``op`` spans on ``where``."""

@@ -10,8 +10,9 @@ into the route's figures before each collection (``sync``).
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import MESSAGING_MESSAGE_ID
@@ -59,13 +60,16 @@ class NodeObserver:
     # -- HubObserver -------------------------------------------------------------------------
 
     def fanout(self, msg: Published, subscribers: int) -> bool:
-        self._size_out.observe_n(len(msg.frame), subscribers)
-        if not msg.accepted_at:
+        n, hist = len(msg.frame), self._size_out  # SizeHistogram.observe_n, inlined: per publish
+        hist.counts[0 if n <= hist.first else hist.table[(n - 1).bit_length()]] += subscribers
+        hist.sum += n * subscribers
+        accepted_at = msg.accepted_at
+        if not accepted_at:
             return False
-        if self.tracing is not None and msg.traceparent is not None:
-            self._delivered_traced.append((msg.accepted_at, self._deliver_span(msg, subscribers)))
+        if msg.traceparent is None or self.tracing is None:
+            self._delivered.append(accepted_at)
         else:
-            self._delivered.append(msg.accepted_at)
+            self._delivered_traced.append((accepted_at, self._deliver_span(msg, subscribers)))
         return True
 
     def _deliver_span(self, msg: Published, n: int) -> Any:
@@ -97,7 +101,12 @@ class NodeObserver:
             self._delivered_traced.clear()
 
     def sync(self, hub: HubStats) -> None:
-        """Copy the hub's write counters into the route's figures (before a collection)."""
+        """Copy the hub's write counters into the route's figures, and derive its handler
+        latency from the per-op durations (before a collection): a frame is timed once, by
+        ``served``, not once per family. A frame refused by the rate limit is not timed."""
+        latency, ops = self.stats.handler_latency, self.ops.values()
+        latency.counts[:] = [sum(col) for col in zip(*(h.counts for h in ops), strict=True)]
+        latency.sum = sum(h.sum for h in ops)
         self.stats.derive_in()
         self.stats.messages_out["text"] = hub.frames
         self.stats.bytes_out = hub.delivered_bytes
@@ -143,10 +152,13 @@ class NodeObserver:
     def wrap_publish(self, publish: Publish) -> Publish:
         metrics, tracing = self.metrics, self.tracing
         hist = metrics.broker_publish_latency
+        tracing_random: Callable[[], float] = (tracing.random if tracing is not None
+                                               else random.random)
 
         async def timed(room: str, data: bytes, traceparent: str | None,
                         sender: str | None) -> Published:
-            if tracing is not None and (traceparent is not None or tracing.sample_root()):
+            if tracing is not None and (traceparent is not None or (  # sample_root(), inlined
+                    tracing.enabled and tracing_random() < tracing.ratio)):
                 # A parent decides in traced(); without one the ratio just said yes.
                 return await traced(room, data, traceparent, sender, tracing)
             started = _perf()

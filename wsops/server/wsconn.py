@@ -60,7 +60,6 @@ class Host(Protocol):
 CLOSE_TIMEOUT = 5.0
 """Seconds the peer has to answer the server's close frame before the socket is dropped."""
 MAX_PENDING = 16
-_perf = time.perf_counter
 
 
 def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -178,17 +177,13 @@ class WsConn(FrameReader, asyncio.Protocol):
         """Serve ``text`` and then whatever arrived meanwhile, in order."""
         conn, session = self.conn, self.session
         assert conn is not None and session is not None
-        latency = self.ep.stats.handler_latency if self.ep.stats is not None else None
         try:
             while True:
-                began = _perf()
                 conn.busy = True
                 try:
-                    await session.handle(text)
+                    await session.handle(text)  # timed by the session's observer, per op
                 finally:
                     conn.busy = False
-                if latency is not None:
-                    latency.observe(_perf() - began)
                 if conn.deferred_close is not None:
                     conn.close(*conn.deferred_close)
                 pending = self.pending
