@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -91,3 +92,38 @@ def test_serve_env_vars_are_read(monkeypatch: object) -> None:
                                                 "WSOPS_HEARTBEAT": "-1"})
     assert result.exit_code == 2
     assert "heartbeat must be > 0" in plain(result.output)
+
+
+def test_check_config_prints_what_would_run_and_starts_nothing() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port someone listens on: --check-config must not bind it
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = runner.invoke(app, [
+            "serve", "--check-config", "--jwt-secret", "s3cret", "--port", str(port),
+            "--broker", "redis+sentinel://u:hunter2@10.9.9.9:26379/main?prefix=app",
+            "--broker-ack", "replica"], env={"WSOPS_ALLOW_ANONYMOUS": "1"})
+    out = plain(result.output)
+    assert result.exit_code == 0, out
+    assert f"listen: ws://127.0.0.1:{port}/ws" in out
+    assert "broker: redis+sentinel://10.9.9.9:26379/main (acks: replica)" in out
+    assert "auth: HS256, anonymous" in out
+    assert "hunter2" not in out and "s3cret" not in out
+    assert "the configuration is valid" in out
+
+
+def test_check_config_fails_as_a_start_would(tmp_path: Path) -> None:
+    from tests.support.tokens import PRIVATE_PEM
+
+    key = tmp_path / "key.pem"
+    key.write_text(PRIVATE_PEM)  # the private key given where the public one belongs
+    for args, said in ((["--jwt-public-key", str(key)], "this is a private key"),
+                       (["--allow-anonymous", "--broker", "redis://h:notaport"], "Port"),
+                       (["--allow-anonymous", "--broker-ack", "replica"], "needs a Redis broker"),
+                       (["--allow-anonymous", "--jwt-leeway", "999"], "leeway")):
+        result = runner.invoke(app, ["serve", "--check-config", *args])
+        assert result.exit_code == 2, args
+        assert said in plain(result.output), (args, plain(result.output))
+        assert "configuration is valid" not in plain(result.output)

@@ -92,6 +92,16 @@ def test_no_auth_configured_is_a_startup_error() -> None:
         Authenticator(AuthConfig())
 
 
+@pytest.mark.parametrize(("pem", "said"), [
+    ("not a key", "not an RSA public key in PEM"),
+    (PUBLIC_PEM.replace("A", "B", 40), "not an RSA public key in PEM"),
+    (PRIVATE_PEM, "this is a private key"),
+])
+def test_a_public_key_that_is_not_one_is_a_startup_error(pem: str, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        Authenticator(AuthConfig(public_key=pem))
+
+
 async def test_live_server_refuses_bad_tokens_before_upgrade_and_enforces_rooms(
     server_factory: ServerFactory, connect: Connect
 ) -> None:

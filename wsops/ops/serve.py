@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from wsops.config import Knob, from_cli, knobs
+from wsops.config import Knob, Settings, from_cli, knobs
 from wsops.node.lifecycle import run
 from wsops.node.supervisor import supervise
 
@@ -60,11 +60,43 @@ _UVLOOP = inspect.Parameter(  # not a Settings knob: how this process runs its e
     default=True)
 
 
+_CHECK = inspect.Parameter(  # not a Settings knob: what this invocation does
+    "check_config", inspect.Parameter.KEYWORD_ONLY,
+    annotation=Annotated[bool, typer.Option(
+        "--check-config", help="Check the settings (options, WSOPS_* variables, the broker URL, "
+        "the JWT key) as a start would, print what would run and exit: 0 when valid, 2 and "
+        "the reason when not. Connects to nothing, listens on nothing.")],
+    default=False)
+
+
 def _ordered(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
     """Grouped as the panels are shown (Typer draws a panel where its first option is)."""
     order = [None, *PANELS, SWITCHES]
-    panel = {k.name: panel_of(k) for k in knobs()} | {_UVLOOP.name: SWITCHES}
+    panel = {k.name: panel_of(k) for k in knobs()} | {_UVLOOP.name: SWITCHES, _CHECK.name: None}
     return sorted(params, key=lambda p: order.index(panel[p.name]))
+
+
+def check_config(settings: Settings) -> list[str]:
+    """What ``wsops serve`` would run with, after the checks a start makes before it listens
+    (the settings' own bounds, the broker URL, the ways to authenticate, the JWT key): a
+    ValueError names the first problem. Passwords in the broker URL are not shown."""
+    from wsops.server.broker.redis_url import check_broker, is_redis_url, parse_broker_url
+    from wsops.server.jwt_auth import AuthConfig, Authenticator
+
+    check_broker(settings.broker, settings.broker_ack)
+    auth = Authenticator(AuthConfig(secret=settings.jwt_secret,
+                                    public_key=settings.jwt_public_key,
+                                    allow_anonymous=settings.allow_anonymous))
+    if is_redis_url(settings.broker):
+        broker = f"{parse_broker_url(settings.broker)[0].shown} (acks: {settings.broker_ack})"
+    else:
+        broker = "memory (embedded: one node)"
+    ways = [*auth.config.algorithms, *(["anonymous"] if settings.allow_anonymous else [])]
+    admin = ("off" if settings.admin_port is None
+             else f"http://{settings.admin_host}:{settings.admin_port}")
+    return [f"listen: ws://{settings.host}:{settings.port}/ws (workers: {settings.workers})",
+            f"admin: {admin}", f"broker: {broker}", f"auth: {', '.join(ways)}",
+            f"instrumented: {'yes' if settings.instrument else 'no'}"]
 
 
 def serve(**values: Any) -> None:
@@ -78,8 +110,14 @@ def serve(**values: Any) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     use_uvloop = bool(values.pop("uvloop", True))
+    check = bool(values.pop("check_config", False))
     try:
         settings = from_cli(values)
+        if check:
+            for line in check_config(settings):
+                typer.echo(line)
+            typer.echo("wsops serve: the configuration is valid")
+            return
         if settings.workers > 1:
             code = supervise(settings, use_uvloop=use_uvloop)
         else:
@@ -92,4 +130,4 @@ def serve(**values: Any) -> None:
 
 
 serve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    _ordered([*(_option(k) for k in knobs()), _UVLOOP]), return_annotation=None)
+    _ordered([*(_option(k) for k in knobs()), _UVLOOP, _CHECK]), return_annotation=None)

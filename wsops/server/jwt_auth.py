@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import RSAAlgorithm
 
 from wsops.server.core.identity import Identity
 
@@ -55,6 +57,9 @@ class Authenticator:
                 "no way to authenticate: set a JWT secret (--jwt-secret) or public key "
                 "(--jwt-public-key), or run with --allow-anonymous"
             )
+        # Parsed once, here: a key that is not one fails the start, not every RS256 token
+        # (PyJWT would parse the PEM again on each).
+        self.public_key = rsa_public_key(config.public_key) if config.public_key else None
 
     def authenticate(self, token: str | None) -> Identity:
         cfg = self.config
@@ -75,8 +80,8 @@ class Authenticator:
         # what stops HS/RS confusion (a public key used as an HMAC secret) and ``alg: none``.
         if alg == "HS256" and cfg.secret:
             key: Any = cfg.secret
-        elif alg == "RS256" and cfg.public_key:
-            key = cfg.public_key
+        elif alg == "RS256" and self.public_key is not None:
+            key = self.public_key
         else:
             raise AuthError(f"algorithm {str(alg)[:16]!r} is not accepted")
         try:
@@ -109,6 +114,18 @@ class Authenticator:
         # Accepted up to ``leeway`` past exp, so it expires (closes the connection) then too.
         expires_at = float(exp) + cfg.leeway if exp is not None else None
         return Identity(sub, tuple(rooms), expires_at)
+
+
+def rsa_public_key(pem: str) -> RSAPublicKey:
+    """The RSA public key in ``pem``, or a ValueError that says what the file holds instead."""
+    try:
+        key = RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(pem)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"--jwt-public-key: not an RSA public key in PEM ({exc})") from None
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("--jwt-public-key: this is a private key; give the server the public "
+                         "key only (openssl rsa -in KEY -pubout)")
+    return key
 
 
 def _audience_refusal(audience: str | None) -> str:
