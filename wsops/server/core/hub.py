@@ -145,8 +145,10 @@ class Conn:
         if len(buf) == 1:
             transport.write(buf[0])
         else:
-            transport.writelines(buf)
-        self._buf = []
+            transport.writelines(buf)  # copied into the transport's buffer: ``buf`` is ours
+        # Emptied, not replaced: a new list per write would be a GC-tracked object per
+        # connection per tick for the collector (and the GC freezer) to walk.
+        buf.clear()
         self._buf_bytes = 0
         if transport.get_write_buffer_size() > self.limit:
             self.close(Close.SLOW_CONSUMER, "slow consumer")

@@ -23,7 +23,8 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def writelines(self, data: list[bytes]) -> None: ...
+    def writelines(self, data: list[bytes]) -> None:
+        """Write every frame of ``data`` (taken at once: the caller empties the list next)."""
 
     def is_closing(self) -> bool: ...
 
