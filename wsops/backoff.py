@@ -9,11 +9,17 @@ tests can pin it.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from typing import Final
 
 DEFAULT_BASE: Final = 0.2
 DEFAULT_CAP: Final = 10.0
+
+RECONNECT_HINT_CAP: Final = 60.0
+"""The longest reconnect window a server's hint can ask for (seconds): a misconfigured server
+cannot park its clients for longer."""
+_HINT = re.compile(r"(?:^|[\s;,])reconnect=(\d{1,9})(?:ms)?(?=$|[\s;,])")
 
 # The exponent is clamped so ``2**attempt`` stays a small float however long an outage lasts.
 _MAX_EXPONENT: Final = 62
@@ -71,9 +77,33 @@ class Backoff:
             delay += min(retry_after, self.cap)
         return delay
 
+    def spread(self, window: float) -> float:
+        """The delay before reconnecting when the server asked its clients to spread their
+        reconnects over ``window`` seconds (``reconnect_hint``): uniform over the window,
+        which replaces this attempt's backoff."""
+        self.attempt += 1
+        return self._uniform(0.0, min(window, RECONNECT_HINT_CAP))
+
     def reset(self) -> None:
         """Start over from the smallest window."""
         self.attempt = 0
+
+
+def hint_reason(reason: str, window: float) -> str:
+    """``reason`` with a reconnect hint of ``window`` seconds (none when ``window`` is 0)."""
+    return f"{reason}; reconnect={round(window * 1000)}" if window > 0 else reason
+
+
+def reconnect_hint(code: int, reason: str) -> float | None:
+    """The window (seconds) over which a 1012 close asks the client to spread its reconnect:
+    a ``reconnect=MS`` token in the close reason (PROTOCOL.md), capped at
+    ``RECONNECT_HINT_CAP``; None for any other close or a reason without the token."""
+    if code != 1012:
+        return None
+    found = _HINT.search(reason)
+    if found is None:
+        return None
+    return min(int(found.group(1)) / 1000, RECONNECT_HINT_CAP)
 
 
 def parse_retry_after(value: str | None) -> float | None:

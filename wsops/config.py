@@ -165,6 +165,9 @@ class Settings:
     drain_batch: int = knob(100, "Connections closed per batch on drain/SIGTERM.")
     drain_interval: float = knob(0.5, "Seconds between drain batches (jittered).")
     drain_deadline: float = knob(30.0, "Seconds a drain may take before the rest are closed.")
+    drain_spread: float = knob(
+        5.0, "Seconds over which each drained client is asked to spread its reconnect (a hint "
+        "in its 1012 close, honoured by the wsops clients; 0-60, 0 asks nothing).")
     instrument: bool = knob(True, "Metrics, runtime health and traces (off: bare server).")
     runtime_metrics: bool = knob(True, "Event-loop lag, RSS, CPU, fds and GC metrics.")
     tracing: bool = knob(
@@ -204,6 +207,8 @@ class Settings:
             problems.append("history_size and drain_interval must be >= 0")
         if self.history_room_bytes < 0 or self.history_memory < 0:
             problems.append("history_room_bytes and history_memory must be >= 0")
+        if not 0 <= self.drain_spread <= 60:
+            problems.append("drain_spread must be within [0, 60] seconds")
         if not 0 <= self.jwt_leeway <= MAX_JWT_LEEWAY:
             problems.append(f"jwt_leeway must be within [0, {MAX_JWT_LEEWAY:g}] seconds")
         if self.admin_max_connections < 1:

@@ -195,9 +195,14 @@ async def test_a_drain_takes_integral_numbers_only(server_factory: ServerFactory
     for body in ({"batch": 1.5}, {"code": 3000.5}):
         text = await asyncio.to_thread(call, url, "/admin/drain", "POST", expect=400, body=body)
         assert text == f"'{next(iter(body))}' must be an integer\n"
+    text = await asyncio.to_thread(call, url, "/admin/drain", "POST", expect=400,
+                                   body={"spread": 61})
+    assert "spread" in text
     started = await asyncio.to_thread(call, url, "/admin/drain", "POST", expect=202,
-                                      body={"batch": 2.0, "code": 3000.0, "deadline": 5})
-    assert started["options"] == {"batch": 2, "code": 3000, "deadline": 5.0, "interval": 0.5}
+                                      body={"batch": 2.0, "code": 3000.0, "deadline": 5,
+                                            "spread": 2})
+    assert started["options"] == {"batch": 2, "code": 3000, "deadline": 5.0, "interval": 0.5,
+                                  "spread": 2.0}
 
 
 async def test_profiling_with_tracing_on_and_past_the_session_cap(

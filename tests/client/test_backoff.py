@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsops.backoff import Backoff, backoff_window, full_jitter, parse_retry_after
+from wsops.backoff import (
+    RECONNECT_HINT_CAP,
+    Backoff,
+    backoff_window,
+    full_jitter,
+    hint_reason,
+    parse_retry_after,
+    reconnect_hint,
+)
 
 
 def upper(low: float, high: float) -> float:
@@ -135,3 +143,47 @@ def test_the_client_uses_the_documented_defaults() -> None:
     assert params["backoff_cap"].default is DEFAULT_CAP
     b = Backoff()
     assert (b.base, b.cap) == (0.2, 10.0)
+
+
+@pytest.mark.parametrize(("code", "reason", "window"), [
+    (1012, "draining; reconnect=5000", 5.0),
+    (1012, "reconnect=250", 0.25),
+    (1012, "reconnect=250ms", 0.25),
+    (1012, "draining,reconnect=1 more", 0.001),
+    (1012, "draining reconnect=0", 0.0),
+    (1012, "draining; reconnect=60001", RECONNECT_HINT_CAP),
+    (1012, "draining; reconnect=999999999", RECONNECT_HINT_CAP),
+    (1012, "draining", None),
+    (1012, "", None),
+    (1012, "xreconnect=5000", None),
+    (1012, "reconnect=5000x", None),
+    (1012, "reconnect=-5", None),
+    (1012, "reconnect=1234567890", None),  # ten digits: not a hint this protocol sends
+    (1001, "draining; reconnect=5000", None),
+    (4000, "reconnect=5000", None),
+])
+def test_reconnect_hint_is_a_1012_reasons_token(code: int, reason: str,
+                                                window: float | None) -> None:
+    assert reconnect_hint(code, reason) == window
+
+
+def test_hint_reason_is_read_back_and_zero_adds_none() -> None:
+    assert hint_reason("draining", 5.0) == "draining; reconnect=5000"
+    assert hint_reason("draining", 0.0) == "draining"
+    assert hint_reason("draining", 0.0004) == "draining; reconnect=0"
+    assert reconnect_hint(1012, hint_reason("draining", 2.5)) == 2.5
+    assert RECONNECT_HINT_CAP == 60.0
+
+
+def test_spread_draws_over_the_window_capped_and_counts_an_attempt() -> None:
+    draws: list[tuple[float, float]] = []
+
+    def record(low: float, high: float) -> float:
+        draws.append((low, high))
+        return high / 2
+
+    b = Backoff(0.2, 10.0, uniform=record)
+    assert b.spread(30.0) == 15.0  # the server's window, beyond the client's own cap
+    assert b.spread(600.0) == RECONNECT_HINT_CAP / 2
+    assert draws == [(0.0, 30.0), (0.0, RECONNECT_HINT_CAP)]
+    assert b.attempt == 2

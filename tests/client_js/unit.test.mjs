@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { QueueFullError, ServerError, WsopsClient } from "../../wsops/static/wsops-client.js";
+import {
+  QueueFullError, ServerError, WsopsClient, reconnectHint,
+} from "../../wsops/static/wsops-client.js";
 
 class FakeSocket {
   static all = [];
@@ -34,7 +36,7 @@ class FakeSocket {
   message(room, offset, epoch, data = offset) {
     this.receive({ op: "message", room, offset, epoch, data, ts: 1 });
   }
-  drop(code = 1006) { this.readyState = 3; this.onclose?.({ code, reason: "" }); }
+  drop(code = 1006, reason = "") { this.readyState = 3; this.onclose?.({ code, reason }); }
 }
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
@@ -227,5 +229,24 @@ test("a message carries its server-attested sender; a non-string from is left ou
   ws.reply(ws.sent.at(-1), { room: "r", offset: 2, epoch: "e",
     messages: [{ offset: 1, epoch: "e", data: 1, ts: 1, from: "ann" }] });
   assert.equal((await history)[0].from, "ann");
+  await closed(client);
+});
+
+test("a drain's reconnect hint is read from a 1012 close only, and capped", () => {
+  assert.equal(reconnectHint(1012, "draining; reconnect=5000"), 5000);
+  assert.equal(reconnectHint(1012, "reconnect=250ms"), 250);
+  assert.equal(reconnectHint(1012, "draining; reconnect=999999999"), 60000);
+  assert.equal(reconnectHint(1012, "draining"), null);
+  assert.equal(reconnectHint(1012, "draining; xreconnect=5000"), null);
+  assert.equal(reconnectHint(1001, "draining; reconnect=5000"), null);
+  assert.equal(reconnectHint(1012, undefined), null);
+});
+
+test("after a hinted 1012 the client waits a draw over the server's window, not its backoff", async () => {
+  const { client, ws } = await connected({ random: () => 0.5, backoffBaseMs: 10, backoffCapMs: 10 });
+  const waits = [];
+  client.on("disconnect", (d) => waits.push(d.retryInMs));
+  ws.drop(1012, "draining; reconnect=4000");
+  assert.deepEqual(waits, [2000]);  // 0.5 of the 4 s window (the backoff would say 5 ms)
   await closed(client);
 });

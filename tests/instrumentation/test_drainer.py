@@ -43,8 +43,23 @@ async def test_connections_are_closed_1012_in_batches_and_the_count_adds_up() ->
     assert (status.total, status.closed, status.forced, status.batches) == (10, 10, 0, 4)
     assert sorted(i for i, _, _ in closes.calls) == sorted(c.id for c in conns)
     assert set(closes.codes()) == {SERVICE_RESTART}
-    assert {reason for _, _, reason in closes.calls} == {"draining"}
+    # The default asks each client to spread its reconnect over 5 s (PROTOCOL.md).
+    assert {reason for _, _, reason in closes.calls} == {"draining; reconnect=5000"}
     assert status.finished_at is not None and status.started_at is not None
+
+
+@pytest.mark.parametrize(("code", "spread", "reason"), [
+    (SERVICE_RESTART, 2.5, "draining; reconnect=2500"),
+    (SERVICE_RESTART, 0.0, "draining"),
+    (1001, 2.5, "draining"),  # only a 1012 carries the hint
+])
+async def test_the_close_reason_carries_the_reconnect_hint(code: int, spread: float,
+                                                           reason: str) -> None:
+    hub, closes, _ = node(4)
+    await Drainer(hub.conns.values).start(batch=4, interval=0, deadline=5.0, code=code,
+                                          spread=spread)
+    assert {r for _, _, r in closes.calls} == {reason}
+    assert set(closes.codes()) == {code}
 
 
 async def test_the_batches_are_shuffled_so_reconnects_do_not_follow_connection_order() -> None:
@@ -90,6 +105,9 @@ def test_options_out_of_range_are_refused() -> None:
     for batch, interval, deadline in ((0, 0.1, 1), (1, -1, 1), (1, 0.1, 0)):
         with pytest.raises(ValueError, match="drain needs"):
             drainer.start(batch, interval, deadline)
+    for spread in (-0.1, 60.1):
+        with pytest.raises(ValueError, match="spread of 0-60 s"):
+            drainer.start(1, 0.1, 1, spread=spread)
     assert drainer.status.state == "idle"
 
 
@@ -99,5 +117,5 @@ async def test_a_connection_serving_a_request_is_closed_after_its_reply() -> Non
     status = await Drainer(hub.conns.values, random.Random(1)).start(
         batch=2, interval=0, deadline=0.2)
     assert [i for i, _, _ in closes.calls] == [idle.id]  # the busy one waits for its reply
-    assert busy.deferred_close == (SERVICE_RESTART, "draining")
+    assert busy.deferred_close == (SERVICE_RESTART, "draining; reconnect=5000")
     assert status.forced == 1  # and, still open at the deadline, is dropped

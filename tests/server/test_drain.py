@@ -12,7 +12,9 @@ import pytest
 from tests.conftest import Connect, ServerFactory
 from tests.support.procs import start_serve
 from tests.support.rawws import open_raw
+from tests.support.scrape import scrape
 from tests.support.waits import until
+from wsops.client import Client
 
 
 async def _readyz(admin_url: str) -> int:
@@ -106,3 +108,63 @@ async def test_drain_counts_each_connection_once(
     status = await server.node.drain(batch=3, interval=2.0, deadline=0.3)
     assert status.closed + status.forced == 8
     assert status.forced >= 5
+
+
+async def _refused_while_draining(admin_url: str) -> float:
+    return (await scrape(admin_url)).get("wsops_handshake_failures_total", reason="draining")
+
+
+async def _attempts_after_a_drain(spread: float, clients: int,
+                                  watch: float) -> list[tuple[float, float]]:
+    """Drain a real node of ``clients`` wsops clients with ``--drain-spread spread`` and return,
+    every ~0.1 s for ``watch`` seconds, (seconds since the drain, reconnect attempts it has
+    refused since): the node stays draining, so each attempt is one refusal, and its 503 says
+    Retry-After 5, so no client tries twice within ``watch``."""
+    sp = await asyncio.to_thread(
+        start_serve, "--allow-anonymous", "--max-connections", str(clients + 100),
+        "--drain-batch", str(clients), "--drain-interval", "0", "--drain-spread", str(spread))
+    opened: list[Client] = []
+    try:
+        for start in range(0, clients, 250):
+            chunk = [Client(sp.url) for _ in range(min(250, clients - start))]
+            opened += chunk
+            await asyncio.gather(*(c.connect(timeout=60) for c in chunk))
+        async with aiohttp.ClientSession() as s, s.post(sp.admin_url + "/admin/drain") as r:
+            assert r.status == 202
+        loop = asyncio.get_running_loop()
+        began, counts = loop.time(), []
+        while loop.time() - began < watch:
+            await asyncio.sleep(0.05)
+            counts.append((loop.time() - began, await _refused_while_draining(sp.admin_url)))
+        assert all(c.close_codes[:1] == [1012] for c in opened)
+        return counts
+    finally:
+        await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
+        sp.stop()
+
+
+@pytest.mark.slow
+async def test_a_drains_reconnect_hint_spreads_2000_clients_over_its_window() -> None:
+    """Without a hint the clients of a drained node all try again within their first backoff
+    (0-0.2 s), as fast as the node can refuse them; with ``--drain-spread 4`` they come back
+    over 4 s, about a quarter in each second."""
+    n = 2000
+    burst = await _attempts_after_a_drain(0.0, n, watch=2.0)
+    spread = await _attempts_after_a_drain(4.0, n, watch=4.8)
+
+    def by(counts: list[tuple[float, float]], seconds: float) -> float:
+        """Attempts in the first ``seconds`` (the last sample taken by then)."""
+        return max((n for t, n in counts if t <= seconds), default=0.0)
+
+    per_second = [by(spread, s + 1) - (by(spread, s) if s else 0) for s in range(4)]
+    shown = [(round(t, 2), int(k)) for t, k in burst[:next(
+        (i for i, (_, k) in enumerate(burst) if k >= n), len(burst)) + 1]]
+    print(f"\nreconnect attempts (s, refused so far), no hint: {shown}; hint of 4 s: "
+          f"{[round(x) for x in per_second]} per second, {by(spread, 4.8):.0f} in 4.8 s")
+    assert by(burst, 2.0) >= 0.97 * n  # the burst: all within the first backoff and the
+    # node's time to refuse them
+    assert by(spread, 2.0) <= 0.6 * n  # with the hint, over half of them still to come
+    assert by(spread, 4.8) >= 0.97 * n
+    for second in per_second:  # about a quarter in each second of the window
+        assert 0.15 * n <= second <= 0.35 * n, per_second
+    assert by(spread, 0.5) <= 0.2 * n

@@ -38,16 +38,17 @@ from wsops.admin.surface import NodeSurface
 
 def drain_options(data: dict[str, Any], defaults: DrainOptions) -> DrainOptions:
     """A ``POST /admin/drain`` body as checked options (HTTP 400 naming a bad field)."""
-    batch, interval, deadline, code = (
+    batch, interval, deadline, code, spread = (
         number_field(data, key, defaults[key], *DRAIN_LIMITS[key])
-        for key in ("batch", "interval", "deadline", "code"))
+        for key in ("batch", "interval", "deadline", "code", "spread"))
     for key, value in (("batch", batch), ("code", code)):
         if not value.is_integer():  # 1.5 was taken as 1
             raise web.HTTPBadRequest(text=f"'{key}' must be an integer\n")
     if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
         raise web.HTTPBadRequest(
             text=f"'code' {int(code)} cannot be sent in a close frame (RFC 6455 7.4)\n")
-    return DrainOptions(batch=int(batch), interval=interval, deadline=deadline, code=int(code))
+    return DrainOptions(batch=int(batch), interval=interval, deadline=deadline, code=int(code),
+                        spread=spread)
 
 
 def node_stats(surface: NodeSurface, listener: AdminListener) -> Stats:

@@ -21,7 +21,7 @@ SENDABLE_CLOSE_CODES = (1000, 1001, 1008, 1011, 1012, 1013, 1014)
 """Close codes a server may send (RFC 6455 7.4); application codes 3000-4999 too."""
 DRAIN_LIMITS: dict[str, tuple[float, float]] = {
     "batch": (1, 1_000_000), "interval": (0, 3600), "deadline": (0.001, 86400),
-    "code": (1000, 4999)}
+    "code": (1000, 4999), "spread": (0, 60)}
 """``POST /admin/drain``: the range of each ``DrainOptions`` field (batch and code integers)."""
 
 
@@ -60,6 +60,7 @@ class DrainOptions(TypedDict):
     interval: float
     deadline: float
     code: int
+    spread: float
 
 
 class DrainStatus(TypedDict):

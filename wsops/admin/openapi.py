@@ -57,6 +57,10 @@ DRAIN_BODY: dict[str, dict[str, Any]] = {
                  "description": "Seconds between batches."},
     "deadline": {"type": "number", **_range("deadline"),
                  "description": "Seconds after which connections still open are dropped."},
+    "spread": {"type": "number", **_range("spread"),
+               "description": "Seconds over which each closed client is asked to spread its "
+               "reconnect (a reconnect=MS hint in the 1012 close reason, PROTOCOL.md); 0 asks "
+               "nothing."},
     "code": {"type": "integer", "description": "WebSocket close code sent: one a server may "
              "send (RFC 6455 7.4) or an application code (3000-4999).",
              "anyOf": [{"enum": list(SENDABLE_CLOSE_CODES)},

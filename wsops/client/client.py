@@ -45,15 +45,18 @@ class Client(ClientCore):
     Events reach the application through the ``on_*`` callbacks (run inline, in order: keep
     them quick; an async callback is scheduled as a task) and through ``events()`` iterators.
 
-    Parameters: ``token`` is sent as ``Authorization: Bearer``; pass a callable to fetch a
-    fresh one for every connection attempt (tokens expire, reconnects do not). A 401/403 closes
-    the client with ``AuthError``; every other failure, and every close code, is retried after
+    Parameters: ``token`` is sent as ``Authorization: Bearer``; pass a callable to fetch a fresh
+    one for every connection attempt (tokens expire, reconnects do not). A 401/403 closes the
+    client with ``AuthError``; every other failure, and every close code, is retried after
     ``uniform(0, min(backoff_cap, backoff_base * 2**attempt))`` seconds, the attempt counter
-    resetting once a connection stayed open ``stable_after`` seconds. ``request_timeout`` is
-    the default for each request (None waits forever), ``connect_timeout`` bounds each
-    handshake, ``heartbeat`` makes aiohttp ping the server to notice a dead peer. ``on_lost``
-    receives ``SubscriptionLost`` when a room cannot be resubscribed. ``uniform`` replaces
-    ``random.uniform`` (tests). A ``session`` passed in is used and left open.
+    resetting once a connection stayed open ``stable_after`` seconds; after a drain's 1012 close
+    that carries a reconnect hint (``reconnect=MS`` in its reason), after ``uniform(0, MS)``
+    instead (at most 60 s), so the clients of a drained node come back spread out.
+    ``request_timeout`` is the default for each request (None waits forever),
+    ``connect_timeout`` bounds each handshake, ``heartbeat`` makes aiohttp ping the server to
+    notice a dead peer. ``on_lost`` receives ``SubscriptionLost`` when a room cannot be
+    resubscribed. ``uniform`` replaces ``random.uniform`` (tests). A ``session`` passed in is
+    used and left open.
     """
 
     async def connect(self, timeout: float | None = None) -> None:  # noqa: ASYNC109

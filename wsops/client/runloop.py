@@ -1,10 +1,12 @@
 """The client's connection state machine: one run loop that keeps a connection open.
 
 The run loop connects, resubscribes every room from its last delivered position, sends what
-waits in the queue, reads until the connection ends, then sleeps a full-jitter backoff and
-starts over, until ``close()`` or a refused authentication. Sequencing (``tracker``), rooms
-(``rooms``), request bookkeeping (``requests``), backoff math (``backoff``) and the wire format
-(``wire``) live in socket-free modules; this one only moves frames between them and the socket.
+waits in the queue, reads until the connection ends, then sleeps a full-jitter backoff (or,
+after a drain's 1012 close with a reconnect hint, a delay drawn over the window the server asked
+for) and starts over, until ``close()`` or a refused authentication. Sequencing (``tracker``),
+rooms (``rooms``), request bookkeeping (``requests``), backoff math (``backoff``) and the wire
+format (``wire``) live in socket-free modules; this one only moves frames between them and the
+socket.
 The request API is ``client.Client``, built on this class.
 """
 
@@ -18,7 +20,14 @@ from typing import Final
 
 import aiohttp
 
-from wsops.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, Uniform, full_jitter
+from wsops.backoff import (
+    DEFAULT_BASE,
+    DEFAULT_CAP,
+    Backoff,
+    Uniform,
+    full_jitter,
+    reconnect_hint,
+)
 from wsops.client import wire
 from wsops.client.connection import ABNORMAL_CLOSE, RefusedBody, RetryLater, open_socket
 from wsops.client.errors import AuthError, ClientClosed, ProtocolViolation
@@ -158,6 +167,7 @@ class ClientCore:
         try:
             while not self._closing:
                 retry_after: float | None = None
+                spread: float | None = None  # the server's reconnect hint (a drain's 1012)
                 try:
                     if self._session is None:
                         self._session = aiohttp.ClientSession(
@@ -184,10 +194,12 @@ class ClientCore:
                     self.last_refusal = str(exc)
                     retry_after = exc.retry_after
                 else:
-                    await self._serve(ws)
+                    ended = await self._serve(ws)
+                    spread = reconnect_hint(ended.code, ended.reason)
                 if self._closing:
                     return
-                delay = self._backoff.next_delay(retry_after)
+                delay = (self._backoff.spread(spread) if spread is not None
+                         else self._backoff.next_delay(retry_after))
                 log.debug("wsops client: next attempt in %.3f s", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
@@ -199,8 +211,9 @@ class ClientCore:
                 self.error = error
                 self._shutdown(error)
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Run one open connection until it ends, then requeue what it left unanswered."""
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> CloseInfo:
+        """Run one open connection until it ends, then requeue what it left unanswered;
+        returns how it ended."""
         loop = asyncio.get_running_loop()
         self._ws = ws
         opened_at = loop.time()
@@ -247,6 +260,7 @@ class ClientCore:
                 self._backoff.reset()
             if not self._closing:
                 self._set_state(ClientState.RECONNECTING)
+        return ended
 
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> CloseInfo | None:
         """Handle frames until the connection ends; returns the close code and reason the

@@ -14,12 +14,13 @@ from typing import cast
 from wsops.admin.contract import Connections, DrainOptions, DrainStatus, FlowSnapshot, Stats
 from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
-from wsops.instrumentation.drainer import SERVICE_RESTART, Drainer
+from wsops.instrumentation.drainer import DEFAULT_SPREAD, SERVICE_RESTART, Drainer
 from wsops.instrumentation.middleware import Instrumentation
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DRAIN = DrainOptions(batch=100, interval=0.5, deadline=30.0, code=SERVICE_RESTART)
+DEFAULT_DRAIN = DrainOptions(batch=100, interval=0.5, deadline=30.0, code=SERVICE_RESTART,
+                             spread=DEFAULT_SPREAD)
 
 
 def run_leak_checks(checks: Iterable[Callable[[], dict[str, float]]]) -> dict[str, float]:
@@ -44,7 +45,8 @@ def drain_status(drainer: Drainer, remaining: int) -> DrainStatus:
 def start_drain(drainer: Drainer, options: DrainOptions) -> bool:
     """Start ``drainer`` with ``options``; False if a drain was already under way."""
     started = drainer.status.state != "draining"
-    drainer.start(options["batch"], options["interval"], options["deadline"], options["code"])
+    drainer.start(options["batch"], options["interval"], options["deadline"], options["code"],
+                  options["spread"])
     return started
 
 

@@ -2,7 +2,9 @@
 
 Readiness fails at once so load balancers stop sending; new upgrades get HTTP 503; open
 connections are closed with 1012 in shuffled batches with jittered gaps, so their reconnects
-spread over other nodes; whatever is left at the deadline is closed at once.
+spread over other nodes, and each close asks its client to spread its reconnect over a window
+of its own (``reconnect=MS`` in the close reason, which the wsops clients honour); whatever is
+left at the deadline is closed at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from wsops.backoff import RECONNECT_HINT_CAP, hint_reason
+
 SERVICE_RESTART = 1012
+DEFAULT_SPREAD = 5.0
+"""Seconds over which a drained client is asked to spread its reconnect (PROTOCOL.md): with
+the batches' own spacing, the reconnects of a node's clients arrive over the drain plus this."""
 DrainState = Literal["idle", "draining", "drained", "cancelled"]
 
 
@@ -64,17 +71,23 @@ class Drainer:
         interval: float = 0.5,
         deadline: float = 30.0,
         code: int = SERVICE_RESTART,
+        spread: float = DEFAULT_SPREAD,
     ) -> asyncio.Task[DrainStatus]:
-        """Begin draining (idempotent while a drain runs); returns the drain's task."""
+        """Begin draining (idempotent while a drain runs); returns the drain's task.
+        ``spread``: seconds over which each closed client is asked to spread its reconnect
+        (the reconnect hint of a 1012 close; 0 asks nothing)."""
         if self._task is not None and not self._task.done():
             return self._task
-        if batch < 1 or interval < 0 or deadline <= 0:
-            raise ValueError("drain needs batch >= 1, interval >= 0 and deadline > 0")
+        if batch < 1 or interval < 0 or deadline <= 0 or not 0 <= spread <= RECONNECT_HINT_CAP:
+            raise ValueError("drain needs batch >= 1, interval >= 0, deadline > 0 and a spread "
+                             f"of 0-{RECONNECT_HINT_CAP:g} s")
         self.status = DrainStatus("draining", time.time())
-        self._task = asyncio.create_task(self._run(batch, interval, deadline, code))
+        reason = hint_reason("draining", spread) if code == SERVICE_RESTART else "draining"
+        self._task = asyncio.create_task(self._run(batch, interval, deadline, code, reason))
         return self._task
 
-    async def _run(self, batch: int, interval: float, deadline: float, code: int) -> DrainStatus:
+    async def _run(self, batch: int, interval: float, deadline: float, code: int,
+                   reason: str) -> DrainStatus:
         st = self.status
         end = time.monotonic() + deadline
         conns = [c for c in self._live() if not c.closing]
@@ -93,14 +106,14 @@ class Drainer:
             st.batches += 1
             for conn in conns[i : i + batch]:
                 if not conn.closing:
-                    conn.close(code, "draining")
+                    conn.close(code, reason)
                     asked.add(id(conn))
                     st.closed += 1
         while self._live() and time.monotonic() < end:  # noqa: ASYNC110 (polls a count)
             await asyncio.sleep(0.05)
         for conn in list(self._live()):
             if not conn.closing:
-                conn.close(code, "draining")
+                conn.close(code, reason)
             conn.abort()
             if id(conn) in asked:
                 st.closed -= 1  # its close did not finish in time: it counts as forced only

@@ -52,6 +52,11 @@ def drain(
     code: Annotated[int | None, typer.Option(
         show_default=False, help="Close code sent to clients (default 1012, service restart: "
                                  "clients reconnect elsewhere).")] = None,
+    spread: Annotated[float | None, typer.Option(
+        show_default=False, help="Seconds over which each closed client is asked to spread "
+                                 "its reconnect (a hint in the 1012 close that the wsops "
+                                 "clients honour; 0 asks nothing; default: the node's "
+                                 "--drain-spread).")] = None,
     cancel: Annotated[bool, typer.Option(
         "--cancel", help="Cancel a drain instead: readiness back to 200, connections "
                          "accepted again.")] = False,
@@ -78,9 +83,9 @@ def drain(
         url = normalize_url(admin_url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="ADMIN_URL") from None
-    opts = DrainOptions(batch, interval, deadline, code)
+    opts = DrainOptions(batch, interval, deadline, code, spread)
     if cancel and opts.body():
-        raise typer.BadParameter("takes no --batch/--interval/--deadline/--code",
+        raise typer.BadParameter("takes no --batch/--interval/--deadline/--code/--spread",
                                  param_hint="--cancel")
     problems = opts.problems()
     if problems:

@@ -31,6 +31,7 @@ class DrainOptions:
     interval: float | None = None
     deadline: float | None = None
     code: int | None = None
+    spread: float | None = None
 
     def problems(self) -> list[tuple[str, str]]:
         """(option, what is wrong) for each bad value; empty when all are fine."""
@@ -41,6 +42,8 @@ class DrainOptions:
             out.append(("--interval", "must be between 0 and 3600 seconds"))
         if self.deadline is not None and not 0 < self.deadline <= 86400:
             out.append(("--deadline", "must be > 0 and at most 86400 seconds"))
+        if self.spread is not None and not 0 <= self.spread <= 60:
+            out.append(("--spread", "must be between 0 and 60 seconds"))
         if self.code is not None and not sendable_close_code(self.code):
             out.append(("--code", "must be a close code a server may send: 1000-1003, "
                                   "1007-1014 or 3000-4999 (1012 = service restart)"))

@@ -29,7 +29,7 @@ PANELS: Final[dict[str, tuple[str, ...]]] = {
                "send_queue_bytes"),
     "Broker and history": ("broker", "broker_ack", "history_size", "history_ttl",
                            "history_room_bytes", "history_memory"),
-    "Drain": ("drain_batch", "drain_interval", "drain_deadline"),
+    "Drain": ("drain_batch", "drain_interval", "drain_deadline", "drain_spread"),
     "Process": ("workers", "gc_threshold", "gc_freeze_interval", "trace_sample_ratio",
                 "slo_seconds"),
 }

@@ -195,6 +195,7 @@ class Node:
         interval: float | None = None,
         deadline: float | None = None,
         code: int = Close.SERVICE_RESTART,
+        spread: float | None = None,
     ) -> asyncio.Task[DrainStatus]:
         """Start a graceful drain (readiness 503, refuse upgrades, close in batches)."""
         s = self.settings
@@ -203,6 +204,7 @@ class Node:
             interval if interval is not None else s.drain_interval,
             deadline if deadline is not None else s.drain_deadline,
             code,
+            spread if spread is not None else s.drain_spread,
         )
 
     # -- the WebSocket endpoint --------------------------------------------------------------

@@ -63,7 +63,8 @@ class BundledSurface:
     def drain_defaults(self) -> DrainOptions:
         s = self.node.settings
         return DrainOptions(batch=s.drain_batch, interval=s.drain_interval,
-                            deadline=s.drain_deadline, code=Close.SERVICE_RESTART)
+                            deadline=s.drain_deadline, code=Close.SERVICE_RESTART,
+                            spread=s.drain_spread)
 
     @property
     def readiness_checks(self) -> Sequence[ReadinessCheck]:

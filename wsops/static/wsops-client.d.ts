@@ -208,5 +208,9 @@ export class WsopsClient {
 /** The delay before retry number `attempt` (0-based): uniform(0, min(capMs, baseMs * 2^attempt)). */
 export function fullJitter(attempt: number, baseMs: number, capMs: number, random?: () => number): number;
 
+/** The window (ms) over which a 1012 close asks its client to spread its reconnect (`reconnect=MS`
+ *  in the close reason, at most 60000), or null: the client then waits uniform(0, window). */
+export function reconnectHint(code: number, reason: string): number | null;
+
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION: 1;

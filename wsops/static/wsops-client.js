@@ -4,6 +4,8 @@
 // The rules are those of the Python client (wsops/client) and PROTOCOL.md:
 // - one connection at a time; after it ends, reconnect after uniform(0, min(cap, base * 2^n)) ms
 //   ("full jitter"), n counting failed attempts and reset once a connection stayed open a while;
+//   after a drain's 1012 close whose reason carries `reconnect=MS`, after uniform(0, MS) instead
+//   (at most 60 s), so a drained node's clients come back spread out;
 // - every followed room is resubscribed with `since` = the last message delivered, so what the
 //   server replays continues the stream exactly once; a replay it cannot do is a `gap` event;
 // - requests wait in a bounded queue while disconnected; one sent but unanswered when the
@@ -44,6 +46,17 @@ export class ClientClosedError extends WsopsError {}
 
 export function fullJitter(attempt, baseMs, capMs, random = Math.random) {
   return random() * Math.min(capMs, baseMs * 2 ** Math.min(attempt, 62));
+}
+
+const RECONNECT_HINT_CAP_MS = 60000;
+const HINT = /(?:^|[\s;,])reconnect=(\d{1,9})(?:ms)?(?=$|[\s;,])/;
+
+// The window (ms) over which a 1012 close asks its client to spread its reconnect: the
+// `reconnect=MS` token of the close reason (PROTOCOL.md), capped at 60 s; null otherwise.
+export function reconnectHint(code, reason) {
+  if (code !== 1012 || typeof reason !== "string") return null;
+  const found = HINT.exec(reason);
+  return found === null ? null : Math.min(Number(found[1]), RECONNECT_HINT_CAP_MS);
 }
 
 function deferred() {
@@ -461,7 +474,9 @@ export class WsopsClient {
       return;
     }
     const { backoffBaseMs, backoffCapMs, random } = this.#opts;
-    const delay = fullJitter(this.#attempt, backoffBaseMs, backoffCapMs, random);
+    const spread = reconnectHint(code, reason);
+    const delay = spread !== null ? random() * spread
+      : fullJitter(this.#attempt, backoffBaseMs, backoffCapMs, random);
     this.#attempt += 1;
     this.#setState(this.#wasOpen ? "reconnecting" : "connecting");
     this.#emit("disconnect", Object.freeze({ code, reason, retryInMs: delay }));
