@@ -11,8 +11,9 @@ import {
 class FakeSocket {
   static all = [];
 
-  constructor(url) {
+  constructor(url, protocols) {
     this.url = url;
+    this.protocols = protocols;
     this.readyState = 0;
     this.sent = [];
     FakeSocket.all.push(this);
@@ -249,4 +250,13 @@ test("after a hinted 1012 the client waits a draw over the server's window, not 
   ws.drop(1012, "draining; reconnect=4000");
   assert.deepEqual(waits, [2000]);  // 0.5 of the 4 s window (the backoff would say 5 ms)
   await closed(client);
+});
+
+test("the protocol version is offered as the subprotocol, unless protocols: [] asks for none", async () => {
+  const { client, ws } = await connected();
+  assert.deepEqual(ws.protocols, ["wsops.v1"]);
+  await closed(client);
+  const legacy = await connected({ protocols: [] });
+  assert.equal(legacy.ws.protocols, undefined);
+  await closed(legacy.client);
 });

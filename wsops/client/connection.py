@@ -16,6 +16,7 @@ import aiohttp
 
 from wsops.backoff import parse_retry_after
 from wsops.client.errors import AuthError
+from wsops.client.wire import SUBPROTOCOL
 
 # HTTP statuses that retrying with the same credentials cannot fix.
 AUTH_STATUSES: Final = frozenset({401, 403})
@@ -97,7 +98,8 @@ async def open_socket(
     """Open a connection to ``url`` with the token as a bearer header.
 
     permessage-deflate is not requested (``compress=0``): the server does not offer it and
-    it would cost memory on both sides. Raises ``AuthError`` on 401/403, ``RetryLater``
+    it would cost memory on both sides. The protocol version is offered as the subprotocol
+    ``wsops.v1`` (PROTOCOL.md, "Versions"). Raises ``AuthError`` on 401/403, ``RetryLater``
     on anything else that went wrong; both say why (see ``refusal_reason``), reading the
     body of a refused upgrade from ``refused`` when the session has its hook.
     """
@@ -107,7 +109,8 @@ async def open_socket(
     try:
         return await asyncio.wait_for(
             session.ws_connect(
-                url, headers=headers, compress=0, heartbeat=heartbeat, autoping=True
+                url, headers=headers, compress=0, heartbeat=heartbeat, autoping=True,
+                protocols=(SUBPROTOCOL,),
             ),
             connect_timeout,
         )

@@ -14,6 +14,10 @@ from wsops.client.errors import ProtocolViolation, ServerError
 from wsops.client.events import Message, PresenceEvent, PublishAck, SubscribeResult
 
 MAX_ID: Final = 2**53
+SUBPROTOCOL: Final = "wsops.v1"
+"""The protocol version this client speaks, offered as a WebSocket subprotocol: a server of this
+version answers with it, one from before the negotiation answers without (and is spoken to
+the same), one that does not speak it refuses the upgrade with HTTP 400."""
 # allow_nan=False: NaN and the infinities are not JSON; the server refuses them (bad_request).
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _loads = json.JSONDecoder().decode

@@ -65,7 +65,7 @@ class Endpoint:
 
     def serve(self, request: web.Request, identity: Identity) -> web.StreamResponse:
         """Upgrade an admitted request and hand its socket to a new ``WsConn``."""
-        key = check_upgrade(request)
+        key, subprotocol = check_upgrade(request)
         transport: Any = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the peer went away during the upgrade")
@@ -93,7 +93,7 @@ class Endpoint:
             delay = max(0.0, identity.expires_at - time.time())
             ws.expiry = asyncio.get_running_loop().call_later(
                 delay, conn.close, Close.POLICY, "token expired")
-        hand_off(request, key, ws)
+        hand_off(request, key, ws, subprotocol)
         return Handoff()
 
     def run(self, coro: Coroutine[Any, Any, None]) -> None:

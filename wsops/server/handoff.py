@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 from aiohttp import hdrs, web
 
+from wsops.server.core.protocol import UnsupportedSubprotocol, negotiate_subprotocol
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -41,9 +43,10 @@ def accept_key(key: str) -> bytes:
     return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
 
 
-def check_upgrade(request: web.Request) -> str:
-    """The request's ``Sec-WebSocket-Key`` if it is a valid WebSocket upgrade (the rules of
-    aiohttp's ``WebSocketResponse``); else an HTTP error to answer with."""
+def check_upgrade(request: web.Request) -> tuple[str, str | None]:
+    """The request's ``Sec-WebSocket-Key`` and the subprotocol to answer with, if it is a
+    valid WebSocket upgrade (the rules of aiohttp's ``WebSocketResponse``) in a version this
+    server speaks (``negotiate_subprotocol``); else an HTTP error to answer with."""
     headers = request.headers
     upgrade, connection = headers.get(hdrs.UPGRADE, ""), headers.get(hdrs.CONNECTION, "")
     if upgrade.lower().strip() != "websocket":
@@ -60,7 +63,11 @@ def check_upgrade(request: web.Request) -> str:
             raise ValueError(key)
     except (ValueError, binascii.Error):
         raise web.HTTPBadRequest(text=f"Handshake error: {key!r}") from None
-    return key
+    try:
+        subprotocol = negotiate_subprotocol(headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL))
+    except UnsupportedSubprotocol as exc:
+        raise web.HTTPBadRequest(text=f"Unsupported protocol version: {exc}\n") from None
+    return key, subprotocol
 
 
 class Handoff(web.StreamResponse):
@@ -77,8 +84,10 @@ class Handoff(web.StreamResponse):
         return None
 
 
-def hand_off(request: web.Request, key: str, adopter: Adopter) -> asyncio.Transport:
-    """Answer 101 and give the request's transport to ``adopter``; returns the transport.
+def hand_off(request: web.Request, key: str, adopter: Adopter,
+             subprotocol: str | None = None) -> asyncio.Transport:
+    """Answer 101 (with ``subprotocol``, the negotiated version, when the client offered
+    one) and give the request's transport to ``adopter``; returns the transport.
 
     Nothing awaits between the 101 and the switch, so no byte is lost: later reads go to the
     adopter's ``data_received``, bytes aiohttp already buffered to its ``feed_data``."""
@@ -86,9 +95,11 @@ def hand_off(request: web.Request, key: str, adopter: Adopter) -> asyncio.Transp
     handler: Any = request.protocol
     if transport is None or transport.is_closing():
         raise ConnectionResetError("the peer went away during the upgrade")
+    chosen = b"" if subprotocol is None else (
+        b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode())
     transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key)
-                    + b"\r\n\r\n")
+                    + chosen + b"\r\n\r\n")
     transport.set_protocol(adopter)
     handler.set_parser(adopter)
     handler.transport = None  # aiohttp must not close the socket it no longer serves

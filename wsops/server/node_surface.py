@@ -74,7 +74,8 @@ class BundledSurface:
         return "draining" if self.node.drainer.draining else None
 
     def broker_reason(self) -> str | None:
-        return None if self.node.broker.healthy else "broker down"
+        broker = self.node.broker
+        return None if broker.healthy else (broker.problem or "broker down")
 
     @property
     def debug_switch(self) -> DebugControl | None:

@@ -129,6 +129,10 @@ export interface ClientOptions {
   traceparent?: string | (() => string | null | undefined);
   /** WebSocket implementation (default: globalThis.WebSocket). */
   WebSocket?: WebSocketConstructor;
+  /** Subprotocols offered (default `[SUBPROTOCOL]`, "wsops.v1": the protocol version). A browser
+   * fails a connection whose server does not answer with one, as servers from before the
+   * negotiation do not: pass `[]` to talk to those. */
+  protocols?: string[];
   /** Random source in [0, 1) for the backoff jitter (default Math.random; tests pin it). */
   random?: () => number;
 }
@@ -211,6 +215,9 @@ export function fullJitter(attempt: number, baseMs: number, capMs: number, rando
 /** The window (ms) over which a 1012 close asks its client to spread its reconnect (`reconnect=MS`
  *  in the close reason, at most 60000), or null: the client then waits uniform(0, window). */
 export function reconnectHint(code: number, reason: string): number | null;
+
+/** The protocol version offered as the WebSocket subprotocol. */
+export const SUBPROTOCOL: "wsops.v1";
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION: 1;

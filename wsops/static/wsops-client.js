@@ -12,6 +12,10 @@
 //   connection dropped is sent again on the next (at least once).
 
 export const PROTOCOL_VERSION = 1;
+// Offered as the WebSocket subprotocol: a server of this version answers with it and one that
+// speaks no version offered refuses the upgrade (HTTP 400). A browser fails a connection whose
+// server answers without it (servers from before the negotiation): pass `protocols: []` there.
+export const SUBPROTOCOL = "wsops.v1";
 
 const MAX_ID = 2 ** 53;
 const CLOSE_TIMEOUT_MS = 5000;
@@ -281,7 +285,8 @@ export class WsopsClient {
     socketUrl(url); // a malformed URL fails here, not on the first attempt
     this.#opts = {
       backoffBaseMs: 200, backoffCapMs: 10000, stableAfterMs: 5000, maxQueue: 1000,
-      requestTimeoutMs: 10000, connectTimeoutMs: 10000, random: Math.random, ...options,
+      requestTimeoutMs: 10000, connectTimeoutMs: 10000, random: Math.random,
+      protocols: [SUBPROTOCOL], ...options,
     };
     const { backoffBaseMs: base, backoffCapMs: cap } = this.#opts;
     if (!(base > 0) || !(cap >= base)) throw new RangeError("need 0 < backoffBaseMs <= backoffCapMs");
@@ -401,7 +406,8 @@ export class WsopsClient {
       if (token) url.searchParams.set("token", token);
       const WS = this.#opts.WebSocket ?? globalThis.WebSocket;
       if (!WS) throw new WsopsError("no WebSocket: pass options.WebSocket (Node 20: the 'ws' package, or run node --experimental-websocket)");
-      ws = new WS(url.toString());
+      const { protocols } = this.#opts;
+      ws = protocols.length ? new WS(url.toString(), protocols) : new WS(url.toString());
     } catch (err) {
       if (this.#closing) return;
       console.warn(`wsops client: connection attempt failed: ${err?.message ?? err}`);

@@ -7,6 +7,7 @@ import json
 from typing import Any
 from unittest.mock import ANY
 
+import aiohttp
 import pytest
 
 from tests.conftest import Connect, LiveServer, Trap
@@ -319,3 +320,37 @@ async def test_a_plain_redis_url_does_not_track_the_master(
         assert await r.hgetall("wsops:{plain}:meta") == {b"epoch": ANY, b"top": b"1"}
     finally:
         await r.aclose()
+
+
+async def test_the_layout_version_is_written_once_and_another_one_is_refused_loudly(
+    redis_proc: RedisProc, node_factory: NodeFactory, connect: Connect,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first node writes the schema version under its prefix; a node that finds another
+    one (a newer wsops migrated the data) stays out of the fleet, is not ready and refuses
+    publishes with a message saying why, and serves again once the versions agree."""
+    from redis.asyncio import Redis
+
+    from wsops.server.broker import redis_scripts as lua
+
+    a = await node_factory()
+    redis = Redis(port=redis_proc.port)
+    try:
+        assert await redis.get("wsops:schema") == lua.SCHEMA.encode() == b"1"
+        c = await connect(a.url)
+        assert (await c.call("publish", "r", data=1))["ok"]
+        await redis.set("wsops:schema", "2")
+        broker = _broker(a)
+        await until(lambda: not broker.healthy, 3 * BEAT + 1, what="the conflict noticed")
+        refused = await c.call("publish", "r", data=2)
+        assert not refused["ok"] and refused["error"]["code"] == "unavailable"
+        assert "schema '2'" in refused["error"]["message"]
+        assert "this node reads schema '1'" in refused["error"]["message"]
+        assert any("schema '2'" in r.message and r.levelname == "ERROR" for r in caplog.records)
+        async with aiohttp.ClientSession() as s, s.get(a.admin_url + "/readyz") as r:
+            assert r.status == 503 and "schema '2'" in " ".join((await r.json())["reasons"])
+        await redis.set("wsops:schema", "1")
+        await until(lambda: broker.healthy, 3 * BEAT + 1, what="serving again")
+        assert (await c.call("publish", "r", data=3))["ok"]
+    finally:
+        await redis.aclose()

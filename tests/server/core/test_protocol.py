@@ -340,3 +340,27 @@ def test_compact_dumps_is_json_dumps_with_separators_and_utf8() -> None:
         assert protocol._dumps(v) == json.dumps(v, separators=(",", ":"), ensure_ascii=False)
     with pytest.raises(ValueError, match="Out of range float"):
         protocol._dumps({"x": float("nan")})
+
+
+@pytest.mark.parametrize(("offer", "chosen"), [
+    (None, None),  # a client from before the negotiation: served as v1
+    ("", None),
+    (" , ", None),
+    ("wsops.v1", "wsops.v1"),
+    (" wsops.v1 ", "wsops.v1"),
+    ("graphql-ws, wsops.v1", "wsops.v1"),
+    ("wsops.v2,wsops.v1", "wsops.v1"),
+])
+def test_the_subprotocol_is_the_newest_version_both_speak(offer: str | None,
+                                                          chosen: str | None) -> None:
+    assert protocol.negotiate_subprotocol(offer) == chosen
+    assert protocol.SUBPROTOCOLS == ("wsops.v1",)
+
+
+@pytest.mark.parametrize("offer", ["wsops.v2", "wsops.v1x, chat", "WSOPS.V1", "x" * 300])
+def test_an_offer_without_a_version_spoken_here_is_refused_naming_both(offer: str) -> None:
+    with pytest.raises(protocol.UnsupportedSubprotocol) as refused:
+        protocol.negotiate_subprotocol(offer)
+    text = str(refused.value)
+    assert "this server speaks wsops.v1" in text and "Sec-WebSocket-Protocol" in text
+    assert repr(offer[:200]) in text and len(text) < 300

@@ -131,7 +131,11 @@ class RedisBroker(Broker):
 
     @property
     def healthy(self) -> bool:
-        return self._redis_up() and self.feeds.live
+        return self._redis_up() and self.feeds.live and self.fleet.schema_conflict is None
+
+    @property
+    def problem(self) -> str | None:
+        return self.fleet.schema_conflict
 
     def _redis_up(self) -> bool:
         links = self.links.all()
@@ -190,6 +194,8 @@ class RedisBroker(Broker):
     async def publish(
         self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
     ) -> Published:
+        if self.fleet.schema_conflict is not None:  # nothing written in a layout not ours
+            raise BrokerUnavailable(self.fleet.schema_conflict)
         accepted_at = time.time()
         ts = int(accepted_at * 1000)
         link = self._room_link(room)

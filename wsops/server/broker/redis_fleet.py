@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 NodeInfo = Callable[[], Mapping[str, object]]
 
 
+def _text(value: object) -> str:
+    """A Redis reply as text (bytes decoded)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _field(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -170,6 +175,7 @@ class Fleet:
         self._idle = asyncio.Event()
         self._idle.set()
         self.reaped = 0
+        self.schema_conflict: str | None = None  # what Redis holds is not this node's layout
 
     # -- presence ----------------------------------------------------------------------------
 
@@ -294,18 +300,36 @@ class Fleet:
         sent = time.time()
         try:
             link = self.links.registry()
-            existed, now_ms = await link.run(
-                "heartbeat", [self.keys.node(self.node_id), self.keys.nodes],
-                [self.node_id, self.ttl_ms, *fields], probe=True)
+            existed, now_ms, schema = await link.run(
+                "heartbeat", [self.keys.node(self.node_id), self.keys.nodes, self.keys.schema],
+                [self.node_id, self.ttl_ms, lua.SCHEMA, *fields], probe=True)
         except BrokerUnavailable:
             return False
         link.skew_ms = int(now_ms) - (sent + time.time()) * 500
+        if not self._schema_agrees(_text(schema)):
+            return False
         if not existed:
             self._full = True  # Redis restarted empty, or the fleet took us for dead
         if self._full or self._dirty:  # including writes that failed while Redis was away
             self._idle.clear()
             self._wake.set()
         return True
+
+    def _schema_agrees(self, schema: str) -> bool:
+        """Whether Redis holds this node's layout (``lua.SCHEMA``); a conflict is said once,
+        loudly, and kept in ``schema_conflict`` (the node is not healthy meanwhile)."""
+        if schema == lua.SCHEMA:
+            if self.schema_conflict is not None:
+                log.warning("the Redis layout is schema %s again: serving", schema)
+            self.schema_conflict = None
+            return True
+        conflict = (f"Redis holds wsops data of schema {schema[:16]!r} under prefix "
+                    f"{self.keys.prefix!r}; this node reads schema {lua.SCHEMA!r}: run the "
+                    "version that wrote it, or give this node another ?prefix=")
+        if conflict != self.schema_conflict:
+            log.error("%s", conflict)
+        self.schema_conflict = conflict
+        return False
 
     async def heartbeat_loop(self) -> None:
         """Beat every ``heartbeat`` seconds; while Redis is down, probe sooner (full jitter)."""

@@ -31,6 +31,11 @@ from typing import Final
 
 from wsops.server.core.protocol import Position
 
+SCHEMA: Final = "1"
+"""The version of what wsops keeps in Redis (keys, their types and fields, the channel and the
+envelope): written under the prefix by the first node, read by every heartbeat. A node that
+finds another version refuses to serve from it (PROTOCOL.md, "Versions")."""
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
@@ -63,6 +68,11 @@ class Keys:
 
     def node_rooms(self, node: str) -> str:
         return f"{self.node_prefix}{node}:rooms"
+
+    @property
+    def schema(self) -> str:
+        """The version of the layout of everything under the prefix (``SCHEMA``)."""
+        return f"{self.prefix}:{{~nodes}}:schema" if self.cluster else f"{self.prefix}:schema"
 
     @property
     def nodes(self) -> str:
@@ -346,13 +356,23 @@ return 1
 """
 
 HEARTBEAT: Final = _NOW_MS + """
--- KEYS: node key, nodes zset. ARGV: node id, ttl ms, then field, value pairs.
--- Returns whether the key still existed (if not, the fleet may have reaped this node's
--- presence: it must write it again) and Redis time in ms (to estimate the clock skew).
-local existed = redis.call('EXISTS', KEYS[1])
+-- KEYS: node key, nodes zset, schema key. ARGV: node id, ttl ms, this node's schema version,
+-- then field, value pairs. Returns whether the key still existed (if not, the fleet may have
+-- reaped this node's presence: it must write it again), Redis time in ms (to estimate the
+-- clock skew) and the schema version of what the prefix holds (written by the first node).
+-- A node of another schema does not join the fleet.
+local schema = redis.call('GET', KEYS[3])
+if not schema then
+  redis.call('SET', KEYS[3], ARGV[3])
+  schema = ARGV[3]
+end
 local now = now_ms()
-redis.call('HSET', KEYS[1], 'heartbeat_ms', now, unpack(ARGV, 3))
+if schema ~= ARGV[3] then
+  return {0, now, schema}
+end
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('HSET', KEYS[1], 'heartbeat_ms', now, unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-return {existed, now}
+return {existed, now, schema}
 """

@@ -91,6 +91,11 @@ class Broker(abc.ABC):
     def healthy(self) -> bool:
         return True
 
+    @property
+    def problem(self) -> str | None:
+        """Why the broker is not healthy, when it knows more than "down" (readiness shows it)."""
+        return None
+
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Connect; called once when the node starts."""
 

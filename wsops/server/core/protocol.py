@@ -70,6 +70,34 @@ def _loads(text: str) -> Any:
     return obj
 
 
+SUBPROTOCOLS: Final = ("wsops.v1",)
+"""The versions of this protocol the server speaks, as WebSocket subprotocols
+(``Sec-WebSocket-Protocol``), newest first: the newest one a client also offers is chosen."""
+
+
+class UnsupportedSubprotocol(ValueError):
+    """A client that offered subprotocols, none of them a version this server speaks."""
+
+
+def negotiate_subprotocol(offer: str | None) -> str | None:
+    """The subprotocol to answer an upgrade's ``Sec-WebSocket-Protocol`` offer with: None when
+    it offers nothing (a client from before the negotiation: served as v1), else the newest of
+    ``SUBPROTOCOLS`` it names; ``UnsupportedSubprotocol``, naming both sides, when it names
+    none of them (PROTOCOL.md, "Versions")."""
+    if offer is None:
+        return None
+    offered = [token.strip() for token in offer.split(",") if token.strip()]
+    if not offered:
+        return None
+    for ours in SUBPROTOCOLS:
+        if ours in offered:
+            return ours
+    shown = ", ".join(offered)
+    raise UnsupportedSubprotocol(
+        f"the client offers {shown[:200]!r} (Sec-WebSocket-Protocol); this server speaks "
+        f"{', '.join(SUBPROTOCOLS)}")
+
+
 class Close(IntEnum):
     """Close codes the server uses, documented in PROTOCOL.md."""
 
