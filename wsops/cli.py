@@ -11,6 +11,7 @@ from wsops.ops.debug import debug
 from wsops.ops.drain import drain
 from wsops.ops.leaks import leaks_app
 from wsops.ops.loadtest import loadtest_app
+from wsops.ops.rollout import rollout
 from wsops.ops.serve import serve
 from wsops.ops.status import status, top
 from wsops.ops.tap import tap
@@ -26,6 +27,7 @@ app = typer.Typer(
 # Single commands are registered here; command groups join with add_typer.
 app.command(name="serve")(serve)
 app.command(name="drain")(drain)
+app.command(name="rollout")(rollout)
 app.command(name="debug")(debug)
 app.command(name="tap")(tap)
 app.command(name="status")(status)

@@ -136,6 +136,9 @@ class Stats(TypedDict):
     memory_per_connection_bytes: NotRequired[float | None]
     gc_collections: NotRequired[float | None]
     gc_pause_seconds: NotRequired[float | None]
+    node_id: NotRequired[str]  # bundled server: its id in the fleet registry
+    operations: NotRequired[dict[str, int]]  # bundled server: requests served, with errors
+    resumes: NotRequired[dict[str, int]]  # bundled server: resumes recovered / failed (a gap)
     tracemalloc_traced_bytes: NotRequired[float | None]
     tracemalloc_peak_bytes: NotRequired[float | None]
     rooms: NotRequired[int]

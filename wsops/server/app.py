@@ -97,7 +97,8 @@ class Node:
         self.debug = DebugSwitch(self.hub, self.observer.forced_publish
                                  if self.observer is not None else None)
         self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
-                                                instrumentation, self.started_at, self.debug))
+                                                instrumentation, self.started_at, self.debug,
+                                                self.observer))
         self.endpoint = Endpoint(
             settings, self.hub, self.broker, observer=self.observer, publish=publish,
             instrumentation=instrumentation, per_ip=self.per_ip,

@@ -33,6 +33,7 @@ from wsops.server.core.broker import Broker
 from wsops.server.core.flow import MAX_PUBLISHERS
 from wsops.server.core.hub import Hub
 from wsops.server.core.protocol import Close
+from wsops.server.observe import NodeObserver
 from wsops.version import __version__
 
 
@@ -47,6 +48,7 @@ class NodeParts:
     instrumentation: Instrumentation | None
     started_at: float
     debug: DebugControl | None = None
+    observer: NodeObserver | None = None
 
 
 class BundledSurface:
@@ -93,10 +95,17 @@ class BundledSurface:
             "version": __version__, "started_at": node.started_at,
             "connections": len(node.hub.conns)}
         out.update({  # ready / not_ready_reasons: the listener's (admin.api.node_stats)
-            "draining": node.drainer.draining, "drain": self.drain_status(),
+            "node_id": self.node_id, "draining": node.drainer.draining,
+            "drain": self.drain_status(),
             "rooms": len(node.hub.rooms), "connections_max": node.settings.max_connections,
             "broker": node.broker.stats(), "hub": dict(node.hub.stats.__dict__),
         })
+        if node.observer is not None:  # what wsops rollout's gates read
+            obs = node.observer
+            limited = obs.stats.rate_limited  # refused frames are answered with an error too
+            out["operations"] = {"served": sum(h.count for h in obs.ops.values()) + limited,
+                                 "errors": sum(obs.op_errors.values()) + limited}
+            out["resumes"] = {"recovered": obs.resumes[True], "failed": obs.resumes[False]}
         return cast(Stats, out)
 
     def drain_status(self) -> DrainStatus:

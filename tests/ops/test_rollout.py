@@ -1,0 +1,176 @@
+"""``wsops rollout`` on a real fleet: two ``wsops serve`` nodes on one Redis, a subscriber and
+a publisher on each, upgraded one after the other by a restart command while messages flow;
+and a broken "new version" that fails its canary's gate and is rolled back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.redisproc import RedisProc, broker_url
+from tests.support.restartnode import alive
+from tests.support.waits import until
+from wsops.client import Client, ServerError
+
+ROOT = Path(__file__).resolve().parents[2]
+RESTART = f"{shlex.quote(sys.executable)} -m tests.support.restartnode {{dir}} {{{{admin_url}}}}"
+
+
+@dataclass
+class Fleet:
+    dir: Path
+    admin_urls: list[str]
+    urls: list[str]
+    received: list[list[Any]] = field(default_factory=list)
+    acked: list[Any] = field(default_factory=list)
+    refused: int = 0
+
+    def restart(self, *extra: str) -> str:
+        return " ".join([RESTART.format(dir=shlex.quote(str(self.dir))), *extra])
+
+    async def stats(self, admin_url: str) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as s, s.get(admin_url + "/admin/stats") as r:
+            return dict(await r.json())
+
+    async def rollout(self, *args: str) -> tuple[int, dict[str, Any]]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wsops", "rollout", *self.admin_urls, "--json", *args,
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode is not None
+        try:
+            return proc.returncode, json.loads(out)
+        except ValueError:
+            raise AssertionError(f"no JSON from wsops rollout: {out!r} {err!r}") from None
+
+
+def _pids(where: Path) -> list[int]:
+    return [int(p.read_text()) for p in where.glob("*.pid")]
+
+
+async def _ready(admin_url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as s, s.get(admin_url + "/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def fleet(redis_proc: RedisProc, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """Two nodes (started by the restart command itself), a subscriber of room "r" and a
+    publisher on each; publishing goes on until the context ends."""
+    nodes = [(free_port(), free_port()) for _ in range(2)]
+    f = Fleet(tmp_path, [f"http://127.0.0.1:{a}" for _, a in nodes],
+              [f"ws://127.0.0.1:{p}/ws" for p, _ in nodes])
+    for port, admin in nodes:
+        (tmp_path / f"{admin}.args").write_text(json.dumps([
+            "--allow-anonymous", "--broker", broker_url(redis_proc), "--port", str(port),
+            "--admin-port", str(admin), "--drain-spread", "0.3", "--drain-batch", "1000",
+            "--drain-interval", "0"]))
+    clients: list[Client] = []
+    stop = asyncio.Event()
+    try:
+        for admin_url in f.admin_urls:
+            proc = await asyncio.create_subprocess_shell(
+                f.restart().replace("{admin_url}", admin_url), cwd=ROOT)
+            assert await proc.wait() == 0
+        for admin_url in f.admin_urls:
+            await until(lambda u=admin_url: _ready(u), 30, what=f"{admin_url} ready")
+        for url in f.urls:
+            got: list[Any] = []
+            f.received.append(got)
+            sub = Client(url, backoff_cap=0.5, on_message=lambda m, got=got: got.append(m.data))
+            clients.append(sub)
+            await sub.connect(timeout=10)
+            await sub.subscribe("r")
+
+        async def publish(url: str, who: int) -> None:
+            pub = Client(url, backoff_cap=0.5, request_timeout=None)
+            clients.append(pub)
+            await pub.connect(timeout=10)
+            k = 0
+            while not stop.is_set():
+                k += 1
+                try:
+                    await pub.publish("r", [who, k])
+                    f.acked.append([who, k])
+                except ServerError:  # refused (the broken version's rate limit): not stored
+                    f.refused += 1
+                await asyncio.sleep(0.05)
+
+        publishers = [asyncio.create_task(publish(u, i)) for i, u in enumerate(f.urls)]
+        await until(lambda: len(f.acked) >= 10, 10, what="publishing")
+        yield f
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*publishers), 30)
+    finally:
+        stop.set()
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        for pid in _pids(tmp_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                await until(lambda pid=pid: not alive(pid), 10, what="node gone")
+
+
+@pytest.mark.slow
+async def test_a_rollout_upgrades_every_node_while_messages_flow_and_loses_none(
+        redis_proc: RedisProc, tmp_path: Path) -> None:
+    async with fleet(redis_proc, tmp_path) as f:
+        before = [await f.stats(u) for u in f.admin_urls]
+        code, report = await f.rollout("--restart", f.restart(), "--bake", "1",
+                                       "--canary-bake", "2", "--settle", "10",
+                                       "--state", str(tmp_path / "state.json"))
+        assert code == 0, report
+        assert report["result"] == "upgraded" and report["done"] == f.admin_urls
+        after = [await f.stats(u) for u in f.admin_urls]
+        assert all(a["started_at"] != b["started_at"] for a, b in zip(after, before, strict=True))
+        steps = [s["step"] for s in report["steps"]]
+        assert steps.count("ready") == 2 and steps.count("done") == 2
+        assert json.loads((tmp_path / "state.json").read_text())["done"] == f.admin_urls
+        acked_before = len(f.acked)
+        await until(lambda: len(f.acked) >= acked_before + 10, 10, what="publishing after")
+    # Every acknowledged publish reached both subscribers, once each.
+    for got in f.received:
+        await until(lambda got=got: all(m in got for m in f.acked), 15,
+                    what="every acknowledged publish delivered")
+        assert len(got) == len({tuple(m) for m in got}), "a message was delivered twice"
+    print(f"\n{len(f.acked)} publishes acknowledged during the rollout, "
+          f"{[len(g) for g in f.received]} received, 0 lost")
+
+
+@pytest.mark.slow
+async def test_a_broken_version_stops_at_the_canary_and_is_rolled_back(
+        redis_proc: RedisProc, tmp_path: Path) -> None:
+    async with fleet(redis_proc, tmp_path) as f:
+        before = [await f.stats(u) for u in f.admin_urls]
+        # The "new version" refuses most publishes (a rate limit far too low).
+        broken = f.restart("--rate-limit", "1", "--rate-burst", "2",
+                           "--rate-limit-strikes", "1000000")
+        code, report = await f.rollout("--restart", broken, "--rollback", f.restart(),
+                                       "--bake", "1", "--canary-bake", "2", "--settle", "10")
+        assert code == 3, report
+        assert report["result"] == "stopped" and report["done"] == []
+        assert report["failed"] == f.admin_urls[0]
+        assert "error_rate < 1%" in report["reason"]
+        assert [s["step"] for s in report["steps"]][-1] == "rollback"
+        # Rolled back: a new process of the good version; the second node never touched.
+        await until(lambda: _ready(f.admin_urls[0]), 30, what="the rolled-back node ready")
+        first, second = [await f.stats(u) for u in f.admin_urls]
+        assert first["started_at"] != before[0]["started_at"]
+        assert second["started_at"] == before[1]["started_at"]
+        acked = len(f.acked)
+        await until(lambda: len(f.acked) >= acked + 20, 15, what="publishes accepted again")

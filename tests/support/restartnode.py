@@ -1,0 +1,60 @@
+"""Replace a ``wsops serve`` process: the restart command of the rollout tests.
+
+    python -m tests.support.restartnode DIR ADMIN_URL [more wsops serve arguments...]
+
+The node whose admin listener is ADMIN_URL is described in DIR by its admin port:
+``PORT.args`` (its ``wsops serve`` arguments, JSON) and ``PORT.pid``. Stops the process named
+there (SIGTERM: it drains, which is quick once drained, and exits; waited for up to 30 s, then
+killed), starts ``python -m wsops serve ARGS MORE`` in a session of its own with its output
+appended to ``PORT.log``, writes its pid and exits 0 at once: whoever restarts waits for the
+new node to be ready on its admin URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited (its parent has not reaped it yet)
+
+
+def stop(pid: int, patience: float = 30.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + patience
+    while alive(pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    where, port = Path(argv[0]), urlsplit(argv[1]).port
+    args = [*json.loads((where / f"{port}.args").read_text()), *argv[2:]]
+    pidfile = where / f"{port}.pid"
+    if pidfile.exists():
+        stop(int(pidfile.read_text()))
+    with open(where / f"{port}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "wsops", "serve", *args],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
