@@ -77,11 +77,19 @@ class Watched:
 
     def __init__(self, url: str, n: int) -> None:
         self.got: list[list[Message]] = [[] for _ in range(n)]
+        self.times: list[list[float]] = [[] for _ in range(n)]  # when each message arrived
         self.gaps: list[Gap] = []
         self.closed_at: dict[int, float] = {}
         self.reopened_at: dict[int, float] = {}
-        self.clients = [clients(url, 1, on_message=self.got[i].append, on_gap=self.gaps.append,
-                                on_state=self._on_state(i))[0] for i in range(n)]
+        self.clients = [clients(url, 1, on_message=self._on_message(i),
+                                on_gap=self.gaps.append, on_state=self._on_state(i))[0]
+                        for i in range(n)]
+
+    def _on_message(self, i: int) -> Callable[[Message], None]:
+        def got(message: Message) -> None:
+            self.got[i].append(message)
+            self.times[i].append(time.time())
+        return got
 
     def _on_state(self, i: int) -> Callable[[ClientState], None]:
         def seen(state: ClientState) -> None:

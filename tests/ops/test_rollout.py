@@ -166,7 +166,8 @@ async def test_a_broken_version_stops_at_the_canary_and_is_rolled_back(
         assert report["result"] == "stopped" and report["done"] == []
         assert report["failed"] == f.admin_urls[0]
         assert "error_rate < 1%" in report["reason"]
-        assert [s["step"] for s in report["steps"]][-1] == "rollback"
+        assert [s["step"] for s in report["steps"]][-2:] == ["rollback", "rollback"]
+        assert report["steps"][-1]["text"].startswith("ready: version")
         # Rolled back: a new process of the good version; the second node never touched.
         await until(lambda: _ready(f.admin_urls[0]), 30, what="the rolled-back node ready")
         first, second = [await f.stats(u) for u in f.admin_urls]

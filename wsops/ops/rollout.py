@@ -188,6 +188,26 @@ async def _upgrade(plan: Plan, session: aiohttp.ClientSession, url: str, canary:
     await _bake(plan, apis, url, seconds)
 
 
+async def _roll_back(plan: Plan, session: aiohttp.ClientSession, url: str) -> None:
+    """Run ``--rollback`` for ``url`` and wait for the process it starts to be ready."""
+    assert plan.rollback is not None
+    api = AdminClient(session, url, plan.token, plan.timeout)
+    try:
+        now: dict[str, Any] = await _stats(api)
+    except AdminError:
+        now = {}
+    command = restart_command(plan.rollback, url, str(now.get("node_id") or ""), _host(url))
+    plan.say(url, "rollback", command)
+    try:
+        await _run_command(command, plan.ready_timeout)
+        after = await _wait_new_process(plan, api, url, float(now.get("started_at", 0)))
+    except (RolloutError, AdminError) as failed:
+        plan.say(url, "rollback", f"failed: {failed}")
+        return
+    plan.say(url, "rollback", f"ready: version {after.get('version')}, started at "
+             f"{after.get('started_at')}")
+
+
 async def _rollout(plan: Plan, state: RolloutState, state_file: Path | None) -> int:
     async with aiohttp.ClientSession() as session:
         for url in state.todo():
@@ -202,12 +222,7 @@ async def _rollout(plan: Plan, state: RolloutState, state_file: Path | None) -> 
                 if state_file is not None:
                     state.save(state_file)
                 if plan.rollback is not None:
-                    command = restart_command(plan.rollback, url, "", _host(url))
-                    plan.say(url, "rollback", command)
-                    try:
-                        await _run_command(command, plan.ready_timeout)
-                    except RolloutError as failed:
-                        plan.say(url, "rollback", f"failed: {failed}")
+                    await _roll_back(plan, session, url)
                 return EXIT_GATE if gate else EXIT_FAILED
             state.done.append(url)
             if state_file is not None:
