@@ -19,6 +19,10 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "missing Debian packages: ${need[*]} (run as root or install them)" >&2
   fi
 fi
+# kubectl renders deploy/kubernetes with its built-in kustomize (tests/deploy); it is not in
+# Debian's archive: this machine kind ships it, elsewhere install it from Kubernetes' packages.
+command -v kubectl >/dev/null || echo "kubectl not found: tests/deploy will fail (it renders" \
+  "deploy/kubernetes with kubectl kustomize)" >&2
 
 # TypeScript (and React's types) for the client's type check, from tests/client_js/package-lock.json;
 # then the framework packages (clients/react, clients/vue, clients/angular), each from its own lock:

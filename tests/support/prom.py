@@ -88,3 +88,12 @@ def promtool_check_metrics(exposition: str) -> str:
     done = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition.encode(),
                           capture_output=True, timeout=30, check=False)
     return (done.stdout + done.stderr).decode().strip()
+
+
+def promtool_check_rules(path: Path) -> str:
+    """``promtool check rules`` of a rule file: empty when it passes, else what it said."""
+    if PROMTOOL is None:
+        raise AssertionError("promtool missing: apt-get install prometheus (scripts/test.sh)")
+    done = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True,
+                          timeout=30, check=False)
+    return "" if done.returncode == 0 else (done.stdout + done.stderr).decode().strip()

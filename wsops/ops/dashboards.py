@@ -71,6 +71,13 @@ def build(
             help="KEY=VALUE label of the PrometheusRule, repeatable: what your Prometheus' "
                  "ruleSelector matches (kube-prometheus-stack: release=RELEASE).")
     ] = None,
+    kubernetes: Annotated[
+        Path | None, typer.Option(
+            show_default=False,
+            help="Also write the PrometheusRule (prometheusrule.yaml) and the dashboards "
+                 "(dashboards/*.json) into this kustomize directory "
+                 "(deploy/kubernetes/base), where kustomize may read them.")
+    ] = None,
     check: Annotated[
         bool, typer.Option(help="Write nothing; exit 1 if OUT differs from a fresh build.")
     ] = False,
@@ -105,18 +112,32 @@ def build(
                             datasource_uid, cluster_label, _rule_labels(rule_label or []))
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--cluster-label") from e
-    files = build_all(opts)
-    changed = [name for name, text in files.items()
-               if not (out / name).is_file() or (out / name).read_text() != text]
+    built = build_all(opts)
+    files = {out / name: text for name, text in built.items()}
+    if kubernetes is not None:
+        files.update(kubernetes_files(kubernetes, built))
+    changed = [path for path, text in files.items()
+               if not path.is_file() or path.read_text() != text]
     if check:
-        for name in changed:
-            typer.echo(f"differs: {out / name}")
+        for path in changed:
+            typer.echo(f"differs: {path}")
         raise typer.Exit(1 if changed else 0)
     if runbooks == PLACEHOLDER_RUNBOOK_BASE_URL:
         typer.echo(f"warning: runbook_url points at the placeholder {runbooks}: pass "
                    "--runbook-base-url (where your runbooks/ is served)", err=True)
-    for name, text in files.items():
-        path = out / name
+    for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    typer.echo(f"wrote {len(files)} files to {out} ({len(changed)} changed)")
+    where = f"{out} and {kubernetes}" if kubernetes is not None else str(out)
+    typer.echo(f"wrote {len(files)} files to {where} ({len(changed)} changed)")
+
+
+def kubernetes_files(where: Path, built: dict[str, str]) -> dict[Path, str]:
+    """What a kustomize base holds of a build: the PrometheusRule and the dashboards."""
+    from wsops.observability.build import PROMETHEUS_RULE_FILE
+
+    out = {where / "prometheusrule.yaml": built[PROMETHEUS_RULE_FILE]}
+    for name, text in built.items():
+        if name.endswith(".json") and "/" not in name:
+            out[where / "dashboards" / name] = text
+    return out
