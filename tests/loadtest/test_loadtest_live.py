@@ -127,3 +127,42 @@ async def test_the_real_server_loses_nothing_and_the_cli_reports_it() -> None:
         assert "memory per connection n/a (fewer than 100 connections)" in echo.stdout
     finally:
         sp.stop()
+
+
+async def _drain_then_take_back(admin_url: str, after: float, hold: float) -> None:
+    """A drain of the whole node ``after`` seconds in, cancelled ``hold`` seconds later (the
+    node takes its clients back: a restart without the process going away)."""
+    import aiohttp
+
+    await asyncio.sleep(after)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(admin_url + "/admin/drain", json={"batch": 1000, "interval": 0}) as r:
+            assert r.status == 202
+        await asyncio.sleep(hold)
+        async with s.post(admin_url + "/admin/drain/cancel") as r:
+            assert r.status == 200
+
+
+@pytest.mark.parametrize("reconnect", [True, False])
+async def test_reconnect_resumes_across_a_drain_and_without_it_the_load_stops(
+        reconnect: bool) -> None:
+    sp = await asyncio.to_thread(start_serve, "--allow-anonymous", "--rate-limit", "100000",
+                                 "--rate-burst", "100000", "--drain-spread", "0.5")
+    try:
+        plan = Plan("fanout", sp.url, connections=40, duration=4.0, processes=2, rooms=4,
+                    rate=100, settle=4.0, reconnect=reconnect)
+        drained = asyncio.create_task(_drain_then_take_back(sp.admin_url, 1.0, 1.0))
+        report = await asyncio.to_thread(execute, plan, lambda *_: None, None)
+        await drained
+    finally:
+        sp.stop()
+    m, c = report["messages"], report["connections"]
+    assert c["close_codes"] == {"1012": 40}
+    if reconnect:  # every connection came back, resubscribed from where it was, resent
+        assert c["reconnects"] == 40 and c["open_at_end"] == 40
+        assert m["published"] == m["acked"] > 300 and m["lost"] == 0
+        assert m["received"] == m["expected_deliveries"] == m["acked"] * 9
+        assert m["sequence_gaps"] == 0 and m["sequence_out_of_order"] == 0
+    else:  # the closed connections stay closed: what was published after is never answered
+        assert c["reconnects"] == 0 and c["open_at_end"] == 0
+        assert m["published"] > m["acked"] + 100

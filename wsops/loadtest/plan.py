@@ -85,6 +85,7 @@ class Plan:
     settle: float = 5.0  # at most this long for deliveries after the last publish
     connect_timeout: float = 60.0  # seconds the opening of all connections may take
     server_pid: int | None = None  # the target's process, for CPU and RSS without an admin API
+    reconnect: bool = False  # a closed connection reconnects and resumes (drains, rollouts)
 
     def check(self) -> Target:
         """Refuse a plan that is unbounded, malformed or aimed off this machine."""

@@ -183,6 +183,7 @@ class RawWebSocket(asyncio.Protocol):
         self.first_text: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.close_code: int | None = None
+        self.close_reason = ""
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -256,6 +257,7 @@ class RawWebSocket(asyncio.Protocol):
         elif opcode == OP_CLOSE:
             if self.close_code is None:
                 self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                self.close_reason = payload[2:].decode(errors="replace")
                 self.send(payload[:2], OP_CLOSE)
             if self.transport is not None:
                 self.transport.close()

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
 from typing import Any, Protocol
 
+from wsops.backoff import full_jitter, reconnect_hint
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.plan import Shard, Target, parse_target
 from wsops.loadtest.rawclient import HandshakeError, RawWebSocket, client_frame, connect
@@ -50,6 +53,39 @@ class RoomSeen:
     last: int = 0
     gaps: int = 0  # sequence numbers skipped
     out_of_order: int = 0  # arrived after a later one (late), or again (a repeat)
+    # With --reconnect: where the subscriber is in its room (resumed from there), and the
+    # publishes sent but not answered yet, by request id (sent again after a reconnect).
+    offset: int = 0
+    epoch: str = ""
+    unacked: dict[int, bytes] = field(default_factory=dict)
+
+
+def _message_position(payload: bytes) -> tuple[int, str] | None:
+    """``offset`` and ``epoch`` of a message frame (the server writes both before ``data``)."""
+    i = payload.find(b'"offset":')
+    j = payload.find(b'"epoch":"')
+    if i < 0 or j < 0:
+        return None
+    i += 9
+    end = i
+    while payload[end] not in b",}":
+        end += 1
+    j += 9
+    return int(payload[i:end]), payload[j:payload.index(b'"', j)].decode()
+
+
+def _reply_id(payload: bytes) -> int | None:
+    i = payload.find(b'"id":')
+    if i < 0:
+        return None
+    i += 5
+    end = i
+    while payload[end] not in b",}":
+        end += 1
+    try:
+        return int(payload[i:end])
+    except ValueError:
+        return None
 
 
 class LoadConn(RawWebSocket):
@@ -57,12 +93,15 @@ class LoadConn(RawWebSocket):
 
     wants_text = True
 
-    def __init__(self, target: Target, headers: bytes, shard: ShardRun) -> None:
+    def __init__(self, target: Target, headers: bytes, shard: ShardRun,
+                 before: LoadConn | None = None) -> None:
         super().__init__(target.host, target.port, target.path, None, headers)
         self.shard = shard
-        self.room: str | None = None  # subscribed room
-        self.pub_room: str | None = None  # room it publishes to
-        self.seen = RoomSeen()
+        # A reconnection takes over its predecessor's rooms and counts.
+        self.room: str | None = before.room if before else None  # subscribed room
+        self.pub_room: str | None = before.pub_room if before else None  # room it publishes to
+        self.seen: RoomSeen = before.seen if before else RoomSeen()
+        self.track = shard.plan.reconnect
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_text(self, payload: bytes) -> None:
@@ -76,6 +115,8 @@ class LoadConn(RawWebSocket):
                 self.shard.count_error("bad message")
                 return
             self.shard.latency.add(time.time() - sent_at)
+            if self.track and (position := _message_position(payload)) is not None:
+                seen.offset, seen.epoch = position
             if seq == seen.last + 1 or seen.last == 0:
                 pass
             elif seq > seen.last:
@@ -88,6 +129,9 @@ class LoadConn(RawWebSocket):
                 if not self.subscribed.done():
                     self.subscribed.set_result(None)
                 elif self.pub_room is not None:
+                    if self.track and self.seen.unacked.pop(_reply_id(payload) or -1,
+                                                            None) is None:
+                        return  # an answer to a publish sent again: counted once already
                     acked = self.shard.acked
                     acked[self.pub_room] = acked.get(self.pub_room, 0) + 1
             else:
@@ -103,13 +147,16 @@ class ShardRun:
     out: Outbox
     go: Event
     conns: list[LoadConn] = field(default_factory=list)
-    publishers: list[tuple[LoadConn, str]] = field(default_factory=list)
+    publishers: list[LoadConn] = field(default_factory=list)  # the current one of each
     latency: Latencies = field(default_factory=Latencies)
     connect_latency: Latencies = field(default_factory=Latencies)
     errors: dict[str, int] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
     acked: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    reconnects: int = 0
+    stopping: bool = False
+    keepers: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def plan(self) -> Any:
@@ -140,6 +187,9 @@ class ShardRun:
         elif plan.scenario == "idle":
             await self._hold(plan.duration)
         elapsed = time.monotonic() - measured
+        self.stopping = True
+        for keeper in self.keepers:
+            keeper.cancel()
         self.out.put(("result", self.shard.index, self._result(opened_in, elapsed)))
         for c in self.conns:
             c.close()
@@ -189,7 +239,9 @@ class ShardRun:
                     return
             if pub is not None:
                 conn.pub_room = pub
-                self.publishers.append((conn, pub))
+                self.publishers.append(conn)
+            if plan.reconnect:
+                self.keepers.append(asyncio.create_task(self._keep(conn, target, headers)))
 
         tasks = []
         for k in range(shard.connections):
@@ -202,11 +254,52 @@ class ShardRun:
                 await asyncio.sleep(0)
         await asyncio.gather(*tasks)
 
+    async def _keep(self, conn: LoadConn, target: Target, headers: bytes) -> None:
+        """``--reconnect``: when the server closes ``conn``, connect again (after the close's
+        reconnect hint, else a short full-jitter backoff), resubscribe from the last message
+        and send again what was left unanswered; and so on for the new connection."""
+        attempt = 0
+        while True:
+            await asyncio.shield(conn.closed)  # cancelling this task must not mark it closed
+            if self.stopping:
+                return
+            hint = (reconnect_hint(conn.close_code or 1006, conn.close_reason) if not attempt
+                    else None)
+            delay = random.uniform(0, hint) if hint is not None else full_jitter(attempt, 0.05, 2.0)
+            await asyncio.sleep(delay)
+            try:
+                async with asyncio.timeout(10.0):
+                    new = await connect(target.address, target.port, target.path,
+                                        factory=functools.partial(LoadConn, target, headers,
+                                                                  self, conn))
+                    assert isinstance(new, LoadConn)
+                    seen = new.seen
+                    if new.room is not None:
+                        since = {"offset": seen.offset, "epoch": seen.epoch} if seen.epoch \
+                            else None
+                        new.send(json.dumps({"op": "subscribe", "room": new.room, "id": 0,
+                                             "since": since}).encode())
+                        await new.subscribed
+                    else:
+                        new.subscribed.set_result(None)
+            except (OSError, TimeoutError, HandshakeError, RuntimeError) as exc:
+                self.count_error("reconnect " + type(exc).__name__)
+                attempt += 1
+                continue  # ``conn`` is still the closed one: wait no more, retry
+            attempt = 0
+            self.reconnects += 1
+            self.conns.append(new)
+            if new.pub_room is not None:
+                self.publishers[self.publishers.index(conn)] = new
+                for request_id in sorted(seen.unacked):
+                    new.write_raw(seen.unacked[request_id])
+            conn = new
+
     # -- scenarios -------------------------------------------------------------------------
 
     async def _publish_for(self, seconds: float) -> None:
         """Spread the shard's publish rate over its publishers, in 5 ms ticks."""
-        pubs = self.publishers
+        pubs = self.publishers  # replaced in place by reconnections (``_keep``)
         if not pubs:
             await self._hold(seconds)
             return
@@ -214,19 +307,24 @@ class ShardRun:
         per_pub = plan.rate / (plan.rooms if plan.scenario == "fanout" else plan.connections)
         rate = per_pub * len(pubs)
         pad = "x" * max(0, plan.size - 48)
-        seq = {room: 0 for _, room in pubs}
+        seq = {conn.pub_room: 0 for conn in pubs if conn.pub_room is not None}
         start = last_report = time.monotonic()
         sent, k = 0, 0
         while (now := time.monotonic()) - start < seconds:
             due = int(rate * (now - start)) - sent
             for _ in range(due):
-                conn, room = pubs[k % len(pubs)]
+                conn = pubs[k % len(pubs)]
+                room = conn.pub_room
+                assert room is not None
                 k += 1
                 seq[room] += 1
                 data = {"t": time.time(), "s": seq[room], "pad": pad}
-                conn.write_raw(client_frame(json.dumps(
+                frame = client_frame(json.dumps(
                     {"op": "publish", "room": room, "id": seq[room], "data": data},
-                    separators=(",", ":")).encode()))
+                    separators=(",", ":")).encode())
+                if conn.track:
+                    conn.seen.unacked[seq[room]] = frame  # until answered (sent again after
+                conn.write_raw(frame)  # a reconnection)
                 self.published[room] = self.published.get(room, 0) + 1
             sent += max(0, due)
             if now - last_report >= 1.0:
@@ -268,10 +366,11 @@ class ShardRun:
     def _result(self, opened_in: float, elapsed: float) -> dict[str, Any]:
         rooms: dict[str, dict[str, int]] = {}
         close_codes: dict[str, int] = {}
+        current = {id(c.seen): c for c in self.conns}  # the newest connection of each
         for c in self.conns:
             if c.close_code is not None:
                 close_codes[str(c.close_code)] = close_codes.get(str(c.close_code), 0) + 1
-            if c.room is None:
+            if c.room is None or current[id(c.seen)] is not c:
                 continue
             r = rooms.setdefault(c.room, {"subscribers": 0, "received": 0, "gaps": 0,
                                           "out_of_order": 0, "published": 0})
@@ -285,8 +384,8 @@ class ShardRun:
             r["published"] += n
             r["acked"] = self.acked.get(room, 0)
         return {
-            "opened": len(self.conns), "open_at_end": sum(not c.closed.done()
-                                                          for c in self.conns),
+            "opened": len(self.conns) - self.reconnects, "reconnects": self.reconnects,
+            "open_at_end": sum(not c.closed.done() for c in self.conns),
             "opened_in": opened_in, "elapsed": elapsed, "rooms": rooms,
             "refused": self.refused, "errors": self.errors, "close_codes": close_codes,
             "latency": self.latency.to_wire(), "connect_latency": self.connect_latency.to_wire(),

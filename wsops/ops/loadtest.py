@@ -71,6 +71,11 @@ def _command(scenario: str) -> Any:
                  "without one).")] = 5.0,
         allow_remote: Annotated[bool, typer.Option(
             help="Allow a target outside 127.0.0.0/8 (only a server you own).")] = False,
+        reconnect: Annotated[bool, typer.Option(
+            "--reconnect", help="Reconnect a connection the server closes (a drain, a "
+            "rollout; after the close's reconnect hint, else a short backoff), resubscribe from "
+            "the last message it got and send again the publishes left unanswered: losses "
+            "and repeats are then the fleet's, across the moves.")] = False,
         json_out: Annotated[Path | None, typer.Option(
             "--json", help="Write the full JSON report here ('-' for stdout).")] = None,
     ) -> None:
@@ -81,7 +86,7 @@ def _command(scenario: str) -> Any:
                 rooms=rooms, rate=rate, size=size, connect_rate=connect_rate,
                 sources=tuple(source_range(sources)) if sources else (), token=token,
                 admin_url=admin_url, allow_remote=allow_remote, settle=settle,
-                connect_timeout=connect_timeout, server_pid=pid))
+                connect_timeout=connect_timeout, server_pid=pid, reconnect=reconnect))
             plan.check()
         except (PlanError, ValueError) as exc:
             typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)
