@@ -293,8 +293,10 @@ async def test_no_loss_across_drain_and_kill_behind_haproxy(kind: str, fleet: An
         a, b = summaries["a"], summaries["b"]
         assert a["closeCodes"][:2] == [1012, 1006]
         assert [s["recovered"] for s in a["subscribed"]] == [None, True, True]
-        # b was refused (503 while draining, then nothing listening) until the node came back.
-        assert b["closeCodes"][0] == 1012 and len(b["closeCodes"]) >= 2
+        # b was told 1012 with the drain's reconnect hint (a delay drawn over 5 s), so it may
+        # have been refused (503 while draining, then nothing listening) before the node came
+        # back, or come back to the restarted node at its first attempt.
+        assert b["closeCodes"][0] == 1012
         assert [s["recovered"] for s in b["subscribed"]] == [None, True]
 
 

@@ -1,12 +1,14 @@
 """``wsops rollout`` on the example fleet (Redis, three nodes, HAProxy): the nodes run the wsops
-of an earlier commit (from before versions were negotiated) and are upgraded to this tree one
-by one while clients behind HAProxy publish and receive; then a broken "new version" stops at
-its canary and is rolled back."""
+of an earlier commit (from before versions were negotiated), installed in a venv of its own,
+and are upgraded to this tree one by one while ``wsops loadtest --reconnect`` publishes and
+resumes through HAProxy and wsops clients receive; then a broken "new version" stops at its
+canary and is rolled back."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -31,15 +33,30 @@ FROM_REV = "6b2d460"
 """The earlier version: main before #20 (no subprotocol, no Redis schema version, no
 reconnect hint, no node_id in /admin/stats): the mixed-version fleet a rollout must cross."""
 ROOM = "rollout"
+LOAD_SECONDS = 45
 
 
-def export(rev: str, into: Path) -> Path:
+def install_earlier(rev: str, where: Path) -> Path:
+    """A venv holding the wsops of ``rev`` (its own pip installs its tree, building it as pip
+    does, with setuptools from the package registry; its dependencies are this environment's,
+    reached through a .pth); returns its python. (Never this environment's pip: installing a
+    wsops elsewhere with it would uninstall this environment's own.)"""
+    tree = where / "tree"
+    tree.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
                              capture_output=True).stdout
-    into.mkdir()
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
+                           "'purelib'))"], check=True, capture_output=True, text=True).stdout
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (Path(site.strip()) / "wsops-deps.pth").write_text("\n".join(deps) + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                    "--disable-pip-version-check", str(tree)], check=True, cwd=where)
+    return python
 
 
 def restart(where: Path, *extra: str) -> str:
@@ -82,7 +99,7 @@ async def _restarted(admin_url: str, started_at: float) -> bool:
 @pytest.mark.slow
 async def test_rollout_upgrades_the_example_fleet_from_an_earlier_version_losing_nothing(
         fleet: Any, tmp_path: Path) -> None:
-    old = await asyncio.to_thread(export, FROM_REV, tmp_path / "old")
+    old = await asyncio.to_thread(install_earlier, FROM_REV, tmp_path / "earlier")
     where = tmp_path / "nodes"
     where.mkdir()
     for node in fleet.nodes:  # the fleet's own processes, described for the restart command
@@ -119,17 +136,30 @@ async def test_rollout_upgrades_the_example_fleet_from_an_earlier_version_losing
 
     try:
         for url in admin_urls:  # every node back on the earlier version first
-            await run(restart(where, "--tree", str(old)).replace("{admin_url}", url))
+            await run(restart(where, "--python", str(old)).replace("{admin_url}", url))
         await until(lambda: _earlier(admin_urls), 60, what="the earlier version serving")
         await until(lambda: fleet.up() == {0, 1, 2}, 60, what="HAProxy sending to all")
         await connect_all([*watched.clients, publisher])
         await asyncio.gather(*(c.subscribe(ROOM) for c in watched.clients))
         publishing = asyncio.create_task(publish())
+        load_report = tmp_path / "loadtest.json"
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wsops", "loadtest", "fanout", fleet.url, "-c", "90",
+            "--rooms", "3", "--rate", "60", "-d", str(LOAD_SECONDS), "--reconnect",
+            "--settle", "10", "--json", str(load_report), cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         await until(lambda: len(acked) >= 20, 10, what="traffic before the rollout")
+        await asyncio.sleep(2)  # the load test's connections open first
         started = time.monotonic()
         code, report = await rollout("--redis", fleet.broker_url, "--restart", restart(where),
                                      "--bake", "2", "--canary-bake", "3", "--settle", "5")
         took = time.monotonic() - started
+        assert took < LOAD_SECONDS - 5, [(round(s["at"] - report["steps"][0]["at"], 1),
+                                           s["node"][-5:], s["step"], s["text"][:60])
+                                          for s in report["steps"]]
+        _, err = await asyncio.wait_for(load.communicate(), LOAD_SECONDS + 60)
+        assert load.returncode == 0, err.decode()
+        loaded = json.loads(load_report.read_text())
         assert code == 0, report
         assert sorted(report["done"]) == sorted(admin_urls)
         assert [("node_id" in await stats(u)) for u in admin_urls] == [True] * 3  # this version
@@ -141,6 +171,11 @@ async def test_rollout_upgrades_the_example_fleet_from_an_earlier_version_losing
             await until(lambda got=got: len(got) >= len(acked), 20, what="every message")
             assert [m.data for m in got] == acked
         assert watched.gaps == []
+        lm = loaded["messages"]  # the load test's own count, through HAProxy, across the moves
+        assert lm["published"] == lm["acked"] > 1000 and lm["lost"] == 0
+        assert lm["received"] == lm["expected_deliveries"]
+        assert lm["sequence_gaps"] == 0 and lm["sequence_out_of_order"] == 0
+        assert loaded["connections"]["reconnects"] >= 60  # two thirds of 90 moved at least
         delays = [max(0.0, watched_at - sent_at[m.data])
                   for got, times in zip(watched.got, watched.times, strict=True)
                   for m, watched_at in zip(got, times, strict=True)]
@@ -150,7 +185,12 @@ async def test_rollout_upgrades_the_example_fleet_from_an_earlier_version_losing
             "moved_clients": len(watched.closed_at),
             "delivery_p50_ms": round(percentile(delays, 0.5) * 1000, 2),
             "delivery_p99_ms": round(percentile(delays, 0.99) * 1000, 2),
-            "reconnect_p99_s": round(percentile(watched.reconnect_seconds(), 0.99), 2)})
+            "reconnect_p99_s": round(percentile(watched.reconnect_seconds(), 0.99), 2),
+            "loadtest": {"published": lm["published"], "lost": lm["lost"],
+                         "repeats": lm["sequence_out_of_order"],
+                         "reconnects": loaded["connections"]["reconnects"],
+                         "delivery_p99_ms": lm["latency"]["p99_ms"],
+                         "delivery_max_ms": lm["latency"]["max_ms"]}})
 
         # A broken "new version" (a rate limit far too low: most requests refused) stops at
         # its canary, is rolled back, and the rest of the fleet is not touched.

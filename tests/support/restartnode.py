@@ -1,14 +1,14 @@
 """Replace a ``wsops serve`` process: the restart command of the rollout tests.
 
-    python -m tests.support.restartnode DIR ADMIN_URL [--tree PATH] [more wsops serve args...]
+    python -m tests.support.restartnode DIR ADMIN_URL [--python EXE] [more wsops serve args...]
 
 The node whose admin listener is ADMIN_URL is described in DIR by its admin port:
 ``PORT.args`` (its ``wsops serve`` arguments, JSON) and ``PORT.pid``. Stops the process named
 there (SIGTERM: it drains, which is quick once drained, and exits; waited for up to 30 s, then
 killed), starts ``python -m wsops serve ARGS MORE`` in a session of its own with its output
 appended to ``PORT.log``, writes its pid and exits 0 at once: whoever restarts waits for the
-new node to be ready on its admin URL. ``--tree PATH`` runs the wsops of another checkout
-(``git archive REV | tar -x -C PATH``: ``PYTHONPATH`` and ``PYTHONSAFEPATH``), an older version.
+new node to be ready on its admin URL. ``--python EXE`` runs the wsops of another environment
+(a venv holding an older version) instead of this interpreter's.
 """
 
 from __future__ import annotations
@@ -45,18 +45,17 @@ def stop(pid: int, patience: float = 30.0) -> None:
 
 def main(argv: list[str]) -> int:
     where, port, more = Path(argv[0]), urlsplit(argv[1]).port, argv[2:]
-    env = dict(os.environ)
-    if more[:1] == ["--tree"]:
-        env.update(PYTHONPATH=more[1], PYTHONSAFEPATH="1")
-        more = more[2:]
+    python = sys.executable
+    if more[:1] == ["--python"]:
+        python, more = more[1], more[2:]
     args = [*json.loads((where / f"{port}.args").read_text()), *more]
     pidfile = where / f"{port}.pid"
     if pidfile.exists():
         stop(int(pidfile.read_text()))
     with open(where / f"{port}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "wsops", "serve", *args],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen([python, "-m", "wsops", "serve", *args],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                cwd=where, start_new_session=True)
     pidfile.write_text(str(proc.pid))
     return 0
 
