@@ -28,6 +28,19 @@ from wsload import SOCKETIO_PATH
 BENCH = Path(__file__).resolve().parent
 
 
+def callgrind_total(out: Path) -> int:
+    """The instruction total of a callgrind output file (``callgrind_annotate``)."""
+    import re
+
+    text = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True,
+                          check=True).stdout
+    found = re.search(r"([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", text) or re.search(
+        r"([\d,]+)\s+PROGRAM TOTALS", text)
+    if found is None:
+        raise SystemExit("callgrind_annotate printed no total")
+    return int(found.group(1).replace(",", ""))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

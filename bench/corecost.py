@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -102,6 +101,8 @@ async def serve_frames(n: int, ratio: float | None = None) -> None:
 
 def instructions(tree: Path, n: int, ratio: float | None = None, sink: str = "") -> int:
     """Callgrind's total for a child serving ``n`` frames with ``tree``'s wsops."""
+    from benchprocs import callgrind_total
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{HERE / 'bench'}",
@@ -111,13 +112,7 @@ def instructions(tree: Path, n: int, ratio: float | None = None, sink: str = "")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         sys.executable, __file__, "--child", str(n), *traced],
                        env=env, check=True, capture_output=True)
-        text = subprocess.run(["callgrind_annotate", str(out)], capture_output=True,
-                              text=True, check=True).stdout
-    m = re.search(r"([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", text) or re.search(
-        r"([\d,]+)\s+PROGRAM TOTALS", text)
-    if m is None:
-        raise SystemExit("callgrind_annotate printed no total")
-    return int(m.group(1).replace(",", ""))
+        return callgrind_total(out)
 
 
 def per_frame(tree: Path, ratio: float | None = None, sink: str = "") -> int:

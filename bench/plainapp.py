@@ -176,8 +176,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def instructions(instrumented: bool, messages: int) -> int:
     """User-space instructions of one server while it echoes ``messages`` messages."""
-    import re
     import tempfile
+
+    from benchprocs import callgrind_total
 
     port, admin = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,12 +218,7 @@ def instructions(instrumented: bool, messages: int) -> int:
         finally:
             proc.terminate()
             proc.wait()
-        text = subprocess.run(["callgrind_annotate", str(out)], capture_output=True,
-                              text=True, check=True).stdout
-    found = re.search(r"([\d,]+)\s+\(100.0%\)\s+PROGRAM TOTALS", text)
-    if found is None:
-        raise SystemExit("callgrind_annotate printed no total")
-    return int(found.group(1).replace(",", ""))
+        return callgrind_total(out)
 
 
 def count_instructions() -> dict[str, float]:

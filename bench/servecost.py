@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import aiohttp
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from benchprocs import free_port  # noqa: E402
+from benchprocs import callgrind_total, free_port  # noqa: E402
 
 CONFIGS: dict[str, list[str]] = {
     "bare": ["--no-instrument"],
@@ -118,12 +117,7 @@ def count(flags: list[str], publishes: int, env: dict[str, str], cwd: Path | Non
         finally:
             proc.terminate()
             proc.wait(60)
-        text = subprocess.run(["callgrind_annotate", str(out)], capture_output=True,
-                              text=True, check=True).stdout
-    found = re.search(r"([\d,]+)\s+\(100.0%\)\s+PROGRAM TOTALS", text)
-    if found is None:
-        raise SystemExit("callgrind_annotate printed no total")
-    return int(found.group(1).replace(",", ""))
+        return callgrind_total(out)
 
 
 def cpu_split(env: dict[str, str], cwd: Path | None, publishes: int = 20000) -> dict[str, float]:

@@ -7,12 +7,8 @@ canary and is rolled back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
-import os
-import shlex
-import signal
 import subprocess
 import sys
 import tarfile
@@ -24,7 +20,7 @@ import pytest
 
 from tests.fleet.conftest import Watched, clients, close_all, connect_all, percentile, stats
 from tests.support.artifacts import record
-from tests.support.restartnode import alive
+from tests.support.restartnode import kill_all, restart_template, run_rollout
 from tests.support.waits import until
 from wsops.client import ServerError
 
@@ -59,26 +55,16 @@ def install_earlier(rev: str, where: Path) -> Path:
     return python
 
 
-def restart(where: Path, *extra: str) -> str:
-    return " ".join([shlex.quote(sys.executable), "-m", "tests.support.restartnode",
-                     shlex.quote(str(where)), "{admin_url}", *map(shlex.quote, extra)])
-
-
 async def run(command: str) -> None:
     proc = await asyncio.create_subprocess_shell(command, cwd=ROOT)
     assert await proc.wait() == 0, command
 
 
 async def rollout(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wsops", "rollout", "--json", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 180)
-    assert proc.returncode is not None
-    try:
-        return proc.returncode, json.loads(out)
-    except ValueError:
-        raise AssertionError(f"no JSON from wsops rollout: {out!r} {err.decode()}") from None
+    return await run_rollout(*args, cwd=ROOT)
+
+
+restart = restart_template
 
 
 async def _earlier(admin_urls: list[str]) -> bool:
@@ -216,8 +202,4 @@ async def test_rollout_upgrades_the_example_fleet_from_an_earlier_version_losing
     finally:
         stop.set()
         await close_all([*watched.clients, publisher, canary_publisher])
-        for pidfile in (where.glob("*.pid") if where.exists() else []):
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                pid = int(pidfile.read_text())
-                os.kill(pid, signal.SIGKILL)
-                await until(lambda pid=pid: not alive(pid), 10, what="node gone")
+        await asyncio.to_thread(kill_all, where)

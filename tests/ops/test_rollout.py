@@ -7,10 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shlex
-import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +17,11 @@ import pytest
 
 from tests.support.ports import free_port
 from tests.support.redisproc import RedisProc, broker_url
-from tests.support.restartnode import alive
+from tests.support.restartnode import kill_all, restart_template, run_rollout
 from tests.support.waits import until
 from wsops.client import Client, ServerError
 
 ROOT = Path(__file__).resolve().parents[2]
-RESTART = f"{shlex.quote(sys.executable)} -m tests.support.restartnode {{dir}} {{{{admin_url}}}}"
 
 
 @dataclass
@@ -39,26 +34,14 @@ class Fleet:
     refused: int = 0
 
     def restart(self, *extra: str) -> str:
-        return " ".join([RESTART.format(dir=shlex.quote(str(self.dir))), *extra])
+        return restart_template(self.dir, *extra)
 
     async def stats(self, admin_url: str) -> dict[str, Any]:
         async with aiohttp.ClientSession() as s, s.get(admin_url + "/admin/stats") as r:
             return dict(await r.json())
 
     async def rollout(self, *args: str) -> tuple[int, dict[str, Any]]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wsops", "rollout", *self.admin_urls, "--json", *args,
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode is not None
-        try:
-            return proc.returncode, json.loads(out)
-        except ValueError:
-            raise AssertionError(f"no JSON from wsops rollout: {out!r} {err!r}") from None
-
-
-def _pids(where: Path) -> list[int]:
-    return [int(p.read_text()) for p in where.glob("*.pid")]
+        return await run_rollout(*self.admin_urls, *args, cwd=ROOT)
 
 
 async def _ready(admin_url: str) -> bool:
@@ -120,10 +103,7 @@ async def fleet(redis_proc: RedisProc, tmp_path: Path) -> AsyncIterator[Fleet]:
     finally:
         stop.set()
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-        for pid in _pids(tmp_path):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                await until(lambda pid=pid: not alive(pid), 10, what="node gone")
+        await asyncio.to_thread(kill_all, tmp_path)
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -62,3 +63,40 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+def restart_template(where: Path, *extra: str) -> str:
+    """``wsops rollout --restart`` (or ``--rollback``) running this script for the nodes
+    described in ``where``, ``{admin_url}`` left for the rollout to fill."""
+    import shlex
+
+    return " ".join([shlex.quote(sys.executable), "-m", "tests.support.restartnode",
+                     shlex.quote(str(where)), "{admin_url}", *map(shlex.quote, extra)])
+
+
+async def run_rollout(*args: str, cwd: Path, timeout: float = 180.0) -> tuple[int, dict[str, Any]]:
+    """``wsops rollout --json ARGS``: its exit code and its report."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wsops", "rollout", "--json", *args, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    try:
+        return proc.returncode, json.loads(out)
+    except ValueError:
+        raise AssertionError(f"no JSON from wsops rollout: {out!r} {err.decode()}") from None
+
+
+def kill_all(where: Path) -> None:
+    """Kill every node a pid file in ``where`` names, and wait until each is gone."""
+    for pidfile in where.glob("*.pid") if where.exists() else []:
+        try:
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            continue
+        end = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < end:
+            time.sleep(0.02)
