@@ -155,3 +155,27 @@ async def test_a_broken_version_stops_at_the_canary_and_is_rolled_back(
         assert second["started_at"] == before[1]["started_at"]
         acked = len(f.acked)
         await until(lambda: len(f.acked) >= acked + 20, 15, what="publishes accepted again")
+
+
+@pytest.mark.slow
+async def test_a_batch_is_refused_without_headroom_and_upgraded_together_without_the_check(
+        redis_proc: RedisProc, tmp_path: Path) -> None:
+    async with fleet(redis_proc, tmp_path) as f:
+        code, report = await f.rollout("--restart", f.restart(), "--batch", "2")
+        assert code == 1 and report["done"] == []
+        assert "0 free connection places" in report["reason"]  # nobody left to take them
+        code, report = await f.rollout("--restart", f.restart(), "--batch", "2", "--bake", "1",
+                                       "--canary-bake", "1", "--settle", "10",
+                                       "--no-headroom-check")
+        assert code == 0, report
+        steps = [(s["step"], s["node"]) for s in report["steps"]]
+        drains = [i for i, (step, _) in enumerate(steps) if step == "drain"]
+        bakes = [i for i, (step, _) in enumerate(steps) if step == "bake"]
+        assert max(drains) < min(bakes)  # both drained before the one bake of the batch
+        assert report["done"] == f.admin_urls
+        acked_before = len(f.acked)
+        await until(lambda: len(f.acked) >= acked_before + 10, 15, what="publishing after")
+    for got in f.received:  # the whole fleet was down a moment: resumed, nothing lost
+        await until(lambda got=got: all(m in got for m in f.acked), 15,
+                    what="every acknowledged publish delivered")
+        assert len(got) == len({tuple(m) for m in got})

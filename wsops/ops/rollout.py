@@ -65,6 +65,7 @@ class Plan:
     settle: float
     ready_timeout: float
     headroom: bool
+    batch: int
     token: str | None
     timeout: float
     json_out: bool
@@ -156,36 +157,44 @@ async def _bake(plan: Plan, apis: dict[str, AdminClient], url: str, seconds: flo
         plan.say(url, "bake", f"{u}: {shown}: every gate holds", node_figures=values, of=u)
 
 
-async def _upgrade(plan: Plan, session: aiohttp.ClientSession, url: str, canary: bool) -> None:
+async def _upgrade(plan: Plan, session: aiohttp.ClientSession, group: list[str],
+                   canary: bool) -> None:
+    """Drain, replace and bake the nodes of ``group`` together (one with ``--batch 1``)."""
     apis = {u: AdminClient(session, u, plan.token, plan.timeout) for u in plan.nodes}
-    api = apis[url]
-    before = await _stats(api)
+    label = ", ".join(group)
+    before = {u: await _stats(apis[u]) for u in group}
     if plan.headroom:
-        others = [await _stats(apis[u]) for u in plan.nodes if u != url]
-        problem = headroom_problem(before, others)
+        others = [await _stats(apis[u]) for u in plan.nodes if u not in group]
+        need = sum(int(b.get("connections", 0)) for b in before.values())
+        problem = headroom_problem({"connections": need}, others)
         if problem is not None:
             raise RolloutError(problem)
-    plan.say(url, "drain", f"{before.get('connections', 0)} connections, version "
-             f"{before.get('version')}")
-    await _drain(plan, api, url)
-    if plan.restart is not None:
-        command = restart_command(plan.restart, url, str(before.get("node_id") or ""),
-                                  _host(url))
-        plan.say(url, "restart", command)
-        await _run_command(command, plan.ready_timeout)
-    else:
-        plan.say(url, "restart", "waiting for the orchestrator to replace the node")
-    after = await _wait_new_process(plan, api, url, float(before.get("started_at", 0)))
-    plan.say(url, "ready", f"version {after.get('version')}, started at "
-             f"{after.get('started_at')}")
+    for url, b in before.items():
+        plan.say(url, "drain", f"{b.get('connections', 0)} connections, version "
+                 f"{b.get('version')}")
+    await asyncio.gather(*(_drain(plan, apis[u], u) for u in group))
+    for url, b in before.items():
+        if plan.restart is not None:
+            command = restart_command(plan.restart, url, str(b.get("node_id") or ""),
+                                      _host(url))
+            plan.say(url, "restart", command)
+            await _run_command(command, plan.ready_timeout)
+        else:
+            plan.say(url, "restart", "waiting for the orchestrator to replace the node")
+    afters = await asyncio.gather(*(_wait_new_process(
+        plan, apis[u], u, float(before[u].get("started_at", 0))) for u in group))
+    for url, after in zip(group, afters, strict=True):
+        plan.say(url, "ready", f"version {after.get('version')}, started at "
+                 f"{after.get('started_at')}")
     loop = asyncio.get_running_loop()
     settle_end = loop.time() + plan.settle
-    while loop.time() < settle_end and not (await _stats(api)).get("connections"):  # noqa: ASYNC110 (polls a node)
-        await asyncio.sleep(POLL)
+    for url in group:
+        while loop.time() < settle_end and not (await _stats(apis[url])).get("connections"):  # noqa: ASYNC110 (polls a node)
+            await asyncio.sleep(POLL)
     seconds = plan.canary_bake if canary else plan.bake
-    plan.say(url, "bake", f"{seconds:g} s{' (canary)' if canary else ''}, gates: "
+    plan.say(label, "bake", f"{seconds:g} s{' (canary)' if canary else ''}, gates: "
              f"{'; '.join(g.text for g in plan.gates)}")
-    await _bake(plan, apis, url, seconds)
+    await _bake(plan, apis, label, seconds)
 
 
 async def _roll_back(plan: Plan, session: aiohttp.ClientSession, url: str) -> None:
@@ -209,25 +218,29 @@ async def _roll_back(plan: Plan, session: aiohttp.ClientSession, url: str) -> No
 
 
 async def _rollout(plan: Plan, state: RolloutState, state_file: Path | None) -> int:
+    todo = state.todo()
     async with aiohttp.ClientSession() as session:
-        for url in state.todo():
+        for first in range(0, len(todo), plan.batch):
+            group = todo[first:first + plan.batch]
+            label = ", ".join(group)
             canary = not state.done
             try:
-                await _upgrade(plan, session, url, canary)
+                await _upgrade(plan, session, group, canary)
             except (RolloutError, GateFailed, AdminError, ValueError) as exc:
                 gate = isinstance(exc, GateFailed)
                 reason = f"{'gate failed' if gate else 'failed'}: {exc}"
-                plan.say(url, "stop", reason)
-                state.failed, state.reason = url, reason
+                plan.say(label, "stop", reason)
+                state.failed, state.reason = label, reason
                 if state_file is not None:
                     state.save(state_file)
                 if plan.rollback is not None:
-                    await _roll_back(plan, session, url)
+                    for url in group:
+                        await _roll_back(plan, session, url)
                 return EXIT_GATE if gate else EXIT_FAILED
-            state.done.append(url)
+            state.done.extend(group)
             if state_file is not None:
                 state.save(state_file)
-            plan.say(url, "done", f"{len(state.done)} of {len(state.nodes)} nodes upgraded")
+            plan.say(label, "done", f"{len(state.done)} of {len(state.nodes)} nodes upgraded")
     return EXIT_OK
 
 
@@ -289,6 +302,9 @@ def rollout(
     ] = 10.0,
     ready_timeout: Annotated[float, typer.Option(
         help="Seconds a restart command and a replaced node may take to be ready.")] = 120.0,
+    batch: Annotated[int, typer.Option(
+        help="Nodes drained, replaced and baked together (the first batch is the canary).")
+    ] = 1,
     no_headroom_check: Annotated[bool, typer.Option(
         "--no-headroom-check", help="Upgrade even when the other nodes have no room for a "
         "node's connections.")] = False,
@@ -318,6 +334,8 @@ def rollout(
     if restart is None and not wait_replacement and not dry_run:
         raise typer.BadParameter("say how a node is replaced: --restart 'CMD' or "
                                  "--wait-replacement", param_hint="--restart")
+    if batch < 1:
+        raise typer.BadParameter("must be >= 1", param_hint="--batch")
     if restart is not None and wait_replacement:
         raise typer.BadParameter("--restart or --wait-replacement, not both",
                                  param_hint="--restart")
@@ -344,11 +362,13 @@ def rollout(
         state = RolloutState(nodes)
     plan = Plan(state.nodes, restart, rollback, gates, bake,
                 canary_bake if canary_bake is not None else 2 * bake, settle, ready_timeout,
-                not no_headroom_check, token, timeout, json_out)
+                not no_headroom_check, batch, token, timeout, json_out)
     if dry_run:
-        for i, url in enumerate(state.todo()):
-            typer.echo(f"{i + 1}. {url}: drain, "
-                       f"{'restart' if restart else 'wait for its replacement'}, bake "
+        todo = state.todo()
+        for i, first in enumerate(range(0, len(todo), batch)):
+            group = ", ".join(todo[first:first + batch])
+            typer.echo(f"{i + 1}. {group}: drain, "
+                       f"{'restart' if restart else 'wait for the replacement'}, bake "
                        f"{plan.canary_bake if i == 0 and not state.done else bake:g} s")
         typer.echo(f"gates: {'; '.join(g.text for g in gates)}")
         return
