@@ -80,13 +80,12 @@ def check_config(settings: Settings) -> list[str]:
     """What ``wsops serve`` would run with, after the checks a start makes before it listens
     (the settings' own bounds, the broker URL, the ways to authenticate, the JWT key): a
     ValueError names the first problem. Passwords in the broker URL are not shown."""
+    from wsops.server.app import auth_config
     from wsops.server.broker.redis_url import check_broker, is_redis_url, parse_broker_url
-    from wsops.server.jwt_auth import AuthConfig, Authenticator
+    from wsops.server.jwt_auth import Authenticator
 
     check_broker(settings.broker, settings.broker_ack)
-    auth = Authenticator(AuthConfig(secret=settings.jwt_secret,
-                                    public_key=settings.jwt_public_key,
-                                    allow_anonymous=settings.allow_anonymous))
+    auth = Authenticator(auth_config(settings))
     if is_redis_url(settings.broker):
         broker = f"{parse_broker_url(settings.broker)[0].shown} (acks: {settings.broker_ack})"
     else:

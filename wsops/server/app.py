@@ -56,6 +56,14 @@ def make_broker(settings: Settings) -> Broker:
                        island_bytes=settings.history_memory, ack=settings.broker_ack)
 
 
+def auth_config(settings: Settings) -> AuthConfig:
+    """How the node checks tokens, from its settings."""
+    return AuthConfig(secret=settings.jwt_secret, public_key=settings.jwt_public_key,
+                      audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+                      rooms_claim=settings.jwt_rooms_claim,
+                      allow_anonymous=settings.allow_anonymous, leeway=settings.jwt_leeway)
+
+
 class Node:
     """One server node: hub, broker, auth, limits and drain, behind a WebSocket handler.
 
@@ -75,17 +83,7 @@ class Node:
         self.hub = Hub(observer=self.observer)
         self.broker = broker or make_broker(settings)
         self.broker.listener = self.hub
-        self.auth = Authenticator(
-            AuthConfig(
-                secret=settings.jwt_secret,
-                public_key=settings.jwt_public_key,
-                audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
-                rooms_claim=settings.jwt_rooms_claim,
-                allow_anonymous=settings.allow_anonymous,
-                leeway=settings.jwt_leeway,
-            )
-        )
+        self.auth = Authenticator(auth_config(settings))
         self.drainer = Drainer(self.hub.conns.values)
         self.started_at = time.time()
         self.admin: AdminListener | None = None
