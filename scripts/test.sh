@@ -27,10 +27,12 @@ command -v kubectl >/dev/null || echo "kubectl not found: tests/deploy will fail
 # TypeScript (and React's types) for the client's type check, from tests/client_js/package-lock.json;
 # then the framework packages (clients/react, clients/vue, clients/angular), each from its own lock:
 # tests/client_js/frameworks/ type-checks them and builds their example pages (Vite; Analog's
-# Angular plugin) once per session, offline, before driving the pages in headless Chromium.
+# Angular plugin) once per session, offline, before driving the pages in headless Chromium;
+# and the prometheus-operator CRD schemas tests/deploy holds the ServiceMonitor and
+# PrometheusRule to (tests/deploy/crd).
 if command -v npm >/dev/null; then
   npm ci --prefix tests/client_js --no-audit --no-fund --loglevel=error
-  for pkg in clients/react clients/vue clients/angular; do
+  for pkg in tests/deploy/crd clients/react clients/vue clients/angular; do
     npm ci --prefix "$pkg" --no-audit --no-fund --loglevel=error
   done
 else

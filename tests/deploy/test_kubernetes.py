@@ -4,6 +4,7 @@ preStop drain, flags, variables, generated rules and dashboards) is what wsops d
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ from wsops.ops.dashboards import kubernetes_files
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kubernetes"
 K8S_VERSION = "1.32"
+CRD_CHECK = Path(__file__).resolve().parent / "crd"  # npm ci --prefix it (scripts/test.sh)
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("monitoring.coreos.com/v1", "PrometheusRule")}
 
@@ -52,8 +54,27 @@ def test_every_rendered_object_is_valid_kubernetes(where: str) -> None:
             "PrometheusRule", "ConfigMap"} <= set(kinds)
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) in CRDS:
-            continue  # the monitoring CRDs: checked by the tests below, not by these schemas
+            continue  # the monitoring CRDs: their own schemas, below
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    monitoring = [d for d in docs if (d["apiVersion"], d["kind"]) in CRDS]
+    assert len(monitoring) == 2
+    assert crd_errors(monitoring) == {}
+
+
+def crd_errors(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What the prometheus-operator CRD schemas (published in
+    @kubernetes-models/prometheus-operator, run by node) say of ``docs``, by kind/name."""
+    node = shutil.which("node")
+    if node is None or not (CRD_CHECK / "node_modules").is_dir():
+        raise AssertionError("node and `npm ci --prefix tests/deploy/crd` are needed to check "
+                             "the monitoring objects against their CRD schemas "
+                             "(scripts/test.sh runs it)")
+    out = subprocess.run([node, str(CRD_CHECK / "validate.mjs")], input=json.dumps(docs),
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert out.returncode in (0, 1), out.stdout + out.stderr
+    seen = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(seen) == len(docs), out.stdout + out.stderr
+    return {f"{s['kind']}/{s['name']}": s["errors"] for s in seen if s["errors"]}
 
 
 def test_a_broken_manifest_is_refused_by_the_validation() -> None:
@@ -62,6 +83,18 @@ def test_a_broken_manifest_is_refused_by_the_validation() -> None:
         "prot"] = "admin"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    docs = render(DEPLOY)
+    monitor = by_kind(docs, "ServiceMonitor", "wsops")
+    monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    rule = by_kind(docs, "PrometheusRule", "wsops-alerts")
+    rule["spec"]["groups"][0]["rules"][0].pop("expr")
+    errors = crd_errors([monitor, rule])
+    assert errors == {
+        "ServiceMonitor/wsops": ["/spec/endpoints/0/interval must match pattern "
+                                 '"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?'
+                                 '(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"'],
+        "PrometheusRule/wsops-alerts": ["/spec/groups/0/rules/0 must have required property "
+                                        "expr"]}, errors
 
 
 def test_probes_ports_flags_and_the_prestop_drain_are_wsops_own() -> None:
