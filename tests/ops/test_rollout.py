@@ -1,6 +1,7 @@
 """``wsops rollout`` on a real fleet: two ``wsops serve`` nodes on one Redis, a subscriber and
 a publisher on each, upgraded one after the other by a restart command while messages flow;
-and a broken "new version" that fails its canary's gate and is rolled back."""
+a broken "new version" that fails its canary's gate and is rolled back; and the gates read
+from a real Prometheus scraping the nodes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.prom import prometheus
 from tests.support.redisproc import RedisProc, broker_url
 from tests.support.restartnode import kill_all, restart_template, run_rollout
 from tests.support.waits import until
@@ -179,3 +181,99 @@ async def test_a_batch_is_refused_without_headroom_and_upgraded_together_without
         await until(lambda got=got: all(m in got for m in f.acked), 15,
                     what="every acknowledged publish delivered")
         assert len(got) == len({tuple(m) for m in got})
+
+
+@pytest.mark.slow
+async def test_gates_read_from_prometheus_stop_on_what_it_saw_and_pass_on_a_healthy_fleet(
+        redis_proc: RedisProc, tmp_path: Path) -> None:
+    (tmp_path / "prom").mkdir()
+    async with fleet(redis_proc, tmp_path) as f, prometheus(
+            tmp_path / "prom", [u.removeprefix("http://") for u in f.admin_urls]) as prom:
+
+        async def scraped() -> bool:
+            got = await prom.query("count by (instance) (wsops_delivery_latency_seconds_bucket)")
+            return len(got["data"]["result"]) == 2
+
+        await until(scraped, 20, what="both nodes scraped")
+        # A selector matching nothing: refused before any node is touched.
+        code, report = await f.rollout("--restart", f.restart(), "--prometheus", prom.url,
+                                       "--prometheus-selector", 'job="elsewhere"')
+        assert code == 1 and report["done"] == [], report
+        assert "Prometheus has no wsops_delivery_latency_seconds_bucket" in report["reason"]
+        assert "drain" not in [s["step"] for s in report["steps"]]
+        # An impossible latency gate fails on Prometheus' figures at the canary; the drain's
+        # reconnect window is widened for one node taking 2 connections at 1/s.
+        code, report = await f.rollout(
+            "--restart", f.restart(), "--prometheus", prom.url, "--accept-rate", "1",
+            "--gate", "delivery_p99 < 0.001ms", "--bake", "3", "--canary-bake", "3",
+            "--settle", "10")
+        assert code == 3, report
+        assert report["failed"] == f.admin_urls[0]
+        assert "delivery_p99 < 0.001ms" in report["reason"]
+        assert "from prometheus" in report["reason"]
+        assert "reconnect window widened to 2 s for 1 nodes" in report["steps"][0]["text"]
+        # The default gates, from Prometheus, on the healthy fleet: every node upgraded.
+        code, report = await f.rollout("--restart", f.restart(), "--prometheus", prom.url,
+                                       "--bake", "3", "--canary-bake", "3", "--settle", "10")
+        assert code == 0, report
+        bakes = [s for s in report["steps"] if s["step"] == "bake" and "node_figures" in s]
+        assert len(bakes) == 4 and {s["source"] for s in bakes} == {"prometheus"}
+        assert all(s["node_figures"]["delivery_p99"] > 0 for s in bakes)
+        print("\n" + "\n".join(s["text"] for s in bakes))
+    for got in f.received:
+        await until(lambda got=got: all(m in got for m in f.acked), 15,
+                    what="every acknowledged publish delivered")
+
+
+@pytest.mark.slow
+async def test_an_orchestrator_replacing_nodes_at_new_addresses_is_followed_by_the_registry(
+        redis_proc: RedisProc, tmp_path: Path) -> None:
+    """``--wait-replacement --redis``: as a Deployment does, the "orchestrator" here replaces
+    each drained node by a new process on other ports; the rollout finds it in the registry,
+    bakes it there, and counts it done under its new address."""
+    admins = [free_port() for _ in range(2)]
+    for admin in admins:
+        (tmp_path / f"{admin}.args").write_text(json.dumps([
+            "--allow-anonymous", "--broker", broker_url(redis_proc), "--port", str(free_port()),
+            "--admin-port", str(admin), "--drain-spread", "0.1"]))
+    old = [f"http://127.0.0.1:{a}" for a in admins]
+    template = restart_template(tmp_path)
+    stop = asyncio.Event()
+
+    async def orchestrator() -> None:
+        replaced: set[str] = set()
+        async with aiohttp.ClientSession() as s:
+            while not stop.is_set():
+                for url in set(old) - replaced:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with s.get(url + "/admin/drain") as r:
+                            drained = (await r.json())["state"] == "drained"
+                        if drained:
+                            replaced.add(url)
+                            proc = await asyncio.create_subprocess_shell(
+                                template.replace("{admin_url}", url) + " --move", cwd=ROOT)
+                            assert await proc.wait() == 0
+                await asyncio.sleep(0.1)
+
+    try:
+        for url in old:
+            proc = await asyncio.create_subprocess_shell(template.replace("{admin_url}", url),
+                                                         cwd=ROOT)
+            assert await proc.wait() == 0
+        for url in old:
+            await until(lambda u=url: _ready(u), 30, what=f"{url} ready")
+        watcher = asyncio.create_task(orchestrator())
+        code, report = await run_rollout("--redis", broker_url(redis_proc),
+                                         "--wait-replacement", "--settle", "0", "--bake", "1",
+                                         "--canary-bake", "1", cwd=ROOT)
+        stop.set()
+        await watcher
+        assert code == 0, report
+        assert len(report["done"]) == 2 and not set(report["done"]) & set(old), report["done"]
+        moved = [s["text"] for s in report["steps"] if s["step"] == "ready"]
+        assert all(", replaced by http://127.0.0.1:" in t for t in moved), moved
+        for url in report["done"]:
+            assert await _ready(url)
+    finally:
+        stop.set()
+        await asyncio.to_thread(kill_all, tmp_path)

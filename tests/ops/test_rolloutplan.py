@@ -11,6 +11,7 @@ import pytest
 from wsops.ops.rolloutplan import (
     DEFAULT_GATES,
     RolloutState,
+    drain_spread,
     failed_gates,
     figures,
     headroom_problem,
@@ -27,6 +28,8 @@ from wsops.ops.rolloutplan import (
     ("error_rate < 0.02", "error_rate", 0.02, False),
     ("abnormal_closes <= 5%", "abnormal_closes", 0.05, True),
     ("resume_failures < 1", "resume_failures", 1.0, False),
+    ("reconnect_rate < 50/s", "reconnect_rate", 50.0, False),
+    ("reconnect_rate <= 2.5", "reconnect_rate", 2.5, True),
 ])
 def test_gates_parse_into_base_units(text: str, metric: str, limit: float,
                                      inclusive: bool) -> None:
@@ -42,6 +45,8 @@ def test_gates_parse_into_base_units(text: str, metric: str, limit: float,
     ("delivery_p99 < 5%", "is a time"),
     ("error_rate < 5ms", "is a share"),
     ("resume_failures < 1%", "is a count"),
+    ("reconnect_rate < 5%", "is a rate"),
+    ("delivery_p99 < 5/s", "is a time"),
     ("", "NAME < VALUE"),
 ])
 def test_bad_gates_say_what_is_accepted(text: str, said: str) -> None:
@@ -54,28 +59,32 @@ def test_a_gate_holds_strictly_or_inclusively_and_the_defaults_parse() -> None:
         "resume_failures < 1").holds(1)
     assert parse_gate("resume_failures <= 1").holds(1)
     assert [parse_gate(g).metric for g in DEFAULT_GATES] == [
-        "delivery_p99", "loop_lag_p99", "error_rate", "abnormal_closes", "resume_failures"]
+        "delivery_p99", "loop_lag_p99", "error_rate", "abnormal_closes", "resume_failures",
+        "reconnect_rate"]
 
 
 def stats(served: int = 0, errors: int = 0, codes: dict[str, int] | None = None,
-          p99: float | None = None, lag: float | None = 0.0, failed: int = 0) -> dict[str, Any]:
+          p99: float | None = None, lag: float | None = 0.0, failed: int = 0,
+          recovered: int = 0, at: float = 0.0) -> dict[str, Any]:
     return {"operations": {"served": served, "errors": errors},
             "hub": {"close_codes": codes or {}}, "delivery_p99_seconds": p99,
-            "loop_lag_p99_seconds": lag, "resumes": {"recovered": 0, "failed": failed}}
+            "loop_lag_p99_seconds": lag, "resumes": {"recovered": recovered, "failed": failed},
+            "sampled_at": at}
 
 
 def test_figures_are_deltas_over_the_bake_and_worst_samples() -> None:
-    samples = [stats(100, 1, {"1000": 5, "1006": 1}, 0.002, 0.001, 2),
-               stats(150, 1, {"1000": 5, "1006": 1}, None, 0.050, 2),
-               stats(300, 5, {"1000": 11, "1006": 2, "1011": 1}, 0.004, 0.002, 3)]
+    samples = [stats(100, 1, {"1000": 5, "1006": 1}, 0.002, 0.001, 2, 10, at=100.0),
+               stats(150, 1, {"1000": 5, "1006": 1}, None, 0.050, 2, 12, at=101.0),
+               stats(300, 5, {"1000": 11, "1006": 2, "1011": 1}, 0.004, 0.002, 3, 29, at=104.0)]
     got = figures(samples)
     assert got["error_rate"] == pytest.approx(4 / 200)
     assert got["abnormal_closes"] == pytest.approx(2 / 8)  # 1006 +1, 1011 +1 of 8 closes
     assert got["delivery_p99"] == 0.004 and got["loop_lag_p99"] == 0.050
     assert got["resume_failures"] == 1
-    quiet = figures([stats(), stats()])  # nothing served, nothing closed: no division
+    assert got["reconnect_rate"] == pytest.approx((19 + 1) / 4.0)  # resumes per second
+    quiet = figures([stats(), stats()])  # nothing served, closed or timed: no division
     assert quiet == {"delivery_p99": 0.0, "loop_lag_p99": 0.0, "error_rate": 0.0,
-                     "abnormal_closes": 0.0, "resume_failures": 0.0}
+                     "abnormal_closes": 0.0, "resume_failures": 0.0, "reconnect_rate": 0.0}
     assert figures([{}, {"hub": None}])["abnormal_closes"] == 0.0  # a node without a hub
 
 
@@ -124,3 +133,11 @@ def test_state_saves_loads_and_lists_what_is_left(tmp_path: Path) -> None:
         RolloutState.load(path)
     with pytest.raises(ValueError, match="cannot resume from"):
         RolloutState.load(tmp_path / "missing.json")
+
+
+def test_a_drain_window_is_widened_only_past_the_nodes_own_and_capped() -> None:
+    # 6,000 connections, 3 ready nodes at 1,000 accepts/s each: 2 s are needed.
+    assert drain_spread(6000, 3, 1000.0, 5.0) is None  # the node's own 5 s is enough
+    assert drain_spread(6000, 3, 1000.0, 0.5) == 2.0
+    assert drain_spread(50_000, 1, 100.0, 5.0) == 60.0  # the clients' hint cap
+    assert drain_spread(10, 0, 1.0, 0.0) == 10.0  # no ready node: counted as one

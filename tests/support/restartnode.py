@@ -1,6 +1,7 @@
 """Replace a ``wsops serve`` process: the restart command of the rollout tests.
 
-    python -m tests.support.restartnode DIR ADMIN_URL [--python EXE] [more wsops serve args...]
+    python -m tests.support.restartnode DIR ADMIN_URL [--python EXE] [--move]
+        [more wsops serve args...]
 
 The node whose admin listener is ADMIN_URL is described in DIR by its admin port:
 ``PORT.args`` (its ``wsops serve`` arguments, JSON) and ``PORT.pid``. Stops the process named
@@ -8,7 +9,9 @@ there (SIGTERM: it drains, which is quick once drained, and exits; waited for up
 killed), starts ``python -m wsops serve ARGS MORE`` in a session of its own with its output
 appended to ``PORT.log``, writes its pid and exits 0 at once: whoever restarts waits for the
 new node to be ready on its admin URL. ``--python EXE`` runs the wsops of another environment
-(a venv holding an older version) instead of this interpreter's.
+(a venv holding an older version) instead of this interpreter's. ``--move`` starts the new
+node on other free ports (its files renamed after its new admin port), as an orchestrator
+that gives a replacement a new address does.
 """
 
 from __future__ import annotations
@@ -49,10 +52,24 @@ def main(argv: list[str]) -> int:
     python = sys.executable
     if more[:1] == ["--python"]:
         python, more = more[1], more[2:]
-    args = [*json.loads((where / f"{port}.args").read_text()), *more]
+    move = more[:1] == ["--move"]
+    if move:
+        more = more[1:]
+    saved = json.loads((where / f"{port}.args").read_text())
     pidfile = where / f"{port}.pid"
     if pidfile.exists():
         stop(int(pidfile.read_text()))
+    if move:
+        from tests.support.ports import free_port
+
+        for flag in ("--port", "--admin-port"):
+            saved[saved.index(flag) + 1] = str(free_port())
+        pidfile.unlink(missing_ok=True)
+        (where / f"{port}.args").unlink()
+        port = int(saved[saved.index("--admin-port") + 1])
+        (where / f"{port}.args").write_text(json.dumps(saved))
+        pidfile = where / f"{port}.pid"
+    args = [*saved, *more]
     with open(where / f"{port}.log", "ab") as log:
         proc = subprocess.Popen([python, "-m", "wsops", "serve", *args],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,

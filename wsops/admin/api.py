@@ -57,6 +57,7 @@ def node_stats(surface: NodeSurface, listener: AdminListener) -> Stats:
     reasons = listener.not_ready_reasons()
     stats["ready"] = not reasons
     stats["not_ready_reasons"] = reasons
+    stats["drain_defaults"] = surface.drain_defaults
     return stats
 
 

@@ -137,6 +137,7 @@ class Stats(TypedDict):
     gc_collections: NotRequired[float | None]
     gc_pause_seconds: NotRequired[float | None]
     node_id: NotRequired[str]  # bundled server: its id in the fleet registry
+    drain_defaults: NotRequired[DrainOptions]  # what a POST /admin/drain without a body uses
     operations: NotRequired[dict[str, int]]  # bundled server: requests served, with errors
     resumes: NotRequired[dict[str, int]]  # bundled server: resumes recovered / failed (a gap)
     tracemalloc_traced_bytes: NotRequired[float | None]

@@ -14,18 +14,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-UNITS: Final = {"ms": 0.001, "s": 1.0, "%": 0.01, "": 1.0}
+from wsops.backoff import RECONNECT_HINT_CAP
+
+UNITS: Final = {"ms": 0.001, "s": 1.0, "%": 0.01, "/s": 1.0, "": 1.0}
 METRICS: Final = {
     "delivery_p99": ("s", "publish-to-socket p99 over the node's last 10 s, worst sample"),
     "loop_lag_p99": ("s", "event-loop lag p99, worst sample"),
     "error_rate": ("%", "requests answered with an error / requests served, over the bake"),
     "abnormal_closes": ("%", "connections that ended 1006 or 1011 / all that ended"),
     "resume_failures": ("", "resumes told recovered: false (a gap), over the bake"),
+    "reconnect_rate": ("/s", "clients coming back (subscribes resuming from an offset) per "
+                             "second, over the bake"),
 }
 DEFAULT_GATES: Final = ("delivery_p99 < 250ms", "loop_lag_p99 < 100ms", "error_rate < 1%",
-                        "abnormal_closes < 5%", "resume_failures < 1")
+                        "abnormal_closes < 5%", "resume_failures < 1", "reconnect_rate < 50/s")
 ABNORMAL: Final = ("1006", "1011")
-_GATE = re.compile(r"\s*([a-z_0-9]+)\s*(<=|<)\s*([0-9]+(?:\.[0-9]*)?)\s*(ms|s|%)?\s*")
+_GATE = re.compile(r"\s*([a-z_0-9]+)\s*(<=|<)\s*([0-9]+(?:\.[0-9]*)?)\s*(ms|s|%|/s)?\s*")
 PLACEHOLDERS: Final = ("admin_url", "node_id", "host")
 
 
@@ -44,7 +48,7 @@ def parse_gate(text: str) -> Gate:
     """``NAME < VALUE[unit]`` (or ``<=``); ValueError saying what is accepted."""
     found = _GATE.fullmatch(text)
     if found is None:
-        raise ValueError(f"gate {text!r}: write it as NAME < VALUE[ms|s|%], e.g. "
+        raise ValueError(f"gate {text!r}: write it as NAME < VALUE[ms|s|%|/s], e.g. "
                          "'delivery_p99 < 50ms'")
     name, op, number, unit = found.group(1), found.group(2), found.group(3), found.group(4) or ""
     if name not in METRICS:
@@ -54,6 +58,8 @@ def parse_gate(text: str) -> Gate:
         raise ValueError(f"gate {text!r}: {name} is a time: give ms or s")
     if base == "%" and unit not in ("%", ""):
         raise ValueError(f"gate {text!r}: {name} is a share: give % (or a fraction)")
+    if base == "/s" and unit not in ("/s", ""):
+        raise ValueError(f"gate {text!r}: {name} is a rate: give /s")
     if base == "" and unit:
         raise ValueError(f"gate {text!r}: {name} is a count: give no unit")
     return Gate(name, float(number) * UNITS[unit], op == "<=", text.strip())
@@ -69,8 +75,10 @@ def _delta(after: Mapping[str, Any], before: Mapping[str, Any], *path: str) -> f
 
 
 def figures(samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """A node's gate figures over a bake from its ``/admin/stats`` samples (oldest first)."""
+    """A node's gate figures over a bake from its ``/admin/stats`` samples (oldest first),
+    each with ``sampled_at`` (seconds, any clock) added by the reader."""
     first, last = samples[0], samples[-1]
+    elapsed = float(last.get("sampled_at", 0.0)) - float(first.get("sampled_at", 0.0))
 
     def worst(key: str) -> float:
         return max((float(s[key]) for s in samples if isinstance(s.get(key), int | float)),
@@ -90,6 +98,9 @@ def figures(samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "error_rate": errors / served if served else 0.0,
         "abnormal_closes": abnormal / closed if closed else 0.0,
         "resume_failures": _delta(last, first, "resumes", "failed"),
+        "reconnect_rate": (_delta(last, first, "resumes", "recovered")
+                           + _delta(last, first, "resumes", "failed")) / elapsed
+        if elapsed > 0 else 0.0,
     }
 
 
@@ -105,6 +116,8 @@ def show(metric: str, value: float) -> str:
         return f"{value * 1000:.1f} ms"
     if unit == "%":
         return f"{value * 100:.2f}%"
+    if unit == "/s":
+        return f"{value:.1f}/s"
     return f"{value:g}"
 
 
@@ -119,6 +132,18 @@ def headroom_problem(node: Mapping[str, Any], others: Sequence[Mapping[str, Any]
                 f"{need} connections: add a node or raise --max-connections first "
                 "(or --no-headroom-check)")
     return None
+
+
+def drain_spread(connections: int, ready_others: int, accept_rate: float,
+                 node_spread: float) -> float | None:
+    """The reconnect window a drain of ``connections`` needs so that the ``ready_others``
+    nodes, each accepting ``accept_rate`` connections/s, take them back without a burst; None
+    when the node's own ``--drain-spread`` (``node_spread``) is already wide enough. Capped at
+    the clients' hint cap (a wider window is not honoured)."""
+    needed = connections / (accept_rate * max(1, ready_others))
+    if needed <= node_spread:
+        return None
+    return min(RECONNECT_HINT_CAP, round(needed, 1))
 
 
 def restart_command(template: str, admin_url: str, node_id: str, host: str) -> str:
