@@ -179,6 +179,13 @@ class WsConn(FrameReader, asyncio.Protocol):
         assert conn is not None and session is not None
         try:
             while True:
+                if conn.closing or self.close_sent:
+                    # A close began after ``text`` was read but before its turn came (this
+                    # task starts on the next loop turn; the drainer may run first): not
+                    # served, like a frame read after the close (``_text``). Served now, its
+                    # reply would be dropped by the closing Conn and its sender, answered
+                    # nothing, would send it again after reconnecting: stored twice.
+                    break
                 conn.busy = True
                 try:
                     await session.handle(text)  # timed by the session's observer, per op
