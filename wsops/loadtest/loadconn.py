@@ -134,6 +134,8 @@ class LoadConn(RawWebSocket):
                     acked[self.pub_room] = acked.get(self.pub_room, 0) + 1
             else:
                 self.shard.refused += 1
+                if self.track:  # answered (not stored): not sent again after a reconnect
+                    self.seen.unacked.pop(_reply_id(payload) or -1, None)
                 if not self.subscribed.done():
                     self.subscribed.set_exception(RuntimeError(payload[:200].decode()))
                     self.subscribed.exception()
