@@ -98,6 +98,21 @@ class Settings:
         None, "Admin URL other hosts reach this node at, for the fleet registry (default: "
         "http://ADMIN_HOST:ADMIN_PORT, a wildcard host such as 0.0.0.0 replaced by a routable "
         "address of this host).")
+    api_host: str = knob("127.0.0.1", "Address of the server API's listener (POST /api/*).")
+    api_port: int | None = knob(
+        None, "Port of the server API for backends (publish, presence, history, rooms, "
+        "disconnect, ...; keys in WSOPS_API_KEYS); -1 (default) leaves it off.",
+        cli_type=int, cli_default=-1, parse=_no_admin_port)  # None: no API listener
+    api_max_connections: int = knob(
+        256, "Connections the API listener holds at once; more get HTTP 503.")
+    api_max_body: int = knob(
+        1 << 20, "Largest request body the server API reads, in bytes (HTTP 413 past it).")
+    api_rate: float = knob(
+        1000.0, "Server API calls per second each API key may make (a batch counts as its "
+        "calls); twice as many at once.")
+    api_signatures: bool = knob(
+        False, "Require signed server API requests (X-Wsops-Timestamp, X-Wsops-Signature: an "
+        "HMAC-SHA256 of the request under its key; replays refused).")
     allow_anonymous: bool = knob(False, "Accept connections without a token (demos only).")
     broker: str = knob(
         "memory", "Broker: 'memory' (embedded default), redis://HOST:PORT/DB for a fleet, "
@@ -213,6 +228,12 @@ class Settings:
             problems.append(f"jwt_leeway must be within [0, {MAX_JWT_LEEWAY:g}] seconds")
         if self.admin_max_connections < 1:
             problems.append("admin_max_connections must be positive")
+        if self.api_max_connections < 1 or self.api_max_body < 1024 or self.api_rate <= 0:
+            problems.append("api_max_connections and api_rate must be positive, api_max_body "
+                            ">= 1024")
+        if self.api_port and self.api_port in (self.port, self.admin_port):
+            problems.append("api_port must differ from port and admin_port (the API never "
+                            "shares their listeners)")
         if self.admin_advertise_url is not None:
             url = urlsplit(self.admin_advertise_url)
             if url.scheme not in ("http", "https") or not url.hostname or _unspecified(

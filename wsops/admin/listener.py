@@ -1,7 +1,8 @@
 """An HTTP listener on its own host and port, started and stopped with the main app.
 
-Operational endpoints live here and never on the public WebSocket port. Other layers add routes
-(``/metrics``, ``/admin/*``) and readiness checks before the main app starts.
+Operational endpoints live on the admin listener and never on the public WebSocket port. Other
+layers add routes (``/metrics``, ``/admin/*``) and readiness checks before the main app starts.
+The server API for backends (``wsops.api``) is a ``Listener`` of its own with the same bounds.
 
 Like the WebSocket port, the listener cuts a connection that has not sent a whole request within
 its handshake timeout (``bounded_runner``, the one place both ports get that bound from), and it
@@ -32,11 +33,17 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 """Seconds a connection may take to send a whole request (``--handshake-timeout``)."""
 DEFAULT_MAX_CONNECTIONS = 64
 """Connections the admin listener holds at once (``--admin-max-connections``)."""
-_FULL_TEXT = b"admin listener is at its connection cap: retry shortly\n"
-FULL_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                 b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(_FULL_TEXT), _FULL_TEXT))
-"""What a connection past the cap gets before it is closed (what it sends is never parsed)."""
+
+
+def full_response(name: str) -> bytes:
+    """What a connection past the cap gets before it is closed (what it sends is never
+    parsed)."""
+    text = f"{name} is at its connection cap: retry shortly\n".encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(text), text))
+
+
 REFUSAL_LOG_EVERY = 10.0
 REFUSAL_LINGER = 1.0
 MAX_LINGERING = 256
@@ -70,7 +77,7 @@ class _Slot(asyncio.Protocol):
 
     __slots__ = ("inner", "linger", "listener")
 
-    def __init__(self, listener: AdminListener) -> None:
+    def __init__(self, listener: Listener) -> None:
         self.listener = listener
         self.inner: asyncio.Protocol | None = None
         self.linger: asyncio.TimerHandle | None = None
@@ -82,8 +89,8 @@ class _Slot(asyncio.Protocol):
             inner.connection_made(transport)
             return
         stream = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
-        stream.write(FULL_RESPONSE)
         listener = self.listener
+        stream.write(listener.full_response)
         if listener.lingering < MAX_LINGERING and stream.can_write_eof():
             listener.lingering += 1
             stream.write_eof()
@@ -119,31 +126,29 @@ class _Slot(asyncio.Protocol):
                 self.listener.open_connections -= 1
 
 
-class AdminListener:
-    """A small aiohttp app served on ``host:port`` (port 0 picks a free one).
+class Listener:
+    """An aiohttp app served on ``host:port`` (port 0 picks a free one), within a handshake
+    timeout and a connection cap.
 
     ``advertise_url`` is the URL other hosts reach it at (the fleet registry shows it); unset, it
     is ``http://host:port`` with a routable address of this host in place of a wildcard host.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, *,
-                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    def __init__(self, name: str, app: web.Application, host: str = "127.0.0.1", port: int = 0,
+                 *, handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  advertise_url: str | None = None) -> None:
         if handshake_timeout <= 0 or max_connections < 1:
-            raise ValueError("admin listener: handshake_timeout must be > 0 and "
-                             "max_connections >= 1")
+            raise ValueError(f"{name}: handshake_timeout must be > 0 and max_connections >= 1")
+        self.name = name
+        self.full_response = full_response(name)
+        self.app = app
         self.host = host
         self.requested_port = port
-        self.token = token  # checked against callers; never sent to another node
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
         self.configured_advertise_url = advertise_url
         self.advertise_url = advertise_url or ""
-        self.app = web.Application(middlewares=[admin_auth(token)])
-        self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_get("/readyz", self._readyz)
-        self.checks: list[ReadinessCheck] = []
         self.started_at = time.time()
         self.open_connections = 0
         self.refused_connections = 0
@@ -153,21 +158,6 @@ class AdminListener:
         self._server: asyncio.Server | None = None
         self.port: int | None = None
 
-    def add_readiness_check(self, check: ReadinessCheck) -> None:
-        self.checks.append(check)
-
-    def not_ready_reasons(self) -> list[str]:
-        return [reason for check in self.checks if (reason := check()) is not None]
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "uptime_seconds": time.time() - self.started_at})
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        reasons = self.not_ready_reasons()
-        if reasons:
-            return web.json_response({"ready": False, "reasons": reasons}, status=503)
-        return web.json_response({"ready": True})
-
     def _take_slot(self) -> asyncio.Protocol | None:
         """aiohttp's handler for a new connection, or None at the cap."""
         server = self._runner.server if self._runner is not None else None
@@ -176,8 +166,8 @@ class AdminListener:
             now = time.monotonic()
             if now - self._last_refusal_log >= REFUSAL_LOG_EVERY:
                 self._last_refusal_log = now
-                log.warning("admin listener %s at its cap of %d connections: refusing new ones "
-                            "(%d so far)", self.url, self.max_connections,
+                log.warning("%s %s at its cap of %d connections: refusing new ones "
+                            "(%d so far)", self.name, self.url, self.max_connections,
                             self.refused_connections)
             return None
         self.open_connections += 1
@@ -195,7 +185,7 @@ class AdminListener:
         self.advertise_url = await advertised_url(self.host, self.port,
                                                   self.configured_advertise_url)
         if self.advertise_url != self.url:
-            log.info("admin listener %s advertised as %s", self.url, self.advertise_url)
+            log.info("%s %s advertised as %s", self.name, self.url, self.advertise_url)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -212,6 +202,38 @@ class AdminListener:
         """Where this listener is bound (a wildcard host stays as it is)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+class AdminListener(Listener):
+    """The admin listener: ``/healthz``, ``/readyz`` (its readiness checks) and what other
+    layers add, behind the admin token (``admin_auth``: none given, loopback callers only)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, *,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 advertise_url: str | None = None) -> None:
+        super().__init__("admin listener", web.Application(middlewares=[admin_auth(token)]),
+                         host, port, handshake_timeout=handshake_timeout,
+                         max_connections=max_connections, advertise_url=advertise_url)
+        self.token = token  # checked against callers; never sent to another node
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        self.checks: list[ReadinessCheck] = []
+
+    def add_readiness_check(self, check: ReadinessCheck) -> None:
+        self.checks.append(check)
+
+    def not_ready_reasons(self) -> list[str]:
+        return [reason for check in self.checks if (reason := check()) is not None]
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "uptime_seconds": time.time() - self.started_at})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        reasons = self.not_ready_reasons()
+        if reasons:
+            return web.json_response({"ready": False, "reasons": reasons}, status=503)
+        return web.json_response({"ready": True})
 
 
 ADMIN_KEY = web.AppKey("wsops_admin", AdminListener)

@@ -203,12 +203,18 @@ class Supervisor:
                 await admin.stop()
 
 
+API_WITH_WORKERS = ("--api-port is not served by a --workers node yet: run the server API on "
+                    "a node of one process on the same broker")
+
+
 def _check(settings: Settings) -> None:
     """Refuse here what every worker would refuse (auth, broker URL), with the same message."""
     from wsops.server.app import Node
     from wsops.server.broker.redis_url import check_broker
 
     check_broker(settings.broker, settings.broker_ack)
+    if settings.api_port is not None:
+        raise ValueError(API_WITH_WORKERS)
     Node(settings.replace(broker="memory", broker_ack="master"))
 
 

@@ -93,8 +93,20 @@ def check_config(settings: Settings) -> list[str]:
     ways = [*auth.config.algorithms, *(["anonymous"] if settings.allow_anonymous else [])]
     admin = ("off" if settings.admin_port is None
              else f"http://{settings.admin_host}:{settings.admin_port}")
+    api = "off"
+    if settings.api_port is not None:
+        from wsops.node.supervisor import API_WITH_WORKERS
+        from wsops.server.api.keys import ApiKeys, keys_from_env
+
+        if settings.workers > 1:
+            raise ValueError(API_WITH_WORKERS)
+
+        keys = ApiKeys(keys_from_env(), signatures=settings.api_signatures)
+        api = (f"http://{settings.api_host}:{settings.api_port}/api/ ({len(keys.keys)} "
+               f"key{'s' if len(keys.keys) > 1 else ''}"
+               f"{', signed requests' if settings.api_signatures else ''})")
     return [f"listen: ws://{settings.host}:{settings.port}/ws (workers: {settings.workers})",
-            f"admin: {admin}", f"broker: {broker}", f"auth: {', '.join(ways)}",
+            f"admin: {admin}", f"api: {api}", f"broker: {broker}", f"auth: {', '.join(ways)}",
             f"instrumented: {'yes' if settings.instrument else 'no'}"]
 
 

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from wsops.admin.api import mount_admin, node_stats
-from wsops.admin.listener import AdminListener, attach_admin, bounded_runner
+from wsops.admin.listener import AdminListener, Listener, attach_admin, bounded_runner
 from wsops.admin.nodesummary import summary_fields
 from wsops.config import Settings
 from wsops.instrumentation.drainer import Drainer, DrainStatus
@@ -87,11 +87,13 @@ class Node:
         self.drainer = Drainer(self.hub.conns.values)
         self.started_at = time.time()
         self.admin: AdminListener | None = None
+        self.api: Listener | None = None  # the server API's listener (--api-port)
         self.per_ip = PerAddressLimit(settings.max_connections_per_ip)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.handshake_failures: dict[str, int] = {}
         publish = (self.observer.wrap_publish(self.broker.publish)
                    if self.observer is not None else None)
+        self.publish = publish or self.broker.publish  # what the server API publishes with
         self.debug = DebugSwitch(self.hub, self.observer.forced_publish
                                  if self.observer is not None else None)
         self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
@@ -294,6 +296,8 @@ def create_app(
     if inst is not None:
         inst.metrics.add_source(node.metric_families)
         inst.metrics.before_collect.append(node.sync_metrics)
+    if settings.api_port is not None:
+        mount_api(app, node, settings, inst)
     if settings.admin_port is not None:
         bounds = {"handshake_timeout": settings.handshake_timeout,
                   "max_connections": settings.admin_max_connections,
@@ -320,6 +324,34 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+def mount_api(app: web.Application, node: Node, settings: Settings,
+              inst: Instrumentation | None) -> None:
+    """Serve the server API on its own listener for as long as ``app`` runs (its keys from
+    ``WSOPS_API_KEYS``: ValueError when there is none or one is too short)."""
+    from wsops.server.api.backend import NodeBackend
+    from wsops.server.api.keys import ApiKeys, keys_from_env
+    from wsops.server.api.service import ApiService, api_listener
+
+    keys = ApiKeys(keys_from_env(), signatures=settings.api_signatures)
+    service = ApiService(NodeBackend(node.hub, node.broker, node.publish, node.registry_info),
+                         keys, max_body=settings.api_max_body,
+                         max_data=settings.max_message_size, rate=settings.api_rate)
+    assert settings.api_port is not None
+    listener = api_listener(service, settings.api_host, settings.api_port,
+                            handshake_timeout=settings.handshake_timeout,
+                            max_connections=settings.api_max_connections)
+    node.api = listener
+    if inst is not None:
+        inst.metrics.add_source(service.families)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await listener.start()
+        yield
+        await listener.stop()
+
+    app.cleanup_ctx.append(lifecycle)
 
 
 def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:

@@ -173,7 +173,7 @@ def test_close_codes_are_the_documented_numbers() -> None:
     assert {c.name: int(c) for c in Close} == {
         "NORMAL": 1000, "GOING_AWAY": 1001, "UNSUPPORTED_DATA": 1003, "INVALID_DATA": 1007,
         "POLICY": 1008, "TOO_BIG": 1009, "INTERNAL": 1011, "SERVICE_RESTART": 1012,
-        "TRY_AGAIN_LATER": 1013, "SLOW_CONSUMER": 4000, "RESYNC": 4001,
+        "TRY_AGAIN_LATER": 1013, "SLOW_CONSUMER": 4000, "RESYNC": 4001, "DISCONNECTED": 4002,
     }
 
 

@@ -70,6 +70,16 @@ def _loads(text: str) -> Any:
     return obj
 
 
+def strict_loads(text: str) -> Any:
+    """JSON as frames are read: ``NonFiniteNumber`` for NaN or Infinity, ValueError else."""
+    return _loads(text)
+
+
+def compact_dumps(obj: Any) -> str:
+    """JSON as the server stores a message's data: compact, UTF-8 kept as is."""
+    return _dumps(obj)
+
+
 SUBPROTOCOLS: Final = ("wsops.v1",)
 """The versions of this protocol the server speaks, as WebSocket subprotocols
 (``Sec-WebSocket-Protocol``), newest first: the newest one a client also offers is chosen."""
@@ -112,6 +122,7 @@ class Close(IntEnum):
     TRY_AGAIN_LATER = 1013
     SLOW_CONSUMER = 4000
     RESYNC = 4001
+    DISCONNECTED = 4002  # a backend asked, through the server API (wsops.api)
 
 
 class ErrorCode:

@@ -1,0 +1,56 @@
+"""The node as the server API sees it (``service.ApiBackend``): its publish path, broker,
+rooms and connections."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from wsops.server.core.broker import Broker, HistoryPage, Published
+from wsops.server.core.hub import Hub
+
+Publish = Callable[[str, bytes, "str | None", "str | None"], Awaitable[Published]]
+API_PUBLISHER = "api"  # how API publishes show among a room's publishers (the flow view)
+
+
+class NodeBackend:
+    """Serves the API's calls on one node: publishes through the node's own (observed)
+    publish, so they get offsets, history, traces and metrics like any other."""
+
+    def __init__(self, hub: Hub, broker: Broker, publish: Publish,
+                 info: Callable[[], Mapping[str, object]]) -> None:
+        self.hub, self.broker, self._publish, self.info = hub, broker, publish, info
+
+    async def publish(self, room: str, data: bytes, traceparent: str | None) -> Published:
+        msg = await self._publish(room, data, traceparent, None)
+        self.hub.flow.published(room, len(data), API_PUBLISHER)
+        return msg
+
+    async def presence(self, room: str) -> list[str]:
+        return await self.broker.presence(room)
+
+    async def history(self, room: str, limit: int, budget: int) -> HistoryPage:
+        return await self.broker.history(room, limit, budget)
+
+    def local_rooms(self) -> list[tuple[str, int]]:
+        sizes = [(name, len(r.conns) + len(r.syncing)) for name, r in self.hub.rooms.items()]
+        sizes.sort(key=lambda item: (-item[1], item[0]))
+        return sizes
+
+    def disconnect(self, user: str | None, connection: int | None, code: int,
+                   reason: str) -> int:
+        if connection is not None:
+            conn = self.hub.conns.get(connection)
+            targets = [conn] if conn is not None else []
+        else:
+            targets = [c for c in self.hub.conns.values() if c.user == user]
+        closed = 0
+        for conn in targets:
+            if not conn.closing:
+                conn.close(code, reason)
+                closed += 1
+        return closed
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        nodes = await self.broker.fleet_nodes()
+        return nodes or [{"id": self.broker.node_id, **self.info()}]
