@@ -27,7 +27,8 @@ from wsops.instrumentation.middleware import REFUSAL_KEY, Instrumentation, Instr
 from wsops.server.broker.memory import MemoryBroker
 from wsops.server.broker.redis_url import check_broker, is_redis_url
 from wsops.server.core.address_limit import PerAddressLimit
-from wsops.server.core.broker import Broker
+from wsops.server.core.broker import Broker, Published
+from wsops.server.core.control import CONTROL_ROOM, parse_order
 from wsops.server.core.hub import Hub
 from wsops.server.core.identity import Identity
 from wsops.server.core.protocol import Close
@@ -163,7 +164,24 @@ class Node:
         # The admin listener starts first (its cleanup context comes first): its URL is known.
         self.broker.set_node_info(self.registry_info)
         await self.broker.start()
+        self.hub.on_control = self._on_control
+        await self.broker.watch(CONTROL_ROOM)  # orders to the fleet (the server API's)
         self._spawn(self._sweeper())
+
+    def _on_control(self, msg: Published) -> None:
+        order = parse_order(msg.frame)
+        if order is not None:
+            self.disconnect_user(order.user, order.code, order.reason)
+
+    def disconnect_user(self, user: str, code: int, reason: str) -> int:
+        """Close this node's connections of ``user``; how many were open."""
+        closed = 0
+        for conn in [c for c in self.hub.conns.values() if c.user == user and not c.closing]:
+            conn.close(code, reason)
+            closed += 1
+        if closed:
+            log.info("closed %d connection(s) of user %r: %s (%d)", closed, user, reason, code)
+        return closed
 
     async def close_all(
         self, code: int = Close.GOING_AWAY, reason: str = "server shutdown"
@@ -296,8 +314,15 @@ def create_app(
     if inst is not None:
         inst.metrics.add_source(node.metric_families)
         inst.metrics.before_collect.append(node.sync_metrics)
-    if settings.api_port is not None:
-        mount_api(app, node, settings, inst)
+    if settings.api_port is not None:  # keys from WSOPS_API_KEYS: ValueError without one
+        from wsops.server.api.backend import NodeBackend
+        from wsops.server.api.service import serve_api
+
+        service, node.api = serve_api(app, NodeBackend(
+            node.hub, node.broker, node.publish, node.registry_info, node.disconnect_user),
+            settings)
+        if inst is not None:
+            inst.metrics.add_source(service.families)
     if settings.admin_port is not None:
         bounds = {"handshake_timeout": settings.handshake_timeout,
                   "max_connections": settings.admin_max_connections,
@@ -324,34 +349,6 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
     return app
-
-
-def mount_api(app: web.Application, node: Node, settings: Settings,
-              inst: Instrumentation | None) -> None:
-    """Serve the server API on its own listener for as long as ``app`` runs (its keys from
-    ``WSOPS_API_KEYS``: ValueError when there is none or one is too short)."""
-    from wsops.server.api.backend import NodeBackend
-    from wsops.server.api.keys import ApiKeys, keys_from_env
-    from wsops.server.api.service import ApiService, api_listener
-
-    keys = ApiKeys(keys_from_env(), signatures=settings.api_signatures)
-    service = ApiService(NodeBackend(node.hub, node.broker, node.publish, node.registry_info),
-                         keys, max_body=settings.api_max_body,
-                         max_data=settings.max_message_size, rate=settings.api_rate)
-    assert settings.api_port is not None
-    listener = api_listener(service, settings.api_host, settings.api_port,
-                            handshake_timeout=settings.handshake_timeout,
-                            max_connections=settings.api_max_connections)
-    node.api = listener
-    if inst is not None:
-        inst.metrics.add_source(service.families)
-
-    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await listener.start()
-        yield
-        await listener.stop()
-
-    app.cleanup_ctx.append(lifecycle)
 
 
 def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:

@@ -10,7 +10,7 @@ instrumented.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from wsops.instrumentation.app_surface import drain_status, run_leak_checks, sta
 from wsops.instrumentation.drainer import Drainer
 from wsops.instrumentation.middleware import Instrumentation
 from wsops.server.core.broker import Broker
+from wsops.server.core.control import CONTROL_ROOM
 from wsops.server.core.flow import MAX_PUBLISHERS
 from wsops.server.core.hub import Hub
 from wsops.server.core.protocol import Close
@@ -156,4 +157,14 @@ class BundledSurface:
         rooms = self.node.hub.rooms
         return {"hub_rooms_without_subscribers":
                 float(sum(1 for r in rooms.values() if not r.conns and not r.syncing)),
-                **self.node.broker.leak_checks(rooms)}
+                **self.node.broker.leak_checks(_WatchedByTheNode(rooms))}
+
+
+class _WatchedByTheNode:
+    """The rooms this node has a reason to watch: its connections' and the fleet's orders."""
+
+    def __init__(self, rooms: Container[str]) -> None:
+        self.rooms = rooms
+
+    def __contains__(self, room: object) -> bool:
+        return room == CONTROL_ROOM or room in self.rooms

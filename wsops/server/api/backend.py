@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from wsops.server.core.broker import Broker, HistoryPage, Published
+from wsops.server.core.control import CONTROL_ROOM, disconnect_order
 from wsops.server.core.hub import Hub
 
 Publish = Callable[[str, bytes, "str | None", "str | None"], Awaitable[Published]]
@@ -18,8 +19,10 @@ class NodeBackend:
     publish, so they get offsets, history, traces and metrics like any other."""
 
     def __init__(self, hub: Hub, broker: Broker, publish: Publish,
-                 info: Callable[[], Mapping[str, object]]) -> None:
+                 info: Callable[[], Mapping[str, object]],
+                 close_user: Callable[[str, int, str], int]) -> None:
         self.hub, self.broker, self._publish, self.info = hub, broker, publish, info
+        self.close_user = close_user
 
     async def publish(self, room: str, data: bytes, traceparent: str | None) -> Published:
         msg = await self._publish(room, data, traceparent, None)
@@ -37,18 +40,18 @@ class NodeBackend:
         sizes.sort(key=lambda item: (-item[1], item[0]))
         return sizes
 
-    def disconnect(self, user: str | None, connection: int | None, code: int,
-                   reason: str) -> int:
+    async def disconnect(self, user: str | None, connection: int | None, code: int,
+                         reason: str) -> int:
         if connection is not None:
             conn = self.hub.conns.get(connection)
-            targets = [conn] if conn is not None else []
-        else:
-            targets = [c for c in self.hub.conns.values() if c.user == user]
-        closed = 0
-        for conn in targets:
-            if not conn.closing:
-                conn.close(code, reason)
-                closed += 1
+            if conn is None or conn.closing:
+                return 0
+            conn.close(code, reason)
+            return 1
+        assert user is not None
+        closed = self.close_user(user, code, reason)
+        # Every other node (each closes its own) gets the order through the broker.
+        await self.broker.publish(CONTROL_ROOM, disconnect_order(user, code, reason))
         return closed
 
     async def nodes(self) -> list[dict[str, Any]]:

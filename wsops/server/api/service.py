@@ -12,14 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client.metrics_core import CounterMetricFamily
 
 from wsops.admin.listener import Listener
-from wsops.server.api.keys import SIGNATURE_HEADER, TIMESTAMP_HEADER, ApiAuthError, ApiKeys
+from wsops.config import Settings
+from wsops.server.api.keys import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ApiAuthError,
+    ApiKeys,
+    keys_from_env,
+)
 from wsops.server.api.methods import MAX_BATCH, METHODS, ApiError, Call, parse_call
 from wsops.server.core.broker import BrokerUnavailable, HistoryPage, Published
 from wsops.server.core.protocol import ErrorCode
@@ -42,9 +49,10 @@ class ApiBackend(Protocol):
     def local_rooms(self) -> list[tuple[str, int]]:
         """This node's rooms with their local connections, busiest first."""
 
-    def disconnect(self, user: str | None, connection: int | None, code: int,
-                   reason: str) -> int:
-        """Close this node's connections of ``user`` (or the one ``connection``); how many."""
+    async def disconnect(self, user: str | None, connection: int | None, code: int,
+                         reason: str) -> int:
+        """Close ``user``'s connections on every node (or this node's ``connection``); how
+        many were open on this node."""
 
     async def nodes(self) -> list[dict[str, Any]]: ...
 
@@ -190,8 +198,8 @@ class ApiService:
                 "truncated": len(found) > call.limit}
 
     async def _disconnect(self, call: Call) -> dict[str, Any]:
-        return {"disconnected": self.backend.disconnect(call.user, call.connection, call.code,
-                                                        call.reason)}
+        return {"disconnected": await self.backend.disconnect(
+            call.user, call.connection, call.code, call.reason)}
 
     async def _info(self, _: Call) -> dict[str, Any]:
         return {"nodes": await self.backend.nodes()}
@@ -220,8 +228,23 @@ _SERVE: dict[str, Callable[[ApiService, Call], Awaitable[dict[str, Any] | bytes]
 }
 
 
-def api_listener(service: ApiService, host: str, port: int, *, handshake_timeout: float,
-                 max_connections: int) -> Listener:
-    """The API's own listener (never the WebSocket or the admin port)."""
-    return Listener("api listener", service.app, host, port,
-                    handshake_timeout=handshake_timeout, max_connections=max_connections)
+def serve_api(app: web.Application, backend: ApiBackend, settings: Settings) -> tuple[
+        ApiService, Listener]:
+    """Serve the API on its own listener (never the WebSocket or the admin port) for as long
+    as ``app`` runs. Its keys come from ``WSOPS_API_KEYS`` (ValueError: none, or one too
+    short)."""
+    assert settings.api_port is not None
+    keys = ApiKeys(keys_from_env(), signatures=settings.api_signatures)
+    service = ApiService(backend, keys, max_body=settings.api_max_body,
+                         max_data=settings.max_message_size, rate=settings.api_rate)
+    listener = Listener("api listener", service.app, settings.api_host, settings.api_port,
+                        handshake_timeout=settings.handshake_timeout,
+                        max_connections=settings.api_max_connections)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await listener.start()
+        yield
+        await listener.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return service, listener

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsops.server.core.broker import Published
+from wsops.server.core.control import CONTROL_ROOM
 from wsops.server.core.flow import FlowSketch
 from wsops.server.core.observer import HubObserver, Sink
 from wsops.server.core.protocol import Close, presence_event, text_frame
@@ -212,6 +213,7 @@ class Hub:
         self.flow = FlowSketch()  # the busiest rooms' traffic (the flow view)
         # Told of every message fanned out here while a room is tapped (wsops tap), else None.
         self.tap: Callable[[Published, int], None] | None = None
+        self.on_control: Callable[[Published], None] | None = None  # CONTROL_ROOM's messages
         self.stats = HubStats()
         self._dirty: list[Conn | None] = []
         self._next_id = 0
@@ -306,6 +308,8 @@ class Hub:
     def on_message(self, msg: Published) -> None:
         r = self.rooms.get(msg.room)
         if r is None:
+            if self.on_control is not None and msg.room == CONTROL_ROOM:
+                self.on_control(msg)  # an order to the fleet: no connection is in that room
             return
         self.stats.published += 1
         frame = msg.frame
