@@ -3,13 +3,15 @@
 Usage: ``async with Client(url, token) as client``, then ``await client.subscribe(room)``,
 ``await client.publish(room, data)`` and ``async for event in client.events()``; see ``Client``.
 
-A separate library: it shares only the wire format (PROTOCOL.md) and the backoff math
-(``wsops.backoff``) with the server, and imports nothing else of wsops.
+A separate library: it shares only the wire format (PROTOCOL.md), the backoff math
+(``wsops.backoff``) and the server API's request signing (``wsops.apisign``) with the server,
+and imports nothing else of wsops. ``ApiClient`` calls a node's server API over HTTP.
 """
 
 from __future__ import annotations
 
 from wsops.backoff import Backoff, backoff_window, full_jitter
+from wsops.client.apiclient import ApiCallError, ApiClient
 from wsops.client.client import Client
 from wsops.client.errors import (
     AuthError,
@@ -36,6 +38,8 @@ from wsops.client.stream import EventStream
 from wsops.client.tracker import RoomTracker
 
 __all__ = [
+    "ApiCallError",
+    "ApiClient",
     "AuthError",
     "Backoff",
     "Client",

@@ -13,19 +13,21 @@ clock, or when the same signature was already accepted within the window (a repl
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
 
+from wsops.apisign import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "ApiAuthError", "ApiKeys", "keys_from_env",
+           "sign"]
+
 KEYS_ENV: Final = "WSOPS_API_KEYS"
 MIN_KEY_LENGTH: Final = 16
 DEFAULT_WINDOW: Final = 300.0  # seconds a signed request is valid either side of the clock
 MAX_REMEMBERED: Final = 100_000  # signatures kept to refuse replays (bounded memory)
-TIMESTAMP_HEADER: Final = "X-Wsops-Timestamp"
-SIGNATURE_HEADER: Final = "X-Wsops-Signature"
 
 
 class ApiAuthError(Exception):
@@ -42,12 +44,6 @@ def keys_from_env(environ: dict[str, str] | None = None) -> list[str]:
                              f"{MIN_KEY_LENGTH} (e.g. python -c 'import secrets; "
                              "print(secrets.token_urlsafe(32))')")
     return keys
-
-
-def sign(key: str, timestamp: str, method: str, path: str, body: bytes) -> str:
-    """The ``X-Wsops-Signature`` value of a request."""
-    message = f"{timestamp}\n{method.upper()}\n{path}\n".encode() + body
-    return "sha256=" + hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
 class ApiKeys:
