@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from wsops.ops.apicmds import disconnect, publish, rooms
+from wsops.ops.apicmds import disconnect, publish, revoke, rooms
 from wsops.ops.dashboards import dashboards_app
 from wsops.ops.debug import debug
 from wsops.ops.drain import drain
@@ -36,6 +36,7 @@ app.command(name="top")(top)
 app.command(name="publish")(publish)
 app.command(name="rooms")(rooms)
 app.command(name="disconnect")(disconnect)
+app.command(name="revoke")(revoke)
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(leaks_app, name="leaks")
 app.add_typer(loadtest_app, name="loadtest")

@@ -120,6 +120,13 @@ class ApiClient:
             params["reason"] = reason
         return int((await self.call("disconnect", params))["disconnected"])
 
+    async def revoke(self, *, user: str | None = None, jti: str | None = None,
+                     seconds: float) -> dict[str, Any]:
+        """Refuse ``user`` (or the token ``jti``) on every node for ``seconds``, and close its
+        connections now: ``{"kind", "value", "until", "disconnected"}``."""
+        params: dict[str, Any] = {"user": user} if user is not None else {"jti": jti}
+        return dict(await self.call("revoke", {**params, "seconds": seconds}))
+
     async def info(self) -> list[dict[str, Any]]:
         return list((await self.call("info"))["nodes"])
 

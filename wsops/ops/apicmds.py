@@ -1,17 +1,20 @@
-"""``wsops publish``, ``wsops rooms`` and ``wsops disconnect``: a node's server API from the
-shell (``--api-port``; the key from ``WSOPS_API_KEY``), through ``wsops.client.ApiClient``."""
+"""``wsops publish``, ``wsops rooms``, ``wsops disconnect`` and ``wsops revoke``: a node's
+server API from the shell (``--api-port``; the key from ``WSOPS_API_KEY``), through
+``wsops.client.ApiClient``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from wsops.client.apiclient import ApiCallError, ApiClient
+from wsops.ops.debug import parse_duration
 
 T = TypeVar("T")
 ApiUrl = Annotated[str, typer.Argument(
@@ -111,3 +114,30 @@ def disconnect(
         user=user, connection=connection, code=code, reason=reason))
     where = "; the other nodes close theirs" if user is not None else ""
     _print({"disconnected": n}, json_out, f"closed {n} connection(s) on this node{where}")
+
+
+def revoke(
+    api_url: ApiUrl,
+    user: Annotated[str | None, typer.Option(
+        show_default=False, help="Refuse this user (every token with this sub).")] = None,
+    jti: Annotated[str | None, typer.Option(
+        show_default=False, help="Refuse this one token (its jti claim).")] = None,
+    for_: Annotated[str, typer.Option(
+        "--for", help="How long (30s, 10m, 12h; at most a year); the entry then expires.")
+    ] = "1h",
+    key: KeyOption = None, sign: SignOption = False, json_out: JsonOption = False,
+) -> None:
+    """Refuse a user or a token on every node for a while, and close its connections now.
+
+    Example: wsops revoke http://127.0.0.1:9800 --user alice --for 12h
+    """
+    if (user is None) == (jti is None):
+        raise typer.BadParameter("give one of --user and --jti", param_hint="--user")
+    try:
+        seconds = parse_duration(for_)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--for") from None
+    got = _run(api_url, key, sign, lambda api: api.revoke(user=user, jti=jti, seconds=seconds))
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(got["until"]))
+    _print(got, json_out, f"{got['kind']} {got['value']} refused on every node until {until}; "
+           f"closed {got['disconnected']} connection(s) on this node")

@@ -27,8 +27,7 @@ from wsops.instrumentation.middleware import REFUSAL_KEY, Instrumentation, Instr
 from wsops.server.broker.memory import MemoryBroker
 from wsops.server.broker.redis_url import check_broker, is_redis_url
 from wsops.server.core.address_limit import PerAddressLimit
-from wsops.server.core.broker import Broker, Published
-from wsops.server.core.control import CONTROL_ROOM, parse_order
+from wsops.server.core.broker import Broker
 from wsops.server.core.hub import Hub
 from wsops.server.core.identity import Identity
 from wsops.server.core.protocol import Close
@@ -37,6 +36,7 @@ from wsops.server.endpoint import Endpoint
 from wsops.server.jwt_auth import AuthConfig, Authenticator, AuthError, token_from_request
 from wsops.server.node_surface import BundledSurface, NodeParts
 from wsops.server.observe import NodeObserver
+from wsops.server.orders import FleetOrders
 from wsops.server.static import add_client_routes
 from wsops.version import __version__
 
@@ -106,6 +106,7 @@ class Node:
             stats=self.observer.stats if self.observer is not None else None, debug=self.debug)
         if instrumentation is not None:
             instrumentation.live.add_group(WS_PATH, self.endpoint.sockets.values())
+        self.orders = FleetOrders(self.hub, self.broker, self.endpoint)
 
     def sync_metrics(self) -> None:
         """The hub writes frames itself (not through ``ws.send_str``): copy its counters into
@@ -164,24 +165,9 @@ class Node:
         # The admin listener starts first (its cleanup context comes first): its URL is known.
         self.broker.set_node_info(self.registry_info)
         await self.broker.start()
-        self.hub.on_control = self._on_control
-        await self.broker.watch(CONTROL_ROOM)  # orders to the fleet (the server API's)
+        await self.orders.start()  # the fleet's orders (the server API's) and revocations
         self._spawn(self._sweeper())
-
-    def _on_control(self, msg: Published) -> None:
-        order = parse_order(msg.frame)
-        if order is not None:
-            self.disconnect_user(order.user, order.code, order.reason)
-
-    def disconnect_user(self, user: str, code: int, reason: str) -> int:
-        """Close this node's connections of ``user``; how many were open."""
-        closed = 0
-        for conn in [c for c in self.hub.conns.values() if c.user == user and not c.closing]:
-            conn.close(code, reason)
-            closed += 1
-        if closed:
-            log.info("closed %d connection(s) of user %r: %s (%d)", closed, user, reason, code)
-        return closed
+        self._spawn(self.orders.refresh_forever())
 
     async def close_all(
         self, code: int = Close.GOING_AWAY, reason: str = "server shutdown"
@@ -258,9 +244,14 @@ class Node:
             token = token_from_request(
                 request.headers.get("Authorization"), request.query.get("token")
             )
-            return self.auth.authenticate(token)
+            identity = self.auth.authenticate(token)
         except AuthError as exc:
             raise self._refuse(request, "auth", web.HTTPUnauthorized, str(exc)) from None
+        until = self.orders.revoked_until(identity)
+        if until is not None:
+            raise self._refuse(request, "auth", web.HTTPUnauthorized, "token revoked until "
+                               + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)))
+        return identity
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         return self.endpoint.serve(request, self._admit(request))
@@ -319,8 +310,7 @@ def create_app(
         from wsops.server.api.service import serve_api
 
         service, node.api = serve_api(app, NodeBackend(
-            node.hub, node.broker, node.publish, node.registry_info, node.disconnect_user),
-            settings)
+            node.hub, node.broker, node.publish, node.registry_info, node.orders), settings)
         if inst is not None:
             inst.metrics.add_source(service.families)
     if settings.admin_port is not None:

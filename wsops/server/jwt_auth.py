@@ -113,7 +113,9 @@ class Authenticator:
         exp = claims.get("exp")
         # Accepted up to ``leeway`` past exp, so it expires (closes the connection) then too.
         expires_at = float(exp) + cfg.leeway if exp is not None else None
-        return Identity(sub, tuple(rooms), expires_at)
+        jti = claims.get("jti")
+        return Identity(sub, tuple(rooms), expires_at,
+                        jti=jti if isinstance(jti, str) and 0 < len(jti) <= 256 else None)
 
 
 def rsa_public_key(pem: str) -> RSAPublicKey:

@@ -63,3 +63,21 @@ async def test_the_python_client_signs_and_reports_refusals(
             await unsigned.publish("r", 1)
     assert (refused.value.status, refused.value.code) == (401, "forbidden")
     assert "requires signed requests" in refused.value.message
+
+
+async def test_revoke_from_the_shell(monkeypatch: pytest.MonkeyPatch,
+                                     server_factory: ServerFactory, connect: Connect) -> None:
+    monkeypatch.setenv("WSOPS_API_KEYS", KEY)
+    server = await server_factory(api_port=0, allow_anonymous=False, jwt_secret=SECRET)
+    assert server.node.api is not None
+    alice = await connect(server.url, headers={"Authorization": f"Bearer {hs(sub='alice')}"})
+    env: dict[str, str | None] = {"WSOPS_API_KEY": KEY}
+    result = await cli("revoke", server.node.api.url, "--user", "alice", "--for", "10m", env=env)
+    assert result.exit_code == 0, result.output
+    assert "user alice refused on every node until" in result.stdout
+    assert "closed 1 connection(s) on this node" in result.stdout
+    assert await alice.wait_closed() == 1008
+    result = await cli("revoke", server.node.api.url, "--user", "a", "--for", "soon", env=env)
+    assert result.exit_code == 2 and "not a duration" in flat(result.stderr)
+    result = await cli("revoke", server.node.api.url, "--for", "1m", env=env)
+    assert result.exit_code == 2 and "one of --user and --jti" in flat(result.stderr)

@@ -56,3 +56,46 @@ async def test_a_call_on_one_node_reaches_the_fleet(
     assert (await bob.call("presence", "chat:1"))["ok"]  # bob and carol still served
     assert (await carol.call("presence", "chat:1"))["users"] == ["bob", "carol", "dave"]
     print(f"\nalice's 3 connections on 3 nodes closed {elapsed * 1000:.0f} ms after the call")
+
+
+async def test_a_revocation_reaches_every_node_and_ends_on_time(
+        monkeypatch: pytest.MonkeyPatch, redis_proc: RedisProc, server_factory: ServerFactory,
+        connect: Connect) -> None:
+    import aiohttp
+
+    monkeypatch.setenv("WSOPS_API_KEYS", KEY)
+    common = {"broker": broker_url(redis_proc), "allow_anonymous": False, "jwt_secret": SECRET}
+    a = await server_factory(api_port=0, **common)
+    b, c = [await server_factory(**common) for _ in range(2)]
+    alice_token, stolen = hs(sub="alice"), hs(sub="bob", jti="t-stolen")
+    alices = [await connect(n.url, headers={"Authorization": f"Bearer {alice_token}"})
+              for n in (a, b, c)]
+    bob_stolen = await connect(c.url, headers={"Authorization": f"Bearer {stolen}"})
+    bob_other = await connect(c.url, headers={"Authorization": f"Bearer {hs(sub='bob')}"})
+
+    async def upgrade(url: str, token: str) -> int:
+        async with aiohttp.ClientSession() as s:
+            try:
+                ws = await s.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+            await ws.close()
+            return 101
+
+    status, got = await post(a, "revoke", {"user": "alice", "seconds": 2})
+    assert status == 200 and got["disconnected"] == 1 and got["kind"] == "user"
+    assert await asyncio.gather(*(x.wait_closed(timeout=1.0) for x in alices)) == [1008] * 3
+    status, got = await post(a, "revoke", {"jti": "t-stolen", "seconds": 60})
+    assert status == 200 and got["disconnected"] == 0  # on node C, not A
+    assert await bob_stolen.wait_closed(timeout=1.0) == 1008
+    assert (await bob_other.call("presence", "chat:1"))["ok"]  # bob's other token: still in
+    for node in (a, b, c):
+        assert await upgrade(node.url, alice_token) == 401
+        assert await upgrade(node.url, stolen) == 401
+        assert await upgrade(node.url, hs(sub="bob")) == 101
+    late = await server_factory(**common)  # started after: reads the list from Redis
+    assert await upgrade(late.url, stolen) == 401
+    await asyncio.sleep(2.2)  # alice's revocation ends
+    for node in (a, b, c, late):
+        assert await upgrade(node.url, alice_token) == 101
+        assert await upgrade(node.url, stolen) == 401

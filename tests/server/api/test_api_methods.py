@@ -30,12 +30,14 @@ def test_each_method_takes_its_parameters() -> None:
     got = call("rooms", '{"pattern":"chat:*","limit":5}')
     assert (got.pattern, got.limit) == ("chat:*", 5)
     assert got.matches("chat:1") and not got.matches("news:1")
-    assert call("rooms", "").matches("anything")  # an empty body: no parameters
+    assert call("rooms", "").matches("anything")  # no body: no parameters
     got = call("disconnect", '{"user":"u1"}')
     assert (got.user, got.connection, got.code, got.reason) == (
         "u1", None, 4002, "disconnected by the server API")
     got = call("disconnect", '{"connection":7,"code":1008,"reason":"bye"}')
     assert (got.connection, got.code, got.reason) == (7, 1008, "bye")
+    got = call("revoke", '{"jti":"t-1","seconds":3600}')
+    assert (got.user, got.jti, got.seconds) == (None, "t-1", 3600.0)
     assert call("info", "{}").method == "info"
     got = call("batch", '{"calls":[{"method":"publish","params":{"room":"a","data":1}},'
                         '{"method":"presence","params":{"room":"??"}},{"method":"info"}]}')
@@ -72,6 +74,10 @@ def test_each_method_takes_its_parameters() -> None:
     ("disconnect", '{"user":"u","reason":"' + "é" * 61 + '"}', "bad_request", 400,
      "120 bytes"),
     ("info", '{"x":1}', "bad_request", 400, "info takes no field"),
+    ("revoke", '{"seconds":1}', "bad_request", 400, "exactly one of 'user' and 'jti'"),
+    ("revoke", '{"user":"u"}', "bad_request", 400, "'seconds' (how long)"),
+    ("revoke", '{"user":"u","seconds":0}', "bad_request", 400, "'seconds' (how long)"),
+    ("revoke", '{"user":"u","seconds":31622401}', "bad_request", 400, "(0, 31622400]"),
     ("batch", '{"calls":[]}', "bad_request", 400, f"list of 1-{MAX_BATCH} calls"),
     ("batch", '{"calls":[{"method":"batch","params":{"calls":[]}}]}', "bad_request", 400,
      "call 0: each call is"),

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from wsops.server.core.broker import Broker, HistoryPage, Published
-from wsops.server.core.control import CONTROL_ROOM, disconnect_order
 from wsops.server.core.hub import Hub
+from wsops.server.orders import FleetOrders
 
 Publish = Callable[[str, bytes, "str | None", "str | None"], Awaitable[Published]]
 API_PUBLISHER = "api"  # how API publishes show among a room's publishers (the flow view)
@@ -19,10 +19,9 @@ class NodeBackend:
     publish, so they get offsets, history, traces and metrics like any other."""
 
     def __init__(self, hub: Hub, broker: Broker, publish: Publish,
-                 info: Callable[[], Mapping[str, object]],
-                 close_user: Callable[[str, int, str], int]) -> None:
+                 info: Callable[[], Mapping[str, object]], orders: FleetOrders) -> None:
         self.hub, self.broker, self._publish, self.info = hub, broker, publish, info
-        self.close_user = close_user
+        self.orders = orders
 
     async def publish(self, room: str, data: bytes, traceparent: str | None) -> Published:
         msg = await self._publish(room, data, traceparent, None)
@@ -49,10 +48,10 @@ class NodeBackend:
             conn.close(code, reason)
             return 1
         assert user is not None
-        closed = self.close_user(user, code, reason)
-        # Every other node (each closes its own) gets the order through the broker.
-        await self.broker.publish(CONTROL_ROOM, disconnect_order(user, code, reason))
-        return closed
+        return await self.orders.disconnect(user, code, reason)  # every node closes its own
+
+    async def revoke(self, kind: str, value: str, until: float) -> int:
+        return await self.orders.revoke(kind, value, until)
 
     async def nodes(self) -> list[dict[str, Any]]:
         nodes = await self.broker.fleet_nodes()

@@ -23,9 +23,10 @@ from wsops.server.core.protocol import (
     strict_loads,
     valid_room,
 )
+from wsops.server.core.revocations import MAX_SECONDS as MAX_REVOKE_SECONDS
 
 METHODS: Final = ("publish", "broadcast", "presence", "presence_stats", "history", "rooms",
-                  "disconnect", "info", "batch")
+                  "disconnect", "revoke", "info", "batch")
 MAX_BROADCAST_ROOMS: Final = 100
 MAX_BATCH: Final = 100
 MAX_ROOMS_LIMIT: Final = 1000
@@ -70,6 +71,8 @@ class Call:
     connection: int | None = None
     code: int = DISCONNECT_CODE
     reason: str = ""
+    jti: str | None = None
+    seconds: float = 0.0  # revoke: for how long
     calls: tuple[Call | ApiError, ...] = field(default=())
 
     def matches(self, room: str) -> bool:
@@ -109,8 +112,11 @@ def _int(params: Mapping[str, Any], key: str, default: int, low: int, high: int)
 
 
 def _text(params: Mapping[str, Any], key: str, most: int) -> str | None:
-    value = params.get(key)
-    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= most):
+    """A string field; None when absent (an explicit null is refused like any non-string)."""
+    if key not in params:
+        return None
+    value = params[key]
+    if not isinstance(value, str) or not 0 < len(value) <= most:
         raise _bad(f"'{key}' must be a string of 1-{most} characters")
     return value
 
@@ -161,7 +167,7 @@ def parse_params(method: str, params: object, max_data: int, *, nested: bool = F
     if method == "rooms":
         _only(params, method, "pattern", "limit")
         pattern = params.get("pattern")
-        if pattern is not None and (not isinstance(pattern, str)
+        if "pattern" in params and (not isinstance(pattern, str)
                                     or PATTERN_RE.fullmatch(pattern) is None):
             raise _bad("'pattern' must be a glob (* ? [...]) of room characters, 1-128 long")
         return Call(method, pattern=pattern,
@@ -170,7 +176,7 @@ def parse_params(method: str, params: object, max_data: int, *, nested: bool = F
         _only(params, method, "user", "connection", "code", "reason")
         user = _text(params, "user", 256)
         connection = params.get("connection")
-        if connection is not None:
+        if "connection" in params:
             connection = _whole(connection)
             if connection is None or connection < 0:
                 raise _bad("'connection' must be a connection id (an integer >= 0)")
@@ -183,6 +189,16 @@ def parse_params(method: str, params: object, max_data: int, *, nested: bool = F
         if len(reason.encode()) > 120:
             raise _bad("'reason' must fit 120 bytes in UTF-8")
         return Call(method, user=user, connection=connection, code=code, reason=reason)
+    if method == "revoke":
+        _only(params, method, "user", "jti", "seconds")
+        user, jti = _text(params, "user", 256), _text(params, "jti", 256)
+        if (user is None) == (jti is None):
+            raise _bad("give exactly one of 'user' and 'jti'")
+        seconds = params.get("seconds")
+        if (not isinstance(seconds, int | float) or isinstance(seconds, bool)
+                or not 0 < seconds <= MAX_REVOKE_SECONDS):
+            raise _bad(f"'seconds' (how long) must be a number in (0, {MAX_REVOKE_SECONDS:.0f}]")
+        return Call(method, user=user, jti=jti, seconds=float(seconds))
     if method == "info":
         _only(params, method)
         return Call(method)
@@ -213,7 +229,7 @@ def parse_params(method: str, params: object, max_data: int, *, nested: bool = F
 def parse_call(method: str, body: bytes, max_data: int) -> Call:
     """``POST /api/<method>``'s body as a Call; ApiError saying what is wrong."""
     try:
-        params = strict_loads(body.decode()) if body.strip() else {}
+        params = strict_loads(body.decode()) if body else {}  # no body: no parameters
     except NonFiniteNumber as exc:
         raise _bad(str(exc)) from None
     except (ValueError, RecursionError) as exc:

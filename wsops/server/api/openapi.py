@@ -17,6 +17,7 @@ from wsops.server.api.methods import (
     PATTERN_RE,
 )
 from wsops.server.core.protocol import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, ROOM_RE
+from wsops.server.core.revocations import MAX_SECONDS as MAX_REVOKE_SECONDS
 from wsops.version import __version__
 
 ROOM: dict[str, Any] = {"type": "string", "pattern": f"^{ROOM_RE.pattern}$"}
@@ -61,6 +62,12 @@ PARAMS: dict[str, dict[str, Any]] = {
                                "default": DISCONNECT_CODE},
                            "reason": {"type": "string", "minLength": 1, "maxLength": 120}},
                           oneOf=[{"required": ["user"]}, {"required": ["connection"]}]),
+    "revoke": _object({"user": {"type": "string", "minLength": 1, "maxLength": 256},
+                       "jti": {"type": "string", "minLength": 1, "maxLength": 256},
+                       "seconds": {"type": "number", "exclusiveMinimum": 0,
+                                   "maximum": MAX_REVOKE_SECONDS,
+                                   "description": "How long, from now."}},
+                      ("seconds",), oneOf=[{"required": ["user"]}, {"required": ["jti"]}]),
     "info": _object({}),
 }
 PARAMS["batch"] = _object({"calls": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
@@ -86,6 +93,10 @@ RESULTS: dict[str, dict[str, Any]] = {
         ("scope", "rooms", "truncated")),
     "disconnect": _object({"disconnected": {"type": "integer", "minimum": 0}},
                           ("disconnected",)),
+    "revoke": _object({"kind": {"enum": ["user", "jti"]}, "value": {"type": "string"},
+                       "until": {"type": "number"},
+                       "disconnected": {"type": "integer", "minimum": 0}},
+                      ("kind", "value", "until", "disconnected")),
     "info": _object({"nodes": {"type": "array", "items": {"type": "object"}}}, ("nodes",)),
     "batch": _object({"replies": {"type": "array", "items": {"anyOf": [
         _object({"result": {"type": "object"}}, ("result",)), ERROR]}}}, ("replies",)),
@@ -98,6 +109,8 @@ SUMMARY = {
     "history": "The newest retained messages of a room, oldest first.",
     "rooms": "This node's rooms with their connections, busiest first.",
     "disconnect": "Close this node's connections of a user, or one connection.",
+    "revoke": "Refuse a user or a token (jti) on every node until a time; close its "
+              "connections now (1008).",
     "info": "The fleet's live nodes (this node alone without a fleet broker).",
     "batch": "Several calls in one request, served in order, each answered.",
 }
@@ -122,7 +135,9 @@ def document() -> dict[str, Any]:
         paths[f"/api/{method}"] = {"post": {
             "operationId": method, "summary": SUMMARY[method],
             "security": [{"apiKey": []}],
-            "requestBody": {"required": True, "content": {"application/json": {
+            "requestBody": {"required": bool(PARAMS[method]["required"]  # none: may be empty
+                                             or "oneOf" in PARAMS[method]),
+                            "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{method}_params"}}}},
             "responses": {"200": {"description": "Served.", "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{method}_result"}}}},

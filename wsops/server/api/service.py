@@ -54,6 +54,10 @@ class ApiBackend(Protocol):
         """Close ``user``'s connections on every node (or this node's ``connection``); how
         many were open on this node."""
 
+    async def revoke(self, kind: str, value: str, until: float) -> int:
+        """Refuse ``kind`` ``value`` on every node until ``until``; how many of its
+        connections this node closed."""
+
     async def nodes(self) -> list[dict[str, Any]]: ...
 
 
@@ -201,6 +205,16 @@ class ApiService:
         return {"disconnected": await self.backend.disconnect(
             call.user, call.connection, call.code, call.reason)}
 
+    async def _revoke(self, call: Call) -> dict[str, Any]:
+        until = time.time() + call.seconds
+        kind, value = ("user", call.user) if call.user is not None else ("jti", call.jti)
+        assert value is not None
+        try:
+            closed = await self.backend.revoke(kind, value, until)
+        except OverflowError as exc:
+            raise ApiError(ErrorCode.UNAVAILABLE, str(exc)) from None
+        return {"kind": kind, "value": value, "until": until, "disconnected": closed}
+
     async def _info(self, _: Call) -> dict[str, Any]:
         return {"nodes": await self.backend.nodes()}
 
@@ -224,7 +238,8 @@ _SERVE: dict[str, Callable[[ApiService, Call], Awaitable[dict[str, Any] | bytes]
     "publish": ApiService._publish, "broadcast": ApiService._broadcast,
     "presence": ApiService._presence, "presence_stats": ApiService._presence_stats,
     "history": ApiService._history, "rooms": ApiService._rooms,
-    "disconnect": ApiService._disconnect, "info": ApiService._info, "batch": ApiService._batch,
+    "disconnect": ApiService._disconnect, "revoke": ApiService._revoke,
+    "info": ApiService._info, "batch": ApiService._batch,
 }
 
 

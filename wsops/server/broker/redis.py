@@ -43,6 +43,7 @@ from wsops.server.broker.redis_feed_room import rows_to_messages
 from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, Links, Locator, OneLink
+from wsops.server.broker.redis_revoked import read_revocations, store_revocation
 from wsops.server.broker.redis_url import ACKS, parse_broker_url
 from wsops.server.core.broker import (
     Broker,
@@ -328,6 +329,13 @@ class RedisBroker(Broker):
 
     async def presence(self, room: str) -> list[str]:
         return await self.fleet.members(room)
+
+    async def revoke(self, kind: str, value: str, until: float) -> None:
+        await store_revocation(self.links.registry().redis, self.keys, kind, value, until,
+                               self.timeout)
+
+    async def revocations(self) -> list[tuple[str, str, float]]:
+        return await read_revocations(self.links.registry().redis, self.keys, self.timeout)
 
     async def fleet_nodes(self) -> list[dict[str, Any]]:
         """The registry (``list_nodes``) over this broker's own connection, bounded by its

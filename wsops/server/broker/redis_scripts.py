@@ -75,6 +75,12 @@ class Keys:
         return f"{self.prefix}:{{~nodes}}:schema" if self.cluster else f"{self.prefix}:schema"
 
     @property
+    def revoked(self) -> str:
+        """Revocations: field ``KIND:VALUE``, value the Unix time they end (the registry's
+        slot on a cluster)."""
+        return f"{self.prefix}:{{~nodes}}:revoked" if self.cluster else f"{self.prefix}:revoked"
+
+    @property
     def nodes(self) -> str:
         return f"{self.prefix}:{{~nodes}}:nodes" if self.cluster else f"{self.prefix}:nodes"
 

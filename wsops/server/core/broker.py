@@ -9,6 +9,7 @@ interface for a fleet, so the hub never changes.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -141,6 +142,20 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def presence(self, room: str) -> list[str]:
         """Users present in ``room``, sorted."""
+
+    async def revoke(self, kind: str, value: str, until: float) -> None:
+        """Keep a revocation (``user`` or ``jti``) until ``until`` where every node of the
+        fleet (and a node started later) reads it; this node only, by default."""
+        store: dict[tuple[str, str], float] = self.__dict__.setdefault("_revoked", {})
+        now = time.time()
+        for key in [k for k, at in store.items() if at <= now]:
+            del store[key]  # the node's own list bounds how many are in force
+        store[(kind, value)] = max(until, store.get((kind, value), 0.0))
+
+    async def revocations(self) -> list[tuple[str, str, float]]:
+        """The revocations kept (some may have expired: the reader drops those)."""
+        store: dict[tuple[str, str], float] = self.__dict__.get("_revoked", {})
+        return [(kind, value, until) for (kind, value), until in store.items()]
 
     async def fleet_nodes(self) -> list[dict[str, Any]]:
         """The live nodes of the fleet, this one included (``id``, ``admin_url``, ...)."""

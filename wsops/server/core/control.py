@@ -4,7 +4,8 @@ broker, so an order reaches every node the way a room message does (in memory, t
 through a Redis Cluster), and no other plumbing is needed.
 
 An order is the ``data`` of a message of ``CONTROL_ROOM``: ``{"order": "disconnect",
-"user": U, "code": C, "reason": R}``. A node reads one with ``parse_order`` (None for anything
+"user": U, "code": C, "reason": R}`` or ``{"order": "revoke", "kind": "user"|"jti",
+"value": V, "until": UNIX_SECONDS}``. A node reads one with ``parse_order`` (None for anything
 else: an order of a later version is ignored, not misread).
 """
 
@@ -29,19 +30,43 @@ class Disconnect:
     reason: str
 
 
+@dataclass(frozen=True)
+class Revoke:
+    """Refuse ``kind`` (``user`` or ``jti``) ``value`` until ``until`` (Unix seconds), and
+    close its connections now."""
+
+    kind: str
+    value: str
+    until: float
+
+
 def disconnect_order(user: str, code: int, reason: str) -> bytes:
     """The ``data`` of a disconnect order (compact JSON, as a message's data is stored)."""
     return compact_dumps({"order": "disconnect", "user": user, "code": code,
                           "reason": reason}).encode()
 
 
-def parse_order(frame: bytes) -> Disconnect | None:
+def revoke_order(kind: str, value: str, until: float) -> bytes:
+    """The ``data`` of a revoke order."""
+    return compact_dumps({"order": "revoke", "kind": kind, "value": value,
+                          "until": until}).encode()
+
+
+def parse_order(frame: bytes) -> Disconnect | Revoke | None:
     """The order a ``CONTROL_ROOM`` message frame carries, or None if it carries none."""
     try:
         data = json.loads(bytes(frame_payload(frame))).get("data")
     except (ValueError, AttributeError):
         return None
-    if not isinstance(data, dict) or data.get("order") != "disconnect":
+    if not isinstance(data, dict):
+        return None
+    if data.get("order") == "revoke":
+        kind, value, until = data.get("kind"), data.get("value"), data.get("until")
+        if (isinstance(kind, str) and isinstance(value, str)
+                and isinstance(until, int | float) and not isinstance(until, bool)):
+            return Revoke(kind, value, float(until))
+        return None
+    if data.get("order") != "disconnect":
         return None
     user, code, reason = data.get("user"), data.get("code"), data.get("reason")
     if (not isinstance(user, str) or not isinstance(code, int) or isinstance(code, bool)

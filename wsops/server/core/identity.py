@@ -13,6 +13,7 @@ class Identity:
     rooms: tuple[str, ...]
     expires_at: float | None = None
     anonymous: bool = False
+    jti: str | None = None  # the token's id, when it has one (revocable on its own)
 
     def may_use(self, room: str) -> bool:
         for pattern in self.rooms:

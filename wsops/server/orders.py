@@ -1,0 +1,115 @@
+"""Orders to the whole fleet and what a node does with them: a user disconnected, a user or a
+token revoked (the server API's ``disconnect`` and ``revoke``).
+
+Orders travel as messages of ``CONTROL_ROOM`` (``wsops.server.core.control``), which every
+node watches through its broker. Revocations are also kept by the broker (in Redis for a
+fleet), so a node started later, or cut off when one was given, reads them: at start and every
+``REFRESH`` seconds. Each node checks its copy at every upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from wsops.server.core.broker import Broker, BrokerUnavailable, Published
+from wsops.server.core.control import (
+    CONTROL_ROOM,
+    Revoke,
+    disconnect_order,
+    parse_order,
+    revoke_order,
+)
+from wsops.server.core.hub import Hub
+from wsops.server.core.identity import Identity
+from wsops.server.core.protocol import Close
+from wsops.server.core.revocations import REFRESH, Revocations
+from wsops.server.endpoint import Endpoint
+
+log = logging.getLogger(__name__)
+REVOKED_REASON = "token revoked"
+
+
+class FleetOrders:
+    """This node's side of the fleet's orders."""
+
+    def __init__(self, hub: Hub, broker: Broker, endpoint: Endpoint) -> None:
+        self.hub, self.broker, self.endpoint = hub, broker, endpoint
+        self.revocations = Revocations()
+
+    async def start(self) -> None:
+        """Watch the orders and read the revocations in force (call after the broker's start)."""
+        self.hub.on_control = self.on_control
+        await self.broker.watch(CONTROL_ROOM)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        try:
+            self.revocations.merge(await self.broker.revocations(), time.time())
+        except (BrokerUnavailable, OSError, TimeoutError) as exc:
+            log.warning("cannot read the fleet's revocations now: %s", exc)
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH)
+            self.revocations.prune(time.time())
+            await self.refresh()
+
+    def revoked_until(self, identity: Identity) -> float | None:
+        """Until when ``identity``'s user or token is revoked (None: it is not)."""
+        if identity.anonymous or not self.revocations.entries:
+            return None
+        return self.revocations.until(identity.user, identity.jti, time.time())
+
+    # -- giving orders (the server API) ------------------------------------------------------
+
+    async def disconnect(self, user: str, code: int, reason: str) -> int:
+        """Close ``user``'s connections here now and tell every other node; how many here."""
+        closed = self.close_user(user, code, reason)
+        await self.broker.publish(CONTROL_ROOM, disconnect_order(user, code, reason))
+        return closed
+
+    async def revoke(self, kind: str, value: str, until: float) -> int:
+        """Revoke until ``until`` everywhere: kept by the broker, told to every node, its
+        connections here closed now (how many). OverflowError when the list is full."""
+        self.revocations.add(kind, value, until, time.time())
+        await self.broker.revoke(kind, value, until)
+        closed = self._close_revoked(kind, value)
+        await self.broker.publish(CONTROL_ROOM, revoke_order(kind, value, until))
+        return closed
+
+    # -- taking orders -------------------------------------------------------------------------
+
+    def on_control(self, msg: Published) -> None:
+        order = parse_order(msg.frame)
+        if isinstance(order, Revoke):
+            try:
+                self.revocations.add(order.kind, order.value, order.until, time.time())
+            except (OverflowError, ValueError) as exc:
+                log.warning("revocation not kept: %s", exc)
+            self._close_revoked(order.kind, order.value)
+        elif order is not None:
+            self.close_user(order.user, order.code, order.reason)
+
+    def close_user(self, user: str, code: int, reason: str) -> int:
+        """Close this node's connections of ``user``; how many were open."""
+        closed = 0
+        for conn in [c for c in self.hub.conns.values() if c.user == user and not c.closing]:
+            conn.close(code, reason)
+            closed += 1
+        if closed:
+            log.info("closed %d connection(s) of user %r: %s (%d)", closed, user, reason, code)
+        return closed
+
+    def _close_revoked(self, kind: str, value: str) -> int:
+        if kind == "user":
+            return self.close_user(value, Close.POLICY, REVOKED_REASON)
+        closed = 0
+        for ws in list(self.endpoint.sockets.values()):
+            session, conn = ws.session, ws.conn
+            if (session is not None and conn is not None and not conn.closing
+                    and session.identity.jti == value):
+                conn.close(Close.POLICY, REVOKED_REASON)
+                closed += 1
+        return closed
