@@ -15,7 +15,7 @@ Each fenced block is preceded by a directive, an HTML comment the rendered READM
 A block without a directive fails the test: a new example cannot slip in untested. Blocks run
 in a temporary directory holding links to the checkout's ``.venv`` and ``examples``, with the
 venv's ``bin`` first on ``PATH`` (the README's ``wsops ...`` lines assume an installed entry
-point); the README's fixed ports (8765, 9765, 9090, 8080) are swapped for free ones.
+point); the README's fixed ports (8765, 9765, 9090, 8080, 9800) are swapped for free ones.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ VENV_BIN = Path(sys.executable).parent
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 DIRECTIVE = re.compile(r"<!-- doctest: (\S+)(?: (.*?))? -->\s*\Z")
 KINDS = {"run", "with-server", "serve", "serve-each", "same-as", "skip"}
-PORTS = (8765, 9765, 9090, 8080)  # the README's fixed ports
+PORTS = (8765, 9765, 9090, 8080, 9800)  # the README's fixed ports
 
 
 @dataclass(frozen=True)
