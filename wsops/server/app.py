@@ -38,6 +38,7 @@ from wsops.server.node_surface import BundledSurface, NodeParts
 from wsops.server.observe import NodeObserver
 from wsops.server.orders import FleetOrders
 from wsops.server.static import add_client_routes
+from wsops.server.stopping import cancel_all
 from wsops.version import __version__
 
 log = logging.getLogger(__name__)
@@ -178,9 +179,7 @@ class Node:
     async def stop(self) -> None:
         self.debug.close()
         await self.close_all()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks), 5.0, "node task")
         await self.broker.close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from wsops.server.core.control import Disconnect, Revoke, disconnect_order, parse_order, \
-    revoke_order
+from wsops.server.core.control import (
+    Disconnect,
+    Revoke,
+    disconnect_order,
+    parse_order,
+    revoke_order,
+)
 from wsops.server.core.protocol import message_payload, text_frame
 from wsops.server.core.revocations import Revocations
 

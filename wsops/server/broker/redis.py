@@ -54,6 +54,7 @@ from wsops.server.core.broker import (
 )
 from wsops.server.core.history import new_epoch
 from wsops.server.core.protocol import Position, history_items, message_payload_parts, text_frame
+from wsops.server.stopping import cancel_all
 
 __all__ = ["RedisBroker", "list_nodes"]
 
@@ -179,9 +180,7 @@ class RedisBroker(Broker):
                 await asyncio.wait_for(self.fleet.leave_fleet(), self.timeout * 2)
             except (BrokerUnavailable, TimeoutError) as exc:
                 log.warning("leaving the fleet registry failed: %r", exc)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks, self.timeout * 2, "redis broker task")
         self._tasks.clear()
         await self.feeds.close()
         with contextlib.suppress(Exception):

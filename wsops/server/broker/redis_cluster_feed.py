@@ -11,7 +11,6 @@ newer; the feeds of masters that left are stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Callable
 
@@ -21,6 +20,7 @@ from wsops.server.broker.redis_feed import Feeds
 from wsops.server.broker.redis_feed_room import Feed
 from wsops.server.core.broker import Broker, BrokerUnavailable
 from wsops.server.core.protocol import Position
+from wsops.server.stopping import cancel_all
 
 
 class ClusterFeeds:
@@ -152,10 +152,7 @@ class ClusterFeeds:
         await self.shards.run()
 
     async def close(self) -> None:
-        for task in self._runs.values():
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        await cancel_all(list(self._runs.values()), 5.0, "cluster feed task")
         self._runs.clear()
         for feeds in self.by_master.values():
             await feeds.close()

@@ -28,6 +28,7 @@ from wsops.server.broker.redis_link import Link, Locator
 from wsops.server.broker.resp import Endpoint, PubSubConnection, Push, RespError
 from wsops.server.core.broker import Broker, BrokerUnavailable, Published
 from wsops.server.core.protocol import Position, text_frame
+from wsops.server.stopping import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -400,9 +401,6 @@ class Feeds:
     async def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks), 5.0, "redis feed task")
         for feed in self.feeds.values():
             feed.release()
