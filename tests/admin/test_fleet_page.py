@@ -286,7 +286,8 @@ async def test_a_node_on_a_redis_cluster_shows_its_shards(browser: Chromium) -> 
                 page = await browser.new_page()
                 await login(page, node.admin_url)
                 shards = (await admin_get(node.admin_url, "/admin/stats"))["broker"]["shards"]
-                assert len(shards) == 3 and sum(s["rooms"] for s in shards) == 9
+                # the 9 rooms, and the fleet's order room every node watches
+                assert len(shards) == 3 and sum(s["rooms"] for s in shards) == 10
                 want = {s["master"]: str(s["rooms"]) for s in shards}
                 await page.wait_for(f"""(() => {{
                     const rows = [...document.querySelectorAll('#broker tbody tr')];

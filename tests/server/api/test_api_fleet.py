@@ -1,26 +1,38 @@
 """The server API on a Redis fleet of three nodes: a call on one node reaches the whole fleet
-(publishes through the broker, presence from Redis, a user disconnected on every node)."""
+(publishes through the broker, presence from Redis, a user disconnected and a revocation in
+force on every node)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conftest import Connect, ServerFactory
+from tests.conftest import Connect, LiveServer, ServerFactory
 from tests.server.api.test_api_live import KEY, post
 from tests.support.redisproc import RedisProc, broker_url
 from tests.support.tokens import SECRET, hs
 
+Fleet = tuple[LiveServer, LiveServer, LiveServer, Callable[[], Awaitable[LiveServer]]]
 
-async def test_a_call_on_one_node_reaches_the_fleet(
-        monkeypatch: pytest.MonkeyPatch, redis_proc: RedisProc, server_factory: ServerFactory,
-        connect: Connect) -> None:
+
+@pytest.fixture
+async def fleet(monkeypatch: pytest.MonkeyPatch, redis_proc: RedisProc,
+                server_factory: ServerFactory) -> Fleet:
+    """Three nodes on one Redis (A serves the API), and a way to start one more."""
     monkeypatch.setenv("WSOPS_API_KEYS", KEY)
     common = {"broker": broker_url(redis_proc), "allow_anonymous": False, "jwt_secret": SECRET}
-    a = await server_factory(api_port=0, **common)
-    b, c = [await server_factory(**common) for _ in range(2)]
+
+    async def another() -> LiveServer:
+        return await server_factory(**common)
+
+    return await server_factory(api_port=0, **common), await another(), await another(), another
+
+
+async def test_a_call_on_one_node_reaches_the_fleet(fleet: Fleet, connect: Connect) -> None:
+    a, b, c, _ = fleet
 
     def as_user(user: str) -> dict[str, dict[str, str]]:
         return {"headers": {"Authorization": f"Bearer {hs(sub=user)}"}}
@@ -58,15 +70,11 @@ async def test_a_call_on_one_node_reaches_the_fleet(
     print(f"\nalice's 3 connections on 3 nodes closed {elapsed * 1000:.0f} ms after the call")
 
 
-async def test_a_revocation_reaches_every_node_and_ends_on_time(
-        monkeypatch: pytest.MonkeyPatch, redis_proc: RedisProc, server_factory: ServerFactory,
-        connect: Connect) -> None:
+async def test_a_revocation_reaches_every_node_and_ends_on_time(fleet: Fleet,
+                                                                connect: Connect) -> None:
     import aiohttp
 
-    monkeypatch.setenv("WSOPS_API_KEYS", KEY)
-    common = {"broker": broker_url(redis_proc), "allow_anonymous": False, "jwt_secret": SECRET}
-    a = await server_factory(api_port=0, **common)
-    b, c = [await server_factory(**common) for _ in range(2)]
+    a, b, c, another = fleet
     alice_token, stolen = hs(sub="alice"), hs(sub="bob", jti="t-stolen")
     alices = [await connect(n.url, headers={"Authorization": f"Bearer {alice_token}"})
               for n in (a, b, c)]
@@ -93,7 +101,7 @@ async def test_a_revocation_reaches_every_node_and_ends_on_time(
         assert await upgrade(node.url, alice_token) == 401
         assert await upgrade(node.url, stolen) == 401
         assert await upgrade(node.url, hs(sub="bob")) == 101
-    late = await server_factory(**common)  # started after: reads the list from Redis
+    late = await another()  # started after: reads the list from Redis
     assert await upgrade(late.url, stolen) == 401
     await asyncio.sleep(2.2)  # alice's revocation ends
     for node in (a, b, c, late):
