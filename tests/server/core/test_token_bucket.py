@@ -39,3 +39,10 @@ def test_bad_settings_are_refused() -> None:
         with pytest.raises(ValueError, match=r"^rate must be > 0 and burst >= 1$"):
             TokenBucket(rate, burst, 0.0)
     TokenBucket(0.001, 1, 0.0)  # the smallest allowed
+
+
+def test_several_tokens_are_taken_all_or_none() -> None:
+    bucket = TokenBucket(rate=1.0, burst=100, now=0.0)
+    assert bucket.allow(0.0, 60)
+    assert not bucket.allow(0.0, 41) and bucket.tokens == 40  # none taken
+    assert bucket.allow(1.0, 41)  # one more token came

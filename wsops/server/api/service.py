@@ -147,13 +147,9 @@ class ApiService:
                 self.buckets.clear()  # keys rotated many times over: start the buckets again
             bucket = self.buckets[key] = TokenBucket(self.rate, max(2 * self.rate, MAX_BATCH),
                                                      now)
-        tokens = min(bucket.burst, bucket.tokens + (now - bucket.updated) * bucket.rate)
-        bucket.updated = now
-        if tokens < calls:
-            bucket.tokens = tokens
+        if not bucket.allow(now, calls):
             raise ApiError(ErrorCode.RATE_LIMITED, f"over {self.rate:g} calls/s for this API "
                                                    "key: retry shortly")
-        bucket.tokens = tokens - calls
 
     async def serve(self, call: Call) -> dict[str, Any] | bytes:
         """One checked call's answer; ApiError when it cannot be served."""

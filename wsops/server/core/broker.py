@@ -82,6 +82,7 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self.listener: BrokerListener | None = None
         self.node_info: Callable[[], Mapping[str, object]] | None = None
+        self._revoked: dict[tuple[str, str], float] = {}  # revoke()'s default: this node's
 
     def set_node_info(self, info: Callable[[], Mapping[str, object]]) -> None:
         """How to describe this node to the fleet (admin URL, version, draining, ...); a fleet
@@ -146,7 +147,7 @@ class Broker(abc.ABC):
     async def revoke(self, kind: str, value: str, until: float) -> None:
         """Keep a revocation (``user`` or ``jti``) until ``until`` where every node of the
         fleet (and a node started later) reads it; this node only, by default."""
-        store: dict[tuple[str, str], float] = self.__dict__.setdefault("_revoked", {})
+        store = self._revoked
         now = time.time()
         for key in [k for k, at in store.items() if at <= now]:
             del store[key]  # the node's own list bounds how many are in force
@@ -154,8 +155,7 @@ class Broker(abc.ABC):
 
     async def revocations(self) -> list[tuple[str, str, float]]:
         """The revocations kept (some may have expired: the reader drops those)."""
-        store: dict[tuple[str, str], float] = self.__dict__.get("_revoked", {})
-        return [(kind, value, until) for (kind, value), until in store.items()]
+        return [(kind, value, until) for (kind, value), until in self._revoked.items()]
 
     async def fleet_nodes(self) -> list[dict[str, Any]]:
         """The live nodes of the fleet, this one included (``id``, ``admin_url``, ...)."""

@@ -17,12 +17,13 @@ class TokenBucket:
         self.updated = now
         self.strikes = 0
 
-    def allow(self, now: float) -> bool:
-        """Take one token if there is one. ``strikes`` counts refusals in a row."""
+    def allow(self, now: float, n: float = 1.0) -> bool:
+        """Take ``n`` tokens if there are that many, else none. ``strikes`` counts refusals
+        in a row."""
         tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        if tokens >= n:
+            self.tokens = tokens - n
             self.strikes = 0
             return True
         self.tokens = tokens
