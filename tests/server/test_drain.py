@@ -184,11 +184,12 @@ async def _attempts_after_a_drain(spread: float, clients: int,
 
 
 @pytest.mark.slow
-async def test_a_drains_reconnect_hint_spreads_2000_clients_over_its_window() -> None:
+async def test_a_drains_reconnect_hint_spreads_1000_clients_over_its_window() -> None:
     """Without a hint the clients of a drained node all try again within their first backoff
     (0-0.2 s), as fast as the node can refuse them; with ``--drain-spread 4`` they come back
-    over 4 s, about a quarter in each second."""
-    n = 2000
+    over 4 s, about a quarter in each second. (1,000 clients: with 2,000 in this one process,
+    reading the closes and refusals took 3.4 s under a CI run's load, past the burst's bound.)"""
+    n = 1000
     burst = await _attempts_after_a_drain(0.0, n, watch=4.5)
     spread = await _attempts_after_a_drain(4.0, n, watch=4.8)
 

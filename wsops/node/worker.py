@@ -39,14 +39,16 @@ def settings_from_json(data: dict[str, Any]) -> Settings:
 @contextlib.asynccontextmanager
 async def _running_shared(settings: Settings) -> AsyncIterator[web.Application]:
     """Like ``wsops.server.app.running``, with the listener bound with SO_REUSEPORT."""
-    from wsops.server.app import create_app, make_runner
+    from wsops.server.app import NODE_KEY, create_app, make_runner
 
     app = create_app(settings)
     runner = make_runner(app, settings)
+    app[NODE_KEY].listening = False
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port, reuse_port=True,
                           backlog=settings.backlog).start()
+        app[NODE_KEY].listening = True
         yield app
     finally:
         await runner.cleanup()

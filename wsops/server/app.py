@@ -88,6 +88,11 @@ class Node:
         self.auth = Authenticator(auth_config(settings))
         self.drainer = Drainer(self.hub.conns.values)
         self.started_at = time.time()
+        # Ready once start() is done and, when ``running`` binds the WebSocket port, it is
+        # bound (None: the runner is the embedding app's, whose sites start after start()).
+        # The admin listener answers first: /readyz says "starting" until then.
+        self.started = False
+        self.listening: bool | None = None
         self.admin: AdminListener | None = None
         self.api: Listener | None = None  # the server API's listener (--api-port)
         self.per_ip = PerAddressLimit(settings.max_connections_per_ip)
@@ -100,7 +105,7 @@ class Node:
                                  if self.observer is not None else None)
         self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
                                                 instrumentation, self.started_at, self.debug,
-                                                self.observer))
+                                                self.observer, self.starting_reason))
         self.endpoint = Endpoint(
             settings, self.hub, self.broker, observer=self.observer, publish=publish,
             instrumentation=instrumentation, per_ip=self.per_ip,
@@ -150,6 +155,11 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def starting_reason(self) -> str | None:
+        if not self.started:
+            return "starting"
+        return "starting: the WebSocket port is not bound yet" if self.listening is False else None
+
     def registry_info(self) -> dict[str, object]:
         """What a fleet broker's registry says about this node (read at every heartbeat)."""
         listener = self.admin
@@ -169,6 +179,7 @@ class Node:
         await self.orders.start()  # the fleet's orders (the server API's) and revocations
         self._spawn(self._sweeper())
         self._spawn(self.orders.refresh_forever())
+        self.started = True
 
     async def close_all(
         self, code: int = Close.GOING_AWAY, reason: str = "server shutdown"
@@ -354,10 +365,12 @@ async def running(
     """Run the server on ``settings.host:port`` (0 = any free port); yields (app, runner, port)."""
     runner = make_runner(create_app(settings, broker, **kw), settings)
     app = runner.app
+    app[NODE_KEY].listening = False
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=False,
                        backlog=settings.backlog)
     await site.start()
+    app[NODE_KEY].listening = True
     addresses = runner.addresses
     port = int(addresses[0][1]) if addresses else settings.port
     try:

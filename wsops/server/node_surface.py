@@ -1,7 +1,8 @@
 """The bundled node's surface for the admin listener (``wsops.admin.surface.NodeSurface``).
 
 Its connections are the hub's, its drain is the node's own (batched 1012 closes of hub
-connections, upgrades refused at admission), its readiness is "not draining" and "broker up",
+connections, upgrades refused at admission), its readiness is "started" (the broker and, when
+the node runs its own listener, the WebSocket port), "not draining" and "broker up",
 its rooms are the hub's, and in a fleet its peers are the broker registry's nodes. The
 instrumentation's figures (rates, quantiles, runtime health) are included when the app is
 instrumented.
@@ -10,7 +11,7 @@ instrumented.
 from __future__ import annotations
 
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -50,6 +51,7 @@ class NodeParts:
     started_at: float
     debug: DebugControl | None = None
     observer: NodeObserver | None = None
+    starting: Callable[[], str | None] = lambda: None  # why it is not serving yet, if so
 
 
 class BundledSurface:
@@ -71,7 +73,7 @@ class BundledSurface:
 
     @property
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
-        return (self.draining_reason, self.broker_reason)
+        return (self.node.starting, self.draining_reason, self.broker_reason)
 
     def draining_reason(self) -> str | None:
         return "draining" if self.node.drainer.draining else None
