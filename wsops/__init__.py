@@ -1,8 +1,9 @@
 """wsops: observability and operations toolkit for WebSocket fleets.
 
 ``wsops.instrument(app)`` instruments any aiohttp WebSocket app; ``wsops.server.create_app``
-builds the bundled realtime server; ``wsops.client.Client`` is the Python client and
-``wsops.ApiClient`` calls a node's server API from a backend.
+builds the bundled realtime server; ``wsops.client.Client`` is the Python client,
+``wsops.ApiClient`` calls a node's server API from a backend and ``wsops.Publisher`` (or
+``wsops.SyncPublisher``) publishes into a Redis fleet without a socket.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ if TYPE_CHECKING:
     from wsops.client.apiclient import ApiCallError, ApiClient
     from wsops.instrumentation.instrument import instrument
     from wsops.instrumentation.middleware import InstrumentConfig
+    from wsops.server.publisher import Publisher, PublishError, Receipt, SyncPublisher
 
-__all__ = ["ApiCallError", "ApiClient", "InstrumentConfig", "__version__", "instrument"]
+__all__ = ["ApiCallError", "ApiClient", "InstrumentConfig", "PublishError", "Publisher",
+           "Receipt", "SyncPublisher", "__version__", "instrument"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +32,8 @@ def __getattr__(name: str) -> Any:
         import wsops.client.apiclient
 
         return getattr(wsops.client.apiclient, name)
+    if name in ("Publisher", "SyncPublisher", "PublishError", "Receipt"):
+        import wsops.server.publisher
+
+        return getattr(wsops.server.publisher, name)
     raise AttributeError(f"module 'wsops' has no attribute {name!r}")

@@ -292,6 +292,33 @@ async def test_token_callable_is_asked_on_every_connection_and_a_lost_grant_is_r
     assert c.closes == [CloseInfo(1008, "token expired")]
 
 
+async def test_a_server_side_unsubscribe_drops_the_room_for_good(
+    server_factory: ServerFactory, make_client: MakeClient
+) -> None:
+    """The server API's ``unsubscribe``: the client hears SubscriptionLost("unsubscribed"),
+    gets none of the room's messages, and does not resubscribe it after a reconnect."""
+    server = await server_factory(jwt_secret=SECRET, allow_anonymous=False)
+    lost: list[SubscriptionLost] = []
+    got: list[Message] = []
+    c = await make_client(server.url, token("dave", ["*"]), on_lost=lost.append,
+                          on_message=got.append)
+    await c.subscribe("news")
+    await c.subscribe("chat:1")
+    taken = await server.node.orders.unsubscribe("dave", "news", "muted for an hour")
+    assert taken == 1
+    await until(lambda: len(lost) == 1)
+    assert lost == [SubscriptionLost("news", "unsubscribed", "muted for an hour")]
+    assert c.rooms == ["chat:1"]
+    server_conn(server, c).close(1012, "restart")  # a reconnect resubscribes chat:1 alone
+    await until(lambda: len(c.closes) == 1 and c.state.value == "open")
+    await c.publish("news", "after")
+    await c.publish("chat:1", "marker")
+    await until(lambda: bool(got) and got[-1].data == "marker")
+    assert [(m.room, m.data) for m in got] == [("chat:1", "marker")]
+    assert await c.subscribe("news")  # the app may subscribe again
+    assert c.rooms == ["chat:1", "news"]
+
+
 async def test_async_callbacks_are_run(server: LiveServer, make_client: MakeClient) -> None:
     got: list[int] = []
 

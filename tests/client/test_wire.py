@@ -27,6 +27,12 @@ def test_presence_frames_decode_to_events() -> None:
     assert wire.decode(b'{"op":"leave","room":"r","user":"u"}') == PresenceEvent("leave", "r", "u")
 
 
+def test_a_server_side_unsubscribe_decodes_with_its_reason() -> None:
+    assert wire.decode('{"op":"unsubscribed","room":"r","reason":"muted"}') == (
+        wire.Unsubscribed("r", "muted"))
+    assert wire.decode('{"op":"unsubscribed","room":"r"}') == wire.Unsubscribed("r", "")
+
+
 def test_unknown_ops_are_ignored_for_forward_compatibility() -> None:
     assert wire.decode('{"op":"shiny-new-thing"}') is None
 
@@ -39,6 +45,8 @@ def test_unknown_ops_are_ignored_for_forward_compatibility() -> None:
         '{"op":"message","room":"r","offset":"3","epoch":"e"}',
         '{"op":"reply","id":"x","ok":true}',
         '{"op":"join","room":"r"}',
+        '{"op":"unsubscribed","reason":"x"}',
+        '{"op":"unsubscribed","room":"r","reason":7}',
     ],
 )
 def test_malformed_frames_raise_protocol_violation(text: str) -> None:

@@ -181,6 +181,29 @@ test("a resubscribe refused for a while is retried; a forbidden room is lost", a
   await closed(client);
 });
 
+test("a server-side unsubscribe drops the room: lost, no more messages, not resubscribed", async () => {
+  const { client, ws, log } = await connected();
+  const reasons = [];
+  client.on("lost", (l) => reasons.push([l.room, l.message]));
+  await subscribed(client, ws, "a", 1, "e");
+  await subscribed(client, ws, "b", 1, "e");
+  ws.receive({ op: "unsubscribed", room: "a", reason: "muted" });
+  ws.receive({ op: "unsubscribed", room: "nope", reason: "not followed: ignored" });
+  assert.deepEqual(log.lost, ["unsubscribed"]);
+  assert.deepEqual(reasons, [["a", "muted"]]);
+  assert.deepEqual(client.rooms, ["b"]);
+  ws.message("a", 2, "e");
+  ws.message("b", 2, "e");
+  assert.deepEqual(log.messages, ["2@e"]);
+  ws.drop();
+  await tick();
+  const again = latest();
+  again.open();
+  assert.deepEqual(again.sent.map((f) => [f.op, f.room]), [["subscribe", "b"]]);
+  again.reply(again.sent[0], { room: "b", offset: 2, epoch: "e", recovered: true });
+  await closed(client);
+});
+
 test("requests wait while disconnected, bounded; unanswered ones are sent again", async () => {
   const { client, ws } = await connected({ maxQueue: 2 });
   const inFlight = client.publish("r", "x");

@@ -120,6 +120,14 @@ class ApiClient:
             params["reason"] = reason
         return int((await self.call("disconnect", params))["disconnected"])
 
+    async def unsubscribe(self, user: str, room: str, *, reason: str | None = None) -> int:
+        """Take ``user``'s connections out of ``room`` on every node (each gets an
+        ``unsubscribed`` event); how many were in it on the node called."""
+        params: dict[str, Any] = {"user": user, "room": room}
+        if reason is not None:
+            params["reason"] = reason
+        return int((await self.call("unsubscribe", params))["unsubscribed"])
+
     async def revoke(self, *, user: str | None = None, jti: str | None = None,
                      seconds: float) -> dict[str, Any]:
         """Refuse ``user`` (or the token ``jti``) on every node for ``seconds``, and close its

@@ -67,10 +67,13 @@ class PresenceEvent:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionLost:
-    """A room could not be resubscribed after a reconnect and is no longer followed.
+    """A room is no longer followed: it could not be resubscribed after a reconnect, or the
+    server unsubscribed the connection.
 
     Only for refusals that retrying cannot fix (for example ``forbidden`` once a token lost a
     grant); transient errors (``unavailable``, ``rate_limited``, ``internal``) are retried.
+    Also when the server took the connection out of the room (``code`` ``unsubscribed``,
+    ``message`` the server's reason): subscribing again is the app's choice.
     """
 
     room: str

@@ -108,6 +108,15 @@ class Rooms:
     def on_presence(self, event: PresenceEvent) -> list[Event]:
         return [event] if event.room in self._rooms else []
 
+    def on_unsubscribed(self, frame: wire.Unsubscribed) -> list[Event]:
+        """The server took the connection out of a room: it is no longer followed (not
+        resubscribed after a reconnect), and the app hears it as a ``SubscriptionLost``."""
+        room = self._rooms.get(frame.room)
+        if room is None:
+            return []
+        self.discard(room, ServerError("unsubscribed", frame.reason))
+        return [SubscriptionLost(room.name, "unsubscribed", frame.reason)]
+
     def on_subscribe_reply(self, room: Room | None, reply: wire.Reply) -> ReplyOutcome:
         """Position ``room``, the entry that sent the request, from its subscribe reply (before
         any later frame is read); nothing when it was unsubscribed meanwhile, even if the name

@@ -306,6 +306,8 @@ class ClientCore:
             events = self._rooms.on_message(frame)
         elif isinstance(frame, PresenceEvent):
             events = self._rooms.on_presence(frame)
+        elif isinstance(frame, wire.Unsubscribed):
+            events = self._rooms.on_unsubscribed(frame)
         elif isinstance(frame, wire.Reply):
             pending = self._book.resolve(frame)
             if pending is None and not frame.ok:

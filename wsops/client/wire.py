@@ -39,7 +39,15 @@ class Reply:
         return ServerError("unknown", "failed reply without an error object")
 
 
-ServerFrame = Reply | Message | PresenceEvent
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """The server took this connection out of ``room`` (its server API's ``unsubscribe``)."""
+
+    room: str
+    reason: str
+
+
+ServerFrame = Reply | Message | PresenceEvent | Unsubscribed
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -83,6 +91,11 @@ def decode(text: str | bytes) -> ServerFrame | None:
         if not (isinstance(room, str) and isinstance(user, str)):
             raise ProtocolViolation(f"{op} needs 'room' and 'user'")
         return PresenceEvent("join" if op == "join" else "leave", room, user)
+    if op == "unsubscribed":
+        room, reason = obj.get("room"), obj.get("reason", "")
+        if not (isinstance(room, str) and isinstance(reason, str)):
+            raise ProtocolViolation("unsubscribed needs 'room' (and a string 'reason')")
+        return Unsubscribed(room, reason)
     return None
 
 

@@ -166,7 +166,10 @@ class Node:
         url = listener.advertise_url if listener is not None and listener.port else ""
         info: dict[str, object] = {
             "admin_url": url, "version": __version__, "started_at": self.started_at,
-            "draining": self.drainer.draining, "connections": len(self.hub.conns)}
+            "draining": self.drainer.draining, "connections": len(self.hub.conns),
+            # how rooms' logs are kept, for a wsops.Publisher writing into them
+            "history_size": self.settings.history_size,
+            "history_ttl": self.settings.history_ttl}
         if self.instrumentation is not None and listener is not None:
             # What other nodes' fleet pages show of this one.
             info.update(summary_fields(lambda: node_stats(self.surface, listener)))

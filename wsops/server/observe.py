@@ -53,6 +53,8 @@ class NodeObserver:
         self.ops = {op: Histogram(metrics.latency_bounds) for op in (*sorted(OPS), INVALID)}
         self.op_errors: dict[tuple[str, str], int] = {}
         self.resumes = {True: 0, False: 0}
+        # Publishes stored, by source: a client's (it has a sender) or the server API's.
+        self.published = {"client": 0, "api": 0}
         self.forced_publish: Publish | None = None  # set by wrap_publish when tracing
         # The traced publish in progress: its envelope's traceparent and its span.
         self._publishing: tuple[str, Span] | None = None
@@ -147,10 +149,15 @@ class NodeObserver:
             labels=["recovered"])
         for recovered, n in self.resumes.items():
             resumes.add_metric([str(recovered).lower()], n)
-        yield from (dur, errors, resumes)
+        sources = CounterMetricFamily(
+            "wsops_publishes", "Messages this node published (stored by its broker), by "
+            "source: a client's publish or the server API's.", labels=["source"])
+        for source, n in self.published.items():
+            sources.add_metric([source], n)
+        yield from (dur, errors, resumes, sources)
 
     def wrap_publish(self, publish: Publish) -> Publish:
-        metrics, tracing = self.metrics, self.tracing
+        metrics, tracing, published = self.metrics, self.tracing, self.published
         hist = metrics.broker_publish_latency
         tracing_random: Callable[[], float] = (tracing.random if tracing is not None
                                                else random.random)
@@ -168,6 +175,7 @@ class NodeObserver:
                 metrics.broker_errors += 1
                 raise
             hist.observe(_perf() - started)
+            published["client" if sender is not None else "api"] += 1
             return msg
 
         async def traced(room: str, data: bytes, traceparent: str | None, sender: str | None,
@@ -200,6 +208,7 @@ class NodeObserver:
                 span.end()
             else:
                 hist.observe(elapsed)
+            published["client" if sender is not None else "api"] += 1
             return msg
 
         async def forced(room: str, data: bytes, traceparent: str | None,

@@ -1,5 +1,6 @@
 """Orders to the whole fleet and what a node does with them: a user disconnected, a user or a
-token revoked (the server API's ``disconnect`` and ``revoke``).
+token revoked, a user taken out of a room (the server API's ``disconnect``, ``revoke`` and
+``unsubscribe``).
 
 Orders travel as messages of ``CONTROL_ROOM`` (``wsops.server.core.control``), which every
 node watches through its broker. Revocations are also kept by the broker (in Redis for a
@@ -12,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from wsops.server.core.broker import Broker, BrokerUnavailable, Published
 from wsops.server.core.control import (
     CONTROL_ROOM,
     Revoke,
+    Unsubscribe,
     disconnect_order,
     parse_order,
     revoke_order,
+    unsubscribe_order,
 )
 from wsops.server.core.hub import Hub
 from wsops.server.core.identity import Identity
@@ -37,6 +41,7 @@ class FleetOrders:
     def __init__(self, hub: Hub, broker: Broker, endpoint: Endpoint) -> None:
         self.hub, self.broker, self.endpoint = hub, broker, endpoint
         self.revocations = Revocations()
+        self._leaving: set[asyncio.Task[Any]] = set()  # broker sides of unsubscribes
 
     async def start(self) -> None:
         """Watch the orders and read the revocations in force (call after the broker's start)."""
@@ -70,6 +75,13 @@ class FleetOrders:
         await self.broker.publish(CONTROL_ROOM, disconnect_order(user, code, reason))
         return closed
 
+    async def unsubscribe(self, user: str, room: str, reason: str) -> int:
+        """Take ``user``'s connections out of ``room`` here now and tell every other node;
+        how many here."""
+        taken = self.unsubscribe_user(user, room, reason)
+        await self.broker.publish(CONTROL_ROOM, unsubscribe_order(user, room, reason))
+        return taken
+
     async def revoke(self, kind: str, value: str, until: float) -> int:
         """Revoke until ``until`` everywhere: kept by the broker, told to every node, its
         connections here closed now (how many). OverflowError when the list is full."""
@@ -89,6 +101,8 @@ class FleetOrders:
             except (OverflowError, ValueError) as exc:
                 log.warning("revocation not kept: %s", exc)
             self._close_revoked(order.kind, order.value)
+        elif isinstance(order, Unsubscribe):
+            self.unsubscribe_user(order.user, order.room, order.reason)
         elif order is not None:
             self.close_user(order.user, order.code, order.reason)
 
@@ -101,6 +115,32 @@ class FleetOrders:
         if closed:
             log.info("closed %d connection(s) of user %r: %s (%d)", closed, user, reason, code)
         return closed
+
+    def unsubscribe_user(self, user: str, room: str, reason: str) -> int:
+        """Take this node's connections of ``user`` out of ``room`` (each told with an
+        ``unsubscribed`` event); how many were in it."""
+        taken = 0
+        subscribers = self.hub.rooms.get(room)
+        for conn in list(subscribers.conns) if subscribers is not None else []:
+            ws = self.endpoint.sockets.get(conn.id) if conn.user == user else None
+            session = ws.session if ws is not None else None
+            if session is None:
+                continue
+            broker_side = session.unsubscribed(room, reason)
+            if broker_side is not None:
+                taken += 1
+                task = asyncio.get_running_loop().create_task(broker_side)
+                self._leaving.add(task)
+                task.add_done_callback(self._left)
+        if taken:
+            log.info("took %d connection(s) of user %r out of room %r: %s", taken, user, room,
+                     reason)
+        return taken
+
+    def _left(self, task: asyncio.Task[Any]) -> None:
+        self._leaving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("leaving a room after an unsubscribe failed: %r", task.exception())
 
     def _close_revoked(self, kind: str, value: str) -> int:
         if kind == "user":

@@ -41,7 +41,8 @@ export interface PresenceEvent {
   readonly user: string;
 }
 
-/** A room could not be resubscribed after a reconnect (for example `forbidden`) and is dropped. */
+/** A room is dropped: it could not be resubscribed after a reconnect (for example `forbidden`),
+ * or the server took the connection out of it (`code` "unsubscribed", `message` its reason). */
 export interface SubscriptionLost {
   readonly room: string;
   readonly code: string;

@@ -526,6 +526,15 @@ export class WsopsClient {
       if (this.#rooms.has(f.room) && isStr(f.user)) {
         events = [["presence", Object.freeze({ kind: f.op, room: f.room, user: f.user })]];
       }
+    } else if (f.op === "unsubscribed") {
+      // The server took this connection out of the room: no longer followed (not resubscribed
+      // after a reconnect); the app hears it as "lost" with code "unsubscribed".
+      const room = isStr(f.room) ? this.#rooms.get(f.room) : undefined;
+      if (room) {
+        const reason = isStr(f.reason) ? f.reason : "";
+        this.#discard(room, room.ready.settled ? undefined : new ServerError("unsubscribed", reason));
+        events = [["lost", Object.freeze({ room: f.room, code: "unsubscribed", message: reason })]];
+      }
     } else if (f.op === "reply") {
       const p = isInt(f.id) ? this.#book.resolve(f) : null;
       if (p === null && f.ok !== true) console.warn("wsops client: unmatched error reply", f.error);

@@ -14,6 +14,7 @@ from tests.conftest import Connect, LiveServer, ServerFactory
 from tests.server.api.test_api_live import KEY, post
 from tests.support.redisproc import RedisProc, broker_url
 from tests.support.tokens import SECRET, hs
+from tests.support.waits import until
 
 Fleet = tuple[LiveServer, LiveServer, LiveServer, Callable[[], Awaitable[LiveServer]]]
 
@@ -107,3 +108,45 @@ async def test_a_revocation_reaches_every_node_and_ends_on_time(fleet: Fleet,
     for node in (a, b, c, late):
         assert await upgrade(node.url, alice_token) == 101
         assert await upgrade(node.url, stolen) == 401
+
+
+async def test_unsubscribe_takes_a_user_out_of_a_room_on_every_node(fleet: Fleet,
+                                                                   connect: Connect) -> None:
+    a, b, c, _ = fleet
+
+    def as_user(user: str) -> dict[str, dict[str, str]]:
+        return {"headers": {"Authorization": f"Bearer {hs(sub=user)}"}}
+
+    alices = [await connect(n.url, **as_user("alice")) for n in (a, b, c)]
+    bob = await connect(b.url, **as_user("bob"))
+    for client in (*alices, bob):
+        for room in ("chat:1", "chat:2"):
+            assert (await client.call("subscribe", room))["ok"]
+    status, got = await post(a, "unsubscribe", {"user": "alice", "room": "chat:1",
+                                                "reason": "muted by a moderator"})
+    assert status == 200 and got == {"unsubscribed": 1}  # A's own; B and C take theirs
+    for alice in alices:
+        event = await alice.next_event(timeout=1.0)
+        assert event == {"op": "unsubscribed", "room": "chat:1",
+                         "reason": "muted by a moderator"}
+    # after it: chat:2 still comes, chat:1 no more (the chat:2 publish is the marker behind it)
+    for room in ("chat:1", "chat:2"):
+        assert (await post(a, "publish", {"room": room, "data": room}))[0] == 200
+    for alice in alices:
+        got_now = await alice.events_until(lambda e: e.get("room") == "chat:2")
+        assert [(e["op"], e["room"]) for e in got_now] == [("message", "chat:2")]
+    assert [m["room"] for m in await bob.messages(2)] == ["chat:1", "chat:2"]
+    await until(lambda: _users(a, "chat:1", ["bob"]), 3.0, what="alice out of presence")
+    assert (await post(a, "presence", {"room": "chat:2"}))[1]["users"] == ["alice", "bob"]
+    assert (await alices[1].call("unsubscribe", "chat:1"))["error"]["code"] == "not_subscribed"
+    assert (await alices[1].call("subscribe", "chat:1"))["ok"]  # may come back (a new grant)
+    # nobody in the room: nothing to do, and said so
+    assert (await post(a, "unsubscribe", {"user": "carol", "room": "chat:1"}))[1] == {
+        "unsubscribed": 0}
+    status, got = await post(a, "unsubscribe", {"room": "chat:1"})
+    assert status == 400 and "'user' is required" in got["error"]["message"]
+
+
+async def _users(node: LiveServer, room: str, want: list[str]) -> bool:
+    """The fleet's presence of ``room``, asked of ``node``'s API, is ``want``."""
+    return (await post(node, "presence", {"room": room}))[1]["users"] == want

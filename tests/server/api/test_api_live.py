@@ -88,9 +88,22 @@ async def test_every_method_on_one_node(api_keys: None, server_factory: ServerFa
     assert await bob.wait_closed() == 4002
     assert (await post(server, "disconnect", {"user": "bob"}))[1] == {"disconnected": 0}
     assert (await post(server, "presence", {"room": "chat:1"}))[1]["users"] == ["alice"]
+    # unsubscribe: alice out of chat:1, told so; nothing more of it after that
+    assert (await alice.call("publish", "chat:1", data="alice's"))["ok"]
+    status, got = await post(server, "unsubscribe", {"user": "alice", "room": "chat:1"})
+    assert status == 200 and got == {"unsubscribed": 1}
+    seen = await alice.events_until(lambda e: e["op"] == "unsubscribed")
+    assert seen[-1] == {"op": "unsubscribed", "room": "chat:1",
+                        "reason": "unsubscribed by the server API"}
+    assert (await post(server, "presence", {"room": "chat:1"}))[1]["users"] == []
+    assert (await alice.call("unsubscribe", "chat:1"))["error"]["code"] == "not_subscribed"
     metrics = await scrape(server.admin_url)
     assert metrics.get("wsops_api_calls_total", method="publish", outcome="ok") == 1
     assert metrics.get("wsops_api_calls_total", method="batch", outcome="ok") == 1
+    assert metrics.get("wsops_api_calls_total", method="unsubscribe", outcome="ok") == 1
+    # stored publishes by source: publish 1, broadcast 2, batch 1; alice's own
+    assert metrics.get("wsops_publishes_total", source="api") == 4
+    assert metrics.get("wsops_publishes_total", source="client") == 1
 
 
 async def test_refusals_apply_nothing(api_keys: None, server_factory: ServerFactory) -> None:

@@ -36,6 +36,9 @@ def test_each_method_takes_its_parameters() -> None:
         "u1", None, 4002, "disconnected by the server API")
     got = call("disconnect", '{"connection":7,"code":1008,"reason":"bye"}')
     assert (got.connection, got.code, got.reason) == (7, 1008, "bye")
+    got = call("unsubscribe", '{"user":"u1","room":"chat:1"}')
+    assert (got.user, got.room, got.reason) == ("u1", "chat:1", "unsubscribed by the server API")
+    assert call("unsubscribe", '{"user":"u1","room":"a","reason":"muted"}').reason == "muted"
     got = call("revoke", '{"jti":"t-1","seconds":3600}')
     assert (got.user, got.jti, got.seconds) == (None, "t-1", 3600.0)
     assert call("info", "{}").method == "info"
@@ -74,6 +77,13 @@ def test_each_method_takes_its_parameters() -> None:
     ("disconnect", '{"user":"u","reason":"' + "é" * 61 + '"}', "bad_request", 400,
      "120 bytes"),
     ("info", '{"x":1}', "bad_request", 400, "info takes no field"),
+    ("unsubscribe", '{"room":"a"}', "bad_request", 400, "'user' is required"),
+    ("unsubscribe", '{"user":"u"}', "bad_request", 400, "'room' is required"),
+    ("unsubscribe", '{"user":"u","room":"$wsops:control"}', "invalid_room", 400, "1-128"),
+    ("unsubscribe", '{"user":"u","room":"a","code":4000}', "bad_request", 400,
+     "unknown: 'code'"),
+    ("unsubscribe", '{"user":"u","room":"a","reason":"' + "é" * 61 + '"}', "bad_request",
+     400, "120 bytes"),
     ("revoke", '{"seconds":1}', "bad_request", 400, "exactly one of 'user' and 'jti'"),
     ("revoke", '{"user":"u"}', "bad_request", 400, "'seconds' (how long)"),
     ("revoke", '{"user":"u","seconds":0}', "bad_request", 400, "'seconds' (how long)"),

@@ -118,6 +118,31 @@ async def test_rooms_spread_over_the_shards_and_each_shard_carries_its_own(
         [_broker(a).node_id, _broker(b).node_id])
 
 
+async def test_wsops_publisher_writes_each_room_on_its_shard(
+    node_factory: NodeFactory, connect: Connect, cluster_url: str
+) -> None:
+    """``wsops.Publisher`` on a cluster: each room's message goes to its own shard's log and
+    sharded channel, between the node's own publishes, as a node would write it."""
+    import wsops
+
+    a = await node_factory()
+    rooms = [f"room-{i}" for i in range(9)]
+    sub, pub = await connect(a.url), await connect(a.url)
+    for room in rooms:
+        await sub.call("subscribe", room)
+    async with wsops.Publisher(cluster_url) as publisher:
+        assert isinstance(publisher.links, type(_broker(a).shards))
+        assert len(publisher.links.all()) == 3
+        for room in rooms:
+            assert (await publisher.publish(room, "from a worker")).offset == 1
+            assert (await pub.call("publish", room, data="from a client"))["offset"] == 2
+            assert (await publisher.publish(room, "again")).offset == 3
+    got = await sub.messages(27)
+    assert {room: [(m["offset"], m["data"]) for m in got if m["room"] == room]
+            for room in rooms} == {room: [(1, "from a worker"), (2, "from a client"),
+                                          (3, "again")] for room in rooms}
+
+
 @pytest.fixture
 async def own_cluster() -> AsyncIterator[ClusterSet]:
     """A cluster of the test's own, to fail."""

@@ -14,8 +14,10 @@ from wsops.server.core import protocol
 from wsops.server.core.protocol import (
     Close,
     ErrorCode,
+    NonFiniteNumber,
     Position,
     ProtocolError,
+    compact_dumps,
     frame_payload,
     history_item,
     history_items,
@@ -26,7 +28,9 @@ from wsops.server.core.protocol import (
     presence_event,
     reply_error,
     reply_ok,
+    strict_loads,
     text_frame,
+    unsubscribed_event,
     valid_room,
 )
 
@@ -195,6 +199,8 @@ def test_replies_and_presence_events_are_the_documented_frames() -> None:
     assert reply_error(7, "forbidden", "é") == (
         '{"op":"reply","id":7,"ok":false,"error":{"code":"forbidden","message":"é"}}')
     assert presence_event("join", "r", "alice") == '{"op":"join","room":"r","user":"alice"}'
+    assert unsubscribed_event("r", "muted é") == (
+        '{"op":"unsubscribed","room":"r","reason":"muted é"}')
 
 
 def test_a_protocol_error_carries_its_message() -> None:
@@ -364,3 +370,12 @@ def test_an_offer_without_a_version_spoken_here_is_refused_naming_both(offer: st
     text = str(refused.value)
     assert "this server speaks wsops.v1" in text and "Sec-WebSocket-Protocol" in text
     assert repr(offer[:200]) in text and len(text) < 300
+
+
+def test_the_json_helpers_the_server_api_and_publisher_use() -> None:
+    assert compact_dumps({"a": [1, 2.5, "é"], "b": None}) == '{"a":[1,2.5,"é"],"b":null}'
+    with pytest.raises(ValueError):
+        compact_dumps(float("nan"))
+    assert strict_loads('{"a": [1, "é"]}') == {"a": [1, "é"]}
+    with pytest.raises(NonFiniteNumber):
+        strict_loads('{"a": NaN}')

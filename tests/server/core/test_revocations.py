@@ -8,9 +8,11 @@ import pytest
 from wsops.server.core.control import (
     Disconnect,
     Revoke,
+    Unsubscribe,
     disconnect_order,
     parse_order,
     revoke_order,
+    unsubscribe_order,
 )
 from wsops.server.core.protocol import message_payload, text_frame
 from wsops.server.core.revocations import Revocations
@@ -55,6 +57,10 @@ def test_orders_travel_as_control_room_messages_and_bad_ones_are_ignored() -> No
     assert parse_order(frame(disconnect_order("alice", 4002, "bye"))) == Disconnect(
         "alice", 4002, "bye")
     assert parse_order(frame(revoke_order("jti", "t-1", NOW))) == Revoke("jti", "t-1", NOW)
+    assert parse_order(frame(unsubscribe_order("alice", "chat:1", "muted"))) == Unsubscribe(
+        "alice", "chat:1", "muted")
     for data in (b'{"order":"reboot"}', b'{"order":"revoke","kind":"user"}', b"[1]",
+                 b'{"order":"unsubscribe","user":"a","room":"bad room","reason":""}',
+                 b'{"order":"unsubscribe","user":"a","room":"r"}',
                  b'{"order":"disconnect","user":"a","code":true,"reason":""}'):
         assert parse_order(frame(data)) is None

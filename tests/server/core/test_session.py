@@ -486,6 +486,58 @@ async def test_a_connection_that_left_a_room_does_not_take_its_users_presence_aw
     assert [c for c in broker.calls if c[0] == "leave"] == [("leave", "r", "alice")]
 
 
+async def test_a_server_side_unsubscribe_tells_the_connection_and_leaves_like_its_own(
+) -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    alice, a_sink = w.session("alice")
+    bob, b_sink = w.session("bob")
+    await w.ask(alice, a_sink, op="subscribe", id=1, room="r")
+    await w.ask(alice, a_sink, op="subscribe", id=2, room="s")
+    await w.ask(bob, b_sink, op="subscribe", id=1, room="r", presence=True)
+    b_sink.take()
+    broker.calls.clear()
+    left = alice.unsubscribed("r", "muted")
+    assert left is not None
+    w.ticks.run()
+    assert a_sink.take() == [{"op": "unsubscribed", "room": "r", "reason": "muted"}]
+    assert w.hub.rooms["r"].conns.keys() == {bob.conn} and "r" not in alice.conn.rooms
+    await left  # the broker's side: bob is still here, so no unwatch; alice's presence goes
+    assert broker.calls == [("leave", "r", "alice")]
+    w.ticks.run()
+    assert b_sink.take() == [{"op": "leave", "room": "r", "user": "alice"}]
+    await broker.publish("r", b"1")
+    await broker.publish("s", b"2")
+    w.ticks.run()
+    assert [(m["room"], m["data"]) for m in a_sink.take()] == [("s", 2)]  # not r's any more
+    assert alice.unsubscribed("r", "again") is None  # not in it: nothing, said nothing
+    w.ticks.run()
+    assert a_sink.take() == []
+    [err] = await w.ask(alice, a_sink, op="unsubscribe", id=3, room="r")
+    assert err["error"]["code"] == "not_subscribed"
+    # the last local member taken out: the room is unwatched too
+    broker.calls.clear()
+    left = bob.unsubscribed("r", "bye")
+    assert left is not None
+    await left
+    assert broker.calls == [("unwatch", "r"), ("leave", "r", "bob")] and "r" not in w.hub.rooms
+
+
+async def test_a_server_side_unsubscribe_spares_a_closing_connection_and_an_unfinished_subscribe(
+) -> None:
+    broker = PagingBroker()
+    w = World(broker)
+    alice, a_sink = w.session("alice")
+    await w.ask(alice, a_sink, op="subscribe", id=1, room="r")
+    alice.conn.close(Close.GOING_AWAY, "going away")
+    assert alice.unsubscribed("r", "muted") is None
+    bob, b_sink = w.session("bob")
+    seen: list[Any] = []
+    broker.during_recover = lambda n: seen.append(bob.unsubscribed("s", "muted"))
+    await w.ask(bob, b_sink, op="subscribe", id=1, room="s")
+    assert seen == [None] and "s" in bob.conn.rooms  # its subscribe finished: still in
+
+
 # -- history ---------------------------------------------------------------------------------
 
 

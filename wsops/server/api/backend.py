@@ -50,6 +50,9 @@ class NodeBackend:
         assert user is not None
         return await self.orders.disconnect(user, code, reason)  # every node closes its own
 
+    async def unsubscribe(self, user: str, room: str, reason: str) -> int:
+        return await self.orders.unsubscribe(user, room, reason)  # every node takes its own
+
     async def revoke(self, kind: str, value: str, until: float) -> int:
         return await self.orders.revoke(kind, value, until)
 

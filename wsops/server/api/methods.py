@@ -16,6 +16,7 @@ from typing import Any, Final
 from wsops.server.core.protocol import (
     DEFAULT_HISTORY_LIMIT,
     MAX_HISTORY_LIMIT,
+    ROOM_RULE,
     Close,
     ErrorCode,
     NonFiniteNumber,
@@ -26,14 +27,14 @@ from wsops.server.core.protocol import (
 from wsops.server.core.revocations import MAX_SECONDS as MAX_REVOKE_SECONDS
 
 METHODS: Final = ("publish", "broadcast", "presence", "presence_stats", "history", "rooms",
-                  "disconnect", "revoke", "info", "batch")
+                  "disconnect", "unsubscribe", "revoke", "info", "batch")
 MAX_BROADCAST_ROOMS: Final = 100
 MAX_BATCH: Final = 100
 MAX_ROOMS_LIMIT: Final = 1000
 DEFAULT_ROOMS_LIMIT: Final = 100
 DISCONNECT_CODE: Final = Close.DISCONNECTED  # 4002 (PROTOCOL.md)
 PATTERN_RE: Final = re.compile(r"[A-Za-z0-9_\-.:@/*?\[\]!]{1,128}")
-_ROOM_TEXT: Final = "1-128 characters of A-Z a-z 0-9 _ - . : @ /"
+_ROOM_TEXT: Final = ROOM_RULE
 STATUS: Final = {ErrorCode.BAD_JSON: 400, ErrorCode.BAD_REQUEST: 400,
                  ErrorCode.UNKNOWN_OP: 404, ErrorCode.INVALID_ROOM: 400,
                  ErrorCode.RATE_LIMITED: 429,
@@ -121,6 +122,14 @@ def _text(params: Mapping[str, Any], key: str, most: int) -> str | None:
     return value
 
 
+def _reason(params: Mapping[str, Any], default: str) -> str:
+    """A close or unsubscribe reason: at most 120 bytes in UTF-8 (a close frame's room)."""
+    reason = _text(params, "reason", 120) or default
+    if len(reason.encode()) > 120:
+        raise _bad("'reason' must fit 120 bytes in UTF-8")
+    return reason
+
+
 def _data(params: Mapping[str, Any]) -> bytes:
     if "data" not in params:
         raise _bad("'data' is required (any JSON value)")
@@ -185,10 +194,15 @@ def parse_params(method: str, params: object, max_data: int, *, nested: bool = F
         code = _int(params, "code", DISCONNECT_CODE, 1000, 4999)
         if code < 3000 and code not in (1000, 1001, 1008, 1011, 1012, 1013):
             raise _bad("'code' must be 1000, 1001, 1008, 1011, 1012, 1013 or 3000-4999")
-        reason = _text(params, "reason", 120) or "disconnected by the server API"
-        if len(reason.encode()) > 120:
-            raise _bad("'reason' must fit 120 bytes in UTF-8")
-        return Call(method, user=user, connection=connection, code=code, reason=reason)
+        return Call(method, user=user, connection=connection, code=code,
+                    reason=_reason(params, "disconnected by the server API"))
+    if method == "unsubscribe":
+        _only(params, method, "user", "room", "reason")
+        user = _text(params, "user", 256)
+        if user is None:
+            raise _bad("'user' is required (whose connections leave the room)")
+        return Call(method, user=user, room=_room(params),
+                    reason=_reason(params, "unsubscribed by the server API"))
     if method == "revoke":
         _only(params, method, "user", "jti", "seconds")
         user, jti = _text(params, "user", 256), _text(params, "jti", 256)

@@ -62,6 +62,10 @@ PARAMS: dict[str, dict[str, Any]] = {
                                "default": DISCONNECT_CODE},
                            "reason": {"type": "string", "minLength": 1, "maxLength": 120}},
                           oneOf=[{"required": ["user"]}, {"required": ["connection"]}]),
+    "unsubscribe": _object({"user": {"type": "string", "minLength": 1, "maxLength": 256},
+                            "room": ROOM,
+                            "reason": {"type": "string", "minLength": 1, "maxLength": 120}},
+                           ("user", "room")),
     "revoke": _object({"user": {"type": "string", "minLength": 1, "maxLength": 256},
                        "jti": {"type": "string", "minLength": 1, "maxLength": 256},
                        "seconds": {"type": "number", "exclusiveMinimum": 0,
@@ -93,6 +97,8 @@ RESULTS: dict[str, dict[str, Any]] = {
         ("scope", "rooms", "truncated")),
     "disconnect": _object({"disconnected": {"type": "integer", "minimum": 0}},
                           ("disconnected",)),
+    "unsubscribe": _object({"unsubscribed": {"type": "integer", "minimum": 0}},
+                           ("unsubscribed",)),
     "revoke": _object({"kind": {"enum": ["user", "jti"]}, "value": {"type": "string"},
                        "until": {"type": "number"},
                        "disconnected": {"type": "integer", "minimum": 0}},
@@ -108,7 +114,10 @@ SUMMARY = {
     "presence_stats": "How many users are present in a room.",
     "history": "The newest retained messages of a room, oldest first.",
     "rooms": "This node's rooms with their connections, busiest first.",
-    "disconnect": "Close this node's connections of a user, or one connection.",
+    "disconnect": "Close a user's connections on every node (the count is this node's), or "
+                  "one connection of this node.",
+    "unsubscribe": "Take a user's connections out of a room on every node; each is sent an "
+                   "'unsubscribed' event (the count is this node's).",
     "revoke": "Refuse a user or a token (jti) on every node until a time; close its "
               "connections now (1008).",
     "info": "The fleet's live nodes (this node alone without a fleet broker).",

@@ -54,6 +54,10 @@ class ApiBackend(Protocol):
         """Close ``user``'s connections on every node (or this node's ``connection``); how
         many were open on this node."""
 
+    async def unsubscribe(self, user: str, room: str, reason: str) -> int:
+        """Take ``user``'s connections out of ``room`` on every node; how many on this
+        node."""
+
     async def revoke(self, kind: str, value: str, until: float) -> int:
         """Refuse ``kind`` ``value`` on every node until ``until``; how many of its
         connections this node closed."""
@@ -201,6 +205,11 @@ class ApiService:
         return {"disconnected": await self.backend.disconnect(
             call.user, call.connection, call.code, call.reason)}
 
+    async def _unsubscribe(self, call: Call) -> dict[str, Any]:
+        assert call.user is not None
+        return {"unsubscribed": await self.backend.unsubscribe(call.user, call.room,
+                                                                call.reason)}
+
     async def _revoke(self, call: Call) -> dict[str, Any]:
         until = time.time() + call.seconds
         kind, value = ("user", call.user) if call.user is not None else ("jti", call.jti)
@@ -234,7 +243,8 @@ _SERVE: dict[str, Callable[[ApiService, Call], Awaitable[dict[str, Any] | bytes]
     "publish": ApiService._publish, "broadcast": ApiService._broadcast,
     "presence": ApiService._presence, "presence_stats": ApiService._presence_stats,
     "history": ApiService._history, "rooms": ApiService._rooms,
-    "disconnect": ApiService._disconnect, "revoke": ApiService._revoke,
+    "disconnect": ApiService._disconnect, "unsubscribe": ApiService._unsubscribe,
+    "revoke": ApiService._revoke,
     "info": ApiService._info, "batch": ApiService._batch,
 }
 

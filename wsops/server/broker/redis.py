@@ -44,6 +44,7 @@ from wsops.server.broker.redis_fleet import Fleet, list_nodes, read_registry
 from wsops.server.broker.redis_island import Islands
 from wsops.server.broker.redis_link import Link, Links, Locator, OneLink
 from wsops.server.broker.redis_revoked import read_revocations, store_revocation
+from wsops.server.broker.redis_store import NotStored, RoomLogs, Unreplicated, store
 from wsops.server.broker.redis_url import ACKS, parse_broker_url
 from wsops.server.core.broker import (
     Broker,
@@ -53,7 +54,7 @@ from wsops.server.core.broker import (
     Recovery,
 )
 from wsops.server.core.history import new_epoch
-from wsops.server.core.protocol import Position, history_items, message_payload_parts, text_frame
+from wsops.server.core.protocol import Position, history_items
 from wsops.server.stopping import cancel_all
 
 __all__ = ["RedisBroker", "list_nodes"]
@@ -94,6 +95,7 @@ class RedisBroker(Broker):
         self.timeout = timeout if timeout is not None else opts.timeout
         self.node_id = node_id or _node_id()
         self.keys = lua.Keys(opts.prefix, cluster=target.cluster is not None)
+        self.logs = RoomLogs(self.keys, history_size, self.ttl_ms, self.timeout, ack)
         self.shards: Shards | None = None
         self.feeds: Feeds | ClusterFeeds
         self.links: Links
@@ -214,31 +216,17 @@ class RedisBroker(Broker):
     async def _store(self, room: str, data: bytes, ts: int, accepted_at: float,
                      traceparent: str | None, sender: str | None, link: Link | None = None
                      ) -> Published:
-        head, tail = message_payload_parts(room, data, ts, traceparent, sender)
-        k = self.keys
-        link = link or self.links.room(room)
-        # A script still queued in Redis after we gave up must not run: half the timeout of
-        # margin, on Redis' clock (skew measured by the heartbeat).
-        deadline = link.redis_ms() + int(self.timeout * 500)
-        keys = [k.meta(room), k.log(room)]
-        args = [k.channel(room), new_epoch(), self.history_size, self.ttl_ms, deadline, head,
-                tail, lua.header_rest(ts, accepted_at, traceparent), link.lineage]
-        if self.ack == "replica":
-            res, replicas = await link.run_replicated(
-                "publish", keys, args, 1, int(self.timeout * 500))
-            if res is not None and replicas < 1:
-                self._unreplicated += 1
-                raise BrokerUnavailable(
-                    "publish not confirmed by a replica in time (it may still be delivered)")
-        else:
-            res = await link.run("publish", keys, args)
-        if res is None:
+        try:
+            msg = await store(self.logs, link or self.links.room(room), room, data, ts,
+                              accepted_at, traceparent, sender)
+        except NotStored:
             self._refused += 1
-            raise BrokerUnavailable("broker too slow: publish not done")
-        offset, epoch = int(res[0]), res[1].decode()
+            raise
+        except Unreplicated:
+            self._unreplicated += 1
+            raise
         self._published += 1
-        payload = b"%s%d,\"epoch\":\"%s\"%s" % (head, offset, epoch.encode(), tail)
-        return Published(room, offset, epoch, text_frame(payload), traceparent, accepted_at)
+        return msg
 
     async def _island_loop(self) -> None:
         """Once Redis answers again, hand it what was published meanwhile."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from wsops.server.broker import redis_scripts as lua
-from wsops.server.broker.redis_link import Link, Locator
+from wsops.server.broker.redis_link import Link, Locator, measure_clock
 from wsops.server.broker.redis_url import ClusterTarget, Target
 from wsops.server.core.broker import BrokerUnavailable
 
@@ -241,17 +240,10 @@ class Shards:
             self._asked.clear()
             try:
                 await self.refresh()
-                await asyncio.gather(*(self._probe(link) for link in self.all()))
+                # each master marked up or down, its clock measured (each has its own)
+                await asyncio.gather(*(measure_clock(link) for link in self.all()))
             except Exception:  # a bug must not stop following the cluster
                 log.exception("following the redis cluster failed")
-
-    @staticmethod
-    async def _probe(link: Link) -> None:
-        """Mark a master up or down, and measure its clock (each shard has its own)."""
-        sent = time.time()
-        with contextlib.suppress(BrokerUnavailable):
-            secs, usecs = await link.call("TIME", probe=True)
-            link.skew_ms = int(secs) * 1000 + int(usecs) / 1000 - (sent + time.time()) * 500
 
     def describe(self) -> list[dict[str, Any]]:
         """The shards serving slots, for stats: slot ranges, master, health, the link's

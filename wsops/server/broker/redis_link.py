@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 from redis import exceptions as rexc
@@ -243,6 +243,14 @@ class Link:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+async def measure_clock(link: Link) -> None:
+    """Mark ``link`` up or down, and measure its Redis' clock against ours (``skew_ms``)."""
+    sent = time.time()
+    with suppress(BrokerUnavailable):
+        secs, usecs = await link.call("TIME", probe=True)
+        link.skew_ms = int(secs) * 1000 + int(usecs) / 1000 - (sent + time.time()) * 500
 
 
 class Links(Protocol):

@@ -5,7 +5,8 @@ through a Redis Cluster), and no other plumbing is needed.
 
 An order is the ``data`` of a message of ``CONTROL_ROOM``: ``{"order": "disconnect",
 "user": U, "code": C, "reason": R}`` or ``{"order": "revoke", "kind": "user"|"jti",
-"value": V, "until": UNIX_SECONDS}``. A node reads one with ``parse_order`` (None for anything
+"value": V, "until": UNIX_SECONDS}`` or ``{"order": "unsubscribe", "user": U, "room": R,
+"reason": R}``. A node reads one with ``parse_order`` (None for anything
 else: an order of a later version is ignored, not misread).
 """
 
@@ -40,6 +41,21 @@ class Revoke:
     until: float
 
 
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Take every connection of ``user`` out of ``room``, telling it ``reason``."""
+
+    user: str
+    room: str
+    reason: str
+
+
+def unsubscribe_order(user: str, room: str, reason: str) -> bytes:
+    """The ``data`` of an unsubscribe order."""
+    return compact_dumps({"order": "unsubscribe", "user": user, "room": room,
+                          "reason": reason}).encode()
+
+
 def disconnect_order(user: str, code: int, reason: str) -> bytes:
     """The ``data`` of a disconnect order (compact JSON, as a message's data is stored)."""
     return compact_dumps({"order": "disconnect", "user": user, "code": code,
@@ -52,7 +68,7 @@ def revoke_order(kind: str, value: str, until: float) -> bytes:
                           "until": until}).encode()
 
 
-def parse_order(frame: bytes) -> Disconnect | Revoke | None:
+def parse_order(frame: bytes) -> Disconnect | Revoke | Unsubscribe | None:
     """The order a ``CONTROL_ROOM`` message frame carries, or None if it carries none."""
     try:
         data = json.loads(bytes(frame_payload(frame))).get("data")
@@ -65,6 +81,11 @@ def parse_order(frame: bytes) -> Disconnect | Revoke | None:
         if (isinstance(kind, str) and isinstance(value, str)
                 and isinstance(until, int | float) and not isinstance(until, bool)):
             return Revoke(kind, value, float(until))
+        return None
+    if data.get("order") == "unsubscribe":
+        fields = (data.get("user"), data.get("room"), data.get("reason"))
+        if all(isinstance(f, str) for f in fields) and valid_room(fields[1]):
+            return Unsubscribe(*fields)  # type: ignore[arg-type]
         return None
     if data.get("order") != "disconnect":
         return None

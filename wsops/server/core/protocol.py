@@ -19,6 +19,7 @@ MAX_ID: Final = 2**53
 MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
 ROOM_RE: Final = re.compile(r"[A-Za-z0-9_\-.:@/]{1,128}")
+ROOM_RULE: Final = "1-128 characters of A-Z a-z 0-9 _ - . : @ /"
 OPS: Final = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history"})
 
 
@@ -203,7 +204,7 @@ def parse(text: str) -> Request:
     if not valid_room(room):
         raise ProtocolError(
             ErrorCode.INVALID_ROOM,
-            "'room' must be 1-128 characters of A-Z a-z 0-9 _ - . : @ /",
+            f"'room' must be {ROOM_RULE}",
             req_id,
         )
     assert isinstance(room, str)
@@ -347,6 +348,11 @@ def frame_payload(frame: bytes) -> memoryview:
 
 def presence_event(kind: str, room: str, user: str) -> str:
     return _dumps({"op": kind, "room": room, "user": user})
+
+
+def unsubscribed_event(room: str, reason: str) -> str:
+    """The server took the connection out of ``room`` (the server API's ``unsubscribe``)."""
+    return _dumps({"op": "unsubscribed", "room": room, "reason": reason})
 
 
 _LEN1 = struct.Struct("!BB").pack

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from wsops.server.core.broker import Broker, BrokerUnavailable
@@ -23,6 +23,7 @@ from wsops.server.core.protocol import (
     parse,
     reply_error,
     reply_ok,
+    unsubscribed_event,
 )
 from wsops.server.core.token_bucket import TokenBucket
 
@@ -228,11 +229,27 @@ class Session:
         conn.send_text(reply_ok(req.id, room=room))
 
     async def leave(self, room: str) -> None:
-        if self.hub.leave_room(self.conn, room):
+        emptied = self.hub.leave_room(self.conn, room)
+        present = room in self.present
+        self.present.discard(room)
+        await self._left(room, emptied, present)
+
+    async def _left(self, room: str, emptied: bool, present: bool) -> None:
+        if emptied:
             await self.broker.unwatch(room)
-        if room in self.present:
-            self.present.discard(room)
+        if present:
             await self.broker.leave(room, self.identity.user)
+
+    def unsubscribed(self, room: str, reason: str) -> Coroutine[Any, Any, None] | None:
+        """Taken out of ``room`` by the server: told now, and sent none of its messages after
+        that; returns the broker's side (unwatch, presence leave) to run. None when the
+        connection is not subscribed (or its subscribe has not finished: it then stays)."""
+        if room not in self.present or self.conn.closing:
+            return None
+        self.conn.send_text(unsubscribed_event(room, reason))
+        emptied = self.hub.leave_room(self.conn, room)
+        self.present.discard(room)
+        return self._left(room, emptied, True)
 
     async def _op_presence(self, req: Request) -> None:
         users = await self.broker.presence(req.room)
