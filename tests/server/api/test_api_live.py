@@ -219,3 +219,44 @@ async def test_the_api_listener_holds_its_connection_cap(api_keys: None,
         b"api listener is at its connection cap: retry shortly\n")
     for w in (first[1], writer):
         w.close()
+
+
+async def test_an_api_publish_carries_the_callers_trace(api_keys: None,
+                                                        connect: Connect) -> None:
+    """A backend's traceparent makes the node's publish span its child, and subscribers get
+    the message with the trace's context (the same trace id)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from wsops.config import Settings
+    from wsops.server.app import NODE_KEY, running
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    settings = Settings(port=0, admin_port=None, api_port=0, allow_anonymous=True,
+                        tracing=True, trace_sample_ratio=0.0)
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    async with running(settings, tracer_provider=provider) as (app, _, port):
+        node = app[NODE_KEY]
+        sub = await connect(f"ws://127.0.0.1:{port}/ws")
+        assert (await sub.call("subscribe", "orders:1"))["ok"]
+        assert node.api is not None
+        async with aiohttp.ClientSession() as s, s.post(
+                node.api.url + "/api/publish", headers={"Authorization": f"Bearer {KEY}"},
+                json={"room": "orders:1", "data": 1,
+                      "traceparent": f"00-{trace_id}-{parent}-01"}) as r:
+            assert r.status == 200
+        [msg] = await sub.messages(1)
+        assert msg["traceparent"].split("-")[1] == trace_id
+        async with aiohttp.ClientSession() as s, s.post(  # unsampled, ratio 0: no span
+                node.api.url + "/api/publish", headers={"Authorization": f"Bearer {KEY}"},
+                json={"room": "orders:1", "data": 2}) as r:
+            assert r.status == 200
+        await sub.messages(1)
+    publishes = [sp for sp in exported.get_finished_spans() if sp.name.startswith("publish")]
+    assert len(publishes) == 1
+    span = publishes[0]
+    assert f"{span.context.trace_id:032x}" == trace_id
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == parent
