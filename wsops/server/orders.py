@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from wsops.server.core.control import (
     Revoke,
     Unsubscribe,
     disconnect_order,
+    origin_of,
     parse_order,
     revoke_order,
     unsubscribe_order,
@@ -42,6 +44,9 @@ class FleetOrders:
         self.hub, self.broker, self.endpoint = hub, broker, endpoint
         self.revocations = Revocations()
         self._leaving: set[asyncio.Task[Any]] = set()  # broker sides of unsubscribes
+        # The sender of this node's orders: it applies them itself before sending them, and
+        # skips them when they come back (a user back in the meantime is not hit twice).
+        self.origin = f"$node:{secrets.token_hex(8)}"
 
     async def start(self) -> None:
         """Watch the orders and read the revocations in force (call after the broker's start)."""
@@ -72,14 +77,16 @@ class FleetOrders:
     async def disconnect(self, user: str, code: int, reason: str) -> int:
         """Close ``user``'s connections here now and tell every other node; how many here."""
         closed = self.close_user(user, code, reason)
-        await self.broker.publish(CONTROL_ROOM, disconnect_order(user, code, reason))
+        await self.broker.publish(CONTROL_ROOM, disconnect_order(user, code, reason), None,
+                                  self.origin)
         return closed
 
     async def unsubscribe(self, user: str, room: str, reason: str) -> int:
         """Take ``user``'s connections out of ``room`` here now and tell every other node;
         how many here."""
         taken = self.unsubscribe_user(user, room, reason)
-        await self.broker.publish(CONTROL_ROOM, unsubscribe_order(user, room, reason))
+        await self.broker.publish(CONTROL_ROOM, unsubscribe_order(user, room, reason), None,
+                                  self.origin)
         return taken
 
     async def revoke(self, kind: str, value: str, until: float) -> int:
@@ -88,12 +95,15 @@ class FleetOrders:
         self.revocations.add(kind, value, until, time.time())
         await self.broker.revoke(kind, value, until)
         closed = self._close_revoked(kind, value)
-        await self.broker.publish(CONTROL_ROOM, revoke_order(kind, value, until))
+        await self.broker.publish(CONTROL_ROOM, revoke_order(kind, value, until), None,
+                                  self.origin)
         return closed
 
     # -- taking orders -------------------------------------------------------------------------
 
     def on_control(self, msg: Published) -> None:
+        if origin_of(msg.frame) == self.origin:
+            return  # applied when it was given
         order = parse_order(msg.frame)
         if isinstance(order, Revoke):
             try:

@@ -260,3 +260,28 @@ async def test_an_api_publish_carries_the_callers_trace(api_keys: None,
     span = publishes[0]
     assert f"{span.context.trace_id:032x}" == trace_id
     assert span.parent is not None and f"{span.parent.span_id:016x}" == parent
+
+
+async def test_a_node_skips_its_own_orders_when_they_come_back(server_factory: ServerFactory,
+                                                               connect: Connect) -> None:
+    """An order is applied where it is given, then sent to the fleet; the giver skips it when
+    it comes back, so a user who is back in the meantime is not hit twice. Another node's
+    order (another sender) is applied."""
+    from wsops.server.core.broker import Published
+    from wsops.server.core.control import CONTROL_ROOM, unsubscribe_order
+    from wsops.server.core.protocol import message_payload, text_frame
+
+    server = await server_factory(allow_anonymous=False, jwt_secret=SECRET)
+    orders = server.node.orders
+    alice = await connect(server.url, headers={"Authorization": f"Bearer {hs(sub='alice')}"})
+    assert (await alice.call("subscribe", "chat:1"))["ok"]
+
+    def order_from(sender: str) -> Published:
+        payload = message_payload(CONTROL_ROOM, 1, "e", unsubscribe_order("alice", "chat:1", "x"),
+                                  0, sender=sender)
+        return Published(CONTROL_ROOM, 1, "e", text_frame(payload))
+
+    orders.on_control(order_from(orders.origin))  # its own: skipped
+    assert "chat:1" in next(iter(server.node.hub.conns.values())).rooms
+    orders.on_control(order_from("$node:another"))
+    assert (await alice.next_event())["op"] == "unsubscribed"

@@ -10,6 +10,7 @@ from wsops.server.core.control import (
     Revoke,
     Unsubscribe,
     disconnect_order,
+    origin_of,
     parse_order,
     revoke_order,
     unsubscribe_order,
@@ -64,3 +65,12 @@ def test_orders_travel_as_control_room_messages_and_bad_ones_are_ignored() -> No
                  b'{"order":"unsubscribe","user":"a","room":"r"}',
                  b'{"order":"disconnect","user":"a","code":true,"reason":""}'):
         assert parse_order(frame(data)) is None
+
+
+def test_an_orders_origin_is_its_messages_sender() -> None:
+    order = unsubscribe_order("alice", "r", "x")
+    sent = text_frame(message_payload("$wsops:control", 1, "e", order, 0, sender="$node:ab"))
+    assert origin_of(sent) == "$node:ab"
+    assert parse_order(sent) == Unsubscribe("alice", "r", "x")  # the order itself as before
+    assert origin_of(frame(order)) is None  # an older node's: no sender
+    assert origin_of(b"\x81\x01[") is None

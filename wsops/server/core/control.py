@@ -7,7 +7,8 @@ An order is the ``data`` of a message of ``CONTROL_ROOM``: ``{"order": "disconne
 "user": U, "code": C, "reason": R}`` or ``{"order": "revoke", "kind": "user"|"jti",
 "value": V, "until": UNIX_SECONDS}`` or ``{"order": "unsubscribe", "user": U, "room": R,
 "reason": R}``. A node reads one with ``parse_order`` (None for anything
-else: an order of a later version is ignored, not misread).
+else: an order of a later version is ignored, not misread). The message's sender (``from``)
+is the giving node's own id (``origin_of``): it has applied the order already.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def revoke_order(kind: str, value: str, until: float) -> bytes:
     """The ``data`` of a revoke order."""
     return compact_dumps({"order": "revoke", "kind": kind, "value": value,
                           "until": until}).encode()
+
+
+def origin_of(frame: bytes) -> str | None:
+    """Who gave the order a ``CONTROL_ROOM`` message frame carries: the message's sender
+    (``from``), which a node sets to an id of its own so it can skip its own orders."""
+    try:
+        sender = json.loads(bytes(frame_payload(frame))).get("from")
+    except (ValueError, AttributeError):
+        return None
+    return sender if isinstance(sender, str) else None
 
 
 def parse_order(frame: bytes) -> Disconnect | Revoke | Unsubscribe | None:
