@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
+import typer
 from typer.testing import CliRunner
 
 from wsops import __version__
-from wsops.cli import app
+from wsops.cli import app, reflow
 from wsops.config import knobs
 from wsops.ops.serve import PANELS, SWITCHES, panel_of
 
@@ -58,6 +60,49 @@ def test_serve_help_is_whole_at_80_columns() -> None:
     assert "--uvloop" in out and "--no-uvloop" in out and "--no-no-uvloop" not in out
     panels = re.findall(r"╭─ (.+?) ─", out)
     assert panels == ["Options", *PANELS, SWITCHES]
+
+
+def _commands(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = [(*prefix, info.name) for info in group.registered_commands if info.name]
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None and sub.name:
+            out += [(*prefix, sub.name)]
+            out += _commands(sub.typer_instance, (*prefix, sub.name))
+    return out
+
+
+def test_every_commands_help_reads_as_paragraphs_at_80_columns() -> None:
+    """No description line is broken where the docstring's was: each paragraph is wrapped
+    at the terminal's width (a line is followed by an empty one, or the next word would not
+    have fitted on it)."""
+    commands = _commands(app)
+    assert ("rollout",) in commands and ("loadtest", "fanout") in commands
+    for command in commands:
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, command
+        lines = plain(result.output).splitlines()
+        described = lines[:next(i for i, ln in enumerate(lines) if ln.startswith("╭"))]
+        for line, after in itertools.pairwise(described):
+            word = after.split()[0] if after.strip() else ""
+            if word and line.strip() and len(line.rstrip()) + 1 + len(word) < 80:
+                raise AssertionError(f"wsops {' '.join(command)} --help: {line!r} {after!r}")
+
+
+def test_reflow_keeps_lists_and_marked_paragraphs() -> None:
+    doc = """First line
+    goes on.
+
+    A paragraph
+    on two lines.
+
+    - a list
+    - stays
+
+    \b
+    kept
+    as is"""
+    assert reflow(doc) == ("First line goes on.\n\nA paragraph on two lines.\n\n- a list\n"
+                           "- stays\n\n\b\nkept\nas is")
 
 
 def test_every_panel_names_knobs_and_switches_are_on_off_pairs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import typer
@@ -40,6 +41,37 @@ app.command(name="revoke")(revoke)
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(leaks_app, name="leaks")
 app.add_typer(loadtest_app, name="loadtest")
+
+
+def reflow(doc: str) -> str:
+    """A command's help with each paragraph on one line, so the terminal wraps it at its own
+    width (this Typer keeps a docstring's line breaks after the first paragraph: at 80
+    columns each line came out broken in two). Paragraphs that are lists (a line starting
+    with "-" or indented) and those marked with \\b keep their lines."""
+    out = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines = para.split("\n")
+        if para.startswith("\b") or any(ln.startswith(("- ", " ")) for ln in lines):
+            out.append(para)
+        else:
+            out.append(" ".join(ln.strip() for ln in lines))
+    return "\n\n".join(out)
+
+
+def _reflow_commands(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback is not None else None)
+        if doc:
+            info.help = reflow(doc)
+    callback = typer_app.registered_callback
+    if callback is not None and callback.callback is not None and callback.callback.__doc__:
+        callback.help = callback.help or reflow(callback.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_commands(group.typer_instance)
+
+
+_reflow_commands(app)
 
 
 def _version(value: bool) -> None:

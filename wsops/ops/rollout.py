@@ -122,11 +122,11 @@ def rollout(
 
     Each node: the others must have room for its connections; it is drained, its clients
     told to spread their reconnects over a window wide enough for the others to take them
-    back (--accept-rate); --restart replaces it; once a new process answers ready, clients had
-    --settle seconds to come back and the reconnect window has passed, every node is watched
-    for --bake seconds (--canary-bake for the first) and each gate must hold on each of them
-    (figures from the admin API, or from --prometheus). A failed gate stops the rollout and
-    runs --rollback.
+    back (--accept-rate); --restart replaces it; once a new process answers ready, clients
+    had --settle seconds to come back and the reconnect window has passed, every node is
+    watched for --bake seconds (--canary-bake for the first) and each gate must hold on each
+    of them (figures from the admin API, or from --prometheus). A failed gate stops the
+    rollout and runs --rollback.
 
     Exit codes: 0 every node upgraded; 3 a gate failed; 1 a step failed (drain, restart, a node
     not ready in time); 2 bad options.
