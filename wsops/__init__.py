@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from wsops.client.apiclient import ApiCallError, ApiClient
     from wsops.instrumentation.instrument import instrument
     from wsops.instrumentation.middleware import InstrumentConfig
-    from wsops.server.publisher import Publisher, PublishError, Receipt, SyncPublisher
+    from wsops.server.publisher import Publisher, PublishError, Receipt
+    from wsops.server.syncpublisher import SyncPublisher
 
 __all__ = ["ApiCallError", "ApiClient", "InstrumentConfig", "PublishError", "Publisher",
            "Receipt", "SyncPublisher", "__version__", "instrument"]
@@ -32,8 +33,12 @@ def __getattr__(name: str) -> Any:
         import wsops.client.apiclient
 
         return getattr(wsops.client.apiclient, name)
-    if name in ("Publisher", "SyncPublisher", "PublishError", "Receipt"):
+    if name in ("Publisher", "PublishError", "Receipt"):
         import wsops.server.publisher
 
         return getattr(wsops.server.publisher, name)
+    if name == "SyncPublisher":
+        import wsops.server.syncpublisher
+
+        return wsops.server.syncpublisher.SyncPublisher
     raise AttributeError(f"module 'wsops' has no attribute {name!r}")

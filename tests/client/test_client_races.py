@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.ports import serving
-from wsops.client import Client, Message, ServerError
+from wsops.client import Client, Message, ServerError, SubscriptionLost
 
 
 @dataclass
@@ -77,3 +77,21 @@ async def test_a_stale_subscribe_reply_leaves_the_room_subscribed_again_alone(pe
                          "ts": 1})
         event = await asyncio.wait_for(anext(events), 5)
         assert isinstance(event, Message) and event.offset == 6
+
+
+async def test_a_stale_unsubscribed_event_leaves_a_subscribe_under_way_alone(peer: Peer) -> None:
+    """The server's 'unsubscribed' of an earlier subscription arrives while the app's new
+    subscribe of the room is unanswered: that subscribe goes on (the server sends an
+    unsubscribed event only after the subscribe's reply), and a later one does drop it."""
+    async with Client(peer.url, request_timeout=5) as client:
+        events = client.events()
+        subscribing = asyncio.create_task(client.subscribe("r"))
+        s = await peer.next()
+        await peer.send({"op": "unsubscribed", "room": "r", "reason": "an earlier one"})
+        await peer.send({"op": "reply", "id": s["id"], "ok": True, "room": "r", "offset": 5,
+                         "epoch": "e"})
+        assert (await subscribing).offset == 5 and client.rooms == ["r"]
+        await peer.send({"op": "unsubscribed", "room": "r", "reason": "muted"})
+        event = await asyncio.wait_for(anext(events), 5)
+        assert event == SubscriptionLost("r", "unsubscribed", "muted")
+        assert client.rooms == []

@@ -204,6 +204,21 @@ test("a server-side unsubscribe drops the room: lost, no more messages, not resu
   await closed(client);
 });
 
+test("a stale unsubscribed event leaves a subscribe under way alone", async () => {
+  const { client, ws, log } = await connected();
+  const pending = client.subscribe("r");
+  const s = ws.sent.at(-1);
+  ws.receive({ op: "unsubscribed", room: "r", reason: "an earlier one" });
+  ws.reply(s, { room: "r", offset: 5, epoch: "e" });
+  assert.equal((await pending).offset, 5);
+  assert.deepEqual(log.lost, []);
+  assert.deepEqual(client.rooms, ["r"]);
+  ws.receive({ op: "unsubscribed", room: "r", reason: "muted" });
+  assert.deepEqual(log.lost, ["unsubscribed"]);
+  assert.deepEqual(client.rooms, []);
+  await closed(client);
+});
+
 test("requests wait while disconnected, bounded; unanswered ones are sent again", async () => {
   const { client, ws } = await connected({ maxQueue: 2 });
   const inFlight = client.publish("r", "x");

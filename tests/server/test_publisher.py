@@ -6,7 +6,9 @@ settings, refuses another layout, and says clearly when Redis is not there."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 
 import pytest
 from redis.asyncio import Redis
@@ -126,10 +128,13 @@ async def test_no_redis_is_a_clear_error_and_a_lost_redis_too(redis_proc: RedisP
     try:
         assert (await pub.publish("r", 1)).offset == 1
         redis_proc.stop()
-        with pytest.raises(wsops.PublishError, match=r"unavailable|down") as caught:
-            for _ in range(3):  # the first may find the connection gone, then it is down
+        errors: list[wsops.PublishError] = []
+        for _ in range(3):  # the first may find the connection gone; then Redis is down
+            with pytest.raises(wsops.PublishError) as caught:
                 await pub.publish("r", 2)
-        assert caught.value.maybe_stored is False
+            errors.append(caught.value)
+        assert "is down" in str(errors[-1]) and errors[-1].maybe_stored is False
+        assert all(e.maybe_stored == ("may have been stored" in str(e)) for e in errors)
         redis_proc.start()  # back, empty: the probe marks it up again
         for _ in range(50):
             try:
@@ -140,4 +145,73 @@ async def test_no_redis_is_a_clear_error_and_a_lost_redis_too(redis_proc: RedisP
         assert receipt.offset == 1  # a new log (the restarted Redis kept nothing)
     finally:
         await pub.close()
+    with pytest.raises(RuntimeError, match="Publisher closed"):
+        await pub.publish("r", 4)
+    with pytest.raises(RuntimeError, match="starts once"):
+        await pub.start()
 
+
+async def test_a_publish_without_an_answer_may_have_been_stored(redis_proc: RedisProc) -> None:
+    """Redis stopped (SIGSTOP) while the script is on its way: no answer within the timeout,
+    so the caller is told it may have been stored; the script's deadline then keeps a late
+    run from storing it after the caller gave up."""
+    async with wsops.Publisher(broker_url(redis_proc), timeout=0.5) as pub:
+        assert (await pub.publish("r", 1)).offset == 1
+        redis_proc.pause()
+        try:
+            with pytest.raises(wsops.PublishError, match="may have been stored") as caught:
+                await pub.publish("r", 2)
+            assert caught.value.maybe_stored is True
+            await asyncio.sleep(0.6)  # past the script's deadline (half the timeout)
+        finally:
+            redis_proc.resume()
+        for _ in range(50):
+            try:
+                receipt = await pub.publish("r", 3)
+                break
+            except wsops.PublishError:
+                await asyncio.sleep(0.1)
+    assert receipt.offset == 2  # the late script did not store message 2
+
+
+def test_sync_publisher_close_never_leaves_a_caller_waiting(redis_proc: RedisProc) -> None:
+    pub = wsops.SyncPublisher(broker_url(redis_proc), timeout=5.0)
+    outcome: list[BaseException | int] = []
+
+    def publish() -> None:
+        try:
+            outcome.append(pub.publish("r", 1).offset)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    redis_proc.pause()  # the publish waits for an answer (up to 5 s)
+    try:
+        caller = threading.Thread(target=publish)
+        caller.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        pub.close()
+        caller.join(5)
+        assert not caller.is_alive() and time.monotonic() - started < 2
+    finally:
+        redis_proc.resume()
+    [got] = outcome
+    assert isinstance(got, wsops.PublishError) and got.maybe_stored is True
+    assert "closed during the call" in str(got)
+    with pytest.raises(RuntimeError, match="SyncPublisher closed"):
+        pub.publish("r", 2)
+    pub.close()  # twice is fine
+
+
+def test_a_sync_publisher_from_another_process_says_so(redis_proc: RedisProc) -> None:
+    with wsops.SyncPublisher(broker_url(redis_proc)) as pub:
+        pid = os.fork()
+        if pid == 0:  # the child: its copy has no loop thread
+            try:
+                pub.publish("r", 1)
+            except RuntimeError as exc:
+                os._exit(0 if "make one per process" in str(exc) else 1)
+            os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert pub.publish("r", 1).offset == 1  # the parent's still works

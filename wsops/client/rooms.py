@@ -112,9 +112,11 @@ class Rooms:
         """The server took the connection out of a room: it is no longer followed (not
         resubscribed after a reconnect), and the app hears it as a ``SubscriptionLost``."""
         room = self._rooms.get(frame.room)
-        if room is None:
+        if room is None or not room.ready.done():
+            # Sent after a subscribe's reply, frames in order: one that finds the app's
+            # subscribe still unanswered was for a subscription the app has since left.
             return []
-        self.discard(room, ServerError("unsubscribed", frame.reason))
+        self.discard(room)
         return [SubscriptionLost(room.name, "unsubscribed", frame.reason)]
 
     def on_subscribe_reply(self, room: Room | None, reply: wire.Reply) -> ReplyOutcome:

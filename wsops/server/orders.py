@@ -130,8 +130,10 @@ class FleetOrders:
         """Take this node's connections of ``user`` out of ``room`` (each told with an
         ``unsubscribed`` event); how many were in it."""
         taken = 0
-        subscribers = self.hub.rooms.get(room)
-        for conn in list(subscribers.conns) if subscribers is not None else []:
+        members = self.hub.rooms.get(room)
+        # its subscribers, and those still joining it (taken out once their subscribe is done)
+        conns = [*members.conns, *members.syncing] if members is not None else []
+        for conn in conns:
             ws = self.endpoint.sockets.get(conn.id) if conn.user == user else None
             session = ws.session if ws is not None else None
             if session is None:
@@ -142,6 +144,8 @@ class FleetOrders:
                 task = asyncio.get_running_loop().create_task(broker_side)
                 self._leaving.add(task)
                 task.add_done_callback(self._left)
+            elif session.unsubscribe_pending(room, reason):
+                taken += 1
         if taken:
             log.info("took %d connection(s) of user %r out of room %r: %s", taken, user, room,
                      reason)

@@ -10,8 +10,12 @@ resume past it. What it needs from the fleet it reads from Redis: the layout's s
 clock skew measured (a probe every ``heartbeat`` seconds) for the script's deadline, and on a
 Redis Cluster it follows the slot map as a node does.
 
-A publish is never retried: ``PublishError`` means it was not stored, except when a replica did
-not confirm it in time (``ack="replica"``; ``maybe_stored`` is then True).
+A publish is never retried: ``PublishError`` says whether it may have been stored
+(``maybe_stored``): False when it was refused before reaching Redis (Redis known to be down,
+no master for the room's slot, the script's deadline passed), True when the call went out and
+no answer came (a timeout, a lost connection, an error from Redis) or a replica did not
+confirm it in time (``ack="replica"``): then it may be delivered, and a retry may store it
+twice.
 """
 
 from __future__ import annotations
@@ -19,33 +23,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+from redis import exceptions as rexc
 
 from wsops.config import Settings
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis_cluster import Shards
 from wsops.server.broker.redis_fleet import read_registry
-from wsops.server.broker.redis_link import Link, Links, Locator, OneLink, measure_clock
-from wsops.server.broker.redis_store import RoomLogs, Unreplicated, store
+from wsops.server.broker.redis_link import (
+    REDIRECTS,
+    Link,
+    Links,
+    Locator,
+    OneLink,
+    measure_clock,
+)
+from wsops.server.broker.redis_store import NotStored, RoomLogs, Unreplicated, store
 from wsops.server.broker.redis_url import ACKS, parse_broker_url
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.protocol import ROOM_RULE, compact_dumps, valid_room
 from wsops.server.stopping import cancel_all
 
-__all__ = ["PublishError", "Publisher", "Receipt", "SyncPublisher"]
+__all__ = ["PublishError", "Publisher", "Receipt"]
 
 log = logging.getLogger(__name__)
 DEFAULTS = Settings()
+REREAD = 30.0  # seconds between reads of the fleet's history settings from its registry
+FAILED = (rexc.RedisError, OSError, TimeoutError)  # what a raw redis-py call may raise
 
 
 class PublishError(Exception):
-    """A publish the fleet did not take: not stored (``maybe_stored`` False), or stored but
-    not confirmed by a replica in time (True)."""
+    """A publish not confirmed: refused before it reached Redis (``maybe_stored`` False), or
+    sent without an answer, or not confirmed by a replica in time (True: it may be
+    delivered)."""
 
     def __init__(self, message: str, *, maybe_stored: bool = False) -> None:
         super().__init__(message)
@@ -109,6 +123,7 @@ class Publisher:
         self.links: Links | None = None
         self._locator: Locator | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.published = 0
 
     async def __aenter__(self) -> Publisher:
@@ -123,6 +138,8 @@ class Publisher:
         """Reach Redis (every master of a cluster), check the layout's schema and read the
         fleet's history settings; PublishError when Redis does not answer or holds another
         layout."""
+        if self.links is not None or self._closed:
+            raise RuntimeError("a Publisher starts once")
         try:
             await self._start()
         except BaseException:
@@ -143,24 +160,51 @@ class Publisher:
         if down:
             raise PublishError(f"Redis at {', '.join(down)} did not answer within "
                                f"{self.timeout:g} s")
+        await self._read_fleet(first=True)
+        self._tasks.append(asyncio.create_task(self._follow()))
+        self._tasks.append(asyncio.create_task(self._reread()))
+
+    async def _read_fleet(self, first: bool = False) -> None:
+        """The layout's schema (ours when nothing is there yet, as a node's first beat
+        writes it; another one refused) and the nodes' history settings."""
+        assert self.links is not None
         registry = self.links.registry()
         try:
-            # the layout's version: ours when nothing is there yet (as a node's first beat)
             await registry.call("SET", self.keys.schema, lua.SCHEMA, "NX")
             schema = await registry.call("GET", self.keys.schema)
             nodes = await read_registry(registry.redis, self.keys)
-        except BrokerUnavailable as exc:
-            raise PublishError(str(exc)) from exc
+        except (BrokerUnavailable, *FAILED) as exc:
+            raise PublishError(f"reading the fleet's registry failed: {exc}") from exc
         if schema is not None and schema.decode(errors="replace") != lua.SCHEMA:
             raise PublishError(
                 f"Redis holds wsops data of schema {schema[:16].decode(errors='replace')!r} "
                 f"under prefix {self.keys.prefix!r}; this publisher writes schema "
                 f"{lua.SCHEMA!r}: use the wsops version of the fleet, or another ?prefix=")
-        size, ttl = self._history
-        size = int(_first(size, agreed(nodes, "history_size", int), DEFAULTS.history_size))
-        ttl = float(_first(ttl, agreed(nodes, "history_ttl", float), DEFAULTS.history_ttl))
-        self.logs = RoomLogs(self.keys, size, max(1, int(ttl * 1000)), self.timeout, self.ack)
-        self._tasks.append(asyncio.create_task(self._follow()))
+        given_size, given_ttl = self._history
+        found_size = agreed(nodes, "history_size", int)
+        found_ttl = agreed(nodes, "history_ttl", float)
+        if first and ((given_size is None and found_size is None)
+                      or (given_ttl is None and found_ttl is None)):
+            log.warning("no node of the fleet under prefix %r says its history settings "
+                        "(none running, or older than this version): using the defaults, "
+                        "%d messages for %g s, until one does; give history_size and "
+                        "history_ttl if the nodes run others", self.keys.prefix,
+                        DEFAULTS.history_size, DEFAULTS.history_ttl)
+        size = int(_first(given_size, found_size, self.logs.history_size if self.logs
+                          else DEFAULTS.history_size))
+        ttl_ms = max(1, int(1000 * _first(given_ttl, found_ttl, self.logs.ttl_ms / 1000
+                                          if self.logs else DEFAULTS.history_ttl)))
+        self.logs = RoomLogs(self.keys, size, ttl_ms, self.timeout, self.ack)
+
+    async def _reread(self) -> None:
+        """The fleet's history settings again every REREAD seconds (nodes restarted with
+        others); a failed read keeps the last ones."""
+        while True:
+            await asyncio.sleep(REREAD)
+            try:
+                await self._read_fleet()
+            except PublishError as exc:
+                log.warning("%s", exc)
 
     async def _probe(self) -> None:
         """Mark each master up or down, and measure its clock (the script's deadline)."""
@@ -195,76 +239,42 @@ class Publisher:
         if traceparent is not None and not 0 < len(traceparent) <= 128:
             raise ValueError("traceparent must be a string of 1-128 characters")
         if self.logs is None or self.links is None:
-            raise RuntimeError("Publisher not started: use 'async with Publisher(url)' or "
-                               "await start()")
+            raise RuntimeError("Publisher closed" if self._closed else "Publisher not started: "
+                               "use 'async with Publisher(url)' or await start()")
+        try:
+            link = self.links.room(room)
+        except BrokerUnavailable as exc:  # no master known for the room's slot
+            raise PublishError(f"{exc}: not stored") from exc
+        if not link.up:
+            raise PublishError(f"Redis at {link.shown} is down (probed every "
+                               f"{self.heartbeat:g} s): not stored")
         accepted_at = time.time()
         try:
-            msg = await store(self.logs, self.links.room(room), room, encoded,
-                              int(accepted_at * 1000), accepted_at, traceparent)
+            msg = await store(self.logs, link, room, encoded, int(accepted_at * 1000),
+                              accepted_at, traceparent)
+        except NotStored as exc:
+            raise PublishError(f"{exc} (its deadline passed): not stored") from exc
         except Unreplicated as exc:
             raise PublishError(str(exc), maybe_stored=True) from exc
         except BrokerUnavailable as exc:
-            raise PublishError(str(exc)) from exc
+            moved = isinstance(exc.__cause__, REDIRECTS)  # the slot moved: the script did not run
+            raise PublishError(f"{exc}: {'not stored' if moved else 'it may have been stored'}",
+                               maybe_stored=not moved) from exc
+        except FAILED as exc:  # an error from Redis (OOM, NOPERM, BUSY, ...)
+            raise PublishError(f"Redis failed the publish: {exc} (it may have been stored)",
+                               maybe_stored=True) from exc
         self.published += 1
         return Receipt(room, msg.offset, msg.epoch)
 
     async def close(self) -> None:
+        """Stop probing and close every connection; publishing afterwards is refused."""
+        self._closed = True
         await cancel_all(self._tasks, 5.0, "publisher task")
         self._tasks.clear()
-        if self.links is not None:
+        links, self.links, self.logs = self.links, None, None
+        if links is not None:
             with contextlib.suppress(Exception):
-                await self.links.close()
+                await links.close()
         if self._locator is not None:
             with contextlib.suppress(Exception):
                 await self._locator.close()
-
-
-
-class SyncPublisher:
-    """``Publisher`` for code without an event loop (a cron job, a WSGI view): it runs one in
-    a thread of its own, and may be shared by threads. ``with SyncPublisher(url) as p:
-    p.publish(room, data)``; the options are ``Publisher``'s."""
-
-    def __init__(self, url: str, **options: Any) -> None:
-        self._publisher = Publisher(url, **options)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="wsops-publisher",
-                                        daemon=True)
-        self._thread.start()
-        try:
-            self._run(self._publisher.start())
-        except BaseException:
-            self._stop()
-            raise
-
-    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        if self._loop.is_closed():
-            coro.close()
-            raise RuntimeError("SyncPublisher closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def publish(self, room: str, data: Any, *, traceparent: str | None = None) -> Receipt:
-        """``Publisher.publish``, waited for."""
-        receipt: Receipt = self._run(self._publisher.publish(room, data,
-                                                             traceparent=traceparent))
-        return receipt
-
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        try:
-            self._run(self._publisher.close())
-        finally:
-            self._stop()
-
-    def _stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> SyncPublisher:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

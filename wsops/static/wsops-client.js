@@ -529,10 +529,12 @@ export class WsopsClient {
     } else if (f.op === "unsubscribed") {
       // The server took this connection out of the room: no longer followed (not resubscribed
       // after a reconnect); the app hears it as "lost" with code "unsubscribed".
+      // Sent after a subscribe's reply, frames in order: one that finds the app's subscribe
+      // still unanswered was for a subscription the app has since left.
       const room = isStr(f.room) ? this.#rooms.get(f.room) : undefined;
-      if (room) {
+      if (room && room.ready.settled) {
         const reason = isStr(f.reason) ? f.reason : "";
-        this.#discard(room, room.ready.settled ? undefined : new ServerError("unsubscribed", reason));
+        this.#discard(room);
         events = [["lost", Object.freeze({ room: f.room, code: "unsubscribed", message: reason })]];
       }
     } else if (f.op === "reply") {

@@ -523,19 +523,50 @@ async def test_a_server_side_unsubscribe_tells_the_connection_and_leaves_like_it
     assert broker.calls == [("unwatch", "r"), ("leave", "r", "bob")] and "r" not in w.hub.rooms
 
 
-async def test_a_server_side_unsubscribe_spares_a_closing_connection_and_an_unfinished_subscribe(
+async def test_a_server_side_unsubscribe_spares_a_closing_connection(
 ) -> None:
-    broker = PagingBroker()
-    w = World(broker)
+    w = World(PagingBroker())
     alice, a_sink = w.session("alice")
     await w.ask(alice, a_sink, op="subscribe", id=1, room="r")
     alice.conn.close(Close.GOING_AWAY, "going away")
     assert alice.unsubscribed("r", "muted") is None
+    assert alice.unsubscribe_pending("r", "muted") is False
+
+
+async def test_a_server_side_unsubscribe_during_a_subscribe_applies_once_it_is_done() -> None:
+    """A connection still joining the room (its replay under way) is taken out right after
+    its subscribe: the reply, then the event; it never stays in the room."""
+    broker = PagingBroker()
+    w = World(broker)
     bob, b_sink = w.session("bob")
-    seen: list[Any] = []
-    broker.during_recover = lambda n: seen.append(bob.unsubscribed("s", "muted"))
-    await w.ask(bob, b_sink, op="subscribe", id=1, room="s")
-    assert seen == [None] and "s" in bob.conn.rooms  # its subscribe finished: still in
+    pending: list[Any] = []
+    broker.during_recover = lambda n: pending.append(
+        (bob.unsubscribed("s", "muted"), bob.unsubscribe_pending("s", "muted")))
+    frames = await w.ask(bob, b_sink, op="subscribe", id=1, room="s")
+    assert pending == [(None, True)]
+    assert [f["op"] for f in frames] == ["reply", "unsubscribed"]
+    assert frames[1] == {"op": "unsubscribed", "room": "s", "reason": "muted"}
+    assert "s" not in bob.conn.rooms and "s" not in w.hub.rooms and not bob.kicked
+    assert [c for c in broker.calls if c[0] in ("join", "leave", "unwatch")] == [
+        ("join", "s", "bob"), ("unwatch", "s"), ("leave", "s", "bob")]
+    assert bob.unsubscribe_pending("t", "not joining it") is False
+
+
+async def test_the_broker_side_of_a_server_side_unsubscribe_leaves_a_room_joined_meanwhile(
+) -> None:
+    """Its unwatch is decided when it runs: another connection that joined the room in
+    between keeps the room's feed."""
+    broker = PagingBroker()
+    w = World(broker)
+    alice, a_sink = w.session("alice")
+    bob, b_sink = w.session("bob")
+    await w.ask(alice, a_sink, op="subscribe", id=1, room="r")
+    left = alice.unsubscribed("r", "muted")  # the room is empty here now...
+    assert left is not None and "r" not in w.hub.rooms
+    await w.ask(bob, b_sink, op="subscribe", id=1, room="r")  # ...and joined again
+    broker.calls.clear()
+    await left
+    assert broker.calls == [("leave", "r", "alice")]  # no unwatch: bob needs the feed
 
 
 # -- history ---------------------------------------------------------------------------------

@@ -58,8 +58,8 @@ class Session:
     """Serves the ops of one connection, in the order they arrive."""
 
     __slots__ = (
-        "broker", "bucket", "conn", "debug", "hub", "identity", "max_rooms", "observer",
-        "present", "publish", "strikes",
+        "broker", "bucket", "conn", "debug", "hub", "identity", "kicked", "max_rooms",
+        "observer", "present", "publish", "strikes",
     )
 
     def __init__(
@@ -90,6 +90,9 @@ class Session:
         self.bucket = TokenBucket(rate, burst, time.monotonic())
         self.strikes = strikes
         self.present: set[str] = set()  # rooms where this connection counts in presence
+        # Server-side unsubscribes of rooms whose subscribe was under way: room -> reason,
+        # applied once it is done (None until there is one: most sessions never have any).
+        self.kicked: dict[str, str] | None = None
 
     async def handle(self, text: str) -> None:
         """Handle one text frame; every outcome is a reply or a documented close."""
@@ -204,6 +207,10 @@ class Session:
         self.hub.finish_sync(conn, room, last, epoch)
         self.present.add(room)
         await self.broker.join(room, self.identity.user)
+        if self.kicked and room in self.kicked:  # unsubscribed by the server meanwhile
+            left = self.unsubscribed(room, self.kicked.pop(room))
+            if left is not None:
+                await left
 
     async def _replay(self, messages: list[Any]) -> bool:
         """Queue a resume's messages under backpressure: wait for the socket to drain rather
@@ -229,13 +236,18 @@ class Session:
         conn.send_text(reply_ok(req.id, room=room))
 
     async def leave(self, room: str) -> None:
-        emptied = self.hub.leave_room(self.conn, room)
+        if self.kicked:
+            self.kicked.pop(room, None)
+        self.hub.leave_room(self.conn, room)
         present = room in self.present
         self.present.discard(room)
-        await self._left(room, emptied, present)
+        await self._left(room, present)
 
-    async def _left(self, room: str, emptied: bool, present: bool) -> None:
-        if emptied:
+    async def _left(self, room: str, present: bool) -> None:
+        # Whether the room is empty here is asked now, not when the connection left it: run
+        # later (a server-side unsubscribe), another connection may have joined meanwhile,
+        # and unwatching would leave it without the room's feed.
+        if room not in self.hub.rooms:
             await self.broker.unwatch(room)
         if present:
             await self.broker.leave(room, self.identity.user)
@@ -243,13 +255,24 @@ class Session:
     def unsubscribed(self, room: str, reason: str) -> Coroutine[Any, Any, None] | None:
         """Taken out of ``room`` by the server: told now, and sent none of its messages after
         that; returns the broker's side (unwatch, presence leave) to run. None when the
-        connection is not subscribed (or its subscribe has not finished: it then stays)."""
+        connection is not in the room, or its subscribe is still under way (see
+        ``unsubscribe_pending``), or it is closing."""
         if room not in self.present or self.conn.closing:
             return None
         self.conn.send_text(unsubscribed_event(room, reason))
-        emptied = self.hub.leave_room(self.conn, room)
+        self.hub.leave_room(self.conn, room)
         self.present.discard(room)
-        return self._left(room, emptied, True)
+        return self._left(room, True)
+
+    def unsubscribe_pending(self, room: str, reason: str) -> bool:
+        """A server-side unsubscribe of a room whose subscribe is under way (a replay can take
+        a while): applied when it is done. False when the connection is not joining it."""
+        if room in self.present or room not in self.conn.rooms or self.conn.closing:
+            return False
+        if self.kicked is None:
+            self.kicked = {}
+        self.kicked[room] = reason  # bounded: a room of conn.rooms (--max-rooms)
+        return True
 
     async def _op_presence(self, req: Request) -> None:
         users = await self.broker.presence(req.room)
