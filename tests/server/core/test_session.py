@@ -552,6 +552,24 @@ async def test_a_server_side_unsubscribe_during_a_subscribe_applies_once_it_is_d
     assert bob.unsubscribe_pending("t", "not joining it") is False
 
 
+async def test_a_pending_server_side_unsubscribe_ends_with_its_subscribe() -> None:
+    """Its subscribe failed: the next subscribe of the room is not taken out for it."""
+    broker = PagingBroker()
+    w = World(broker)
+    bob, b_sink = w.session("bob")
+
+    def kicked_then_down(n: int) -> None:
+        assert bob.unsubscribe_pending("s", "muted")
+        raise BrokerUnavailable("broker down")
+
+    broker.during_recover = kicked_then_down
+    [err] = await w.ask(bob, b_sink, op="subscribe", id=1, room="s")
+    assert err["error"]["code"] == "unavailable"
+    broker.during_recover = None
+    frames = await w.ask(bob, b_sink, op="subscribe", id=2, room="s")
+    assert [f["op"] for f in frames] == ["reply"] and "s" in bob.present
+
+
 async def test_the_broker_side_of_a_server_side_unsubscribe_leaves_a_room_joined_meanwhile(
 ) -> None:
     """Its unwatch is decided when it runs: another connection that joined the room in

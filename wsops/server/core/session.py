@@ -167,6 +167,8 @@ class Session:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_ROOMS, f"at most {self.max_rooms} rooms per connection", req.id
             )
+        if self.kicked:  # one left by an earlier attempt that failed is not for this one
+            self.kicked.pop(room, None)
         # Join as a syncing subscriber first, so nothing published while we read history is
         # missed: it is held and delivered after the replay, without duplicates.
         if self.hub.join_room(conn, room, req.presence):
@@ -236,8 +238,6 @@ class Session:
         conn.send_text(reply_ok(req.id, room=room))
 
     async def leave(self, room: str) -> None:
-        if self.kicked:
-            self.kicked.pop(room, None)
         self.hub.leave_room(self.conn, room)
         present = room in self.present
         self.present.discard(room)
