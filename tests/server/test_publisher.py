@@ -120,6 +120,16 @@ async def test_another_layout_is_refused_and_nothing_written(redis_proc: RedisPr
         await client.aclose()
 
 
+async def _once_redis_answers(pub: wsops.Publisher, room: str, data: object) -> wsops.Receipt:
+    """Publish as soon as the Publisher's probe has found Redis up again (within 5 s)."""
+    for _ in range(50):
+        try:
+            return await pub.publish(room, data)
+        except wsops.PublishError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("Redis did not come back within 5 s")
+
+
 async def test_no_redis_is_a_clear_error_and_a_lost_redis_too(redis_proc: RedisProc) -> None:
     with pytest.raises(wsops.PublishError, match=r"did not answer within 0\.5 s"):
         await wsops.Publisher(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5).start()
@@ -136,12 +146,7 @@ async def test_no_redis_is_a_clear_error_and_a_lost_redis_too(redis_proc: RedisP
         assert "is down" in str(errors[-1]) and errors[-1].maybe_stored is False
         assert all(e.maybe_stored == ("may have been stored" in str(e)) for e in errors)
         redis_proc.start()  # back, empty: the probe marks it up again
-        for _ in range(50):
-            try:
-                receipt = await pub.publish("r", 3)
-                break
-            except wsops.PublishError:
-                await asyncio.sleep(0.1)
+        receipt = await _once_redis_answers(pub, "r", 3)
         assert receipt.offset == 1  # a new log (the restarted Redis kept nothing)
     finally:
         await pub.close()
@@ -165,12 +170,7 @@ async def test_a_publish_without_an_answer_may_have_been_stored(redis_proc: Redi
             await asyncio.sleep(0.6)  # past the script's deadline (half the timeout)
         finally:
             redis_proc.resume()
-        for _ in range(50):
-            try:
-                receipt = await pub.publish("r", 3)
-                break
-            except wsops.PublishError:
-                await asyncio.sleep(0.1)
+        receipt = await _once_redis_answers(pub, "r", 3)
     assert receipt.offset == 2  # the late script did not store message 2
 
 

@@ -34,7 +34,6 @@ MAX_ROOMS_LIMIT: Final = 1000
 DEFAULT_ROOMS_LIMIT: Final = 100
 DISCONNECT_CODE: Final = Close.DISCONNECTED  # 4002 (PROTOCOL.md)
 PATTERN_RE: Final = re.compile(r"[A-Za-z0-9_\-.:@/*?\[\]!]{1,128}")
-_ROOM_TEXT: Final = ROOM_RULE
 STATUS: Final = {ErrorCode.BAD_JSON: 400, ErrorCode.BAD_REQUEST: 400,
                  ErrorCode.UNKNOWN_OP: 404, ErrorCode.INVALID_ROOM: 400,
                  ErrorCode.RATE_LIMITED: 429,
@@ -89,7 +88,7 @@ def _room(params: Mapping[str, Any], key: str = "room") -> str:
     if room is None:
         raise _bad(f"'{key}' is required")
     if not valid_room(room):
-        raise ApiError(ErrorCode.INVALID_ROOM, f"'{key}' must be {_ROOM_TEXT}")
+        raise ApiError(ErrorCode.INVALID_ROOM, f"'{key}' must be {ROOM_RULE}")
     assert isinstance(room, str)
     return room
 
