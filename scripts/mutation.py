@@ -51,6 +51,7 @@ TARGETS: dict[str, list[str]] = {
     "wsops/server/core/flow.py": ["tests/server/core/test_flow.py"],
     "wsops/instrumentation/otlpwire.py": ["tests/instrumentation/test_otlpwire.py"],
     "wsops/backoff.py": ["tests/client/test_backoff.py"],
+    "wsops/tracecontext.py": ["tests/server/core/test_protocol.py"],
     "wsops/client/tracker.py": ["tests/client/test_tracker.py"],
     "wsops/client/wire.py": ["tests/client/test_wire.py"],
     "wsops/server/broker/redis_url.py": ["tests/server/broker/test_redis_pure.py",

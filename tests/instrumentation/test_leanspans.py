@@ -199,3 +199,44 @@ async def test_spans_of_two_tracers_leave_under_their_own_scopes(rec: Receiver) 
     assert sorted((s.name, scope) for s, scope in zip(rec.spans, rec.scopes, strict=True)) == [
         ("a", "one"), ("b", "two"), ("c", "one")]
     assert provider.get_tracer("one", "1") is first
+
+
+async def test_message_path_spans_leave_as_records_with_their_context(rec: Receiver) -> None:
+    """``Tracing``'s publish and fan-out handles on the lean provider: records encoded by the
+    export thread, with the client's parent and tracestate, the fan-out linked to its publish
+    (on this node, or named by a traceparent from another), and a failed publish's exception."""
+    from wsops.instrumentation.tracing import Tracing, parse_traceparent
+
+    provider = provider_for(rec.url)
+    tracing = Tracing(provider, 1.0)
+    client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    handle = tracing.open_publish("chat:1", parse_traceparent(client), "rojo=1")
+    traceparent = handle[0]
+    assert traceparent.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    fanout = tracing.open_fanout("chat:1", 3, handle)
+    assert tracing.close_publish(handle, "ep", 7) == bytes.fromhex(client[3:35])
+    fanout_trace = Tracing.close_fanout(fanout)
+    remote = tracing.open_fanout_of("chat:1", 2, traceparent, "rojo=1")
+    Tracing.close_fanout(remote)
+    assert tracing.open_fanout_of("chat:1", 2, traceparent[:-2] + "00") is None  # unsampled
+    assert tracing.open_fanout_of("chat:1", 2, "00-" + "0" * 32 + "-" + "1" * 16 + "-01") is None
+    assert tracing.open_fanout_of("chat:1", 2, "nonsense") is None
+    failing = tracing.open_publish("chat:2", None)
+    tracing.fail_publish(failing, ValueError("broker down"))
+    await asyncio.to_thread(provider.force_flush)
+    await until(lambda: len(rec.spans) == 4, 5.0, what="four spans")
+    publish, failed = sorted(rec.named("publish chat:*"), key=lambda s: len(s.events))
+    assert traceparent == f"00-{publish.trace_id.hex()}-{publish.span_id.hex()}-01"
+    assert publish.parent_span_id.hex() == "00f067aa0ba902b7" and publish.trace_state == "rojo=1"
+    assert attrs(publish.attributes)["messaging.message.id"] == "ep:7"
+    local, other = rec.named("deliver chat:*")
+    assert local.trace_id == fanout_trace and attrs(local.attributes)["wsops.subscribers"] == 3
+    assert attrs(other.attributes)["wsops.subscribers"] == 2
+    for span in (local, other):
+        [link] = span.links
+        assert (link.trace_id, link.span_id) == (publish.trace_id, publish.span_id)
+        assert link.trace_state == "rojo=1" and span.parent_span_id == b""
+    assert failed.parent_span_id == b"" and failed.kind == publish.kind
+    [event] = failed.events
+    assert attrs(event.attributes)["exception.message"] == "broker down"
+    await asyncio.to_thread(provider.shutdown)

@@ -39,6 +39,10 @@ def test_a_string_attribute_is_the_general_encoding_and_its_key_is_kept() -> Non
         assert wire.str_attribute(key, value) == wire.field(wire.ATTRIBUTE,
                                                             wire.key_value(key, value))
         assert wire._KEYS[key] == wire.field(b"\x0a", key.encode())
+    for key in ("k", "messaging.message.id"):  # around the one-byte lengths' limit
+        for n in range(90, 130):
+            assert wire.str_attribute(key, "v" * n) == wire.field(
+                wire.ATTRIBUTE, wire.key_value(key, "v" * n)), (key, n)
     wire._KEYS.clear()
     for i in range(wire.MAX_KEYS + 10):
         wire.str_attribute(f"key{i}", "v")
@@ -144,3 +148,39 @@ def test_spans_around_the_two_byte_length_limit_decode() -> None:
         body = wire.request(wire.resource({}), "", [(wire.scope("s", None), [span])])
         [s] = decode(body).resource_spans[0].scope_spans[0].spans
         assert attrs(s.attributes)["payload"] == "x" * n
+
+
+def test_message_spans_from_byte_ids_decode_with_parent_state_and_links() -> None:
+    """The bundled node's spans (``message_span``): ids as bytes, a remote parent with its
+    tracestate or none, a link to a span with or without one."""
+    ids = TRACE.to_bytes(16, "big") + SPAN.to_bytes(8, "big")
+    other = (0xAB).to_bytes(16, "big") + (0xCD).to_bytes(8, "big")
+    static = wire.static_part("publish chat:*", SpanKind.PRODUCER.value, {"n": 1})
+    assert wire.parentage(b"", "ignored") == wire.ROOT_FLAGS
+    spans = [
+        wire.message_span(ids, 10, 20, static, wire.parentage(PARENT.to_bytes(8, "big"), "a=1"),
+                          wire.str_attribute("messaging.message.id", "e:7")),
+        wire.message_span(ids, 30, 40, static, wire.parentage(PARENT.to_bytes(8, "big"), ""),
+                          wire.link_to(other, "b=2")),
+        wire.message_span(other, 50, 60, static, wire.ROOT_FLAGS, wire.link_to(ids)),
+    ]
+    body = wire.request(wire.resource({}), "", [(wire.scope("wsops", None), spans)])
+    first, second, third = decode(body).resource_spans[0].scope_spans[0].spans
+    for s, (start, end) in zip((first, second, third), ((10, 20), (30, 40), (50, 60)),
+                               strict=True):
+        assert (s.start_time_unix_nano, s.end_time_unix_nano) == (start, end)
+        assert s.name == "publish chat:*" and s.kind == PbSpan.SPAN_KIND_PRODUCER
+        assert attrs(s.attributes)["n"] == 1
+    assert first.trace_id == TRACE.to_bytes(16, "big") and first.span_id == SPAN.to_bytes(8, "big")
+    assert first.parent_span_id == PARENT.to_bytes(8, "big") and first.trace_state == "a=1"
+    assert first.flags == 0x01 | 0x100 | 0x200 and not first.links
+    assert attrs(first.attributes)["messaging.message.id"] == "e:7"
+    assert second.trace_state == "" and second.flags == 0x01 | 0x100 | 0x200
+    [ln] = second.links
+    assert ln.trace_id == (0xAB).to_bytes(16, "big") and ln.span_id == (0xCD).to_bytes(8, "big")
+    assert (ln.trace_state, ln.flags) == ("b=2", 0x01)
+    assert third.trace_id == (0xAB).to_bytes(16, "big") and third.parent_span_id == b""
+    assert third.flags == 0x01 and third.trace_state == ""
+    [ln] = third.links
+    assert (ln.trace_id, ln.span_id, ln.trace_state, ln.flags) == (
+        TRACE.to_bytes(16, "big"), SPAN.to_bytes(8, "big"), "", 0x01)

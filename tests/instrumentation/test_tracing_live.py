@@ -50,7 +50,8 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
         await sub.call("subscribe", "room1")
         pub = await connect(server.url)
         traceparent = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
-        await pub.call("publish", "room1", data="traced", traceparent=traceparent)
+        await pub.call("publish", "room1", data="traced", traceparent=traceparent,
+                       tracestate="rojo=00f067aa0ba902b7, congo=t61rcWkgMzE")
         [msg] = await sub.messages(1)
         # An unsampled client trace stays unsampled (parent-based), even at ratio 1.0.
         await pub.call("publish", "room1", data="quiet", traceparent=f"00-{'1' * 32}-{'2' * 16}-00")
@@ -75,6 +76,9 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
         assert publish.kind == PbSpan.SPAN_KIND_PRODUCER
         assert publish.trace_id.hex() == CLIENT_TRACE
         assert publish.parent_span_id.hex() == CLIENT_SPAN
+        # The client's tracestate, and a remote parent (sampled, remoteness known, remote).
+        assert publish.trace_state == "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"
+        assert publish.flags == 0x01 | 0x100 | 0x200
         a = attrs(publish.attributes)
         assert a[MESSAGING_DESTINATION_NAME] == "room1"
         assert a[MESSAGING_OPERATION_TYPE] == MessagingOperationTypeValues.SEND.value
@@ -85,6 +89,11 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
         assert process.kind == PbSpan.SPAN_KIND_CONSUMER
         [link] = process.links
         assert (link.trace_id.hex(), link.span_id.hex()) == (CLIENT_TRACE, publish.span_id.hex())
+        assert link.trace_state == publish.trace_state and link.flags == 0x01
+        assert process.flags == 0x01 and process.parent_span_id == b""  # a root, linked
+        assert process.trace_id != publish.trace_id
+        assert process.start_time_unix_nano >= publish.start_time_unix_nano
+        assert process.end_time_unix_nano >= publish.end_time_unix_nano
         d = attrs(process.attributes)
         assert d[MESSAGING_OPERATION_TYPE] == MessagingOperationTypeValues.PROCESS.value
         assert d[MESSAGING_OPERATION_NAME] == "deliver" and d[MESSAGING_SYSTEM] == "websocket"
@@ -92,6 +101,7 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
 
         # The envelope carries the publish span's context to subscribers.
         assert msg["traceparent"] == f"00-{CLIENT_TRACE}-{publish.span_id.hex()}-01"
+        assert msg["tracestate"] == "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"
         assert not [s for s in rec.spans if s.trace_id.hex() == "1" * 32]
 
         # Exemplars: the sampled publish's trace id on the latency histograms (OpenMetrics).

@@ -39,7 +39,7 @@ async def test_a_publish_reaches_every_node_between_the_nodes_own(
         first = await pub.publish("news", {"headline": "é \u2028 ok", "n": [1, 2.5, None]})
         assert (await sender.call("publish", "news", data="from a client"))["offset"] == 2
         second = await pub.publish("news", "second", traceparent="00-" + "a" * 32 + "-"
-                                   + "b" * 16 + "-01")
+                                   + "b" * 16 + "-01", tracestate="vendor=x")
     assert (first.room, first.offset, second.offset) == ("news", 1, 3)
     assert first.epoch == second.epoch
     for client in (on_a, on_b):
@@ -48,6 +48,7 @@ async def test_a_publish_reaches_every_node_between_the_nodes_own(
             (1, {"headline": "é \u2028 ok", "n": [1, 2.5, None]}), (2, "from a client"),
             (3, "second")]
         assert got[2]["traceparent"].startswith("00-aaaa")
+        assert got[2]["tracestate"] == "vendor=x"
         assert set(got[0]) == set(got[1]) - {"from"}  # a node's envelope, no sender
     # history and resume, on either node, past the publisher's messages
     late = await connect(b.url)
@@ -97,6 +98,10 @@ async def test_bad_input_is_refused_before_redis(redis_proc: RedisProc) -> None:
             await pub.publish("r", "x" * 200)
         with pytest.raises(ValueError, match="traceparent"):
             await pub.publish("r", 1, traceparent="")
+        with pytest.raises(ValueError, match="tracestate must be a W3C tracestate"):
+            await pub.publish("r", 1, traceparent="00-x", tracestate="Bad")
+        with pytest.raises(ValueError, match="tracestate needs a traceparent"):
+            await pub.publish("r", 1, tracestate="k=v")
         assert pub.published == 0
         assert (await pub.publish("r", 1)).offset == 1
     with pytest.raises(ValueError, match="ack must be one of"):

@@ -78,12 +78,15 @@ class ApiClient:
                                    str(error.get("message", text[:200])))
             return answer
 
-    async def publish(self, room: str, data: Any, *, traceparent: str | None = None
-                      ) -> dict[str, Any]:
-        """Publish ``data`` (any JSON value) to ``room``: ``{"room", "offset", "epoch"}``."""
+    async def publish(self, room: str, data: Any, *, traceparent: str | None = None,
+                      tracestate: str | None = None) -> dict[str, Any]:
+        """Publish ``data`` (any JSON value) to ``room``: ``{"room", "offset", "epoch"}``;
+        ``traceparent``/``tracestate``: the W3C trace context of the caller's span."""
         params: dict[str, Any] = {"room": room, "data": data}
         if traceparent is not None:
             params["traceparent"] = traceparent
+        if tracestate is not None:
+            params["tracestate"] = tracestate
         return dict(await self.call("publish", params))
 
     async def broadcast(self, rooms: Sequence[str], data: Any) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import MESSAGING_MESSAGE_ID
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
@@ -212,6 +213,28 @@ class LeanTracer(trace.Tracer):
             yield current
 
 
+PUBLISHED, FANNED_OUT = 0, 1
+"""Kinds of span records (``SpanQueue.put`` takes these tuples as well as encoded spans):
+``(PUBLISHED, ids, start_ns, end_ns, static, parent_id, trace_state, epoch, offset)``: a publish
+span (``parent_id``: its remote parent's 8-byte id, empty for a root) whose message id is
+``epoch:offset``; ``(FANNED_OUT, ids, start_ns, end_ns, static, link_ids,
+link_trace_state)``: a fan-out span linked to the span ``link_ids`` names. Ids as in
+``otlpwire.message_span``. The bundled node's spans leave as records: the export thread
+encodes them, a batch at a time."""
+
+
+def encode_record(record: tuple[Any, ...]) -> bytes:
+    """The ``ScopeSpans.spans`` field of a span record."""
+    if record[0] == PUBLISHED:
+        _, ids, start, end, static, parent_id, state, epoch, offset = record
+        return wire.message_span(
+            ids, start, end, static, wire.parentage(parent_id, state) if parent_id else
+            wire.ROOT_FLAGS, wire.str_attribute(MESSAGING_MESSAGE_ID, f"{epoch}:{offset}"))
+    _, ids, start, end, static, link_ids, link_state = record
+    return wire.message_span(ids, start, end, static, wire.ROOT_FLAGS,
+                             wire.link_to(link_ids, link_state))
+
+
 class SpanQueue:
     """Encoded spans waiting for export, bounded; a daemon thread sends them in batches.
 
@@ -225,7 +248,7 @@ class SpanQueue:
         self._send = send
         self._resource, self._schema_url = resource, schema_url
         self.max_queue, self.batch, self.delay = max_queue, min(batch, max_queue), delay
-        self._spans: deque[tuple[bytes, bytes]] = deque()
+        self._spans: deque[tuple[bytes, bytes | tuple[Any, ...]]] = deque()
         self.dropped = 0  # spans dropped on a full queue
         self.failed = 0  # spans whose export failed
         self.exported = 0
@@ -236,7 +259,8 @@ class SpanQueue:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forked)
 
-    def put(self, scope: bytes, span: bytes) -> None:
+    def put(self, scope: bytes, span: bytes | tuple[Any, ...]) -> None:
+        """Queue an encoded span, or a span record (``PUBLISHED``, ``FANNED_OUT``)."""
         spans = self._spans
         if len(spans) >= self.max_queue or self._closed:
             self.dropped += 1
@@ -269,14 +293,16 @@ class SpanQueue:
             spans = self._spans
             popleft = spans.popleft
             while spans:
-                items = [popleft() for _ in range(min(self.batch, len(spans)))]
-                n = len(items)
-                first = items[0][0]
-                if all(scope is first for scope, _ in items):  # one tracer: the usual case
-                    groups: Any = [(first, [span for _, span in items])]
+                batch = [popleft() for _ in range(min(self.batch, len(spans)))]
+                n = len(batch)
+                first = batch[0][0]
+                encoded = [span if type(span) is bytes else encode_record(span)
+                           for _, span in batch]
+                if all(scope is first for scope, _ in batch):  # one tracer: the usual case
+                    groups: Any = [(first, encoded)]
                 else:
                     grouped: dict[bytes, list[bytes]] = {}
-                    for scope, span in items:
+                    for (scope, _), span in zip(batch, encoded, strict=True):
                         grouped.setdefault(scope, []).append(span)
                     groups = grouped.items()
                 body = wire.request(self._resource, self._schema_url, groups)

@@ -13,7 +13,8 @@ from aiohttp import WSMessage, WSMsgType, web
 from opentelemetry.trace import Span, SpanContext
 
 from wsops.instrumentation.metrics import RouteStats
-from wsops.instrumentation.tracing import Tracing, parse_traceparent, trace_id_of
+from wsops.instrumentation.tracing import Tracing, parse_traceparent, trace_id_of, with_state
+from wsops.tracecontext import valid_tracestate
 
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _CLOSE, _CLOSED, _ERROR = WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR
@@ -26,12 +27,19 @@ def utf8_len(data: str | bytes) -> int:
 
 
 def traceparent_in(text: str) -> SpanContext | None:
-    """The traceparent of a JSON text frame, found without parsing the whole frame."""
+    """The traceparent of a JSON text frame (with its tracestate when the frame has a valid
+    one), found without parsing the whole frame."""
     i = text.find('"traceparent"')
     if i < 0:
         return None
     j = text.find('"', text.find(":", i) + 1)
-    return parse_traceparent(text[j + 1 : j + 56]) if j > 0 else None
+    parent = parse_traceparent(text[j + 1 : j + 56]) if j > 0 else None
+    if parent is not None and (i := text.find('"tracestate"')) >= 0:
+        j = text.find('"', text.find(":", i) + 1)
+        k = text.find('"', j + 1) if j > 0 else -1
+        if k > 0 and valid_tracestate(state := text[j + 1 : k]):
+            parent = with_state(parent, state)
+    return parent
 
 
 class LiveConn:

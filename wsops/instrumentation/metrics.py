@@ -56,6 +56,13 @@ class LabelGuard:
         return value
 
 
+def _hex_id(trace_id: int | str | bytes) -> str:
+    """A trace id as an exemplar shows it: 32 hex digits."""
+    if isinstance(trace_id, str):
+        return trace_id
+    return trace_id.hex() if isinstance(trace_id, bytes) else f"{trace_id:032x}"
+
+
 class Histogram:
     """A histogram that costs one bisect per observation, none for a value in the first
     bucket (fast handlers, small messages: the common case); exemplars are kept per bucket.
@@ -71,7 +78,8 @@ class Histogram:
         self.first = self.bounds[0]
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
-        self.exemplars: dict[int, tuple[int | str, float, float]] = {}  # bucket: trace, value, at
+        # bucket: trace id, value, when
+        self.exemplars: dict[int, tuple[int | str | bytes, float, float]] = {}
 
     def index(self, value: float) -> int:
         """The bucket of ``value`` (bounds are inclusive upper bounds, ``le``)."""
@@ -95,9 +103,9 @@ class Histogram:
             total += elapsed
         self.sum += total
 
-    def observe_traced(self, value: float, trace_id: int | str) -> None:
-        """Observe and keep ``trace_id`` (an int, or its 32 hex digits) as the bucket's
-        exemplar (sampled spans only; formatted when scraped, not per span)."""
+    def observe_traced(self, value: float, trace_id: int | str | bytes) -> None:
+        """Observe and keep ``trace_id`` (an int, its 32 hex digits or its 16 bytes) as the
+        bucket's exemplar (sampled spans only; formatted when scraped, not per span)."""
         i = bisect_left(self.bounds, value)
         self.counts[i] += 1
         self.sum += value
@@ -118,7 +126,7 @@ class Histogram:
                 out.append((le, float(total)))
                 continue
             tid, value, at = kept
-            ex = Exemplar({"trace_id": tid if isinstance(tid, str) else f"{tid:032x}"}, value, at)
+            ex = Exemplar({"trace_id": _hex_id(tid)}, value, at)
             out.append((le, float(total), ex))
         return out
 

@@ -88,7 +88,10 @@ def str_attribute(key: str, value: str) -> bytes:
         if len(_KEYS) < MAX_KEYS:
             _KEYS[key] = head
     raw = value.encode("utf-8", "replace")
-    any_v = b"\x0a" + varint(len(raw)) + raw
+    n = len(raw)
+    if n < 124 - len(head):  # every length fits in one byte (a message id): one formatting
+        return b"%s%c%s\x12%c\x0a%c%s" % (ATTRIBUTE, len(head) + n + 4, head, n + 2, n, raw)
+    any_v = b"\x0a" + varint(n) + raw
     kv = head + b"\x12" + varint(len(any_v)) + any_v
     return ATTRIBUTE + varint(len(kv)) + kv
 
@@ -141,6 +144,40 @@ def span(ids: bytes, static: bytes, start_ns: int, end_ns: int, extra: bytes = b
 
 
 ROOT_FLAGS = FLAGS + _FIXED32(0x01)  # sampled; nothing known of a parent (a root span)
+REMOTE_PARENT_FLAGS = FLAGS + _FIXED32(0x01 + HAS_IS_REMOTE + IS_REMOTE)
+
+
+def parentage(parent_id: bytes, trace_state: str) -> bytes:
+    """What a span of ``message_span`` says of its remote parent (``parent_id``: its 8-byte
+    span id, or empty for a root span): parent id, trace state, flags."""
+    if not parent_id:
+        return ROOT_FLAGS
+    state = field(TRACE_STATE, trace_state.encode()) if trace_state else b""
+    return PARENT_SPAN_ID + parent_id + state + REMOTE_PARENT_FLAGS
+
+
+_IDS_AND_TIMES = struct.Struct("<2s16s2s8sBQBQ").pack  # trace id, span id, start, end
+_IDS_AND_TIMES_SIZE = 46
+
+
+def message_span(ids: bytes, start_ns: int, end_ns: int, static: bytes, parent: bytes,
+                 extra: bytes) -> bytes:
+    """``span`` for ids kept as bytes (``ids``: the 16-byte trace id then the 8-byte span id,
+    big-endian as W3C and OTLP write them) and ``parent`` from ``parentage``: the publish and
+    fan-out spans of the bundled node, encoded in the export thread (fields in another order
+    than ``span``'s: protobuf takes any)."""
+    size = _IDS_AND_TIMES_SIZE + len(parent) + len(static) + len(extra)
+    return b"".join((SPAN_IN_SCOPE, varint(size), _IDS_AND_TIMES(
+        TRACE_ID, ids[:16], SPAN_ID, ids[16:], START[0], start_ns, END[0], end_ns), parent,
+        static, extra))
+
+
+def link_to(ids: bytes, trace_state: str = "") -> bytes:
+    """``link`` to the sampled span ``ids`` names (as in ``message_span``)."""
+    body = TRACE_ID + ids[:16] + SPAN_ID + ids[16:]
+    if trace_state:
+        body += field(TRACE_STATE, trace_state.encode())
+    return field(LINK, body + b"\x35" + _FIXED32(0x01))
 
 
 def span_ids(trace_id: int, span_id: int, parent_id: int, trace_state: str,
@@ -174,9 +211,12 @@ def scope(name: str, version: str | None) -> bytes:
 def request(resource_field: bytes, resource_schema: str,
             scopes: Iterable[tuple[bytes, Sequence[bytes]]]) -> bytes:
     """An ``ExportTraceServiceRequest`` of one resource: for each scope, its ``scope`` field
-    and its spans (each from ``span``)."""
-    body = resource_field + b"".join(
-        field(b"\x12", scope_field + b"".join(spans)) for scope_field, spans in scopes if spans)
+    and its spans (each from ``span``). Joined once: a batch is ~100-200 KB."""
+    parts: list[bytes] = [resource_field]
+    for scope_field, spans in scopes:
+        if spans:
+            parts += (b"\x12", varint(len(scope_field) + sum(map(len, spans))), scope_field)
+            parts += spans
     if resource_schema:
-        body += field(b"\x1a", resource_schema.encode())
-    return field(b"\x0a", body)
+        parts.append(field(b"\x1a", resource_schema.encode()))
+    return b"".join((b"\x0a", varint(sum(map(len, parts))), *parts))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_DESTINATION_TEMPLATE,
+    MESSAGING_MESSAGE_ID,
     MESSAGING_OPERATION_NAME,
     MESSAGING_OPERATION_TYPE,
     MESSAGING_SYSTEM,
@@ -33,11 +35,19 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_METHOD, HTTP_ROUTE
 from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_NAME
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags, TraceState
 
 from wsops.instrumentation import otlpwire
-from wsops.instrumentation.leanspans import LeanSpan, LeanTracer, LeanTracerProvider, SpanQueue
+from wsops.instrumentation.leanspans import (
+    FANNED_OUT,
+    PUBLISHED,
+    LeanSpan,
+    LeanTracer,
+    LeanTracerProvider,
+    SpanQueue,
+)
 from wsops.instrumentation.otlphttp import OtlpConfig, OtlpHttp
+from wsops.tracecontext import valid_tracestate
 from wsops.version import __version__
 
 SYSTEM = "websocket"
@@ -49,6 +59,9 @@ SEND, PROCESS = MessagingOperationTypeValues.SEND.value, MessagingOperationTypeV
 _SEGMENT = re.compile(r"([:/])[^:/]+")
 TRACEPARENT_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 DEFAULT_RATIO = 0.01
+_time_ns = time.time_ns
+getrandbits = random.getrandbits
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def parse_traceparent(value: str | None) -> SpanContext | None:
@@ -71,6 +84,14 @@ def room_template(room: str) -> str:
     separated) is ``*`` (``chat:42`` -> ``chat:*``, ``dm/ann/bob`` -> ``dm/*/*``). Rooms named
     ``kind:id`` keep span names few; a name without a separator is its own template."""
     return _SEGMENT.sub(r"\1*", room)
+
+
+def with_state(ctx: SpanContext | None, tracestate: str | None) -> SpanContext | None:
+    """``ctx`` carrying the W3C ``tracestate`` (already checked: ``protocol.valid_tracestate``)."""
+    if ctx is None or not tracestate:
+        return ctx
+    return SpanContext(ctx.trace_id, ctx.span_id, ctx.is_remote, ctx.trace_flags,
+                       TraceState.from_header([tracestate]))
 
 
 def format_traceparent(ctx: SpanContext) -> str:
@@ -231,6 +252,9 @@ class Tracing:
         parent = parse_traceparent(headers.get("traceparent"))
         if not self.decide(parent):
             return None
+        state = headers.get("tracestate")
+        if state is not None and valid_tracestate(state):  # else ignored, as W3C says
+            parent = with_state(parent, state)
         return self._start(f"{method} {route}", SpanKind.SERVER, parent, {
             HTTP_REQUEST_METHOD: method, HTTP_ROUTE: route, URL_PATH: path, URL_SCHEME: scheme,
             NETWORK_PROTOCOL_NAME: "http", "websocket.upgrade": True,
@@ -289,6 +313,106 @@ class Tracing:
                                            span_id, flags)
         publish = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
         return self._start(shape.name, shape.kind, None, shape.attrs, links=[Link(publish)])
+
+    # -- the bundled node's message path ----------------------------------------------------
+    #
+    # A publish's span and its fan-out's, as handles rather than Span objects: on the lean
+    # provider a handle is a tuple and the span leaves as a record that the export thread
+    # encodes (``leanspans.PUBLISHED``, ``FANNED_OUT``); a sampled publish then costs a random
+    # draw, two clock reads and two tuples here. On another provider a handle holds a Span.
+
+    def open_publish(self, room: str, parent: SpanContext | None,
+                     tracestate: str | None = None) -> Any:
+        """The span of a publish to ``room`` already decided to be sampled (a root, or the
+        child of a sampled ``parent`` carrying ``tracestate``). ``handle[0]`` is the
+        traceparent for the message's envelope; end it with ``close_publish``."""
+        lean = self._lean
+        if lean is None:
+            span = self.start_publish(room, with_state(parent, tracestate))
+            return (traceparent_of(span), span)
+        ids = getrandbits(192).to_bytes(24, "big")  # trace id, span id
+        parent_id = b""
+        if parent is not None:
+            ids = parent.trace_id.to_bytes(16, "big") + ids[16:]
+            parent_id = parent.span_id.to_bytes(8, "big")
+        shape = self._shapes.get((OP_PUBLISH, room, -1)) or self._shape(OP_PUBLISH, room)
+        hexed = ids.hex()
+        return (f"00-{hexed[:32]}-{hexed[32:]}-01", ids, _time_ns(), shape.static, parent_id,
+                tracestate or "", lean.queue, lean.scope)
+
+    def close_publish(self, handle: Any, epoch: str, offset: int) -> int | bytes:
+        """End a publish's span: its message was stored as ``offset`` of ``epoch``. Returns
+        its trace id (for exemplars)."""
+        if len(handle) == 2:
+            span: Span = handle[1]
+            span.set_attribute(MESSAGING_MESSAGE_ID, f"{epoch}:{offset}")
+            span.end()
+            return trace_id_of(span)
+        _, ids, start, static, parent_id, state, queue, scope = handle
+        queue.put(scope, (PUBLISHED, ids, start, _time_ns(), static, parent_id, state, epoch,
+                          offset))
+        trace_id: bytes = ids[:16]
+        return trace_id
+
+    def fail_publish(self, handle: Any, error: BaseException) -> None:
+        """End a publish's span with the ``error`` it failed with."""
+        if len(handle) == 2:
+            span: Span = handle[1]
+        else:  # the lean provider's Span, to carry the exception
+            _, ids, start, static, parent_id, state, _queue, _scope = handle
+            assert self._lean is not None
+            trace_id = int.from_bytes(ids[:16], "big")
+            parent = None if not parent_id else SpanContext(
+                trace_id, int.from_bytes(parent_id, "big"), True, _SAMPLED,
+                TraceState.from_header([state]) if state else None)
+            span = LeanSpan(self._lean, "", SpanKind.PRODUCER, static, trace_id,
+                            int.from_bytes(ids[16:], "big"), parent, start)
+        span.record_exception(error)
+        span.end()
+
+    def open_fanout(self, room: str, subscribers: int, publishing: Any) -> Any:
+        """The span of a fan-out on this node of the publish whose ``open_publish`` handle is
+        ``publishing`` (still open). End it with ``close_fanout``."""
+        if len(publishing) == 2:
+            return self.deliver_after(room, publishing[1], subscribers)
+        return self._fanout(room, subscribers, publishing[1], publishing[5])
+
+    def open_fanout_of(self, room: str, subscribers: int, traceparent: str,
+                       tracestate: str | None = None) -> Any:
+        """``open_fanout`` for the publish ``traceparent`` names (a message from another node,
+        or a publish this node did not trace), or None when it was not sampled or malformed."""
+        if self._lean is None:
+            parent = parse_traceparent(traceparent)
+            if parent is None or not parent.trace_flags.sampled or not self.enabled:
+                return None
+            return self.deliver(room, with_state(parent, tracestate) or parent, subscribers)
+        m = TRACEPARENT_RE.fullmatch(traceparent)
+        if m is None or not int(m.group(3), 16) & 1:
+            return None
+        link = bytes.fromhex(m.group(1) + m.group(2))
+        if not any(link[:16]) or not any(link[16:]):
+            return None
+        return self._fanout(room, subscribers, link, tracestate or "")
+
+    def _fanout(self, room: str, subscribers: int, link: bytes, link_state: str
+                ) -> tuple[Any, ...]:
+        shape = self._shapes.get((OP_DELIVER, room, subscribers)) or \
+            self._shape(OP_DELIVER, room, subscribers)
+        lean = self._lean
+        assert lean is not None
+        return (getrandbits(192).to_bytes(24, "big"), _time_ns(), shape.static, link,
+                link_state, lean.queue, lean.scope)
+
+    @staticmethod
+    def close_fanout(handle: Any) -> int | bytes:
+        """End a fan-out's span (its messages handed to the sockets); returns its trace id."""
+        if type(handle) is tuple:
+            ids, start, static, link, link_state, queue, scope = handle
+            queue.put(scope, (FANNED_OUT, ids, start, _time_ns(), static, link, link_state))
+            trace_id: bytes = ids[:16]
+            return trace_id
+        handle.end()
+        return trace_id_of(handle)
 
     def shutdown(self) -> None:
         if isinstance(self.provider, (TracerProvider, LeanTracerProvider)):

@@ -15,17 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from opentelemetry.semconv._incubating.attributes.messaging_attributes import MESSAGING_MESSAGE_ID
-from opentelemetry.trace import Span
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from wsops.instrumentation.metrics import Histogram, RouteStats, WsMetrics
-from wsops.instrumentation.tracing import (
-    Tracing,
-    parse_traceparent,
-    trace_id_of,
-    traceparent_of,
-)
+from wsops.instrumentation.tracing import Tracing, parse_traceparent
 from wsops.server.core.broker import Published
 from wsops.server.core.hub import HubStats
 from wsops.server.core.observer import Publish
@@ -56,8 +49,9 @@ class NodeObserver:
         # Publishes stored, by source: a client's (it has a sender) or the server API's.
         self.published = {"client": 0, "api": 0}
         self.forced_publish: Publish | None = None  # set by wrap_publish when tracing
-        # The traced publish in progress: its envelope's traceparent and its span.
-        self._publishing: tuple[str, Span] | None = None
+        # The traced publish in progress: its ``Tracing.open_publish`` handle (whose first
+        # item is its envelope's traceparent).
+        self._publishing: Any = None
 
     # -- HubObserver -------------------------------------------------------------------------
 
@@ -71,18 +65,19 @@ class NodeObserver:
         if msg.traceparent is None or self.tracing is None:
             self._delivered.append(accepted_at)
         else:
-            self._delivered_traced.append((accepted_at, self._deliver_span(msg, subscribers)))
+            self._delivered_traced.append((accepted_at, self._fanout_span(msg, subscribers)))
         return True
 
-    def _deliver_span(self, msg: Published, n: int) -> Any:
-        """The fan-out span of a message that carries a sampled traceparent, else None."""
+    def _fanout_span(self, msg: Published, n: int) -> Any:
+        """The fan-out span (a ``Tracing`` handle) of a message that carries a sampled
+        traceparent, else None."""
         assert self.tracing is not None and msg.traceparent is not None
         publishing = self._publishing
         if publishing is not None and msg.traceparent is publishing[0]:
             # Fanned out while its publish span is open (the memory broker): the very string
-            # made from that span, so its ids need no parsing.
-            return self.tracing.deliver_after(msg.room, publishing[1], n)
-        return self.tracing.deliver_traceparent(msg.room, msg.traceparent, n)
+            # made for that span, so its ids need no parsing.
+            return self.tracing.open_fanout(msg.room, n, publishing)
+        return self.tracing.open_fanout_of(msg.room, n, msg.traceparent, msg.tracestate)
 
     def flushed(self) -> None:
         """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
@@ -94,10 +89,10 @@ class NodeObserver:
             hist.observe_elapsed(now, self._delivered)
             self._delivered.clear()
         if self._delivered_traced:
-            for accepted_at, span in self._delivered_traced:
-                if span is not None:
-                    hist.observe_traced(now - accepted_at, trace_id_of(span))
-                    span.end()
+            close = Tracing.close_fanout
+            for accepted_at, handle in self._delivered_traced:
+                if handle is not None:
+                    hist.observe_traced(now - accepted_at, close(handle))
                 else:
                     hist.observe(now - accepted_at)
             self._delivered_traced.clear()
@@ -162,15 +157,15 @@ class NodeObserver:
         tracing_random: Callable[[], float] = (tracing.random if tracing is not None
                                                else random.random)
 
-        async def timed(room: str, data: bytes, traceparent: str | None,
-                        sender: str | None) -> Published:
+        async def timed(room: str, data: bytes, traceparent: str | None, sender: str | None,
+                        tracestate: str | None = None) -> Published:
             if tracing is not None and (traceparent is not None or (  # sample_root(), inlined
                     tracing.enabled and tracing_random() < tracing.ratio)):
                 # A parent decides in traced(); without one the ratio just said yes.
-                return await traced(room, data, traceparent, sender, tracing)
+                return await traced(room, data, traceparent, sender, tracestate, tracing)
             started = _perf()
             try:
-                msg = await publish(room, data, traceparent, sender)
+                msg = await publish(room, data, traceparent, sender, tracestate)
             except Exception:
                 metrics.broker_errors += 1
                 raise
@@ -179,47 +174,48 @@ class NodeObserver:
             return msg
 
         async def traced(room: str, data: bytes, traceparent: str | None, sender: str | None,
-                         tracing: Tracing) -> Published:
+                         tracestate: str | None, tracing: Tracing) -> Published:
             """A sampled root publish, or one with a traceparent (its sampled flag decides)."""
-            span: Span | None
+            handle: Any = None
             if traceparent is None:
-                span = tracing.start_publish(room, None)
+                handle = tracing.open_publish(room, None)
             else:
-                span = tracing.publish(room, parse_traceparent(traceparent))
-            if span is not None:
+                parent = parse_traceparent(traceparent)
+                if parent is None:  # malformed: its tracestate means nothing
+                    tracestate = None
+                if tracing.decide(parent):
+                    handle = tracing.open_publish(room, parent, tracestate)
+            if handle is not None:
                 # Subscribers' deliveries link to this span through the envelope.
-                traceparent = traceparent_of(span)
-                self._publishing = (traceparent, span)
+                traceparent = handle[0]
+                self._publishing = handle
             started = _perf()
             try:
-                msg = await publish(room, data, traceparent, sender)
+                msg = await publish(room, data, traceparent, sender, tracestate)
             except Exception as exc:
                 metrics.broker_errors += 1
-                if span is not None:
-                    span.record_exception(exc)
-                    span.end()
+                if handle is not None:
+                    tracing.fail_publish(handle, exc)
                 raise
             finally:
                 self._publishing = None
             elapsed = _perf() - started
-            if span is not None:
-                span.set_attribute(MESSAGING_MESSAGE_ID, f"{msg.epoch}:{msg.offset}")
-                hist.observe_traced(elapsed, trace_id_of(span))
-                span.end()
+            if handle is not None:
+                hist.observe_traced(elapsed, tracing.close_publish(handle, msg.epoch, msg.offset))
             else:
                 hist.observe(elapsed)
             published["client" if sender is not None else "api"] += 1
             return msg
 
-        async def forced(room: str, data: bytes, traceparent: str | None,
-                         sender: str | None) -> Published:
+        async def forced(room: str, data: bytes, traceparent: str | None, sender: str | None,
+                         tracestate: str | None = None) -> Published:
             """``wsops debug``: traced whatever the ratio. A sampled parent stays the parent;
             an unsampled one gives way to a new root (its decision was the ratio's)."""
             assert tracing is not None
             parent = parse_traceparent(traceparent)
             if parent is None or not parent.trace_flags.sampled:
-                traceparent = None
-            return await traced(room, data, traceparent, sender, tracing)
+                traceparent = tracestate = None
+            return await traced(room, data, traceparent, sender, tracestate, tracing)
 
         if tracing is not None:
             self.forced_publish = forced

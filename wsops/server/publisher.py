@@ -47,6 +47,7 @@ from wsops.server.broker.redis_url import ACKS, parse_broker_url
 from wsops.server.core.broker import BrokerUnavailable
 from wsops.server.core.protocol import ROOM_RULE, compact_dumps, valid_room
 from wsops.server.stopping import cancel_all
+from wsops.tracecontext import TRACESTATE_RULE, valid_tracestate
 
 __all__ = ["PublishError", "Publisher", "Receipt"]
 
@@ -223,11 +224,12 @@ class Publisher:
             except Exception:  # a bug must not stop the probes: the link would stay down
                 log.exception("probing redis %s failed", self.shown)
 
-    async def publish(self, room: str, data: Any, *, traceparent: str | None = None
-                      ) -> Receipt:
+    async def publish(self, room: str, data: Any, *, traceparent: str | None = None,
+                      tracestate: str | None = None) -> Receipt:
         """Store ``data`` (any JSON value) as ``room``'s next message, delivered to the fleet's
-        subscribers; its Receipt once Redis has it. ValueError for a bad room or data,
-        PublishError when the fleet did not take it."""
+        subscribers; its Receipt once Redis has it. ``traceparent`` and ``tracestate`` (W3C
+        trace context of the caller's span) go in its envelope. ValueError for a bad room,
+        data or trace context, PublishError when the fleet did not take it."""
         if not valid_room(room):
             raise ValueError(f"room {str(room)[:140]!r}: a room name is {ROOM_RULE}")
         try:
@@ -238,6 +240,11 @@ class Publisher:
             raise ValueError(f"data is {len(encoded)} bytes as JSON; at most {self.max_data}")
         if traceparent is not None and not 0 < len(traceparent) <= 128:
             raise ValueError("traceparent must be a string of 1-128 characters")
+        if tracestate is not None:
+            if not valid_tracestate(tracestate):
+                raise ValueError(f"tracestate must be {TRACESTATE_RULE}")
+            if traceparent is None:
+                raise ValueError("tracestate needs a traceparent")
         if self.logs is None or self.links is None:
             raise RuntimeError("Publisher closed" if self._closed else "Publisher not started: "
                                "use 'async with Publisher(url)' or await start()")
@@ -251,7 +258,7 @@ class Publisher:
         accepted_at = time.time()
         try:
             msg = await store(self.logs, link, room, encoded, int(accepted_at * 1000),
-                              accepted_at, traceparent)
+                              accepted_at, traceparent, None, tracestate)
         except NotStored as exc:
             raise PublishError(f"{exc} (its deadline passed): not stored") from exc
         except Unreplicated as exc:

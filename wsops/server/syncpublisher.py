@@ -63,10 +63,11 @@ class SyncPublisher:
             raise PublishError("the SyncPublisher was closed during the call (it may have "
                                "been stored)", maybe_stored=True) from None
 
-    def publish(self, room: str, data: Any, *, traceparent: str | None = None) -> Receipt:
+    def publish(self, room: str, data: Any, *, traceparent: str | None = None,
+                tracestate: str | None = None) -> Receipt:
         """``Publisher.publish``, waited for."""
-        receipt: Receipt = self._run(
-            self._publisher.publish(room, data, traceparent=traceparent), self.wait)
+        receipt: Receipt = self._run(self._publisher.publish(
+            room, data, traceparent=traceparent, tracestate=tracestate), self.wait)
         return receipt
 
     def close(self) -> None:

@@ -224,7 +224,7 @@ async def test_the_api_listener_holds_its_connection_cap(api_keys: None,
 async def test_an_api_publish_carries_the_callers_trace(api_keys: None,
                                                         connect: Connect) -> None:
     """A backend's traceparent makes the node's publish span its child, and subscribers get
-    the message with the trace's context (the same trace id)."""
+    the message with the trace's context (the same trace id, the caller's tracestate)."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -245,11 +245,12 @@ async def test_an_api_publish_carries_the_callers_trace(api_keys: None,
         assert node.api is not None
         async with aiohttp.ClientSession() as s, s.post(
                 node.api.url + "/api/publish", headers={"Authorization": f"Bearer {KEY}"},
-                json={"room": "orders:1", "data": 1,
+                json={"room": "orders:1", "data": 1, "tracestate": "rojo=00f067aa0ba902b7",
                       "traceparent": f"00-{trace_id}-{parent}-01"}) as r:
             assert r.status == 200
         [msg] = await sub.messages(1)
         assert msg["traceparent"].split("-")[1] == trace_id
+        assert msg["tracestate"] == "rojo=00f067aa0ba902b7"
         async with aiohttp.ClientSession() as s, s.post(  # unsampled, ratio 0: no span
                 node.api.url + "/api/publish", headers={"Authorization": f"Bearer {KEY}"},
                 json={"room": "orders:1", "data": 2}) as r:
@@ -260,6 +261,7 @@ async def test_an_api_publish_carries_the_callers_trace(api_keys: None,
     span = publishes[0]
     assert f"{span.context.trace_id:032x}" == trace_id
     assert span.parent is not None and f"{span.parent.span_id:016x}" == parent
+    assert span.context.trace_state.to_header() == "rojo=00f067aa0ba902b7"
 
 
 async def test_a_node_skips_its_own_orders_when_they_come_back(server_factory: ServerFactory,

@@ -379,3 +379,53 @@ def test_the_json_helpers_the_server_api_and_publisher_use() -> None:
     assert strict_loads('{"a": [1, "é"]}') == {"a": [1, "é"]}
     with pytest.raises(NonFiniteNumber):
         strict_loads('{"a": NaN}')
+
+
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_publish_carries_a_w3c_tracestate_only_with_its_traceparent() -> None:
+    frame = '{"op":"publish","room":"r","id":1,"data":1,"traceparent":"%s","tracestate":%s}'
+    ok = parse(frame % (TP, '"rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"'))
+    assert (ok.traceparent, ok.tracestate) == (TP, "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE")
+    assert parse(frame % (TP, "null")).tracestate is None
+    alone = parse('{"op":"publish","room":"r","id":1,"data":1,"tracestate":"k=v"}')
+    assert alone.tracestate is None and alone.traceparent is None
+    for bad in ('"K=v"', '"k"', '"k=v,"', "5", '"' + "k=v," * 32 + 'k=v"',
+                '"k=' + "v" * 257 + '"', '"a=b=c"'):
+        err = _refused(frame % (TP, bad))
+        assert (err.code, err.req_id) == ("bad_request", 1)
+        assert err.message == ("'tracestate' must be a W3C tracestate: up to 32 key=value "
+                               "members, 512 characters at most")
+
+
+@pytest.mark.parametrize(("value", "valid"), [
+    ("k=v", True), ("a-b_c*d/e=1", True), ("t0@sys=x", True), ("k= v", True),
+    ("a=1,b=2", True), ("a=1 ,\tb=2", True), (",".join(["k=v"] * 32), True),
+    (",".join(["k=v"] * 33), False), ("k=" + "v" * 256, True), ("k=" + "v" * 257, False),
+    ("k" * 256 + "=v", True), ("k" * 257 + "=v", False), ("1k=v", False), ("k=v ", False),
+    ("k=", False), ("=v", False), ("k=v,", False), ("k=a,b", False), ("k=a=b", False),
+    ("K=v", False), ("k=\x7f", False), ("k=é", False), ("", False), (None, False), (5, False),
+    ("t" * 241 + "@s=x", True), ("t" * 242 + "@s=x", False), ("t@" + "s" * 14 + "=x", True),
+    ("t@" + "s" * 15 + "=x", False), ("t@1=x", False),
+    (",".join(["k" * 250 + "=v"] * 3), False),  # over 512 characters
+])
+def test_valid_tracestate_follows_the_w3c_grammar(value: object, valid: bool) -> None:
+    assert protocol.valid_tracestate(value) is valid
+
+
+def test_the_envelope_carries_the_tracestate_and_history_items_leave_it_out() -> None:
+    payload = message_payload("r", 2, "e", b'{"k":1}', 5, TP, "bob", 'k=v,q="x')
+    assert payload == (b'{"op":"message","room":"r","offset":2,"epoch":"e","data":{"k":1},'
+                       b'"from":"bob","ts":5,"traceparent":"' + TP.encode() +
+                       b'","tracestate":"k=v,q=\\"x"}')
+    assert protocol.tracestate_in(payload) == 'k=v,q="x'
+    assert history_item(payload, "r") == (
+        b'{"offset":2,"epoch":"e","data":{"k":1},"from":"bob","ts":5}')
+    # Only with a traceparent; a tracestate-looking string in the data is data.
+    assert message_payload("r", 2, "e", b"1", 5, None, None, "k=v") == message_payload(
+        "r", 2, "e", b"1", 5)
+    tricky = message_payload("r", 1, "e", b'",\\"tracestate\\":\\"x\\"}"', 5, TP)
+    assert protocol.tracestate_in(tricky) is None
+    assert protocol.tracestate_in(message_payload("r", 1, "e", b"1", 5)) is None
+    assert protocol.tracestate_in(b'{"x":1,"tracestate":5}') is None

@@ -242,7 +242,7 @@ async def test_the_sender_is_the_connections_user_whatever_the_frame_says() -> N
 
 class AwayBroker(MemoryBroker):
     async def publish(self, room: str, data: bytes, traceparent: str | None = None,
-                      sender: str | None = None) -> Published:
+                      sender: str | None = None, tracestate: str | None = None) -> Published:
         raise BrokerUnavailable("redis is away")
 
     async def watch(self, room: str) -> None:
@@ -262,17 +262,27 @@ async def test_a_broker_that_is_away_is_an_unavailable_reply_and_the_room_is_not
 
 async def test_the_publish_the_node_passes_in_is_the_one_sessions_use() -> None:
     w = World()
-    seen: list[tuple[str, bytes, str | None, str | None]] = []
+    seen: list[tuple[str, bytes, str | None, str | None, str | None]] = []
 
     async def publish(room: str, data: bytes, traceparent: str | None,
-                      sender: str | None) -> Published:
-        seen.append((room, data, traceparent, sender))
-        return await w.broker.publish(room, data, traceparent, sender)
+                      sender: str | None, tracestate: str | None) -> Published:
+        seen.append((room, data, traceparent, sender, tracestate))
+        return await w.broker.publish(room, data, traceparent, sender, tracestate)
 
     s, sink = w.session("carol", publish=publish)
     tp = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
     [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data=[1, 2], traceparent=tp)
-    assert ack["ok"] and seen == [("r", b"[1,2]", tp, "carol")]
+    [ack2] = await w.ask(s, sink, op="publish", id=2, room="r", data=3, traceparent=tp,
+                         tracestate="congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+    # A tracestate without its traceparent means nothing (W3C): not carried.
+    [ack3] = await w.ask(s, sink, op="publish", id=3, room="r", data=4, tracestate="k=v")
+    assert ack["ok"] and ack2["ok"] and ack3["ok"]
+    assert seen == [("r", b"[1,2]", tp, "carol", None),
+                    ("r", b"3", tp, "carol", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+                    ("r", b"4", None, "carol", None)]
+    [_, second, _] = (await w.broker.history("r", 10, 1 << 20)).items
+    assert json.loads(second) == {"offset": 2, "epoch": json.loads(second)["epoch"], "data": 3,
+                                  "from": "carol", "ts": json.loads(second)["ts"]}
 
 
 class PagingBroker(MemoryBroker):
@@ -365,7 +375,7 @@ async def test_a_publish_stored_on_this_node_only_is_acknowledged_with_local_tru
     w = World()
 
     async def island_publish(room: str, data: bytes, traceparent: str | None,
-                             sender: str | None) -> Published:
+                             sender: str | None, tracestate: str | None) -> Published:
         msg = await w.broker.publish(room, data, traceparent, sender)
         return dataclasses.replace(msg, local=True)
 
@@ -830,7 +840,7 @@ class Tap:
         self.forced: list[str] = []
 
         async def forced(room: str, data: bytes, traceparent: str | None,
-                         sender: str | None) -> Published:
+                         sender: str | None, tracestate: str | None = None) -> Published:
             self.forced.append(room)
             return await w.broker.publish(room, data, traceparent, sender)
 

@@ -3,14 +3,14 @@ rooms and connections."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wsops.server.core.broker import Broker, HistoryPage, Published
 from wsops.server.core.hub import Hub
+from wsops.server.core.observer import Publish
 from wsops.server.orders import FleetOrders
 
-Publish = Callable[[str, bytes, "str | None", "str | None"], Awaitable[Published]]
 API_PUBLISHER = "api"  # how API publishes show among a room's publishers (the flow view)
 
 
@@ -23,8 +23,9 @@ class NodeBackend:
         self.hub, self.broker, self._publish, self.info = hub, broker, publish, info
         self.orders = orders
 
-    async def publish(self, room: str, data: bytes, traceparent: str | None) -> Published:
-        msg = await self._publish(room, data, traceparent, None)
+    async def publish(self, room: str, data: bytes, traceparent: str | None,
+                      tracestate: str | None = None) -> Published:
+        msg = await self._publish(room, data, traceparent, None, tracestate)
         self.hub.flow.published(room, len(data), API_PUBLISHER)
         return msg
 

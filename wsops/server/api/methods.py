@@ -25,6 +25,7 @@ from wsops.server.core.protocol import (
     valid_room,
 )
 from wsops.server.core.revocations import MAX_SECONDS as MAX_REVOKE_SECONDS
+from wsops.tracecontext import TRACESTATE_RULE, valid_tracestate
 
 METHODS: Final = ("publish", "broadcast", "presence", "presence_stats", "history", "rooms",
                   "disconnect", "unsubscribe", "revoke", "info", "batch")
@@ -65,6 +66,7 @@ class Call:
     rooms: tuple[str, ...] = ()
     data: bytes = b""
     traceparent: str | None = None
+    tracestate: str | None = None  # only with a traceparent
     limit: int = 0
     pattern: str | None = None
     user: str | None = None
@@ -153,18 +155,26 @@ def parse_params(method: str, params: object, max_data: int, *, nested: bool = F
     if not isinstance(params, dict):
         raise _bad(f"the parameters of {method} must be a JSON object")
     if method in ("publish", "broadcast"):
-        _only(params, method, "room" if method == "publish" else "rooms", "data", "traceparent")
+        _only(params, method, "room" if method == "publish" else "rooms", "data", "traceparent",
+              "tracestate")
         data = _data(params)
         if len(data) > max_data:
             raise _bad(f"'data' is {len(data)} bytes as JSON; at most {max_data}")
         traceparent = _text(params, "traceparent", 128)
+        tracestate = params.get("tracestate")
+        if "tracestate" in params and not valid_tracestate(tracestate):  # null refused too
+            raise _bad(f"'tracestate' must be {TRACESTATE_RULE}")
+        if traceparent is None:  # W3C: a tracestate without its traceparent means nothing
+            tracestate = None
         if method == "publish":
-            return Call(method, room=_room(params), data=data, traceparent=traceparent)
+            return Call(method, room=_room(params), data=data, traceparent=traceparent,
+                        tracestate=tracestate)
         rooms = params.get("rooms")
         if not isinstance(rooms, list) or not 1 <= len(rooms) <= MAX_BROADCAST_ROOMS:
             raise _bad(f"'rooms' must be a list of 1-{MAX_BROADCAST_ROOMS} rooms")
         unique = tuple(dict.fromkeys(_room({"room": r}) for r in rooms))
-        return Call(method, rooms=unique, data=data, traceparent=traceparent)
+        return Call(method, rooms=unique, data=data, traceparent=traceparent,
+                    tracestate=tracestate)
     if method in ("presence", "presence_stats"):
         _only(params, method, "room")
         return Call(method, room=_room(params))

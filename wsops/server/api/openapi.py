@@ -18,12 +18,17 @@ from wsops.server.api.methods import (
 )
 from wsops.server.core.protocol import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, ROOM_RE
 from wsops.server.core.revocations import MAX_SECONDS as MAX_REVOKE_SECONDS
+from wsops.tracecontext import MAX_TRACESTATE, TRACESTATE_RE
 from wsops.version import __version__
 
 ROOM: dict[str, Any] = {"type": "string", "pattern": f"^{ROOM_RE.pattern}$"}
 ANY: dict[str, Any] = {"description": "Any JSON value."}
 TRACEPARENT: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 128,
                                "description": "W3C trace context of the caller's span."}
+TRACESTATE: dict[str, Any] = {"type": "string", "maxLength": MAX_TRACESTATE,
+                              "pattern": f"^{TRACESTATE_RE.pattern}$",
+                              "description": "W3C tracestate carried with the traceparent "
+                                             "(ignored without one)."}
 POSITION: dict[str, Any] = {"room": ROOM, "offset": {"type": "integer"},
                             "epoch": {"type": "string"}}
 
@@ -40,11 +45,13 @@ PUBLISHED = _object({**POSITION, "local": {"type": "boolean", "description": "Is
 ERROR = _object({"error": _object({"code": {"type": "string"}, "message": {"type": "string"}},
                                   ("code", "message"))}, ("error",))
 PARAMS: dict[str, dict[str, Any]] = {
-    "publish": _object({"room": ROOM, "data": ANY, "traceparent": TRACEPARENT},
+    "publish": _object({"room": ROOM, "data": ANY, "traceparent": TRACEPARENT,
+                        "tracestate": TRACESTATE},
                        ("room", "data")),
     "broadcast": _object({"rooms": {"type": "array", "items": ROOM, "minItems": 1,
                                     "maxItems": MAX_BROADCAST_ROOMS},
-                          "data": ANY, "traceparent": TRACEPARENT}, ("rooms", "data")),
+                          "data": ANY, "traceparent": TRACEPARENT,
+                          "tracestate": TRACESTATE}, ("rooms", "data")),
     "presence": _object({"room": ROOM}, ("room",)),
     "presence_stats": _object({"room": ROOM}, ("room",)),
     "history": _object({"room": ROOM, "limit": {

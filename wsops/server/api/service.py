@@ -40,7 +40,8 @@ HISTORY_BUDGET = 1 << 20  # bytes of history items one answer holds at most
 class ApiBackend(Protocol):
     """What the API needs of the node."""
 
-    async def publish(self, room: str, data: bytes, traceparent: str | None) -> Published: ...
+    async def publish(self, room: str, data: bytes, traceparent: str | None,
+                      tracestate: str | None = None) -> Published: ...
 
     async def presence(self, room: str) -> list[str]: ...
 
@@ -168,7 +169,7 @@ class ApiService:
             raise ApiError(ErrorCode.INTERNAL, "internal error") from None
 
     async def _publish(self, call: Call) -> dict[str, Any]:
-        msg = await self.backend.publish(call.room, call.data, call.traceparent)
+        msg = await self.backend.publish(call.room, call.data, call.traceparent, call.tracestate)
         out: dict[str, Any] = {"room": msg.room, "offset": msg.offset, "epoch": msg.epoch}
         if msg.local:
             out["local"] = True  # island mode: stored in Redis once it is back
@@ -178,8 +179,9 @@ class ApiService:
         results: list[dict[str, Any]] = []
         for room in call.rooms:
             try:
-                results.append(await self._publish(Call("publish", room=room, data=call.data,
-                                                        traceparent=call.traceparent)))
+                results.append(await self._publish(Call(
+                    "publish", room=room, data=call.data, traceparent=call.traceparent,
+                    tracestate=call.tracestate)))
             except BrokerUnavailable as exc:
                 results.append({"room": room, "error": {"code": ErrorCode.UNAVAILABLE,
                                                         "message": str(exc)}})

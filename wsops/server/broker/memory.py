@@ -50,7 +50,8 @@ class MemoryBroker(Broker):
         }
 
     async def publish(
-        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
+        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None,
+        tracestate: str | None = None,
     ) -> Published:
         now = time.monotonic()
         accepted_at = time.time()
@@ -58,8 +59,9 @@ class MemoryBroker(Broker):
         hist, offset, frame = self.store.append(
             room, now,
             lambda off, ep: text_frame(message_payload(room, off, ep, data, ts, traceparent,
-                                                       sender)))
-        msg = Published(room, offset, hist.epoch, frame, traceparent, accepted_at)
+                                                       sender, tracestate)))
+        msg = Published(room, offset, hist.epoch, frame, traceparent, accepted_at,
+                        tracestate=tracestate)
         self._published += 1
         if hist.watched and self.listener is not None:
             self.listener.on_message(msg)

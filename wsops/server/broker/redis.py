@@ -194,7 +194,8 @@ class RedisBroker(Broker):
     # -- messages ----------------------------------------------------------------------------
 
     async def publish(
-        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
+        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None,
+        tracestate: str | None = None,
     ) -> Published:
         if self.fleet.schema_conflict is not None:  # nothing written in a layout not ours
             raise BrokerUnavailable(self.fleet.schema_conflict)
@@ -207,18 +208,20 @@ class RedisBroker(Broker):
         if not up or self.islands.has(room):  # behind earlier island messages
             feed = self.feeds.feed(room)
             after = feed.last.offset if feed is not None and feed.last is not None else 0
-            msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after, sender)
+            msg = self.islands.publish(room, data, ts, accepted_at, traceparent, after, sender,
+                                       tracestate)
             if self.listener is not None:
                 self.listener.on_message(msg)
             return msg
-        return await self._store(room, data, ts, accepted_at, traceparent, sender, link)
+        return await self._store(room, data, ts, accepted_at, traceparent, sender, tracestate,
+                                 link)
 
     async def _store(self, room: str, data: bytes, ts: int, accepted_at: float,
-                     traceparent: str | None, sender: str | None, link: Link | None = None
-                     ) -> Published:
+                     traceparent: str | None, sender: str | None, tracestate: str | None,
+                     link: Link | None = None) -> Published:
         try:
             msg = await store(self.logs, link or self.links.room(room), room, data, ts,
-                              accepted_at, traceparent, sender)
+                              accepted_at, traceparent, sender, tracestate)
         except NotStored:
             self._refused += 1
             raise
@@ -258,7 +261,8 @@ class RedisBroker(Broker):
                 continue
             while island.pending:
                 p = island.pending[0]
-                await self._store(room, p.data, p.ts, p.accepted_at, p.traceparent, p.sender)
+                await self._store(room, p.data, p.ts, p.accepted_at, p.traceparent, p.sender,
+                                  p.tracestate)
                 self.islands.forwarded_one(island)
             if self.listener is not None:
                 self.listener.on_resync(room)

@@ -27,7 +27,7 @@ from wsops.server.broker.redis_feed_room import Feed, caught_up, fetch, position
 from wsops.server.broker.redis_link import Link, Locator
 from wsops.server.broker.resp import Endpoint, PubSubConnection, Push, RespError
 from wsops.server.core.broker import Broker, BrokerUnavailable, Published
-from wsops.server.core.protocol import Position, text_frame
+from wsops.server.core.protocol import Position, text_frame, tracestate_in
 from wsops.server.stopping import cancel_all
 
 log = logging.getLogger(__name__)
@@ -393,8 +393,11 @@ class Feeds:
         feed.last = Position(h.offset, h.epoch)
         if self.hold(room):
             return
-        listener.on_message(Published(room, h.offset, h.epoch, text_frame(h.payload),
-                                      h.traceparent, h.accepted_at))
+        # The tracestate is not in the header (which nodes of every version parse alike): only
+        # a traced message's fan-out span needs it, from the message's own JSON.
+        listener.on_message(Published(
+            room, h.offset, h.epoch, text_frame(h.payload), h.traceparent, h.accepted_at,
+            tracestate=tracestate_in(h.payload) if h.traceparent is not None else None))
         if feed.waiters:
             feed.wake()
 

@@ -38,6 +38,7 @@ class Pending:
     accepted_at: float
     traceparent: str | None
     sender: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -67,7 +68,8 @@ class Islands:
         return room in self.rooms
 
     def publish(self, room: str, data: bytes, ts: int, accepted_at: float,
-                traceparent: str | None, after: int = 0, sender: str | None = None) -> Published:
+                traceparent: str | None, after: int = 0, sender: str | None = None,
+                tracestate: str | None = None) -> Published:
         """Keep the message for Redis and return it as delivered locally (``local=True``);
         a new island's offsets start after ``after`` (the room's last offset seen here)."""
         if self.pending >= self.max_pending or self.pending_bytes + len(data) > self.max_bytes:
@@ -78,14 +80,14 @@ class Islands:
         if island is None:
             island = self.rooms[room] = Island(new_epoch(), after)
         island.offset += 1
-        island.pending.append(Pending(data, ts, accepted_at, traceparent, sender))
+        island.pending.append(Pending(data, ts, accepted_at, traceparent, sender, tracestate))
         self.pending += 1
         self.pending_bytes += len(data)
         self.published += 1
         frame = text_frame(message_payload(room, island.offset, island.epoch, data, ts,
-                                           traceparent, sender))
+                                           traceparent, sender, tracestate))
         return Published(room, island.offset, island.epoch, frame, traceparent, accepted_at,
-                         local=True)
+                         local=True, tracestate=tracestate)
 
     def forwarded_one(self, island: Island) -> None:
         done = island.pending.popleft()

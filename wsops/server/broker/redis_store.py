@@ -39,10 +39,10 @@ class RoomLogs:
 
 async def store(logs: RoomLogs, link: Link, room: str, data: bytes, ts: int,
                 accepted_at: float, traceparent: str | None = None,
-                sender: str | None = None) -> Published:
+                sender: str | None = None, tracestate: str | None = None) -> Published:
     """Store ``data`` (JSON) as ``room``'s next message through ``link`` (the master of the
     room's slot); NotStored, Unreplicated or BrokerUnavailable when it was not confirmed."""
-    head, tail = message_payload_parts(room, data, ts, traceparent, sender)
+    head, tail = message_payload_parts(room, data, ts, traceparent, sender, tracestate)
     k = logs.keys
     # A script still queued in Redis after we gave up must not run: half the timeout of
     # margin, on Redis' clock (its skew measured by a heartbeat or probe).
@@ -62,4 +62,5 @@ async def store(logs: RoomLogs, link: Link, room: str, data: bytes, ts: int,
         raise NotStored("broker too slow: publish not done")
     offset, epoch = int(res[0]), res[1].decode()
     payload = b"%s%d,\"epoch\":\"%s\"%s" % (head, offset, epoch.encode(), tail)
-    return Published(room, offset, epoch, text_frame(payload), traceparent, accepted_at)
+    return Published(room, offset, epoch, text_frame(payload), traceparent, accepted_at,
+                     tracestate=tracestate)

@@ -32,6 +32,7 @@ class Published:
     traceparent: str | None = None
     accepted_at: float = 0.0  # time.time() when the broker accepted it (0 for replays)
     local: bool = False  # delivered on this node only so far (the Redis broker's island mode)
+    tracestate: str | None = None  # W3C tracestate, carried with ``traceparent``
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +107,14 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def publish(
-        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None
+        self, room: str, data: bytes, traceparent: str | None = None, sender: str | None = None,
+        tracestate: str | None = None,
     ) -> Published:
         """Append to history (assigning the offset) and deliver to every watching node.
         ``data`` is the message's data as compact JSON (``Request.data``); ``sender`` is the
-        publishing connection's user, sent as the message's ``from``."""
+        publishing connection's user, sent as the message's ``from``; ``traceparent`` and
+        ``tracestate`` (W3C trace context, the latter only with the former) go in its
+        envelope."""
 
     @abc.abstractmethod
     async def watch(self, room: str) -> None:

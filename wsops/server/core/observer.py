@@ -14,8 +14,8 @@ from typing import Protocol
 from wsops.server.core.broker import Published
 from wsops.server.core.debugtargets import DebugTargets
 
-Publish = Callable[[str, bytes, "str | None", "str | None"], Awaitable[Published]]
-"""``Broker.publish``: (room, data, traceparent, sender) -> the message as stored."""
+Publish = Callable[[str, bytes, "str | None", "str | None", "str | None"], Awaitable[Published]]
+"""``Broker.publish``: (room, data, traceparent, sender, tracestate) -> the message as stored."""
 
 
 class Sink(Protocol):

@@ -15,6 +15,8 @@ from enum import IntEnum
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final, TypeGuard
 
+from wsops.tracecontext import TRACESTATE_RULE, valid_tracestate
+
 MAX_ID: Final = 2**53
 MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
@@ -172,6 +174,7 @@ class Request:
     limit: int = DEFAULT_HISTORY_LIMIT
     traceparent: str | None = None
     presence: bool = False
+    tracestate: str | None = None  # only with a traceparent
 
 
 def valid_room(room: object) -> bool:
@@ -211,6 +214,13 @@ def parse(text: str) -> Request:
     traceparent = obj.get("traceparent")
     if traceparent is not None and (not isinstance(traceparent, str) or len(traceparent) > 128):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'traceparent' must be a short string", req_id)
+    tracestate = obj.get("tracestate")
+    if tracestate is not None:
+        if not valid_tracestate(tracestate):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"'tracestate' must be {TRACESTATE_RULE}",
+                                req_id)
+        if traceparent is None:  # W3C: a tracestate without its traceparent means nothing
+            tracestate = None
     if op == "publish":
         if "data" not in obj:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "publish needs 'data'", req_id)
@@ -221,7 +231,8 @@ def parse(text: str) -> Request:
             # depending on the stack): the client's fault; nothing stored.
             raise ProtocolError(ErrorCode.BAD_REQUEST, "'data' is nested too deeply",
                                 req_id) from None
-        return Request(op, req_id, room, data=data, traceparent=traceparent)
+        return Request(op, req_id, room, data=data, traceparent=traceparent,
+                       tracestate=tracestate)
     if op == "subscribe":
         since = _parse_since(obj.get("since"), req_id)
         presence = obj.get("presence", False)
@@ -275,16 +286,18 @@ def reply_error(req_id: int | None, code: str, message: str) -> str:
 
 def message_payload(
     room: str, offset: int, epoch: str, data: bytes, ts: int, traceparent: str | None = None,
-    sender: str | None = None,
+    sender: str | None = None, tracestate: str | None = None,
 ) -> bytes:
     """UTF-8 JSON of a room message (``data`` already JSON), built once per publish;
-    ``sender`` (the publishing connection's user, attested by the server) goes in ``from``."""
-    head, tail = message_payload_parts(room, data, ts, traceparent, sender)
+    ``sender`` (the publishing connection's user, attested by the server) goes in ``from``;
+    ``tracestate`` only with a ``traceparent``."""
+    head, tail = message_payload_parts(room, data, ts, traceparent, sender, tracestate)
     return b'%s%d,"epoch":%s%s' % (head, offset, _dumps(epoch).encode(), tail)
 
 
 def message_payload_parts(
-    room: str, data: bytes, ts: int, traceparent: str | None = None, sender: str | None = None
+    room: str, data: bytes, ts: int, traceparent: str | None = None, sender: str | None = None,
+    tracestate: str | None = None,
 ) -> tuple[bytes, bytes]:
     """A room message's JSON around its offset and epoch: ``head + offset + ',"epoch":' +
     JSON(epoch) + tail`` equals ``message_payload``. A broker that assigns the offset elsewhere
@@ -296,12 +309,26 @@ def message_payload_parts(
     tail = b',"data":%s%s,"ts":%d' % (data, sender_part, ts)
     if traceparent is not None:
         tail += b',"traceparent":%s' % _dumps(traceparent).encode()
+        if tracestate is not None:
+            tail += b',"tracestate":%s' % _dumps(tracestate).encode()
     return head, tail + b"}"
 
 
-# How a message built by ``message_payload`` ends: its ts, then maybe its traceparent (a JSON
-# string: a quote inside it is escaped, so nothing in the data can match up to the end).
-_TAIL = re.compile(rb',"ts":-?[0-9]+(?=(?:,"traceparent":"(?:[^"\\]|\\.)*")?}\Z)')
+# How a message built by ``message_payload`` ends: its ts, then maybe its traceparent and its
+# tracestate (JSON strings: a quote inside is escaped, so nothing in the data can match up to
+# the end). Nodes older than the tracestate decode messages that have one (``_history_item``).
+_TAIL = re.compile(rb',"ts":-?[0-9]+(?=(?:,"traceparent":"(?:[^"\\]|\\.)*"'
+                   rb'(?:,"tracestate":"(?:[^"\\]|\\.)*")?)?}\Z)')
+_TRACESTATE_TAIL = re.compile(rb',"tracestate":("(?:[^"\\]|\\.)*")}\Z')
+
+
+def tracestate_in(payload: bytes) -> str | None:
+    """The tracestate of a message built by ``message_payload`` (None when it has none)."""
+    m = _TRACESTATE_TAIL.search(payload)
+    if m is None:
+        return None
+    value = _loads_lax(m.group(1).decode())
+    return value if isinstance(value, str) else None
 
 
 def _message_head(room: str) -> bytes:

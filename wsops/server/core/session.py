@@ -146,7 +146,7 @@ class Session:
     async def _op_publish(self, req: Request, publish: Publish | None = None) -> None:
         # The sender is the connection's user, whatever the frame says: clients cannot forge it.
         msg = await (publish or self.publish)(req.room, req.data, req.traceparent,
-                                              self.identity.user)
+                                              self.identity.user, req.tracestate)
         self.hub.flow.published(req.room, len(req.data), self.identity.user)
         if msg.local:  # island mode: delivered on this node, stored in Redis once it is back
             self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
