@@ -240,3 +240,35 @@ async def test_message_path_spans_leave_as_records_with_their_context(rec: Recei
     [event] = failed.events
     assert attrs(event.attributes)["exception.message"] == "broker down"
     await asyncio.to_thread(provider.shutdown)
+
+
+async def test_a_publish_and_its_fanout_leave_together_or_apart_and_none_is_lost(
+        rec: Receiver) -> None:
+    """A publish closed while its fan-out on this node is open rides with it (one record);
+    a fan-out closed first, or one of another publish, leaves the publish's span on its own."""
+    from wsops.instrumentation.tracing import Tracing
+
+    provider = provider_for(rec.url)
+    tracing = Tracing(provider, 1.0)
+    together = tracing.open_publish("a", None)
+    fan = tracing.open_fanout("a", 1, together)
+    tracing.close_publish(together, "e", 1, fan)
+    assert len(provider.queue._spans) == 0  # waits for its fan-out
+    Tracing.close_fanout(fan)
+    assert len(provider.queue._spans) == 1  # one record, two spans
+    early = tracing.open_publish("b", None)
+    fan = tracing.open_fanout("b", 1, early)
+    Tracing.close_fanout(fan)  # the fan-out ends first
+    tracing.close_publish(early, "e", 2, fan)
+    other = tracing.open_publish("c", None)
+    tracing.close_publish(other, "e", 3, tracing.open_fanout("c", 1, early))  # not its own
+    assert len(provider.queue._spans) == 4
+    await asyncio.to_thread(provider.force_flush)
+    await until(lambda: len(rec.spans) == 5, 5.0, what="five spans (c's fan-out never ended)")
+    published = {attrs(s.attributes)["messaging.message.id"]: s for s in rec.spans
+                 if s.name.startswith("publish")}
+    assert sorted(published) == ["e:1", "e:2", "e:3"]
+    fanouts = [s for s in rec.spans if s.name.startswith("deliver")]
+    assert sorted((s.name, s.links[0].span_id) for s in fanouts) == [
+        ("deliver a", published["e:1"].span_id), ("deliver b", published["e:2"].span_id)]
+    await asyncio.to_thread(provider.shutdown)

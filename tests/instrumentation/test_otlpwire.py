@@ -184,3 +184,17 @@ def test_message_spans_from_byte_ids_decode_with_parent_state_and_links() -> Non
     [ln] = third.links
     assert (ln.trace_id, ln.span_id, ln.trace_state, ln.flags) == (
         TRACE.to_bytes(16, "big"), SPAN.to_bytes(8, "big"), "", 0x01)
+
+
+def test_a_linked_root_span_is_a_root_message_span_with_its_link() -> None:
+    ids = TRACE.to_bytes(16, "big") + SPAN.to_bytes(8, "big")
+    other = (0xAB).to_bytes(16, "big") + (0xCD).to_bytes(8, "big")
+    static = wire.static_part("deliver chat:*", SpanKind.CONSUMER.value, {"n": 3, "s": "x" * 90})
+    for state in ("", "b=2,c=3"):
+        fast = wire.linked_root_span(ids, 10, 20, static, other, state)
+        slow = wire.message_span(ids, 10, 20, static, wire.ROOT_FLAGS, wire.link_to(other, state))
+        assert len(fast) == len(slow)
+        body = wire.request(wire.resource({}), "", [(wire.scope("wsops", None), [fast, slow])])
+        a, b = decode(body).resource_spans[0].scope_spans[0].spans
+        assert a == b and a.links[0].trace_state == state and a.flags == 0x01
+        assert (a.links[0].trace_id, a.links[0].span_id) == (other[:16], other[16:])

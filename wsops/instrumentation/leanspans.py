@@ -213,26 +213,41 @@ class LeanTracer(trace.Tracer):
             yield current
 
 
-PUBLISHED, FANNED_OUT = 0, 1
+PUBLISHED, FANNED_OUT, PUBLISHED_AND_FANNED_OUT = 0, 1, 2
 """Kinds of span records (``SpanQueue.put`` takes these tuples as well as encoded spans):
 ``(PUBLISHED, ids, start_ns, end_ns, static, parent_id, trace_state, epoch, offset)``: a publish
 span (``parent_id``: its remote parent's 8-byte id, empty for a root) whose message id is
 ``epoch:offset``; ``(FANNED_OUT, ids, start_ns, end_ns, static, link_ids,
-link_trace_state)``: a fan-out span linked to the span ``link_ids`` names. Ids as in
+link_trace_state)``: a fan-out span linked to the span ``link_ids`` names;
+``(PUBLISHED_AND_FANNED_OUT, published, ids, start_ns, end_ns, static, link_ids,
+link_trace_state)``: a publish (``published``: its record) and its fan-out on this node, the two
+spans in one record. Ids as in
 ``otlpwire.message_span``. The bundled node's spans leave as records: the export thread
 encodes them, a batch at a time."""
+
+
+_MESSAGE_ID_KEY = wire.field(b"\x0a", MESSAGING_MESSAGE_ID.encode())  # its KeyValue.key
+_MESSAGE_ID_KEY_SIZE = len(_MESSAGE_ID_KEY)
 
 
 def encode_record(record: tuple[Any, ...]) -> bytes:
     """The ``ScopeSpans.spans`` field of a span record."""
     if record[0] == PUBLISHED:
         _, ids, start, end, static, parent_id, state, epoch, offset = record
-        return wire.message_span(
-            ids, start, end, static, wire.parentage(parent_id, state) if parent_id else
-            wire.ROOT_FLAGS, wire.str_attribute(MESSAGING_MESSAGE_ID, f"{epoch}:{offset}"))
-    _, ids, start, end, static, link_ids, link_state = record
-    return wire.message_span(ids, start, end, static, wire.ROOT_FLAGS,
-                             wire.link_to(link_ids, link_state))
+        raw = b"%s:%d" % (epoch.encode(), offset)
+        n = len(raw)
+        message_id = (b"%s%c%s\x12%c\x0a%c%s" % (wire.ATTRIBUTE, _MESSAGE_ID_KEY_SIZE + n + 4,
+                                                 _MESSAGE_ID_KEY, n + 2, n, raw)
+                      if n < 124 - _MESSAGE_ID_KEY_SIZE else  # lengths of one byte each
+                      wire.str_attribute(MESSAGING_MESSAGE_ID, raw.decode()))
+        return wire.message_span(ids, start, end, static, wire.parentage(parent_id, state)
+                                 if parent_id else wire.ROOT_FLAGS, message_id)
+    if record[0] == FANNED_OUT:
+        _, ids, start, end, static, link_ids, link_state = record
+        return wire.linked_root_span(ids, start, end, static, link_ids, link_state)
+    _, published, ids, start, end, static, link_ids, link_state = record
+    return encode_record(published) + wire.linked_root_span(ids, start, end, static, link_ids,
+                                                            link_state)
 
 
 class SpanQueue:
@@ -296,7 +311,7 @@ class SpanQueue:
                 batch = [popleft() for _ in range(min(self.batch, len(spans)))]
                 n = len(batch)
                 first = batch[0][0]
-                encoded = [span if type(span) is bytes else encode_record(span)
+                encoded = [span if isinstance(span, bytes) else encode_record(span)
                            for _, span in batch]
                 if all(scope is first for scope, _ in batch):  # one tracer: the usual case
                     groups: Any = [(first, encoded)]

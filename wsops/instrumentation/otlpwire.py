@@ -180,6 +180,25 @@ def link_to(ids: bytes, trace_state: str = "") -> bytes:
     return field(LINK, body + b"\x35" + _FIXED32(0x01))
 
 
+# A root span linked to a span without trace state: every field but the static part, fixed.
+_LINKED_ROOT = struct.Struct("<2s16s2s8sBQBQ6s2s2s16s2s8s5s").pack
+_LINKED_ROOT_SIZE = 46 + 6 + 35
+_LINK_HEAD = LINK + bytes((33,))
+_LINK_FLAGS = b"\x35" + _FIXED32(0x01)
+
+
+def linked_root_span(ids: bytes, start_ns: int, end_ns: int, static: bytes, link_ids: bytes,
+                     link_state: str) -> bytes:
+    """``message_span(ids, start_ns, end_ns, static, ROOT_FLAGS, link_to(link_ids,
+    link_state))`` (a fan-out span), in fewer steps when the link has no trace state."""
+    if link_state:
+        return message_span(ids, start_ns, end_ns, static, ROOT_FLAGS,
+                            link_to(link_ids, link_state))
+    return b"".join((SPAN_IN_SCOPE, varint(_LINKED_ROOT_SIZE + len(static)), _LINKED_ROOT(
+        TRACE_ID, ids[:16], SPAN_ID, ids[16:], START[0], start_ns, END[0], end_ns, ROOT_FLAGS,
+        _LINK_HEAD, TRACE_ID, link_ids[:16], SPAN_ID, link_ids[16:], _LINK_FLAGS), static))
+
+
 def span_ids(trace_id: int, span_id: int, parent_id: int, trace_state: str,
              parent_remote: bool | None) -> bytes:
     """The identity fields of a span: ids, trace state, and whether its parent is remote.

@@ -41,6 +41,7 @@ from wsops.instrumentation import otlpwire
 from wsops.instrumentation.leanspans import (
     FANNED_OUT,
     PUBLISHED,
+    PUBLISHED_AND_FANNED_OUT,
     LeanSpan,
     LeanTracer,
     LeanTracerProvider,
@@ -340,17 +341,23 @@ class Tracing:
         return (f"00-{hexed[:32]}-{hexed[32:]}-01", ids, _time_ns(), shape.static, parent_id,
                 tracestate or "", lean.queue, lean.scope)
 
-    def close_publish(self, handle: Any, epoch: str, offset: int) -> int | bytes:
-        """End a publish's span: its message was stored as ``offset`` of ``epoch``. Returns
-        its trace id (for exemplars)."""
+    def close_publish(self, handle: Any, epoch: str, offset: int, fanout: Any = None
+                      ) -> int | bytes:
+        """End a publish's span: its message was stored as ``offset`` of ``epoch``;
+        ``fanout``: its fan-out on this node, still open (``open_fanout``), which then takes
+        the publish's span along when it ends (one record for the two). Returns its trace id
+        (for exemplars)."""
         if len(handle) == 2:
             span: Span = handle[1]
             span.set_attribute(MESSAGING_MESSAGE_ID, f"{epoch}:{offset}")
             span.end()
             return trace_id_of(span)
         _, ids, start, static, parent_id, state, queue, scope = handle
-        queue.put(scope, (PUBLISHED, ids, start, _time_ns(), static, parent_id, state, epoch,
-                          offset))
+        record = (PUBLISHED, ids, start, _time_ns(), static, parent_id, state, epoch, offset)
+        if type(fanout) is list and fanout[7] is None and fanout[3] is ids:  # its own, open
+            fanout[7] = record
+        else:
+            queue.put(scope, record)
         trace_id: bytes = ids[:16]
         return trace_id
 
@@ -394,21 +401,28 @@ class Tracing:
             return None
         return self._fanout(room, subscribers, link, tracestate or "")
 
-    def _fanout(self, room: str, subscribers: int, link: bytes, link_state: str
-                ) -> tuple[Any, ...]:
+    def _fanout(self, room: str, subscribers: int, link: bytes, link_state: str) -> list[Any]:
+        """A lean fan-out handle: its ids, start, encoding, link, the queue, and a place for
+        its publish's record (``close_publish``)."""
         shape = self._shapes.get((OP_DELIVER, room, subscribers)) or \
             self._shape(OP_DELIVER, room, subscribers)
         lean = self._lean
         assert lean is not None
-        return (getrandbits(192).to_bytes(24, "big"), _time_ns(), shape.static, link,
-                link_state, lean.queue, lean.scope)
+        return [getrandbits(192).to_bytes(24, "big"), _time_ns(), shape.static, link,
+                link_state, lean.queue, lean.scope, None]
 
     @staticmethod
     def close_fanout(handle: Any) -> int | bytes:
         """End a fan-out's span (its messages handed to the sockets); returns its trace id."""
-        if type(handle) is tuple:
-            ids, start, static, link, link_state, queue, scope = handle
-            queue.put(scope, (FANNED_OUT, ids, start, _time_ns(), static, link, link_state))
+        if type(handle) is list:
+            ids, start, static, link, link_state, queue, scope, published = handle
+            if not published:  # a remote publish's, or its publish is still open
+                handle[7] = False  # the publish's record goes on its own
+                queue.put(scope, (FANNED_OUT, ids, start, _time_ns(), static, link,
+                                  link_state))
+            else:
+                queue.put(scope, (PUBLISHED_AND_FANNED_OUT, published, ids, start, _time_ns(),
+                                  static, link, link_state))
             trace_id: bytes = ids[:16]
             return trace_id
         handle.end()

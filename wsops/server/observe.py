@@ -50,8 +50,9 @@ class NodeObserver:
         self.published = {"client": 0, "api": 0}
         self.forced_publish: Publish | None = None  # set by wrap_publish when tracing
         # The traced publish in progress: its ``Tracing.open_publish`` handle (whose first
-        # item is its envelope's traceparent).
+        # item is its envelope's traceparent), and its fan-out's on this node when it had one.
         self._publishing: Any = None
+        self._fanned: Any = None
 
     # -- HubObserver -------------------------------------------------------------------------
 
@@ -76,7 +77,8 @@ class NodeObserver:
         if publishing is not None and msg.traceparent is publishing[0]:
             # Fanned out while its publish span is open (the memory broker): the very string
             # made for that span, so its ids need no parsing.
-            return self.tracing.open_fanout(msg.room, n, publishing)
+            handle = self._fanned = self.tracing.open_fanout(msg.room, n, publishing)
+            return handle
         return self.tracing.open_fanout_of(msg.room, n, msg.traceparent, msg.tracestate)
 
     def flushed(self) -> None:
@@ -159,63 +161,66 @@ class NodeObserver:
 
         async def timed(room: str, data: bytes, traceparent: str | None, sender: str | None,
                         tracestate: str | None = None) -> Published:
+            handle: Any = None
             if tracing is not None and (traceparent is not None or (  # sample_root(), inlined
                     tracing.enabled and tracing_random() < tracing.ratio)):
-                # A parent decides in traced(); without one the ratio just said yes.
-                return await traced(room, data, traceparent, sender, tracestate, tracing)
-            started = _perf()
-            try:
-                msg = await publish(room, data, traceparent, sender, tracestate)
-            except Exception:
-                metrics.broker_errors += 1
-                raise
-            hist.observe(_perf() - started)
-            published["client" if sender is not None else "api"] += 1
-            return msg
-
-        async def traced(room: str, data: bytes, traceparent: str | None, sender: str | None,
-                         tracestate: str | None, tracing: Tracing) -> Published:
-            """A sampled root publish, or one with a traceparent (its sampled flag decides)."""
-            handle: Any = None
-            if traceparent is None:
-                handle = tracing.open_publish(room, None)
-            else:
-                parent = parse_traceparent(traceparent)
-                if parent is None:  # malformed: its tracestate means nothing
-                    tracestate = None
-                if tracing.decide(parent):
-                    handle = tracing.open_publish(room, parent, tracestate)
-            if handle is not None:
-                # Subscribers' deliveries link to this span through the envelope.
-                traceparent = handle[0]
-                self._publishing = handle
+                if traceparent is None:  # the ratio said yes
+                    handle = tracing.open_publish(room, None)
+                else:  # its parent decides
+                    parent = parse_traceparent(traceparent)
+                    if parent is None:  # malformed: its tracestate means nothing
+                        tracestate = None
+                    if tracing.decide(parent):
+                        handle = tracing.open_publish(room, parent, tracestate)
+                if handle is not None:
+                    # Subscribers' deliveries link to this span through the envelope.
+                    traceparent = handle[0]
+                    self._publishing = handle
             started = _perf()
             try:
                 msg = await publish(room, data, traceparent, sender, tracestate)
             except Exception as exc:
-                metrics.broker_errors += 1
-                if handle is not None:
-                    tracing.fail_publish(handle, exc)
+                failed(handle, exc)
                 raise
-            finally:
-                self._publishing = None
-            elapsed = _perf() - started
-            if handle is not None:
-                hist.observe_traced(elapsed, tracing.close_publish(handle, msg.epoch, msg.offset))
-            else:
-                hist.observe(elapsed)
-            published["client" if sender is not None else "api"] += 1
+            done(msg, _perf() - started, handle, sender)
             return msg
+
+        def failed(handle: Any, exc: Exception) -> None:
+            metrics.broker_errors += 1
+            if handle is not None:
+                self._publishing = self._fanned = None
+                assert tracing is not None
+                tracing.fail_publish(handle, exc)
+
+        def done(msg: Published, elapsed: float, handle: Any, sender: str | None) -> None:
+            if handle is None:
+                hist.observe(elapsed)
+            else:
+                fanned, self._publishing, self._fanned = self._fanned, None, None
+                assert tracing is not None
+                hist.observe_traced(elapsed, tracing.close_publish(handle, msg.epoch, msg.offset,
+                                                                   fanned))
+            published["client" if sender is not None else "api"] += 1
 
         async def forced(room: str, data: bytes, traceparent: str | None, sender: str | None,
                          tracestate: str | None = None) -> Published:
             """``wsops debug``: traced whatever the ratio. A sampled parent stays the parent;
-            an unsampled one gives way to a new root (its decision was the ratio's)."""
+            an unsampled or malformed one gives way to a new root (its decision was the
+            ratio's)."""
             assert tracing is not None
             parent = parse_traceparent(traceparent)
             if parent is None or not parent.trace_flags.sampled:
-                traceparent = tracestate = None
-            return await traced(room, data, traceparent, sender, tracestate, tracing)
+                parent = tracestate = None
+            handle = tracing.open_publish(room, parent, tracestate)
+            self._publishing = handle
+            started = _perf()
+            try:
+                msg = await publish(room, data, handle[0], sender, tracestate)
+            except Exception as exc:
+                failed(handle, exc)
+                raise
+            done(msg, _perf() - started, handle, sender)
+            return msg
 
         if tracing is not None:
             self.forced_publish = forced

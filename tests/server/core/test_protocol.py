@@ -429,3 +429,12 @@ def test_the_envelope_carries_the_tracestate_and_history_items_leave_it_out() ->
     assert protocol.tracestate_in(tricky) is None
     assert protocol.tracestate_in(message_payload("r", 1, "e", b"1", 5)) is None
     assert protocol.tracestate_in(b'{"x":1,"tracestate":5}') is None
+
+
+@pytest.mark.parametrize("traceparent", [
+    TP, "00-x", 'a"b', "a\\b", "a\x01b", "a\nb", "é\u2028", "\x7f", ""])
+def test_the_envelope_traceparent_is_the_json_string_of_what_was_given(traceparent: str) -> None:
+    payload = message_payload("r", 1, "e", b"1", 5, traceparent)
+    assert payload.endswith(b',"traceparent":' + json.dumps(traceparent, ensure_ascii=False)
+                            .encode() + b"}")
+    assert json.loads(payload)["traceparent"] == traceparent

@@ -308,7 +308,12 @@ def message_payload_parts(
     sender_part = b',"from":%s' % _dumps(sender).encode() if sender is not None else b""
     tail = b',"data":%s%s,"ts":%d' % (data, sender_part, ts)
     if traceparent is not None:
-        tail += b',"traceparent":%s' % _dumps(traceparent).encode()
+        # Nothing to escape in JSON (any W3C traceparent): no control character, quote or
+        # backslash (``isprintable`` also turns away characters JSON keeps as they are).
+        if traceparent.isprintable() and '"' not in traceparent and "\\" not in traceparent:
+            tail += b',"traceparent":"%s"' % traceparent.encode()
+        else:
+            tail += b',"traceparent":%s' % _dumps(traceparent).encode()
         if tracestate is not None:
             tail += b',"tracestate":%s' % _dumps(tracestate).encode()
     return head, tail + b"}"
