@@ -182,7 +182,11 @@ class NodeObserver:
             except Exception as exc:
                 failed(handle, exc)
                 raise
-            done(msg, _perf() - started, handle, sender)
+            if handle is None:
+                hist.observe(_perf() - started)
+                published["client" if sender is not None else "api"] += 1
+            else:
+                done(msg, _perf() - started, handle, sender)
             return msg
 
         def failed(handle: Any, exc: Exception) -> None:
@@ -193,13 +197,10 @@ class NodeObserver:
                 tracing.fail_publish(handle, exc)
 
         def done(msg: Published, elapsed: float, handle: Any, sender: str | None) -> None:
-            if handle is None:
-                hist.observe(elapsed)
-            else:
-                fanned, self._publishing, self._fanned = self._fanned, None, None
-                assert tracing is not None
-                hist.observe_traced(elapsed, tracing.close_publish(handle, msg.epoch, msg.offset,
-                                                                   fanned))
+            fanned, self._publishing, self._fanned = self._fanned, None, None
+            assert tracing is not None
+            hist.observe_traced(elapsed, tracing.close_publish(handle, msg.epoch, msg.offset,
+                                                               fanned))
             published["client" if sender is not None else "api"] += 1
 
         async def forced(room: str, data: bytes, traceparent: str | None, sender: str | None,

@@ -391,6 +391,8 @@ def test_a_publish_carries_a_w3c_tracestate_only_with_its_traceparent() -> None:
     assert parse(frame % (TP, "null")).tracestate is None
     alone = parse('{"op":"publish","room":"r","id":1,"data":1,"tracestate":"k=v"}')
     assert alone.tracestate is None and alone.traceparent is None
+    # Not even checked without a traceparent (W3C: it means nothing then).
+    assert parse('{"op":"publish","room":"r","id":1,"data":1,"tracestate":5}').tracestate is None
     for bad in ('"K=v"', '"k"', '"k=v,"', "5", '"' + "k=v," * 32 + 'k=v"',
                 '"k=' + "v" * 257 + '"', '"a=b=c"'):
         err = _refused(frame % (TP, bad))

@@ -60,8 +60,8 @@ class MemoryBroker(Broker):
             room, now,
             lambda off, ep: text_frame(message_payload(room, off, ep, data, ts, traceparent,
                                                        sender, tracestate)))
-        msg = Published(room, offset, hist.epoch, frame, traceparent, accepted_at,
-                        tracestate=tracestate)
+        msg = Published(room, offset, hist.epoch, frame, traceparent, accepted_at, False,
+                        tracestate)
         self._published += 1
         if hist.watched and self.listener is not None:
             self.listener.on_message(msg)

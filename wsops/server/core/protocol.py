@@ -212,15 +212,15 @@ def parse(text: str) -> Request:
         )
     assert isinstance(room, str)
     traceparent = obj.get("traceparent")
-    if traceparent is not None and (not isinstance(traceparent, str) or len(traceparent) > 128):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "'traceparent' must be a short string", req_id)
-    tracestate = obj.get("tracestate")
-    if tracestate is not None:
-        if not valid_tracestate(tracestate):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"'tracestate' must be {TRACESTATE_RULE}",
+    tracestate = None  # W3C: a tracestate without its traceparent means nothing (not read)
+    if traceparent is not None:
+        if not isinstance(traceparent, str) or len(traceparent) > 128:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "'traceparent' must be a short string",
                                 req_id)
-        if traceparent is None:  # W3C: a tracestate without its traceparent means nothing
-            tracestate = None
+        tracestate = obj.get("tracestate")
+        if tracestate is not None and not valid_tracestate(tracestate):
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f"'tracestate' must be {TRACESTATE_RULE}", req_id)
     if op == "publish":
         if "data" not in obj:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "publish needs 'data'", req_id)
