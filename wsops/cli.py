@@ -13,6 +13,7 @@ from wsops.ops.debug import debug
 from wsops.ops.drain import drain
 from wsops.ops.leaks import leaks_app
 from wsops.ops.loadtest import loadtest_app
+from wsops.ops.plan import plan_command
 from wsops.ops.rollout import rollout
 from wsops.ops.serve import serve
 from wsops.ops.status import status, top
@@ -38,6 +39,7 @@ app.command(name="publish")(publish)
 app.command(name="rooms")(rooms)
 app.command(name="disconnect")(disconnect)
 app.command(name="revoke")(revoke)
+app.command(name="plan")(plan_command)
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(leaks_app, name="leaks")
 app.add_typer(loadtest_app, name="loadtest")

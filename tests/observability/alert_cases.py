@@ -70,6 +70,24 @@ CASES: dict[str, Case] = {
         eval_time="30m", labels={**NODE, "worker": "1"},
         more=(Scenario({f"process_cpu_seconds_total{{{J}}}": "0x10 57+57x30"}, "28m", None,
                        "saturated for 13 minutes: still under its 15m `for`"),)),
+    "WsopsFleetCannotLoseANode": Case(
+        # Two nodes with limits of 1,000, 1,500 connections open: the other node alone holds
+        # 1,000. Quiet: 800 open. More: CPU 1.9 cores on two one-process nodes (>0.9 x 1).
+        fire={'wsops_connections_open{job="wsops",instance="a:9765",route="/ws"}': "750x30",
+              'wsops_connections_open{job="wsops",instance="b:9765",route="/ws"}': "750x30",
+              'wsops_connections_max{job="wsops",instance="a:9765"}': "1000x30",
+              'wsops_connections_max{job="wsops",instance="b:9765"}': "1000x30"},
+        quiet={'wsops_connections_open{job="wsops",instance="a:9765",route="/ws"}': "400x30",
+               'wsops_connections_open{job="wsops",instance="b:9765",route="/ws"}': "400x30",
+               'wsops_connections_max{job="wsops",instance="a:9765"}': "1000x30",
+               'wsops_connections_max{job="wsops",instance="b:9765"}': "1000x30",
+               'process_cpu_seconds_total{job="wsops",instance="a:9765"}': "0+20x30",
+               'process_cpu_seconds_total{job="wsops",instance="b:9765"}': "0+20x30"},
+        eval_time="25m", labels={"job": "wsops"},
+        more=(Scenario({'process_cpu_seconds_total{job="wsops",instance="a:9765"}': "0+57x40",
+                        'process_cpu_seconds_total{job="wsops",instance="b:9765"}': "0+57x40"},
+                       "30m", {"job": "wsops"},
+                       "1.9 cores busy on two one-process nodes: one could not carry it"),)),
     "WsopsMemoryLeakSuspected": Case(
         fire={f"wsops_memory_per_connection_bytes{{{J}}}": "1000000+3000x360",
               f"process_resident_memory_bytes{{{J}}}": "100000000+300000x360",

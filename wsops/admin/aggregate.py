@@ -170,6 +170,13 @@ def merge_stats(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["connections_by_route"] = by_route
     out["draining"] = any(s.get("draining") for s in stats)
     out["drain"] = merge_drain([s.get("drain") or {} for s in stats])
+    for key in ("operations", "hub"):  # counters of the bundled server's workers
+        if any(key in s for s in stats):
+            counts: dict[str, int] = {}
+            for s in stats:
+                _add_counts(counts, {k: v for k, v in (s.get(key) or {}).items()
+                                     if isinstance(v, (int, float))})
+            out[key] = counts
     return out
 
 

@@ -33,7 +33,7 @@ def server_stats(admin_url: str | None, token: str | None = None,
     """The target's CPU, RSS and connections: from its process (``pid``, any server on this
     machine, children included) or its ``/admin/stats``; None with neither."""
     if pid is not None:
-        return process_stats(pid)
+        return {**process_stats(pid), "at": time.monotonic()}
     if not admin_url:
         return None
     req = urllib.request.Request(admin_url.rstrip("/") + "/admin/stats")
@@ -42,7 +42,7 @@ def server_stats(admin_url: str | None, token: str | None = None,
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             body: dict[str, Any] = json.loads(r.read())
-            return body
+            return {**body, "at": time.monotonic()}
     except (OSError, ValueError) as exc:
         return {"error": repr(exc)}
 
@@ -198,9 +198,33 @@ def _server_figures(server: dict[str, dict[str, Any] | None], opened: int,
     per_conn = memory_per_connection(before["rss_bytes"], start["rss_bytes"], opened)
     return {
         "cpu_seconds": round(cpu, 3),
+        "window_seconds": round(after["at"] - before["at"], 3),
+        "cpu_seconds_connecting": round(before["cpu_seconds"] - start["cpu_seconds"], 3),
         "cpu_us_per_delivery": round(cpu * 1e6 / received, 3) if received else None,
         "rss_bytes_before_connect": start["rss_bytes"], "rss_bytes_connected": before["rss_bytes"],
         "rss_bytes_end": after["rss_bytes"],
         "rss_bytes_per_connection": round(per_conn) if opened else None,
         "connections_opened": opened, "connections_seen": before.get("connections"),
+    }
+
+
+def capacity_observation(result: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``wsops plan`` can learn from this run (``wsops.capacity.profiles``), or None
+    without the server's figures (no --admin or --pid)."""
+    s = result.get("server")
+    if not s or "cpu_seconds" not in s:
+        return None
+    plan, m = result["plan"], result.get("messages", {})
+    opened = result["connections"]["opened"]
+    return {
+        "source": f"wsops loadtest {plan['scenario']} -c {plan['connections']} "
+                  f"--rooms {plan['rooms']} --rate {plan['rate']:g} "
+                  f"--duration {plan['duration']:g} --size {plan['size']}",
+        "seconds": s["window_seconds"], "cpu_seconds": s["cpu_seconds"],
+        "publishes": m.get("acked", 0), "deliveries": m.get("received", 0),
+        "connections": opened, "accepted": opened,
+        "accept_cpu_seconds": s["cpu_seconds_connecting"],
+        "rss_bytes_per_connection": s["rss_bytes_per_connection"],
+        "delivery_p99_ms": m.get("latency", {}).get("p99_ms"),
+        "rss_bytes_end": s["rss_bytes_end"],
     }

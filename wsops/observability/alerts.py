@@ -112,6 +112,23 @@ ALERTS: tuple[AlertSpec, ...] = (
         "wsops-node",
     ),
     AlertSpec(
+        "WsopsFleetCannotLoseANode", "warning",
+        # The largest node's connections would not fit under the others' limits, or the fleet's
+        # CPU would not fit on the others' processes (one core each) at 90%.
+        "(sum by ({fleet}) (wsops_connections_open{sel}) > sum by ({fleet}) "
+        "(wsops_connections_max{sel}) - max by ({fleet}) (sum by ({node}) "
+        "(wsops_connections_max{sel}))) or (sum by ({fleet}) (rate(process_cpu_seconds_total"
+        "{sel}[10m])) > 0.9 * (count by ({fleet}) (process_cpu_seconds_total{sel}) - max by "
+        "({fleet}) (count by ({node}) (process_cpu_seconds_total{sel}))))",
+        "15m",
+        "{{ $labels.job }} could not absorb the loss of its largest node",
+        "If the largest node went away (a crash, a drain, a deploy), its connections would not "
+        "fit under the other nodes' connection limits, or the fleet's CPU would not fit on the "
+        "other nodes' processes: the reconnect wave would be refused or saturate them. Add a "
+        "node (wsops plan says how many the load needs).",
+        "wsops-fleet", scope="fleet",
+    ),
+    AlertSpec(
         "WsopsMemoryLeakSuspected", "warning",
         "wsops_memory_per_connection_bytes{sel} > 1.2 * (wsops_memory_per_connection_bytes{sel}"
         " offset 3h) and on ({process}) deriv(process_resident_memory_bytes{sel}[3h])"

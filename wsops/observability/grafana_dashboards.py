@@ -146,6 +146,37 @@ def _gc(sel: str, by: str) -> list[Panel]:
 # -- the dashboards ---------------------------------------------------------------------------
 
 
+def _capacity(sel: str) -> list[Panel]:
+    """Headroom now and after losing the largest node (WsopsFleetCannotLoseANode)."""
+    open_ = f"sum(wsops_connections_open{sel})"
+    limit = f"sum(wsops_connections_max{sel})"
+    largest_limit = f"max(sum by (instance) (wsops_connections_max{sel}))"
+    cores = f"count(process_cpu_seconds_total{sel})"
+    largest_cores = f"max(count by (instance) (process_cpu_seconds_total{sel}))"
+    busy = f"sum(rate(process_cpu_seconds_total{sel}[{RI}]))"
+    return [
+        ts("Connection headroom", "short",
+           ("fleet", f"{limit} - {open_}"),
+           ("after losing the largest node", f"{limit} - {largest_limit} - {open_}"),
+           ("per node: {{instance}}", f"sum by (instance) (wsops_connections_max{sel}) - "
+                                      f"sum by (instance) (wsops_connections_open{sel})"),
+           desc="Connections the nodes could still take under their --max-connections. Below "
+                "zero after losing the largest node, its clients would be refused when it goes "
+                "(WsopsFleetCannotLoseANode). wsops plan sizes a fleet from measured costs.",
+           thresholds=((-1e-9, "red"),)),
+        ts("CPU headroom", "short",
+           ("fleet", f"{cores} - {busy}"),
+           ("after losing the largest node", f"{cores} - {largest_cores} - {busy}"),
+           ("per node: {{instance}}", f"count by (instance) (process_cpu_seconds_total{sel}) - "
+                                      f"sum by (instance) (rate(process_cpu_seconds_total{sel}"
+                                      f"[{RI}]))"),
+           desc="Idle cores: one per process (each worker is one event loop on one core) less "
+                "the CPU they use. Below 10% of the survivors' cores after losing the largest "
+                "node, the fleet could not carry its load (WsopsFleetCannotLoseANode).",
+           thresholds=((-1e-9, "red"),)),
+    ]
+
+
 def _fleet(sel: str) -> list[Section]:
     p99 = quantile(0.99, "wsops_delivery_latency_seconds", sel)
     return [
@@ -191,6 +222,7 @@ def _fleet(sel: str) -> list[Section]:
             _op_errors(sel),
             _op_latency(sel),
         ]),
+        ("Capacity", _capacity(sel)),
         ("Errors and pressure", [
             ts("Broker errors /s", "ops",
                 ("{{instance}}", rate("wsops_broker_errors_total", sel, "instance")),

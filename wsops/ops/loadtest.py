@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from wsops.capacity import profiles
 from wsops.loadtest.plan import Plan, PlanError, source_range, with_defaults
-from wsops.loadtest.runner import LoadTestError, execute
+from wsops.loadtest.runner import LoadTestError, capacity_observation, execute
 from wsops.memory_per_connection import MIN_CONNECTIONS, NOT_SHOWN, shown
 from wsops.ops.fleetview import normalize_url
 
@@ -78,6 +80,10 @@ def _command(scenario: str) -> Any:
             "and repeats are then the fleet's, across the moves.")] = False,
         json_out: Annotated[Path | None, typer.Option(
             "--json", help="Write the full JSON report here ('-' for stdout).")] = None,
+        profile_out: Annotated[Path | None, typer.Option(
+            "--profile", help="Write a cost profile for 'wsops plan' here: the default "
+            "profile with what this run measured of the server (needs --admin or --pid; "
+            "'wsops plan --profile' fits several).")] = None,
     ) -> None:
         try:
             admin_url = normalize_url(admin) if admin else None  # as status, drain, leaks
@@ -105,6 +111,8 @@ def _command(scenario: str) -> Any:
             else:
                 json_out.write_text(text + "\n")
         typer.echo(summary(result), err=json_out is not None and str(json_out) == "-")
+        if profile_out is not None:
+            _write_profile(profile_out, result)
         if not result["connections"]["opened"]:
             typer.secho("no connection opened: " + ", ".join(result["connections"]["errors"]),
                         fg=typer.colors.RED, err=True)
@@ -118,6 +126,20 @@ def _command(scenario: str) -> Any:
 
 for _name in SCENARIO_HELP:
     loadtest_app.command(name=_name)(_command(_name))
+
+
+def _write_profile(path: Path, result: dict[str, Any]) -> None:
+    observation = capacity_observation(result)
+    if observation is None:
+        typer.secho("wsops loadtest: no profile written: the server's CPU and memory were not "
+                    "read (give --admin URL or --pid)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    base, _ = profiles.load()
+    fitted = profiles.fit(base, [observation], measured=observation["source"],
+                          date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    path.write_text(profiles.to_json(fitted, [observation]))
+    typer.echo(f"profile: {path} ({', '.join(fitted.source['fitted']) or 'nothing'} from this "
+               "run, the rest from the default profile)", err=True)
 
 
 def _progress(kind: str, body: dict[str, Any]) -> None:

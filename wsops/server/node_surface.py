@@ -107,7 +107,8 @@ class BundledSurface:
             obs = node.observer
             limited = obs.stats.rate_limited  # refused frames are answered with an error too
             out["operations"] = {"served": sum(h.count for h in obs.ops.values()) + limited,
-                                 "errors": sum(obs.op_errors.values()) + limited}
+                                 "errors": sum(obs.op_errors.values()) + limited,
+                                 "published": sum(obs.published.values())}
             out["resumes"] = {"recovered": obs.resumes[True], "failed": obs.resumes[False]}
         return cast(Stats, out)
 
