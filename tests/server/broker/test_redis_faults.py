@@ -210,6 +210,10 @@ async def test_the_python_client_sees_an_explicit_gap_when_redis_lost_its_data(
         redis_proc.restart()  # empty: the room's epoch and log are gone
         await _healthy(a, b)
         await until(lambda: sub.reconnects == 1 and sub.state is ClientState.OPEN, 10.0)
+        # The resubscribe's answer (the gap) before publishing again: a publish between the
+        # reconnect and the resubscribe lands in the new epoch before the client's position
+        # there, inside the gap (it failed so on a loaded machine).
+        await until(lambda: len(events) == 2, 10.0)
         later = await pub.publish("c", 2)
 
         def seen() -> str:  # failed once in CI (not reproduced in 28 runs): say what it saw
