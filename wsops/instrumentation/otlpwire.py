@@ -156,7 +156,8 @@ def parentage(parent_id: bytes, trace_state: str) -> bytes:
     return PARENT_SPAN_ID + parent_id + state + REMOTE_PARENT_FLAGS
 
 
-_IDS_AND_TIMES = struct.Struct("<2s16s2s8sBQBQ").pack  # trace id, span id, start, end
+# Trace id, span id, start and end: "16s" takes the first 16 bytes of the ids (the trace id).
+_IDS_AND_TIMES = struct.Struct("<2s16s2s8scQcQ").pack
 _IDS_AND_TIMES_SIZE = 46
 
 
@@ -168,7 +169,7 @@ def message_span(ids: bytes, start_ns: int, end_ns: int, static: bytes, parent: 
     than ``span``'s: protobuf takes any)."""
     size = _IDS_AND_TIMES_SIZE + len(parent) + len(static) + len(extra)
     return b"".join((SPAN_IN_SCOPE, varint(size), _IDS_AND_TIMES(
-        TRACE_ID, ids[:16], SPAN_ID, ids[16:], START[0], start_ns, END[0], end_ns), parent,
+        TRACE_ID, ids, SPAN_ID, ids[16:], START, start_ns, END, end_ns), parent,
         static, extra))
 
 
@@ -181,7 +182,7 @@ def link_to(ids: bytes, trace_state: str = "") -> bytes:
 
 
 # A root span linked to a span without trace state: every field but the static part, fixed.
-_LINKED_ROOT = struct.Struct("<2s16s2s8sBQBQ6s2s2s16s2s8s5s").pack
+_LINKED_ROOT = struct.Struct("<2s16s2s8scQcQ6s2s2s16s2s8s5s").pack
 _LINKED_ROOT_SIZE = 46 + 6 + 35
 _LINK_HEAD = LINK + bytes((33,))
 _LINK_FLAGS = b"\x35" + _FIXED32(0x01)
@@ -195,8 +196,8 @@ def linked_root_span(ids: bytes, start_ns: int, end_ns: int, static: bytes, link
         return message_span(ids, start_ns, end_ns, static, ROOT_FLAGS,
                             link_to(link_ids, link_state))
     return b"".join((SPAN_IN_SCOPE, varint(_LINKED_ROOT_SIZE + len(static)), _LINKED_ROOT(
-        TRACE_ID, ids[:16], SPAN_ID, ids[16:], START[0], start_ns, END[0], end_ns, ROOT_FLAGS,
-        _LINK_HEAD, TRACE_ID, link_ids[:16], SPAN_ID, link_ids[16:], _LINK_FLAGS), static))
+        TRACE_ID, ids, SPAN_ID, ids[16:], START, start_ns, END, end_ns, ROOT_FLAGS,
+        _LINK_HEAD, TRACE_ID, link_ids, SPAN_ID, link_ids[16:], _LINK_FLAGS), static))
 
 
 def span_ids(trace_id: int, span_id: int, parent_id: int, trace_state: str,
