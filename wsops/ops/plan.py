@@ -21,7 +21,7 @@ from wsops.capacity.model import GIB, NodeSpec, Plan, Profile, RoomShape, Worklo
 from wsops.ops.fleetview import normalize_url
 
 ROOMS_HELP = ("Subscribers per room, or a mix 'SIZE:SHARE,...' of the publishes' rooms "
-              "(e.g. '5:0.9,1000:0.1': 90%% of publishes into rooms of 5, 10%% into rooms of "
+              "(e.g. '5:0.9,1000:0.1': 90% of publishes into rooms of 5, 10% into rooms of "
               "1,000).")
 
 
@@ -169,7 +169,7 @@ def plan_command(
         help="New connections per second at steady state (arrivals, reconnects).",
         show_default=False)] = None,
     workload_file: Annotated[Path | None, typer.Option(
-        "--workload", show_default=False,
+        "--workload", show_default=False, metavar="FILE",
         help="JSON file with the workload (the options' names: connections, publish_rate, "
              "rooms, payload, churn); options given win.")] = None,
     cores: Annotated[int, typer.Option(help="Cores per node (a worker each).")] = 8,
@@ -177,12 +177,12 @@ def plan_command(
     max_open_files: Annotated[int, typer.Option(
         help="Open files a process may hold (ulimit -n).")] = 20_000,
     profile_files: Annotated[list[Path] | None, typer.Option(
-        "--profile", show_default=False,
+        "--profile", show_default=False, metavar="FILE",
         help="Cost profile(s) from 'wsops loadtest --profile' (repeatable: their "
              "observations are fitted together); default: the profile shipped with wsops, "
              "measured on a 2-core machine.")] = None,
     fleet: Annotated[list[str] | None, typer.Option(
-        "--from-fleet", show_default=False,
+        "--from-fleet", show_default=False, metavar="URL",
         help="Admin URL of a running node (repeatable): its costs are read from its counters "
              "over --window and fitted on the profile.")] = None,
     window: Annotated[float, typer.Option(help="Seconds to read --from-fleet over.")] = 30.0,
