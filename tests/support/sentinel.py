@@ -77,9 +77,13 @@ class SentinelSet:
             self.sentinels.append(subprocess.Popen(
                 [binary, str(conf), "--sentinel", "--loglevel", "warning"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in self.ports:  # a failover needs a quorum that knows the replica
-            until_sync(lambda port=port: self.master_port(port) == self.master.port, 10.0,
+        for port, proc in zip(self.ports, self.sentinels, strict=True):
+            # A failover needs a quorum that knows the replica. 30 s: a sentinel took over 10
+            # on a loaded CI machine; one that exited (its port taken meanwhile) says so.
+            until_sync(lambda port=port, proc=proc: self.master_port(port) == self.master.port
+                       or proc.poll() is not None, 30.0,
                        what=f"sentinel {port} to watch the master")
+            assert proc.poll() is None, f"sentinel {port} exited with {proc.returncode}"
             until_sync(lambda port=port: _ask(port, "SENTINEL", "replicas", MASTER)
                        .startswith(b"*2\r\n"), 20.0, what=f"sentinel {port} to see the replicas")
             until_sync(lambda port=port: _ask(port, "SENTINEL", "sentinels", MASTER)
