@@ -205,14 +205,6 @@ class Tracing:
             return parent.trace_flags.sampled
         return self.random() < self.ratio
 
-    def sample_root(self) -> bool:
-        """``decide(None)``: the ratio's decision for a message that carries no traceparent.
-
-        One ``random()`` and a compare, for callers that check this before parsing anything;
-        they then start the span with ``start_publish`` (not ``publish``, which would decide
-        again)."""
-        return self.enabled and self.random() < self.ratio
-
     def _shape(self, op: str, where: str, subscribers: int = -1) -> Shape:
         """The name, kind, attributes (and lean encoding) of ``op`` spans on ``where``."""
         key = (op, where, subscribers)

@@ -162,7 +162,7 @@ class NodeObserver:
         async def timed(room: str, data: bytes, traceparent: str | None, sender: str | None,
                         tracestate: str | None = None) -> Published:
             handle: Any = None
-            if tracing is not None and (traceparent is not None or (  # sample_root(), inlined
+            if tracing is not None and (traceparent is not None or (  # decide(None), inlined
                     tracing.enabled and tracing_random() < tracing.ratio)):
                 if traceparent is None:  # the ratio said yes
                     handle = tracing.open_publish(room, None)
