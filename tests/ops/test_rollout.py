@@ -19,6 +19,7 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.prom import prometheus
 from tests.support.redisproc import RedisProc, broker_url
+from tests.support.reports import check_report
 from tests.support.restartnode import kill_all, restart_template, run_rollout
 from tests.support.waits import until
 from wsops.client import Client, ServerError
@@ -113,9 +114,11 @@ async def test_a_rollout_upgrades_every_node_while_messages_flow_and_loses_none(
         redis_proc: RedisProc, tmp_path: Path) -> None:
     async with fleet(redis_proc, tmp_path) as f:
         before = [await f.stats(u) for u in f.admin_urls]
+        page = tmp_path / "rollout.html"
         code, report = await f.rollout("--restart", f.restart(), "--bake", "1",
                                        "--canary-bake", "2", "--settle", "10",
-                                       "--state", str(tmp_path / "state.json"))
+                                       "--state", str(tmp_path / "state.json"),
+                                       "--report", str(page))
         assert code == 0, report
         assert report["result"] == "upgraded" and report["done"] == f.admin_urls
         after = [await f.stats(u) for u in f.admin_urls]
@@ -123,6 +126,15 @@ async def test_a_rollout_upgrades_every_node_while_messages_flow_and_loses_none(
         steps = [s["step"] for s in report["steps"]]
         assert steps.count("ready") == 2 and steps.count("done") == 2
         assert json.loads((tmp_path / "state.json").read_text())["done"] == f.admin_urls
+        # --report: each node's connections went (to 0, or the node away: None) and came back.
+        series = {c["url"]: c["connections"] for c in report["connections"]}
+        assert set(series) == set(f.admin_urls)
+        for seen in series.values():
+            assert seen[0] and seen[-1] and (0 in seen or None in seen), seen
+        await check_report(
+            page, report, ["summary", "timeline", "gates", "steps", "command"],
+            "report-rollout.png", must_show=["/connections/0/connections", "/result",
+                                             "/steps/0/at", "/steps/3/at"])
         acked_before = len(f.acked)
         await until(lambda: len(f.acked) >= acked_before + 10, 10, what="publishing after")
     # Every acknowledged publish reached both subscribers, once each.

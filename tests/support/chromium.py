@@ -44,6 +44,8 @@ class Page:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.console: list[str] = []
+        self.requests: list[str] = []  # URLs asked for (with Network.enable)
+        self.log_errors: list[str] = []  # the browser's own errors (with Log.enable): CSP...
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -62,6 +64,12 @@ class Page:
             elif data.get("method") == "Runtime.exceptionThrown":
                 details = data["params"]["exceptionDetails"]
                 self.console.append(f"exception: {_describe(details)}")
+            elif data.get("method") == "Network.requestWillBeSent":
+                self.requests.append(str(data["params"]["request"]["url"]))
+            elif data.get("method") == "Log.entryAdded":
+                entry = data["params"]["entry"]
+                if entry.get("level") == "error":
+                    self.log_errors.append(f"{entry.get('source')}: {entry.get('text')}")
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("chromium went away"))
@@ -102,8 +110,16 @@ class Page:
         return await until(lambda: self.evaluate(expression), timeout, step=0.1,
                            what=lambda: f"{expression!r}; console: {self.console[-20:]}")
 
-    async def screenshot(self, path: Path) -> Path:
-        data = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    async def screenshot(self, path: Path, max_height: int | None = None) -> Path:
+        """A PNG of the page, the whole of it (or its top ``max_height`` CSS pixels)."""
+        clip: dict[str, Any] = {}
+        if max_height is not None:
+            size = await self.evaluate("[document.documentElement.scrollWidth, "
+                                       "document.documentElement.scrollHeight]")
+            clip = {"clip": {"x": 0, "y": 0, "width": size[0],
+                             "height": min(size[1], max_height), "scale": 1}}
+        data = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                               **clip)
         await asyncio.to_thread(path.write_bytes, base64.b64decode(data["data"]))
         return path
 

@@ -19,6 +19,7 @@ import psutil  # type: ignore[import-untyped]
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.plan import Plan, shards
 from wsops.loadtest.shard import run_shard
+from wsops.loadtest.timeline import histogram_bins, opened_over_time, per_second, server_over_time
 from wsops.memory_per_connection import memory_per_connection
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -72,6 +73,16 @@ def execute(plan: Plan, on_progress: Progress | None = None,
     procs = [ctx.Process(target=run_shard, args=(s, out, go), daemon=True,
                          name=f"wsops-loadtest-{s.index}") for s in parts]
     server = {"start": server_stats(plan.admin_url, admin_token, plan.server_pid)}
+    readings: list[dict[str, Any]] = []  # the server once a second while the test runs
+
+    def progressed(kind: str, body: dict[str, Any]) -> None:
+        if kind == "progress" and server["start"] is not None:
+            reading = server_stats(plan.admin_url, admin_token, plan.server_pid)
+            if reading is not None and "error" not in reading:
+                readings.append(reading)
+        if on_progress:
+            on_progress(kind, body)
+
     for p in procs:
         p.start()
     ready: dict[int, dict[str, Any]] = {}
@@ -79,7 +90,7 @@ def execute(plan: Plan, on_progress: Progress | None = None,
     progress: dict[int, dict[str, Any]] = {}
     try:
         deadline = time.monotonic() + plan.connect_timeout + 60  # opening is bounded too
-        _collect(out, ready, results, progress, procs, deadline, "ready", len(parts), on_progress)
+        _collect(out, ready, results, progress, procs, deadline, "ready", len(parts), progressed)
         server["before"] = server_stats(plan.admin_url, admin_token, plan.server_pid)
         if on_progress:
             on_progress("ready", {"opened": sum(r["opened"] for r in ready.values()),
@@ -87,7 +98,7 @@ def execute(plan: Plan, on_progress: Progress | None = None,
         go.set()
         deadline = time.monotonic() + plan.duration + plan.settle + 60
         _collect(out, ready, results, progress, procs, deadline, "result", len(parts),
-                 on_progress)
+                 progressed)
         server["after"] = server_stats(plan.admin_url, admin_token, plan.server_pid)
     finally:
         go.set()
@@ -95,7 +106,9 @@ def execute(plan: Plan, on_progress: Progress | None = None,
             p.join(5)
             if p.is_alive():
                 p.terminate()
-    return report(plan, [results[i] for i in sorted(results)], server)
+    readings = [r for r in (server.get("before"), *readings, server.get("after"))
+                if r is not None and "error" not in r]
+    return report(plan, [results[i] for i in sorted(results)], server, readings)
 
 
 def _collect(out: Any, ready: dict[int, Any], results: dict[int, Any],
@@ -135,8 +148,10 @@ def _merge_progress(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(plan: Plan, results: list[dict[str, Any]],
-           server: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-    """Merge the processes' results into one report."""
+           server: dict[str, dict[str, Any] | None],
+           readings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Merge the processes' results into one report; ``readings``: the server's stats over
+    the run (its timeline)."""
     rooms: dict[str, dict[str, int]] = {}
     errors: dict[str, int] = {}
     closes: dict[str, int] = {}
@@ -164,8 +179,10 @@ def report(plan: Plan, results: list[dict[str, Any]],
                         "failed": plan.connections - opened, "seconds_to_open": opened_in,
                         "per_second": round(opened / opened_in, 1) if opened_in else None,
                         "connect_latency": connect.summary(), "errors": errors,
-                        "close_codes": closes},
+                        "close_codes": closes,
+                        "opened_over_time": opened_over_time(results)},
         "elapsed_seconds": elapsed,
+        "timeline": per_second(results),
     }
     if plan.scenario in ("fanout", "echo"):
         published = sum(v.get("published", 0) for v in rooms.values())
@@ -178,11 +195,13 @@ def report(plan: Plan, results: list[dict[str, Any]],
             "sequence_gaps": sum(v.get("gaps", 0) for v in rooms.values()),
             "sequence_out_of_order": sum(v.get("out_of_order", 0) for v in rooms.values()),
             "deliveries_per_second": round(received / elapsed, 1) if elapsed else None,
-            "latency": latency.summary(),
+            "latency": {**latency.summary(), "histogram": histogram_bins(latency)},
         }
         if plan.scenario == "fanout" and len(rooms) <= 100:
             out["rooms"] = rooms
     out["server"] = _server_figures(server, opened, received)
+    if out["server"] is not None:
+        out["server"]["timeline"] = server_over_time(readings or [])
     return out
 
 
@@ -205,6 +224,7 @@ def _server_figures(server: dict[str, dict[str, Any] | None], opened: int,
         "rss_bytes_end": after["rss_bytes"],
         "rss_bytes_per_connection": round(per_conn) if opened else None,
         "connections_opened": opened, "connections_seen": before.get("connections"),
+        "version": before.get("version"),
     }
 
 

@@ -50,6 +50,12 @@ class ShardRun:
     reconnects: int = 0
     stopping: bool = False
     keepers: list[asyncio.Task[None]] = field(default_factory=list)
+    # For the report's charts: connections opened per 100 ms from ``open_started`` (wall
+    # clock, so the parent can line shards up), and a tick per second of the run.
+    open_started: float = 0.0
+    opened_at: dict[int, int] = field(default_factory=dict)
+    ticks: list[dict[str, Any]] = field(default_factory=list)
+    _ticked: dict[int, int] = field(default_factory=dict)
 
     @property
     def plan(self) -> Any:
@@ -63,6 +69,7 @@ class ShardRun:
         target = parse_target(plan.url)
         headers = f"Authorization: Bearer {plan.token}\r\n".encode() if plan.token else b""
         started = time.monotonic()
+        self.open_started = time.time()
         await self._open(target, headers, started + plan.connect_timeout)
         opened_in = time.monotonic() - started
         # Connections live until the end: keep them out of every garbage collection, so the
@@ -118,8 +125,11 @@ class ShardRun:
                             local_addr=sources[k % len(sources)],
                             factory=lambda: LoadConn(target, headers, self))
                         assert isinstance(conn, LoadConn)
-                        self.connect_latency.add(time.monotonic() - t0)
+                        now = time.monotonic()
+                        self.connect_latency.add(now - t0)
                         self.conns.append(conn)
+                        step = int((time.time() - self.open_started) * 10)
+                        self.opened_at[step] = self.opened_at.get(step, 0) + 1
                         if sub is not None:
                             conn.room = sub
                             conn.send(json.dumps({"op": "subscribe", "room": sub, "id": 0})
@@ -224,6 +234,7 @@ class ShardRun:
                 last_report = now
                 self._progress(now - start)
             await asyncio.sleep(0.005)
+        self._progress(time.monotonic() - start)  # publishing is over: the settling follows
 
     async def _settle(self) -> None:
         """Wait until every publish is answered and deliveries stop, at most ``settle`` s."""
@@ -249,14 +260,26 @@ class ShardRun:
     # -- reporting -------------------------------------------------------------------------
 
     def _progress(self, elapsed: float) -> None:
+        tick = self._tick(elapsed)
         self.out.put(("progress", self.shard.index, {
-            "elapsed": elapsed, "open": sum(not c.closed.done() for c in self.conns),
-            "published": sum(self.published.values()),
-            "received": sum(c.seen.received for c in self.conns),
-            "p99_ms": self.latency.summary()["p99_ms"],
+            "elapsed": elapsed, "open": tick["open"], "published": tick["published"],
+            "received": tick["received"], "p99_ms": self.latency.summary()["p99_ms"],
         }))
 
+    def _tick(self, elapsed: float) -> dict[str, Any]:
+        """Counts so far and the latencies seen since the last tick (histogram counts)."""
+        counts = self.latency.counts
+        fresh = {str(k): n - self._ticked.get(k, 0) for k, n in counts.items()
+                 if n != self._ticked.get(k, 0)}
+        self._ticked = dict(counts)
+        tick = {"t": elapsed, "open": sum(not c.closed.done() for c in self.conns),
+                "published": sum(self.published.values()),
+                "received": sum(c.seen.received for c in self.conns), "latency": fresh}
+        self.ticks.append(tick)
+        return tick
+
     def _result(self, opened_in: float, elapsed: float) -> dict[str, Any]:
+        self._tick(elapsed)  # the last deliveries (settling) too
         rooms: dict[str, dict[str, int]] = {}
         close_codes: dict[str, int] = {}
         current = {id(c.seen): c for c in self.conns}  # the newest connection of each
@@ -282,6 +305,8 @@ class ShardRun:
             "opened_in": opened_in, "elapsed": elapsed, "rooms": rooms,
             "refused": self.refused, "errors": self.errors, "close_codes": close_codes,
             "latency": self.latency.to_wire(), "connect_latency": self.connect_latency.to_wire(),
+            "open_started": self.open_started,
+            "opened_at": {str(k): n for k, n in self.opened_at.items()}, "ticks": self.ticks,
         }
 
 

@@ -9,6 +9,7 @@ exit code (``drainview.judge``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Annotated, Any
 
@@ -19,20 +20,26 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wsops.admin.apiclient import DOWN, AdminClient, AdminError
 from wsops.admin.contract import DrainStatus
+from wsops.instrumentation.drainer import DEFAULT_SPREAD
 from wsops.ops.drainview import (
     EXIT_ERROR,
     EXIT_OK,
     GRACE_SECONDS,
     DrainOptions,
+    DrainTimeline,
     Outcome,
     judge,
     progress,
 )
 from wsops.ops.fleetview import normalize_url
+from wsops.ops.reports import drainreport, output
+from wsops.ops.reports.output import ReportOption
 from wsops.ops.status import TokenOption
 
 POLL_SECONDS = 0.2
 POLL_FAILURES = 10  # consecutive unanswered polls before the command gives up on the node
+PEER_POLL_SECONDS = 0.5
+MAX_PEER_WATCH = 60.0  # seconds the peers are followed after the drain, at most
 _STYLE = {EXIT_OK: "green", EXIT_ERROR: "red"}
 
 
@@ -65,6 +72,16 @@ def drain(
         "--json", help="No progress bar; print the outcome and final drain status as JSON.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds each admin request may take.")] = 5.0,
+    peer: Annotated[list[str] | None, typer.Option(
+        show_default=False, metavar="ADMIN_URL",
+        help="Another node's admin URL (repeatable): its connections are followed during the "
+             "drain and for the reconnect spread after it, to see where the clients went "
+             "(--json and --report).")] = None,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", show_default=False,
+        help="Follow every other node of the fleet registry in this Redis (the nodes' "
+             "--broker URL), as --peer does.")] = None,
+    report: ReportOption = None,
 ) -> None:
     """Drain a live node: readiness 503, new connections refused (HTTP 503), open ones closed
     with 1012 in batches; a progress bar follows the connections left until none are.
@@ -93,13 +110,19 @@ def drain(
         raise typer.BadParameter(problem, param_hint=name)
     if timeout <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--timeout")
+    if cancel and (peer or redis or report):
+        raise typer.BadParameter("takes no --peer/--redis/--report", param_hint="--cancel")
+    output.check_path(report)
+    peers = _peers(url, peer, redis)
+    made = {"command": output.command_line(), "versions": output.versions()}
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     details: dict[str, Any] = {}
     try:
         if cancel:
             outcome = asyncio.run(_cancel(url, token, timeout))
         else:
-            outcome, details = asyncio.run(_drain(url, token, timeout, opts, err, json_out))
+            outcome, details = asyncio.run(_drain(url, token, timeout, opts, err, json_out,
+                                                  peers))
     except AdminError as exc:
         outcome = Outcome(EXIT_ERROR, "error", str(exc))
     except KeyboardInterrupt:
@@ -111,11 +134,36 @@ def drain(
     elif not json_out:
         Console(highlight=False, soft_wrap=True).print(
             f"{url}: {outcome.message}", style=_STYLE.get(outcome.exit_code, "yellow"))
+    data = {"node": url, "result": outcome.result, "exit_code": outcome.exit_code,
+            "message": outcome.message, **details, **made}
     if json_out:
-        typer.echo(json.dumps({"node": url, "result": outcome.result,
-                               "exit_code": outcome.exit_code, "message": outcome.message,
-                               **details}, indent=2, default=str))
+        typer.echo(json.dumps(data, indent=2, default=str))
+    if report is not None:
+        output.write(report, drainreport.render(json.loads(json.dumps(data, default=str))))
     raise typer.Exit(outcome.exit_code)
+
+
+def _peers(url: str, given: list[str] | None, redis_url: str | None) -> list[str]:
+    """The other nodes to follow: ``--peer`` URLs and the registry's admin URLs, without the
+    drained node."""
+    found = []
+    for text in given or ():
+        try:
+            found.append(normalize_url(text))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--peer") from None
+    if redis_url:
+        from wsops.server.broker.redis_fleet import list_nodes
+
+        try:
+            nodes = asyncio.run(list_nodes(redis_url))
+        except Exception as exc:
+            raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
+                                     param_hint="--redis") from None
+        for n in nodes:
+            with contextlib.suppress(ValueError):
+                found.append(normalize_url(str(n.get("admin_url") or "")))
+    return [u for u in dict.fromkeys(found) if u != url]
 
 
 def _bar(console: Console, enabled: bool) -> Progress:
@@ -127,54 +175,112 @@ def _bar(console: Console, enabled: bool) -> Progress:
     )
 
 
-async def _drain(url: str, token: str | None, patience: float, opts: DrainOptions,
-                 err: Console, json_out: bool) -> tuple[Outcome, dict[str, Any]]:
+async def _ready(api: AdminClient) -> bool | None:
+    try:
+        return (await api.readiness())[0]
+    except AdminError:
+        return None
+
+
+async def _connections(api: AdminClient) -> int | None:
+    try:
+        n = (await api.stats()).get("connections")
+    except AdminError:
+        return None
+    return int(n) if isinstance(n, int | float) else None
+
+
+async def _watch_peers(apis: dict[str, AdminClient], seen: DrainTimeline, t0: float,
+                       stop: asyncio.Event) -> None:
+    """Every ``PEER_POLL_SECONDS`` until ``stop``: each peer's connections."""
     loop = asyncio.get_running_loop()
+    while True:
+        counts = await asyncio.gather(*(_connections(api) for api in apis.values()))
+        for peer_url, n in zip(apis, counts, strict=True):
+            seen.peer(loop.time() - t0, peer_url, n)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PEER_POLL_SECONDS)
+            return
+
+
+async def _drain(url: str, token: str | None, patience: float, opts: DrainOptions,
+                 err: Console, json_out: bool,
+                 peers: list[str] | None = None) -> tuple[Outcome, dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    seen = DrainTimeline()
     async with aiohttp.ClientSession() as session:
         api = AdminClient(session, url, token, patience)
         before = await api.drain_status()  # fails early (and clearly) on auth or a wrong URL
         started_at = loop.time()
-        started = await api.start_drain(opts.body())
-        status: DrainStatus = started
-        following = not started.get("started", before.get("state") != "draining")
-        if following:
-            err.print(f"a drain is already running on {url}: following it (its own options "
-                      "apply, not these)", style="yellow", highlight=False)
-        options = started.get("options") or (None if following else opts.body())
-        deadline = (options or {}).get("deadline")
-        # The node force-closes at its deadline and then reports "drained"; past the deadline
-        # and a grace period the command stops waiting.
-        give_up = None if deadline is None else started_at + float(deadline) + GRACE_SECONDS
-        gave_up, failures, settle = False, 0, None
-        with _bar(err, not json_out) as bar:
-            task = bar.add_task("drain", node=url, left="?", all="?", batches=0, total=None)
-            while True:
-                total, left = progress(status)
-                bar.update(task, total=max(total, 1), completed=max(total, 1) - left,
-                           left=left, all=total, batches=status.get("batches", 0))
-                state = status.get("state")
-                if state == "drained":
-                    # Closing handshakes may still be finishing: give them the grace period.
-                    settle = settle or loop.time() + GRACE_SECONDS
-                    if not left or loop.time() >= settle:
-                        break
-                elif state != "draining":
-                    break
-                elif give_up is not None and loop.time() >= give_up:
-                    gave_up = True
-                    break
-                await asyncio.sleep(POLL_SECONDS)
-                try:
-                    status = await api.drain_status()
-                    failures = 0
-                except AdminError as exc:
-                    failures += 1
-                    if exc.kind != DOWN or failures >= POLL_FAILURES:
-                        raise
-    elapsed = loop.time() - started_at
+        apis = {p: AdminClient(session, p, token, patience) for p in peers or ()}
+        stop_peers = asyncio.Event()
+        watcher = asyncio.create_task(_watch_peers(apis, seen, started_at, stop_peers)) \
+            if apis else None
+        try:
+            started = await api.start_drain(opts.body())
+            following = not started.get("started", before.get("state") != "draining")
+            if following:
+                err.print(f"a drain is already running on {url}: following it (its own "
+                          "options apply, not these)", style="yellow", highlight=False)
+            options: dict[str, Any] | None = dict(started.get("options") or {}) or (
+                None if following else opts.body())
+            status, gave_up = await _follow(api, url, started, options, started_at, seen, err,
+                                            json_out)
+            elapsed = loop.time() - started_at
+            if watcher is not None:
+                # Drained clients reconnect over the spread the node asked of them: follow
+                # the peers that long, so the report shows where they went.
+                watch = min(MAX_PEER_WATCH,
+                            float((options or {}).get("spread", DEFAULT_SPREAD)) + 1.0)
+                if not json_out:
+                    err.print(f"following {len(apis)} peer(s) for {watch:g} s more (the "
+                              "clients' reconnect spread)")
+                await asyncio.sleep(watch)
+        finally:
+            stop_peers.set()
+            if watcher is not None:
+                await asyncio.gather(watcher, return_exceptions=True)
     outcome = judge(status, gave_up=gave_up, elapsed=elapsed)
     return outcome, {"following": following, "options": options,
-                     "elapsed_seconds": round(elapsed, 3), "drain": status}
+                     "elapsed_seconds": round(elapsed, 3), "drain": status,
+                     "deadline_seconds": (options or {}).get("deadline"), **seen.as_dict()}
+
+
+async def _follow(api: AdminClient, url: str, status: DrainStatus,
+                  options: dict[str, Any] | None, started_at: float, seen: DrainTimeline,
+                  err: Console, json_out: bool) -> tuple[DrainStatus, bool]:
+    """Poll the drain until it ends; (its last status, whether the command gave up)."""
+    loop = asyncio.get_running_loop()
+    deadline = (options or {}).get("deadline")
+    # The node force-closes at its deadline and then reports "drained"; past the deadline
+    # and a grace period the command stops waiting.
+    give_up = None if deadline is None else started_at + float(deadline) + GRACE_SECONDS
+    failures, settle = 0, None
+    with _bar(err, not json_out) as bar:
+        task = bar.add_task("drain", node=url, left="?", all="?", batches=0, total=None)
+        while True:
+            seen.status(loop.time() - started_at, status, await _ready(api))
+            total, left = progress(status)
+            bar.update(task, total=max(total, 1), completed=max(total, 1) - left,
+                       left=left, all=total, batches=status.get("batches", 0))
+            state = status.get("state")
+            if state == "drained":
+                # Closing handshakes may still be finishing: give them the grace period.
+                settle = settle or loop.time() + GRACE_SECONDS
+                if not left or loop.time() >= settle:
+                    return status, False
+            elif state != "draining":
+                return status, False
+            elif give_up is not None and loop.time() >= give_up:
+                return status, True
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                status = await api.drain_status()
+                failures = 0
+            except AdminError as exc:
+                failures += 1
+                if exc.kind != DOWN or failures >= POLL_FAILURES:
+                    raise
 
 
 async def _cancel(url: str, token: str | None, patience: float) -> Outcome:

@@ -7,7 +7,7 @@ follows ``GET /admin/drain`` and turns the final status into an exit code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 EXIT_OK: Final = 0
@@ -102,3 +102,45 @@ def judge(status: Mapping[str, Any], *, gave_up: bool, elapsed: float) -> Outcom
             f"still draining {GRACE_SECONDS:g} s past the deadline: {left} of {total} "
             "connections left"))
     return Outcome(EXIT_ERROR, "error", f"unexpected drain state {state!r}")
+
+
+@dataclass
+class DrainTimeline:
+    """What ``wsops drain --report`` charts, as the command saw it (seconds from the drain's
+    start): the node's status at each poll, its readiness, and its peers' connections."""
+
+    points: list[dict[str, Any]] = field(default_factory=list)
+    peers: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)
+
+    def status(self, t: float, status: Mapping[str, Any], ready: bool | None) -> None:
+        total, left = progress(status)
+        self.points.append({
+            "t": round(t, 3), "state": status.get("state"), "total": total, "remaining": left,
+            "closed": int(status.get("closed") or 0), "forced": int(status.get("forced") or 0),
+            "batches": int(status.get("batches") or 0), "ready": ready})
+
+    def peer(self, t: float, url: str, connections: int | None) -> None:
+        """``connections`` of the peer at ``url`` (None: it did not answer)."""
+        self.peers.setdefault(url, []).append((round(t, 3), connections))
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Connections closed per batch, from the polls: when ``batches`` grew by k between
+        two polls, the connections closed meanwhile are shared out over those k batches."""
+        out: list[dict[str, Any]] = []
+        before = {"batches": 0, "closed": 0}
+        for p in self.points:
+            new = p["batches"] - before["batches"]
+            if new > 0:
+                closed = max(0, p["closed"] - before["closed"])
+                for k in range(new):
+                    share = closed // new + (1 if k < closed % new else 0)
+                    out.append({"batch": before["batches"] + k + 1, "t": p["t"],
+                                "closed": share})
+                before = {"batches": p["batches"], "closed": p["closed"]}
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"timeline": self.points, "batches": self.batches(),
+                "peers": [{"url": url, "t": [t for t, _ in seen],
+                           "connections": [n for _, n in seen]}
+                          for url, seen in self.peers.items()]}

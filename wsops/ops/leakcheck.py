@@ -229,6 +229,8 @@ class Finding:
     trend: Trend
     reason: str | None  # why it is not a suspect; None: it is one
     site: SiteStat | None = None  # the latest stat of a site
+    ts: tuple[float, ...] = ()  # the series itself: seconds from the first sample
+    ys: tuple[float, ...] = ()
 
     @property
     def suspect(self) -> bool:
@@ -237,7 +239,9 @@ class Finding:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "suspect": self.suspect,
                                "reason": self.reason, **asdict(self.trend),
-                               "growth": self.trend.growth}
+                               "growth": self.trend.growth,
+                               "series": {"t": [round(t, 3) for t in self.ts],
+                                          "y": list(self.ys)}}
         if self.site is not None:
             s = self.site
             out.update(file=s.file, line=s.line, size=s.size, count=s.count,
@@ -276,6 +280,7 @@ class Report:
     checks: list[Finding]
     websockets: WsVerdict
     memory: MemoryVerdict
+    timeline: dict[str, list[float]] = field(default_factory=dict)  # t, rss, traced, ...
 
     @property
     def suspects(self) -> int:
@@ -292,6 +297,7 @@ class Report:
             "websockets": {**asdict(ws), "excess_trend": asdict(ws.excess_trend)},
             "memory": {"rss": asdict(mem.rss), "traced": asdict(mem.traced),
                        "native": mem.native, "hint": mem.hint},
+            "timeline": self.timeline,
         }
 
 
@@ -336,7 +342,7 @@ def analyze(samples: Sequence[Sample], th: Thresholds | None = None, top: int = 
             tr = trend(kts, ys)
             site = samples[-1].sites[key] if kind == "site" else None
             out.append(Finding(kind, key, tr, why_not_steady(tr, min_rate, min_growth, th, unit),
-                               site))
+                               site, tuple(kts), tuple(ys)))
         return out
 
     sizes = [{k: float(v.size) for k, v in s.sites.items()} for s in samples]
@@ -346,8 +352,11 @@ def analyze(samples: Sequence[Sample], th: Thresholds | None = None, top: int = 
     checks = findings("check", [s.checks for s in samples], th.check_min_rate,
                       th.check_min_growth)
     checks.sort(key=lambda f: (not f.suspect, f.name))
+    timeline = {"t": [round(t, 3) for t in ts], "rss": [s.rss - s.overhead for s in samples],
+                "traced": [s.traced for s in samples],
+                "ws_excess": [float(s.ws_objects - s.ws_open) for s in samples]}
     return Report(len(samples), ts[-1], _rank(sites, top), _rank(types, top), checks,
-                  _websockets(samples, th), _memory(samples, th))
+                  _websockets(samples, th), _memory(samples, th), timeline)
 
 
 def _websockets(samples: Sequence[Sample], th: Thresholds) -> WsVerdict:

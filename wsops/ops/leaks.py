@@ -34,6 +34,8 @@ from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, sit
 from wsops.ops.leakdiff import diff_sites
 from wsops.ops.leaktargets import NoTarget, Target, Targets, profile_targets
 from wsops.ops.leakview import diff_table, render_report
+from wsops.ops.reports import leakreport, output
+from wsops.ops.reports.output import ReportOption
 
 SAVE_FORMAT = "wsops-leaks-sample/1"
 SAMPLE_TOP = 100  # sites asked per sample: the biggest and the fastest growing, each
@@ -218,6 +220,7 @@ def run(
     token: Annotated[str | None, typer.Option(
         envvar=ADMIN_TOKEN_ENV, show_envvar=True, show_default=False,
         help="Admin token, sent as 'Authorization: Bearer'.")] = None,
+    report: ReportOption = None,
 ) -> None:
     """Profile the node at ``admin_url``; see ``RUN_HELP``."""
     try:
@@ -226,6 +229,8 @@ def run(
         raise typer.BadParameter(str(exc), param_hint="ADMIN_URL") from None
     if interval > duration:
         raise typer.BadParameter("must not exceed --duration", param_hint="--interval")
+    output.check_path(report)
+    made = {"command": output.command_line(), "versions": output.versions()}
     err = Console(stderr=True)
 
     async def go() -> tuple[Targets, list[Collected]]:
@@ -276,9 +281,13 @@ def run(
     failed = bool(found.skipped) or any(got.error is not None for got in runs)
     code = EXIT_ERROR if failed else max(codes)  # EXIT_SUSPECTS (3) over EXIT_OK (0)
     if found.targets[0].worker is None:
-        _show(*outcomes[0][1:], json_out)
+        data = {**outcomes[0][1], **made}
+        _show(data, outcomes[0][2], json_out)
     else:
-        _show_workers(admin_url, found, outcomes, code, json_out)
+        data = _workers_data(admin_url, found, outcomes, code, made)
+        _show_workers(admin_url, data, found, outcomes, json_out)
+    if report is not None:
+        output.write(report, leakreport.render(data))
     raise typer.Exit(code)
 
 
@@ -336,15 +345,22 @@ def _show(data: dict[str, Any], view: RenderableType | None, json_out: bool) -> 
         _console().print(view)
 
 
-def _show_workers(url: str, found: Targets,
+def _workers_data(url: str, found: Targets,
                   outcomes: list[tuple[int, dict[str, Any], RenderableType | None]], code: int,
+                  made: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` of a --workers node: one report per worker, under the node's URL."""
+    return {"node": url, "exit_code": code, "skipped": found.skipped,
+            "workers": [{"worker": t.worker, **data}
+                        for t, (_, data, _) in zip(found.targets, outcomes, strict=True)],
+            **made}
+
+
+def _show_workers(url: str, data: dict[str, Any], found: Targets,
+                  outcomes: list[tuple[int, dict[str, Any], RenderableType | None]],
                   json_out: bool) -> None:
     """A --workers node: one report per worker, under the node's URL."""
     if json_out:
-        typer.echo(json.dumps({
-            "node": url, "exit_code": code, "skipped": found.skipped,
-            "workers": [{"worker": t.worker, **data}
-                        for t, (_, data, _) in zip(found.targets, outcomes, strict=True)]}))
+        typer.echo(json.dumps(data))
         return
     console = _console()
     for target, (_, _, view) in zip(found.targets, outcomes, strict=True):

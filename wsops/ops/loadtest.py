@@ -15,6 +15,8 @@ from wsops.loadtest.plan import Plan, PlanError, source_range, with_defaults
 from wsops.loadtest.runner import LoadTestError, capacity_observation, execute
 from wsops.memory_per_connection import MIN_CONNECTIONS, NOT_SHOWN, shown
 from wsops.ops.fleetview import normalize_url
+from wsops.ops.reports import loadreport, output
+from wsops.ops.reports.output import ReportOption
 
 loadtest_app = typer.Typer(
     help="Bounded WebSocket load tests against a wsops (protocol v1) server on this machine.\n\n"
@@ -84,6 +86,11 @@ def _command(scenario: str) -> Any:
             "--profile", help="Write a cost profile for 'wsops plan' here: the default "
             "profile with what this run measured of the server (needs --admin or --pid; "
             "'wsops plan --profile' fits several).")] = None,
+        slo_p99: Annotated[float, typer.Option(
+            "--slo-p99", metavar="MS", min=0.001,
+            help="The publish-to-receive p99 the run should hold, in ms: drawn on the "
+                 "report's latency charts; the summary says whether it held.")] = 8.0,
+        report: ReportOption = None,
     ) -> None:
         try:
             admin_url = normalize_url(admin) if admin else None  # as status, drain, leaks
@@ -94,16 +101,25 @@ def _command(scenario: str) -> Any:
                 admin_url=admin_url, allow_remote=allow_remote, settle=settle,
                 connect_timeout=connect_timeout, server_pid=pid, reconnect=reconnect))
             plan.check()
+            output.check_path(report)
         except (PlanError, ValueError) as exc:
             typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         typer.echo(f"{scenario}: {connections} connections over {plan.processes} processes "
                    f"for {duration:g}s against {url}", err=True)
+        command_line = output.command_line()
         try:
             result = execute(plan, _progress, admin_token)
         except LoadTestError as exc:
             typer.secho(f"wsops loadtest: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+        p99 = result.get("messages", {}).get("latency", {}).get("p99_ms")
+        if "messages" in result:
+            result["slo"] = {"p99_ms": slo_p99, "met": None if p99 is None else p99 <= slo_p99}
+        server_version = (result.get("server") or {}).get("version")
+        result["command"] = command_line
+        result["versions"] = output.versions(
+            **({"server": server_version} if server_version else {}))
         if json_out is not None:
             text = json.dumps(result, indent=2, sort_keys=True)
             if str(json_out) == "-":
@@ -111,6 +127,8 @@ def _command(scenario: str) -> Any:
             else:
                 json_out.write_text(text + "\n")
         typer.echo(summary(result), err=json_out is not None and str(json_out) == "-")
+        if report is not None:
+            output.write(report, loadreport.render(result))
         if profile_out is not None:
             _write_profile(profile_out, result)
         if not result["connections"]["opened"]:
@@ -194,8 +212,12 @@ def summary(r: dict[str, Any]) -> str:
             f"({_v(m['deliveries_per_second'], '/s', 'no time elapsed')}), "
             f"lost {m['lost']}, sequence gaps {m['sequence_gaps']}, out of order "
             f"{m['sequence_out_of_order']}")
+        slo = r.get("slo") or {}
+        met = slo.get("met")
+        held = "" if met is None else " (SLO held)" if met else \
+            f" (over the SLO of {slo['p99_ms']:g} ms)"
         lines.append(f"latency (publish to receive): p50 {_v(lat['p50_ms'], ' ms', missing)}, "
-                     f"p99 {_v(lat['p99_ms'], ' ms', missing)}, "
+                     f"p99 {_v(lat['p99_ms'], ' ms', missing)}{held}, "
                      f"p99.9 {_v(lat['p999_ms'], ' ms', missing)}, "
                      f"max {_v(lat['max_ms'], ' ms', missing)}")
     lines.append(_server_line(r.get("server"), r.get("plan", {}).get("scenario", "")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,8 @@ from typing import Annotated
 import typer
 
 from wsops.ops.fleetview import targets
+from wsops.ops.reports import output, rolloutreport
+from wsops.ops.reports.output import ReportOption
 from wsops.ops.rolloutplan import (
     DEFAULT_GATES,
     METRICS,
@@ -115,6 +118,7 @@ def rollout(
     timeout: Annotated[float, typer.Option(help="Seconds each admin request may take.")] = 5.0,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the steps and the outcome as JSON at the end.")] = False,
+    report: ReportOption = None,
 ) -> None:
     """Upgrade a fleet node by node: drain, replace, bake under gates.
 
@@ -148,6 +152,8 @@ def rollout(
                 restart_command(template, "http://h:1", "n", "h")
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    output.check_path(report)
+    made = {"command": output.command_line(), "versions": output.versions()}
     if resume:
         if state_file is None:
             raise typer.BadParameter("--resume needs --state FILE", param_hint="--resume")
@@ -176,14 +182,22 @@ def rollout(
         typer.echo(f"gates: {'; '.join(g.text for g in gates)} (read from "
                    f"{'Prometheus at ' + prometheus if prometheus else 'the admin API'})")
         return
+    started_at = time.time()
     code = asyncio.run(run_rollout(plan, state, state_file))
+    data = {"result": "upgraded" if code == EXIT_OK else "stopped", "exit_code": code,
+            "done": state.done, "failed": state.failed, "reason": state.reason,
+            "steps": plan.log, "started_at": started_at, "nodes": state.nodes,
+            "gates": [g.text for g in gates],
+            "connections": [{"url": url, "t": [round(t - started_at, 2) for t, _ in seen],
+                             "connections": [n for _, n in seen]}
+                            for url, seen in plan.watched.items()], **made}
     if json_out:
-        json.dump({"result": "upgraded" if code == EXIT_OK else "stopped", "exit_code": code,
-                   "done": state.done, "failed": state.failed, "reason": state.reason,
-                   "steps": plan.log}, sys.stdout, indent=2)
+        json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif code == EXIT_OK:
         typer.echo(f"upgraded {len(state.done)} nodes")
     else:
         typer.echo(f"stopped at {state.failed}: {state.reason}", err=True)
+    if report is not None:
+        output.write(report, rolloutreport.render(data))
     raise typer.Exit(code)

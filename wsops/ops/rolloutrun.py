@@ -42,6 +42,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD, EXIT_GATE = 0, 1, 2, 3
 POLL = 0.5
 PROGRESS_EVERY = 5.0  # seconds between progress lines of a drain or a bake
 DEFAULT_NODE_SPREAD = 5.0  # wsops serve --drain-spread's default (a node that does not say)
+WATCH_EVERY = 1.0  # seconds between readings of every node's connections (for --report)
+WATCH_POINTS = 2000  # readings kept per node: past it, every other one is dropped
 
 
 class RolloutError(Exception):
@@ -72,6 +74,8 @@ class Plan:
     selector: str = 'job="wsops"'
     redis: str | None = None  # the registry: replacements at new addresses are followed
     log: list[dict[str, Any]] = field(default_factory=list)
+    # Every node's connections through the rollout: (wall-clock time, connections or None).
+    watched: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)
     proms: PromGates | None = None
     claimed: set[str] = field(default_factory=set)  # new addresses taken as replacements
     moved: dict[str, str] = field(default_factory=dict)  # old admin URL -> its replacement's
@@ -316,36 +320,71 @@ async def _roll_back(plan: Plan, session: aiohttp.ClientSession, url: str) -> No
              f"{after.get('started_at')}{f', at {at}' if at != url else ''}")
 
 
+async def _watch(plan: Plan, session: aiohttp.ClientSession) -> None:
+    """Read every node's connections each ``WATCH_EVERY`` s (the nodes as they are now:
+    a replacement at a new address gets its own series), until cancelled."""
+    apis: dict[str, AdminClient] = {}
+
+    async def one(url: str) -> int | None:
+        api = apis.setdefault(url, AdminClient(session, url, plan.token, plan.timeout))
+        try:
+            n = (await api.stats()).get("connections")
+        except AdminError:
+            return None
+        return int(n) if isinstance(n, int | float) else None
+
+    while True:
+        nodes = list(dict.fromkeys(plan.nodes))
+        counts = await asyncio.gather(*(one(u) for u in nodes))
+        now = time.time()
+        for url, n in zip(nodes, counts, strict=True):
+            seen = plan.watched.setdefault(url, [])
+            seen.append((now, n))
+            if len(seen) > WATCH_POINTS:
+                del seen[1::2]
+        await asyncio.sleep(WATCH_EVERY)
+
+
 async def run_rollout(plan: Plan, state: RolloutState, state_file: Path | None) -> int:
-    todo = state.todo()
     async with aiohttp.ClientSession() as session:
-        if plan.prometheus is not None:
-            plan.proms = PromGates(session, plan.prometheus, plan.selector, plan.timeout)
-            try:
-                await plan.proms.check(plan.nodes)
-            except PrometheusError as exc:
-                plan.say("-", "stop", f"failed: {exc}")
-                state.failed, state.reason = "-", f"failed: {exc}"
-                return EXIT_FAILED
-        for first in range(0, len(todo), plan.batch):
-            group = todo[first:first + plan.batch]
-            label = ", ".join(group)
-            canary = not state.done
-            try:
-                group = await _upgrade(plan, session, group, canary)
-            except (RolloutError, GateFailed, AdminError, ValueError) as exc:
-                gate = isinstance(exc, GateFailed)
-                reason = f"{'gate failed' if gate else 'failed'}: {exc}"
-                plan.say(label, "stop", reason)
-                state.failed, state.reason = label, reason
-                if state_file is not None:
-                    state.save(state_file)
-                if plan.rollback is not None:
-                    for url in group:
-                        await _roll_back(plan, session, url)
-                return EXIT_GATE if gate else EXIT_FAILED
-            state.done.extend(group)
+        watcher = asyncio.create_task(_watch(plan, session))
+        try:
+            return await _run(plan, state, state_file, session)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def _run(plan: Plan, state: RolloutState, state_file: Path | None,
+               session: aiohttp.ClientSession) -> int:
+    todo = state.todo()
+    if plan.prometheus is not None:
+        plan.proms = PromGates(session, plan.prometheus, plan.selector, plan.timeout)
+        try:
+            await plan.proms.check(plan.nodes)
+        except PrometheusError as exc:
+            plan.say("-", "stop", f"failed: {exc}")
+            state.failed, state.reason = "-", f"failed: {exc}"
+            return EXIT_FAILED
+    for first in range(0, len(todo), plan.batch):
+        group = todo[first:first + plan.batch]
+        label = ", ".join(group)
+        canary = not state.done
+        try:
+            group = await _upgrade(plan, session, group, canary)
+        except (RolloutError, GateFailed, AdminError, ValueError) as exc:
+            gate = isinstance(exc, GateFailed)
+            reason = f"{'gate failed' if gate else 'failed'}: {exc}"
+            plan.say(label, "stop", reason)
+            state.failed, state.reason = label, reason
             if state_file is not None:
                 state.save(state_file)
-            plan.say(label, "done", f"{len(state.done)} of {len(state.nodes)} nodes upgraded")
+            if plan.rollback is not None:
+                for url in group:
+                    await _roll_back(plan, session, url)
+            return EXIT_GATE if gate else EXIT_FAILED
+        state.done.extend(group)
+        if state_file is not None:
+            state.save(state_file)
+        plan.say(label, "done", f"{len(state.done)} of {len(state.nodes)} nodes upgraded")
     return EXIT_OK

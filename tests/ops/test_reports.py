@@ -1,0 +1,286 @@
+"""The reports' pure parts: charts, the page, the command line they show, the load test's
+timeline merge, the drain's batches, and each report rendered from edge-case data (the live
+runs and the browser are in test_report_pages.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from tests.support.reports import resolve
+from tests.support.runcli import cli
+from wsops.loadtest.latency import Latencies
+from wsops.loadtest.timeline import histogram_bins, opened_over_time, per_second, server_over_time
+from wsops.ops.drainview import DrainTimeline
+from wsops.ops.leakcheck import Sample, SiteStat, analyze
+from wsops.ops.reports import (
+    charts,
+    drainreport,
+    leakreport,
+    loadreport,
+    output,
+    page,
+    rolloutreport,
+)
+from wsops.ops.reports.charts import Mark, Series
+
+# -- charts and the page ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lo", "hi", "ticks"), [
+    (0, 9.3, [0, 2, 4, 6, 8, 10]),
+    (0, 100, [0, 20, 40, 60, 80, 100]),
+    (0.1, 0.2, [0.1, 0.12, 0.14, 0.16, 0.18, 0.2]),
+    (5, 5, [5, 6, 7, 8, 9, 10]),
+    (0, 0, [0, 0.2, 0.4, 0.6, 0.8, 1]),
+    (-3, 7, [-4, -2, 0, 2, 4, 6, 8]),
+])
+def test_nice_ticks_cover_the_range_in_round_steps(lo: float, hi: float,
+                                                   ticks: list[float]) -> None:
+    assert charts.nice_ticks(lo, hi) == ticks
+
+
+def test_a_pointer_escapes_any_name_and_resolves_through_lists() -> None:
+    key = charts.pointer("connections", "errors", "OSError: a/b ~c")
+    assert key == "/connections/errors/OSError: a~1b ~0c"
+    data = {"connections": {"errors": {"OSError: a/b ~c": 3}},
+            "timeline": [{"p99": 1.5}, {"p99": None}]}
+    assert resolve(data, key) == 3
+    assert resolve(data, "/timeline/p99") == [1.5, None]
+    assert resolve(data, "/timeline/1/p99") is None
+    with pytest.raises(KeyError):
+        resolve(data, "/timeline/0/p50")
+    assert charts.data_attrs("a.b.0", 2) == ' data-key="/a/b/0" data-value="2"'
+
+
+def test_a_line_chart_breaks_at_gaps_and_says_what_it_plots() -> None:
+    svg = charts.line_chart([Series("p99", [1, 2, 3, 4, 5], [1.0, 2.0, None, 4.0, 5.0],
+                                    "timeline.p99_ms")],
+                            title="<latency>", marks=[Mark("y", 8, "SLO", "slo.p99_ms")])
+    assert svg.count("<polyline") == 2  # 1-2 and 4-5: no line across the gap
+    assert 'data-key="/timeline/p99_ms" data-value="[1.0, 2.0, null, 4.0, 5.0]"' in svg
+    assert 'data-key="/slo/p99_ms" data-value="8"' in svg
+    assert "&lt;latency&gt;" in svg and "<latency>" not in svg
+    lone = charts.line_chart([Series("x", [1, 2, 3], [None, 7, None], "k")], title="t")
+    assert "<circle" in lone and "<polyline" not in lone
+    assert "No data." in charts.line_chart([Series("x", [], [])], title="t")
+    assert "No data." in charts.bar_chart([], [], title="t")
+    assert "No data." in charts.histogram([], title="t")
+
+
+def test_the_page_is_self_contained_and_embeds_its_data_safely() -> None:
+    data = {"text": "</script><script>alert(1)</script>", "n": 1}
+    html = page.document("t <x>", "s", [page.section("S", page.figure("n", "1", "n", 1),
+                                                     id_="s")], data)
+    assert f'content="{page.CSP}"' in html and "default-src 'none'" in page.CSP
+    assert "<script>alert" not in html  # the data cannot close its script element
+    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
+                     html, re.S)
+    assert blob is not None and json.loads(blob.group(1)) == data
+    assert not re.search(r"(src|href)=", html)  # nothing to fetch
+    assert "<title>t &lt;x&gt;</title>" in html
+
+
+# -- what the report shows of the command ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["drain", "http://h:9765", "--token", "abc"], "wsops drain http://h:9765 --token '***'"),
+    (["drain", "--token=abc", "x"], "wsops drain '--token=***' x"),
+    (["loadtest", "echo", "ws://h/ws", "--admin-token", "t", "--admin", "h:1"],
+     "wsops loadtest echo ws://h/ws --admin-token '***' --admin h:1"),
+    (["rollout", "--redis", "redis://:pw@10.0.0.5:6379/0"],
+     "wsops rollout --redis 'redis://:***@10.0.0.5:6379/0'"),
+    (["rollout", "--redis", "redis://user:pw@h/0", "a b"],
+     "wsops rollout --redis 'redis://user:***@h/0' 'a b'"),
+    (["leaks", "http://h:1", "--duration", "5"], "wsops leaks http://h:1 --duration 5"),
+])
+def test_the_command_line_hides_secrets(argv: list[str], shown: str) -> None:
+    assert output.command_line(argv) == shown
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_first(tmp_path: Path) -> None:
+    output.check_path(tmp_path / "r.html")
+    output.check_path(None)
+    for bad, says in ((tmp_path / "no" / "r.html", "does not exist"),
+                      (tmp_path, "is a directory")):
+        with pytest.raises(typer.BadParameter, match=says):
+            output.check_path(bad)
+
+
+async def test_the_commands_refuse_a_bad_report_path_before_any_work(tmp_path: Path) -> None:
+    bad = str(tmp_path / "missing" / "r.html")
+    for args in (["leaks", "http://127.0.0.1:9", "--report", bad],
+                 ["drain", "http://127.0.0.1:9", "--report", bad],
+                 ["loadtest", "echo", "ws://127.0.0.1:9/ws", "--report", bad],
+                 ["rollout", "http://127.0.0.1:9", "--restart", "true", "--report", bad]):
+        result = await cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "does not exist" in result.output and "Connection refused" not in result.output
+    assert (await cli("drain", "http://127.0.0.1:9", "--cancel", "--report",
+                      str(tmp_path / "r.html"))).exit_code == 2
+
+
+def test_write_replaces_the_file_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.html"
+    path.write_text("old")
+    output.write(path, "<html>new</html>")
+    assert path.read_text() == "<html>new</html>"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+    assert f"report: {path}" in capsys.readouterr().err
+
+
+# -- the load test over time -----------------------------------------------------------------
+
+
+def _lat(*seconds: float) -> dict[str, int]:
+    lat = Latencies()
+    for s in seconds:
+        lat.add(s)
+    return {str(k): n for k, n in lat.counts.items()}
+
+
+def test_shards_ticks_merge_into_one_point_per_second() -> None:
+    a = {"ticks": [
+        {"t": 1.01, "open": 5, "published": 10, "received": 40, "latency": _lat(0.001, 0.002)},
+        {"t": 2.02, "open": 5, "published": 20, "received": 80, "latency": _lat(0.004)},
+        {"t": 2.4, "open": 4, "published": 20, "received": 90, "latency": _lat(0.010)},
+        {"t": 4.1, "open": 4, "published": 20, "received": 95, "latency": {}}]}
+    b = {"ticks": [
+        {"t": 0.98, "open": 3, "published": 6, "received": 12, "latency": _lat(0.003)},
+        {"t": 3.0, "open": 3, "published": 9, "received": 30, "latency": _lat(0.020)}]}
+    points = per_second([a, b])
+    assert [p["t"] for p in points] == [1, 2, 3, 4]
+    assert [p["open"] for p in points] == [8, 7, 7, 7]  # a shard's last count held
+    assert [p["received"] for p in points] == [52, 102, 120, 125]
+    assert [p["deliveries_per_second"] for p in points] == [52, 50, 18, 5]
+    assert [p["latency_count"] for p in points] == [3, 2, 1, 0]
+    assert points[1]["p99_ms"] == pytest.approx(10.0, rel=0.02)  # two ticks of a, second 2
+    assert points[3]["p50_ms"] is None
+    gap = per_second([{"ticks": [
+        {"t": 1, "open": 1, "published": 10, "received": 10, "latency": {}},
+        {"t": 4, "open": 1, "published": 40, "received": 40, "latency": {}}]}])
+    assert [(p["t"], p["published_per_second"]) for p in gap] == [(1, 10), (4, 10)]
+
+
+def test_connections_opened_are_lined_up_on_the_shards_clocks() -> None:
+    shards = [{"open_started": 100.0, "opened_at": {"0": 2, "2": 1}},
+              {"open_started": 100.3, "opened_at": {"0": 4}}]
+    assert opened_over_time(shards) == [
+        {"t": 0.0, "opened": 0}, {"t": 0.1, "opened": 2}, {"t": 0.2, "opened": 2},
+        {"t": 0.3, "opened": 3}, {"t": 0.4, "opened": 7}]
+    assert opened_over_time([{"open_started": 0.0, "opened_at": {}}]) == []
+
+
+def test_server_cpu_is_a_share_of_a_core_between_readings() -> None:
+    readings = [{"at": 10.0, "cpu_seconds": 1.0, "rss_bytes": 5, "connections": 2},
+                {"at": 12.0, "cpu_seconds": 2.0, "rss_bytes": 6, "connections": 3},
+                {"error": "down"}]
+    assert server_over_time(readings) == [
+        {"t": 0.0, "cpu_percent": None, "rss_bytes": 5, "connections": 2},
+        {"t": 2.0, "cpu_percent": 50.0, "rss_bytes": 6, "connections": 3}]
+
+
+def test_the_histogram_bins_hold_every_sample_in_tenths_of_a_decade() -> None:
+    lat = Latencies()
+    for s in (0.00105, 0.0011, 0.0019, 0.0095, 0.25):
+        lat.add(s)
+    bins = histogram_bins(lat)
+    assert sum(n for *_, n in bins) == 5
+    for low, high, n in bins:
+        assert high == pytest.approx(low * 10 ** 0.1, rel=1e-4) and n > 0
+    assert [n for *_, n in bins] == [2, 1, 1, 1]
+    # (a sample is binned by its 2% bucket's upper bound: within 2% of a bin's edge)
+    assert bins[-1][0] <= 250 * 1.02 and bins[-1][1] >= 250
+
+
+# -- the drain -------------------------------------------------------------------------------
+
+
+def test_closes_between_polls_are_shared_over_the_batches_they_span() -> None:
+    seen = DrainTimeline()
+    for t, batches, closed in ((0.0, 1, 10), (0.2, 1, 10), (0.4, 4, 35), (0.6, 5, 40)):
+        seen.status(t, {"state": "draining", "total": 40, "closed": closed, "batches": batches,
+                        "remaining": 40 - closed}, False)
+    assert seen.batches() == [
+        {"batch": 1, "t": 0.0, "closed": 10}, {"batch": 2, "t": 0.4, "closed": 9},
+        {"batch": 3, "t": 0.4, "closed": 8}, {"batch": 4, "t": 0.4, "closed": 8},
+        {"batch": 5, "t": 0.6, "closed": 5}]
+    seen.peer(0.1, "http://b", 3)
+    seen.peer(0.6, "http://b", None)
+    assert seen.as_dict()["peers"] == [{"url": "http://b", "t": [0.1, 0.6],
+                                        "connections": [3, None]}]
+
+
+# -- each report from edge-case data ---------------------------------------------------------
+
+
+def _shown(html: str, data: dict[str, Any]) -> int:
+    """Every figure of ``html`` equals ``data`` at its pointer; how many there are."""
+    found = re.findall(r'data-key="([^"]*)" data-value="([^"]*)"', html)
+    import html as h
+    for key, value in found:
+        assert json.loads(h.unescape(value)) == json.loads(json.dumps(
+            resolve(data, h.unescape(key)))), key
+    return len(found)
+
+
+def _sample(t: float, leak: int) -> Sample:
+    site = SiteStat("app.py:3", "app.py", 3, leak, leak // 100)
+    return Sample(t, {"app.py:3": site}, {"dict": 1000 + leak // 1000}, 5e7 + leak, 1e6 + leak)
+
+
+def test_the_leaks_report_of_a_heap_and_of_too_few_samples() -> None:
+    rep = analyze([_sample(t, 400_000 * t) for t in range(8)])
+    data = {"node": "http://n", "tracing": "x", "frames": 5, "caveats": ["c"],
+            **rep.as_dict(), "exit_code": 3, "command": "wsops leaks http://n", "versions": {}}
+    assert data["sites"][0]["series"]["y"] == [400_000.0 * t for t in range(8)]
+    html = leakreport.render(data)
+    assert _shown(html, data) >= 20 and "SUSPECT · app.py:3" in html
+    few = {"node": "http://n", "samples": 1, "suspects": 0, "error": "gone"}
+    assert "fewer than 2" in leakreport.render(few)
+    workers = {"node": "http://n", "exit_code": 3, "skipped": ["worker 1: down"],
+               "workers": [{"worker": 0, **data}]}
+    html = leakreport.render(workers)
+    assert _shown(html, workers) >= 20 and "worker 1: down" in html
+
+
+def test_the_loadtest_report_of_a_connect_run_has_no_message_charts() -> None:
+    data: dict[str, Any] = {
+        "plan": {"scenario": "connect", "connections": 10, "duration": 1, "url": "ws://h"},
+        "connections": {"requested": 10, "opened": 9, "open_at_end": 9, "reconnects": 0,
+                        "failed": 1, "seconds_to_open": 0.1, "per_second": 90.0,
+                        "connect_latency": {"p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 2.0},
+                        "errors": {"OSError: x/y": 1}, "close_codes": {},
+                        "opened_over_time": [{"t": 0.0, "opened": 0}, {"t": 0.1, "opened": 9}]},
+        "timeline": [], "server": None, "command": "wsops loadtest connect ws://h",
+        "versions": {"wsops": "0"}}
+    html = loadreport.render(data)
+    assert 'id="latency"' not in html and "Not measured" in html
+    assert _shown(html, data) >= 8
+
+
+def test_the_drain_and_rollout_reports_of_runs_that_went_wrong() -> None:
+    seen = DrainTimeline()
+    seen.status(0.0, {"state": "draining", "total": 3, "closed": 1, "batches": 1,
+                      "remaining": 2}, None)
+    seen.status(0.5, {"state": "drained", "total": 3, "closed": 1, "forced": 2, "batches": 1,
+                      "remaining": 0}, False)
+    drain = {"node": "http://n", "result": "timeout", "exit_code": 4, "message": "m",
+             "following": True, "options": None, "elapsed_seconds": 0.5, "deadline_seconds":
+             None, "drain": {"total": 3, "closed": 1, "forced": 2, "batches": 1},
+             **seen.as_dict()}
+    html = drainreport.render(drain)
+    assert _shown(html, drain) >= 8 and "own settings" in html
+    rollout = {"result": "stopped", "exit_code": 3, "done": [], "failed": "http://a",
+               "reason": "gate failed: x", "started_at": 100.0, "nodes": ["http://a"],
+               "gates": ["error_rate < 1%"], "connections": [], "steps": [
+                   {"node": "http://a", "step": "drain", "text": "t", "at": 100.5},
+                   {"node": "http://a", "step": "stop", "text": "gate failed", "at": 103.0}]}
+    html = rolloutreport.render(rollout)
+    assert _shown(html, rollout) >= 4 and "stopped at http://a: gate failed: x" in html
