@@ -84,6 +84,18 @@ def test_every_block_says_how_it_is_checked() -> None:
             assert b.lang in ("sh", "python"), f"README.md:{b.line}: run what? ({b.lang!r})"
 
 
+def test_every_picture_is_in_the_tree_and_taken_by_a_test() -> None:
+    """The README's screenshots are PNGs under docs/, each named by the test that takes it
+    (``tests.support.reports.check_report`` writes it there with WSOPS_UPDATE_SCREENSHOTS=1)."""
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert len(pictures) >= 4
+    tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    for picture in pictures:
+        path = ROOT / picture
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+        assert f'"{path.name}"' in tests, f"{picture}: no test takes it"
+
+
 def ports_map() -> dict[int, int]:
     return {p: free_port() for p in PORTS}
 

@@ -45,6 +45,13 @@ def test_nice_ticks_cover_the_range_in_round_steps(lo: float, hi: float,
     assert charts.nice_ticks(lo, hi) == ticks
 
 
+def test_ticks_of_a_narrow_range_of_sizes_read_apart() -> None:
+    svg = charts.line_chart([Series("rss", [0, 1, 2], [77.50e6, 77.52e6, 77.54e6])],
+                            title="t", yfmt=charts.size, y_min=None)
+    labels = re.findall(r'class="ytick">([^<]*)<', svg)
+    assert len(labels) == len(set(labels)) >= 3 and labels[0].endswith(" MiB")
+
+
 def test_a_pointer_escapes_any_name_and_resolves_through_lists() -> None:
     key = charts.pointer("connections", "errors", "OSError: a/b ~c")
     assert key == "/connections/errors/OSError: a~1b ~0c"

@@ -32,12 +32,24 @@ def plain(value: float) -> str:
     return f"{value:.3g}"
 
 
-def size(value: float) -> str:
+def size(value: float, digits: int = 1) -> str:
     """Bytes as ``1.5 MiB``."""
     for name, scale in (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 1024.0)):
         if abs(value) >= scale:
-            return f"{value / scale:.1f} {name}"
+            return f"{value / scale:.{digits}f} {name}"
     return f"{value:.0f} B"
+
+
+def _distinct(fmt: Format, ticks: Sequence[float]) -> Format:
+    """``fmt``, or a finer one when it would print two ticks alike (a narrow range of sizes)."""
+    if len({fmt(t) for t in ticks}) == len(ticks):
+        return fmt
+    for digits in (2, 3, 4):
+        def finer(v: float, digits: int = digits) -> str:
+            return size(v, digits) if fmt is size else f"{v:,.{digits}f}"
+        if len({finer(t) for t in ticks}) == len(ticks):
+            return finer
+    return fmt
 
 
 def ms(value: float) -> str:
@@ -146,6 +158,7 @@ class Frame:
 
 def _axes(f: Frame, xticks: Sequence[float], yticks: Sequence[float], xfmt: Format,
           yfmt: Format, x_label: str) -> list[str]:
+    yfmt = _distinct(yfmt, yticks)
     out = [f'<rect x="{f.left}" y="{f.top}" width="{f.width - f.left - f.right}" '
            f'height="{f.height - f.top - f.bottom}" class="plot"/>']
     for t in yticks:
@@ -195,7 +208,7 @@ def _svg(f: Frame, title: str, body: list[str], legend: Sequence[tuple[str, str,
 
 def line_chart(series: Sequence[Series], *, title: str, x_label: str = "seconds",
                yfmt: Format = plain, xfmt: Format = plain, marks: Sequence[Mark] = (),
-               y_min: float | None = 0.0, width: int = 640, height: int = 220,
+               y_min: float | None = 0.0, width: int = 480, height: int = 220,
                steps: bool = False, yticks: Sequence[float] = ()) -> str:
     """Lines over a shared x axis (time, mostly); ``steps`` draws each value until the next;
     ``yticks`` fixes the y axis's ticks (else round ones cover the values)."""
@@ -244,7 +257,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "seconds"
 
 def bar_chart(xs: Sequence[Number], ys: Sequence[Number], *, title: str, key: str = "",
               x_label: str = "seconds", yfmt: Format = plain, xfmt: Format = plain,
-              marks: Sequence[Mark] = (), color: str = PALETTE[0], width: int = 640,
+              marks: Sequence[Mark] = (), color: str = PALETTE[0], width: int = 480,
               height: int = 200) -> str:
     """One bar per value, centred on its x (a batch, a second)."""
     if not xs:
@@ -270,7 +283,7 @@ def bar_chart(xs: Sequence[Number], ys: Sequence[Number], *, title: str, key: st
 
 def histogram(bins: Sequence[tuple[float, float, int]], *, title: str, key: str = "",
               x_label: str = "ms (log scale)", marks: Sequence[Mark] = (),
-              color: str = PALETTE[0], width: int = 640, height: int = 220) -> str:
+              color: str = PALETTE[0], width: int = 480, height: int = 220) -> str:
     """Counts of (low, high, count) bins on a logarithmic x axis."""
     bins = [b for b in bins if b[1] > 0]
     if not bins:

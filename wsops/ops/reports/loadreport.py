@@ -91,13 +91,16 @@ def _messages(d: Mapping[str, Any], slo: float | None) -> list[str]:
     slo_x = [Mark("x", slo, f"SLO {charts.ms(slo)}", "slo.p99_ms", charts.PALETTE[6])] \
         if slo is not None else []
     lat = m["latency"]
+    duration = (d.get("plan") or {}).get("duration")
+    ends = [Mark("x", float(duration), "load ends (then settling)", "plan.duration")] \
+        if duration is not None and ts else []
     return [
         page.section("Throughput", page.charts(charts.line_chart([
             Series("publishes/s", ts, _col(tl, "published_per_second"),
                    "timeline.published_per_second"),
             Series("deliveries/s", ts, _col(tl, "deliveries_per_second"),
                    "timeline.deliveries_per_second")],
-            title="Publishes and deliveries per second")), id_="throughput"),
+            title="Publishes and deliveries per second", marks=ends)), id_="throughput"),
         page.section(
             "Latency (publish to receive)",
             page.charts(
@@ -105,7 +108,8 @@ def _messages(d: Mapping[str, Any], slo: float | None) -> list[str]:
                     Series("p50", ts, _col(tl, "p50_ms"), "timeline.p50_ms"),
                     Series("p99", ts, _col(tl, "p99_ms"), "timeline.p99_ms"),
                     Series("p99.9", ts, _col(tl, "p999_ms"), "timeline.p999_ms", dashed=True)],
-                    title="Latency percentiles, each second", yfmt=charts.ms, marks=slo_y),
+                    title="Latency percentiles, each second", yfmt=charts.ms,
+                    marks=[*slo_y, *ends]),
                 charts.histogram(lat.get("histogram") or [], title="Latency histogram (all "
                                  "deliveries)", key="messages.latency.histogram",
                                  marks=slo_x)),
