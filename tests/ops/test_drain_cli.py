@@ -21,6 +21,7 @@ from tests.conftest import Connect, ServerFactory
 from tests.support.examples import INSTRUMENT_EXAMPLE, load_example
 from tests.support.ports import free_port, serving
 from tests.support.procs import start_serve
+from tests.support.redisproc import RedisProc, broker_url
 from tests.support.runcli import cli, flat
 from tests.support.scrape import scrape
 from tests.support.waits import until
@@ -328,3 +329,34 @@ async def test_help_explains_options_exit_codes_and_an_example() -> None:
                  "--batch", "--interval", "--deadline", "--code", "--token", "--json",
                  "WSOPS_ADMIN_TOKEN", "Exit codes: 0 drained", "4 timeout", "1 error"):
         assert part in text, part
+
+
+# -- the other nodes of the fleet ------------------------------------------------------------
+
+
+@pytest.mark.slow  # three nodes on a private Redis
+async def test_with_redis_every_other_node_of_the_registry_is_followed(
+        redis_proc: RedisProc) -> None:
+    nodes = [start_serve("--allow-anonymous", "--broker", broker_url(redis_proc))
+             for _ in range(3)]
+    try:
+        drained, others = nodes[0], nodes[1:]
+
+        async def registered() -> bool:
+            from wsops.server.broker.redis_fleet import list_nodes
+
+            listed = await list_nodes(broker_url(redis_proc))
+            return len([n for n in listed if n.get("admin_url")]) == 3
+
+        await until(registered, 15, what="three nodes in the registry")
+        result = await cli("drain", drained.admin_url, "--redis", broker_url(redis_proc),
+                           "--spread", "0", "--deadline", "5", "--json")
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        assert sorted(p["url"] for p in out["peers"]) == sorted(n.admin_url for n in others)
+        assert all(p["connections"] and set(p["connections"]) == {0} for p in out["peers"])
+        bad = await cli("drain", drained.admin_url, "--redis", "redis://127.0.0.1:1/0")
+        assert bad.exit_code == 2 and "cannot read the fleet registry" in flat(bad.output)
+    finally:
+        for n in nodes:
+            n.stop()

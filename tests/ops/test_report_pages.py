@@ -45,7 +45,7 @@ async def test_the_loadtest_report_draws_the_run_its_json_describes(tmp_path: Pa
     try:
         code, data, err = await wsops(
             "loadtest", "fanout", node.url, "-c", "300", "--rooms", "6", "--rate", "300",
-            "-d", "4", "--admin", node.admin_url, "--slo-p99", "8", "--json", "-",
+            "-d", "4", "-p", "2", "--admin", node.admin_url, "--slo-p99", "8", "--json", "-",
             "--report", str(report))
     finally:
         node.stop()
@@ -58,10 +58,13 @@ async def test_the_loadtest_report_draws_the_run_its_json_describes(tmp_path: Pa
     assert sum(p["latency_count"] for p in data["timeline"]) == m["latency"]["count"]
     assert sum(n for _, _, n in m["latency"]["histogram"]) == m["latency"]["count"]
     assert data["connections"]["opened_over_time"][-1]["opened"] == 300
-    assert len(data["server"]["timeline"]) >= 4  # once a second over 4 s, and before/after
+    # The server read once a second (not once per load process), before and after too.
+    server = data["server"]["timeline"]
+    assert 5 <= len(server) <= 4 + 3 + 3, server
+    assert all(0 <= p["cpu_percent"] <= 250 for p in server[1:]), server
     assert data["slo"] == {"p99_ms": 8.0, "met": m["latency"]["p99_ms"] <= 8.0}
     assert data["command"] == (f"wsops loadtest fanout {node.url} -c 300 --rooms 6 --rate 300 "
-                               f"-d 4 --admin {node.admin_url} --slo-p99 8 --json - --report "
+                               f"-d 4 -p 2 --admin {node.admin_url} --slo-p99 8 --json - --report "
                                f"{report}")
     checked = await check_report(
         report, data, ["summary", "connections", "throughput", "latency", "losses", "server",

@@ -13,7 +13,7 @@ import pytest
 import typer
 
 from tests.support.reports import resolve
-from tests.support.runcli import cli
+from tests.support.runcli import cli, flat
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.timeline import histogram_bins, opened_over_time, per_second, server_over_time
 from wsops.ops.drainview import DrainTimeline
@@ -106,6 +106,8 @@ def test_the_page_is_self_contained_and_embeds_its_data_safely() -> None:
     (["rollout", "--redis", "redis://user:pw@h/0", "a b"],
      "wsops rollout --redis 'redis://user:***@h/0' 'a b'"),
     (["leaks", "http://h:1", "--duration", "5"], "wsops leaks http://h:1 --duration 5"),
+    (["drain", "--redis", "redis://:p@ss@h:6379/0"], "wsops drain --redis 'redis://:***@h:6379/0'"),
+    (["leaks", "http://h:1/?x=1&token=abc&y=2"], "wsops leaks 'http://h:1/?x=1&token=***&y=2'"),
 ])
 def test_the_command_line_hides_secrets(argv: list[str], shown: str) -> None:
     assert output.command_line(argv) == shown
@@ -125,10 +127,14 @@ async def test_the_commands_refuse_a_bad_report_path_before_any_work(tmp_path: P
     for args in (["leaks", "http://127.0.0.1:9", "--report", bad],
                  ["drain", "http://127.0.0.1:9", "--report", bad],
                  ["loadtest", "echo", "ws://127.0.0.1:9/ws", "--report", bad],
-                 ["rollout", "http://127.0.0.1:9", "--restart", "true", "--report", bad]):
+                 ["rollout", "http://127.0.0.1:9", "--restart", "true", "--report", bad],
+                 ["rollout", "http://127.0.0.1:9", "--dry-run", "--report", str(tmp_path / "r")],
+                 ["loadtest", "echo", "ws://127.0.0.1:9/ws", "--slo-p99", "inf"]):
         result = await cli(*args)
         assert result.exit_code == 2, (args, result.output)
-        assert "does not exist" in result.output and "Connection refused" not in result.output
+        assert any(s in flat(result.output) for s in ("does not exist", "nothing to report",
+                                                      "--slo-p99")), result.output
+        assert "Connection refused" not in result.output
     assert (await cli("drain", "http://127.0.0.1:9", "--cancel", "--report",
                       str(tmp_path / "r.html"))).exit_code == 2
 
@@ -218,6 +224,15 @@ def test_closes_between_polls_are_shared_over_the_batches_they_span() -> None:
         {"batch": 1, "t": 0.0, "closed": 10}, {"batch": 2, "t": 0.4, "closed": 9},
         {"batch": 3, "t": 0.4, "closed": 8}, {"batch": 4, "t": 0.4, "closed": 8},
         {"batch": 5, "t": 0.6, "closed": 5}]
+    # Following a drain already under way: what it closed before the first poll is not placed.
+    assert [b["batch"] for b in seen.batches(following=True)] == [2, 3, 4, 5]
+    long = DrainTimeline()
+    for k in range(5000):  # a long deadline polled 5 times a second: bounded
+        long.status(k / 5, {"state": "draining", "batches": k // 10, "closed": k}, False)
+        long.peer(k / 5, "http://b", k)
+    assert len(long.points) <= 2001 and long.points[0]["t"] == 0 and long.points[-1]["t"] == 999.8
+    assert len(long.peers["http://b"]) <= 2001
+    assert sum(b["closed"] for b in long.batches()) == 4990  # (batch 0's 10 never counted)
     seen.peer(0.1, "http://b", 3)
     seen.peer(0.6, "http://b", None)
     assert seen.as_dict()["peers"] == [{"url": "http://b", "t": [0.1, 0.6],
@@ -284,6 +299,8 @@ def test_the_drain_and_rollout_reports_of_runs_that_went_wrong() -> None:
              **seen.as_dict()}
     html = drainreport.render(drain)
     assert _shown(html, drain) >= 8 and "own settings" in html
+    failed = {"node": "http://n", "result": "error", "exit_code": 1, "message": "refused"}
+    assert _shown(drainreport.render(failed), failed) == 1
     rollout = {"result": "stopped", "exit_code": 3, "done": [], "failed": "http://a",
                "reason": "gate failed: x", "started_at": 100.0, "nodes": ["http://a"],
                "gates": ["error_rate < 1%"], "connections": [], "steps": [

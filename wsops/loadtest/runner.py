@@ -30,7 +30,7 @@ class LoadTestError(RuntimeError):
 
 
 def server_stats(admin_url: str | None, token: str | None = None,
-                 pid: int | None = None) -> dict[str, Any] | None:
+                 pid: int | None = None, timeout: float = 5.0) -> dict[str, Any] | None:
     """The target's CPU, RSS and connections: from its process (``pid``, any server on this
     machine, children included) or its ``/admin/stats``; None with neither."""
     if pid is not None:
@@ -41,7 +41,7 @@ def server_stats(admin_url: str | None, token: str | None = None,
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             body: dict[str, Any] = json.loads(r.read())
             return {**body, "at": time.monotonic()}
     except (OSError, ValueError) as exc:
@@ -74,10 +74,16 @@ def execute(plan: Plan, on_progress: Progress | None = None,
                          name=f"wsops-loadtest-{s.index}") for s in parts]
     server = {"start": server_stats(plan.admin_url, admin_token, plan.server_pid)}
     readings: list[dict[str, Any]] = []  # the server once a second while the test runs
+    read_at = [0.0]
+    start = server["start"]
+    watch = start is not None and "error" not in start
 
     def progressed(kind: str, body: dict[str, Any]) -> None:
-        if kind == "progress" and server["start"] is not None:
-            reading = server_stats(plan.admin_url, admin_token, plan.server_pid)
+        # (every shard's progress comes once a second: one reading for all of them, none if
+        # the server could not be read at the start, each bounded to 1 s)
+        if kind == "progress" and watch and time.monotonic() - read_at[0] >= 0.9:
+            read_at[0] = time.monotonic()
+            reading = server_stats(plan.admin_url, admin_token, plan.server_pid, timeout=1.0)
             if reading is not None and "error" not in reading:
                 readings.append(reading)
         if on_progress:

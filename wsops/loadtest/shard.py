@@ -211,8 +211,8 @@ class ShardRun:
         rate = per_pub * len(pubs)
         pad = "x" * max(0, plan.size - 48)
         seq = {conn.pub_room: 0 for conn in pubs if conn.pub_room is not None}
-        start = last_report = time.monotonic()
-        sent, k = 0, 0
+        start = time.monotonic()
+        sent, k, reported = 0, 0, 0
         while (now := time.monotonic()) - start < seconds:
             due = int(rate * (now - start)) - sent
             for _ in range(due):
@@ -230,8 +230,8 @@ class ShardRun:
                 conn.write_raw(frame)  # a reconnection)
                 self.published[room] = self.published.get(room, 0) + 1
             sent += max(0, due)
-            if now - last_report >= 1.0:
-                last_report = now
+            if int(now - start) > reported:  # on the second, not a second after the last one:
+                reported = int(now - start)  # ticks do not drift (the report's timeline)
                 self._progress(now - start)
             await asyncio.sleep(0.005)
         self._progress(time.monotonic() - start)  # publishing is over: the settling follows
@@ -253,8 +253,10 @@ class ShardRun:
 
     async def _hold(self, seconds: float) -> None:
         start = time.monotonic()
+        k = 0
         while (now := time.monotonic()) - start < seconds:
-            await asyncio.sleep(min(1.0, seconds - (now - start)))
+            k += 1  # on each second from the start (ticks do not drift)
+            await asyncio.sleep(max(0.0, min(start + k, start + seconds) - now))
             self._progress(time.monotonic() - start)
 
     # -- reporting -------------------------------------------------------------------------

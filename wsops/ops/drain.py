@@ -34,7 +34,7 @@ from wsops.ops.drainview import (
 from wsops.ops.fleetview import normalize_url
 from wsops.ops.reports import drainreport, output
 from wsops.ops.reports.output import ReportOption
-from wsops.ops.status import TokenOption
+from wsops.ops.status import TokenOption, registry_admin_urls
 
 POLL_SECONDS = 0.2
 POLL_FAILURES = 10  # consecutive unanswered polls before the command gives up on the node
@@ -114,6 +114,8 @@ def drain(
         raise typer.BadParameter("takes no --peer/--redis/--report", param_hint="--cancel")
     output.check_path(report)
     peers = _peers(url, peer, redis)
+    if not json_out and report is None:
+        peers = []  # (followed for --json and --report: nothing else shows them)
     made = {"command": output.command_line(), "versions": output.versions()}
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     details: dict[str, Any] = {}
@@ -152,17 +154,9 @@ def _peers(url: str, given: list[str] | None, redis_url: str | None) -> list[str
             found.append(normalize_url(text))
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--peer") from None
-    if redis_url:
-        from wsops.server.broker.redis_fleet import list_nodes
-
-        try:
-            nodes = asyncio.run(list_nodes(redis_url))
-        except Exception as exc:
-            raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
-                                     param_hint="--redis") from None
-        for n in nodes:
-            with contextlib.suppress(ValueError):
-                found.append(normalize_url(str(n.get("admin_url") or "")))
+    for listed in registry_admin_urls(redis_url) if redis_url else ():
+        with contextlib.suppress(ValueError):
+            found.append(normalize_url(listed))
     return [u for u in dict.fromkeys(found) if u != url]
 
 
@@ -239,11 +233,13 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
         finally:
             stop_peers.set()
             if watcher is not None:
+                watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
     outcome = judge(status, gave_up=gave_up, elapsed=elapsed)
     return outcome, {"following": following, "options": options,
                      "elapsed_seconds": round(elapsed, 3), "drain": status,
-                     "deadline_seconds": (options or {}).get("deadline"), **seen.as_dict()}
+                     "deadline_seconds": (options or {}).get("deadline"),
+                     **seen.as_dict(following)}
 
 
 async def _follow(api: AdminClient, url: str, status: DrainStatus,

@@ -104,6 +104,16 @@ def judge(status: Mapping[str, Any], *, gave_up: bool, elapsed: float) -> Outcom
     return Outcome(EXIT_ERROR, "error", f"unexpected drain state {state!r}")
 
 
+TIMELINE_POINTS: Final = 2000
+"""Polls kept per series of a drain's timeline: past it, every other one is dropped (a day-long
+deadline polled 5 times a second stays bounded)."""
+
+
+def _thin(series: list[Any]) -> None:
+    if len(series) > TIMELINE_POINTS:
+        del series[1:-1:2]
+
+
 @dataclass
 class DrainTimeline:
     """What ``wsops drain --report`` charts, as the command saw it (seconds from the drain's
@@ -111,36 +121,45 @@ class DrainTimeline:
 
     points: list[dict[str, Any]] = field(default_factory=list)
     peers: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)
+    closes: list[tuple[int, int, float]] = field(default_factory=list)  # batches, closed, t
 
     def status(self, t: float, status: Mapping[str, Any], ready: bool | None) -> None:
         total, left = progress(status)
+        batches, closed = int(status.get("batches") or 0), int(status.get("closed") or 0)
+        if not self.closes or batches != self.closes[-1][0]:  # (kept whole: batch boundaries)
+            self.closes.append((batches, closed, round(t, 3)))
         self.points.append({
             "t": round(t, 3), "state": status.get("state"), "total": total, "remaining": left,
-            "closed": int(status.get("closed") or 0), "forced": int(status.get("forced") or 0),
-            "batches": int(status.get("batches") or 0), "ready": ready})
+            "closed": closed, "forced": int(status.get("forced") or 0), "batches": batches,
+            "ready": ready})
+        _thin(self.points)
 
     def peer(self, t: float, url: str, connections: int | None) -> None:
         """``connections`` of the peer at ``url`` (None: it did not answer)."""
-        self.peers.setdefault(url, []).append((round(t, 3), connections))
+        seen = self.peers.setdefault(url, [])
+        seen.append((round(t, 3), connections))
+        _thin(seen)
 
-    def batches(self) -> list[dict[str, Any]]:
+    def batches(self, following: bool = False) -> list[dict[str, Any]]:
         """Connections closed per batch, from the polls: when ``batches`` grew by k between
-        two polls, the connections closed meanwhile are shared out over those k batches."""
+        two polls, the connections closed meanwhile are shared out over those k batches.
+        ``following`` a drain that was already running: its batches before the first poll
+        are not placed (they did not happen at 0)."""
         out: list[dict[str, Any]] = []
-        before = {"batches": 0, "closed": 0}
-        for p in self.points:
-            new = p["batches"] - before["batches"]
+        polls = list(self.closes)
+        done, closed_before = (polls.pop(0)[:2] if following and polls else (0, 0))
+        for batches, closed, t in polls:
+            new = batches - done
             if new > 0:
-                closed = max(0, p["closed"] - before["closed"])
+                closed_now = max(0, closed - closed_before)
                 for k in range(new):
-                    share = closed // new + (1 if k < closed % new else 0)
-                    out.append({"batch": before["batches"] + k + 1, "t": p["t"],
-                                "closed": share})
-                before = {"batches": p["batches"], "closed": p["closed"]}
+                    share = closed_now // new + (1 if k < closed_now % new else 0)
+                    out.append({"batch": done + k + 1, "t": t, "closed": share})
+                done, closed_before = batches, closed
         return out
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"timeline": self.points, "batches": self.batches(),
+    def as_dict(self, following: bool = False) -> dict[str, Any]:
+        return {"timeline": self.points, "batches": self.batches(following),
                 "peers": [{"url": url, "t": [t for t, _ in seen],
                            "connections": [n for _, n in seen]}
                           for url, seen in self.peers.items()]}

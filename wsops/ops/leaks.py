@@ -281,7 +281,7 @@ def run(
     failed = bool(found.skipped) or any(got.error is not None for got in runs)
     code = EXIT_ERROR if failed else max(codes)  # EXIT_SUSPECTS (3) over EXIT_OK (0)
     if found.targets[0].worker is None:
-        data = {**outcomes[0][1], **made}
+        data = {**outcomes[0][1], **made, "exit_code": code}  # (1 when sampling failed)
         _show(data, outcomes[0][2], json_out)
     else:
         data = _workers_data(admin_url, found, outcomes, code, made)

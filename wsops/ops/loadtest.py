@@ -87,7 +87,7 @@ def _command(scenario: str) -> Any:
             "profile with what this run measured of the server (needs --admin or --pid; "
             "'wsops plan --profile' fits several).")] = None,
         slo_p99: Annotated[float, typer.Option(
-            "--slo-p99", metavar="MS", min=0.001,
+            "--slo-p99", metavar="MS", min=0.001, max=3_600_000,
             help="The publish-to-receive p99 the run should hold, in ms: drawn on the "
                  "report's latency charts; the summary says whether it held.")] = 8.0,
         report: ReportOption = None,
@@ -127,10 +127,10 @@ def _command(scenario: str) -> Any:
             else:
                 json_out.write_text(text + "\n")
         typer.echo(summary(result), err=json_out is not None and str(json_out) == "-")
-        if report is not None:
-            output.write(report, loadreport.render(result))
         if profile_out is not None:
             _write_profile(profile_out, result)
+        if report is not None:
+            output.write(report, loadreport.render(result))
         if not result["connections"]["opened"]:
             typer.secho("no connection opened: " + ", ".join(result["connections"]["errors"]),
                         fg=typer.colors.RED, err=True)

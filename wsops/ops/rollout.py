@@ -28,7 +28,7 @@ from wsops.ops.rolloutplan import (
     restart_command,
 )
 from wsops.ops.rolloutrun import EXIT_OK, Plan, run_rollout
-from wsops.ops.status import TokenOption
+from wsops.ops.status import TokenOption, registry_admin_urls
 
 
 def _nodes(urls: Sequence[str] | None, file: Path | None, redis_url: str | None) -> list[str]:
@@ -40,14 +40,7 @@ def _nodes(urls: Sequence[str] | None, file: Path | None, redis_url: str | None)
             raise typer.BadParameter(f"cannot read {file}: {exc.strerror}",
                                      param_hint="--file") from None
     if redis_url:
-        from wsops.server.broker.redis_fleet import list_nodes
-
-        try:
-            nodes = asyncio.run(list_nodes(redis_url))
-        except Exception as exc:
-            raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
-                                     param_hint="--redis") from None
-        found += sorted(str(n["admin_url"]) for n in nodes if n.get("admin_url"))
+        found += registry_admin_urls(redis_url)
     if not found:
         return []
     try:
@@ -152,6 +145,8 @@ def rollout(
                 restart_command(template, "http://h:1", "n", "h")
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if dry_run and report is not None:
+        raise typer.BadParameter("a dry run does nothing to report", param_hint="--report")
     output.check_path(report)
     made = {"command": output.command_line(), "versions": output.versions()}
     if resume:

@@ -87,6 +87,17 @@ async def _registry(redis_url: str, patience: float) -> list[dict[str, Any]]:
     return await list_nodes(redis_url, timeout=patience)
 
 
+def registry_admin_urls(redis_url: str) -> list[str]:
+    """The admin URLs the fleet registry in ``redis_url`` lists, sorted (``--redis`` of
+    rollout and drain); a registry that cannot be read is a bad ``--redis``."""
+    try:
+        nodes = asyncio.run(_registry(redis_url, DEFAULT_TIMEOUT))
+    except Exception as exc:
+        raise typer.BadParameter(f"cannot read the fleet registry: {exc}",
+                                 param_hint="--redis") from None
+    return sorted(str(n["admin_url"]) for n in nodes if n.get("admin_url"))
+
+
 async def _topology(redis_url: str, patience: float) -> list[dict[str, Any]] | str:
     """The broker's shards, or why they could not be read."""
     from wsops.server.broker.redis_fleet import broker_topology

@@ -25,7 +25,13 @@ def _ready_text(v: float) -> str:
 def render(data: Mapping[str, Any]) -> str:
     """The page of one ``wsops drain --json`` output."""
     node = str(data.get("node", "?"))
-    st: Mapping[str, Any] = data.get("drain") or {}
+    if "drain" not in data:  # it failed before the drain could be followed
+        return page.document(f"wsops drain · {node}", str(data.get("message", "")), [
+            page.section("Summary", page.figures(page.figure(
+                "result", str(data.get("result")), "result", data.get("result"), "bad")),
+                page.note(str(data.get("message", "")), "bad"), id_="summary"),
+            page.command_section(data.get("command"), data.get("versions"))], data)
+    st: Mapping[str, Any] = data["drain"]
     tl: Sequence[Mapping[str, Any]] = data.get("timeline") or []
     ts = _col(tl, "t")
     deadline = data.get("deadline_seconds")

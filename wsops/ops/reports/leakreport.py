@@ -87,10 +87,12 @@ def _trend_table(rows_in: Sequence[Mapping[str, Any]], key: str) -> str:
 def _heap(d: Mapping[str, Any], prefix: str, heading: str) -> list[str]:
     """The sections of one profiled heap; ``prefix`` is its JSON path ("" or "workers.N.")."""
     samples = int(d.get("samples") or 0)
+    error = [page.note(f"error: {d['error']} (the analysis covers the samples taken before)",
+                       "bad")] if d.get("error") else []
     if samples < 2 or "timeline" not in d:
-        return [page.section(heading, page.note(
-            f"{samples} sample{'s' if samples != 1 else ''}: fewer than 2, nothing to compare"
-            + (f" ({d['error']})" if d.get("error") else ""), "warn"), id_=f"{prefix}summary")]
+        return [page.section(heading, *error, page.note(
+            f"{samples} sample{'s' if samples != 1 else ''}: fewer than 2, nothing to compare",
+            "warn"), id_=f"{prefix}summary")]
     suspects = int(d.get("suspects") or 0)
     mem, tl, ws = d["memory"], d["timeline"], d["websockets"]
     out = [page.section(
@@ -108,6 +110,7 @@ def _heap(d: Mapping[str, Any], prefix: str, heading: str) -> list[str]:
             page.figure("WebSocket objects over open connections", str(ws["excess_last"]),
                         f"{prefix}websockets.excess_last", ws["excess_last"],
                         "bad" if ws["suspect"] else "")),
+        *error,
         page.note(str(mem["hint"]), "warn" if mem.get("native") else "note"),
         *[page.note(f"note: {c}", "warn") for c in d.get("caveats") or ()],
         page.note(f"tracemalloc: {d.get('tracing')}, {d.get('frames')} frames", "note"),

@@ -24,7 +24,10 @@ ReportOption = Annotated[Path | None, typer.Option(
 
 HIDDEN = "***"
 _SECRET_OPTION = re.compile(r"^--?[\w-]*(token|password|secret|key)[\w-]*$", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@",
+# (the password runs to the last "@" before the path: "p@ss" is one)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^/\s]*@",
+                           re.IGNORECASE)
+_QUERY_SECRET = re.compile(r"(?P<name>[?&][\w-]*(?:token|password|secret|key)[\w-]*=)[^&#\s]*",
                            re.IGNORECASE)
 
 
@@ -47,7 +50,8 @@ def command_line(argv: Sequence[str] | None = None) -> str:
                 out.append(arg)
                 hide_next = True
             continue
-        out.append(_URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{HIDDEN}@", arg))
+        arg = _URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{HIDDEN}@", arg)
+        out.append(_QUERY_SECRET.sub(rf"\g<name>{HIDDEN}", arg))
     return shlex.join(["wsops", *out])
 
 
