@@ -56,6 +56,7 @@ TARGETS: dict[str, list[str]] = {
     "wsops/client/wire.py": ["tests/client/test_wire.py"],
     "wsops/server/broker/redis_url.py": ["tests/server/broker/test_redis_pure.py",
                                          "tests/server/broker/test_redis_cluster_pure.py"],
+    "wsops/loadtest/timeline.py": ["tests/loadtest/test_timeline.py"],
 }
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {

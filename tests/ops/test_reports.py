@@ -1,6 +1,6 @@
-"""The reports' pure parts: charts, the page, the command line they show, the load test's
-timeline merge, the drain's batches, and each report rendered from edge-case data (the live
-runs and the browser are in test_report_pages.py)."""
+"""The reports' pure parts: charts, the page, the command line they show, the drain's batches,
+and each report rendered from edge-case data (the load test's timeline: tests/loadtest/
+test_timeline.py; the live runs and the browser: test_report_pages.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import typer
 
 from tests.support.reports import resolve
 from tests.support.runcli import cli, flat
-from wsops.loadtest.latency import Latencies
-from wsops.loadtest.timeline import histogram_bins, opened_over_time, per_second, server_over_time
 from wsops.ops.drainview import DrainTimeline
 from wsops.ops.leakcheck import Sample, SiteStat, analyze
 from wsops.ops.reports import (
@@ -146,70 +144,6 @@ def test_write_replaces_the_file_whole(tmp_path: Path, capsys: pytest.CaptureFix
     assert path.read_text() == "<html>new</html>"
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
     assert f"report: {path}" in capsys.readouterr().err
-
-
-# -- the load test over time -----------------------------------------------------------------
-
-
-def _lat(*seconds: float) -> dict[str, int]:
-    lat = Latencies()
-    for s in seconds:
-        lat.add(s)
-    return {str(k): n for k, n in lat.counts.items()}
-
-
-def test_shards_ticks_merge_into_one_point_per_second() -> None:
-    a = {"ticks": [
-        {"t": 1.01, "open": 5, "published": 10, "received": 40, "latency": _lat(0.001, 0.002)},
-        {"t": 2.02, "open": 5, "published": 20, "received": 80, "latency": _lat(0.004)},
-        {"t": 2.4, "open": 4, "published": 20, "received": 90, "latency": _lat(0.010)},
-        {"t": 4.1, "open": 4, "published": 20, "received": 95, "latency": {}}]}
-    b = {"ticks": [
-        {"t": 0.98, "open": 3, "published": 6, "received": 12, "latency": _lat(0.003)},
-        {"t": 3.0, "open": 3, "published": 9, "received": 30, "latency": _lat(0.020)}]}
-    points = per_second([a, b])
-    assert [p["t"] for p in points] == [1, 2, 3, 4]
-    assert [p["open"] for p in points] == [8, 7, 7, 7]  # a shard's last count held
-    assert [p["received"] for p in points] == [52, 102, 120, 125]
-    assert [p["deliveries_per_second"] for p in points] == [52, 50, 18, 5]
-    assert [p["latency_count"] for p in points] == [3, 2, 1, 0]
-    assert points[1]["p99_ms"] == pytest.approx(10.0, rel=0.02)  # two ticks of a, second 2
-    assert points[3]["p50_ms"] is None
-    gap = per_second([{"ticks": [
-        {"t": 1, "open": 1, "published": 10, "received": 10, "latency": {}},
-        {"t": 4, "open": 1, "published": 40, "received": 40, "latency": {}}]}])
-    assert [(p["t"], p["published_per_second"]) for p in gap] == [(1, 10), (4, 10)]
-
-
-def test_connections_opened_are_lined_up_on_the_shards_clocks() -> None:
-    shards = [{"open_started": 100.0, "opened_at": {"0": 2, "2": 1}},
-              {"open_started": 100.3, "opened_at": {"0": 4}}]
-    assert opened_over_time(shards) == [
-        {"t": 0.0, "opened": 0}, {"t": 0.1, "opened": 2}, {"t": 0.2, "opened": 2},
-        {"t": 0.3, "opened": 3}, {"t": 0.4, "opened": 7}]
-    assert opened_over_time([{"open_started": 0.0, "opened_at": {}}]) == []
-
-
-def test_server_cpu_is_a_share_of_a_core_between_readings() -> None:
-    readings = [{"at": 10.0, "cpu_seconds": 1.0, "rss_bytes": 5, "connections": 2},
-                {"at": 12.0, "cpu_seconds": 2.0, "rss_bytes": 6, "connections": 3},
-                {"error": "down"}]
-    assert server_over_time(readings) == [
-        {"t": 0.0, "cpu_percent": None, "rss_bytes": 5, "connections": 2},
-        {"t": 2.0, "cpu_percent": 50.0, "rss_bytes": 6, "connections": 3}]
-
-
-def test_the_histogram_bins_hold_every_sample_in_tenths_of_a_decade() -> None:
-    lat = Latencies()
-    for s in (0.00105, 0.0011, 0.0019, 0.0095, 0.25):
-        lat.add(s)
-    bins = histogram_bins(lat)
-    assert sum(n for *_, n in bins) == 5
-    for low, high, n in bins:
-        assert high == pytest.approx(low * 10 ** 0.1, rel=1e-4) and n > 0
-    assert [n for *_, n in bins] == [2, 1, 1, 1]
-    # (a sample is binned by its 2% bucket's upper bound: within 2% of a bin's edge)
-    assert bins[-1][0] <= 250 * 1.02 and bins[-1][1] >= 250
 
 
 # -- the drain -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from wsops.loadtest.latency import Latencies
 from wsops.loadtest.loadconn import LoadConn
 from wsops.loadtest.plan import Shard, Target, parse_target
 from wsops.loadtest.rawclient import HandshakeError, client_frame, connect
+from wsops.loadtest.timeline import OPEN_STEPS
 
 
 class Outbox(Protocol):
@@ -128,7 +129,7 @@ class ShardRun:
                         now = time.monotonic()
                         self.connect_latency.add(now - t0)
                         self.conns.append(conn)
-                        step = int((time.time() - self.open_started) * 10)
+                        step = int((time.time() - self.open_started) * OPEN_STEPS)
                         self.opened_at[step] = self.opened_at.get(step, 0) + 1
                         if sub is not None:
                             conn.room = sub

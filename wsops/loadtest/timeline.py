@@ -11,7 +11,7 @@ from typing import Any
 
 from wsops.loadtest.latency import Latencies, bucket_upper
 
-OPEN_STEP = 0.1  # seconds per step of the connections-opened curve (the shards' unit)
+OPEN_STEPS = 10  # steps per second of the connections-opened curve (the shards' unit)
 BINS_PER_DECADE = 10
 
 
@@ -34,13 +34,10 @@ def per_second(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 fresh[k] = fresh.get(k, 0) + n
             mine[i] = {**tick, "latency": fresh}  # counts so far: the later tick's
         shards.append(mine)
-    last = max((i for mine in shards for i in mine), default=0)
     points: list[dict[str, Any]] = []
     held: list[dict[str, Any] | None] = [None] * len(shards)
     before, since = {"published": 0, "received": 0}, 0
-    for i in range(1, last + 1):
-        if not any(i in mine for mine in shards):
-            continue
+    for i in sorted({i for mine in shards for i in mine}):
         lat = Latencies()
         for s, mine in enumerate(shards):
             tick = mine.get(i)
@@ -69,24 +66,22 @@ def per_second(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def opened_over_time(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Connections opened so far, every 100 ms from the first shard's start (shards lined up
     on the wall clock)."""
-    starts = [float(r["open_started"]) for r in results if r.get("opened_at") is not None
-              and r.get("open_started")]
-    if not starts:
+    started = [r for r in results if r.get("open_started")]  # (0: a shard that never began)
+    if not started:
         return []
-    first = min(starts)
+    first = min(float(r["open_started"]) for r in started)
     steps: dict[int, int] = {}
-    for r in results:
-        if not r.get("open_started"):
-            continue
-        shift = round((float(r["open_started"]) - first) / OPEN_STEP)
+    for r in started:
+        shift = round((float(r["open_started"]) - first) * OPEN_STEPS)
         for k, n in (r.get("opened_at") or {}).items():
-            steps[int(k) + shift] = steps.get(int(k) + shift, 0) + int(n)
+            step = int(k) + shift
+            steps[step] = steps.get(step, 0) + int(n)
     if not steps:
         return []
     out, total = [{"t": 0.0, "opened": 0}], 0
     for k in range(0, max(steps) + 1):
         total += steps.get(k, 0)
-        out.append({"t": round((k + 1) * OPEN_STEP, 1), "opened": total})
+        out.append({"t": (k + 1) / OPEN_STEPS, "opened": total})
     return out
 
 
@@ -114,7 +109,7 @@ def histogram_bins(lat: Latencies, per_decade: int = BINS_PER_DECADE) -> list[li
     bins: dict[int, int] = {}
     for i, n in lat.counts.items():
         upper_ms = bucket_upper(i) * 1000
-        b = math.ceil(round(math.log10(upper_ms) * per_decade, 9))
+        b = math.ceil(math.log10(upper_ms) * per_decade - 1e-9)  # (an edge is its bin's top)
         bins[b] = bins.get(b, 0) + n
     return [[round(10 ** ((b - 1) / per_decade), 6), round(10 ** (b / per_decade), 6), n]
             for b, n in sorted(bins.items())]
