@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,31 @@ async def test_the_drain_report_shows_the_fall_on_the_node_and_the_rise_on_its_p
 async def _connections(admin_url: str, n: int) -> bool:
     async with aiohttp.ClientSession() as s, s.get(admin_url + "/admin/stats") as r:
         return bool((await r.json())["connections"] >= n)
+
+
+async def test_the_check_fails_a_page_that_fetches_runs_a_broken_script_or_misstates(
+        tmp_path: Path) -> None:
+    """``check_report`` itself: a report that would fetch something, one whose script throws
+    and one whose figure is not the JSON's are each refused."""
+    from wsops.ops.reports import drainreport
+
+    data = {"node": "http://n", "result": "error", "exit_code": 1, "message": "refused"}
+    good = drainreport.render(data)
+    cases = {
+        "fetch": good.replace("</main>", '<img src="http://127.0.0.1:9/x.png"></main>'),
+        "script": good.replace("<head>", "<head><script>throw new Error('x')</script>").replace(
+            "default-src 'none'", "default-src 'none'; script-src 'unsafe-inline'"),
+        "fetch without the CSP": re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "",
+                                        good).replace("</main>", '<link rel="stylesheet" '
+                                                      'href="http://127.0.0.1:59999/s.css"></main>'),
+        "figure": good.replace('data-value="&quot;error&quot;"', 'data-value="&quot;ok&quot;"'),
+    }
+    assert all(page != good for page in cases.values())
+    for name, page in cases.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.html"
+        path.write_text(page)
+        with pytest.raises(AssertionError) as failed:
+            await check_report(path, data, ["summary"], f"check-{path.stem}.png")
+        print(f"{name}: {str(failed.value)[:160]}")
+    (tmp_path / "good.html").write_text(good)
+    await check_report(tmp_path / "good.html", data, ["summary", "command"], "check-good.png")
