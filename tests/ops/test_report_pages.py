@@ -69,7 +69,7 @@ async def test_the_loadtest_report_draws_the_run_its_json_describes(tmp_path: Pa
                                f"{report}")
     checked = await check_report(
         report, data, ["summary", "connections", "throughput", "latency", "losses", "server",
-                       "command"], "report-loadtest.png",
+                       "command"], "report-loadtest.png", readme=True,
         must_show=["/messages/latency/p99_ms", "/messages/latency/p999_ms", "/messages/lost",
                    "/timeline/p50_ms", "/timeline/p99_ms", "/timeline/p999_ms",
                    "/timeline/deliveries_per_second", "/timeline/published_per_second",
@@ -92,6 +92,7 @@ async def test_the_leaks_report_shows_the_planted_leak_as_a_suspect(tmp_path: Pa
     assert set(top["series"]["t"]) <= set(data["timeline"]["t"])  # (from its first sample on)
     await check_report(
         report, data, ["summary", "memory", "sites", "types", "command"], "report-leaks.png",
+        readme=True,
         must_show=["/suspects", "/timeline/rss", "/timeline/traced", "/sites/0/series/y",
                    "/sites/0/slope", "/sites/0/suspect", "/memory/rss/slope"])
     text = report.read_text()
@@ -137,6 +138,7 @@ async def test_the_drain_report_shows_the_fall_on_the_node_and_the_rise_on_its_p
     assert seen["connections"][0] == 0 and seen["connections"][-1] == 60  # where they went
     await check_report(
         report, data, ["summary", "connections", "options", "command"], "report-drain.png",
+        readme=True,
         must_show=["/timeline/remaining", "/peers/0/connections", "/batches/closed",
                    "/timeline/ready", "/deadline_seconds", "/drain/forced"])
 

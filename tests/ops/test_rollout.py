@@ -133,8 +133,8 @@ async def test_a_rollout_upgrades_every_node_while_messages_flow_and_loses_none(
             assert seen[0] and seen[-1] and (0 in seen or None in seen), seen
         await check_report(
             page, report, ["summary", "timeline", "gates", "steps", "command"],
-            "report-rollout.png", must_show=["/connections/0/connections", "/result",
-                                             "/steps/0/at", "/steps/3/at"])
+            "report-rollout.png", readme=True,
+            must_show=["/connections/0/connections", "/result", "/steps/0/at", "/steps/3/at"])
         acked_before = len(f.acked)
         await until(lambda: len(f.acked) >= acked_before + 10, 10, what="publishing after")
     # Every acknowledged publish reached both subscribers, once each.

@@ -45,10 +45,11 @@ def resolve(data: Any, pointer: str) -> Any:
 
 
 async def check_report(path: Path, data: dict[str, Any], sections: Sequence[str],
-                       shot: str, must_show: Sequence[str] = ()) -> dict[str, int]:
+                       shot: str, must_show: Sequence[str] = (),
+                       readme: bool = False) -> dict[str, int]:
     """Open ``path`` in headless Chromium and hold it to ``data`` (its command's ``--json``);
-    ``sections``: ids that must be there; ``must_show``: pointers a figure must show. Returns
-    how many figures and charts were checked."""
+    ``sections``: ids that must be there; ``must_show``: pointers a figure must show; ``readme``:
+    the screenshot is the README's. Returns how many figures and charts were checked."""
     url = path.absolute().as_uri()  # noqa: ASYNC240 (no I/O: the working directory's path)
     browser = Chromium()
     await browser.start()
@@ -86,7 +87,7 @@ async def check_report(path: Path, data: dict[str, Any], sections: Sequence[str]
         absent = [k for k in must_show if k not in keys]
         assert not absent, f"figures not shown: {absent}"
         png = await page.screenshot(artifact(shot), max_height=SHOT_HEIGHT)
-        if os.environ.get("WSOPS_UPDATE_SCREENSHOTS") == "1":
+        if readme and os.environ.get("WSOPS_UPDATE_SCREENSHOTS") == "1":
             README_SHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(png, README_SHOTS / shot)
         await page.close()
