@@ -2,9 +2,10 @@
 samples offline.
 
 ``wsops leaks ADMIN_URL`` starts tracemalloc on the node (if it is off), samples grouped heap
-statistics every interval, stops tracemalloc again if it started it (also on Ctrl-C and errors),
-and ranks what grew steadily (``leakcheck``); on a ``--workers`` node it does so on every worker
-at once (``leaktargets``). ``wsops leaks diff A B`` compares two samples saved with ``--save``.
+statistics every interval, stops tracemalloc again if it started it (also on Ctrl-C and errors;
+``leaksession``), and ranks what grew steadily (``leakcheck``); on a ``--workers`` node it does
+so on every worker at once (``leaktargets``). ``wsops leaks diff A B`` compares two samples
+saved with ``--save``.
 Works on any app wrapped with ``wsops.instrument(app)``.
 """
 
@@ -16,8 +17,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,14 +31,13 @@ from wsops.admin.apiclient import AdminClient, AdminError
 from wsops.ops.fleetview import normalize_url
 from wsops.ops.leakcheck import KIB, Thresholds, analyze, fmt, parse_sample, site_of
 from wsops.ops.leakdiff import diff_sites
+from wsops.ops.leaksession import Collected, caveats, collect, collect_all, tracing_note
 from wsops.ops.leaktargets import NoTarget, Target, Targets, profile_targets
 from wsops.ops.leakview import diff_table, render_report
 from wsops.ops.reports import leakreport, output
 from wsops.ops.reports.output import ReportOption
 
 SAVE_FORMAT = "wsops-leaks-sample/1"
-SAMPLE_TOP = 100  # sites asked per sample: the biggest and the fastest growing, each
-SAMPLE_TYPES = 50
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SUSPECTS = 0, 1, 2, 3
 
 
@@ -64,82 +62,6 @@ leaks_app = typer.Typer(
 class Grouping(enum.StrEnum):
     lineno = "lineno"
     traceback = "traceback"
-
-
-@dataclass
-class Collected:
-    """What one profiling run got from the node."""
-
-    start: dict[str, Any]
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    stop: dict[str, Any] | None = None
-    interrupted: bool = False
-    error: AdminError | None = None
-    stop_error: AdminError | None = None
-
-
-async def collect(client: AdminClient, *, duration: float, interval: float, frames: int,
-                  group: str, warmup: float,
-                  on_sample: Callable[[int, int, dict[str, Any]], None]) -> Collected:
-    """Start profiling, sample until ``duration`` is over, always end the session.
-
-    Ctrl-C (a cancel of this task) ends sampling early with what was collected.
-    """
-    lease = max(60.0, 3 * interval + 30.0) + warmup
-    start = await client.profile_start(frames, lease)
-    run = Collected(start)
-    session = start.get("session")
-    loop = asyncio.get_running_loop()
-    try:
-        await asyncio.sleep(warmup)
-        n = int(duration // interval) + 1
-        t0 = loop.time()
-        for k in range(n):
-            await asyncio.sleep(max(0.0, t0 + k * interval - loop.time()))
-            sample = await client.profile_sample(top=SAMPLE_TOP, group=group,
-                                                 types=SAMPLE_TYPES, session=session)
-            if not sample.get("tracing"):
-                run.error = AdminError(client.url, "error",
-                                       "tracemalloc was stopped on the node during the run")
-                break
-            run.samples.append(sample)
-            on_sample(k + 1, n, sample)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()  # Ctrl-C: report what we have
-        run.interrupted = True
-    except AdminError as exc:
-        run.error = exc
-    finally:
-        try:
-            run.stop = await client.profile_stop(session)
-        except AdminError as exc:
-            run.stop_error = exc
-    return run
-
-
-def _caveats(run: Collected, warmup: float) -> list[str]:
-    out = []
-    if run.start.get("started"):
-        out.append(
-            "tracemalloc was started by this run: memory allocated before it is invisible, so "
-            "bounded buffers still being refilled (history rings, caches) show as growth until "
-            "they have turned over once" + ("" if warmup else "; confirm with --warmup or a "
-                                                               "longer --duration"))
-    if run.interrupted:
-        out.append("interrupted: the analysis covers the samples taken before Ctrl-C")
-    return out
-
-
-def _tracing_note(run: Collected) -> str:
-    if not run.start.get("started"):
-        return "already on: left on"
-    if run.stop is not None and not run.stop.get("tracing"):
-        return "started by this run, stopped again"
-    if run.stop is not None:
-        return "started by this run; another session keeps it on"
-    return "started by this run; the node stops it when the lease runs out"
 
 
 def _save(path: Path, url: str, run: Collected, group: str) -> None:
@@ -253,7 +175,7 @@ def run(
                                          duration=duration, interval=interval, frames=frames,
                                          group=group.value, warmup=warmup, on_sample=shown)
 
-                return found, await _all(one(t) for t in found.targets)
+                return found, await collect_all(one(t) for t in found.targets)
 
     try:
         found, runs = asyncio.run(go())
@@ -291,22 +213,6 @@ def run(
     raise typer.Exit(code)
 
 
-async def _all(runs: Any) -> list[Collected]:
-    """Run profiling sessions at once; Ctrl-C (a cancel of this task) ends each early, each
-    reporting what it collected (``collect``)."""
-    tasks = [asyncio.ensure_future(r) for r in runs]
-    try:
-        await asyncio.wait(tasks)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.wait(tasks)
-    return [t.result() for t in tasks]
-
-
 def _save_path(path: Path, target: Target) -> Path:
     """``--save`` as given for one node; NAME.workerN.SUFFIX for each worker of one."""
     if target.worker is None:
@@ -319,7 +225,7 @@ def _outcome(url: str, got: Collected, top: int, warmup: float, min_growth: floa
     """The exit code, the JSON report and (for people) the tables of one profiled heap."""
     meta: dict[str, Any] = {
         "node": url, "frames": got.samples[-1].get("frames") if got.samples else None,
-        "tracing": _tracing_note(got), "caveats": _caveats(got, warmup),
+        "tracing": tracing_note(got), "caveats": caveats(got, warmup),
         "tracing_started_by_run": bool(got.start.get("started")),
         "tracing_after": None if got.stop is None else bool(got.stop.get("tracing")),
         "interrupted": got.interrupted, "error": None if got.error is None else str(got.error),
