@@ -135,7 +135,9 @@ async def test_the_shipped_profile_predicts_chat_rooms_and_a_two_node_fleet(
     profile, _ = profiles.load()
     chat = start_serve("--allow-anonymous", "--rate-limit", "100000", "--rate-burst", "100000")
     try:
-        e = await cli("loadtest", "echo", chat.url, "-c", "200", "--rate", "1500", "-d", "3",
+        # (at the chat run's publish rate: a message costs more at low rates, BENCHMARKS.md
+        # #23, which the profile fitted under load does not model; the same rate cancels it)
+        e = await cli("loadtest", "echo", chat.url, "-c", "200", "--rate", "800", "-d", "4",
                       "--admin", chat.admin_url, "--json", "-")
         r = await cli("loadtest", "fanout", chat.url, "-c", "400", "--rooms", "80", "--rate",
                       "800", "-d", "4", "--admin", chat.admin_url, "--json", "-")
@@ -152,6 +154,7 @@ async def test_the_shipped_profile_predicts_chat_rooms_and_a_two_node_fleet(
 
     speed = predicted_over_measured(_report(e.stdout), 1)  # < 1: this machine is slower
     ratio = predicted_over_measured(_report(r.stdout), 4) / speed
+    print(f"speed {speed:.2f}, chat predicted/measured after it {ratio:.2f}")
     assert 0.5 <= ratio <= 2, (ratio, speed, _report(r.stdout)["server"])
     nodes = [start_serve("--allow-anonymous", "--broker", broker_url(redis_proc),
                          "--rate-limit", "100000", "--rate-burst", "100000") for _ in range(2)]
