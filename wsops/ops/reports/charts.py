@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 PALETTE = ("#1f6feb", "#d1242f", "#8250df", "#1a7f37", "#bf8700", "#0a7f8f", "#cf222e",
            "#6e7781")
@@ -99,6 +100,11 @@ def data_attrs(key: str, value: object) -> str:
     if not key.startswith("/"):
         key = pointer(*key.split("."))
     return f' data-key="{escape(key)}" data-value="{escape(json.dumps(value))}"'
+
+
+def column(points: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    """``key`` of each point (None where absent): a series out of a list of records."""
+    return [p.get(key) for p in points]
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wsops.ops.reports import charts, page
-from wsops.ops.reports.charts import Mark, Series
-
-
-def _col(points: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
-    return [p.get(key) for p in points]
+from wsops.ops.reports.charts import Mark, Series, column
 
 
 def _ready_text(v: float) -> str:
@@ -33,14 +29,14 @@ def render(data: Mapping[str, Any]) -> str:
             page.command_section(data.get("command"), data.get("versions"))], data)
     st: Mapping[str, Any] = data["drain"]
     tl: Sequence[Mapping[str, Any]] = data.get("timeline") or []
-    ts = _col(tl, "t")
+    ts = column(tl, "t")
     deadline = data.get("deadline_seconds")
     marks = [Mark("x", float(deadline), "deadline", "deadline_seconds", charts.PALETTE[6])] \
         if deadline is not None else []
     drained_at = next((p["t"] for p in tl if p.get("state") == "drained"), None)
     if drained_at is not None:
         marks.append(Mark("x", float(drained_at), "drained", charts.pointer(
-            "timeline", _col(tl, "state").index("drained"), "t"), charts.PALETTE[3]))
+            "timeline", column(tl, "state").index("drained"), "t"), charts.PALETTE[3]))
     forced = int(st.get("forced") or 0)
     summary = page.section("Summary", page.figures(
         page.figure("result", str(data.get("result")), "result", data.get("result"),
@@ -59,12 +55,12 @@ def render(data: Mapping[str, Any]) -> str:
                     "deadline_seconds", deadline)),
         page.note(str(data.get("message", ""))), id_="summary")
     peers: Sequence[Mapping[str, Any]] = data.get("peers") or []
-    lines = [Series(f"{node} (drained)", ts, _col(tl, "remaining"), "timeline.remaining")
+    lines = [Series(f"{node} (drained)", ts, column(tl, "remaining"), "timeline.remaining")
              ] if tl else []
     lines += [Series(str(p["url"]), p["t"], p["connections"], f"peers.{i}.connections")
               for i, p in enumerate(peers)]
     batches: Sequence[Mapping[str, Any]] = data.get("batches") or []
-    ready_ys = [None if r is None else float(r) for r in _col(tl, "ready")]
+    ready_ys = [None if r is None else float(r) for r in column(tl, "ready")]
     flow = page.section(
         "Connections",
         page.note("Seconds from the start of the drain. " + (
@@ -75,11 +71,11 @@ def render(data: Mapping[str, Any]) -> str:
             charts.line_chart(lines, title="Connections open"
                               + (" on the drained node and its peers" if peers else ""),
                               marks=marks),
-            charts.bar_chart(_col(batches, "t"), _col(batches, "closed"),
+            charts.bar_chart(column(batches, "t"), column(batches, "closed"),
                              title="Connections closed per batch", key="batches.closed",
                              marks=marks),
             charts.line_chart([Series("readiness (/readyz)", ts, ready_ys, "timeline.ready",
-                                      data=_col(tl, "ready"))],
+                                      data=column(tl, "ready"))],
                               title="The drained node's readiness", yfmt=_ready_text,
                               steps=True, height=140, marks=marks, yticks=(0.0, 1.0))),
         id_="connections")

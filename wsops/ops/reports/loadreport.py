@@ -11,12 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wsops.ops.reports import charts, page
-from wsops.ops.reports.charts import Mark, Series
+from wsops.ops.reports.charts import Mark, Series, column
 from wsops.ops.reports.page import Cell
-
-
-def _col(points: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
-    return [p.get(key) for p in points]
 
 
 def _ms(v: Any) -> str:
@@ -65,10 +61,10 @@ def _connections(d: Mapping[str, Any]) -> str:
     opened = c.get("opened_over_time") or []
     tl = d.get("timeline") or []
     return page.section("Connections", page.charts(
-        charts.line_chart([Series("opened", _col(opened, "t"), _col(opened, "opened"),
+        charts.line_chart([Series("opened", column(opened, "t"), column(opened, "opened"),
                                   "connections.opened_over_time.opened")],
                           title="Connections opened (before the load starts)"),
-        charts.line_chart([Series("open", _col(tl, "t"), _col(tl, "open"), "timeline.open")],
+        charts.line_chart([Series("open", column(tl, "t"), column(tl, "open"), "timeline.open")],
                           title="Connections open during the load", steps=True)),
         page.table(["connect latency", "p50", "p99", "max"], [(
             "handshake and subscribe",
@@ -85,7 +81,7 @@ def _messages(d: Mapping[str, Any], slo: float | None) -> list[str]:
     if not m:
         return []
     tl = d.get("timeline") or []
-    ts = _col(tl, "t")
+    ts = column(tl, "t")
     slo_y = [Mark("y", slo, f"SLO p99 {charts.ms(slo)}", "slo.p99_ms", charts.PALETTE[6])] \
         if slo is not None else []
     slo_x = [Mark("x", slo, f"SLO {charts.ms(slo)}", "slo.p99_ms", charts.PALETTE[6])] \
@@ -96,18 +92,18 @@ def _messages(d: Mapping[str, Any], slo: float | None) -> list[str]:
         if duration is not None and ts else []
     return [
         page.section("Throughput", page.charts(charts.line_chart([
-            Series("publishes/s", ts, _col(tl, "published_per_second"),
+            Series("publishes/s", ts, column(tl, "published_per_second"),
                    "timeline.published_per_second"),
-            Series("deliveries/s", ts, _col(tl, "deliveries_per_second"),
+            Series("deliveries/s", ts, column(tl, "deliveries_per_second"),
                    "timeline.deliveries_per_second")],
             title="Publishes and deliveries per second", marks=ends)), id_="throughput"),
         page.section(
             "Latency (publish to receive)",
             page.charts(
                 charts.line_chart([
-                    Series("p50", ts, _col(tl, "p50_ms"), "timeline.p50_ms"),
-                    Series("p99", ts, _col(tl, "p99_ms"), "timeline.p99_ms"),
-                    Series("p99.9", ts, _col(tl, "p999_ms"), "timeline.p999_ms", dashed=True)],
+                    Series("p50", ts, column(tl, "p50_ms"), "timeline.p50_ms"),
+                    Series("p99", ts, column(tl, "p99_ms"), "timeline.p99_ms"),
+                    Series("p99.9", ts, column(tl, "p999_ms"), "timeline.p999_ms", dashed=True)],
                     title="Latency percentiles, each second", yfmt=charts.ms,
                     marks=[*slo_y, *ends]),
                 charts.histogram(lat.get("histogram") or [], title="Latency histogram (all "
@@ -153,7 +149,7 @@ def _server(d: Mapping[str, Any]) -> str:
         return page.section("Server", page.note(
             f"The server's figures could not be read: {s.get('error')}", "warn"), id_="server")
     tl = s.get("timeline") or []
-    ts = _col(tl, "t")
+    ts = column(tl, "t")
     per_conn = s.get("rss_bytes_per_connection")
     return page.section("Server", page.figures(
         page.figure("CPU seconds during the load", f"{s['cpu_seconds']}", "server.cpu_seconds",
@@ -164,10 +160,10 @@ def _server(d: Mapping[str, Any]) -> str:
                     "n/a" if per_conn is None else charts.size(float(per_conn)),
                     "server.rss_bytes_per_connection", per_conn)),
         page.charts(
-            charts.line_chart([Series("CPU", ts, _col(tl, "cpu_percent"),
+            charts.line_chart([Series("CPU", ts, column(tl, "cpu_percent"),
                                       "server.timeline.cpu_percent")],
                               title="Server CPU (% of one core)", yfmt=charts.percent),
-            charts.line_chart([Series("RSS", ts, _col(tl, "rss_bytes"),
+            charts.line_chart([Series("RSS", ts, column(tl, "rss_bytes"),
                                       "server.timeline.rss_bytes")],
                               title="Server RSS", yfmt=charts.size, y_min=None)),
         id_="server")
