@@ -8,6 +8,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 
 from tests.support.netns import Host
 from tests.support.redisproc import RedisProc, redis_server_binary
@@ -22,6 +23,12 @@ def node_info(node: RedisProc, *args: str) -> bytes:
             return s.recv(65536)
     except OSError:
         return b""
+
+
+def _fields(info: bytes, *names: bytes) -> str:
+    """The ``name:value`` lines of an INFO reply that ``names`` asks for."""
+    return ", ".join(line.decode(errors="replace") for line in info.split(b"\r\n")
+                     if line.split(b":", 1)[0] in names) or repr(info[:80])
 
 
 def _bindable(port: int) -> bool:
@@ -50,11 +57,16 @@ class ClusterSet:
     def __init__(self, size: int = 6, hosts: list[Host] | None = None) -> None:
         """``hosts``: one network namespace per node (``tests.support.netns``), each on port
         7000 of its own address."""
+        self.size, self.hosts = size, hosts
+        self.nodes = self._new_nodes()
+
+    def _new_nodes(self) -> list[RedisProc]:
         # Each node keeps its nodes.conf in its own temp dir (RedisProc's --dir).
         extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
                  "--repl-diskless-sync-delay", "0"]
-        self.nodes = ([RedisProc(7000, extra=list(extra), host=h) for h in hosts] if hosts
-                      else [RedisProc(cluster_port(), extra=list(extra)) for _ in range(size)])
+        if self.hosts:
+            return [RedisProc(7000, extra=list(extra), host=h) for h in self.hosts]
+        return [RedisProc(cluster_port(), extra=list(extra)) for _ in range(self.size)]
 
     @property
     def url(self) -> str:
@@ -62,6 +74,23 @@ class ClusterSet:
         return "redis+cluster://" + ",".join(f"{n.address}:{n.port}" for n in self.nodes)
 
     def start(self) -> None:
+        """Start the nodes and join them; a cluster not ok 30 s later is torn down and built
+        again once on fresh ports (a CI run once saw one never settle: what it looked like is
+        printed to stderr, and raised if the second one fails too)."""
+        for attempt in (1, 2):
+            self._create()
+            try:
+                until_sync(self.ok, 30.0, what="the cluster to be ok on every node")
+                return
+            except AssertionError as e:
+                report = f"{e}: {self.problem()}\n{self.describe()}"
+                if attempt == 2:
+                    raise AssertionError(report) from None
+                print(f"cluster setup, attempt 1: {report}", file=sys.stderr)
+                self.close()
+                self.nodes = self._new_nodes()
+
+    def _create(self) -> None:
         binary = redis_server_binary()
         cli = shutil.which("redis-cli")
         assert binary is not None and cli is not None, "redis-server/redis-cli not installed"
@@ -71,19 +100,38 @@ class ClusterSet:
                         *(f"{n.address}:{n.port}" for n in self.nodes),
                         "--cluster-replicas", "1", "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
-        until_sync(self.ok, 30.0, what="the cluster to be ok on every node")
 
     def ok(self) -> bool:
         """Every running node says cluster_state:ok and knows three masters with replicas."""
+        return not self.problem()
+
+    def problem(self) -> str:
+        """Why the cluster is not ok yet ("" when it is)."""
         for node in self.nodes:
             if node.proc is None or node.paused:
                 continue
             info = node_info(node, "CLUSTER", "INFO")
             if b"cluster_state:ok" not in info or b"cluster_size:3" not in info:
-                return False
-        return len(self.masters()) == 3 and all(
-            b"master_link_status:up" in node_info(n, "INFO", "replication")
-            for n in self.nodes if n.proc is not None and not n.paused and n not in self.masters())
+                said = _fields(info, b"cluster_state", b"cluster_size",
+                               b"cluster_slots_assigned", b"cluster_known_nodes")
+                return f"node {node.port} is not ok: {said}"
+        masters = self.masters()
+        if len(masters) != 3:
+            return f"{len(masters)} masters: {[m.port for m in masters]}"
+        for n in self.nodes:
+            if n.proc is not None and not n.paused and n not in masters:
+                info = node_info(n, "INFO", "replication")
+                if b"master_link_status:up" not in info:
+                    said = _fields(info, b"role", b"master_port", b"master_link_status",
+                                   b"master_sync_in_progress")
+                    return f"replica {n.port} not linked: {said}"
+        return ""
+
+    def describe(self) -> str:
+        """Each node's CLUSTER NODES, for a failure message."""
+        return "\n".join(f"node {n.port} (pid {n.proc.pid if n.proc else None}):\n"
+                         + node_info(n, "CLUSTER", "NODES").decode(errors="replace")
+                         for n in self.nodes)
 
     def masters(self) -> list[RedisProc]:
         return [n for n in self.nodes if n.proc is not None and not n.paused
