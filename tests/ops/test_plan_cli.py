@@ -15,6 +15,7 @@ import pytest
 from tests.support.procs import ServeProcess, start_serve
 from tests.support.redisproc import RedisProc, broker_url
 from tests.support.runcli import cli, flat
+from tests.support.waits import until
 from wsops.capacity import model, profiles
 
 
@@ -177,3 +178,32 @@ async def test_the_shipped_profile_predicts_chat_rooms_and_a_two_node_fleet(
                        (model.RoomShape(2 * 19),))
     ratio = model.worker_cpu_us(w, profile, nodes=2) / 1e6 / measured / speed
     assert 0.5 <= ratio <= 2, (ratio, speed, measured)
+
+
+@pytest.mark.slow  # two nodes on a private Redis
+async def test_redis_reads_every_node_of_the_fleet_registry(redis_proc: RedisProc) -> None:
+    empty = await cli("plan", "-c", "1000", "--redis", broker_url(redis_proc))
+    assert empty.exit_code == 2 and "lists no node with an admin URL" in flat(empty.stderr)
+    unreachable = await cli("plan", "-c", "1000", "--redis", "redis://127.0.0.1:1/0")
+    assert unreachable.exit_code == 2
+    assert "cannot read the fleet registry" in flat(unreachable.stderr)
+    nodes = [start_serve("--allow-anonymous", "--broker", broker_url(redis_proc))
+             for _ in range(2)]
+    try:
+        async def registered() -> bool:
+            from wsops.server.broker.redis_fleet import list_nodes
+
+            return len([n for n in await list_nodes(broker_url(redis_proc))
+                        if n.get("admin_url")]) == 2
+
+        await until(registered, 15, what="two nodes in the registry")
+        # One named twice (--from-fleet and the registry) is read once.
+        r = await cli("plan", "-c", "1000", "--redis", broker_url(redis_proc), "--from-fleet",
+                      nodes[0].admin_url, "--window", "1", "--json")
+    finally:
+        for n in nodes:
+            n.stop()
+    assert r.exit_code == 0, r.output
+    measured = json.loads(r.stdout)["profile"]["source"]["measured"]
+    assert sorted(part.split()[3] for part in measured.split(", ")) == sorted(
+        n.admin_url for n in nodes), measured

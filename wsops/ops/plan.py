@@ -19,6 +19,7 @@ from wsops.admin.apiclient import fetch_stats
 from wsops.capacity import profiles
 from wsops.capacity.model import GIB, NodeSpec, Plan, Profile, RoomShape, Workload, plan
 from wsops.ops.fleetview import normalize_url
+from wsops.ops.status import registry_admin_urls
 
 ROOMS_HELP = ("Subscribers per room, or a mix 'SIZE:SHARE,...' of the publishes' rooms "
               "(e.g. '5:0.9,1000:0.1': 90% of publishes into rooms of 5, 10% into rooms of "
@@ -185,6 +186,10 @@ def plan_command(
         "--from-fleet", show_default=False, metavar="URL",
         help="Admin URL of a running node (repeatable): its costs are read from its counters "
              "over --window and fitted on the profile.")] = None,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", show_default=False, metavar="URL",
+        help="Read every node of the fleet registry in this Redis (the nodes' --broker URL), "
+             "as --from-fleet does.")] = None,
     window: Annotated[float, typer.Option(help="Seconds to read --from-fleet over.")] = 30.0,
     admin_token: Annotated[str | None, typer.Option(
         envvar=ADMIN_TOKEN_ENV, show_default=False, help="Admin token for --from-fleet.")] = None,
@@ -199,6 +204,12 @@ def plan_command(
     per delivery, per open connection; memory per connection); see README "Capacity
     planning" and BENCHMARKS.md for how far its predictions were off on measured runs.
     """
+    if redis:
+        listed = registry_admin_urls(redis)
+        if not listed:
+            raise typer.BadParameter("the fleet registry lists no node with an admin URL",
+                                     param_hint="--redis")
+        fleet = [*(fleet or []), *listed]
     try:
         given = workload_from_file(workload_file) if workload_file else {}
         for key, value in (("connections", connections), ("publish_rate", publish_rate),
@@ -216,7 +227,8 @@ def plan_command(
         files = [profiles.load(path) for path in profile_files or []]
         observations = [o for _, obs in files for o in obs]
         if fleet:
-            observations += from_fleet([normalize_url(u) for u in fleet], admin_token, window)
+            urls = list(dict.fromkeys(normalize_url(u) for u in fleet))
+            observations += from_fleet(urls, admin_token, window)
         if len(files) == 1 and not fleet:
             profile = files[0][0]  # fitted when it was written
         elif observations:  # several runs (and the fleet's counters), fitted together
