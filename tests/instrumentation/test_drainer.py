@@ -4,11 +4,13 @@ shuffled batches with 1012, the rest forced at the deadline, a cancel, and the c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
 
 from tests.server.core.fakes import Closes, Ticks, connect
+from wsops.admin.contract import MAX_CLOSES_LOG, bound_closes, merge_closes
 from wsops.instrumentation.drainer import SERVICE_RESTART, Drainer
 from wsops.server.core.hub import Conn, Hub
 
@@ -46,6 +48,31 @@ async def test_connections_are_closed_1012_in_batches_and_the_count_adds_up() ->
     # The default asks each client to spread its reconnect over 5 s (PROTOCOL.md).
     assert {reason for _, _, reason in closes.calls} == {"draining; reconnect=5000"}
     assert status.finished_at is not None and status.started_at is not None
+
+
+async def test_the_log_holds_each_batch_its_time_and_its_closes() -> None:
+    hub, _, conns = node(10)
+    conns[4].closing = True  # already closing: counted in no batch
+    status = await Drainer(hub.conns.values, random.Random(1)).start(
+        batch=4, interval=0.05, deadline=5.0)
+    assert status.total == 9 and status.batches == 3
+    assert [(n, closed) for _, n, closed in status.closes] == [(1, 4), (1, 4), (1, 1)]
+    times = [t for t, _, _ in status.closes]
+    assert 0 <= times[0] < 0.05 and all(b - a >= 0.02 for a, b in itertools.pairwise(times))
+    assert sum(c for _, _, c in status.closes) == status.closed
+
+
+def test_a_long_log_is_merged_in_pairs_and_still_adds_up() -> None:
+    log = [(k / 10, 1, k % 7) for k in range(MAX_CLOSES_LOG * 3 + 1)]
+    bound_closes(log)
+    assert len(log) <= MAX_CLOSES_LOG
+    assert sum(n for _, n, _ in log) == MAX_CLOSES_LOG * 3 + 1
+    assert sum(c for _, _, c in log) == sum(k % 7 for k in range(MAX_CLOSES_LOG * 3 + 1))
+    assert log[0][0] == 0 and log[1][0] == 0.4  # each entry: its first batch's time
+    # Workers' logs as one node's: times from the earliest start, in order.
+    merged = merge_closes([(100.0, [(0.0, 1, 5), (1.0, 1, 5)]), (100.5, [(0.0, 1, 3)])])
+    assert merged == [(0.0, 1, 5), (0.5, 1, 3), (1.0, 1, 5)]
+    assert merge_closes([]) == []
 
 
 @pytest.mark.parametrize(("code", "spread", "reason"), [

@@ -39,10 +39,10 @@ def test_a_fan_out_links_to_its_publish_from_the_span_or_from_the_traceparent() 
         publish = tracing.start_publish("chat:42", None)
         tp = traceparent_of(publish)
         assert tp == f"00-{trace_id_of(publish):032x}-{publish.get_span_context().span_id:016x}-01"
-        deliver = (tracing.deliver_traceparent("chat:42", tp, 3) if via_traceparent
+        deliver = (tracing.open_fanout_of("chat:42", 3, tp) if via_traceparent
                    else tracing.deliver_after("chat:42", publish, 3))
         assert deliver is not None
-        deliver.end()
+        Tracing.close_fanout(deliver)
         publish.set_attribute("messaging.message.id", "e:7")
         publish.end()
         spans = exported(tracing, sent)
@@ -58,11 +58,11 @@ def test_a_fan_out_links_to_its_publish_from_the_span_or_from_the_traceparent() 
 def test_a_traceparent_that_names_no_sampled_publish_gives_no_fan_out_span() -> None:
     tracing, _ = lean()
     good = f"00-{'a' * 32}-{'b' * 16}-01"
-    assert tracing.deliver_traceparent("r", good, 1) is not None
+    assert tracing.open_fanout_of("r", 1, good) is not None
     for bad in ("garbage", f"00-{'a' * 32}-{'b' * 16}-00", f"00-{'0' * 32}-{'b' * 16}-01",
                 f"00-{'a' * 32}-{'0' * 16}-01", good + "x"):
-        assert tracing.deliver_traceparent("r", bad, 1) is None, bad
-    assert Tracing(None).deliver_traceparent("r", good, 1) is None
+        assert tracing.open_fanout_of("r", 1, bad) is None, bad
+    assert Tracing(None).open_fanout_of("r", 1, good) is None
 
 
 def test_the_sdk_provider_gets_the_same_spans_and_links() -> None:
@@ -72,9 +72,9 @@ def test_the_sdk_provider_gets_the_same_spans_and_links() -> None:
     tracing = Tracing(provider, 1.0)
     publish = tracing.start_publish("dm/a/b", None)
     for deliver in (tracing.deliver_after("dm/a/b", publish, 2),
-                    tracing.deliver_traceparent("dm/a/b", traceparent_of(publish), 2)):
+                    tracing.open_fanout_of("dm/a/b", 2, traceparent_of(publish))):
         assert deliver is not None
-        deliver.end()
+        Tracing.close_fanout(deliver)
     publish.end()
     spans = memory.get_finished_spans()
     assert [s.name for s in spans] == ["deliver dm/*/*", "deliver dm/*/*", "publish dm/*/*"]

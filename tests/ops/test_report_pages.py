@@ -130,6 +130,7 @@ async def test_the_drain_report_shows_the_fall_on_the_node_and_the_rise_on_its_p
     assert data["drain"]["total"] == 60 and data["drain"]["closed"] == 60
     batches = data["batches"]
     assert sum(b["closed"] for b in batches) == 60 and len(batches) == data["drain"]["batches"]
+    assert data["batches_from"] == "node" and [b["closed"] for b in batches] == [10] * 6
     tl = data["timeline"]
     assert tl[0]["remaining"] == 60 and tl[-1]["remaining"] == 0
     assert tl[0]["ready"] is False and tl[-1]["state"] == "drained"

@@ -167,6 +167,19 @@ def test_closes_between_polls_are_shared_over_the_batches_they_span() -> None:
     assert len(long.points) <= 2001 and long.points[0]["t"] == 0 and long.points[-1]["t"] == 999.8
     assert len(long.peers["http://b"]) <= 2001
     assert sum(b["closed"] for b in long.batches()) == 4990  # (batch 0's 10 never counted)
+    assert seen.as_dict()["batches_from"] == "polls"
+    # A node's own log, when it sends one, is exact: placed by its start on this timeline.
+    seen.node_log({"started_at": 1000.5, "closes": [
+        {"t": -0.0, "batches": 1, "closed": 10}, {"t": 0.3, "batches": 2, "closed": 15},
+        {"t": 0.61, "batches": 1, "closed": 5}]}, started=1000.25)
+    assert seen.batches() == seen.batches(following=True) == [
+        {"batch": 1, "t": 0.25, "closed": 10}, {"batch": 2, "t": 0.55, "closed": 15,
+                                               "batches": 2},
+        {"batch": 4, "t": 0.86, "closed": 5}]
+    assert seen.as_dict()["batches_from"] == "node"
+    old = DrainTimeline()
+    old.node_log({"started_at": 1.0}, started=0.0)  # an older node: no log
+    assert old.node_closes is None
     seen.peer(0.1, "http://b", 3)
     seen.peer(0.6, "http://b", None)
     assert seen.as_dict()["peers"] == [{"url": "http://b", "t": [0.1, 0.6],

@@ -28,6 +28,7 @@ from tests.conftest import Connect
 from tests.support.procs import ServeProcess, start_serve
 from tests.support.prom import promtool_check_metrics
 from tests.support.redisproc import redis_server_binary
+from tests.support.runcli import cli
 from tests.support.waits import until
 from tests.support.wsclient import RawClient
 from wsops.admin.aggregate import (
@@ -126,6 +127,17 @@ def test_stats_and_drain_are_summed_over_workers() -> None:
     assert out["draining"] is True
     assert out["drain"]["state"] == "draining" and out["drain"]["remaining"] == 1
     assert merge_drain([a["drain"], a["drain"]])["state"] == "drained"
+    assert "closes" not in out["drain"]  # stats carry no log; GET /admin/drain does:
+    logs = merge_drain([
+        {"state": "drained", "started_at": 50.25, "closes": [{"t": 0.0, "batches": 1,
+                                                              "closed": 2}]},
+        {"state": "drained", "started_at": 50.0, "closes": [{"t": 0.0, "batches": 1,
+                                                             "closed": 3},
+                                                            {"t": 0.5, "batches": 1,
+                                                             "closed": 1}]}])
+    assert logs["started_at"] == 50.0 and logs["closes"] == [
+        {"t": 0.0, "batches": 1, "closed": 3}, {"t": 0.25, "batches": 1, "closed": 2},
+        {"t": 0.5, "batches": 1, "closed": 1}]
 
 
 def test_workers_without_redis_server_or_broker_exit_2_with_advice(tmp_path: Any) -> None:
@@ -227,6 +239,27 @@ async def test_connections_spread_over_workers_and_metrics_label_each(
                for s in f.samples]
     assert sorted(samples) == [("wsops_users", "0"), ("wsops_users", "1"),
                                ("wsops_worker_up", "0"), ("wsops_worker_up", "1")]
+    for c in clients:
+        await c.close()
+
+
+@needs_redis
+async def test_a_drain_of_every_worker_logs_each_workers_batches_as_the_nodes(
+    node: ServeProcess, connect: Connect
+) -> None:
+    clients = [await connect(node.url) for _ in range(24)]
+    per_worker = await _open_per_worker(node)
+    result = await cli("drain", node.admin_url, "--batch", "5", "--interval", "0.1",
+                       "--deadline", "15", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["drain"]["closed"] == 24 and out["batches_from"] == "node"
+    # Each worker closes its own in batches of 5: the node's log holds every one of them.
+    want = sum(-(-n // 5) for n in per_worker.values())
+    assert out["drain"]["batches"] == want == sum(b.get("batches", 1) for b in out["batches"])
+    assert sum(b["closed"] for b in out["batches"]) == 24
+    times = [b["t"] for b in out["batches"]]
+    assert times == sorted(times) and times[0] < 1.0
     for c in clients:
         await c.close()
 

@@ -32,7 +32,7 @@ from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.registry import Collector
 
 from wsops.admin.apiclient import DOWN, AdminClient, AdminError
-from wsops.admin.contract import MAX_TOP_ROOMS
+from wsops.admin.contract import MAX_TOP_ROOMS, merge_closes
 from wsops.admin.debugapi import target_id
 from wsops.admin.fleetpage import add_fleet_page
 from wsops.admin.http import int_query, json_response, read_body
@@ -143,6 +143,11 @@ def merge_drain(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     finished = [s["finished_at"] for s in states if s.get("finished_at") is not None]
     out["started_at"] = min(started) if started else None
     out["finished_at"] = max(finished) if state == "drained" and finished else None
+    if any("closes" in s for s in states):  # GET /admin/drain: the workers' logs as one
+        out["closes"] = [{"t": t, "batches": n, "closed": closed} for t, n, closed in
+                         merge_closes([(s["started_at"], [(c["t"], c["batches"], c["closed"])
+                                                          for c in s.get("closes") or ()])
+                                       for s in states if s.get("started_at") is not None])]
     return out
 
 

@@ -70,7 +70,7 @@ def add_admin_api(admin: AdminListener, surface: NodeSurface) -> None:
         return json_response(node_stats(surface, admin))
 
     async def drain_status(_: web.Request) -> web.Response:
-        return json_response(surface.drain_status())
+        return json_response({**surface.drain_status(), "closes": surface.drain_closes()})
 
     async def drain_start(request: web.Request) -> web.Response:
         options = drain_options(await read_body(request), surface.drain_defaults)

@@ -23,8 +23,8 @@ from wsops.admin.contract import (
     DebugState,
     DebugStopped,
     DrainCancelled,
+    DrainProgress,
     DrainStarted,
-    DrainStatus,
     FlowSnapshot,
     Stats,
 )
@@ -115,8 +115,17 @@ class AdminClient:
     async def stats(self) -> Stats:
         return cast(Stats, _object(self, await self.request("GET", "/admin/stats")))
 
-    async def drain_status(self) -> DrainStatus:
-        return cast(DrainStatus, _object(self, await self.request("GET", "/admin/drain")))
+    async def open_connections(self) -> int | None:
+        """The node's open connections now, or None when it does not answer (or says no
+        number): for followers that chart a node through a restart."""
+        try:
+            n = (await self.stats()).get("connections")
+        except AdminError:
+            return None
+        return int(n) if isinstance(n, int | float) else None
+
+    async def drain_status(self) -> DrainProgress:
+        return cast(DrainProgress, _object(self, await self.request("GET", "/admin/drain")))
 
     async def start_drain(self, options: Mapping[str, Any]) -> DrainStarted:
         """Start a drain with ``options`` (batch, interval, deadline, code; absent: the node's)."""

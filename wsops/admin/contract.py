@@ -11,6 +11,7 @@ JSON has no NaN or infinity: every document goes through ``finite`` before it is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, NotRequired, TypedDict
 
 DrainState = Literal["idle", "draining", "drained", "cancelled"]
@@ -75,6 +76,49 @@ class DrainStatus(TypedDict):
     forced: int
     batches: int
     remaining: int
+
+
+class BatchCloses(TypedDict):
+    """Closes a drain sent in one batch: ``t`` seconds after it started (``started_at``),
+    ``closed`` connections asked to close; ``batches`` is 1 unless a long log was merged in
+    neighbouring pairs (it keeps at most 1,000 entries) or workers' batches met."""
+
+    t: float
+    batches: int
+    closed: int
+
+
+MAX_CLOSES_LOG = 1000
+"""Entries kept in a drain's log of closes (``DrainProgress.closes``): past it, neighbouring
+entries are merged in pairs (their times the first's, their counts summed), so the log stays
+bounded and still adds up to every close sent, only coarser in time."""
+
+
+def bound_closes(log: list[tuple[float, int, int]]) -> None:
+    """Merge a log of closes past ``MAX_CLOSES_LOG`` entries in neighbouring pairs."""
+    while len(log) > MAX_CLOSES_LOG:
+        log[:] = [(a[0], a[1] + b[1], a[2] + b[2]) if b else a
+                  for a, b in zip(log[::2], [*log[1::2], None], strict=False)]
+
+
+def merge_closes(logs: Sequence[tuple[float, Sequence[Sequence[Any]]]]
+                 ) -> list[tuple[float, int, int]]:
+    """Several drains' logs of closes as one (a node's workers): ``logs`` holds each drain's
+    start (a Unix time) and its log; times in the result are from the earliest start."""
+    if not logs:
+        return []
+    first = min(start for start, _ in logs)
+    out = sorted((round(start - first + float(t), 3), int(n), int(closed))
+                 for start, log in logs for t, n, closed in log)
+    bound_closes(out)
+    return out
+
+
+class DrainProgress(DrainStatus):
+    """``GET /admin/drain``: the status and the log of closes, batch by batch (what ``wsops
+    drain --report`` charts)."""
+
+    closes: list[BatchCloses]
 
 
 class DrainStarted(DrainStatus):

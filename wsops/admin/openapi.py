@@ -163,7 +163,8 @@ def _routes(b: SchemaBuilder) -> list[dict[str, Any]]:
                        404: _text("The node has no rooms (a plain instrumented app).")}},
         {"path": "/admin/drain", "method": "get", "guard": READ, "tag": "drain",
          "id": "drain_status", "summary": "The drain's progress.",
-         "responses": {200: _json(b.of(contract.DrainStatus), "The drain.")}},
+         "responses": {200: _json(b.of(contract.DrainProgress),
+                                  "The drain, and its closes batch by batch.")}},
         {"path": "/admin/drain", "method": "post", "guard": WRITE, "tag": "drain",
          "id": "drain_start", "summary": "Close the node's connections in batches and refuse "
          "new ones (readiness turns false).",

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from wsops.admin.contract import (
+    BatchCloses,
     Connections,
     DebugTarget,
     DrainOptions,
@@ -92,6 +93,9 @@ class NodeSurface(Protocol):
         listener's (``api.node_stats``), from every readiness check, the surface's included."""
 
     def drain_status(self) -> DrainStatus: ...
+
+    def drain_closes(self) -> list[BatchCloses]:
+        """The closes the drain sent, batch by batch (``GET /admin/drain``; not in stats)."""
 
     def start_drain(self, options: DrainOptions) -> bool:
         """Begin a drain with ``options``; False if one was already under way (it keeps its

@@ -11,7 +11,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
-from wsops.admin.contract import Connections, DrainOptions, DrainStatus, FlowSnapshot, Stats
+from wsops.admin.contract import (
+    BatchCloses,
+    Connections,
+    DrainOptions,
+    DrainStatus,
+    FlowSnapshot,
+    Stats,
+)
 from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.instrumentation.drainer import DEFAULT_SPREAD, SERVICE_RESTART, Drainer
@@ -40,6 +47,10 @@ def drain_status(drainer: Drainer, remaining: int) -> DrainStatus:
     return DrainStatus(state=st.state, started_at=st.started_at, finished_at=st.finished_at,
                        total=st.total, closed=st.closed, forced=st.forced, batches=st.batches,
                        remaining=remaining)
+
+
+def drain_closes(drainer: Drainer) -> list[BatchCloses]:
+    return [BatchCloses(t=t, batches=n, closed=closed) for t, n, closed in drainer.status.closes]
 
 
 def start_drain(drainer: Drainer, options: DrainOptions) -> bool:
@@ -90,6 +101,9 @@ class AppSurface:
 
     def drain_status(self) -> DrainStatus:
         return drain_status(self.inst.drainer, self.inst.live.total())
+
+    def drain_closes(self) -> list[BatchCloses]:
+        return drain_closes(self.inst.drainer)
 
     def start_drain(self, options: DrainOptions) -> bool:
         return start_drain(self.inst.drainer, options)

@@ -13,9 +13,10 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from wsops.admin.contract import bound_closes
 from wsops.backoff import RECONNECT_HINT_CAP, hint_reason
 
 SERVICE_RESTART = 1012
@@ -48,6 +49,14 @@ class DrainStatus:
     closed: int = 0
     forced: int = 0
     batches: int = 0
+    closes: list[tuple[float, int, int]] = field(default_factory=list)
+    """The closes sent, per batch: (seconds from the start, batches, connections asked to
+    close); one batch each unless the log was merged (``contract.MAX_CLOSES_LOG``)."""
+
+    def logged(self, t: float, asked: int) -> None:
+        """A batch ``t`` seconds after the start sent ``asked`` closes."""
+        self.closes.append((round(t, 3), 1, asked))
+        bound_closes(self.closes)
 
 
 class Drainer:
@@ -60,6 +69,7 @@ class Drainer:
         self._rng = rng or random.Random()
         self.status = DrainStatus()
         self._task: asyncio.Task[DrainStatus] | None = None
+        self._began = 0.0
 
     @property
     def draining(self) -> bool:
@@ -82,6 +92,7 @@ class Drainer:
             raise ValueError("drain needs batch >= 1, interval >= 0, deadline > 0 and a spread "
                              f"of 0-{RECONNECT_HINT_CAP:g} s")
         self.status = DrainStatus("draining", time.time())
+        self._began = time.monotonic()  # the same moment: the log's times are from it
         reason = hint_reason("draining", spread) if code == SERVICE_RESTART else "draining"
         self._task = asyncio.create_task(self._run(batch, interval, deadline, code, reason))
         return self._task
@@ -104,11 +115,14 @@ class Drainer:
                 if time.monotonic() >= end:
                     break  # the rest is closed (and counted) as forced below
             st.batches += 1
+            sent = 0
             for conn in conns[i : i + batch]:
                 if not conn.closing:
                     conn.close(code, reason)
                     asked.add(id(conn))
-                    st.closed += 1
+                    sent += 1
+            st.closed += sent
+            st.logged(time.monotonic() - self._began, sent)
         while self._live() and time.monotonic() < end:  # noqa: ASYNC110 (polls a count)
             await asyncio.sleep(0.05)
         for conn in list(self._live()):

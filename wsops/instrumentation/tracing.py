@@ -287,16 +287,6 @@ class Tracing:
             return self._linked(room, subscribers, publish.trace_id, publish.span_id, 0x01)
         return self.deliver(room, publish.get_span_context(), subscribers)
 
-    def deliver_traceparent(self, room: str, traceparent: str, subscribers: int) -> Span | None:
-        """``deliver`` for the publish that ``traceparent`` names (None if malformed)."""
-        m = TRACEPARENT_RE.fullmatch(traceparent)
-        if m is None or not self.enabled:
-            return None
-        trace_id, span_id, flags = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
-        if not trace_id or not span_id or not flags & 1:
-            return None
-        return self._linked(room, subscribers, trace_id, span_id, flags)
-
     def _linked(self, room: str, subscribers: int, trace_id: int, span_id: int,
                 flags: int) -> Span:
         """The fan-out span, a new root linked to span ``span_id`` of trace ``trace_id``."""

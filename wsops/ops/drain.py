@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Annotated, Any
 
 import aiohttp
@@ -176,20 +177,12 @@ async def _ready(api: AdminClient) -> bool | None:
         return None
 
 
-async def _connections(api: AdminClient) -> int | None:
-    try:
-        n = (await api.stats()).get("connections")
-    except AdminError:
-        return None
-    return int(n) if isinstance(n, int | float) else None
-
-
 async def _watch_peers(apis: dict[str, AdminClient], seen: DrainTimeline, t0: float,
                        stop: asyncio.Event) -> None:
     """Every ``PEER_POLL_SECONDS`` until ``stop``: each peer's connections."""
     loop = asyncio.get_running_loop()
     while True:
-        counts = await asyncio.gather(*(_connections(api) for api in apis.values()))
+        counts = await asyncio.gather(*(api.open_connections() for api in apis.values()))
         for peer_url, n in zip(apis, counts, strict=True):
             seen.peer(loop.time() - t0, peer_url, n)
         with contextlib.suppress(TimeoutError):
@@ -205,7 +198,7 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
     async with aiohttp.ClientSession() as session:
         api = AdminClient(session, url, token, patience)
         before = await api.drain_status()  # fails early (and clearly) on auth or a wrong URL
-        started_at = loop.time()
+        started_at, started_wall = loop.time(), time.time()
         apis = {p: AdminClient(session, p, token, patience) for p in peers or ()}
         stop_peers = asyncio.Event()
         watcher = asyncio.create_task(_watch_peers(apis, seen, started_at, stop_peers)) \
@@ -221,6 +214,7 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
             status, gave_up = await _follow(api, url, started, options, started_at, seen, err,
                                             json_out)
             elapsed = loop.time() - started_at
+            seen.node_log(status, started_wall)
             if watcher is not None:
                 # Drained clients reconnect over the spread the node asked of them: follow
                 # the peers that long, so the report shows where they went.
@@ -237,7 +231,8 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
                 await asyncio.gather(watcher, return_exceptions=True)
     outcome = judge(status, gave_up=gave_up, elapsed=elapsed)
     return outcome, {"following": following, "options": options,
-                     "elapsed_seconds": round(elapsed, 3), "drain": status,
+                     "elapsed_seconds": round(elapsed, 3),
+                     "drain": {k: v for k, v in status.items() if k != "closes"},  # batches
                      "deadline_seconds": (options or {}).get("deadline"),
                      **seen.as_dict(following)}
 

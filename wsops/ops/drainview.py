@@ -122,6 +122,7 @@ class DrainTimeline:
     points: list[dict[str, Any]] = field(default_factory=list)
     peers: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)
     closes: list[tuple[int, int, float]] = field(default_factory=list)  # batches, closed, t
+    node_closes: list[dict[str, Any]] | None = None  # the node's own log (``node_log``)
 
     def status(self, t: float, status: Mapping[str, Any], ready: bool | None) -> None:
         total, left = progress(status)
@@ -140,11 +141,32 @@ class DrainTimeline:
         seen.append((round(t, 3), connections))
         _thin(seen)
 
+    def node_log(self, status: Mapping[str, Any], started: float) -> None:
+        """The node's log of closes (``GET /admin/drain``'s ``closes``, seconds from its
+        ``started_at``), placed on this timeline, which began at Unix time ``started``. A
+        node too old to keep one leaves the batches to the polls (``batches``)."""
+        closes, began = status.get("closes"), status.get("started_at")
+        if not isinstance(closes, list) or not isinstance(began, int | float):
+            return
+        offset, done = float(began) - started, 0
+        self.node_closes = []
+        for entry in closes:
+            n = int(entry.get("batches") or 1)
+            batch = {"batch": done + 1, "t": round(offset + float(entry["t"]), 3),
+                     "closed": int(entry["closed"])}
+            if n != 1:  # merged entries (a long log) or workers' batches at one moment
+                batch["batches"] = n
+            self.node_closes.append(batch)
+            done += n
+
     def batches(self, following: bool = False) -> list[dict[str, Any]]:
-        """Connections closed per batch, from the polls: when ``batches`` grew by k between
-        two polls, the connections closed meanwhile are shared out over those k batches.
-        ``following`` a drain that was already running: its batches before the first poll
-        are not placed (they did not happen at 0)."""
+        """Connections closed per batch: the node's own log when it sent one (exact, batches
+        before this command started at negative times), else from the polls: when ``batches``
+        grew by k between two polls, the connections closed meanwhile are shared out over
+        those k batches, and ``following`` a drain that was already running, its batches
+        before the first poll are not placed (they did not happen at 0)."""
+        if self.node_closes is not None:
+            return self.node_closes
         out: list[dict[str, Any]] = []
         polls = list(self.closes)
         done, closed_before = (polls.pop(0)[:2] if following and polls else (0, 0))
@@ -160,6 +182,7 @@ class DrainTimeline:
 
     def as_dict(self, following: bool = False) -> dict[str, Any]:
         return {"timeline": self.points, "batches": self.batches(following),
+                "batches_from": "node" if self.node_closes is not None else "polls",
                 "peers": [{"url": url, "t": [t for t, _ in seen],
                            "connections": [n for _, n in seen]}
                           for url, seen in self.peers.items()]}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,13 +326,9 @@ async def _watch(plan: Plan, session: aiohttp.ClientSession) -> None:
     a replacement at a new address gets its own series), until cancelled."""
     apis: dict[str, AdminClient] = {}
 
-    async def one(url: str) -> int | None:
-        api = apis.setdefault(url, AdminClient(session, url, plan.token, plan.timeout))
-        try:
-            n = (await api.stats()).get("connections")
-        except AdminError:
-            return None
-        return int(n) if isinstance(n, int | float) else None
+    def one(url: str) -> Awaitable[int | None]:
+        return apis.setdefault(url, AdminClient(session, url, plan.token,
+                                                plan.timeout)).open_connections()
 
     while True:
         nodes = list(dict.fromkeys(plan.nodes))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from wsops.admin.contract import (
+    BatchCloses,
     Connections,
     DrainOptions,
     DrainStatus,
@@ -27,7 +28,12 @@ from wsops.admin.contract import (
 from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.config import Settings
-from wsops.instrumentation.app_surface import drain_status, run_leak_checks, start_drain
+from wsops.instrumentation.app_surface import (
+    drain_closes,
+    drain_status,
+    run_leak_checks,
+    start_drain,
+)
 from wsops.instrumentation.drainer import Drainer
 from wsops.instrumentation.middleware import Instrumentation
 from wsops.server.core.broker import Broker
@@ -114,6 +120,9 @@ class BundledSurface:
 
     def drain_status(self) -> DrainStatus:
         return drain_status(self.node.drainer, len(self.node.hub.conns))
+
+    def drain_closes(self) -> list[BatchCloses]:
+        return drain_closes(self.node.drainer)
 
     def start_drain(self, options: DrainOptions) -> bool:
         return start_drain(self.node.drainer, options)

@@ -66,7 +66,10 @@ def render(data: Mapping[str, Any]) -> str:
         page.note("Seconds from the start of the drain. " + (
             "The peers were followed for the clients' reconnect spread after it."
             if peers else "Give --peer ADMIN_URL or --redis URL to see the other nodes "
-                          "take the clients.")),
+                          "take the clients.") + (
+            " Closes per batch: the node's own log." if data.get("batches_from") == "node"
+            else " Closes per batch: estimated from the command's polls (this node keeps no "
+                 "log of them: an older wsops).")),
         page.charts(
             charts.line_chart(lines, title="Connections open"
                               + (" on the drained node and its peers" if peers else ""),
