@@ -129,6 +129,27 @@ async def test_the_real_server_loses_nothing_and_the_cli_reports_it() -> None:
         sp.stop()
 
 
+async def test_a_connection_storm_shows_the_servers_cpu_while_it_opens() -> None:
+    """The server is read once a second from before the connections open, not only during
+    the load: a paced storm (600 at 200/s, ~3 s) has readings in the middle of it."""
+    sp = await asyncio.to_thread(start_serve, "--allow-anonymous")
+    try:
+        result = await cli("loadtest", "connect", sp.url, "-c", "600", "--connect-rate", "200",
+                           "--admin", sp.admin_url, "--json", "-")
+    finally:
+        sp.stop()
+    assert result.exit_code == 0, result.output
+    server = json.loads(result.stdout[:result.stdout.rindex("}") + 1])["server"]
+    load, tl = server["load_started"], server["timeline"]
+    assert load >= 2.5, server
+    opening = [p for p in tl if p["t"] < load]
+    assert opening[0]["t"] == 0 and opening[0]["connections"] == 0
+    assert len(opening) >= 3, tl
+    assert any(0 < p["connections"] < 600 for p in opening), tl  # read while they opened
+    assert all(p["cpu_percent"] > 0 for p in opening[1:]), tl  # accepting costs CPU
+    assert [p["connections"] for p in tl if p["t"] == load] == [600]  # all open, then the load
+
+
 async def _drain_then_take_back(admin_url: str, after: float, hold: float) -> None:
     """A drain of the whole node ``after`` seconds in, cancelled ``hold`` seconds later (the
     node takes its clients back: a restart without the process going away)."""

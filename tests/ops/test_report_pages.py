@@ -59,9 +59,11 @@ async def test_the_loadtest_report_draws_the_run_its_json_describes(tmp_path: Pa
     assert sum(p["latency_count"] for p in data["timeline"]) == m["latency"]["count"]
     assert sum(n for _, _, n in m["latency"]["histogram"]) == m["latency"]["count"]
     assert data["connections"]["opened_over_time"][-1]["opened"] == 300
-    # The server read once a second (not once per load process), before and after too.
-    server = data["server"]["timeline"]
-    assert 5 <= len(server) <= 4 + 3 + 3, server
+    # The server read once a second (not once per load process), from before the
+    # connections opened to after the load.
+    server, load = data["server"]["timeline"], data["server"]["load_started"]
+    assert server[0]["t"] == 0 and server[0]["connections"] == 0 and load > 0
+    assert 5 <= len([p for p in server if p["t"] >= load]) <= 4 + 3 + 3, server
     assert all(0 <= p["cpu_percent"] <= 250 for p in server[1:]), server
     assert data["slo"] == {"p99_ms": 8.0, "met": m["latency"]["p99_ms"] <= 8.0}
     assert data["command"] == (f"wsops loadtest fanout {node.url} -c 300 --rooms 6 --rate 300 "
@@ -75,7 +77,7 @@ async def test_the_loadtest_report_draws_the_run_its_json_describes(tmp_path: Pa
                    "/timeline/deliveries_per_second", "/timeline/published_per_second",
                    "/messages/latency/histogram", "/slo/p99_ms",
                    "/connections/opened_over_time/opened", "/server/timeline/cpu_percent",
-                   "/server/timeline/rss_bytes", "/versions/wsops"])
+                   "/server/timeline/rss_bytes", "/server/load_started", "/versions/wsops"])
     assert checked["figures"] >= 20 and checked["chart_parts"] >= 9
 
 

@@ -63,6 +63,11 @@ def process_stats(pid: int) -> dict[str, Any]:
         return {"error": repr(exc)}
 
 
+WAITING = "waiting"
+"""What ``_collect`` tells its progress callback after a second with no message (while the
+connections open): a chance to read the server."""
+
+
 def execute(plan: Plan, on_progress: Progress | None = None,
             admin_token: str | None = None) -> dict[str, Any]:
     plan.check()
@@ -73,20 +78,21 @@ def execute(plan: Plan, on_progress: Progress | None = None,
     procs = [ctx.Process(target=run_shard, args=(s, out, go), daemon=True,
                          name=f"wsops-loadtest-{s.index}") for s in parts]
     server = {"start": server_stats(plan.admin_url, admin_token, plan.server_pid)}
-    readings: list[dict[str, Any]] = []  # the server once a second while the test runs
+    readings: list[dict[str, Any]] = []  # the server once a second, opening included
     read_at = [0.0]
     start = server["start"]
     watch = start is not None and "error" not in start
 
     def progressed(kind: str, body: dict[str, Any]) -> None:
-        # (every shard's progress comes once a second: one reading for all of them, none if
-        # the server could not be read at the start, each bounded to 1 s)
-        if kind == "progress" and watch and time.monotonic() - read_at[0] >= 0.9:
+        # (every shard's progress comes once a second, and while connections open a wait of
+        # a second with no news says "waiting": one reading for all of them, none if the
+        # server could not be read at the start, each bounded to 1 s)
+        if kind in ("progress", WAITING) and watch and time.monotonic() - read_at[0] >= 0.9:
             read_at[0] = time.monotonic()
             reading = server_stats(plan.admin_url, admin_token, plan.server_pid, timeout=1.0)
             if reading is not None and "error" not in reading:
                 readings.append(reading)
-        if on_progress:
+        if on_progress and kind != WAITING:
             on_progress(kind, body)
 
     for p in procs:
@@ -112,8 +118,11 @@ def execute(plan: Plan, on_progress: Progress | None = None,
             p.join(5)
             if p.is_alive():
                 p.terminate()
-    readings = [r for r in (server.get("before"), *readings, server.get("after"))
+    readings = [r for r in (start, *readings, server.get("after"))
                 if r is not None and "error" not in r]
+    before = server.get("before")
+    if before is not None and "error" not in before:  # in time order among the others
+        readings = sorted([*readings, before], key=lambda r: float(r.get("at", 0)))
     return report(plan, [results[i] for i in sorted(results)], server, readings)
 
 
@@ -131,6 +140,8 @@ def _collect(out: Any, ready: dict[int, Any], results: dict[int, Any],
             dead = [p.name for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
             if dead:
                 raise LoadTestError(f"load process died: {', '.join(dead)}") from None
+            if on_progress:
+                on_progress(WAITING, {})
             continue
         if kind == "error":
             raise LoadTestError(f"load process {index} failed: {body}")
@@ -208,6 +219,11 @@ def report(plan: Plan, results: list[dict[str, Any]],
     out["server"] = _server_figures(server, opened, received)
     if out["server"] is not None:
         out["server"]["timeline"] = server_over_time(readings or [])
+        # Where the load began on that timeline: readings before it are the opening's.
+        before, first = server.get("before"), readings[0] if readings else None
+        out["server"]["load_started"] = (
+            round(float(before["at"]) - float(first["at"]), 2)
+            if before and first and "at" in before and "at" in first else None)
     return out
 
 

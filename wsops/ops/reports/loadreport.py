@@ -151,6 +151,9 @@ def _server(d: Mapping[str, Any]) -> str:
     tl = s.get("timeline") or []
     ts = column(tl, "t")
     per_conn = s.get("rss_bytes_per_connection")
+    load = s.get("load_started")
+    marks = [Mark("x", float(load), "load", "server.load_started", charts.PALETTE[3])] \
+        if load else []  # (0: nothing was read while the connections opened)
     return page.section("Server", page.figures(
         page.figure("CPU seconds during the load", f"{s['cpu_seconds']}", "server.cpu_seconds",
                     s["cpu_seconds"]),
@@ -162,10 +165,13 @@ def _server(d: Mapping[str, Any]) -> str:
         page.charts(
             charts.line_chart([Series("CPU", ts, column(tl, "cpu_percent"),
                                       "server.timeline.cpu_percent")],
-                              title="Server CPU (% of one core)", yfmt=charts.percent),
+                              title="Server CPU (% of one core)", yfmt=charts.percent,
+                              marks=marks),
             charts.line_chart([Series("RSS", ts, column(tl, "rss_bytes"),
                                       "server.timeline.rss_bytes")],
-                              title="Server RSS", yfmt=charts.size, y_min=None)),
+                              title="Server RSS", yfmt=charts.size, y_min=None, marks=marks)),
+        page.note("Seconds from the first reading, before the connections opened; the load "
+                  "began at the \"load\" line.") if marks else "",
         id_="server")
 
 
