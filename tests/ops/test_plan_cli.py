@@ -200,10 +200,19 @@ async def test_redis_reads_every_node_of_the_fleet_registry(redis_proc: RedisPro
         # One named twice (--from-fleet and the registry) is read once.
         r = await cli("plan", "-c", "1000", "--redis", broker_url(redis_proc), "--from-fleet",
                       nodes[0].admin_url, "--window", "1", "--json")
+        # A node gone without a word is still listed a while: left out, with a warning.
+        nodes[1].proc.kill()
+        gone = await cli("plan", "-c", "1000", "--redis", broker_url(redis_proc), "--window",
+                         "1", "--json")
     finally:
         for n in nodes:
             n.stop()
-    assert r.exit_code == 0, r.output
-    measured = json.loads(r.stdout)["profile"]["source"]["measured"]
-    assert sorted(part.split()[3] for part in measured.split(", ")) == sorted(
-        n.admin_url for n in nodes), measured
+
+    def read(result: Any) -> list[str]:
+        assert result.exit_code == 0, result.output
+        measured = json.loads(result.stdout)["profile"]["source"]["measured"]
+        return sorted(part.split()[3] for part in measured.split(", "))
+
+    assert read(r) == sorted(n.admin_url for n in nodes)
+    assert read(gone) == [nodes[0].admin_url]
+    assert f"left out {nodes[1].admin_url}" in flat(gone.stderr)

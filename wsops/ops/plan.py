@@ -56,8 +56,20 @@ def workload_from_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def from_fleet(urls: list[str], token: str | None, window: float) -> list[dict[str, Any]]:
-    """One observation per node: its counters read twice, ``window`` seconds apart."""
+def _registry(redis_url: str) -> list[str]:
+    """The admin URLs of the fleet registry in ``redis_url`` (``--redis``), normalized."""
+    listed = [normalize_url(u) for u in registry_admin_urls(redis_url)]
+    if not listed:
+        raise typer.BadParameter("the fleet registry lists no node with an admin URL",
+                                 param_hint="--redis")
+    return listed
+
+
+def from_fleet(urls: list[str], token: str | None, window: float,
+               skippable: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """One observation per node: its counters read twice, ``window`` seconds apart. A node
+    in ``skippable`` (found in the registry, not named) that does not answer is left out with
+    a warning: a registry may still list a node that has just gone."""
     async def run() -> list[dict[str, Any]]:
         async with aiohttp.ClientSession() as session:
             first = await fetch_stats(session, urls, token)
@@ -72,8 +84,14 @@ def from_fleet(urls: list[str], token: str | None, window: float) -> list[dict[s
         out = []
         for url, a, b in zip(urls, first, second, strict=True):
             if isinstance(a, Exception) or isinstance(b, Exception):
+                if url in skippable:
+                    print(f"wsops plan: left out {url} (in the registry, but: "
+                          f"{a if isinstance(a, Exception) else b})", file=sys.stderr)
+                    continue
                 raise ValueError(f"{url}: {a if isinstance(a, Exception) else b}")
             out.append(observation_between(url, dict(a), dict(b), seconds))
+        if not out:
+            raise ValueError("no node of the fleet registry answered")
         return out
 
     return asyncio.run(run())
@@ -190,9 +208,11 @@ def plan_command(
         "--redis", show_default=False, metavar="URL",
         help="Read every node of the fleet registry in this Redis (the nodes' --broker URL), "
              "as --from-fleet does.")] = None,
-    window: Annotated[float, typer.Option(help="Seconds to read --from-fleet over.")] = 30.0,
+    window: Annotated[float, typer.Option(
+        help="Seconds to read --from-fleet and --redis nodes over.")] = 30.0,
     admin_token: Annotated[str | None, typer.Option(
-        envvar=ADMIN_TOKEN_ENV, show_default=False, help="Admin token for --from-fleet.")] = None,
+        envvar=ADMIN_TOKEN_ENV, show_default=False,
+        help="Admin token for --from-fleet and --redis nodes.")] = None,
     spare: Annotated[bool, typer.Option(
         help="Add nodes until the fleet survives losing its largest one.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -204,12 +224,6 @@ def plan_command(
     per delivery, per open connection; memory per connection); see README "Capacity
     planning" and BENCHMARKS.md for how far its predictions were off on measured runs.
     """
-    if redis:
-        listed = registry_admin_urls(redis)
-        if not listed:
-            raise typer.BadParameter("the fleet registry lists no node with an admin URL",
-                                     param_hint="--redis")
-        fleet = [*(fleet or []), *listed]
     try:
         given = workload_from_file(workload_file) if workload_file else {}
         for key, value in (("connections", connections), ("publish_rate", publish_rate),
@@ -223,13 +237,15 @@ def plan_command(
                             shapes, int(given.get("payload", 64)), float(given.get("churn", 0)))
         node = NodeSpec(cores=cores, memory_bytes=int(memory * GIB),
                         max_fds_per_process=max_open_files)
+        named = list(dict.fromkeys(normalize_url(u) for u in fleet or []))
+        listed = [u for u in _registry(redis) if u not in named] if redis else []
         profile, _ = profiles.load()
         files = [profiles.load(path) for path in profile_files or []]
         observations = [o for _, obs in files for o in obs]
-        if fleet:
-            urls = list(dict.fromkeys(normalize_url(u) for u in fleet))
-            observations += from_fleet(urls, admin_token, window)
-        if len(files) == 1 and not fleet:
+        if named or listed:
+            observations += from_fleet([*named, *listed], admin_token, window,
+                                       skippable=set(listed))
+        if len(files) == 1 and not (named or listed):
             profile = files[0][0]  # fitted when it was written
         elif observations:  # several runs (and the fleet's counters), fitted together
             profile = profiles.fit(profile, observations, measured=", ".join(
