@@ -67,11 +67,15 @@ def test_server_cpu_is_a_share_of_a_core_between_readings() -> None:
     readings = [{"at": 10.0, "cpu_seconds": 1.0, "rss_bytes": 5, "connections": 2},
                 {"at": 13.1234, "cpu_seconds": 2.1, "rss_bytes": 6, "connections": 3},
                 {"error": "down"}, {"at": 14.0, "error": "refused"},
-                {"at": 13.1234, "cpu_seconds": 2.5, "rss_bytes": 6}]
+                {"at": 13.1234, "cpu_seconds": 2.5, "rss_bytes": 6},
+                {"at": 13.5, "cpu_seconds": 2.52, "connections": 3},  # 0.38 s: too short
+                {"at": 14.0, "cpu_seconds": 2.7, "connections": 3}]
     assert server_over_time(readings) == [
         {"t": 0.0, "cpu_percent": None, "rss_bytes": 5, "connections": 2},
         {"t": 3.12, "cpu_percent": 35.2, "rss_bytes": 6, "connections": 3},
-        {"t": 3.12, "cpu_percent": None, "rss_bytes": 6, "connections": None}]
+        {"t": 3.12, "cpu_percent": None, "rss_bytes": 6, "connections": None},
+        {"t": 3.5, "cpu_percent": None, "rss_bytes": None, "connections": 3},
+        {"t": 4.0, "cpu_percent": 36.0, "rss_bytes": None, "connections": 3}]
     assert server_over_time([{"error": "down"}]) == []
 
 

@@ -64,7 +64,8 @@ async def test_the_loadtest_report_draws_the_run_its_json_describes(tmp_path: Pa
     server, load = data["server"]["timeline"], data["server"]["load_started"]
     assert server[0]["t"] == 0 and server[0]["connections"] == 0 and load > 0
     assert 5 <= len([p for p in server if p["t"] >= load]) <= 4 + 3 + 3, server
-    assert all(0 <= p["cpu_percent"] <= 250 for p in server[1:]), server
+    cpu = [p["cpu_percent"] for p in server[1:] if p["cpu_percent"] is not None]
+    assert len(cpu) >= 4 and all(0 <= c <= 250 for c in cpu), server  # (None: under 0.5 s)
     assert data["slo"] == {"p99_ms": 8.0, "met": m["latency"]["p99_ms"] <= 8.0}
     assert data["command"] == (f"wsops loadtest fanout {node.url} -c 300 --rooms 6 --rate 300 "
                                f"-d 4 -p 2 --admin {node.admin_url} --slo-p99 8 --json - --report "
@@ -131,8 +132,8 @@ async def test_the_drain_report_shows_the_fall_on_the_node_and_the_rise_on_its_p
     assert code == 0, err
     assert data["drain"]["total"] == 60 and data["drain"]["closed"] == 60
     batches = data["batches"]
-    assert sum(b["closed"] for b in batches) == 60 and len(batches) == data["drain"]["batches"]
-    assert data["batches_from"] == "node" and [b["closed"] for b in batches] == [10] * 6
+    assert sum(b["sent"] for b in batches) == 60 and len(batches) == data["drain"]["batches"]
+    assert data["batches_from"] == "node" and [b["sent"] for b in batches] == [10] * 6
     tl = data["timeline"]
     assert tl[0]["remaining"] == 60 and tl[-1]["remaining"] == 0
     assert tl[0]["ready"] is False and tl[-1]["state"] == "drained"
@@ -142,7 +143,7 @@ async def test_the_drain_report_shows_the_fall_on_the_node_and_the_rise_on_its_p
     await check_report(
         report, data, ["summary", "connections", "options", "command"], "report-drain.png",
         readme=True,
-        must_show=["/timeline/remaining", "/peers/0/connections", "/batches/closed",
+        must_show=["/timeline/remaining", "/peers/0/connections", "/batches/sent",
                    "/timeline/ready", "/deadline_seconds", "/drain/forced"])
 
 

@@ -85,9 +85,16 @@ def opened_over_time(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return out
 
 
+MIN_CPU_SECONDS = 0.5
+"""The shortest interval between two readings the server's CPU share is given for: CPU time
+is counted in 10 ms ticks, so over a few ms (the reading as the load begins, taken just after
+one of the opening's) a share would be mostly rounding."""
+
+
 def server_over_time(readings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The server's CPU (percent of one core, between consecutive readings), RSS and
-    connections at each reading; ``t`` in seconds from the first one."""
+    """The server's CPU (percent of one core, between consecutive readings at least
+    ``MIN_CPU_SECONDS`` apart, else None), RSS and connections at each reading; ``t`` in
+    seconds from the first one."""
     ok = [r for r in readings if "cpu_seconds" in r and "at" in r]
     if not ok:
         return []
@@ -95,7 +102,7 @@ def server_over_time(readings: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     out = []
     for prev, cur in zip([None, *ok], ok, strict=False):
         cpu = None
-        if prev is not None and float(cur["at"]) > float(prev["at"]):
+        if prev is not None and float(cur["at"]) - float(prev["at"]) >= MIN_CPU_SECONDS:
             cpu = round(100 * (float(cur["cpu_seconds"]) - float(prev["cpu_seconds"]))
                         / (float(cur["at"]) - float(prev["at"])), 1)
         out.append({"t": round(float(cur["at"]) - t0, 2), "cpu_percent": cpu,
