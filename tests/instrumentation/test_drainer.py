@@ -10,7 +10,7 @@ import random
 import pytest
 
 from tests.server.core.fakes import Closes, Ticks, connect
-from wsops.admin.contract import MAX_CLOSES_LOG, bound_closes, merge_closes
+from wsops.admin.contract import MAX_CLOSES_LOG, CloseLog, merge_closes
 from wsops.instrumentation.drainer import SERVICE_RESTART, Drainer
 from wsops.server.core.hub import Conn, Hub
 
@@ -56,23 +56,33 @@ async def test_the_log_holds_each_batch_its_time_and_its_closes() -> None:
     status = await Drainer(hub.conns.values, random.Random(1)).start(
         batch=4, interval=0.05, deadline=5.0)
     assert status.total == 9 and status.batches == 3
-    assert [(n, closed) for _, n, closed in status.closes] == [(1, 4), (1, 4), (1, 1)]
-    times = [t for t, _, _ in status.closes]
+    log = status.closes.as_list()
+    assert [(c["batches"], c["sent"]) for c in log] == [(1, 4), (1, 4), (1, 1)]
+    times = [c["t"] for c in log]
     assert 0 <= times[0] < 0.05 and all(b - a >= 0.02 for a, b in itertools.pairwise(times))
-    assert sum(c for _, _, c in status.closes) == status.closed
+    assert sum(c["sent"] for c in log) == status.closed
 
 
-def test_a_long_log_is_merged_in_pairs_and_still_adds_up() -> None:
-    log = [(k / 10, 1, k % 7) for k in range(MAX_CLOSES_LOG * 3 + 1)]
-    bound_closes(log)
-    assert len(log) <= MAX_CLOSES_LOG
-    assert sum(n for _, n, _ in log) == MAX_CLOSES_LOG * 3 + 1
-    assert sum(c for _, _, c in log) == sum(k % 7 for k in range(MAX_CLOSES_LOG * 3 + 1))
-    assert log[0][0] == 0 and log[1][0] == 0.4  # each entry: its first batch's time
-    # Workers' logs as one node's: times from the earliest start, in order.
-    merged = merge_closes([(100.0, [(0.0, 1, 5), (1.0, 1, 5)]), (100.5, [(0.0, 1, 3)])])
-    assert merged == [(0.0, 1, 5), (0.5, 1, 3), (1.0, 1, 5)]
+def test_a_long_log_groups_batches_evenly_and_still_adds_up() -> None:
+    log, n = CloseLog(), MAX_CLOSES_LOG * 5 + 3
+    for k in range(n):
+        log.add(k / 10, k % 7)
+    entries = log.as_list()
+    assert len(entries) <= MAX_CLOSES_LOG and log.stride == 8
+    assert sum(c["batches"] for c in entries) == n
+    assert sum(c["sent"] for c in entries) == sum(k % 7 for k in range(n))
+    # Every entry but the last holds the same number of batches, timed by its first.
+    assert {c["batches"] for c in entries[:-1]} == {8} and entries[-1]["batches"] <= 8
+    assert [c["t"] for c in entries[:2]] == [0.0, 0.8]
+    # Workers' logs as one node's: times from the earliest start, in order, bounded.
+    merged = merge_closes([(100.0, [{"t": 0.0, "batches": 1, "sent": 5},
+                                    {"t": 1.0, "batches": 1, "sent": 5}]),
+                           (100.5, [{"t": 0.0, "batches": 1, "sent": 3}])])
+    assert merged == [{"t": 0.0, "batches": 1, "sent": 5}, {"t": 0.5, "batches": 1, "sent": 3},
+                      {"t": 1.0, "batches": 1, "sent": 5}]
     assert merge_closes([]) == []
+    many = merge_closes([(0.0, entries), (0.05, entries), (0.02, entries)])
+    assert len(many) <= MAX_CLOSES_LOG and sum(c["batches"] for c in many) == 3 * n
 
 
 @pytest.mark.parametrize(("code", "spread", "reason"), [

@@ -63,6 +63,11 @@ def test_a_traceparent_that_names_no_sampled_publish_gives_no_fan_out_span() -> 
                 f"00-{'a' * 32}-{'0' * 16}-01", good + "x"):
         assert tracing.open_fanout_of("r", 1, bad) is None, bad
     assert Tracing(None).open_fanout_of("r", 1, good) is None
+    sdk = Tracing(TracerProvider(), 1.0)  # the SDK's provider parses them its own way
+    assert sdk.open_fanout_of("r", 1, good) is not None
+    for bad in ("garbage", f"00-{'a' * 32}-{'b' * 16}-00", f"00-{'0' * 32}-{'b' * 16}-01",
+                f"00-{'a' * 32}-{'0' * 16}-01", good + "x"):
+        assert sdk.open_fanout_of("r", 1, bad) is None, bad
 
 
 def test_the_sdk_provider_gets_the_same_spans_and_links() -> None:

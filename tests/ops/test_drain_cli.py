@@ -104,7 +104,7 @@ async def test_drain_of_300_resuming_clients_ends_with_zero_left_and_cancel_brin
         # The node's own log of closes: every batch, in order, jittered gaps apart.
         assert out["batches_from"] == "node" and "closes" not in drain
         assert [b["batch"] for b in out["batches"]] == list(range(1, batches + 1))
-        assert sum(b["closed"] for b in out["batches"]) == CLIENTS
+        assert sum(b["sent"] for b in out["batches"]) == CLIENTS
         times = [b["t"] for b in out["batches"]]
         assert all(b - a >= INTERVAL * 0.5 - 0.02 for a, b in itertools.pairwise(times)), times
         await until(lambda: len(first_close) == CLIENTS, 15.0)
@@ -188,7 +188,7 @@ async def test_drain_closes_every_connection_of_an_instrumented_plain_app_with_1
             drain = out["drain"]
             assert (drain["total"], drain["closed"], drain["forced"], drain["batches"]) == (
                 20, 20, 0, 4)
-            assert [b["closed"] for b in out["batches"]] == [5, 5, 5, 5]  # the app's log
+            assert [b["sent"] for b in out["batches"]] == [5, 5, 5, 5]  # the app's log
             msgs = await asyncio.wait_for(asyncio.gather(*readers), 5)
             assert [(m.type, m.data) for m in msgs] == [(WSMsgType.CLOSE, 1012)] * 20
             assert [ws.close_code for ws in conns] == [1012] * 20
@@ -243,7 +243,7 @@ async def test_connections_open_at_the_deadline_exit_4_and_a_running_drain_is_fo
     assert out["following"] and out["result"] == "timeout" and out["drain"]["forced"] == 1
     # Its one batch came before the command: the node's log places it there (t <= 0).
     [batch] = out["batches"]
-    assert batch["closed"] == 1 and -3 < batch["t"] <= 0.05, out["batches"]
+    assert batch["sent"] == 1 and -3 < batch["t"] <= 0.05, out["batches"]
     assert "already running" in flat(follow.stderr)
 
 

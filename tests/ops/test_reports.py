@@ -155,9 +155,9 @@ def test_closes_between_polls_are_shared_over_the_batches_they_span() -> None:
         seen.status(t, {"state": "draining", "total": 40, "closed": closed, "batches": batches,
                         "remaining": 40 - closed}, False)
     assert seen.batches() == [
-        {"batch": 1, "t": 0.0, "closed": 10}, {"batch": 2, "t": 0.4, "closed": 9},
-        {"batch": 3, "t": 0.4, "closed": 8}, {"batch": 4, "t": 0.4, "closed": 8},
-        {"batch": 5, "t": 0.6, "closed": 5}]
+        {"batch": 1, "t": 0.0, "sent": 10}, {"batch": 2, "t": 0.4, "sent": 9},
+        {"batch": 3, "t": 0.4, "sent": 8}, {"batch": 4, "t": 0.4, "sent": 8},
+        {"batch": 5, "t": 0.6, "sent": 5}]
     # Following a drain already under way: what it closed before the first poll is not placed.
     assert [b["batch"] for b in seen.batches(following=True)] == [2, 3, 4, 5]
     long = DrainTimeline()
@@ -166,20 +166,27 @@ def test_closes_between_polls_are_shared_over_the_batches_they_span() -> None:
         long.peer(k / 5, "http://b", k)
     assert len(long.points) <= 2001 and long.points[0]["t"] == 0 and long.points[-1]["t"] == 999.8
     assert len(long.peers["http://b"]) <= 2001
-    assert sum(b["closed"] for b in long.batches()) == 4990  # (batch 0's 10 never counted)
+    assert sum(b["sent"] for b in long.batches()) == 4990  # (batch 0's 10 never counted)
     assert seen.as_dict()["batches_from"] == "polls"
     # A node's own log, when it sends one, is exact: placed by its start on this timeline.
-    seen.node_log({"started_at": 1000.5, "closes": [
-        {"t": -0.0, "batches": 1, "closed": 10}, {"t": 0.3, "batches": 2, "closed": 15},
-        {"t": 0.61, "batches": 1, "closed": 5}]}, started=1000.25)
+    # A node's own log, when it sends one: placed by when its answer arrived here and how far
+    # into its drain it said it was then (its clock is never compared with this one's).
+    seen.node_log({"started_at": 5000.0, "now": 5001.0, "closes": [
+        {"t": 0.0, "batches": 1, "sent": 10}, {"t": 0.3, "batches": 2, "sent": 15},
+        {"t": 0.61, "batches": 1, "sent": 5}]}, received=1.25)
     assert seen.batches() == seen.batches(following=True) == [
-        {"batch": 1, "t": 0.25, "closed": 10}, {"batch": 2, "t": 0.55, "closed": 15,
-                                               "batches": 2},
-        {"batch": 4, "t": 0.86, "closed": 5}]
+        {"batch": 1, "t": 0.25, "sent": 10}, {"batch": 2, "t": 0.55, "sent": 15, "batches": 2},
+        {"batch": 4, "t": 0.86, "sent": 5}]
     assert seen.as_dict()["batches_from"] == "node"
-    old = DrainTimeline()
-    old.node_log({"started_at": 1.0}, started=0.0)  # an older node: no log
-    assert old.node_closes is None
+    for sent_nothing_usable in ({"started_at": 1.0, "now": 2.0},  # an older node: no log
+                                {"started_at": 1.0, "closes": []},  # no clock
+                                {"started_at": 1.0, "now": 2.0, "closes": [{"t": 0}]},
+                                {"started_at": 1.0, "now": 2.0, "closes": ["x"]},
+                                {"started_at": 1.0, "now": 2.0, "closes": [
+                                    {"t": "soon", "batches": 1, "sent": 1}]}):
+        old = DrainTimeline()
+        old.node_log(sent_nothing_usable, received=0.0)
+        assert old.node_closes is None and old.as_dict()["batches_from"] == "polls"
     seen.peer(0.1, "http://b", 3)
     seen.peer(0.6, "http://b", None)
     assert seen.as_dict()["peers"] == [{"url": "http://b", "t": [0.1, 0.6],

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from typing import Any
 
 import aiohttp
@@ -130,14 +131,15 @@ def test_stats_and_drain_are_summed_over_workers() -> None:
     assert "closes" not in out["drain"]  # stats carry no log; GET /admin/drain does:
     logs = merge_drain([
         {"state": "drained", "started_at": 50.25, "closes": [{"t": 0.0, "batches": 1,
-                                                              "closed": 2}]},
+                                                              "sent": 2}]},
         {"state": "drained", "started_at": 50.0, "closes": [{"t": 0.0, "batches": 1,
-                                                             "closed": 3},
+                                                             "sent": 3},
                                                             {"t": 0.5, "batches": 1,
-                                                             "closed": 1}]}])
+                                                             "sent": 1}]}])
     assert logs["started_at"] == 50.0 and logs["closes"] == [
-        {"t": 0.0, "batches": 1, "closed": 3}, {"t": 0.25, "batches": 1, "closed": 2},
-        {"t": 0.5, "batches": 1, "closed": 1}]
+        {"t": 0.0, "batches": 1, "sent": 3}, {"t": 0.25, "batches": 1, "sent": 2},
+        {"t": 0.5, "batches": 1, "sent": 1}]
+    assert abs(logs["now"] - time.time()) < 60
 
 
 def test_workers_without_redis_server_or_broker_exit_2_with_advice(tmp_path: Any) -> None:
@@ -257,7 +259,7 @@ async def test_a_drain_of_every_worker_logs_each_workers_batches_as_the_nodes(
     # Each worker closes its own in batches of 5: the node's log holds every one of them.
     want = sum(-(-n // 5) for n in per_worker.values())
     assert out["drain"]["batches"] == want == sum(b.get("batches", 1) for b in out["batches"])
-    assert sum(b["closed"] for b in out["batches"]) == 24
+    assert sum(b["sent"] for b in out["batches"]) == 24
     times = [b["t"] for b in out["batches"]]
     assert times == sorted(times) and times[0] < 1.0
     for c in clients:

@@ -144,10 +144,9 @@ def merge_drain(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["started_at"] = min(started) if started else None
     out["finished_at"] = max(finished) if state == "drained" and finished else None
     if any("closes" in s for s in states):  # GET /admin/drain: the workers' logs as one
-        out["closes"] = [{"t": t, "batches": n, "closed": closed} for t, n, closed in
-                         merge_closes([(s["started_at"], [(c["t"], c["batches"], c["closed"])
-                                                          for c in s.get("closes") or ()])
-                                       for s in states if s.get("started_at") is not None])]
+        out["closes"] = merge_closes([(s["started_at"], s.get("closes") or ())
+                                      for s in states if s.get("started_at") is not None])
+        out["now"] = time.time()
     return out
 
 

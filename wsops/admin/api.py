@@ -9,6 +9,7 @@ the rest of ``wsops.admin``; never the server, the instrumentation or the CLI.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +71,8 @@ def add_admin_api(admin: AdminListener, surface: NodeSurface) -> None:
         return json_response(node_stats(surface, admin))
 
     async def drain_status(_: web.Request) -> web.Response:
-        return json_response({**surface.drain_status(), "closes": surface.drain_closes()})
+        return json_response({**surface.drain_status(), "closes": surface.drain_closes(),
+                              "now": time.time()})
 
     async def drain_start(request: web.Request) -> web.Response:
         options = drain_options(await read_body(request), surface.drain_defaults)

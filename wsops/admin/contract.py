@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
 DrainState = Literal["idle", "draining", "drained", "cancelled"]
@@ -80,45 +81,72 @@ class DrainStatus(TypedDict):
 
 class BatchCloses(TypedDict):
     """Closes a drain sent in one batch: ``t`` seconds after it started (``started_at``),
-    ``closed`` connections asked to close; ``batches`` is 1 unless a long log was merged in
-    neighbouring pairs (it keeps at most 1,000 entries) or workers' batches met."""
+    ``sent`` closes (a connection still open at the deadline was forced after its close was
+    sent: it stays counted here and in ``forced``, not in ``closed``); ``batches`` is 1 unless
+    a long log grouped neighbouring batches (``MAX_CLOSES_LOG``)."""
 
     t: float
     batches: int
-    closed: int
+    sent: int
 
 
 MAX_CLOSES_LOG = 1000
-"""Entries kept in a drain's log of closes (``DrainProgress.closes``): past it, neighbouring
-entries are merged in pairs (their times the first's, their counts summed), so the log stays
-bounded and still adds up to every close sent, only coarser in time."""
+"""Entries kept in a drain's log of closes (``DrainProgress.closes``). Past it, neighbouring
+entries are merged in pairs and each later entry takes as many batches as the merged ones
+hold: the log stays bounded, evenly coarser in time, and still adds up to every close sent."""
 
 
-def bound_closes(log: list[tuple[float, int, int]]) -> None:
-    """Merge a log of closes past ``MAX_CLOSES_LOG`` entries in neighbouring pairs."""
-    while len(log) > MAX_CLOSES_LOG:
-        log[:] = [(a[0], a[1] + b[1], a[2] + b[2]) if b else a
-                  for a, b in zip(log[::2], [*log[1::2], None], strict=False)]
+@dataclass
+class CloseLog:
+    """A drain's closes, batch by batch: ``entries`` of [t, batches, sent] (see
+    ``BatchCloses``), each holding ``stride`` batches once the log has been merged."""
+
+    entries: list[list[Any]] = field(default_factory=list)
+    stride: int = 1
+
+    def add(self, t: float, sent: int) -> None:
+        last = self.entries[-1] if self.entries else None
+        if last is not None and last[1] < self.stride:
+            last[1] += 1
+            last[2] += sent
+        else:
+            self.entries.append([round(t, 3), 1, sent])
+        if len(self.entries) > MAX_CLOSES_LOG:
+            self.entries = merged_pairs(self.entries)
+            self.stride *= 2
+
+    def as_list(self) -> list[BatchCloses]:
+        return [BatchCloses(t=t, batches=n, sent=sent) for t, n, sent in self.entries]
 
 
-def merge_closes(logs: Sequence[tuple[float, Sequence[Sequence[Any]]]]
-                 ) -> list[tuple[float, int, int]]:
+def merged_pairs(entries: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Neighbouring entries of a log of closes merged in pairs (the first's time)."""
+    return [[a[0], a[1] + b[1], a[2] + b[2]] if b is not None else list(a)
+            for a, b in zip(entries[::2], [*entries[1::2], None], strict=False)]
+
+
+def merge_closes(logs: Sequence[tuple[float, Sequence[BatchCloses]]]) -> list[BatchCloses]:
     """Several drains' logs of closes as one (a node's workers): ``logs`` holds each drain's
-    start (a Unix time) and its log; times in the result are from the earliest start."""
+    start (a Unix time) and its log; times in the result are from the earliest start, and
+    it is bounded as one drain's log is."""
     if not logs:
         return []
     first = min(start for start, _ in logs)
-    out = sorted((round(start - first + float(t), 3), int(n), int(closed))
-                 for start, log in logs for t, n, closed in log)
-    bound_closes(out)
-    return out
+    entries: list[list[Any]] = sorted(
+        [round(start - first + float(c["t"]), 3), int(c["batches"]), int(c["sent"])]
+        for start, log in logs for c in log)
+    while len(entries) > MAX_CLOSES_LOG:
+        entries = merged_pairs(entries)
+    return [BatchCloses(t=t, batches=n, sent=sent) for t, n, sent in entries]
 
 
 class DrainProgress(DrainStatus):
     """``GET /admin/drain``: the status and the log of closes, batch by batch (what ``wsops
-    drain --report`` charts)."""
+    drain --report`` charts); ``now``: the node's clock as it answered (Unix time), so that a
+    reader on another host places the log on its own clock, not by comparing clocks."""
 
     closes: list[BatchCloses]
+    now: float
 
 
 class DrainStarted(DrainStatus):

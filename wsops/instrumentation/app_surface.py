@@ -50,7 +50,7 @@ def drain_status(drainer: Drainer, remaining: int) -> DrainStatus:
 
 
 def drain_closes(drainer: Drainer) -> list[BatchCloses]:
-    return [BatchCloses(t=t, batches=n, closed=closed) for t, n, closed in drainer.status.closes]
+    return drainer.status.closes.as_list()
 
 
 def start_drain(drainer: Drainer, options: DrainOptions) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from wsops.admin.contract import bound_closes
+from wsops.admin.contract import CloseLog
 from wsops.backoff import RECONNECT_HINT_CAP, hint_reason
 
 SERVICE_RESTART = 1012
@@ -49,14 +49,7 @@ class DrainStatus:
     closed: int = 0
     forced: int = 0
     batches: int = 0
-    closes: list[tuple[float, int, int]] = field(default_factory=list)
-    """The closes sent, per batch: (seconds from the start, batches, connections asked to
-    close); one batch each unless the log was merged (``contract.MAX_CLOSES_LOG``)."""
-
-    def logged(self, t: float, asked: int) -> None:
-        """A batch ``t`` seconds after the start sent ``asked`` closes."""
-        self.closes.append((round(t, 3), 1, asked))
-        bound_closes(self.closes)
+    closes: CloseLog = field(default_factory=CloseLog)  # sent, batch by batch
 
 
 class Drainer:
@@ -122,7 +115,7 @@ class Drainer:
                     asked.add(id(conn))
                     sent += 1
             st.closed += sent
-            st.logged(time.monotonic() - self._began, sent)
+            st.closes.add(time.monotonic() - self._began, sent)
         while self._live() and time.monotonic() < end:  # noqa: ASYNC110 (polls a count)
             await asyncio.sleep(0.05)
         for conn in list(self._live()):

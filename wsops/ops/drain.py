@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from typing import Annotated, Any
 
 import aiohttp
@@ -31,6 +30,7 @@ from wsops.ops.drainview import (
     Outcome,
     judge,
     progress,
+    without_log,
 )
 from wsops.ops.fleetview import normalize_url
 from wsops.ops.reports import drainreport, output
@@ -198,7 +198,7 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
     async with aiohttp.ClientSession() as session:
         api = AdminClient(session, url, token, patience)
         before = await api.drain_status()  # fails early (and clearly) on auth or a wrong URL
-        started_at, started_wall = loop.time(), time.time()
+        started_at = loop.time()
         apis = {p: AdminClient(session, p, token, patience) for p in peers or ()}
         stop_peers = asyncio.Event()
         watcher = asyncio.create_task(_watch_peers(apis, seen, started_at, stop_peers)) \
@@ -211,10 +211,10 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
                           "options apply, not these)", style="yellow", highlight=False)
             options: dict[str, Any] | None = dict(started.get("options") or {}) or (
                 None if following else opts.body())
-            status, gave_up = await _follow(api, url, started, options, started_at, seen, err,
-                                            json_out)
+            status, gave_up, received = await _follow(api, url, started, options, started_at,
+                                                      seen, err, json_out)
             elapsed = loop.time() - started_at
-            seen.node_log(status, started_wall)
+            seen.node_log(status, received)
             if watcher is not None:
                 # Drained clients reconnect over the spread the node asked of them: follow
                 # the peers that long, so the report shows where they went.
@@ -232,21 +232,23 @@ async def _drain(url: str, token: str | None, patience: float, opts: DrainOption
     outcome = judge(status, gave_up=gave_up, elapsed=elapsed)
     return outcome, {"following": following, "options": options,
                      "elapsed_seconds": round(elapsed, 3),
-                     "drain": {k: v for k, v in status.items() if k != "closes"},  # batches
+                     "drain": without_log(status),
                      "deadline_seconds": (options or {}).get("deadline"),
                      **seen.as_dict(following)}
 
 
 async def _follow(api: AdminClient, url: str, status: DrainStatus,
                   options: dict[str, Any] | None, started_at: float, seen: DrainTimeline,
-                  err: Console, json_out: bool) -> tuple[DrainStatus, bool]:
-    """Poll the drain until it ends; (its last status, whether the command gave up)."""
+                  err: Console, json_out: bool) -> tuple[DrainStatus, bool, float]:
+    """Poll the drain until it ends; (its last status, whether the command gave up, when that
+    status arrived, in seconds from ``started_at``)."""
     loop = asyncio.get_running_loop()
     deadline = (options or {}).get("deadline")
     # The node force-closes at its deadline and then reports "drained"; past the deadline
     # and a grace period the command stops waiting.
     give_up = None if deadline is None else started_at + float(deadline) + GRACE_SECONDS
     failures, settle = 0, None
+    received = loop.time() - started_at
     with _bar(err, not json_out) as bar:
         task = bar.add_task("drain", node=url, left="?", all="?", batches=0, total=None)
         while True:
@@ -259,14 +261,16 @@ async def _follow(api: AdminClient, url: str, status: DrainStatus,
                 # Closing handshakes may still be finishing: give them the grace period.
                 settle = settle or loop.time() + GRACE_SECONDS
                 if not left or loop.time() >= settle:
-                    return status, False
+                    return status, False, received
             elif state != "draining":
-                return status, False
+                return status, False, received
             elif give_up is not None and loop.time() >= give_up:
-                return status, True
+                return status, True, received
             await asyncio.sleep(POLL_SECONDS)
             try:
+                asked = loop.time()
                 status = await api.drain_status()
+                received = (asked + loop.time()) / 2 - started_at  # the node answered about then
                 failures = 0
             except AdminError as exc:
                 failures += 1

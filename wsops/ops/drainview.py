@@ -60,6 +60,12 @@ class Outcome:
     message: str
 
 
+def without_log(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``GET /admin/drain`` answer without its log of closes and clock (``closes``,
+    ``now``): the figures a command's JSON keeps of it."""
+    return {k: v for k, v in status.items() if k not in ("closes", "now")}
+
+
 def progress(status: Mapping[str, Any]) -> tuple[int, int]:
     """(total, left) for the progress bar: connections at the start, connections still open."""
     left = int(status.get("remaining") or 0)
@@ -141,30 +147,36 @@ class DrainTimeline:
         seen.append((round(t, 3), connections))
         _thin(seen)
 
-    def node_log(self, status: Mapping[str, Any], started: float) -> None:
+    def node_log(self, status: Mapping[str, Any], received: float) -> None:
         """The node's log of closes (``GET /admin/drain``'s ``closes``, seconds from its
-        ``started_at``), placed on this timeline, which began at Unix time ``started``. A
-        node too old to keep one leaves the batches to the polls (``batches``)."""
-        closes, began = status.get("closes"), status.get("started_at")
-        if not isinstance(closes, list) or not isinstance(began, int | float):
+        ``started_at``), placed on this timeline by ``received``, the time on it that
+        ``status`` arrived at: the node answered ``now - started_at`` into its drain then (no
+        clocks compared: the node may be another host). A node that sent no log (an older
+        wsops) or a broken one leaves the batches to the polls (``batches``)."""
+        closes, began, now = status.get("closes"), status.get("started_at"), status.get("now")
+        if not isinstance(closes, list) or not isinstance(began, int | float) \
+                or not isinstance(now, int | float):
             return
-        offset, done = float(began) - started, 0
-        self.node_closes = []
-        for entry in closes:
-            n = int(entry.get("batches") or 1)
-            batch = {"batch": done + 1, "t": round(offset + float(entry["t"]), 3),
-                     "closed": int(entry["closed"])}
-            if n != 1:  # merged entries (a long log) or workers' batches at one moment
-                batch["batches"] = n
-            self.node_closes.append(batch)
-            done += n
+        offset, done, placed = received - (float(now) - float(began)), 0, []
+        try:
+            for entry in closes:
+                n = int(entry["batches"])
+                batch = {"batch": done + 1, "t": round(offset + float(entry["t"]), 3),
+                         "sent": int(entry["sent"])}
+                if n != 1:  # neighbouring batches grouped (a log past 1,000 entries)
+                    batch["batches"] = n
+                placed.append(batch)
+                done += n
+        except (KeyError, TypeError, ValueError):
+            return
+        self.node_closes = placed
 
     def batches(self, following: bool = False) -> list[dict[str, Any]]:
-        """Connections closed per batch: the node's own log when it sent one (exact, batches
-        before this command started at negative times), else from the polls: when ``batches``
-        grew by k between two polls, the connections closed meanwhile are shared out over
-        those k batches, and ``following`` a drain that was already running, its batches
-        before the first poll are not placed (they did not happen at 0)."""
+        """Closes sent per batch: the node's own log when it sent one (batches before this
+        command started at negative times), else from the polls: when ``batches`` grew by k
+        between two polls, the closes sent meanwhile are shared out over those k batches, and
+        ``following`` a drain that was already running, its batches before the first poll are
+        not placed (they did not happen at 0)."""
         if self.node_closes is not None:
             return self.node_closes
         out: list[dict[str, Any]] = []
@@ -176,7 +188,7 @@ class DrainTimeline:
                 closed_now = max(0, closed - closed_before)
                 for k in range(new):
                     share = closed_now // new + (1 if k < closed_now % new else 0)
-                    out.append({"batch": done + k + 1, "t": t, "closed": share})
+                    out.append({"batch": done + k + 1, "t": t, "sent": share})
                 done, closed_before = batches, closed
         return out
 

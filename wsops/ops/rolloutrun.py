@@ -26,6 +26,7 @@ import aiohttp
 import typer
 
 from wsops.admin.apiclient import AdminClient, AdminError
+from wsops.ops.drainview import without_log
 from wsops.ops.promgates import PrometheusError, PromGates
 from wsops.ops.rolloutplan import (
     METRICS,
@@ -129,7 +130,7 @@ async def _drain(plan: Plan, api: AdminClient, url: str, spread: float | None) -
         status = await api.drain_status()
         if status.get("state") == "drained" and not status.get("remaining"):
             plan.say(url, "drain", f"closed {status.get('closed', 0)}, forced "
-                     f"{status.get('forced', 0)}", drain=dict(status))
+                     f"{status.get('forced', 0)}", drain=without_log(status))
             return float(options.get("spread", spread or 0.0))
         if status.get("state") not in ("draining", "drained"):
             raise RolloutError(f"the drain ended as {status.get('state')!r} (cancelled?)")

@@ -67,15 +67,18 @@ def render(data: Mapping[str, Any]) -> str:
             "The peers were followed for the clients' reconnect spread after it."
             if peers else "Give --peer ADMIN_URL or --redis URL to see the other nodes "
                           "take the clients.") + (
-            " Closes per batch: the node's own log." if data.get("batches_from") == "node"
-            else " Closes per batch: estimated from the command's polls (this node keeps no "
-                 "log of them: an older wsops).")),
+            " Closes per batch: the node's own log" + (
+                " (past 1,000 batches it groups neighbouring ones: a bar is a group)."
+                if any(b.get("batches", 1) != 1 for b in batches) else ".")
+            if data.get("batches_from") == "node"
+            else " Closes per batch: estimated from the command's polls (the node sent no "
+                 "log of them).")),
         page.charts(
             charts.line_chart(lines, title="Connections open"
                               + (" on the drained node and its peers" if peers else ""),
                               marks=marks),
-            charts.bar_chart(column(batches, "t"), column(batches, "closed"),
-                             title="Connections closed per batch", key="batches.closed",
+            charts.bar_chart(column(batches, "t"), column(batches, "sent"),
+                             title="Closes sent per batch", key="batches.sent",
                              marks=marks),
             charts.line_chart([Series("readiness (/readyz)", ts, ready_ys, "timeline.ready",
                                       data=column(tl, "ready"))],
