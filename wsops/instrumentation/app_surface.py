@@ -49,10 +49,6 @@ def drain_status(drainer: Drainer, remaining: int) -> DrainStatus:
                        remaining=remaining)
 
 
-def drain_closes(drainer: Drainer) -> list[BatchCloses]:
-    return drainer.status.closes.as_list()
-
-
 def start_drain(drainer: Drainer, options: DrainOptions) -> bool:
     """Start ``drainer`` with ``options``; False if a drain was already under way."""
     started = drainer.status.state != "draining"
@@ -103,7 +99,7 @@ class AppSurface:
         return drain_status(self.inst.drainer, self.inst.live.total())
 
     def drain_closes(self) -> list[BatchCloses]:
-        return drain_closes(self.inst.drainer)
+        return self.inst.drainer.status.closes.as_list()
 
     def start_drain(self, options: DrainOptions) -> bool:
         return start_drain(self.inst.drainer, options)

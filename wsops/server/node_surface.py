@@ -29,7 +29,6 @@ from wsops.admin.fleetpage import default_node_id
 from wsops.admin.surface import DebugControl, PeerLister, ReadinessCheck
 from wsops.config import Settings
 from wsops.instrumentation.app_surface import (
-    drain_closes,
     drain_status,
     run_leak_checks,
     start_drain,
@@ -122,7 +121,7 @@ class BundledSurface:
         return drain_status(self.node.drainer, len(self.node.hub.conns))
 
     def drain_closes(self) -> list[BatchCloses]:
-        return drain_closes(self.node.drainer)
+        return self.node.drainer.status.closes.as_list()
 
     def start_drain(self, options: DrainOptions) -> bool:
         return start_drain(self.node.drainer, options)
