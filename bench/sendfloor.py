@@ -9,7 +9,9 @@ the other ends. The connections form rooms of ``--room-size``; for each "publish
 writes one prebuilt 150-byte WebSocket text frame to every connection of a room, one
 ``transport.write`` each (a chat publish costs ``wsops serve`` the same: a reply to the
 publisher, a message to each subscriber), round-robin over the rooms at ``--rates``
-publishes/s in 5 ms ticks, as ``wsops loadtest`` paces them. Nothing is parsed, stored,
+publishes/s in 5 ms ticks (as ``wsops loadtest`` paced them until 2026-12-07; it now sends
+each publish at a random moment, Poisson arrivals: a burst per tick only makes this floor's
+tail higher). Nothing is parsed, stored,
 authorized or counted: the sender's CPU per write is the floor of the server's CPU per
 delivery, and the reader's latency percentiles (a timestamp in each frame, read with uvloop
 as soon as it arrives) the floor of its publish-to-delivery latency on this machine. The

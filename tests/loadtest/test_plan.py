@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support.runcli import cli, flat
-from wsops.loadtest.plan import Plan, PlanError, Target, shards, source_range
+from wsops.loadtest.plan import (
+    PACING_GAP,
+    Plan,
+    PlanError,
+    Target,
+    next_publish,
+    shards,
+    source_range,
+)
 
 URL = "ws://127.0.0.1:8765/ws"
 
@@ -65,3 +78,59 @@ async def test_the_cli_refuses_before_connecting_with_exit_2() -> None:
     assert helped.exit_code == 0
     for word in ("connect", "idle", "fanout", "echo", "Exit codes"):
         assert word in flat(helped.stdout)
+
+
+
+def paced(rate: float, seconds: float, seed: int, start: float = 1000.0
+          ) -> list[tuple[float, list[float]]]:
+    """The shard's sending loop (``ShardRun._publish_for``) on a clock that sleeps exactly as
+    asked: for each wake, its time and the moments of the publishes it sent."""
+    rng = random.Random(seed)
+    now, wakes = start, []
+    moment = next_publish(start, rate, rng)
+    while now - start < seconds:
+        sent = []
+        while moment <= now:
+            sent.append(moment)
+            moment = next_publish(moment, rate, rng)
+        if sent:
+            wakes.append((now, sent))
+        now += max(PACING_GAP, min(moment, start + seconds) - now)
+    return wakes
+
+
+@given(rate=st.floats(0.5, 20_000), seconds=st.floats(0.5, 5), seed=st.integers(0, 2**32))
+def test_each_publish_leaves_within_a_millisecond_of_its_moment(rate: float, seconds: float,
+                                                                seed: int) -> None:
+    for now, moments in paced(rate, seconds, seed):
+        assert all(now - PACING_GAP - 1e-9 <= m <= now for m in moments)
+
+
+def test_publishes_arrive_as_from_independent_clients_poisson_at_the_rate() -> None:
+    # 100,000 publishes at 10,000/s: their count per 5 ms window is Poisson with mean 50
+    # (a fixed 5 ms tick would put exactly 50 in each; even spacing 50 +- 1).
+    rng, rate = random.Random(7), 10_000.0
+    moments, t = [], 0.0
+    for _ in range(100_000):
+        t = next_publish(t, rate, rng)
+        moments.append(t)
+    gaps = [b - a for a, b in zip([0.0, *moments], moments, strict=False)]
+    mean = sum(gaps) / len(gaps)
+    assert abs(mean * rate - 1) < 5 / math.sqrt(len(gaps))  # exponential: sd = mean
+    longer = sum(g > 1 / rate for g in gaps) / len(gaps)  # P(gap > mean) = 1/e
+    assert abs(longer - math.exp(-1)) < 5 * math.sqrt(math.exp(-1) * (1 - math.exp(-1)) / len(gaps))
+    windows = [0] * (int(moments[-1] / 0.005) + 1)
+    for m in moments:
+        windows[int(m / 0.005)] += 1
+    windows.pop()  # the last window is cut short
+    w_mean = sum(windows) / len(windows)
+    w_var = sum((w - w_mean) ** 2 for w in windows) / len(windows)
+    assert abs(w_mean - 50) < 1 and 40 < w_var < 60  # Poisson: variance = mean
+
+
+def test_a_slow_process_sleeps_until_its_next_publish_and_rate_zero_never_sends() -> None:
+    wakes = paced(2.0, 30.0, seed=1)
+    assert 30 <= sum(len(m) for _, m in wakes) <= 90  # Poisson(60): within ~4 sd
+    assert all(len(m) == 1 for _, m in wakes)  # each woken for by its own moment
+    assert next_publish(5.0, 0, random.Random()) == math.inf and paced(0, 1.0, seed=1) == []
+    assert PACING_GAP == 0.001  # the loop's timer resolution: "within a millisecond"

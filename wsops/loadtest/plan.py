@@ -9,6 +9,8 @@ per-process open-file cap and no source address past its ephemeral ports.
 from __future__ import annotations
 
 import ipaddress
+import math
+import random
 import socket
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -19,6 +21,10 @@ MAX_CONNECTIONS = 200_000
 MAX_DURATION = 3600.0
 PER_PROCESS = 15_000  # connections per process: under the 20,000 open-file cap, with room
 PER_SOURCE = 25_000  # connections per source address: under ~28K ephemeral ports
+PACING_GAP = 0.001
+"""The shortest pause between one process' sends: the event loop's timer resolution (libuv
+counts in milliseconds). Each wake sends the publishes that fell due since the last one
+(``next_publish``), so a publish leaves at most a millisecond after its moment."""
 
 
 class PlanError(ValueError):
@@ -154,6 +160,15 @@ def shards(plan: Plan) -> list[Shard]:
         out.append(Shard(i, plan, first, count, plan.rate * count / n, mine))
         first += count
     return out
+
+
+def next_publish(after: float, rate: float, rng: random.Random) -> float:
+    """The moment of a process' next publish after the one at ``after``: many independent
+    clients publish at random moments (a Poisson process at ``rate`` per second: exponential
+    gaps), neither evenly spaced nor in bursts. Its tail is what a server serves in production:
+    a burst of a fixed tick's publishes makes the last of them wait for the others; even
+    spacing never queues at all."""
+    return after + rng.expovariate(rate) if rate > 0 else math.inf
 
 
 def with_defaults(plan: Plan) -> Plan:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from wsops.backoff import full_jitter, reconnect_hint
 from wsops.loadtest.latency import Latencies
 from wsops.loadtest.loadconn import LoadConn
-from wsops.loadtest.plan import Shard, Target, parse_target
+from wsops.loadtest.plan import PACING_GAP, Shard, Target, next_publish, parse_target
 from wsops.loadtest.rawclient import HandshakeError, client_frame, connect
 from wsops.loadtest.timeline import OPEN_STEPS
 
@@ -202,7 +202,8 @@ class ShardRun:
     # -- scenarios -------------------------------------------------------------------------
 
     async def _publish_for(self, seconds: float) -> None:
-        """Spread the shard's publish rate over its publishers, in 5 ms ticks."""
+        """Publish at the shard's rate, over its publishers in turn, at random moments
+        (``plan.next_publish``), each sent at most ``PACING_GAP`` after its moment."""
         pubs = self.publishers  # replaced in place by reconnections (``_keep``)
         if not pubs:
             await self._hold(seconds)
@@ -212,11 +213,13 @@ class ShardRun:
         rate = per_pub * len(pubs)
         pad = "x" * max(0, plan.size - 48)
         seq = {conn.pub_room: 0 for conn in pubs if conn.pub_room is not None}
+        rng = random.Random()
         start = time.monotonic()
-        sent, k, reported = 0, 0, 0
+        k, reported = 0, 0
+        moment = next_publish(start, rate, rng)
         while (now := time.monotonic()) - start < seconds:
-            due = int(rate * (now - start)) - sent
-            for _ in range(due):
+            while moment <= now:
+                moment = next_publish(moment, rate, rng)
                 conn = pubs[k % len(pubs)]
                 room = conn.pub_room
                 assert room is not None
@@ -230,11 +233,11 @@ class ShardRun:
                     conn.seen.unacked[seq[room]] = frame  # until answered (sent again after
                 conn.write_raw(frame)  # a reconnection)
                 self.published[room] = self.published.get(room, 0) + 1
-            sent += max(0, due)
             if int(now - start) > reported:  # on the second, not a second after the last one:
                 reported = int(now - start)  # ticks do not drift (the report's timeline)
                 self._progress(now - start)
-            await asyncio.sleep(0.005)
+            wake = min(moment, start + reported + 1, start + seconds)
+            await asyncio.sleep(max(PACING_GAP, wake - time.monotonic()))
         self._progress(time.monotonic() - start)  # publishing is over: the settling follows
 
     async def _settle(self) -> None:

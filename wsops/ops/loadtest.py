@@ -51,7 +51,9 @@ def _command(scenario: str) -> Any:
         processes: Annotated[int, typer.Option("--processes", "-p", help=(
             "Load processes (raised to what --connections needs: 15,000 per process)."))] = 1,
         rooms: Annotated[int, typer.Option(help="Rooms (fanout).")] = 1,
-        rate: Annotated[float, typer.Option(help="Publishes per second in all.")] = 100.0,
+        rate: Annotated[float, typer.Option(
+            help="Publishes per second in all, at random moments like independent clients "
+            "(Poisson arrivals), each sent within 1 ms of its moment.")] = 100.0,
         size: Annotated[int, typer.Option(help="Bytes per published message.")] = 64,
         connect_rate: Annotated[float, typer.Option(
             help="New connections per second in all (0: as fast as possible).")] = 0.0,
