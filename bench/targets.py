@@ -15,7 +15,9 @@ One scenario at a time (never two loads at once), each against a fresh, instrume
 - ``chat``: 10,000 connections in 2,000 rooms of 5 (one publisher, four subscribers) at
   ``--chat-rates`` publishes/s in all (default 2,000 and 10,000; 40K deliveries/s at 10,000)
   for 20 s each, against a fresh server each: p99, losses, and the node's own GC figures
-  (longest single pause, collections, frozen objects) from its /metrics.
+  (longest single pause, collections, frozen objects) from its /metrics: under the load
+  (from the first scrape with every connection open to the last one, scrapes 3 s apart), and
+  apart from it while the connections opened and while they closed.
 
 ``--tree DIR`` runs the servers from another checkout (``git archive REV | tar -x -C DIR``),
 the load generator from this one: before/after runs of the same scenario.
@@ -224,6 +226,7 @@ def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
             marks.setdefault("start", sample)
             if sample.get('wsops_connections_open{route="/ws"}', 0) >= connections:
                 marks.setdefault("loaded", sample)
+                marks["still_loaded"] = sample  # the last one before they close
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -239,15 +242,17 @@ def chat(rate: int, connections: int = 10000) -> dict[str, Any]:
         server.stop()
     m, s = r["messages"], r["server"]
     loaded = marks.get("loaded", end)
+    unloaded = marks.get("still_loaded", end)
     return {"rate": rate, "connections": r["connections"]["opened"],
             "published": m["published"], "deliveries": m["received"], "lost": m["lost"],
             "deliveries_per_second": m["deliveries_per_second"],
             "p50_ms": m["latency"]["p50_ms"], "p99_ms": m["latency"]["p99_ms"],
             "p999_ms": m["latency"]["p999_ms"], "max_ms": m["latency"]["max_ms"],
             "server_cpu_us_per_delivery": s["cpu_us_per_delivery"],
-            "server_p99": server_p99(loaded, end),
-            "gc_during_load": gc_pauses(loaded, end),
+            "server_p99": server_p99(loaded, unloaded),
+            "gc_during_load": gc_pauses(loaded, unloaded),
             "gc_while_connecting": gc_pauses(marks.get("start", {}), loaded),
+            "gc_while_closing": gc_pauses(unloaded, end),
             "gc_totals": {k.replace("wsops_gc_", ""): v for k, v in end.items()
                           if k.startswith(("wsops_gc_collections", "wsops_gc_pause_seconds",
                                            "wsops_gc_frozen"))}}
