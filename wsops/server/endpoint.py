@@ -29,8 +29,9 @@ from wsops.server.core.observer import Publish, SessionObserver
 from wsops.server.core.protocol import Close
 from wsops.server.core.session import Session
 from wsops.server.debug import DebugSwitch
+from wsops.server.eager import start
 from wsops.server.handoff import Handoff, check_upgrade, hand_off
-from wsops.server.wsconn import CLOSE_TIMEOUT, WsConn, start_task
+from wsops.server.wsconn import CLOSE_TIMEOUT, WsConn
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 """Runs a background task the node waits for when it stops."""
@@ -97,9 +98,10 @@ class Endpoint:
         return Handoff()
 
     def run(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a connection's work (serving its messages, its end) as a task kept until done."""
-        task = start_task(coro)
-        if not task.done():
+        """Run a connection's work (serving its messages, its end) at once; what has to wait
+        goes on as a task kept until done."""
+        task = start(coro, inline=self.broker.inline)
+        if task is not None:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 

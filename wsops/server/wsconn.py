@@ -17,7 +17,6 @@ so a closed connection is freed by reference counting, never left to the cyclic 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,14 +59,6 @@ class Host(Protocol):
 CLOSE_TIMEOUT = 5.0
 """Seconds the peer has to answer the server's close frame before the socket is dropped."""
 MAX_PENDING = 16
-
-
-def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """Run ``coro`` as a task, started at once where Python can (3.12+: eager)."""
-    loop = asyncio.get_running_loop()
-    if sys.version_info >= (3, 12):
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-    return loop.create_task(coro)
 
 
 class WsConn(FrameReader, asyncio.Protocol):
@@ -180,8 +171,8 @@ class WsConn(FrameReader, asyncio.Protocol):
         try:
             while True:
                 if conn.closing or self.close_sent:
-                    # A close began after ``text`` was read but before its turn came (this
-                    # task starts on the next loop turn; the drainer may run first): not
+                    # A close began after ``text`` was read but before its turn came (as a
+                    # task, this starts on the next loop turn: the drainer may run first): not
                     # served, like a frame read after the close (``_text``). Served now, its
                     # reply would be dropped by the closing Conn and its sender, answered
                     # nothing, would send it again after reconnecting: stored twice.

@@ -27,6 +27,7 @@ class MemoryBroker(Broker):
     """Keeps each room's history and presence here."""
 
     name = "memory"
+    inline = True
 
     def __init__(
         self, history_size: int = 1000, history_ttl: float = 300.0, *,

@@ -79,6 +79,9 @@ class Broker(abc.ABC):
     name: str = "broker"
     node_id: str | None = None
     """This node's id in a fleet registry (None: a single-node broker)."""
+    inline: bool = False
+    """Its operations never wait on I/O or use a task's timeouts (an in-process broker): a
+    connection's work on it may start outside a task (``wsops.server.eager``)."""
 
     def __init__(self) -> None:
         self.listener: BrokerListener | None = None
