@@ -64,24 +64,47 @@ async def test_work_that_waits_goes_on_as_a_task_with_its_context_and_results() 
     assert VAR.get() == "caller's"
 
 
-async def test_cancelling_the_rest_cancels_the_work_inside_it() -> None:
+@pytest.mark.parametrize("turns", [0, 1, 3])
+async def test_cancelling_the_rest_cancels_the_work_inside_it(turns: int) -> None:
+    """Whether the task had taken its first step (turns > 0) or not: the work gets the
+    cancellation at its await, and what it waited on is cancelled, as with a task."""
     loop = asyncio.get_running_loop()
     never: asyncio.Future[None] = loop.create_future()
-    cleaned: list[bool] = []
+    cleaned: list[str] = []
 
     async def work() -> None:
         try:
             await never
+        except asyncio.CancelledError:
+            cleaned.append("cancelled")
+            raise
         finally:
-            cleaned.append(True)
+            cleaned.append("finally")
 
     task = start(work(), inline=True)
-    assert task is not None
-    await asyncio.sleep(0)
+    assert task is not None and "work" in task.get_name()
+    for _ in range(turns):
+        await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert cleaned == [True] and never.cancelled()
+    assert cleaned == ["cancelled", "finally"] and never.cancelled()
+
+
+async def test_work_cancelled_in_place_ends_quietly_as_a_task_would() -> None:
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+    gone.cancel()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+    try:
+        async def work() -> None:
+            await gone  # raises at once: no wait
+
+        assert start(work(), inline=True) is None
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
 
 
 async def test_a_failure_in_place_goes_to_the_loops_exception_handler() -> None:
@@ -96,6 +119,7 @@ async def test_a_failure_in_place_goes_to_the_loops_exception_handler() -> None:
     finally:
         loop.set_exception_handler(None)
     assert len(reported) == 1 and isinstance(reported[0]["exception"], ValueError)
+    assert "work" in reported[0]["message"]  # which work failed
 
 
 async def test_work_of_a_broker_that_waits_is_a_task_from_the_start() -> None:

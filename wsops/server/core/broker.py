@@ -80,8 +80,9 @@ class Broker(abc.ABC):
     node_id: str | None = None
     """This node's id in a fleet registry (None: a single-node broker)."""
     inline: bool = False
-    """Its operations never wait on I/O or use a task's timeouts (an in-process broker): a
-    connection's work on it may start outside a task (``wsops.server.eager``)."""
+    """Its operations never wait on I/O and never use ``asyncio.timeout`` or a ``TaskGroup``
+    (an in-process broker): a connection's work on it may start outside a task
+    (``wsops.server.eager``), where the current task is None or aiohttp's handler."""
 
     def __init__(self) -> None:
         self.listener: BrokerListener | None = None
