@@ -57,6 +57,7 @@ TARGETS: dict[str, list[str]] = {
     "wsops/server/broker/redis_url.py": ["tests/server/broker/test_redis_pure.py",
                                          "tests/server/broker/test_redis_cluster_pure.py"],
     "wsops/loadtest/timeline.py": ["tests/loadtest/test_timeline.py"],
+    "wsops/server/eager.py": ["tests/server/test_eager.py"],
 }
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -97,14 +98,27 @@ def _scopes(tree: ast.Module) -> dict[int, str]:
     return out
 
 
+def _other_python(test: ast.expr) -> bool | None:
+    """For an ``if`` on ``sys.version_info``: whether it holds on this Python (None: another
+    test)."""
+    names = {n.attr for n in ast.walk(test) if isinstance(n, ast.Attribute)}
+    if "version_info" not in names:
+        return None
+    return bool(eval(compile(ast.Expression(test), "<version test>", "eval"), {"sys": sys}))
+
+
 def _skipped(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
     """Docstrings, annotations, ``__slots__``/``__all__``, asserts (invariants for the type
-    checker) and logging: not behaviour."""
+    checker) and logging: not behaviour. And a ``sys.version_info`` test with the branch
+    this Python does not take: its mutants cannot be run here."""
     seen: ast.AST | None = node
     while seen is not None:
         if isinstance(seen, ast.Assert):
             return True
         parent = parents.get(id(seen))
+        if isinstance(parent, ast.If) and (holds := _other_python(parent.test)) is not None \
+                and (seen is parent.test or (seen in parent.body) != holds):
+            return True
         if isinstance(parent, ast.AnnAssign) and seen is parent.annotation:
             return True
         if isinstance(parent, ast.arg | ast.FunctionDef | ast.AsyncFunctionDef) and (

@@ -15,7 +15,7 @@ from tests.support.rawws import UPGRADE, client_frame, read_close_code, read_fra
 from tests.support.waits import until
 from wsops.config import Settings
 from wsops.server.app import NODE_KEY, running
-from wsops.server.eager import start
+from wsops.server.eager import _Continued, start
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="caller's")
 
@@ -169,3 +169,69 @@ async def test_the_bundled_server_serves_and_ends_connections_without_tasks() ->
             loop.create_task = create_task  # type: ignore[method-assign]
             writer.close()
         assert [name for name in made if "WsConn" in name] == []
+
+
+async def test_work_that_yields_first_and_is_cancelled_at_once_gets_the_cancellation() -> None:
+    cleaned: list[str] = []
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(0)  # a bare yield (None), then the cancellation
+        finally:
+            cleaned.append("finally")
+
+    task = start(work(), inline=True)
+    assert task is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["finally"]
+
+
+async def test_work_that_swallows_a_cancellation_goes_on_waiting_for_what_it_awaits_next() -> None:
+    loop = asyncio.get_running_loop()
+    never: asyncio.Future[None] = loop.create_future()
+    then: asyncio.Future[str] = loop.create_future()
+    seen: list[str] = []
+
+    async def work() -> None:
+        try:
+            await never
+        except asyncio.CancelledError:
+            seen.append(await then)  # its next wait: the task must wait on it, not resume
+
+    task = start(work(), inline=True)
+    assert task is not None
+    await asyncio.sleep(0)
+    task.cancel()
+    await until(lambda: never.cancelled(), what="the first wait cancelled")
+    await asyncio.sleep(0)
+    assert not task.done() and seen == []
+    then.set_result("then")
+    await task
+    assert seen == ["then"]
+
+
+async def test_the_rest_forwards_a_full_throw_and_a_close_and_is_not_awaitable() -> None:
+    loop = asyncio.get_running_loop()
+    events: list[str] = []
+
+    async def work() -> None:
+        try:
+            await loop.create_future()
+        except KeyError as exc:
+            events.append(f"thrown {exc.args[0]}")
+            await loop.create_future()
+        finally:
+            events.append("finally")
+
+    coro = work()
+    rest = _Continued(coro, coro.send(None))
+    assert isinstance(rest.send(None), asyncio.Future)  # the first step: what it waits on
+    exc = KeyError("k")
+    assert isinstance(rest.throw(KeyError, exc, None), asyncio.Future)  # the 3-argument form
+    assert events == ["thrown k"]
+    rest.close()
+    assert events == ["thrown k", "finally"]
+    with pytest.raises(TypeError):
+        rest.__await__()
