@@ -134,3 +134,4 @@ def test_a_slow_process_sleeps_until_its_next_publish_and_rate_zero_never_sends(
     assert all(len(m) == 1 for _, m in wakes)  # each woken for by its own moment
     assert next_publish(5.0, 0, random.Random()) == math.inf and paced(0, 1.0, seed=1) == []
     assert PACING_GAP == 0.001  # the loop's timer resolution: "within a millisecond"
+    assert Plan("fanout", "ws://127.0.0.1:1/ws").to_dict()["arrivals"] == "poisson"

@@ -21,6 +21,9 @@ MAX_CONNECTIONS = 200_000
 MAX_DURATION = 3600.0
 PER_PROCESS = 15_000  # connections per process: under the 20,000 open-file cap, with room
 PER_SOURCE = 25_000  # connections per source address: under ~28K ephemeral ports
+ARRIVALS = "poisson"
+"""How publishes are paced (``next_publish``); until 2026-12-07 a burst per 5 ms tick, whose
+reports have no ``plan.arrivals``."""
 PACING_GAP = 0.001
 """The shortest pause between one process' sends: the event loop's timer resolution (libuv
 counts in milliseconds). Each wake sends the publishes that fell due since the last one
@@ -130,6 +133,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["token"] = "***" if self.token else None
+        d["arrivals"] = ARRIVALS  # how the rate was paced (a report tells runs apart by it)
         return d
 
 
