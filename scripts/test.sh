@@ -43,7 +43,7 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 .venv/bin/ruff check wsops tests bench examples scripts
-.venv/bin/mypy --strict wsops
+.venv/bin/mypy --strict wsops tests
 .venv/bin/pytest "$@"
 
 # Mutation check of the core modules changed by the last commit (or whose tests changed), bounded

@@ -78,7 +78,8 @@ def server_conn(server: LiveServer, client: Client) -> Conn:
     assert ws is not None, "client is not connected"
     local = ws.get_extra_info("sockname")
     for conn in server.node.hub.conns.values():
-        if conn.transport.get_extra_info("peername") == local:
+        transport: Any = conn.transport  # an asyncio transport (the core types it as a Sink)
+        if transport.get_extra_info("peername") == local:
             return conn
     raise AssertionError(f"no server connection from {local}")
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tests.fleet.conftest import Watched, clients, close_all, connect_all, perce
 from tests.support.artifacts import record
 from tests.support.restartnode import kill_all, restart_template, run_rollout
 from tests.support.waits import until
-from wsops.client import ServerError
+from wsops.client import Message, ServerError
 
 ROOT = Path(__file__).resolve().parents[2]
 FROM_REV = "6b2d460"
@@ -93,9 +94,13 @@ async def _earlier(admin_urls: list[str]) -> bool:
         return False
 
 
+def _caught_up(got: list[Message], acked: list[Any]) -> bool:
+    return len(got) >= len(acked)
+
+
 async def _restarted(admin_url: str, started_at: float) -> bool:
     try:
-        return (await stats(admin_url))["started_at"] != started_at
+        return bool((await stats(admin_url))["started_at"] != started_at)
     except Exception:
         return False
 
@@ -172,7 +177,7 @@ async def test_rollout_upgrades_the_example_fleet_from_an_earlier_version_losing
         stop.set()
         await publishing
         for got in watched.got:  # each acknowledged publish, once, in order, on every client
-            await until(lambda got=got: len(got) >= len(acked), 20, what="every message")
+            await until(partial(_caught_up, got, acked), 20, what="every message")
             assert [m.data for m in got] == acked
         assert watched.gaps == []
         lm = loaded["messages"]  # the load test's own count, through HAProxy, across the moves

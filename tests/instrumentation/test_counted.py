@@ -53,7 +53,7 @@ def make_app(errors: list[str]) -> web.Application:
         return ws
 
     async def raw(request: web.Request) -> web.WebSocketResponse:
-        ws: web.WebSocketResponse = web.WebSocketResponse(decode_text=False)  # type: ignore[call-overload]
+        ws: web.WebSocketResponse = web.WebSocketResponse(decode_text=False)
         await ws.prepare(request)
         async for msg in ws:
             await ws.send_bytes(msg.data)

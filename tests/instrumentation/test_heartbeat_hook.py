@@ -65,6 +65,7 @@ async def test_the_bundled_server_times_each_ping(
     server = await server_factory(heartbeat=0.2)
     await connect(server.url)
     await connect(server.url)
+    assert server.node.instrumentation is not None
     rtt = server.node.instrumentation.metrics.route("/ws").ping_rtt
     await until(lambda: rtt.count >= 4, 5.0, what="two pings per connection at least")
     assert len(server.node.hub.conns) == 2

@@ -216,7 +216,7 @@ async def test_memory_per_connection_is_rss_above_the_start_per_live_connection(
         rss = snap["rss_bytes"]
         assert rss is not None
         per_conn = snap["memory_per_connection_bytes"]
-        assert per_conn == pytest.approx((rss - baseline) / live)
+        assert per_conn is not None and per_conn == pytest.approx((rss - baseline) / live)
         assert per_conn >= 0.9 * len(grown) / live  # what grew, not the process's fixed cost
         assert per_conn < rss / live - baseline / live / 2
         scraped = rig.value("wsops_memory_per_connection_bytes")

@@ -4,6 +4,8 @@ room share one shape, and the shape cache is bounded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -20,7 +22,7 @@ def lean() -> tuple[Tracing, list[bytes]]:
     return Tracing(LeanTracerProvider(SpanQueue(sent.append, wire.resource({}), "")), 1.0), sent
 
 
-def exported(tracing: Tracing, sent: list[bytes]) -> dict[str, object]:
+def exported(tracing: Tracing, sent: list[bytes]) -> dict[str, Any]:
     assert tracing.provider is not None
     tracing.provider.force_flush()  # type: ignore[attr-defined]
     spans = {}

@@ -4,6 +4,8 @@ connections opened lined up on the shards' clocks, server CPU between readings, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from wsops.loadtest.latency import Latencies, bucket_of, bucket_upper
@@ -64,7 +66,8 @@ def test_connections_opened_are_lined_up_on_the_shards_clocks() -> None:
 
 
 def test_server_cpu_is_a_share_of_a_core_between_readings() -> None:
-    readings = [{"at": 10.0, "cpu_seconds": 1.0, "rss_bytes": 5, "connections": 2},
+    readings: list[dict[str, Any]] = [
+                {"at": 10.0, "cpu_seconds": 1.0, "rss_bytes": 5, "connections": 2},
                 {"at": 13.1234, "cpu_seconds": 2.1, "rss_bytes": 6, "connections": 3},
                 {"error": "down"}, {"at": 14.0, "error": "refused"},
                 {"at": 13.1234, "cpu_seconds": 2.5, "rss_bytes": 6},

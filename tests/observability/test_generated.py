@@ -3,6 +3,7 @@ wsops/observability/."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -95,11 +96,11 @@ def test_the_default_runbook_base_is_the_repository_or_a_loud_placeholder(
             assert name == "Project-URL"
             return self.urls
 
-    monkeypatch.setattr(alerts.importlib.metadata, "metadata", lambda name: Metadata(
+    monkeypatch.setattr(importlib.metadata, "metadata", lambda name: Metadata(
         ["Documentation, https://docs.example.com", "Repository, https://git.example.com/wsops/"]))
     assert alerts.default_runbook_base_url() == "https://git.example.com/wsops/blob/main/runbooks/"
     assert AlertOptions().runbook_base_url == "https://git.example.com/wsops/blob/main/runbooks/"
-    monkeypatch.setattr(alerts.importlib.metadata, "metadata",
+    monkeypatch.setattr(importlib.metadata, "metadata",
                         lambda name: Metadata(["Homepage, https://wsops.example.org"]))
     assert alerts.default_runbook_base_url() == alerts.PLACEHOLDER_RUNBOOK_BASE_URL
 

@@ -16,8 +16,8 @@ def stats(*workers: dict[str, Any]) -> dict[str, Any]:
     return {"connections": 3, "workers": list(workers)}
 
 
-W0 = {"worker": 0, "pid": 11, "admin_url": "http://127.0.0.1:40001", "up": True}
-W1 = {"worker": 1, "pid": 12, "admin_url": "http://127.0.0.1:40002", "up": True}
+W0: dict[str, Any] = {"worker": 0, "pid": 11, "admin_url": "http://127.0.0.1:40001", "up": True}
+W1: dict[str, Any] = {"worker": 1, "pid": 12, "admin_url": "http://127.0.0.1:40002", "up": True}
 
 
 def test_a_node_of_one_process_is_its_own_target() -> None:

@@ -65,7 +65,8 @@ def test_the_report_divides_the_rss_growth_by_the_connections_opened() -> None:
     shard = {"rooms": {}, "errors": {}, "close_codes": {}, "latency": {},
              "connect_latency": {}, "opened": 200, "elapsed": 1.0, "opened_in": 0.5,
              "open_at_end": 200}
-    server = {"start": {"cpu_seconds": 1.0, "rss_bytes": 50e6, "at": 100.0},
+    server: dict[str, dict[str, Any] | None] = {
+              "start": {"cpu_seconds": 1.0, "rss_bytes": 50e6, "at": 100.0},
               "before": {"cpu_seconds": 1.5, "rss_bytes": 54e6, "connections": 200, "at": 101.0},
               "after": {"cpu_seconds": 2.0, "rss_bytes": 54e6, "at": 111.5}}
     s = report(plan, [shard], server)["server"]
@@ -73,5 +74,5 @@ def test_the_report_divides_the_rss_growth_by_the_connections_opened() -> None:
     # What wsops plan's profile reads: CPU while connecting, and over the load window.
     assert (s["cpu_seconds_connecting"], s["cpu_seconds"], s["window_seconds"]) == (
         0.5, 0.5, 10.5)
-    shrunk = {**server, "before": {**server["before"], "rss_bytes": 49e6}}
+    shrunk = {**server, "before": {**(server["before"] or {}), "rss_bytes": 49e6}}
     assert report(plan, [shard], shrunk)["server"]["rss_bytes_per_connection"] == 0

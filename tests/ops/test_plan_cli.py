@@ -151,7 +151,8 @@ async def test_the_shipped_profile_predicts_chat_rooms_and_a_two_node_fleet(
         w = model.Workload(report["connections"]["opened"],
                            report["messages"]["acked"] / s["window_seconds"],
                            (model.RoomShape(room),))
-        return model.worker_cpu_us(w, profile) / 1e6 / (s["cpu_seconds"] / s["window_seconds"])
+        return float(model.worker_cpu_us(w, profile) / 1e6
+                     / (s["cpu_seconds"] / s["window_seconds"]))
 
     speed = predicted_over_measured(_report(e.stdout), 1)  # < 1: this machine is slower
     ratio = predicted_over_measured(_report(r.stdout), 4) / speed

@@ -10,6 +10,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tests.support.redisproc import RedisProc, broker_url
 from tests.support.reports import check_report
 from tests.support.restartnode import kill_all, restart_template, run_rollout
 from tests.support.waits import until
-from wsops.client import Client, ServerError
+from wsops.client import Client, Message, ServerError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +46,14 @@ class Fleet:
 
     async def rollout(self, *args: str) -> tuple[int, dict[str, Any]]:
         return await run_rollout(*self.admin_urls, *args, cwd=ROOT)
+
+
+def _keep_data(into: list[Any], message: Message) -> None:
+    into.append(message.data)
+
+
+def _has_all(got: list[Any], acked: list[Any]) -> bool:
+    return all(m in got for m in acked)
 
 
 async def _ready(admin_url: str) -> bool:
@@ -75,11 +84,11 @@ async def fleet(redis_proc: RedisProc, tmp_path: Path) -> AsyncIterator[Fleet]:
                 f.restart().replace("{admin_url}", admin_url), cwd=ROOT)
             assert await proc.wait() == 0
         for admin_url in f.admin_urls:
-            await until(lambda u=admin_url: _ready(u), 30, what=f"{admin_url} ready")
+            await until(partial(_ready, admin_url), 30, what=f"{admin_url} ready")
         for url in f.urls:
             got: list[Any] = []
             f.received.append(got)
-            sub = Client(url, backoff_cap=0.5, on_message=lambda m, got=got: got.append(m.data))
+            sub = Client(url, backoff_cap=0.5, on_message=partial(_keep_data, got))
             clients.append(sub)
             await sub.connect(timeout=10)
             await sub.subscribe("r")
@@ -139,7 +148,7 @@ async def test_a_rollout_upgrades_every_node_while_messages_flow_and_loses_none(
         await until(lambda: len(f.acked) >= acked_before + 10, 10, what="publishing after")
     # Every acknowledged publish reached both subscribers, once each.
     for got in f.received:
-        await until(lambda got=got: all(m in got for m in f.acked), 15,
+        await until(partial(_has_all, got, f.acked), 15,
                     what="every acknowledged publish delivered")
         assert len(got) == len({tuple(m) for m in got}), "a message was delivered twice"
     print(f"\n{len(f.acked)} publishes acknowledged during the rollout, "
@@ -190,7 +199,7 @@ async def test_a_batch_is_refused_without_headroom_and_upgraded_together_without
         acked_before = len(f.acked)
         await until(lambda: len(f.acked) >= acked_before + 10, 15, what="publishing after")
     for got in f.received:  # the whole fleet was down a moment: resumed, nothing lost
-        await until(lambda got=got: all(m in got for m in f.acked), 15,
+        await until(partial(_has_all, got, f.acked), 15,
                     what="every acknowledged publish delivered")
         assert len(got) == len({tuple(m) for m in got})
 
@@ -233,7 +242,7 @@ async def test_gates_read_from_prometheus_stop_on_what_it_saw_and_pass_on_a_heal
         assert all(s["node_figures"]["delivery_p99"] > 0 for s in bakes)
         print("\n" + "\n".join(s["text"] for s in bakes))
     for got in f.received:
-        await until(lambda got=got: all(m in got for m in f.acked), 15,
+        await until(partial(_has_all, got, f.acked), 15,
                     what="every acknowledged publish delivered")
 
 
@@ -273,7 +282,7 @@ async def test_an_orchestrator_replacing_nodes_at_new_addresses_is_followed_by_t
                                                          cwd=ROOT)
             assert await proc.wait() == 0
         for url in old:
-            await until(lambda u=url: _ready(u), 30, what=f"{url} ready")
+            await until(partial(_ready, url), 30, what=f"{url} ready")
         watcher = asyncio.create_task(orchestrator())
         code, report = await run_rollout("--redis", broker_url(redis_proc),
                                          "--wait-replacement", "--settle", "0", "--bake", "1",

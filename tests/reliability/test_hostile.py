@@ -240,16 +240,16 @@ async def test_deep_or_huge_json_gets_an_error_reply_or_is_served_never_a_crash(
     # Huge but under the limit: ~400 KB of JSON is served and delivered.
     sub = await connect(server.url)
     await sub.call("subscribe", "huge")
-    data = [f"item-{i:06d}" for i in range(30_000)]
+    huge = [f"item-{i:06d}" for i in range(30_000)]
     started = time.perf_counter()
-    assert (await c.call("publish", "huge", data=data, timeout=10))["ok"]
+    assert (await c.call("publish", "huge", data=huge, timeout=10))["ok"]
     [msg] = await sub.messages(1, timeout=10)
     huge_ms = round((time.perf_counter() - started) * 1000, 1)
-    assert msg["data"] == data
+    assert msg["data"] == huge
     assert (await c.call("publish", "r", data="still here"))["ok"]
     figures = await by.stop()
     record("hostile-json.json", {**figures, "bad_json_reply_ms": taken,
-                                 "nesting_850_1000": outcomes, "huge_bytes": len(json.dumps(data)),
+                                 "nesting_850_1000": outcomes, "huge_bytes": len(json.dumps(huge)),
                                  "huge_delivered_ms": huge_ms})
 
 

@@ -218,8 +218,9 @@ async def test_admin_api_without_or_with_a_wrong_token_is_refused_metrics_stay_o
     monkeypatch.delenv("WSOPS_ADMIN_TOKEN")
     by = await Bystander.start(server.url)
     admin, public = server.admin_url, f"http://127.0.0.1:{server.port}"
-    wrong = ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {token}"},
-             {"Authorization": f"Bearer {token}x"}, {"Authorization": token})
+    wrong: tuple[dict[str, str], ...] = (
+        {}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {token}"},
+        {"Authorization": f"Bearer {token}x"}, {"Authorization": token})
     async with aiohttp.ClientSession() as s:
         for headers in wrong:
             for method, path in (("GET", "/admin/stats"), ("GET", "/admin/connections"),

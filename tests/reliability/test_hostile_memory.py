@@ -9,9 +9,9 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from tests.conftest import Connect, ServerFactory
@@ -22,6 +22,7 @@ from tests.support.rawws import client_frame, open_raw, read_frame
 from tests.support.redisproc import RedisProc, broker_url
 from tests.support.waits import until
 from tests.support.wsclient import RawClient
+from wsops.server.broker.redis import RedisBroker
 from wsops.server.core.protocol import Position
 
 # 63 KB of JSON that decodes to ~1.6 MB of Python objects: the amplifying payload.
@@ -274,7 +275,7 @@ async def test_history_trimmed_during_a_paged_replay_closes_with_4001(
     import redis.asyncio as aioredis
 
     server = await server_factory(broker=broker_url(redis_proc))
-    broker = server.node.broker
+    broker = cast(RedisBroker, server.node.broker)  # a Redis broker: its keys are used
     await _fill(server, "big", 300, BIG)  # 19 MB: more than the sockets buffer
     epoch = (await broker.recover("big", None)).position.epoch
     reader, writer, status = await open_raw(server.port, rcvbuf=4096)

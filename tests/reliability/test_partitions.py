@@ -65,7 +65,7 @@ async def _start(broker: str, *hosts: Any) -> list[ServeProcess]:
                                     env={"WSOPS_ADMIN_TOKEN": TOKEN}) for h in hosts]
 
 
-async def _admin(node: ServeProcess, path: str) -> Any:
+async def _admin(node: ServeProcess, path: str) -> tuple[int, Any]:
     """``path`` on the node's admin API (status and body; 0 when it does not answer)."""
     try:
         async with aiohttp.ClientSession() as s, s.get(
@@ -176,7 +176,8 @@ def _master_of(cluster: ClusterSet, room: str) -> RedisProc:
     first = cluster.nodes[0]
     client = redis.Redis(host=first.address, port=first.port, protocol=2)
     try:
-        topo = Topology.parse(client.execute_command("CLUSTER", "SHARDS"))
+        topo = Topology.parse(
+            client.execute_command("CLUSTER", "SHARDS"))  # type: ignore[no-untyped-call]
     finally:
         client.close()
     owner = topo.owner(key_slot(f"wsops:{{{room}}}:meta".encode()))
@@ -266,11 +267,11 @@ async def _regions(a: ServeProcess, b: ServeProcess) -> dict[str, Any]:
                     what="every message delivered on both nodes")
     figures: dict[str, Any] = {"ack_p50_ms": {k: round(statistics.median(v), 1)
                                               for k, v in acks.items()}}
-    for sub, seen in got.items():
+    for sub_node, seen in got.items():
         for room, source in (("ra", "a"), ("rb", "b")):
             msgs = [(t, m) for t, m in seen if m.room == room]
-            assert [m.data for _, m in msgs] == list(range(100)), (sub, room)
+            assert [m.data for _, m in msgs] == list(range(100)), (sub_node, room)
             late = sorted((t - m.ts / 1000) * 1000 for t, m in msgs)
-            figures[f"delivery_{source}_to_{sub}_ms"] = {
+            figures[f"delivery_{source}_to_{sub_node}_ms"] = {
                 "p50": round(late[len(late) // 2], 1), "p99": round(late[98], 1)}
     return figures

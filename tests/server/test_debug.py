@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -22,6 +22,7 @@ from tests.support.tokens import SECRET, hs
 from tests.support.waits import until
 from wsops.admin.contract import DEBUG_MAX_TARGETS
 from wsops.instrumentation import INSTRUMENT_KEY
+from wsops.instrumentation.leanspans import LeanTracerProvider
 from wsops.server.debug import LoggedSink
 from wsops.server.tap import server_frames
 
@@ -38,7 +39,8 @@ async def admin(server: LiveServer | str, method: str, path: str,
 
 
 async def _flush(server: LiveServer) -> None:
-    provider = server.app[INSTRUMENT_KEY].tracing.provider
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set: the provider is wsops' own (provider_from_env)
+    provider = cast(LeanTracerProvider, server.app[INSTRUMENT_KEY].tracing.provider)
     await asyncio.to_thread(provider.force_flush, 10_000)
 
 

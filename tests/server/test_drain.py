@@ -172,7 +172,8 @@ async def _attempts_after_a_drain(spread: float, clients: int,
         async with aiohttp.ClientSession() as s, s.post(sp.admin_url + "/admin/drain") as r:
             assert r.status == 202
         loop = asyncio.get_running_loop()
-        began, counts = loop.time(), []
+        began = loop.time()
+        counts: list[tuple[float, float]] = []
         while loop.time() - began < watch and (not counts or counts[-1][1] < clients):
             await asyncio.sleep(0.05)
             counts.append((loop.time() - began, await _refused_while_draining(sp.admin_url)))

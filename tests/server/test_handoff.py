@@ -170,7 +170,7 @@ async def test_pipelined_requests_are_served_in_order_and_reading_resumes(
     writer.write(b"".join(
         client_frame(b'{"op":"publish","room":"p","id":%d,"data":%d}' % (i, i))
         for i in range(1, 201)))
-    ids = []
+    ids: list[int] = []
     while len(ids) < 200:
         op, payload = await read_frame(reader)
         assert op == 0x1

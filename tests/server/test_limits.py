@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import cast
 
 import aiohttp
 import pytest
@@ -29,7 +31,8 @@ async def test_slow_consumer_is_closed_with_4000_and_memory_stays_bounded(
 
     def slow_subscribed() -> Conn | None:
         return next((c for c in server.node.hub.conns.values()
-                     if c.transport.get_extra_info("peername") == local and "firehose" in c.rooms),
+                     if cast(asyncio.Transport, c.transport).get_extra_info("peername") == local
+                     and "firehose" in c.rooms),
                     None)
 
     slow_conn: Conn = await until(slow_subscribed, what="the slow reader's subscription")

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import aiohttp
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, exposition
 from prometheus_client.openmetrics import exposition as om_exposition
@@ -53,7 +53,7 @@ def _exposition(n: float, openmetrics: bool = False) -> str:
     Gauge("demo_open", 'Open "now".\nSecond line.', registry=reg).set(n)
     Histogram("demo_latency_seconds", "Latency.", buckets=(0.1, 1.0), registry=reg).observe(n)
     gen = om_exposition.generate_latest if openmetrics else exposition.generate_latest
-    return bytes(gen(reg)).decode()  # type: ignore[no-untyped-call]
+    return bytes(gen(reg)).decode()
 
 
 def test_merged_metrics_label_each_worker_and_describe_each_family_once() -> None:
@@ -108,16 +108,17 @@ def test_merged_openmetrics_parses_strictly() -> None:
     text = merge_expositions([("0", _exposition(1, True)), ("1", _exposition(2, True))],
                              openmetrics=True).decode()
     assert text.endswith("# EOF\n")
-    families = {f.name: f for f in om_parser.text_string_to_metric_families(text)}
+    families = {f.name: f for f in
+                om_parser.text_string_to_metric_families(text)}  # type: ignore[no-untyped-call]
     assert {s.labels["worker"] for s in families["demo_messages"].samples} == {"0", "1"}
 
 
 def test_stats_and_drain_are_summed_over_workers() -> None:
-    a = {"connections": 3, "messages_in_per_second": 1.5, "rss_bytes": 100.0,
+    a: dict[str, Any] = {"connections": 3, "messages_in_per_second": 1.5, "rss_bytes": 100.0,
          "memory_per_connection_bytes": 10.0, "loop_lag_p99_seconds": 0.002,
          "connections_by_route": {"/ws": 3}, "draining": False,
          "drain": {"state": "drained", "total": 3, "closed": 3, "remaining": 0}}
-    b = {"connections": 1, "messages_in_per_second": 0.5, "rss_bytes": 50.0,
+    b: dict[str, Any] = {"connections": 1, "messages_in_per_second": 0.5, "rss_bytes": 50.0,
          "memory_per_connection_bytes": 30.0, "loop_lag_p99_seconds": 0.004,
          "connections_by_route": {"/ws": 1}, "draining": True,
          "drain": {"state": "draining", "total": 2, "closed": 1, "remaining": 1}}
@@ -220,8 +221,8 @@ async def test_connections_spread_over_workers_and_metrics_label_each(
             stats = await r.json()
         async with s.get(node.admin_url + "/admin/connections") as r:
             conns = await r.json()
-    assert any(f.name == "wsops_connections_opened"
-               for f in om_parser.text_string_to_metric_families(om))
+    om_families = om_parser.text_string_to_metric_families(om)  # type: ignore[no-untyped-call]
+    assert any(f.name == "wsops_connections_opened" for f in om_families)
     assert stats["connections"] == 40 and stats["ready"] is True
     assert [w["connections"] for w in stats["workers"]] == [per_worker["0"], per_worker["1"]]
     assert conns["total"] == 40

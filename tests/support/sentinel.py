@@ -52,9 +52,9 @@ class SentinelSet:
         for replica in self.replicas:
             replica.start()
         for replica in self.replicas:
-            until_sync(lambda r=replica: b"master_link_status:up" in _ask(r.port, "INFO",
-                                                                          "replication"),
-                       10.0, what="the replica to sync with its master")
+            def synced(r: RedisProc = replica) -> bool:
+                return b"master_link_status:up" in _ask(r.port, "INFO", "replication")
+            until_sync(synced, 10.0, what="the replica to sync with its master")
         # Until both replicas ack writes (their first acks come up to a second after the sync).
         until_sync(lambda: _ask(self.master.port, "SET", "wsops-test", "1") == b"+OK\r\n"
                    and _ask(self.master.port, "WAIT", "2", "50") == b":2\r\n",
@@ -80,15 +80,19 @@ class SentinelSet:
         for port, proc in zip(self.ports, self.sentinels, strict=True):
             # A failover needs a quorum that knows the replica. 30 s: a sentinel took over 10
             # on a loaded CI machine; one that exited (its port taken meanwhile) says so.
-            until_sync(lambda port=port, proc=proc: self.master_port(port) == self.master.port
-                       or proc.poll() is not None, 30.0,
-                       what=f"sentinel {port} to watch the master")
+            def watching(port: int = port, proc: subprocess.Popen[bytes] = proc) -> bool:
+                return self.master_port(port) == self.master.port or proc.poll() is not None
+
+            def sees_replicas(port: int = port) -> bool:
+                return _ask(port, "SENTINEL", "replicas", MASTER).startswith(b"*2\r\n")
+
+            def sees_sentinels(port: int = port) -> bool:
+                return _ask(port, "SENTINEL", "sentinels", MASTER).startswith(b"*2\r\n")
+
+            until_sync(watching, 30.0, what=f"sentinel {port} to watch the master")
             assert proc.poll() is None, f"sentinel {port} exited with {proc.returncode}"
-            until_sync(lambda port=port: _ask(port, "SENTINEL", "replicas", MASTER)
-                       .startswith(b"*2\r\n"), 20.0, what=f"sentinel {port} to see the replicas")
-            until_sync(lambda port=port: _ask(port, "SENTINEL", "sentinels", MASTER)
-                       .startswith(b"*2\r\n"), 20.0,
-                       what=f"sentinel {port} to see the other two")
+            until_sync(sees_replicas, 20.0, what=f"sentinel {port} to see the replicas")
+            until_sync(sees_sentinels, 20.0, what=f"sentinel {port} to see the other two")
 
     def master_port(self, sentinel_port: int | None = None) -> int | None:
         """The master's port as one sentinel names it now (None if it cannot say)."""

@@ -149,4 +149,5 @@ async def test_unsubscribe_takes_a_user_out_of_a_room_on_every_node(fleet: Fleet
 
 async def _users(node: LiveServer, room: str, want: list[str]) -> bool:
     """The fleet's presence of ``room``, asked of ``node``'s API, is ``want``."""
-    return (await post(node, "presence", {"room": room}))[1]["users"] == want
+    users: list[str] = (await post(node, "presence", {"room": room}))[1]["users"]
+    return users == want

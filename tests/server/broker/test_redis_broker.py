@@ -226,20 +226,20 @@ async def test_list_nodes_shows_every_live_node_with_its_admin_url(
         nodes = await list_nodes(broker_url(redis_proc))
         assert {n["admin_url"] for n in nodes} == {a.admin_url, node_b.admin.url}
         ids = {n["id"] for n in nodes}
-        assert ids == {a.node.broker.node_id, node_b.broker.node_id}  # type: ignore[attr-defined]
+        assert ids == {a.node.broker.node_id, node_b.broker.node_id}
         assert all(n["version"] and n["started_at"] > 0 and not n["draining"] for n in nodes)
         drain = node_b.drain()
         await until(lambda: node_b.drainer.draining, 10.0)
 
         async def draining() -> bool:
             got = {n["id"]: n for n in await list_nodes(broker_url(redis_proc))}
-            return bool(got[node_b.broker.node_id]["draining"])  # type: ignore[attr-defined]
+            return bool(got[node_b.broker.node_id]["draining"])
 
         await until(draining, 10 * BEAT, step=BEAT / 4, what="the registry to say draining")
         await drain
     # A node that stops cleanly leaves the registry at once.
     assert [n["id"] for n in await list_nodes(broker_url(redis_proc))] == [
-        a.node.broker.node_id]  # type: ignore[attr-defined]
+        a.node.broker.node_id]
 
 
 async def test_wsops_serve_runs_on_the_redis_broker_from_the_flag(redis_proc: RedisProc) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -41,6 +41,8 @@ from tests.support.waits import until
 from wsops.client import Client, Event, Gap
 from wsops.server.broker import redis_scripts as lua
 from wsops.server.broker.redis import RedisBroker, list_nodes
+from wsops.server.broker.redis_cluster import Shards
+from wsops.server.broker.redis_cluster_feed import ClusterFeeds
 from wsops.server.core.control import CONTROL_ROOM
 
 pytestmark = pytest.mark.slow
@@ -107,15 +109,15 @@ async def test_rooms_spread_over_the_shards_and_each_shard_carries_its_own(
                for room in rooms}
     assert by_room == {room: [(1, 0), (2, 1), (3, 2)] for room in rooms}
     # Each master's feed carries only its own rooms, on sharded channels.
-    feeds = _broker(a).feeds
+    feeds = cast(ClusterFeeds, _broker(a).feeds)
     # Each master carries the feeds of its rooms (and one of them the fleet's orders).
-    assert {addr: sorted(set(f.feeds) - {CONTROL_ROOM})  # type: ignore[union-attr]
+    assert {addr: sorted(set(f.feeds) - {CONTROL_ROOM})
             for addr, f in feeds.by_master.items()} == {
         addr: sorted(r for r in rooms if owners[r] == addr) for addr in set(owners.values())}
     stats = _broker(a).stats()
     assert stats["redis_up"] and stats["pubsub_up"] and len(stats["shards"]) == 3
     assert sorted(n["id"] for n in await list_nodes(cluster_url)) == sorted(
-        [_broker(a).node_id, _broker(b).node_id])
+        [cast(str, _broker(a).node_id), cast(str, _broker(b).node_id)])
 
 
 async def test_wsops_publisher_writes_each_room_on_its_shard(
@@ -132,7 +134,7 @@ async def test_wsops_publisher_writes_each_room_on_its_shard(
         await sub.call("subscribe", room)
     async with wsops.Publisher(cluster_url) as publisher:
         assert isinstance(publisher.links, type(_broker(a).shards))
-        assert len(publisher.links.all()) == 3
+        assert len(cast(Shards, publisher.links).all()) == 3
         for room in rooms:
             assert (await publisher.publish(room, "from a worker")).offset == 1
             assert (await pub.call("publish", room, data="from a client"))["offset"] == 2
@@ -266,10 +268,11 @@ async def test_spublish_from_a_script_needs_the_rooms_slot_hence_the_tagged_chan
     try:
         await rc.initialize()
         spub = rc.register_script(lua.sharded(lua.PUBLISH))
-        args = ["e1", 100, 60000, 0, '{"x":', "}", "|1|1|", "1"]
+        args: list[str | int] = ["e1", 100, 60000, 0, '{"x":', "}", "|1|1|", "1"]
         room = next(r for r in (f"r{i}" for i in range(100))  # untagged: on another master
-                    if rc.get_node_from_key(one.channel(r)) != rc.get_node_from_key(
-                        tagged.meta(r)))
+                    # redis-py's stubs say str, but it hashes a bytes key the same way
+                    if rc.get_node_from_key(one.channel(r))  # type: ignore[arg-type]
+                    != rc.get_node_from_key(tagged.meta(r)))
         keys = [tagged.meta(room), tagged.log(room)]
         assert (await spub(keys=keys, args=[tagged.channel(room), *args]))[0] == b"1"
         with pytest.raises(ResponseError, match="non local key"):

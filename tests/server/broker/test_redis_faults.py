@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 from tests.conftest import Connect, LiveServer
 from tests.server.broker.conftest import (
@@ -19,6 +19,7 @@ from tests.support.waits import until
 from tests.support.wsclient import RawClient
 from wsops.client import Client, ClientState, Event, Gap, Message
 from wsops.server.broker.redis import RedisBroker
+from wsops.server.broker.redis_feed import Feeds
 from wsops.server.broker.resp import Endpoint
 
 
@@ -26,6 +27,11 @@ def _broker(server: LiveServer) -> RedisBroker:
     broker = server.node.broker
     assert isinstance(broker, RedisBroker)
     return broker
+
+
+def _feeds(server: LiveServer) -> Feeds:
+    """The node's pub/sub feeds (a single Redis here, not a cluster)."""
+    return cast(Feeds, _broker(server).feeds)
 
 
 def _messages(client: RawClient) -> list[dict[str, Any]]:
@@ -52,6 +58,7 @@ async def test_redis_stopped_then_restarted_empty_fails_loudly_and_resyncs_subsc
     await _healthy(a, b, up=False)
     assert await readyz(a) == 503 and await broker_up(a) == 0.0
     # What needs the fleet's shared state is refused; publishes go on locally (island mode).
+    fields: dict[str, Any]
     for op, fields in (("presence", {}), ("history", {}), ("subscribe", {})):
         rep = await pub.call(op, "other" if op == "subscribe" else "r", **fields)
         assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
@@ -142,10 +149,10 @@ async def test_redis_paused_then_resumed_refuses_publishes_and_applies_none_late
 async def _cut_feed(server: LiveServer) -> Endpoint:
     """Drop a node's pub/sub connection and keep it from reconnecting; returns the endpoint
     to restore."""
-    locate = _broker(server).feeds.locate
+    locate = _feeds(server).locate
     endpoint = await locate()
     locate.endpoint = dataclasses.replace(endpoint, port=free_port())
-    feeds = _broker(server).feeds
+    feeds = _feeds(server)
     assert feeds.conn is not None
     feeds.conn.close()
     await until(lambda: not server.node.broker.healthy, 10.0)
@@ -166,7 +173,7 @@ async def test_messages_missed_by_a_node_are_filled_from_the_log_after_it_reconn
     for i in range(1, 6):  # Redis is fine: these are accepted, a's feed misses them
         assert (await pub.call("publish", "f", data=i))["ok"]
     assert [m["data"] for m in await sub_b.messages(5)] == [1, 2, 3, 4, 5]
-    _broker(a).feeds.locate.endpoint = endpoint
+    _feeds(a).locate.endpoint = endpoint
     await _healthy(a)
     await pub.call("publish", "f", data=6)  # the marker: what sub_a got up to it is all it got
     got = await sub_a.events_until(lambda e: e.get("data") == 6)
@@ -187,7 +194,7 @@ async def test_messages_missed_beyond_the_log_close_subscribers_with_4001(
     endpoint = await _cut_feed(a)
     for i in range(1, 4):
         await pub.call("publish", "g", data=i)
-    _broker(a).feeds.locate.endpoint = endpoint
+    _feeds(a).locate.endpoint = endpoint
     await _healthy(a)
     assert await sub_a.wait_closed() == 4001
     assert _messages(sub_a) == []  # nothing after the gap was delivered before the close

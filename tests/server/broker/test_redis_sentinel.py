@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
@@ -165,13 +166,13 @@ async def test_a_room_takes_a_new_epoch_when_its_master_changed(
     try:
         meta = "wsops:{lin}:meta"
         info = await r.info("replication")
-        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
+        assert cast(bytes, await r.hget(meta, "r")).decode() == info["master_replid"]
         same = await c.call("publish", "lin", data=2)
         assert same["epoch"] == first["epoch"] and same["offset"] == 2
         await r.hset(meta, "r", "0" * 40)  # as if written under another master
         moved = await c.call("publish", "lin", data=3)
         assert moved["epoch"] != first["epoch"] and moved["offset"] == 3
-        assert (await r.hget(meta, "r")).decode() == info["master_replid"]
+        assert cast(bytes, await r.hget(meta, "r")).decode() == info["master_replid"]
         hist = await c.call("history", "lin")
         assert [m["data"] for m in hist["messages"]] == [1, 2, 3]
         other = await RawClient.connect(a.url)

@@ -230,7 +230,7 @@ def test_defaults_and_bounds_of_the_store() -> None:
     for bad in ({"max_entries": -1}, {"ttl": 0.0}, {"ttl": -1.0}, {"room_bytes": -1},
                 {"max_bytes": -1}):
         with pytest.raises(ValueError, match=r"^history bounds must be >= 0 and the ttl > 0$"):
-            HistoryStore(**bad)  # type: ignore[arg-type]
+            HistoryStore(**bad)
 
 
 def test_epochs_are_8_hex_characters_and_differ() -> None:
