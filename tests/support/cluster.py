@@ -11,7 +11,7 @@ import subprocess
 import warnings
 
 from tests.support.netns import Host
-from tests.support.redisproc import RedisProc, redis_server_binary
+from tests.support.redisproc import RedisExited, RedisProc, redis_server_binary
 from tests.support.waits import until_sync
 
 
@@ -83,7 +83,9 @@ class ClusterSet:
                 self._create()
                 until_sync(self.ok, 30.0, what="the cluster to be ok on every node")
                 return
-            except AssertionError as e:
+            except (AssertionError, RedisExited) as e:
+                # Not ok in time, or a node that could not start (a port taken between the
+                # check and its bind: the cluster bus port is in the kernel's ephemeral range).
                 report = f"{e}: {self.problem()}\n{self.describe()}"
                 self.close()
                 if attempt == 2:

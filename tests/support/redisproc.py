@@ -28,12 +28,21 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
 
+class RedisExited(RuntimeError):
+    """redis-server exited as it started (``log``: the end of its own log)."""
+
+    def __init__(self, port: int, code: int, log: str) -> None:
+        super().__init__(f"redis-server on port {port} exited with {code}: {log or 'no log'}")
+        self.port_taken = "Address already in use" in log
+
+
 class RedisProc:
     """One redis-server process on a fixed port (kept across restarts)."""
 
     def __init__(self, port: int | None = None, extra: list[str] | None = None,
                  host: Host | None = None) -> None:
         self.port = port or free_port()
+        self.own_port = port is None  # chosen here: another may be chosen if it is taken
         self.extra = extra or []  # more redis-server arguments (``--replicaof H P``)
         self.host = host  # a network namespace to run in (``tests.support.netns``)
         self.address = host.ip if host is not None else "127.0.0.1"
@@ -46,22 +55,38 @@ class RedisProc:
         return f"redis://{self.address}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start it and wait for its PING. A port chosen here that another process took
+        meanwhile (between the check and the bind) is chosen again, twice at most; any other
+        exit at start says why (the server's own log)."""
+        for attempt in (1, 2, 3):
+            try:
+                self._start(timeout)
+                return
+            except RedisExited as e:
+                if not (self.own_port and e.port_taken and attempt < 3):
+                    raise
+                self.port = free_port()
+
+    def _start(self, timeout: float) -> None:
         binary = redis_server_binary()
         assert binary is not None, "redis-server is not installed"
         # On a host of its own, clients come from other addresses: no protected mode.
         wrap = self.host.argv() if self.host is not None else []
         open_to = ["--protected-mode", "no"] if self.host is not None else []
-        self.proc = subprocess.Popen(
-            [*wrap, binary, "--port", str(self.port), "--bind", self.address, "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-             "--loglevel", "warning", *open_to, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        log_path = self.dir / "redis.log"
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*wrap, binary, "--port", str(self.port), "--bind", self.address, "--save", "",
+                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+                 "--loglevel", "warning", *open_to, *self.extra],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         proc = self.proc
 
         def up() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {proc.returncode}")
+                tail = log_path.read_bytes()[-1000:].decode(errors="replace").strip()
+                raise RedisExited(self.port, proc.returncode, tail)
             return self.ping()
 
         try:
