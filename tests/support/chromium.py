@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,28 @@ class Chromium:
         self.port = 0
 
     async def start(self, timeout: float = 30.0) -> None:
+        """Launch it and wait for its DevTools port. A launch that fails (it exits, or
+        writes no port in time) is tried once more on a fresh profile, the first failure
+        kept as a warning: a CI run once saw the first launch of a run fail at setup."""
         if CHROMIUM is None:
             raise RuntimeError("chromium is not installed (apt-get install chromium)")
+        try:
+            await self._launch(timeout)
+        except (RuntimeError, AssertionError) as first:
+            self._kill()
+            self._dir.cleanup()
+            self._dir = tempfile.TemporaryDirectory(prefix="wsops-chromium-")
+            warnings.warn(f"chromium launch, attempt 1: {first}", stacklevel=2)
+            await self._launch(timeout)
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
+    async def _launch(self, timeout: float) -> None:
+        assert CHROMIUM is not None
         profile = Path(self._dir.name)
         args = [
             CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
