@@ -17,7 +17,15 @@ from tests.support.otlp import Receiver, attrs, otlp_receiver
 from tests.support.ports import free_port, serving
 from tests.support.waits import until
 from wsops.instrumentation import otlpwire as wire
-from wsops.instrumentation.leanspans import STATIC_CACHE, LeanTracerProvider, SpanQueue
+from wsops.instrumentation.leanspans import (
+    FANNED_OUT,
+    PUBLISHED,
+    PUBLISHED_AND_FANNED_OUT,
+    STATIC_CACHE,
+    LeanTracerProvider,
+    SpanQueue,
+    encode_record,
+)
 from wsops.instrumentation.otlphttp import ExportError, OtlpConfig, OtlpHttp, parse_headers
 
 
@@ -272,3 +280,17 @@ async def test_a_publish_and_its_fanout_leave_together_or_apart_and_none_is_lost
     assert sorted((s.name, s.links[0].span_id) for s in fanouts) == [
         ("deliver a", published["e:1"].span_id), ("deliver b", published["e:2"].span_id)]
     await asyncio.to_thread(provider.shutdown)
+
+
+def test_a_record_of_a_publish_and_its_fanout_encodes_as_its_two_records_would() -> None:
+    """The packed path (a root publish, its fan-out linked to it without a tracestate) and the
+    general one give the same bytes; a child publish or a link with a tracestate takes the
+    general one."""
+    ids, fan = bytes(range(24)), bytes(range(24, 48))
+    pub_static = wire.static_part("publish r", SpanKind.PRODUCER.value, {})
+    fan_static = wire.static_part("deliver r", SpanKind.CONSUMER.value, {"wsops.subscribers": 2})
+    for parent, state, offset in ((b"", "", 7), (b"", "", 10**40), (bytes(8), "a=1", 7)):
+        published = (PUBLISHED, ids, 10, 30, pub_static, parent, state, "ep", offset)
+        record = (PUBLISHED_AND_FANNED_OUT, published, fan, 20, 40, fan_static, ids, state)
+        assert encode_record(record) == encode_record(published) + encode_record(
+            (FANNED_OUT, fan, 20, 40, fan_static, ids, state))

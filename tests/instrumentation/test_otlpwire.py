@@ -198,3 +198,38 @@ def test_a_linked_root_span_is_a_root_message_span_with_its_link() -> None:
         a, b = decode(body).resource_spans[0].scope_spans[0].spans
         assert a == b and a.links[0].trace_state == state and a.flags == 0x01
         assert (a.links[0].trace_id, a.links[0].span_id) == (other[:16], other[16:])
+
+
+def test_a_root_publish_and_its_fanout_pack_to_the_bytes_of_the_general_encoding() -> None:
+    """``root_publish_and_fanout`` (one packing per shape) against ``message_span`` +
+    ``linked_root_span``: the same bytes for short and long statics (span lengths of one and
+    two bytes), message ids of every packed length, and extreme times; and they decode."""
+    ids = TRACE.to_bytes(16, "big") + SPAN.to_bytes(8, "big")
+    fan = (0xAB).to_bytes(16, "big") + (0xCD).to_bytes(8, "big")
+    key = wire.field(b"\x0a", b"messaging.message.id")
+    for pad in (0, 200):
+        pub_static = wire.static_part("publish r", SpanKind.PRODUCER.value, {"p": "x" * pad})
+        fan_static = wire.static_part("deliver r", SpanKind.CONSUMER.value, {"n": 4})
+        for n in range(1, 124 - len(key)):
+            raw = b"e" * (n - 1) + b"7"
+            for start, end in ((1, 2), (2**63, 2**64 - 1)):
+                fast = wire.root_publish_and_fanout(ids, start, end, pub_static, raw, fan,
+                                                    start + 1, end, fan_static)
+                slow = wire.message_span(
+                    ids, start, end, pub_static, wire.ROOT_FLAGS,
+                    wire.str_attribute("messaging.message.id", raw.decode())
+                ) + wire.linked_root_span(fan, start + 1, end, fan_static, ids, "")
+                assert fast == slow, (pad, n)
+        body = wire.request(wire.resource({}), "", [(wire.scope("wsops", None), [fast])])
+        pub, out = decode(body).resource_spans[0].scope_spans[0].spans
+        assert attrs(pub.attributes)["messaging.message.id"] == raw.decode()
+        assert pub.parent_span_id == b"" and (out.trace_id, out.span_id) == (fan[:16], fan[16:])
+        assert (out.links[0].trace_id, out.links[0].span_id) == (ids[:16], ids[16:])
+
+
+def test_the_packings_kept_per_shape_are_bounded() -> None:
+    ids = bytes(24)
+    for i in range(wire.MAX_PAIRS + 5):
+        static = wire.static_part(f"publish r{i}", SpanKind.PRODUCER.value, {})
+        wire.root_publish_and_fanout(ids, 1, 2, static, b"e:1", ids, 1, 2, static)
+        assert len(wire._PAIRS) <= wire.MAX_PAIRS

@@ -228,6 +228,7 @@ encodes them, a batch at a time."""
 
 _MESSAGE_ID_KEY = wire.field(b"\x0a", MESSAGING_MESSAGE_ID.encode())  # its KeyValue.key
 _MESSAGE_ID_KEY_SIZE = len(_MESSAGE_ID_KEY)
+_MAX_PACKED_ID = 124 - _MESSAGE_ID_KEY_SIZE  # message ids whose lengths take one byte each
 
 
 def encode_record(record: tuple[Any, ...]) -> bytes:
@@ -246,6 +247,12 @@ def encode_record(record: tuple[Any, ...]) -> bytes:
         _, ids, start, end, static, link_ids, link_state = record
         return wire.linked_root_span(ids, start, end, static, link_ids, link_state)
     _, published, ids, start, end, static, link_ids, link_state = record
+    if not published[5] and not link_state and link_ids is published[1]:  # a root publish's
+        _, pub_ids, pub_start, pub_end, pub_static, _, _, epoch, offset = published
+        raw = b"%s:%d" % (epoch.encode(), offset)
+        if len(raw) < _MAX_PACKED_ID:
+            return wire.root_publish_and_fanout(pub_ids, pub_start, pub_end, pub_static, raw,
+                                                ids, start, end, static)
     return encode_record(published) + wire.linked_root_span(ids, start, end, static, link_ids,
                                                             link_state)
 
