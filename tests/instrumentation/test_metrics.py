@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 
 import pytest
@@ -86,3 +87,12 @@ def test_collector_output_parses_and_routes_beyond_the_cap_fold_into_other() -> 
         "wsops_messages_total", {"route": OTHER, "direction": "in", "type": "text"}) == 1
     assert registry.get_sample_value("wsops_delivery_latency_seconds_count") == 1
     assert registry.get_sample_value("wsops_delivery_latency_seconds_bucket", {"le": "0.0025"}) == 1
+
+
+def test_an_exemplar_is_stamped_when_observed_or_at_the_time_given() -> None:
+    hist = Histogram([0.001, 0.01])
+    before = time.time()
+    hist.observe_traced(0.0005, "ab" * 16)
+    hist.observe_traced(0.005, "cd" * 16, 1234.5)  # a flush's clock reading, passed on
+    (_, _, first), (_, _, second) = hist.exemplars[0], hist.exemplars[1]
+    assert before <= first <= time.time() and second == 1234.5

@@ -109,6 +109,32 @@ async def test_spans_follow_the_messaging_conventions_and_continue_client_traces
         assert f'trace_id="{CLIENT_TRACE}"' in om.text
 
 
+async def test_a_malformed_client_traceparent_gives_way_to_a_root_without_its_tracestate(
+    server_factory: ServerFactory, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with otlp_receiver() as rec:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rec.url)
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        server = await server_factory()
+        sub = await connect(server.url)
+        await sub.call("subscribe", "room1")
+        pub = await connect(server.url)
+        await pub.call("publish", "room1", data="x", traceparent="00-not-a-trace-01",
+                       tracestate="rojo=00f067aa0ba902b7")
+        [msg] = await sub.messages(1)
+
+        async def exported() -> bool:
+            await _flush(server)
+            return bool(rec.named("publish room1"))
+
+        await until(exported, 10.0, what="the publish span exported")
+        [publish] = rec.named("publish room1")
+        # W3C: a tracestate beside a traceparent that does not parse means nothing.
+        assert publish.parent_span_id == b"" and publish.trace_state == ""
+        assert msg["traceparent"] == f"00-{publish.trace_id.hex()}-{publish.span_id.hex()}-01"
+        assert "tracestate" not in msg
+
+
 async def test_no_endpoint_means_no_spans_and_ratio_zero_samples_nothing(
     server_factory: ServerFactory, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -103,13 +103,15 @@ class Histogram:
             total += elapsed
         self.sum += total
 
-    def observe_traced(self, value: float, trace_id: int | str | bytes) -> None:
+    def observe_traced(self, value: float, trace_id: int | str | bytes,
+                       at: float | None = None) -> None:
         """Observe and keep ``trace_id`` (an int, its 32 hex digits or its 16 bytes) as the
-        bucket's exemplar (sampled spans only; formatted when scraped, not per span)."""
+        bucket's exemplar (sampled spans only; formatted when scraped, not per span), observed
+        at ``at`` (``time.time()``; read here when not given)."""
         i = bisect_left(self.bounds, value)
         self.counts[i] += 1
         self.sum += value
-        self.exemplars[i] = (trace_id, value, time.time())
+        self.exemplars[i] = (trace_id, value, time.time() if at is None else at)
 
     @property
     def count(self) -> int:

@@ -98,16 +98,19 @@ class Node:
         self.per_ip = PerAddressLimit(settings.max_connections_per_ip)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.handshake_failures: dict[str, int] = {}
-        publish = (self.observer.wrap_publish(self.broker.publish)
-                   if self.observer is not None else None)
-        self.publish = publish or self.broker.publish  # what the server API publishes with
-        self.debug = DebugSwitch(self.hub, self.observer.forced_publish
-                                 if self.observer is not None else None)
+        observer = self.observer
+        # What the server API publishes with (sessions call the observer's hooks themselves),
+        # and the debug switch's publish, traced whatever the ratio (None: no tracing).
+        self.publish = (observer.wrap_publish(self.broker.publish) if observer is not None
+                        else self.broker.publish)
+        self.debug = DebugSwitch(self.hub, observer.wrap_publish(self.broker.publish, forced=True)
+                                 if observer is not None and observer.tracing is not None
+                                 else None)
         self.surface = BundledSurface(NodeParts(settings, self.hub, self.broker, self.drainer,
                                                 instrumentation, self.started_at, self.debug,
                                                 self.observer, self.starting_reason))
         self.endpoint = Endpoint(
-            settings, self.hub, self.broker, observer=self.observer, publish=publish,
+            settings, self.hub, self.broker, observer=self.observer,
             instrumentation=instrumentation, per_ip=self.per_ip,
             stats=self.observer.stats if self.observer is not None else None, debug=self.debug)
         if instrumentation is not None:

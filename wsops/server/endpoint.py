@@ -25,7 +25,7 @@ from wsops.server.core.broker import Broker
 from wsops.server.core.heartbeat import HeartbeatWheel
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.identity import Identity
-from wsops.server.core.observer import Publish, SessionObserver
+from wsops.server.core.observer import SessionObserver
 from wsops.server.core.protocol import Close
 from wsops.server.core.session import Session
 from wsops.server.debug import DebugSwitch
@@ -45,14 +45,13 @@ class Endpoint:
     """
 
     def __init__(self, settings: Settings, hub: Hub, broker: Broker, *,
-                 observer: SessionObserver | None = None, publish: Publish | None = None,
+                 observer: SessionObserver | None = None,
                  instrumentation: Instrumentation | None = None, stats: RouteStats | None = None,
                  per_ip: PerAddressLimit | None = None, debug: DebugSwitch | None = None) -> None:
         self.settings = settings
         self.hub = hub
         self.broker = broker
         self.observer = observer
-        self.publish = publish
         self.inst = instrumentation
         self.stats = stats
         self.per_ip = per_ip if per_ip is not None else PerAddressLimit(0)
@@ -76,7 +75,7 @@ class Endpoint:
         session = Session(
             conn, identity, hub, self.broker,
             max_rooms=s.max_rooms_per_connection, rate=s.rate_limit, burst=s.rate_burst,
-            strikes=s.rate_limit_strikes, observer=self.observer, publish=self.publish,
+            strikes=s.rate_limit_strikes, observer=self.observer,
             debug=self.debug,
         )
         ws = WsConn(self, transport, conn, session, self.per_ip.acquire(request.remote))

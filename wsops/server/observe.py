@@ -10,9 +10,9 @@ into the route's figures before each collection (``sync``).
 
 from __future__ import annotations
 
-import random
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -22,10 +22,11 @@ from wsops.instrumentation.tracing import Tracing, parse_traceparent
 from wsops.server.core.broker import Published
 from wsops.server.core.hub import HubStats
 from wsops.server.core.observer import Publish
-from wsops.server.core.protocol import OPS
+from wsops.server.core.protocol import OPS, Request
 from wsops.server.core.session import INVALID
 
 _perf = time.perf_counter
+NEVER = 1 << 62  # ``quiet`` when no root publish is ever traced (a count that never runs out)
 
 
 class NodeObserver:
@@ -48,7 +49,16 @@ class NodeObserver:
         self.resumes = {True: 0, False: 0}
         # Publishes stored, by source: a client's (it has a sender) or the server API's.
         self.published = {"client": 0, "api": 0}
-        self.forced_publish: Publish | None = None  # set by wrap_publish when tracing
+        self._broker_latency = metrics.broker_publish_latency
+        # Root publishes (no traceparent) not traced before the next one that is: a gap drawn
+        # from the geometric distribution, which makes each one traced with probability
+        # ``ratio``, independently (a Bernoulli process), with one draw per traced publish
+        # instead of one per publish. Sessions read it to skip ``publish_started``.
+        self.quiet = NEVER
+        self._log_untraced = 0.0  # log(1 - ratio), for the draws
+        if tracing is not None and tracing.enabled and tracing.ratio > 0.0:
+            self._log_untraced = math.log1p(-tracing.ratio) if tracing.ratio < 1.0 else -math.inf
+            self.quiet = self._gap()
         # The traced publish in progress: its ``Tracing.open_publish`` handle (whose first
         # item is its envelope's traceparent), and its fan-out's on this node when it had one.
         self._publishing: Any = None
@@ -63,23 +73,20 @@ class NodeObserver:
         accepted_at = msg.accepted_at
         if not accepted_at:
             return False
-        if msg.traceparent is None or self.tracing is None:
+        tracing, traceparent = self.tracing, msg.traceparent
+        if traceparent is None or tracing is None:
             self._delivered.append(accepted_at)
-        else:
-            self._delivered_traced.append((accepted_at, self._fanout_span(msg, subscribers)))
-        return True
-
-    def _fanout_span(self, msg: Published, n: int) -> Any:
-        """The fan-out span (a ``Tracing`` handle) of a message that carries a sampled
-        traceparent, else None."""
-        assert self.tracing is not None and msg.traceparent is not None
+            return True
+        # Its fan-out span (a ``Tracing`` handle; None when its traceparent was not sampled).
         publishing = self._publishing
-        if publishing is not None and msg.traceparent is publishing[0]:
+        if publishing is not None and traceparent is publishing[0]:
             # Fanned out while its publish span is open (the memory broker): the very string
             # made for that span, so its ids need no parsing.
-            handle = self._fanned = self.tracing.open_fanout(msg.room, n, publishing)
-            return handle
-        return self.tracing.open_fanout_of(msg.room, n, msg.traceparent, msg.tracestate)
+            handle = self._fanned = tracing.open_fanout(msg.room, subscribers, publishing)
+        else:
+            handle = tracing.open_fanout_of(msg.room, subscribers, traceparent, msg.tracestate)
+        self._delivered_traced.append((accepted_at, handle))
+        return True
 
     def flushed(self) -> None:
         """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
@@ -94,7 +101,7 @@ class NodeObserver:
             close = Tracing.close_fanout
             for accepted_at, handle in self._delivered_traced:
                 if handle is not None:
-                    hist.observe_traced(now - accepted_at, close(handle))
+                    hist.observe_traced(now - accepted_at, close(handle), now)
                 else:
                     hist.observe(now - accepted_at)
             self._delivered_traced.clear()
@@ -153,76 +160,96 @@ class NodeObserver:
             sources.add_metric([source], n)
         yield from (dur, errors, resumes, sources)
 
-    def wrap_publish(self, publish: Publish) -> Publish:
-        metrics, tracing, published = self.metrics, self.tracing, self.published
-        hist = metrics.broker_publish_latency
-        tracing_random: Callable[[], float] = (tracing.random if tracing is not None
-                                               else random.random)
+    # -- publishes (a session's through the hooks, the server API's and debug's wrapped) ------
 
-        async def timed(room: str, data: bytes, traceparent: str | None, sender: str | None,
-                        tracestate: str | None = None) -> Published:
-            handle: Any = None
-            if tracing is not None and (traceparent is not None or (  # decide(None), inlined
-                    tracing.enabled and tracing_random() < tracing.ratio)):
-                if traceparent is None:  # the ratio said yes
-                    handle = tracing.open_publish(room, None)
-                else:  # its parent decides
-                    parent = parse_traceparent(traceparent)
-                    if parent is None:  # malformed: its tracestate means nothing
-                        tracestate = None
-                    if tracing.decide(parent):
-                        handle = tracing.open_publish(room, parent, tracestate)
-                if handle is not None:
-                    # Subscribers' deliveries link to this span through the envelope.
-                    traceparent = handle[0]
-                    self._publishing = handle
-            started = _perf()
-            try:
-                msg = await publish(room, data, traceparent, sender, tracestate)
-            except Exception as exc:
-                failed(handle, exc)
-                raise
-            if handle is None:
-                hist.observe(_perf() - started)
-                published["client" if sender is not None else "api"] += 1
-            else:
-                done(msg, _perf() - started, handle, sender)
-            return msg
-
-        def failed(handle: Any, exc: Exception) -> None:
-            metrics.broker_errors += 1
-            if handle is not None:
-                self._publishing = self._fanned = None
-                assert tracing is not None
-                tracing.fail_publish(handle, exc)
-
-        def done(msg: Published, elapsed: float, handle: Any, sender: str | None) -> None:
-            fanned, self._publishing, self._fanned = self._fanned, None, None
+    def publish_started(self, req: Request) -> Any:
+        """A client's publish of ``req`` goes to the broker next: the sampling decision
+        (a parent's flag, else the ratio), made once and before any span exists. Returns the
+        publish span's handle, or None when it is not traced. A traced publish's envelope
+        carries its span: ``req.traceparent`` is rewritten to it (and ``req.tracestate`` is
+        dropped with a malformed parent, whose state means nothing)."""
+        tracing = self.tracing
+        traceparent = req.traceparent
+        if traceparent is None:  # a root: the ratio decides
+            if self.quiet > 0:
+                self.quiet -= 1
+                return None
             assert tracing is not None
-            hist.observe_traced(elapsed, tracing.close_publish(handle, msg.epoch, msg.offset,
-                                                               fanned))
-            published["client" if sender is not None else "api"] += 1
-
-        async def forced(room: str, data: bytes, traceparent: str | None, sender: str | None,
-                         tracestate: str | None = None) -> Published:
-            """``wsops debug``: traced whatever the ratio. A sampled parent stays the parent;
-            an unsampled or malformed one gives way to a new root (its decision was the
-            ratio's)."""
-            assert tracing is not None
+            self.quiet = self._gap()
+            handle = tracing.open_publish(req.room, None)
+        elif tracing is None:
+            return None
+        else:  # its parent decides
             parent = parse_traceparent(traceparent)
-            if parent is None or not parent.trace_flags.sampled:
-                parent = tracestate = None
-            handle = tracing.open_publish(room, parent, tracestate)
-            self._publishing = handle
+            if parent is None:
+                req.tracestate = None
+            if not tracing.decide(parent):
+                return None
+            handle = tracing.open_publish(req.room, parent, req.tracestate)
+        req.traceparent = handle[0]  # subscribers' deliveries link to this span
+        self._publishing = handle
+        return handle
+
+    def _gap(self) -> int:
+        """Root publishes to leave untraced before the next traced one: Geometric(ratio)
+        failures before a success, ``floor(log(1 - U) / log(1 - ratio))``."""
+        assert self.tracing is not None
+        if self._log_untraced == -math.inf:  # ratio 1
+            return 0
+        return min(int(math.log(1.0 - self.tracing.random()) / self._log_untraced), NEVER)
+
+    def publish_forced(self, req: Request) -> Any:
+        """``wsops debug``: ``publish_started`` traced whatever the ratio. A sampled parent
+        stays the parent; an unsampled or malformed one gives way to a new root (its decision
+        was the ratio's)."""
+        assert self.tracing is not None
+        parent = parse_traceparent(req.traceparent)
+        if parent is None or not parent.trace_flags.sampled:
+            parent = req.tracestate = None
+        handle = self.tracing.open_publish(req.room, parent, req.tracestate)
+        req.traceparent = handle[0]
+        self._publishing = handle
+        return handle
+
+    def publish_stored(self, handle: Any, msg: Published, started: float, client: bool) -> None:
+        """The broker stored the publish ``publish_started`` gave ``handle`` for, since
+        ``started`` (``time.perf_counter``); ``client``: a client's, not the server API's."""
+        if handle is None:
+            hist, took = self._broker_latency, _perf() - started  # Histogram.observe, inlined
+            hist.counts[0 if took <= hist.first else hist.index(took)] += 1
+            hist.sum += took
+        else:
+            fanned, self._publishing, self._fanned = self._fanned, None, None
+            assert self.tracing is not None
+            self._broker_latency.observe_traced(_perf() - started, self.tracing.close_publish(
+                handle, msg.epoch, msg.offset, fanned))
+        self.published["client" if client else "api"] += 1
+
+    def publish_failed(self, handle: Any, error: Exception) -> None:
+        """The broker refused or failed the publish ``publish_started`` gave ``handle`` for."""
+        self.metrics.broker_errors += 1
+        if handle is not None:
+            self._publishing = self._fanned = None
+            assert self.tracing is not None
+            self.tracing.fail_publish(handle, error)
+
+    def wrap_publish(self, publish: Publish, *, forced: bool = False) -> Publish:
+        """``publish`` observed as a session's publishes are (the server API's path;
+        ``forced``: the debug switch's, traced whatever the ratio)."""
+        start = self.publish_forced if forced else self.publish_started
+
+        async def observed(room: str, data: bytes, traceparent: str | None,
+                           sender: str | None, tracestate: str | None = None) -> Published:
+            req = Request("publish", 0, room, data, traceparent=traceparent,
+                          tracestate=tracestate)
+            handle = start(req)
             started = _perf()
             try:
-                msg = await publish(room, data, handle[0], sender, tracestate)
+                msg = await publish(room, data, req.traceparent, sender, req.tracestate)
             except Exception as exc:
-                failed(handle, exc)
+                self.publish_failed(handle, exc)
                 raise
-            done(msg, _perf() - started, handle, sender)
+            self.publish_stored(handle, msg, started, sender is not None)
             return msg
 
-        if tracing is not None:
-            self.forced_publish = forced
-        return timed
+        return observed

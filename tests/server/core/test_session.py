@@ -28,7 +28,7 @@ from wsops.server.core.debugtargets import DebugTargets
 from wsops.server.core.hub import Conn, Hub
 from wsops.server.core.identity import Identity
 from wsops.server.core.observer import Publish
-from wsops.server.core.protocol import Close, Position, reply_ok, text_frame
+from wsops.server.core.protocol import Close, Position, Request, reply_ok, text_frame
 from wsops.server.core.session import Session, wait_drained
 
 
@@ -189,6 +189,8 @@ async def test_past_the_rate_limit_a_frame_is_refused_and_repeated_refusals_clos
     served: list[tuple[str, str | None]] = []
 
     class Obs:
+        quiet = 1 << 62  # no publish is traced: publish_started is never needed
+
         def rate_limited(self) -> None:
             limited.append(1)
 
@@ -198,8 +200,15 @@ async def test_past_the_rate_limit_a_frame_is_refused_and_repeated_refusals_clos
         def resumed(self, recovered: bool) -> None:
             raise AssertionError("no resume here")
 
-        def wrap_publish(self, publish: Publish) -> Publish:
-            return publish
+        def publish_started(self, req: Request) -> object:
+            raise AssertionError("skipped while quiet")
+
+        def publish_stored(self, handle: object, msg: Published, started: float,
+                           client: bool) -> None:
+            pass
+
+        def publish_failed(self, handle: object, error: Exception) -> None:
+            raise AssertionError("no failed publish here")
 
     s, sink = w.session(rate=0.001, burst=2, strikes=2, observer=Obs())
     for n in (1, 2):
@@ -775,6 +784,8 @@ class Recorder:
         self.calls: list[tuple[str, str | None]] = []  # (op, error code) per served frame
         self.started: list[float] = []
         self.resumes: list[bool] = []
+        self.publishes: list[tuple[object, ...]] = []  # the publish hooks' calls, in order
+        self.quiet = 0  # every publish goes through publish_started
 
     def rate_limited(self) -> None:
         raise AssertionError("no rate limit here")
@@ -786,8 +797,18 @@ class Recorder:
     def resumed(self, recovered: bool) -> None:
         self.resumes.append(recovered)
 
-    def wrap_publish(self, publish: Publish) -> Publish:
-        return publish
+    def publish_started(self, req: Request) -> object:
+        handle = ("handle", req.room)
+        self.publishes.append(handle)
+        return handle
+
+    def publish_stored(self, handle: object, msg: Published, started: float,
+                       client: bool) -> None:
+        assert started <= time.perf_counter()
+        self.publishes.append(("stored", handle, msg.room, msg.offset, client))
+
+    def publish_failed(self, handle: object, error: Exception) -> None:
+        self.publishes.append(("failed", handle, type(error).__name__))
 
 
 async def test_the_observer_hears_every_served_frame_with_its_op_and_error_code() -> None:
@@ -808,6 +829,8 @@ async def test_the_observer_hears_every_served_frame_with_its_op_and_error_code(
                          ("history", None), ("invalid", "bad_json"), ("invalid", "unknown_op")]
     assert before <= rec.started[0] <= rec.started[-1] <= time.perf_counter()
     assert rec.resumes == []
+    # The one publish the broker took, told around it (the forbidden one never reached it).
+    assert rec.publishes == [("handle", "r"), ("stored", ("handle", "r"), "r", 1, True)]
 
 
 async def test_the_observer_hears_resume_outcomes_and_broker_faults_as_unavailable() -> None:
@@ -828,6 +851,7 @@ async def test_the_observer_hears_resume_outcomes_and_broker_faults_as_unavailab
     await away.ask(s, sink, op="publish", id=1, room="r", data=1)
     await s.handle(json.dumps({"op": "history", "id": 2, "room": 5}))
     assert rec.calls[-2:] == [("publish", "unavailable"), ("invalid", "invalid_room")]
+    assert rec.publishes == [("handle", "r"), ("failed", ("handle", "r"), "BrokerUnavailable")]
 
 
 class Tap:

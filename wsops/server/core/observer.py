@@ -13,6 +13,7 @@ from typing import Protocol
 
 from wsops.server.core.broker import Published
 from wsops.server.core.debugtargets import DebugTargets
+from wsops.server.core.protocol import Request
 
 Publish = Callable[[str, bytes, "str | None", "str | None", "str | None"], Awaitable[Published]]
 """``Broker.publish``: (room, data, traceparent, sender, tracestate) -> the message as stored."""
@@ -48,6 +49,11 @@ class HubObserver(Protocol):
 class SessionObserver(Protocol):
     """What sessions report beyond the hub's counters."""
 
+    quiet: int
+    """How many of the next publishes without a traceparent ``publish_started`` would answer
+    None (not traced) for; a session may skip the call for them, taking one off ``quiet``
+    instead (0: always call)."""
+
     def rate_limited(self) -> None:
         """A frame was refused by the connection's rate limit."""
 
@@ -58,8 +64,19 @@ class SessionObserver(Protocol):
     def resumed(self, recovered: bool) -> None:
         """A subscribe asked to resume from an offset: whether everything since was there."""
 
-    def wrap_publish(self, publish: Publish) -> Publish:
-        """A publish that measures (and may trace) ``publish``; called once per node."""
+    def publish_started(self, req: Request) -> object:
+        """``req``, a client's publish, goes to the broker next: a handle for the two calls
+        below (the observer may decide to trace it, and then rewrites ``req.traceparent`` and
+        ``req.tracestate`` to what the message's envelope carries). With no traceparent and
+        ``quiet`` above 0 it only takes one off ``quiet`` and answers None."""
+
+    def publish_stored(self, handle: object, msg: Published, started: float,
+                       client: bool) -> None:
+        """The broker stored it as ``msg``, since ``started`` (``time.perf_counter``, read
+        after ``publish_started``); ``client``: a client's publish (it has a sender)."""
+
+    def publish_failed(self, handle: object, error: Exception) -> None:
+        """The broker refused or failed it (``error`` is raised on to the session)."""
 
 
 class DebugTap(Protocol):

@@ -77,8 +77,8 @@ class Session:
         publish: Publish | None = None,
         debug: DebugTap | None = None,
     ) -> None:
-        """``publish`` defaults to ``broker.publish`` (the node passes it wrapped by its
-        observer, once for all sessions); ``debug``: the node's debug switch."""
+        """``publish`` defaults to ``broker.publish`` (``observer``, when given, is told of
+        each publish around it); ``debug``: the node's debug switch."""
         self.observer = observer
         self.debug = debug
         self.publish = publish or broker.publish
@@ -144,9 +144,26 @@ class Session:
             self.observer.served(op, started, code)
 
     async def _op_publish(self, req: Request, publish: Publish | None = None) -> None:
+        """``publish``: the debug switch's (observed and traced by itself)."""
         # The sender is the connection's user, whatever the frame says: clients cannot forge it.
-        msg = await (publish or self.publish)(req.room, req.data, req.traceparent,
-                                              self.identity.user, req.tracestate)
+        observer, user = self.observer, self.identity.user
+        if observer is None or publish is not None:
+            msg = await (publish or self.publish)(req.room, req.data, req.traceparent, user,
+                                                  req.tracestate)
+        else:  # observed here, not by a wrapping coroutine
+            if req.traceparent is None and observer.quiet > 0:  # publish_started, inlined
+                observer.quiet -= 1
+                handle = None
+            else:
+                handle = observer.publish_started(req)
+            started = _perf()
+            try:
+                msg = await self.publish(req.room, req.data, req.traceparent, user,
+                                         req.tracestate)
+            except Exception as exc:
+                observer.publish_failed(handle, exc)
+                raise
+            observer.publish_stored(handle, msg, started, True)
         self.hub.flow.published(req.room, len(req.data), self.identity.user)
         if msg.local:  # island mode: delivered on this node, stored in Redis once it is back
             self.conn.send_text(reply_ok(req.id, room=req.room, offset=msg.offset,
