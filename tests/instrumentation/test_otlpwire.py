@@ -3,6 +3,7 @@ uses, into exactly the span that was described: every field wsops writes, every 
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
@@ -227,9 +228,16 @@ def test_a_root_publish_and_its_fanout_pack_to_the_bytes_of_the_general_encoding
         assert (out.links[0].trace_id, out.links[0].span_id) == (ids[:16], ids[16:])
 
 
-def test_the_packings_kept_per_shape_are_bounded() -> None:
+def test_the_packings_kept_per_shape_are_bounded_and_long_ids_refused() -> None:
     ids = bytes(24)
-    for i in range(wire.MAX_PAIRS + 5):
+    wire._PAIRS.clear()
+    for i in range(1029):  # kept until 1,024 shapes, then started over
         static = wire.static_part(f"publish r{i}", SpanKind.PRODUCER.value, {})
         wire.root_publish_and_fanout(ids, 1, 2, static, b"e:1", ids, 1, 2, static)
-        assert len(wire._PAIRS) <= wire.MAX_PAIRS
+        assert len(wire._PAIRS) == (i % 1024) + 1
+    # The longest message id whose lengths take a byte each packs; one byte more is refused
+    # (encode_record gives it the general encoding).
+    longest = 124 - len(wire.field(b"\x0a", b"messaging.message.id")) - 1
+    wire.root_publish_and_fanout(ids, 1, 2, b"", b"7" * longest, ids, 1, 2, b"")
+    with pytest.raises(ValueError, match="general encoding"):
+        wire.root_publish_and_fanout(ids, 1, 2, b"", b"7" * (longest + 1), ids, 1, 2, b"")

@@ -938,3 +938,22 @@ async def test_without_a_traced_publish_a_watched_publish_is_logged_and_publishe
     tap.targets.add("user", "alice", 60, now=0, wall=0)
     [ack] = await w.ask(s, sink, op="publish", id=1, room="r", data=1)
     assert ack["ok"] and tap.forced == [] and len(tap.logged) == 1
+
+
+async def test_a_quiet_observer_is_not_asked_about_root_publishes_until_quiet_runs_out() -> None:
+    w = World()
+    rec = Recorder()
+    rec.quiet = 2  # the next two root publishes are not traced: no call needed
+    s, sink = w.session(observer=rec)
+    for i in (1, 2, 3):
+        [ok] = await w.ask(s, sink, op="publish", id=i, room="r", data=i)
+        assert ok["ok"]
+        assert rec.quiet == max(0, 2 - i)
+    parented = {"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}
+    rec.quiet = 5  # a publish with a traceparent: its parent decides, so it is always asked
+    await w.ask(s, sink, op="publish", id=4, room="r", data=4, **parented)
+    assert rec.quiet == 5
+    started = [p for p in rec.publishes if p[0] == "handle"]
+    assert len(started) == 2  # the third publish, and the one with a traceparent
+    stored = [p[3] for p in rec.publishes if p[0] == "stored"]
+    assert stored == [1, 2, 3, 4]  # every publish is timed, asked or not
