@@ -226,9 +226,8 @@ spans in one record. Ids as in
 encodes them, a batch at a time."""
 
 
-_MESSAGE_ID_KEY = wire.field(b"\x0a", MESSAGING_MESSAGE_ID.encode())  # its KeyValue.key
+_MESSAGE_ID_KEY, _MAX_PACKED_ID = wire.MESSAGE_ID_KEY, wire.MAX_PACKED_ID
 _MESSAGE_ID_KEY_SIZE = len(_MESSAGE_ID_KEY)
-_MAX_PACKED_ID = 124 - _MESSAGE_ID_KEY_SIZE  # message ids whose lengths take one byte each
 
 
 def encode_record(record: tuple[Any, ...]) -> bytes:
@@ -239,7 +238,7 @@ def encode_record(record: tuple[Any, ...]) -> bytes:
         n = len(raw)
         message_id = (b"%s%c%s\x12%c\x0a%c%s" % (wire.ATTRIBUTE, _MESSAGE_ID_KEY_SIZE + n + 4,
                                                  _MESSAGE_ID_KEY, n + 2, n, raw)
-                      if n < 124 - _MESSAGE_ID_KEY_SIZE else  # lengths of one byte each
+                      if n < _MAX_PACKED_ID else  # lengths of one byte each
                       wire.str_attribute(MESSAGING_MESSAGE_ID, raw.decode()))
         return wire.message_span(ids, start, end, static, wire.parentage(parent_id, state)
                                  if parent_id else wire.ROOT_FLAGS, message_id)

@@ -208,6 +208,8 @@ _Pair = tuple[Callable[..., bytes], bytes, bytes, bytes]  # a packing, two heads
 _PAIRS: dict[tuple[bytes, bytes, int], _Pair] = {}
 MAX_PAIRS = 1024  # shapes of span pairs kept (their statics are bounded per ``Tracing``)
 _ROOT_PUBLISH_TAIL = "2s16s2s8scQcQ"  # trace id, span id, start, end
+MESSAGE_ID_KEY = field(b"\x0a", MESSAGING_MESSAGE_ID.encode())  # its KeyValue.key
+MAX_PACKED_ID = 124 - len(MESSAGE_ID_KEY)  # message ids whose lengths take one byte each
 
 
 def root_publish_and_fanout(ids: bytes, start_ns: int, end_ns: int, static: bytes,
@@ -231,9 +233,9 @@ def root_publish_and_fanout(ids: bytes, start_ns: int, end_ns: int, static: byte
 
 
 def _pair(static: bytes, fan_static: bytes, n: int) -> _Pair:
-    key = field(b"\x0a", MESSAGING_MESSAGE_ID.encode())
-    if n >= 124 - len(key):  # its lengths would not take one byte each
+    if n >= MAX_PACKED_ID:
         raise ValueError("a message id this long takes the general encoding")
+    key = MESSAGE_ID_KEY
     value_head = b"%s%c%s\x12%c\x0a%c" % (ATTRIBUTE, len(key) + n + 4, key, n + 2, n)
     middle = ROOT_FLAGS + static + value_head
     head = SPAN_IN_SCOPE + varint(_IDS_AND_TIMES_SIZE + len(middle) + n)

@@ -364,11 +364,7 @@ class Tracing:
         ``publishing`` (still open). End it with ``close_fanout``."""
         if len(publishing) == 2:
             return self.deliver_after(room, publishing[1], subscribers)
-        # _fanout(room, subscribers, publishing[1], publishing[5]), inlined: per traced publish
-        shape = self._shapes.get((OP_DELIVER, room, subscribers)) or \
-            self._shape(OP_DELIVER, room, subscribers)
-        return [getrandbits(192).to_bytes(24, "big"), _time_ns(), shape.static, publishing[1],
-                publishing[5], publishing[6], publishing[7], None]
+        return self._fanout(room, subscribers, publishing[1], publishing[5])
 
     def open_fanout_of(self, room: str, subscribers: int, traceparent: str,
                        tracestate: str | None = None) -> Any:
