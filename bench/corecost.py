@@ -63,7 +63,12 @@ async def serve_frames(n: int, ratio: float | None = None) -> None:
     metrics = WsMetrics()
     tracing = None
     if ratio is not None:
-        from wsops.instrumentation.tracing import Tracing, provider_from_env
+        from wsops.instrumentation.tracing import Tracing
+
+        try:
+            from wsops.instrumentation.tracesetup import provider_from_env
+        except ImportError:  # a tree from before the split
+            from wsops.instrumentation.tracing import provider_from_env  # type: ignore
 
         tracing = Tracing(provider_from_env(), ratio)
     observer = NodeObserver(metrics, metrics.route("/ws"), tracing)

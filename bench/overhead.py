@@ -76,8 +76,10 @@ CONFIGS: dict[str, list[str]] = {
 DEFAULT_CONFIGS = ["bare", "instrumented", "traced100"]
 BASE = "@base"  # suffix of the --baseline copies of the configs
 SAMPLE_RATIO = {"bare": 0.0, "instrumented": 0.01, "traced100": 1.0, "metrics-only": 0.0}
-TARGETS = {"instrumented": 1.05, "traced100": 1.15}
 WORKLOADS = (*(f"fan-out {m}" for m in MODES), "echo")
+TARGETS = {("instrumented", w): 1.05 for w in WORKLOADS} | {
+    ("traced100", "fan-out paced"): 1.2, ("traced100", "echo"): 1.5}
+"""Ratio to bare each configuration must stay within, per workload (issues #17 and #18)."""
 UNITS = {**{f"fan-out {m}": "us of server CPU per delivered message" for m in MODES},
          "echo": "us of server CPU per publish"}
 
@@ -374,7 +376,7 @@ def summarize(configs: list[str], fan: list[Result], echo: list[EchoResult]) -> 
             paired = [v / b for v, b in zip(row["runs"], base["runs"], strict=False) if b]
             row["paired_ratios"] = paired
             row["paired_median"] = statistics.median(paired) if paired else math.nan
-            row["target"] = TARGETS.get(c)
+            row["target"] = TARGETS.get((c, workload))
         out[workload] = rows
     return out
 

@@ -96,3 +96,6 @@ def test_an_exemplar_is_stamped_when_observed_or_at_the_time_given() -> None:
     hist.observe_traced(0.005, "cd" * 16, 1234.5)  # a flush's clock reading, passed on
     (_, _, first), (_, _, second) = hist.exemplars[0], hist.exemplars[1]
     assert before <= first <= time.time() and second == 1234.5
+    hist.observe_traced(0.001, "ef" * 16)  # a bound is its bucket's (``le``)
+    hist.observe_traced(0.02, "01" * 16)
+    assert hist.counts == [2, 1, 1] and hist.exemplars[0][0] == "ef" * 16

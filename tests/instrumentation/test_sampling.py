@@ -19,7 +19,8 @@ from tests.conftest import Connect, ServerFactory
 from tests.support.otlp import otlp_receiver
 from tests.support.waits import until
 from wsops.instrumentation import INSTRUMENT_KEY
-from wsops.instrumentation.tracing import env_ratio, resamples, room_template
+from wsops.instrumentation.tracesetup import env_ratio, resamples
+from wsops.instrumentation.tracing import room_template
 
 PUBLISHES = 2000
 

@@ -15,13 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from wsops.instrumentation.leanspans import LeanTracerProvider
 from wsops.instrumentation.middleware import Instrumentation, InstrumentConfig
-from wsops.instrumentation.tracing import (
-    DEFAULT_RATIO,
-    Tracing,
-    env_ratio,
-    provider_from_env,
-    resamples,
-)
+from wsops.instrumentation.tracesetup import env_ratio, provider_from_env, resamples
+from wsops.instrumentation.tracing import DEFAULT_RATIO, Tracing
 
 log = logging.getLogger("wsops.instrument")
 INSTRUMENT_KEY = web.AppKey("wsops_instrument", Instrumentation)

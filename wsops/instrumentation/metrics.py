@@ -108,7 +108,7 @@ class Histogram:
         """Observe and keep ``trace_id`` (an int, its 32 hex digits or its 16 bytes) as the
         bucket's exemplar (sampled spans only; formatted when scraped, not per span), observed
         at ``at`` (``time.time()``; read here when not given)."""
-        i = bisect_left(self.bounds, value)
+        i = 0 if value <= self.first else bisect_left(self.bounds, value)
         self.counts[i] += 1
         self.sum += value
         self.exemplars[i] = (trace_id, value, time.time() if at is None else at)
