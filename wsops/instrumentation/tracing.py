@@ -235,8 +235,7 @@ class Tracing:
             ids = parent.trace_id.to_bytes(16, "big") + ids[16:]
             parent_id = parent.span_id.to_bytes(8, "big")
         shape = self._shapes.get((OP_PUBLISH, room, -1)) or self._shape(OP_PUBLISH, room)
-        hexed = ids.hex()
-        return (f"00-{hexed[:32]}-{hexed[32:]}-01", ids, _time_ns(), shape.static, parent_id,
+        return (f"00-{ids.hex('-', -16)}-01", ids, _time_ns(), shape.static, parent_id,
                 tracestate or "", lean.queue, lean.scope)
 
     def close_publish(self, handle: Any, epoch: str, offset: int, fanout: Any = None
