@@ -156,3 +156,25 @@ async def test_a_connection_serving_a_request_is_closed_after_its_reply() -> Non
     assert [i for i, _, _ in closes.calls] == [idle.id]  # the busy one waits for its reply
     assert busy.deferred_close == (SERVICE_RESTART, "draining; reconnect=5000")
     assert status.forced == 1  # and, still open at the deadline, is dropped
+
+
+async def test_the_node_log_says_when_a_drain_starts_ends_or_is_cancelled(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Whoever started it (a signal, the admin API, ``wsops drain``), the node's own log tells
+    the operator what the drain does and how it ended: forced connections as a warning."""
+    caplog.set_level("INFO", logger="wsops.drain")
+    hub, _, _ = node(3)
+    await Drainer(hub.conns.values, random.Random(1)).start(batch=2, interval=0, deadline=5)
+    hub, _, _ = node(2, gone_on_close=False)
+    await Drainer(hub.conns.values, random.Random(1)).start(batch=2, interval=0, deadline=0.1)
+    hub, _, _ = node(4)
+    drainer = Drainer(hub.conns.values, random.Random(1))
+    drainer.start(batch=1, interval=5, deadline=30)
+    await asyncio.sleep(0.01)
+    drainer.cancel()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "wsops.drain"]
+    assert [level for level, _ in lines] == ["INFO", "INFO", "INFO", "WARNING", "INFO", "INFO"]
+    assert lines[0][1].startswith("drain started: 3 connections open, closed 2 at a time")
+    assert "3 closed, 0 forced" in lines[1][1]
+    assert "0 closed, 2 forced" in lines[3][1]
+    assert lines[5][1].startswith("drain cancelled after") and "(1 closed)" in lines[5][1]

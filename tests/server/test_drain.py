@@ -134,7 +134,8 @@ async def test_sigterm_drains_a_real_wsops_serve_process(connect: Connect) -> No
         assert codes == [1012] * 12
         assert await asyncio.to_thread(sp.proc.wait, 15) == 0
         out = sp.proc.stdout.read().decode() if sp.proc.stdout else ""
-        assert "drained: closed 12, forced 0" in out
+        assert "drain finished in" in out and "12 closed, 0 forced" in out
+        assert "drained; exiting" in out
     finally:
         sp.stop()
 

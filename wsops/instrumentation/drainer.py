@@ -10,6 +10,7 @@ left at the deadline is closed at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Collection
@@ -19,6 +20,7 @@ from typing import Literal, Protocol
 from wsops.admin.contract import CloseLog
 from wsops.backoff import RECONNECT_HINT_CAP, hint_reason
 
+log = logging.getLogger("wsops.drain")
 SERVICE_RESTART = 1012
 DEFAULT_SPREAD = 5.0
 """Seconds over which a drained client is asked to spread its reconnect (PROTOCOL.md): with
@@ -86,6 +88,9 @@ class Drainer:
                              f"of 0-{RECONNECT_HINT_CAP:g} s")
         self.status = DrainStatus("draining", time.time())
         self._began = time.monotonic()  # the same moment: the log's times are from it
+        log.info("drain started: %d connections open, closed %d at a time every ~%g s, "
+                 "the rest dropped at the %g s deadline; new connections refused",
+                 len(self._live()), batch, interval, deadline)
         reason = hint_reason("draining", spread) if code == SERVICE_RESTART else "draining"
         self._task = asyncio.create_task(self._run(batch, interval, deadline, code, reason))
         return self._task
@@ -127,6 +132,10 @@ class Drainer:
             st.forced += 1
         st.state = "drained"
         st.finished_at = time.time()
+        log.log(logging.WARNING if st.forced else logging.INFO,
+                "drain finished in %.1f s: %d closed, %d forced (still open at the deadline); "
+                "new connections refused until it is cancelled", time.monotonic() - self._began,
+                st.closed, st.forced)
         return st
 
     def cancel(self) -> bool:
@@ -137,6 +146,8 @@ class Drainer:
             self._task.cancel()
         self.status.state = "cancelled"
         self.status.finished_at = time.time()
+        log.info("drain cancelled after %.1f s (%d closed): taking connections again",
+                 time.monotonic() - self._began, self.status.closed)
         return True
 
     async def wait(self) -> DrainStatus:

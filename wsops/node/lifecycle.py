@@ -97,10 +97,13 @@ async def drain_on_signal(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining %d connections (deadline %.0fs)", len(node.hub.conns),
-             node.settings.drain_deadline)
+    log.info("stop signal: draining (a second one ends the drain at once)")
     task = node.drain()
     for sig in signals:
         loop.add_signal_handler(sig, task.cancel)
     status = await node.drainer.wait()
-    log.info("drained: closed %d, forced %d; exiting", status.closed, status.forced)
+    if task.cancelled():
+        log.warning("drain ended at once by a second signal (%d of %d closed); exiting",
+                    status.closed, status.total)
+    else:
+        log.info("drained; exiting")
