@@ -9,6 +9,9 @@ one's, in the same run:
 
     python bench/corecost.py --tree /tmp/wsops-base
 
+``--bare`` counts the core without the node's observer (``wsops serve --no-instrument``), so
+the difference to a run without it is the metrics' own work per publish.
+
 ``--trace-ratio R`` traces that share of the publishes with the tree's own provider from the
 environment, exporting over OTLP/HTTP to ``otlpsink.py`` (started here, outside callgrind): the
 spans' whole cost, their export thread included (flushed before the count ends; a queue large
@@ -51,7 +54,7 @@ class _Sink:
     def abort(self) -> None: ...
 
 
-async def serve_frames(n: int, ratio: float | None = None) -> None:
+async def serve_frames(n: int, ratio: float | None = None, bare: bool = False) -> None:
     """The measured work: ``n`` publish frames through one session (run in the child)."""
     from wsops.instrumentation.metrics import WsMetrics
     from wsops.server.broker.memory import MemoryBroker
@@ -71,7 +74,7 @@ async def serve_frames(n: int, ratio: float | None = None) -> None:
             from wsops.instrumentation.tracing import provider_from_env  # type: ignore
 
         tracing = Tracing(provider_from_env(), ratio)
-    observer = NodeObserver(metrics, metrics.route("/ws"), tracing)
+    observer = None if bare else NodeObserver(metrics, metrics.route("/ws"), tracing)
     hub = Hub(observer=observer)
     broker = MemoryBroker()
     broker.listener = hub
@@ -90,7 +93,8 @@ async def serve_frames(n: int, ratio: float | None = None) -> None:
         kw["debug"] = DebugSwitch(hub, None)
     except ImportError:  # a tree from before the debug switch
         pass
-    if not hasattr(observer, "publish_started"):  # a tree whose sessions publish wrapped
+    # a tree whose sessions publish wrapped
+    if observer is not None and not hasattr(observer, "publish_started"):
         kw["publish"] = observer.wrap_publish(broker.publish)
     session = Session(conns[0], Identity("u0", ("*",)), hub, broker, max_rooms=8, rate=1e9,
                       burst=10**9, strikes=3, observer=observer, **kw)
@@ -105,7 +109,8 @@ async def serve_frames(n: int, ratio: float | None = None) -> None:
         tracing.shutdown()  # every span exported before the count ends
 
 
-def instructions(tree: Path, n: int, ratio: float | None = None, sink: str = "") -> int:
+def instructions(tree: Path, n: int, ratio: float | None = None, sink: str = "",
+                 bare: bool = False) -> int:
     """Callgrind's total for a child serving ``n`` frames with ``tree``'s wsops."""
     from benchprocs import callgrind_total
 
@@ -115,15 +120,18 @@ def instructions(tree: Path, n: int, ratio: float | None = None, sink: str = "")
                "PYTHONSAFEPATH": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
                "OTEL_BSP_MAX_QUEUE_SIZE": str(4 * LARGE)}
         traced = [] if ratio is None else ["--child-ratio", str(ratio)]
+        if bare:
+            traced.append("--child-bare")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         sys.executable, __file__, "--child", str(n), *traced],
                        env=env, check=True, capture_output=True)
         return callgrind_total(out)
 
 
-def per_frame(tree: Path, ratio: float | None = None, sink: str = "") -> int:
-    return (instructions(tree, LARGE, ratio, sink) - instructions(tree, SMALL, ratio, sink)) \
-        // (LARGE - SMALL)
+def per_frame(tree: Path, ratio: float | None = None, sink: str = "", bare: bool = False
+              ) -> int:
+    return (instructions(tree, LARGE, ratio, sink, bare)
+            - instructions(tree, SMALL, ratio, sink, bare)) // (LARGE - SMALL)
 
 
 def main() -> None:
@@ -132,12 +140,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trace-ratio", type=float, metavar="R",
                         help="trace this share of the publishes (0-1), exported to a sink")
+    parser.add_argument("--bare", action="store_true",
+                        help="without the node's observer (no metrics, no spans)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-ratio", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(serve_frames(args.child, args.child_ratio))
+        asyncio.run(serve_frames(args.child, args.child_ratio, args.child_bare))
         return
+    if args.bare and args.trace_ratio is not None:
+        parser.error("--bare has no spans: leave out --trace-ratio")
     if args.trace_ratio is not None and not 0 <= args.trace_ratio <= 1:
         parser.error("--trace-ratio must be within [0, 1]")
     trees = {"this": HERE, **({"other": args.tree.resolve()} if args.tree else {})}
@@ -147,7 +160,8 @@ def main() -> None:
             sink = stack.enter_context(otlp_sink())
         with ThreadPoolExecutor(len(trees)) as pool:  # callgrind counts, whatever runs beside
             counted = dict(zip(trees, pool.map(
-                lambda tree: per_frame(tree, args.trace_ratio, sink), trees.values()),
+                lambda tree: per_frame(tree, args.trace_ratio, sink, args.bare),
+                trees.values()),
                 strict=True))
     for name, tree in trees.items():
         print(f"{name:6s} {tree}: {counted[name]:,} instructions per publish frame")
@@ -156,6 +170,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "trees": {k: str(v) for k, v in trees.items()}, "trace_ratio": args.trace_ratio,
+            "bare": args.bare,
             "per_frame": counted}, indent=2))
 
 

@@ -13,9 +13,11 @@ cancels out (+-100 or so). The pieces:
   ``handles+exemplars``: with the two exemplars the node's observer keeps; ``handles+encode``:
   with the export thread's encoding of the record (``encode_record``);
 - ``clock``: two ``time.perf_counter()`` reads (the loop's own cost included);
-  ``python-observe``: the same and the observer's inline histogram update;
-  ``c-observe``: the same and ``observe()`` of a minimal C histogram type compiled here with
-  ``cc`` (what compiled counting would buy; skipped when no compiler is found).
+  ``python-inline``: the same and the update the observer wrote inline before ``Counts``
+  (a bisect into a list of counts, and the sum);
+  ``python-observe``: one read and ``observe_since()`` of the Python ``pycounts.Counts`` (which
+  reads the second); ``c-observe``: the same with the compiled ``_counting.Counts`` (skipped
+  when the tree has not built it).
 
 ``--tree DIR`` counts another checkout's wsops (``git archive REV | tar -x -C DIR``) beside
 this one's.
@@ -24,49 +26,24 @@ this one's.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
+from bisect import bisect_left
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parents[1]
 SMALL, LARGE = 10_000, 30_000
 PIECES = ["open_publish", "open_fanout", "close_publish", "close_fanout", "handles",
-          "handles+exemplars", "handles+encode", "clock", "python-observe", "c-observe"]
+          "handles+exemplars", "handles+encode", "clock", "python-inline", "python-observe",
+          "c-observe"]
 BOUNDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
-
-C_HISTOGRAM = r"""
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-typedef struct { PyObject_HEAD double bounds[32]; long long counts[33]; int n; double sum; } Hist;
-static int Hist_init(Hist *self, PyObject *args, PyObject *kw) {
-    PyObject *seq, *f;
-    if (!PyArg_ParseTuple(args, "O", &seq) || !(f = PySequence_Fast(seq, "bounds"))) return -1;
-    self->n = (int)PySequence_Fast_GET_SIZE(f);
-    if (self->n > 32) {
-        Py_DECREF(f); PyErr_SetString(PyExc_ValueError, "32 bounds at most"); return -1; }
-    for (int i = 0; i < self->n; i++)
-        self->bounds[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(f, i));
-    Py_DECREF(f); memset(self->counts, 0, sizeof self->counts); self->sum = 0; return 0; }
-static PyObject *Hist_observe(Hist *self, PyObject *arg) {
-    double v = PyFloat_AsDouble(arg); if (v == -1.0 && PyErr_Occurred()) return NULL;
-    int i = 0; while (i < self->n && v > self->bounds[i]) i++;
-    self->counts[i]++; self->sum += v; Py_RETURN_NONE; }
-static PyMethodDef methods[] = {{"observe", (PyCFunction)Hist_observe, METH_O, ""}, {NULL}};
-static PyTypeObject HistType = { PyVarObject_HEAD_INIT(NULL, 0) .tp_name = "chist.Hist",
-  .tp_basicsize = sizeof(Hist), .tp_flags = Py_TPFLAGS_DEFAULT, .tp_new = PyType_GenericNew,
-  .tp_init = (initproc)Hist_init, .tp_methods = methods };
-static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "chist", NULL, -1, NULL};
-PyMODINIT_FUNC PyInit_chist(void) { if (PyType_Ready(&HistType) < 0) return NULL;
-  PyObject *m = PyModule_Create(&mod); Py_INCREF(&HistType);
-  PyModule_AddObject(m, "Hist", (PyObject *)&HistType); return m; }
-"""
-
 
 def run_piece(piece: str, n: int) -> None:
     """The measured loop (in the child)."""
@@ -114,38 +91,29 @@ def run_piece(piece: str, n: int) -> None:
         for _ in range(n):
             started = perf()
             took = perf() - started
-    elif piece == "python-observe":  # NodeObserver.served's inline update
+    elif piece == "python-inline":  # NodeObserver.served before Counts
+        counts, first, total = [0] * (len(BOUNDS) + 1), BOUNDS[0], 0.0
         for _ in range(n):
             started = perf()
             took = perf() - started
-            hist.counts[0 if took <= hist.first else hist.index(took)] += 1
-            hist.sum += took
-    elif piece == "c-observe":
-        from chist import Hist  # type: ignore[import-not-found]
+            counts[0 if took <= first else bisect_left(BOUNDS, took)] += 1
+            total += took
+    elif piece in ("python-observe", "c-observe"):
+        from wsops.instrumentation import pycounts
 
-        c_hist = Hist(BOUNDS)
+        counts_type: Any = pycounts.Counts
+        if piece == "c-observe":
+            counts_type = importlib.import_module("wsops.instrumentation._counting").Counts
+        observe_since = counts_type(BOUNDS).observe_since
         for _ in range(n):
-            started = perf()
-            c_hist.observe(perf() - started)
+            observe_since(perf())
     else:
         raise SystemExit(f"unknown piece {piece!r}")
 
 
-def build_c_histogram(into: Path) -> bool:
-    """Compile the C histogram type into ``into``; False without a compiler or headers."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    include = sysconfig.get_paths()["include"]
-    if cc is None or not (Path(include) / "Python.h").is_file():
-        return False
-    src = into / "chist.c"
-    src.write_text(C_HISTOGRAM)
-    out = into / f"chist{sysconfig.get_config_var('EXT_SUFFIX')}"
-    done = subprocess.run([cc, "-O2", "-shared", "-fPIC", f"-I{include}", str(src), "-o",
-                           str(out)], capture_output=True)
-    return done.returncode == 0
-
-
-def per_call(tree: Path, piece: str, extra_path: Path) -> int:
+def per_call(tree: Path, piece: str) -> int | None:
+    """Instructions per call of ``piece`` with ``tree``'s wsops; None when that tree cannot
+    run it (a tree from before ``Counts``, or without the compiled class)."""
     from benchprocs import callgrind_total
 
     totals = []
@@ -153,10 +121,15 @@ def per_call(tree: Path, piece: str, extra_path: Path) -> int:
         for n in (SMALL, LARGE):
             out = Path(tmp) / f"callgrind.{n}"
             env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join(
-                [str(tree), str(HERE / "bench"), str(extra_path)])}
-            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                            sys.executable, __file__, "--child", piece, str(n)],
-                           env=env, check=True, capture_output=True)
+                [str(tree), str(HERE / "bench")])}
+            done = subprocess.run(["valgrind", "--tool=callgrind",
+                                   f"--callgrind-out-file={out}", sys.executable, __file__,
+                                   "--child", piece, str(n)],
+                                  env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                if "ImportError" in done.stderr or "ModuleNotFoundError" in done.stderr:
+                    return None
+                raise SystemExit(f"{piece}: the child failed\n{done.stderr[-2000:]}")
             totals.append(callgrind_total(out))
     return (totals[1] - totals[0]) // (LARGE - SMALL)
 
@@ -174,17 +147,13 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt-get install valgrind)")
     trees = {"this": HERE, **({"other": args.tree.resolve()} if args.tree else {})}
-    counted: dict[str, dict[str, int]] = {name: {} for name in trees}
-    with tempfile.TemporaryDirectory() as tmp:
-        has_c = build_c_histogram(Path(tmp))
-        for piece in args.pieces:
-            if piece == "c-observe" and not has_c:
-                print("c-observe: skipped (no C compiler or Python headers)", flush=True)
-                continue
-            for name, tree in trees.items():
-                counted[name][piece] = per_call(tree, piece, Path(tmp))
-                print(f"{name:6s} {piece:18s} {counted[name][piece]:>8,} instructions per call",
-                      flush=True)
+    counted: dict[str, dict[str, int | None]] = {name: {} for name in trees}
+    for piece in args.pieces:
+        for name, tree in trees.items():
+            got = counted[name][piece] = per_call(tree, piece)
+            print(f"{name:6s} {piece:18s} " + (
+                f"{got:>8,} instructions per call" if got is not None
+                else "     n/a (not in that tree, or not built there)"), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

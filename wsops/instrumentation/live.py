@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from bisect import bisect_left
 from collections.abc import Collection, Iterator
 from typing import Protocol
 
@@ -77,9 +76,7 @@ class LiveConn:
             self.handled_at = 0.0
             span = self.span
             if span is None:
-                hist = self.latency  # Histogram.observe, inlined: this runs per message
-                hist.counts[bisect_left(hist.bounds, elapsed)] += 1
-                hist.sum += elapsed
+                self.latency.observe(elapsed)
             else:
                 self.latency.observe_traced(elapsed, trace_id_of(span))
                 self.end_span()
@@ -98,9 +95,7 @@ class LiveConn:
         else:
             self._not_data(msg)
             return
-        hist = self.size_in
-        hist.counts[bisect_left(hist.bounds, n)] += 1
-        hist.sum += n
+        self.size_in.observe(n)
         if self.tracing is not None:
             parent = traceparent_in(data) if kind is _TEXT else None
             self.span = self.tracing.receive(self.route, parent)

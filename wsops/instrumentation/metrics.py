@@ -1,15 +1,14 @@
 """What wsops measures: metric families kept in plain counters and histograms, exposed by one
 prometheus-client Collector on an injected registry.
 
-Hot paths (every message, every flush) touch only integer attributes and a ``bisect`` into a
-bucket list, a fraction of a ``prometheus_client`` ``.labels().observe()``; values become metric
-families only when ``/metrics`` is scraped. Everything is updated from the event loop's thread.
+Hot paths (every message, every flush) make one call of a ``Counts`` method per histogram
+(``pycounts``: compiled where it could be built), a fraction of a ``prometheus_client``
+``.labels().observe()``; values become metric families only when ``/metrics`` is scraped.
+Everything is updated from the event loop's thread.
 """
 
 from __future__ import annotations
 
-import time
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +20,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.samples import Exemplar
+
+from wsops.instrumentation.pycounts import Fast
 
 DEFAULT_SLO_SECONDS = 0.010
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -63,67 +64,21 @@ def _hex_id(trace_id: int | str | bytes) -> str:
     return trace_id.hex() if isinstance(trace_id, bytes) else f"{trace_id:032x}"
 
 
-class Histogram:
-    """A histogram that costs one bisect per observation, none for a value in the first
-    bucket (fast handlers, small messages: the common case); exemplars are kept per bucket.
+class Histogram(Fast):
+    """Bucket counts kept by ``pycounts.Counts`` (compiled where it could be built): hot paths
+    call ``observe``, ``observe_n``, ``observe_since`` or ``observe_elapsed`` once per message,
+    publish or flush; exemplars are kept per bucket. Families are made from it when scraped."""
 
-    The bisect is the costly step (~600 instructions of comparisons through the sequence
-    protocol against ~10 for the first-bucket test, callgrind); hot paths inline
-    ``counts[0 if v <= first else index(v)] += 1`` with the attributes bound once."""
-
-    __slots__ = ("bounds", "counts", "exemplars", "first", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = list(bounds)
-        self.first = self.bounds[0]
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-        # bucket: trace id, value, when
-        self.exemplars: dict[int, tuple[int | str | bytes, float, float]] = {}
-
-    def index(self, value: float) -> int:
-        """The bucket of ``value`` (bounds are inclusive upper bounds, ``le``)."""
-        return bisect_left(self.bounds, value)
-
-    def observe(self, value: float) -> None:
-        self.counts[0 if value <= self.first else self.index(value)] += 1
-        self.sum += value
-
-    def observe_n(self, value: float, n: int) -> None:
-        """``n`` observations of the same value (a flush of ``n`` deliveries)."""
-        self.counts[0 if value <= self.first else self.index(value)] += n
-        self.sum += value * n
-
-    def observe_elapsed(self, now: float, starts: Sequence[float]) -> None:
-        """One observation of ``now - start`` per start (a flush of many publishes)."""
-        counts, bounds, first, total = self.counts, self.bounds, self.first, 0.0
-        for start in starts:
-            elapsed = now - start
-            counts[0 if elapsed <= first else bisect_left(bounds, elapsed)] += 1
-            total += elapsed
-        self.sum += total
-
-    def observe_traced(self, value: float, trace_id: int | str | bytes,
-                       at: float | None = None) -> None:
-        """Observe and keep ``trace_id`` (an int, its 32 hex digits or its 16 bytes) as the
-        bucket's exemplar (sampled spans only; formatted when scraped, not per span), observed
-        at ``at`` (``time.time()``; read here when not given)."""
-        i = 0 if value <= self.first else bisect_left(self.bounds, value)
-        self.counts[i] += 1
-        self.sum += value
-        self.exemplars[i] = (trace_id, value, time.time() if at is None else at)
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
+    __slots__ = ()
 
     def cumulative(self) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
         out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
         total = 0
         les = [*(_le(b) for b in self.bounds), "+Inf"]
+        exemplars = self.exemplars
         for i, (le, n) in enumerate(zip(les, self.counts, strict=True)):
             total += n
-            kept = self.exemplars.get(i)
+            kept = exemplars.get(i)
             if kept is None:
                 out.append((le, float(total)))
                 continue
@@ -134,31 +89,27 @@ class Histogram:
 
     def quantile(self, q: float) -> float:
         """Upper bound of the bucket holding quantile ``q`` (0 when empty)."""
-        total = self.count
+        counts = self.counts
+        total = sum(counts)
         if not total:
             return 0.0
-        rank, acc = q * total, 0
-        for i, n in enumerate(self.counts):
+        rank, acc, bounds = q * total, 0, self.bounds
+        for i, n in enumerate(counts):
             acc += n
             if acc >= rank:
-                return self.bounds[i] if i < len(self.bounds) else float("inf")
+                return bounds[i] if i < len(bounds) else float("inf")
         return float("inf")
 
 
 class SizeHistogram(Histogram):
-    """Sizes in bytes with power-of-two bounds: a bucket is a table lookup by
-    ``(n - 1).bit_length()`` (every ``n`` of one bit length falls in one bucket), no bisect."""
+    """Sizes in bytes, with power-of-two bounds (``SIZE_BUCKETS``)."""
 
-    __slots__ = ("table",)
+    __slots__ = ()
 
     def __init__(self, bounds: Sequence[int] = SIZE_BUCKETS) -> None:
         if any(b < 2 or b & (b - 1) for b in bounds):
             raise ValueError(f"size bounds must be powers of two >= 2, not {list(bounds)}")
         super().__init__(bounds)
-        self.table = [bisect_left(self.bounds, 1 << bits) for bits in range(65)]
-
-    def index(self, value: float) -> int:
-        return self.table[(int(value) - 1).bit_length()]
 
 
 def _le(bound: float) -> str:

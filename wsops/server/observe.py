@@ -67,9 +67,7 @@ class NodeObserver:
     # -- HubObserver -------------------------------------------------------------------------
 
     def fanout(self, msg: Published, subscribers: int) -> bool:
-        n, hist = len(msg.frame), self._size_out  # SizeHistogram.observe_n, inlined: per publish
-        hist.counts[0 if n <= hist.first else hist.table[(n - 1).bit_length()]] += subscribers
-        hist.sum += n * subscribers
+        self._size_out.observe_n(len(msg.frame), subscribers)
         accepted_at = msg.accepted_at
         if not accepted_at:
             return False
@@ -111,7 +109,7 @@ class NodeObserver:
         latency from the per-op durations (before a collection): a frame is timed once, by
         ``served``, not once per family. A frame refused by the rate limit is not timed."""
         latency, ops = self.stats.handler_latency, self.ops.values()
-        latency.counts[:] = [sum(col) for col in zip(*(h.counts for h in ops), strict=True)]
+        latency.counts = [sum(col) for col in zip(*(h.counts for h in ops), strict=True)]
         latency.sum = sum(h.sum for h in ops)
         self.stats.derive_in()
         self.stats.messages_out["text"] = hub.frames
@@ -124,9 +122,7 @@ class NodeObserver:
         self.stats.rate_limited += 1
 
     def served(self, op: str, started: float, code: str | None) -> None:
-        hist, took = self.ops[op], _perf() - started  # Histogram.observe, inlined: per frame
-        hist.counts[0 if took <= hist.first else hist.index(took)] += 1
-        hist.sum += took
+        self.ops[op].observe_since(started)
         if code is not None:
             self.op_errors[op, code] = self.op_errors.get((op, code), 0) + 1
 
@@ -215,9 +211,7 @@ class NodeObserver:
         """The broker stored the publish ``publish_started`` gave ``handle`` for, since
         ``started`` (``time.perf_counter``); ``client``: a client's, not the server API's."""
         if handle is None:
-            hist, took = self._broker_latency, _perf() - started  # Histogram.observe, inlined
-            hist.counts[0 if took <= hist.first else hist.index(took)] += 1
-            hist.sum += took
+            self._broker_latency.observe_since(started)
         else:
             fanned, self._publishing, self._fanned = self._fanned, None, None
             assert self.tracing is not None

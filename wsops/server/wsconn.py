@@ -149,10 +149,7 @@ class WsConn(FrameReader, asyncio.Protocol):
             return
         stats = self.ep.stats
         if stats is not None:  # counted in the size histogram only (RouteStats.derive_in)
-            n = len(payload)
-            hist = stats.size_in
-            hist.counts[0 if n <= hist.first else hist.table[(n - 1).bit_length()]] += 1
-            hist.sum += n
+            stats.size_in.observe(len(payload))
         if not self.serving:
             self.serving = True
             self.ep.run(self._serve(text))
