@@ -12,20 +12,7 @@
  * no reference that can lead back to them (a list of bounds, a dict of exemplars whose values
  * are tuples of ids and floats), so the type does not take part in garbage collection.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#define MAX_BOUNDS 64
-
-typedef struct {
-    PyObject_HEAD
-    Py_ssize_t n;                             /* bounds */
-    double bounds[MAX_BOUNDS];                /* inclusive upper bounds (le), increasing */
-    unsigned long long counts[MAX_BOUNDS + 1]; /* the last one: above every bound (+Inf) */
-    double sum;
-    PyObject *bounds_list;                    /* the bounds as given (sizes stay ints) */
-    PyObject *exemplars;                      /* bucket -> (trace id, value, at) */
-} Counts;
+#include "_counting.h"
 
 static PyObject *time_time;  /* time.time, for an exemplar observed without ``at`` */
 
@@ -35,40 +22,6 @@ static int not_ready(const Counts *self)
         return 0;
     PyErr_SetString(PyExc_RuntimeError, "Counts.__init__ was not called");
     return 1;
-}
-
-static int perf_now(double *out)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    PyTime_t t;
-    if (PyTime_PerfCounter(&t) < 0)
-        return -1;
-    *out = PyTime_AsSecondsDouble(t);
-#else
-    *out = _PyTime_AsSecondsDouble(_PyTime_GetPerfCounter());
-#endif
-    return 0;
-}
-
-/* The bucket of ``v``: the first bound >= v (bisect_left), 0 for NaN as bisect gives. */
-static inline Py_ssize_t bucket(const Counts *self, double v)
-{
-    Py_ssize_t i = 0;
-    if (v <= self->bounds[0])
-        return 0;
-    while (i < self->n && v > self->bounds[i])
-        i++;
-    return i;
-}
-
-static inline int as_double(PyObject *o, double *out)
-{
-    if (PyFloat_CheckExact(o)) {
-        *out = PyFloat_AS_DOUBLE(o);
-        return 0;
-    }
-    *out = PyFloat_AsDouble(o);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
 static int Counts_init(Counts *self, PyObject *args, PyObject *kwds)
@@ -348,7 +301,7 @@ static PyGetSetDef Counts_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject CountsType = {
+PyTypeObject CountsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsops.instrumentation._counting.Counts",
     .tp_doc = "A histogram's bucket counts and sum (the compiled twin of pycounts.Counts).",
@@ -399,7 +352,7 @@ PyMODINIT_FUNC PyInit__counting(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "MAX_BOUNDS", MAX_BOUNDS) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_BOUNDS", MAX_BOUNDS) < 0 || add_hooks(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -12,11 +12,12 @@ what lies above them all (``+Inf``). ``counts`` is a copy: assign a list to repl
 
 from __future__ import annotations
 
+import importlib
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 MAX_BOUNDS = 64
 _perf = time.perf_counter
@@ -107,13 +108,17 @@ def perf_counter() -> float:
     return _perf()
 
 
+def compiled_module() -> Any:
+    """``wsops.instrumentation._counting`` (also the node observer's compiled hooks,
+    ``_hooks.c``), or None where it was not built."""
+    try:
+        return importlib.import_module("wsops.instrumentation._counting")
+    except ImportError:  # no compiler when wsops was installed
+        return None
+
+
+COMPILED = compiled_module() is not None
 if TYPE_CHECKING:
     Fast = Counts
-    COMPILED = False
 else:
-    try:
-        from wsops.instrumentation._counting import Counts as Fast
-    except ImportError:  # no compiler when wsops was installed: this module's class
-        Fast, COMPILED = Counts, False
-    else:
-        COMPILED = True
+    Fast = compiled_module().Counts if COMPILED else Counts

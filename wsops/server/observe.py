@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from wsops.instrumentation.metrics import Histogram, RouteStats, WsMetrics
+from wsops.instrumentation.pycounts import compiled_module
 from wsops.instrumentation.tracing import Tracing, parse_traceparent
 from wsops.server.core.broker import Published
 from wsops.server.core.hub import HubStats
@@ -30,9 +31,20 @@ NEVER = 1 << 62  # ``quiet`` when no root publish is ever traced (a count that n
 
 
 class NodeObserver:
-    """Implements ``HubObserver`` and ``SessionObserver`` for one node's route."""
+    """Implements ``HubObserver`` and ``SessionObserver`` for one node's route.
 
-    def __init__(self, metrics: WsMetrics, stats: RouteStats, tracing: Tracing | None) -> None:
+    The three hooks called per frame or per publish, ``served``, ``fanout`` and
+    ``publish_stored``, are attributes: the compiled hooks of ``_hooks.c`` where wsops was
+    built with them (a Python method call costs more than their whole work), else this class's
+    ``_served``, ``_fanout`` and ``_publish_stored``, which they follow and hand anything
+    traced to (``compiled=False``: those, whatever was built)."""
+
+    served: Callable[[str, float, str | None], None]
+    fanout: Callable[[Published, int], bool]
+    publish_stored: Callable[[Any, Published, float, bool], None]
+
+    def __init__(self, metrics: WsMetrics, stats: RouteStats, tracing: Tracing | None, *,
+                 compiled: bool = True) -> None:
         self.metrics = metrics
         self.stats = stats
         self.tracing = tracing
@@ -47,8 +59,9 @@ class NodeObserver:
         self.ops = {op: Histogram(metrics.latency_bounds) for op in (*sorted(OPS), INVALID)}
         self.op_errors: dict[tuple[str, str], int] = {}
         self.resumes = {True: 0, False: 0}
-        # Publishes stored, by source: a client's (it has a sender) or the server API's.
-        self.published = {"client": 0, "api": 0}
+        # Publishes stored: every one is in the broker's latency histogram once; those of the
+        # server API (no sender) are counted here, the rest are clients'.
+        self.published_api = 0
         self._broker_latency = metrics.broker_publish_latency
         # Root publishes (no traceparent) not traced before the next one that is: a gap drawn
         # from the geometric distribution, which makes each one traced with probability
@@ -63,19 +76,35 @@ class NodeObserver:
         # item is its envelope's traceparent), and its fan-out's on this node when it had one.
         self._publishing: Any = None
         self._fanned: Any = None
+        hooks = compiled_module() if compiled else None
+        if hooks is None:
+            self.served, self.fanout = self._served, self._fanout
+            self.publish_stored = self._publish_stored
+        else:
+            self.served = hooks.OpTimer(self.ops, self._op_failed)
+            self.fanout = hooks.FanoutCounter(
+                self._size_out, self._delivered, None if tracing is None else self._fanout_traced)
+            self.publish_stored = hooks.StoredTimer(self._broker_latency, self._stored_traced)
 
     # -- HubObserver -------------------------------------------------------------------------
 
-    def fanout(self, msg: Published, subscribers: int) -> bool:
+    def _fanout(self, msg: Published, subscribers: int) -> bool:
+        """``fanout``: the frame's size once per subscriber; the publish's accepted_at kept
+        for its latency at the flush."""
         self._size_out.observe_n(len(msg.frame), subscribers)
         accepted_at = msg.accepted_at
         if not accepted_at:
             return False
-        tracing, traceparent = self.tracing, msg.traceparent
-        if traceparent is None or tracing is None:
+        if msg.traceparent is None or self.tracing is None:
             self._delivered.append(accepted_at)
             return True
-        # Its fan-out span (a ``Tracing`` handle; None when its traceparent was not sampled).
+        return self._fanout_traced(msg, subscribers)
+
+    def _fanout_traced(self, msg: Published, subscribers: int) -> bool:
+        """The rest of ``fanout`` for a publish that carries a traceparent: its fan-out span
+        (a ``Tracing`` handle; None when its traceparent was not sampled)."""
+        tracing, traceparent = self.tracing, msg.traceparent
+        assert tracing is not None and traceparent is not None
         publishing = self._publishing
         if publishing is not None and traceparent is publishing[0]:
             # Fanned out while its publish span is open (the memory broker): the very string
@@ -83,7 +112,7 @@ class NodeObserver:
             handle = self._fanned = tracing.open_fanout(msg.room, subscribers, publishing)
         else:
             handle = tracing.open_fanout_of(msg.room, subscribers, traceparent, msg.tracestate)
-        self._delivered_traced.append((accepted_at, handle))
+        self._delivered_traced.append((msg.accepted_at, handle))
         return True
 
     def flushed(self) -> None:
@@ -121,10 +150,20 @@ class NodeObserver:
     def rate_limited(self) -> None:
         self.stats.rate_limited += 1
 
-    def served(self, op: str, started: float, code: str | None) -> None:
+    def _served(self, op: str, started: float, code: str | None) -> None:
+        """``served``: the op's duration; its error code counted."""
         self.ops[op].observe_since(started)
         if code is not None:
-            self.op_errors[op, code] = self.op_errors.get((op, code), 0) + 1
+            self._op_failed(op, code)
+
+    def _op_failed(self, op: str, code: str) -> None:
+        self.op_errors[op, code] = self.op_errors.get((op, code), 0) + 1
+
+    @property
+    def published(self) -> dict[str, int]:
+        """Publishes stored, by source: a client's (it has a sender) or the server API's."""
+        api = self.published_api
+        return {"client": self._broker_latency.count - api, "api": api}
 
     def resumed(self, recovered: bool) -> None:
         self.resumes[recovered] += 1
@@ -207,17 +246,24 @@ class NodeObserver:
         self._publishing = handle
         return handle
 
-    def publish_stored(self, handle: Any, msg: Published, started: float, client: bool) -> None:
-        """The broker stored the publish ``publish_started`` gave ``handle`` for, since
-        ``started`` (``time.perf_counter``); ``client``: a client's, not the server API's."""
+    def _publish_stored(self, handle: Any, msg: Published, started: float, client: bool
+                        ) -> None:
+        """``publish_stored``: the broker stored the publish ``publish_started`` gave
+        ``handle`` for, since ``started`` (``time.perf_counter``); ``client``: a client's, not
+        the server API's (which ``wrap_publish`` counts)."""
         if handle is None:
             self._broker_latency.observe_since(started)
         else:
-            fanned, self._publishing, self._fanned = self._fanned, None, None
-            assert self.tracing is not None
-            self._broker_latency.observe_traced(_perf() - started, self.tracing.close_publish(
-                handle, msg.epoch, msg.offset, fanned))
-        self.published["client" if client else "api"] += 1
+            self._stored_traced(handle, msg, started, client)
+
+    def _stored_traced(self, handle: Any, msg: Published, started: float, client: bool
+                       ) -> None:
+        """The rest of ``publish_stored`` for a traced publish: its span ended, its trace
+        the latency's exemplar."""
+        fanned, self._publishing, self._fanned = self._fanned, None, None
+        assert self.tracing is not None
+        self._broker_latency.observe_traced(_perf() - started, self.tracing.close_publish(
+            handle, msg.epoch, msg.offset, fanned))
 
     def publish_failed(self, handle: Any, error: Exception) -> None:
         """The broker refused or failed the publish ``publish_started`` gave ``handle`` for."""
@@ -244,6 +290,8 @@ class NodeObserver:
                 self.publish_failed(handle, exc)
                 raise
             self.publish_stored(handle, msg, started, sender is not None)
+            if sender is None:
+                self.published_api += 1
             return msg
 
         return observed
