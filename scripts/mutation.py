@@ -58,6 +58,7 @@ TARGETS: dict[str, list[str]] = {
                                          "tests/server/broker/test_redis_cluster_pure.py"],
     "wsops/loadtest/timeline.py": ["tests/loadtest/test_timeline.py"],
     "wsops/server/eager.py": ["tests/server/test_eager.py"],
+    "wsops/instrumentation/pycounts.py": ["tests/instrumentation/test_counts.py"],
 }
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {

@@ -79,6 +79,17 @@ def test_observe_since_reads_the_perf_counter(kind: Any) -> None:
     c.observe_since(before - 0.002)  # started 2 ms ago
     took = time.perf_counter() - before
     assert c.counts == [0, 1, 0, 0] and 0.002 <= c.sum <= 0.002 + took
+    c.observe_since(time.perf_counter())  # under a microsecond: the first bucket
+    assert c.counts == [1, 1, 0, 0]
+
+
+@pytest.mark.skipif(COMPILED is None, reason="the extension was not built")
+def test_the_compiled_clock_is_time_perf_counter() -> None:
+    counting = importlib.import_module("wsops.instrumentation._counting")
+    before = time.perf_counter()
+    now = counting.perf_counter()
+    assert before <= now <= time.perf_counter()
+    assert counting.MAX_BOUNDS == pycounts.MAX_BOUNDS  # the two take the same bounds
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -122,6 +133,13 @@ def test_counts_are_a_copy_and_replaced_whole(kind: Any) -> None:
 def test_bad_bounds_are_refused(kind: Any, bounds: list[float]) -> None:
     with pytest.raises(ValueError, match="bounds"):
         kind(bounds)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_as_many_as_max_bounds_are_taken(kind: Any) -> None:
+    c = kind(list(range(1, pycounts.MAX_BOUNDS + 1)))
+    c.observe(pycounts.MAX_BOUNDS + 1)
+    assert len(c.counts) == pycounts.MAX_BOUNDS + 1 and c.counts[-1] == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)

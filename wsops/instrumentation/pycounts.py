@@ -103,11 +103,6 @@ class Counts:
         self.sum += value
 
 
-def perf_counter() -> float:
-    """The clock ``observe_since`` reads."""
-    return _perf()
-
-
 def compiled_module() -> Any:
     """``wsops.instrumentation._counting`` (also the node observer's compiled hooks,
     ``_hooks.c``), or None where it was not built."""
