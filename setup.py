@@ -7,5 +7,6 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
     "wsops.instrumentation._counting",
-    ["wsops/instrumentation/_counting.c", "wsops/instrumentation/_hooks.c"],
+    ["wsops/instrumentation/_module.c", "wsops/instrumentation/_counting.c",
+     "wsops/instrumentation/_hooks.c"],
     depends=["wsops/instrumentation/_counting.h"], optional=True)])

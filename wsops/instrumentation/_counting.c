@@ -314,47 +314,14 @@ PyTypeObject CountsType = {
     .tp_getset = Counts_getset,
 };
 
-static PyObject *perf_counter(PyObject *module, PyObject *unused)
-{
-    double now;
-    if (perf_now(&now) < 0)
-        return NULL;
-    return PyFloat_FromDouble(now);
-}
-
-static PyMethodDef module_methods[] = {
-    {"perf_counter", perf_counter, METH_NOARGS,
-     "The clock ``observe_since`` reads (``time.perf_counter``'s)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "wsops.instrumentation._counting",
-    "A histogram's counts kept in C (see wsops/instrumentation/pycounts.py).", -1,
-    module_methods,
-};
-
-PyMODINIT_FUNC PyInit__counting(void)
+int add_counts(PyObject *module)
 {
     PyObject *time_module = PyImport_ImportModule("time");
     if (time_module == NULL)
-        return NULL;
+        return -1;
     time_time = PyObject_GetAttrString(time_module, "time");
     Py_DECREF(time_module);
-    if (time_time == NULL || PyType_Ready(&CountsType) < 0)
-        return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL)
-        return NULL;
-    Py_INCREF(&CountsType);
-    if (PyModule_AddObject(m, "Counts", (PyObject *)&CountsType) < 0) {
-        Py_DECREF(&CountsType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (PyModule_AddIntConstant(m, "MAX_BOUNDS", MAX_BOUNDS) < 0 || add_hooks(m) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    if (time_time == NULL || PyModule_AddType(module, &CountsType) < 0)
+        return -1;
+    return PyModule_AddIntConstant(module, "MAX_BOUNDS", MAX_BOUNDS);
 }

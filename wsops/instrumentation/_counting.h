@@ -1,5 +1,5 @@
-/* wsops.instrumentation._counting: what _counting.c (the ``Counts`` type) and _hooks.c (the
- * node observer's compiled hooks) share. */
+/* wsops.instrumentation._counting: what _counting.c (the ``Counts`` type), _hooks.c (the
+ * node observer's compiled hooks) and _module.c (the module) share. */
 #ifndef WSOPS_COUNTING_H
 #define WSOPS_COUNTING_H
 #define PY_SSIZE_T_CLEAN
@@ -60,7 +60,9 @@ static inline void counts_add(Counts *self, double v, unsigned long long k)
 
 extern PyTypeObject CountsType;
 
-/* Adds the hook types of _hooks.c to the module; -1 on error. */
+/* Add ``Counts`` and MAX_BOUNDS (_counting.c), the hook types (_hooks.c) to the module (_module.c);
+ * -1 on error. */
+int add_counts(PyObject *module);
 int add_hooks(PyObject *module);
 
 #endif

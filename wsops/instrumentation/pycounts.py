@@ -12,7 +12,6 @@ what lies above them all (``+Inf``). ``counts`` is a copy: assign a list to repl
 
 from __future__ import annotations
 
-import importlib
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -107,9 +106,10 @@ def compiled_module() -> Any:
     """``wsops.instrumentation._counting`` (also the node observer's compiled hooks,
     ``_hooks.c``), or None where it was not built."""
     try:
-        return importlib.import_module("wsops.instrumentation._counting")
+        from wsops.instrumentation import _counting
     except ImportError:  # no compiler when wsops was installed
         return None
+    return _counting
 
 
 COMPILED = compiled_module() is not None
