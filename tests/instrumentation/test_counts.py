@@ -155,6 +155,16 @@ def test_values_that_are_not_numbers_are_refused_without_counting(kind: Any) -> 
     assert c.count == 0
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_bounds_leave_a_histogram_as_it_was(kind: Any) -> None:
+    c = kind([1.0, 2.0, 3.0])
+    c.observe(2.5)
+    with pytest.raises(ValueError, match="bounds"):
+        c.__init__([0.5, 5.0, 4.0])  # a second __init__, refused
+    c.observe(2.5)
+    assert c.bounds == [1.0, 2.0, 3.0] and c.counts == [0, 0, 2, 0]
+
+
 @pytest.mark.skipif(COMPILED is None, reason="the extension was not built")
 def test_the_compiled_class_says_when_it_was_not_initialised() -> None:
     c = COMPILED.__new__(COMPILED)

@@ -147,7 +147,11 @@ async def test_a_connection_storm_shows_the_servers_cpu_while_it_opens() -> None
     assert len(opening) >= 2, tl  # (a reading that timed out is left out)
     assert any(0 < p["connections"] < 600 for p in opening), tl  # read while they opened
     assert any((p["cpu_percent"] or 0) > 0 for p in opening[1:]), tl  # accepting costs CPU
-    assert [p["connections"] for p in tl if p["t"] == load] == [600]  # all open, then the load
+    # All open, then the load: the reading taken as the load begins has all 600. It need not be
+    # alone at its time: ``connect`` has no load phase (it measures the opening), so the reading
+    # after the run, its connections closing, can fall within the same 10 ms ([600, 567] on a
+    # loaded CI run, [600, 587] in 1 of ~20 runs here).
+    assert 600 in [p["connections"] for p in tl if p["t"] == load], tl
 
 
 async def _drain_then_take_back(admin_url: str, after: float, hold: float) -> None:

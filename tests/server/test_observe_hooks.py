@@ -37,6 +37,7 @@ def observer(compiled: bool, ratio: float | None = None) -> NodeObserver:
         random.Random(3).random)
     obs = NodeObserver(metrics, metrics.route("/ws"), tracing, compiled=compiled)
     assert (type(obs.served).__name__ == "OpTimer") is compiled
+    assert (type(obs.flushed).__name__ == "FlushTimer") is compiled
     return obs
 
 
@@ -81,6 +82,26 @@ def test_fanout_counts_the_frame_per_subscriber_and_keeps_what_the_flush_times(
     fanout: Any = obs.fanout  # called wrongly on purpose
     with pytest.raises(AttributeError):
         fanout(object(), 1)
+
+
+@pytest.mark.parametrize("compiled", KINDS)
+def test_flushed_times_each_publish_of_the_tick_once(compiled: bool) -> None:
+    obs = observer(compiled)
+    obs.flushed()  # nothing this tick
+    now = time.time()
+    obs.fanout(message(accepted_at=now - 0.003), 5)
+    obs.fanout(message(accepted_at=now - 0.0001), 5)
+    obs.flushed()
+    latency = obs.metrics.delivery_latency
+    assert latency.count == 2 and latency.counts[0] == 1 and 0.0031 <= latency.sum < 1.0
+    assert obs._delivered == []
+    obs.flushed()
+    assert latency.count == 2
+    delivered: list[Any] = obs._delivered
+    delivered.extend([now, "not a time"])  # what no broker makes: refused whole
+    with pytest.raises(TypeError):
+        obs.flushed()
+    assert latency.count == 2 and len(obs._delivered) == 2
 
 
 @pytest.mark.parametrize("compiled", KINDS)

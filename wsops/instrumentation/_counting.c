@@ -40,24 +40,24 @@ static int Counts_init(Counts *self, PyObject *args, PyObject *kwds)
         Py_DECREF(list);
         return -1;
     }
+    double bounds[MAX_BOUNDS];  /* checked whole before any field changes */
     for (Py_ssize_t i = 0; i < n; i++) {
-        double b;
-        if (as_double(PyList_GET_ITEM(list, i), &b) < 0) {
+        if (as_double(PyList_GET_ITEM(list, i), &bounds[i]) < 0) {
             Py_DECREF(list);
             return -1;
         }
-        if (!(i == 0 ? b == b : b > self->bounds[i - 1])) {
+        if (!(i == 0 ? bounds[0] == bounds[0] : bounds[i] > bounds[i - 1])) {
             PyErr_Format(PyExc_ValueError, "histogram bounds must increase, not %R", list);
             Py_DECREF(list);
             return -1;
         }
-        self->bounds[i] = b;
     }
     PyObject *exemplars = PyDict_New();
     if (exemplars == NULL) {
         Py_DECREF(list);
         return -1;
     }
+    memcpy(self->bounds, bounds, sizeof(double) * (size_t)n);
     self->n = n;
     memset(self->counts, 0, sizeof self->counts);
     self->sum = 0.0;

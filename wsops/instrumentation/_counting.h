@@ -30,6 +30,20 @@ static inline int perf_now(double *out)
     return 0;
 }
 
+/* ``time.time()``'s clock. */
+static inline int wall_now(double *out)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    if (PyTime_Time(&t) < 0)
+        return -1;
+    *out = PyTime_AsSecondsDouble(t);
+#else
+    *out = _PyTime_AsSecondsDouble(_PyTime_GetSystemClock());
+#endif
+    return 0;
+}
+
 /* The bucket of ``v``: the first bound >= v (bisect_left), 0 for NaN as bisect gives. */
 static inline Py_ssize_t bucket(const Counts *self, double v)
 {

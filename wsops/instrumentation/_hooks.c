@@ -1,12 +1,14 @@
-/* The bundled node observer's per-frame and per-publish hooks, compiled: the untraced
- * common case of ``NodeObserver``'s ``served``, ``fanout`` and ``publish_stored``
- * (wsops/server/observe.py, whose Python methods are the reference and the fallback).
+/* The bundled node observer's per-frame, per-publish and per-tick hooks, compiled: the
+ * untraced common case of ``NodeObserver``'s ``served``, ``fanout``, ``publish_stored`` and
+ * ``flushed`` (wsops/server/observe.py, whose Python methods are the reference and the
+ * fallback).
  *
  * Why: a call of a Python method costs ~1,200-1,700 instructions on CPython 3.11 before its
  * body does anything (bench/corecost.py, the observer's hooks taken out one at a time), and
- * the core makes three of them per publish. These objects are called the same way (the
- * vectorcall protocol: no argument tuple) and do the counting in C; whatever concerns a
- * traced publish, or an error code, they hand to the Python callable they were given.
+ * the core makes three of them per publish and one per tick. These objects are called the
+ * same way (the vectorcall protocol: no argument tuple) and do the counting in C; whatever
+ * concerns a traced publish, or an error code, they hand to the Python callable they were
+ * given. Called before ``__init__`` they raise TypeError (no vectorcall function yet).
  *
  * They hold bound methods of the observer that holds them (a reference cycle), so they take
  * part in garbage collection.
@@ -181,24 +183,97 @@ static int StoredTimer_init(StoredTimer *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* -- what the three share: two or three references, collected as a cycle ---------------- */
+/* -- FlushTimer(latency, delivered, delivered_traced, traced)() ------------------------- */
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    PyObject *refs[3];
+    PyObject *latency;           /* Counts: publish accepted to frame written */
+    PyObject *delivered;         /* list: accepted_at of the tick's untraced publishes */
+    PyObject *delivered_traced;  /* list: the tick's traced ones, for ``traced`` */
+    PyObject *traced;            /* traced(now): ends their spans, keeps their exemplars */
+} FlushTimer;
+
+static PyObject *FlushTimer_call(FlushTimer *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+    double now;
+    if (exact_args("flushed", (Py_ssize_t)nargsf, kwnames, 0) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(self->delivered);
+    int traced = PyList_GET_SIZE(self->delivered_traced) > 0;
+    if (n == 0 && !traced)
+        Py_RETURN_NONE;
+    if (wall_now(&now) < 0)
+        return NULL;
+    if (n > 0) {
+        Counts *latency = (Counts *)self->latency;
+        PyObject **items = ((PyListObject *)self->delivered)->ob_item;
+        double total = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {  /* all numbers, or nothing counted */
+            if (!PyFloat_CheckExact(items[i]) && !PyLong_CheckExact(items[i])) {
+                PyErr_Format(PyExc_TypeError, "flushed: accepted_at %R is not a number",
+                             items[i]);
+                return NULL;
+            }
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double start;
+            if (as_double(items[i], &start) < 0)  /* an int too large for a double */
+                return NULL;
+            double v = now - start;
+            latency->counts[bucket(latency, v)]++;
+            total += v;
+        }
+        latency->sum += total;
+        if (PyList_SetSlice(self->delivered, 0, n, NULL) < 0)
+            return NULL;
+    }
+    if (!traced)
+        Py_RETURN_NONE;
+    PyObject *when = PyFloat_FromDouble(now);
+    if (when == NULL)
+        return NULL;
+    PyObject *result = PyObject_Vectorcall(self->traced, &when, 1, NULL);
+    Py_DECREF(when);
+    return result;
+}
+
+static int FlushTimer_init(FlushTimer *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *latency, *delivered, *delivered_traced, *traced;
+    if (!PyArg_ParseTuple(args, "OO!O!O:FlushTimer", &latency, &PyList_Type, &delivered,
+                          &PyList_Type, &delivered_traced, &traced)
+        || as_counts(latency, "latency") == NULL)
+        return -1;
+    Py_XSETREF(self->latency, Py_NewRef(latency));
+    Py_XSETREF(self->delivered, Py_NewRef(delivered));
+    Py_XSETREF(self->delivered_traced, Py_NewRef(delivered_traced));
+    Py_XSETREF(self->traced, Py_NewRef(traced));
+    self->vectorcall = (vectorcallfunc)FlushTimer_call;
+    return 0;
+}
+
+/* -- what the four share: up to four references, collected as a cycle ------------------- */
+
+#define HOOK_REFS 4
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *refs[HOOK_REFS];
 } Hook;
 
 static int Hook_traverse(Hook *self, visitproc visit, void *arg)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < HOOK_REFS; i++)
         Py_VISIT(self->refs[i]);
     return 0;
 }
 
 static int Hook_clear(Hook *self)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < HOOK_REFS; i++)
         Py_CLEAR(self->refs[i]);
     return 0;
 }
@@ -227,26 +302,32 @@ static void Hook_dealloc(Hook *self)
     }
 
 HOOK_TYPE(OpTimer, "served(op, started, code): the op's duration in ``hists[op]`` since "
-                   "``started`` (time.perf_counter); ``on_error(op, code)`` when code is not None.");
+                   "``started`` (time.perf_counter); ``on_error(op, code)`` when code is not "
+                   "None.");
 HOOK_TYPE(FanoutCounter, "fanout(msg, subscribers): the frame's size per subscriber; an "
                          "untraced publish's accepted_at kept for the flush, a traced one "
                          "handed to ``traced``.");
+HOOK_TYPE(FlushTimer, "flushed(): the tick's untraced publishes' latency, accepted to written "
+                      "(time.time()); the traced ones handed to ``traced(now)``.");
 HOOK_TYPE(StoredTimer, "publish_stored(handle, msg, started, client): the broker's latency "
                        "of an untraced publish; a traced one (a handle) handed to ``traced``.");
 
 int add_hooks(PyObject *module)
 {
-    /* Each hook's fields are its Hook.refs, in order (checked here once, not per call). */
+    /* Each hook's fields are its Hook.refs, in order (checked when compiled, not per call). */
+    const size_t ref = sizeof(PyObject *);
     Py_BUILD_ASSERT(offsetof(OpTimer, hists) == offsetof(Hook, refs));
-    Py_BUILD_ASSERT(offsetof(FanoutCounter, traced) == offsetof(Hook, refs) + 2 * sizeof(PyObject *));
-    Py_BUILD_ASSERT(offsetof(StoredTimer, traced) == offsetof(Hook, refs) + sizeof(PyObject *));
+    Py_BUILD_ASSERT(offsetof(FanoutCounter, traced) == offsetof(Hook, refs) + 2 * ref);
+    Py_BUILD_ASSERT(offsetof(StoredTimer, traced) == offsetof(Hook, refs) + ref);
+    Py_BUILD_ASSERT(offsetof(FlushTimer, traced) == offsetof(Hook, refs) + 3 * ref);
     Py_BUILD_ASSERT(sizeof(OpTimer) <= sizeof(Hook) && sizeof(StoredTimer) <= sizeof(Hook));
+    Py_BUILD_ASSERT(sizeof(FanoutCounter) <= sizeof(Hook) && sizeof(FlushTimer) == sizeof(Hook));
     if (!(s_frame = PyUnicode_InternFromString("frame"))
         || !(s_accepted_at = PyUnicode_InternFromString("accepted_at"))
         || !(s_traceparent = PyUnicode_InternFromString("traceparent")))
         return -1;
-    PyTypeObject *types[] = {&OpTimerType, &FanoutCounterType, &StoredTimerType};
-    for (int i = 0; i < 3; i++)
+    PyTypeObject *types[] = {&OpTimerType, &FanoutCounterType, &StoredTimerType, &FlushTimerType};
+    for (int i = 0; i < 4; i++)
         if (PyModule_AddType(module, types[i]) < 0)
             return -1;
     return 0;

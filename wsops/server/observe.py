@@ -33,15 +33,16 @@ NEVER = 1 << 62  # ``quiet`` when no root publish is ever traced (a count that n
 class NodeObserver:
     """Implements ``HubObserver`` and ``SessionObserver`` for one node's route.
 
-    The three hooks called per frame or per publish, ``served``, ``fanout`` and
-    ``publish_stored``, are attributes: the compiled hooks of ``_hooks.c`` where wsops was
-    built with them (a Python method call costs more than their whole work), else this class's
-    ``_served``, ``_fanout`` and ``_publish_stored``, which they follow and hand anything
-    traced to (``compiled=False``: those, whatever was built)."""
+    The hooks called per frame, per publish or per tick, ``served``, ``fanout``,
+    ``publish_stored`` and ``flushed``, are attributes: the compiled hooks of ``_hooks.c`` where
+    wsops was built with them (a Python method call costs more than their whole work), else
+    this class's ``_served``, ``_fanout``, ``_publish_stored`` and ``_flushed``, which they
+    follow and hand anything traced to (``compiled=False``: those, whatever was built)."""
 
     served: Callable[[str, float, str | None], None]
     fanout: Callable[[Published, int], bool]
     publish_stored: Callable[[Any, Published, float, bool], None]
+    flushed: Callable[[], None]
 
     def __init__(self, metrics: WsMetrics, stats: RouteStats, tracing: Tracing | None, *,
                  compiled: bool = True) -> None:
@@ -79,12 +80,14 @@ class NodeObserver:
         hooks = compiled_module() if compiled else None
         if hooks is None:
             self.served, self.fanout = self._served, self._fanout
-            self.publish_stored = self._publish_stored
+            self.publish_stored, self.flushed = self._publish_stored, self._flushed
         else:
             self.served = hooks.OpTimer(self.ops, self._op_failed)
             self.fanout = hooks.FanoutCounter(
                 self._size_out, self._delivered, None if tracing is None else self._fanout_traced)
             self.publish_stored = hooks.StoredTimer(self._broker_latency, self._stored_traced)
+            self.flushed = hooks.FlushTimer(self._latency, self._delivered,
+                                            self._delivered_traced, self._flushed_traced)
 
     # -- HubObserver -------------------------------------------------------------------------
 
@@ -115,23 +118,27 @@ class NodeObserver:
         self._delivered_traced.append((msg.accepted_at, handle))
         return True
 
-    def flushed(self) -> None:
-        """Publish-to-socket latency, once per publish (not per delivery), at the flush."""
+    def _flushed(self) -> None:
+        """``flushed``: publish-to-socket latency, once per publish (not per delivery)."""
         if not self._delivered and not self._delivered_traced:
             return
-        hist = self._latency
         now = time.time()
         if self._delivered:
-            hist.observe_elapsed(now, self._delivered)
+            self._latency.observe_elapsed(now, self._delivered)
             self._delivered.clear()
         if self._delivered_traced:
-            close = Tracing.close_fanout
-            for accepted_at, handle in self._delivered_traced:
-                if handle is not None:
-                    hist.observe_traced(now - accepted_at, close(handle), now)
-                else:
-                    hist.observe(now - accepted_at)
-            self._delivered_traced.clear()
+            self._flushed_traced(now)
+
+    def _flushed_traced(self, now: float) -> None:
+        """The rest of ``flushed`` for the tick's publishes that carried a traceparent: their
+        fan-out spans ended, their trace ids the latency's exemplars."""
+        hist, close = self._latency, Tracing.close_fanout
+        for accepted_at, handle in self._delivered_traced:
+            if handle is not None:
+                hist.observe_traced(now - accepted_at, close(handle), now)
+            else:
+                hist.observe(now - accepted_at)
+        self._delivered_traced.clear()
 
     def sync(self, hub: HubStats) -> None:
         """Copy the hub's write counters into the route's figures, and derive its handler
