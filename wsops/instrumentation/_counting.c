@@ -78,8 +78,7 @@ static PyObject *Counts_observe(Counts *self, PyObject *arg)
     double v;
     if (as_double(arg, &v) < 0)
         return NULL;
-    self->counts[bucket(self, v)]++;
-    self->sum += v;
+    counts_add(self, v, 1);
     Py_RETURN_NONE;
 }
 
@@ -90,17 +89,10 @@ static PyObject *Counts_observe_n(Counts *self, PyObject *const *args, Py_ssize_
         PyErr_Format(PyExc_TypeError, "observe_n(value, n) takes 2 arguments, not %zd", nargs);
         return NULL;
     }
-    if (as_double(args[0], &v) < 0)
+    unsigned long long k;
+    if (as_double(args[0], &v) < 0 || as_count(args[1], "observe_n: n", &k) < 0)
         return NULL;
-    long long k = PyLong_AsLongLong(args[1]);
-    if (k == -1 && PyErr_Occurred())
-        return NULL;
-    if (k < 0) {
-        PyErr_SetString(PyExc_ValueError, "observe_n: n must be >= 0");
-        return NULL;
-    }
-    self->counts[bucket(self, v)] += (unsigned long long)k;
-    self->sum += v * (double)k;
+    counts_add(self, v, k);
     Py_RETURN_NONE;
 }
 
@@ -109,15 +101,13 @@ static PyObject *Counts_observe_since(Counts *self, PyObject *arg)
     double start, now;
     if (as_double(arg, &start) < 0 || perf_now(&now) < 0)
         return NULL;
-    double v = now - start;
-    self->counts[bucket(self, v)]++;
-    self->sum += v;
+    counts_add(self, now - start, 1);
     Py_RETURN_NONE;
 }
 
 static PyObject *Counts_observe_elapsed(Counts *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    double now, total = 0.0;
+    double now;
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError,
                      "observe_elapsed(now, starts) takes 2 arguments, not %zd", nargs);
@@ -128,29 +118,11 @@ static PyObject *Counts_observe_elapsed(Counts *self, PyObject *const *args, Py_
     PyObject *starts = PySequence_Fast(args[1], "observe_elapsed: starts must be a sequence");
     if (starts == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(starts);
-    PyObject **items = PySequence_Fast_ITEMS(starts);
-    for (Py_ssize_t i = 0; i < n; i++) {  /* all numbers, or nothing counted */
-        if (!PyFloat_CheckExact(items[i]) && !PyLong_CheckExact(items[i])) {
-            double start;
-            if (as_double(items[i], &start) < 0) {
-                Py_DECREF(starts);
-                return NULL;
-            }
-        }
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double start;
-        if (as_double(items[i], &start) < 0) {  /* an int too large for a double */
-            Py_DECREF(starts);
-            return NULL;
-        }
-        double v = now - start;
-        self->counts[bucket(self, v)]++;
-        total += v;
-    }
+    int failed = counts_add_elapsed(self, now, PySequence_Fast_ITEMS(starts),
+                                    PySequence_Fast_GET_SIZE(starts));
     Py_DECREF(starts);
-    self->sum += total;
+    if (failed)
+        return NULL;
     Py_RETURN_NONE;
 }
 

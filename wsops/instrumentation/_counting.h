@@ -72,6 +72,39 @@ static inline void counts_add(Counts *self, double v, unsigned long long k)
     self->sum += v * (double)k;
 }
 
+/* ``o`` as a count of observations (an int >= 0); -1 with ValueError or TypeError set. */
+static inline int as_count(PyObject *o, const char *what, unsigned long long *out)
+{
+    long long k = PyLong_AsLongLong(o);
+    if (k == -1 && PyErr_Occurred())
+        return -1;
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0", what);
+        return -1;
+    }
+    *out = (unsigned long long)k;
+    return 0;
+}
+
+/* One observation of ``now - start`` per start of ``items``: all numbers, or nothing counted
+ * (-1 with the error set). */
+static inline int counts_add_elapsed(Counts *self, double now, PyObject *const *items,
+                                     Py_ssize_t n)
+{
+    double start, total = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (as_double(items[i], &start) < 0)
+            return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        (void)as_double(items[i], &start);  /* converted once above: cannot fail */
+        double v = now - start;
+        self->counts[bucket(self, v)]++;
+        total += v;
+    }
+    self->sum += total;
+    return 0;
+}
+
 extern PyTypeObject CountsType;
 
 /* Add ``Counts`` and MAX_BOUNDS (_counting.c), the hook types (_hooks.c) to the module (_module.c);

@@ -94,13 +94,9 @@ static PyObject *FanoutCounter_call(FanoutCounter *self, PyObject *const *args, 
     if (exact_args("fanout", (Py_ssize_t)nargsf, kwnames, 2) < 0)
         return NULL;
     PyObject *msg = args[0];
-    long long k = PyLong_AsLongLong(args[1]);
-    if (k == -1 && PyErr_Occurred())
+    unsigned long long k;
+    if (as_count(args[1], "fanout: subscribers", &k) < 0)
         return NULL;
-    if (k < 0) {
-        PyErr_SetString(PyExc_ValueError, "fanout: subscribers must be >= 0");
-        return NULL;
-    }
     PyObject *frame = PyObject_GetAttr(msg, s_frame);
     if (frame == NULL)
         return NULL;
@@ -108,7 +104,7 @@ static PyObject *FanoutCounter_call(FanoutCounter *self, PyObject *const *args, 
     Py_DECREF(frame);
     if (n < 0)
         return NULL;
-    counts_add((Counts *)self->size, (double)n, (unsigned long long)k);
+    counts_add((Counts *)self->size, (double)n, k);
     PyObject *accepted_at = PyObject_GetAttr(msg, s_accepted_at);
     if (accepted_at == NULL)
         return NULL;
@@ -207,26 +203,9 @@ static PyObject *FlushTimer_call(FlushTimer *self, PyObject *const *args, size_t
     if (wall_now(&now) < 0)
         return NULL;
     if (n > 0) {
-        Counts *latency = (Counts *)self->latency;
         PyObject **items = ((PyListObject *)self->delivered)->ob_item;
-        double total = 0.0;
-        for (Py_ssize_t i = 0; i < n; i++) {  /* all numbers, or nothing counted */
-            if (!PyFloat_CheckExact(items[i]) && !PyLong_CheckExact(items[i])) {
-                PyErr_Format(PyExc_TypeError, "flushed: accepted_at %R is not a number",
-                             items[i]);
-                return NULL;
-            }
-        }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double start;
-            if (as_double(items[i], &start) < 0)  /* an int too large for a double */
-                return NULL;
-            double v = now - start;
-            latency->counts[bucket(latency, v)]++;
-            total += v;
-        }
-        latency->sum += total;
-        if (PyList_SetSlice(self->delivered, 0, n, NULL) < 0)
+        if (counts_add_elapsed((Counts *)self->latency, now, items, n) < 0
+            || PyList_SetSlice(self->delivered, 0, n, NULL) < 0)
             return NULL;
     }
     if (!traced)
